@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as `npm test` runs it: static checks, the generated CRDs
+# compared with what is committed, then every test file through node's test runner
+# (unit tests beside the code, integration/e2e suites under test/).
+# Prerequisites the integration suites need (test guest, Kubernetes binaries) are
+# built first, each cached, so test timeouts measure tests, not builds.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export PATH="$root/node_modules/.bin:$PATH"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "typecheck"
+tsc -p tsconfig.json --noEmit
+step "lint"
+eslint --max-warnings 0 .
+step "generated CRDs match the schemas"
+node crds/src/generate.ts --check
+
+for prep in hack/prepare.d/*.sh; do
+  [ -e "$prep" ] || continue
+  step "prepare: $(basename "$prep" .sh)"
+  bash "$prep"
+done
+
+step "tests"
+mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.test.ts' | sort)
+if ((${#files[@]} == 0)); then echo "no test files found" >&2; exit 1; fi
+exec node --test --test-reporter=spec --test-concurrency="${KEYVIRT_TEST_CONCURRENCY:-2}" "${files[@]}"
