@@ -1,1 +1,6 @@
-export const x: number = 1;
+// The KeyVirt API: zod schemas per kind and version, their inferred types, and the
+// constants and metadata the operator and launcher share.
+export * from './api-group.ts';
+export * from './fields.ts';
+export { parseQuantity, QUANTITY_PATTERN, BYTE_SIZE_PATTERN } from './quantity.ts';
+export * from './virtualmachine/v1alpha1.ts';

@@ -1,0 +1,7 @@
+// The API group and version every KeyVirt kind lives in.
+
+export const GROUP = 'keyvirt.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** The `kubectl get keyvirt` category every KeyVirt kind belongs to. */
+export const CATEGORY = 'keyvirt';
