@@ -1,0 +1,338 @@
+// The source side of a live migration: sets QEMU's capabilities and parameters from
+// the policy, starts the migration, follows it (MIGRATION / MIGRATION_PASS events
+// wake a `query-migrate` poll), applies the convergence schedule, and concludes:
+// on success the source QEMU is left in `postmigrate`; on failure or cancel the
+// source guest is running again (QEMU restarts it itself; `cont` if it did not).
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type {
+  MigrationEvent,
+  MigrationFailureReason,
+  MigrationProgress,
+  MigrationResult,
+  MigrationTarget,
+  SourceMigrationStatus,
+  StartMigrationRequest,
+} from '../api/migration.ts';
+import { guestPauseMs } from '../api/migration.ts';
+import { ConvergenceSchedule, type ConvergenceAction } from './convergence.ts';
+import { eventTimeMicros, postCopyStatuses, QueryMigrateSchema, terminalStatuses, toProgress, type QueryMigrate } from './progress.ts';
+import {
+  emptyReturn,
+  migrationEventData,
+  runStatusReturn,
+  setCapabilities,
+  tcpUri,
+  type MigrationQmp,
+  type MigrationQmpEvent,
+} from './qmp-port.ts';
+
+const MiB = 1024 * 1024;
+/** "Unlimited": QEMU's default max-bandwidth is 128 MiB/s, far below a pod network. */
+const UNLIMITED_BANDWIDTH = 2 ** 50;
+
+/** Reads the target's RESUME time (epoch µs) from the target launcher, or null. */
+export type TargetResumeReader = (target: MigrationTarget, signal: AbortSignal) => Promise<number | null>;
+
+export interface SourceMigrationOptions {
+  readonly request: StartMigrationRequest;
+  readonly migrationId: string;
+  readonly qmp: MigrationQmp;
+  readonly logger: Logger;
+  /** Monotonic milliseconds; injected by tests. */
+  readonly nowMs?: () => number;
+  readonly pollIntervalMs?: number;
+  readonly readTargetResume?: TargetResumeReader;
+}
+
+interface Stop {
+  readonly reason: MigrationFailureReason;
+  readonly message: string;
+  readonly cancelled: boolean;
+}
+
+export class SourceMigration {
+  readonly id: string;
+  readonly #request: StartMigrationRequest;
+  readonly #qmp: MigrationQmp;
+  readonly #log: Logger;
+  readonly #nowMs: () => number;
+  readonly #pollMs: number;
+  readonly #readTargetResume: TargetResumeReader | undefined;
+  readonly #schedule: ConvergenceSchedule;
+  readonly #emitter = new EventEmitter<{ event: [MigrationEvent] }>();
+  #progress: MigrationProgress | null = null;
+  #result: MigrationResult | null = null;
+  #stop: Stop | null = null;
+  #cancelIssued = false;
+  #postCopy = false;
+  #startedAtMs = 0;
+  #stoppedAtMicros: number | null = null;
+  #wake: () => void = () => undefined;
+  readonly #onQmpEvent = (event: MigrationQmpEvent): void => this.#handleEvent(event);
+
+  constructor(options: SourceMigrationOptions) {
+    this.id = options.migrationId;
+    this.#request = options.request;
+    this.#qmp = options.qmp;
+    this.#log = options.logger.child({ migrationId: options.migrationId });
+    this.#nowMs = options.nowMs ?? ((): number => performance.now());
+    this.#pollMs = options.pollIntervalMs ?? 100;
+    this.#readTargetResume = options.readTargetResume;
+    this.#schedule = new ConvergenceSchedule(options.request.policy);
+  }
+
+  status(): SourceMigrationStatus {
+    return {
+      migrationId: this.id,
+      target: this.#request.target,
+      policy: this.#request.policy,
+      progress: this.#progress,
+      result: this.#result,
+    };
+  }
+
+  get result(): MigrationResult | null {
+    return this.#result;
+  }
+
+  /** Subscribes to progress and result events; returns the unsubscribe function. */
+  subscribe(listener: (event: MigrationEvent) => void): () => void {
+    this.#emitter.on('event', listener);
+    return () => this.#emitter.off('event', listener);
+  }
+
+  /**
+   * Asks the migration to stop and roll back. Returns false when it is too late:
+   * finished, or switched to post-copy (the target then holds the newest guest state).
+   */
+  cancel(message = 'cancelled on request'): boolean {
+    if (this.#result !== null || this.#postCopy) return false;
+    this.#stop ??= { reason: 'Cancelled', message, cancelled: true };
+    this.#wake();
+    return true;
+  }
+
+  /** Runs the migration to its end; never throws — every outcome is a result. */
+  async run(): Promise<MigrationResult> {
+    const policy = this.#request.policy;
+    let wasRunning = true;
+    try {
+      const before = await this.#qmp.execute('query-status', undefined, runStatusReturn);
+      if (before.status !== 'running' && before.status !== 'paused') {
+        return this.#finish({ phase: 'Failed', reason: 'SourceStopped', message: `source VM is ${before.status}` }, null, true);
+      }
+      wasRunning = before.running;
+      await setCapabilities(this.#qmp, {
+        events: true,
+        'auto-converge': policy.autoConverge,
+        'postcopy-ram': policy.postCopy,
+        'pause-before-switchover': false,
+      });
+      await this.#qmp.execute(
+        'migrate-set-parameters',
+        {
+          'downtime-limit': this.#schedule.initialDowntimeMs(),
+          'max-bandwidth': policy.bandwidthMiBps === 0 ? UNLIMITED_BANDWIDTH : policy.bandwidthMiBps * MiB,
+        },
+        emptyReturn,
+      );
+      this.#qmp.on('event', this.#onQmpEvent);
+      this.#startedAtMs = this.#nowMs();
+      const uri = tcpUri(this.#request.target.host, this.#request.target.port);
+      this.#log.info({ uri, policy }, 'migration started');
+      await this.#qmp.execute('migrate', { uri }, emptyReturn);
+      const last = await this.#follow();
+      return await this.#conclude(last, wasRunning);
+    } catch (err) {
+      this.#log.error({ err }, 'migration failed');
+      const running = await this.#ensureSourceRunning(wasRunning);
+      return this.#finish({ phase: 'Failed', reason: 'QemuFailed', message: (err as Error).message }, null, running);
+    } finally {
+      this.#qmp.off('event', this.#onQmpEvent);
+    }
+  }
+
+  #handleEvent(event: MigrationQmpEvent): void {
+    if (event.event === 'STOP') {
+      this.#stoppedAtMicros = eventTimeMicros(event.timestamp);
+    } else if (event.event === 'MIGRATION') {
+      const data = migrationEventData.safeParse(event.data);
+      this.#log.debug({ status: data.success ? data.data.status : undefined }, 'migration state');
+      this.#wake();
+    } else if (event.event === 'MIGRATION_PASS') {
+      this.#wake();
+    }
+  }
+
+  async #query(): Promise<QueryMigrate> {
+    return this.#qmp.execute('query-migrate', undefined, QueryMigrateSchema);
+  }
+
+  /** Polls until QEMU reaches a terminal state (or post-copy breaks); returns the last answer. */
+  async #follow(): Promise<QueryMigrate> {
+    for (;;) {
+      const info = await this.#query();
+      const status = info.status ?? 'none';
+      if (postCopyStatuses.has(status)) this.#postCopy = true;
+      this.#publishProgress(info);
+      if (terminalStatuses.has(status) || status === 'postcopy-paused') return info;
+      if (this.#stop !== null && !this.#cancelIssued && !this.#postCopy) {
+        await this.#issueCancel();
+      } else if (!this.#cancelIssued) {
+        const actions = this.#schedule.observe({
+          elapsedMs: this.#elapsedMs(),
+          status,
+          iteration: info.ram?.['dirty-sync-count'] ?? 0,
+          remainingBytes: info.ram?.remaining ?? 0,
+          totalBytes: info.ram?.total ?? 0,
+        });
+        for (const action of actions) await this.#apply(action);
+      }
+      await this.#sleep(this.#pollMs);
+    }
+  }
+
+  async #issueCancel(): Promise<void> {
+    this.#cancelIssued = true;
+    this.#log.info({ reason: this.#stop?.reason, message: this.#stop?.message }, 'cancelling migration');
+    await this.#qmp.execute('migrate_cancel', undefined, emptyReturn);
+  }
+
+  async #apply(action: ConvergenceAction): Promise<void> {
+    switch (action.kind) {
+      case 'setDowntime':
+        this.#log.info({ downtimeMs: action.downtimeMs, stalledIterations: action.stalledIterations }, 'raising downtime limit');
+        await this.#qmp.execute('migrate-set-parameters', { 'downtime-limit': action.downtimeMs }, emptyReturn);
+        return;
+      case 'startPostCopy':
+        this.#log.info({ cause: action.cause }, 'switching to post-copy');
+        this.#postCopy = true;
+        await this.#qmp.execute('migrate-start-postcopy', undefined, emptyReturn);
+        return;
+      case 'abort':
+        this.#stop ??= { reason: action.reason, message: action.message, cancelled: false };
+        await this.#issueCancel();
+        return;
+    }
+  }
+
+  #publishProgress(info: QueryMigrate): void {
+    this.#progress = toProgress(info, {
+      migrationId: this.id,
+      phase: 'Running',
+      elapsedMs: this.#elapsedMs(),
+      downtimeLimitMs: this.#schedule.currentDowntimeMs(),
+      postCopy: this.#postCopy,
+    });
+    this.#emitter.emit('event', { type: 'progress', progress: this.#progress });
+  }
+
+  async #conclude(last: QueryMigrate, wasRunning: boolean): Promise<MigrationResult> {
+    const status = last.status ?? 'none';
+    if (status === 'completed') {
+      const final = await this.#completedTimes(last);
+      const resumedAt = await this.#targetResume();
+      this.#log.info({ totalTimeMs: final['total-time'], downtimeMs: final.downtime }, 'migration completed');
+      return this.#finish({ phase: 'Succeeded' }, final, false, resumedAt);
+    }
+    if (status === 'postcopy-paused') {
+      return this.#finish(
+        { phase: 'Failed', reason: 'QemuFailed', message: `post-copy interrupted: ${last['error-desc'] ?? 'connection lost'}; the guest state is split and must be recovered` },
+        last,
+        false,
+      );
+    }
+    const running = await this.#ensureSourceRunning(wasRunning);
+    const stop = this.#stop;
+    if (stop !== null && status === 'cancelled') {
+      return this.#finish({ phase: stop.cancelled ? 'Cancelled' : 'Failed', reason: stop.reason, message: stop.message }, last, running);
+    }
+    const desc = last['error-desc'] ?? `migration ended in state ${status}`;
+    const reason: MigrationFailureReason = /connect/i.test(desc) && (last.ram?.transferred ?? 0) === 0 ? 'TargetUnreachable' : 'QemuFailed';
+    return this.#finish({ phase: 'Failed', reason, message: desc }, last, running);
+  }
+
+  /** QEMU 7.2 reports `completed` before it fills total-time/downtime: ask again briefly. */
+  async #completedTimes(last: QueryMigrate): Promise<QueryMigrate> {
+    let info = last;
+    for (let i = 0; i < 20 && (info['total-time'] === undefined || info.downtime === undefined); i++) {
+      await this.#sleep(100);
+      info = await this.#query();
+    }
+    return info;
+  }
+
+  async #targetResume(): Promise<number | null> {
+    const read = this.#readTargetResume;
+    if (read === undefined || this.#request.target.launcherUrl === undefined) return null;
+    try {
+      return await read(this.#request.target, AbortSignal.timeout(5000));
+    } catch (err) {
+      this.#log.warn({ err }, 'target resume time unavailable');
+      return null;
+    }
+  }
+
+  /** After a failed or cancelled migration: wait for QEMU to restart the guest, `cont` if it does not. */
+  async #ensureSourceRunning(wasRunning: boolean): Promise<boolean> {
+    try {
+      for (let i = 0; i < 20; i++) {
+        const st = await this.#qmp.execute('query-status', undefined, runStatusReturn);
+        if (st.running || !wasRunning) return st.running;
+        if (st.status === 'postmigrate' || i === 19) {
+          this.#log.warn({ status: st.status }, 'source guest still stopped after the migration ended; resuming it');
+          await this.#qmp.execute('cont', undefined, emptyReturn);
+          return (await this.#qmp.execute('query-status', undefined, runStatusReturn)).running;
+        }
+        await this.#sleep(50);
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'could not resume the source guest');
+    }
+    return false;
+  }
+
+  #finish(
+    outcome: Pick<MigrationResult, 'phase' | 'reason' | 'message'>,
+    info: QueryMigrate | null,
+    sourceRunning: boolean,
+    targetResumedAtMicros: number | null = null,
+  ): MigrationResult {
+    const ms = (v: number | undefined): number | null => (v === undefined ? null : Math.round(v));
+    const stoppedAt = outcome.phase === 'Succeeded' ? this.#stoppedAtMicros : null;
+    const result: MigrationResult = {
+      migrationId: this.id,
+      ...outcome,
+      totalTimeMs: ms(info?.['total-time']),
+      downtimeMs: outcome.phase === 'Succeeded' ? ms(info?.downtime) : null,
+      setupTimeMs: ms(info?.['setup-time']),
+      guestPauseMs: guestPauseMs(stoppedAt, targetResumedAtMicros),
+      sourceStoppedAtMicros: stoppedAt,
+      targetResumedAtMicros,
+      transferredBytes: Math.round(info?.ram?.transferred ?? 0),
+      iterations: Math.round(info?.ram?.['dirty-sync-count'] ?? 0),
+      postCopy: this.#postCopy,
+      sourceRunning,
+    };
+    this.#result = result;
+    if (this.#progress !== null) this.#progress = { ...this.#progress, phase: result.phase };
+    this.#emitter.emit('event', { type: 'result', result });
+    return result;
+  }
+
+  #elapsedMs(): number {
+    return this.#nowMs() - this.#startedAtMs;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
