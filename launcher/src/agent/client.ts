@@ -1,0 +1,280 @@
+// A client for the QEMU guest agent on its virtio-serial channel (a unix socket QEMU
+// serves). The agent answers one command at a time and without ids, and it comes and goes
+// with the guest, so every session starts with guest-sync-delimited: a 0xFF byte flushes
+// the agent's parser, and the answer (itself preceded by 0xFF) carries our random id, so
+// stale answers from earlier sessions are recognised and dropped.
+import { randomInt } from 'node:crypto';
+import net from 'node:net';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import {
+  AgentCommandError,
+  AgentDisconnectedError,
+  AgentProtocolError,
+  AgentSyncError,
+  AgentTimeoutError,
+} from './errors.ts';
+import {
+  agentReplySchema,
+  emptyObjectSchema,
+  fsfreezeCountSchema,
+  fsfreezeStatusSchema,
+  guestExecSchema,
+  guestExecStatusSchema,
+  guestFsInfoSchema,
+  guestHostNameSchema,
+  guestInfoSchema,
+  guestNetworkInterfacesSchema,
+  guestOsInfoSchema,
+  guestUsersSchema,
+} from './messages.ts';
+import type { GuestExecStatus, GuestFsInfo, GuestInfo, GuestNetworkInterfaces, GuestOsInfo, GuestUsers } from './messages.ts';
+
+const DELIMITER = 0xff;
+
+export interface AgentClientOptions {
+  path: string;
+  logger: Logger;
+  syncTimeoutMs?: number;
+  commandTimeoutMs?: number;
+  connect?: (path: string) => net.Socket;
+}
+
+export interface GuestExecRequest {
+  path: string;
+  args?: string[];
+  env?: string[];
+  captureOutput?: boolean;
+}
+
+type Waiter = (line: unknown, closed?: AgentDisconnectedError) => void;
+
+export class GuestAgentClient {
+  #options: AgentClientOptions;
+  #log: Logger;
+  #socket: net.Socket | undefined;
+  #rest: Buffer = Buffer.alloc(0);
+  #waiter: Waiter | undefined;
+  #chain: Promise<unknown> = Promise.resolve();
+  #closedError: Error | undefined;
+
+  constructor(options: AgentClientOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'guest-agent' });
+  }
+
+  get connected(): boolean {
+    return this.#socket !== undefined && this.#closedError === undefined;
+  }
+
+  /** Opens the channel and synchronises with the agent; rejects with AgentSyncError when no agent answers. */
+  async connect(): Promise<void> {
+    const socket = (this.#options.connect ?? ((p: string) => net.createConnection(p)))(this.#options.path);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', (err) => reject(new AgentDisconnectedError(`guest agent socket: ${err.message}`, { cause: err })));
+    });
+    this.#socket = socket;
+    this.#closedError = undefined;
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => this.#onClose(err));
+    socket.on('close', () => this.#onClose(new Error('socket closed')));
+    try {
+      await this.#sync();
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#onClose(new Error('closed by the client'));
+  }
+
+  /** Runs one command and parses its return value. A timeout closes the channel (its stream is no longer aligned). */
+  execute<S extends z.ZodType>(command: string, args: Record<string, unknown> | undefined, schema: S, timeoutMs?: number): Promise<z.infer<S>> {
+    const run = async (): Promise<z.infer<S>> => {
+      const raw = await this.#request(command, args, timeoutMs ?? this.#options.commandTimeoutMs ?? 10_000);
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) throw new AgentProtocolError(`unexpected return of ${command}: ${parsed.error.message}`);
+      return parsed.data;
+    };
+    const result = this.#chain.then(run, run);
+    this.#chain = result.catch(() => undefined);
+    return result;
+  }
+
+  ping(): Promise<unknown> {
+    return this.execute('guest-ping', undefined, emptyObjectSchema);
+  }
+
+  info(): Promise<GuestInfo> {
+    return this.execute('guest-info', undefined, guestInfoSchema);
+  }
+
+  osInfo(): Promise<GuestOsInfo> {
+    return this.execute('guest-get-osinfo', undefined, guestOsInfoSchema);
+  }
+
+  async hostName(): Promise<string> {
+    return (await this.execute('guest-get-host-name', undefined, guestHostNameSchema))['host-name'];
+  }
+
+  networkInterfaces(): Promise<GuestNetworkInterfaces> {
+    return this.execute('guest-network-get-interfaces', undefined, guestNetworkInterfacesSchema);
+  }
+
+  users(): Promise<GuestUsers> {
+    return this.execute('guest-get-users', undefined, guestUsersSchema);
+  }
+
+  filesystems(): Promise<GuestFsInfo> {
+    return this.execute('guest-get-fsinfo', undefined, guestFsInfoSchema);
+  }
+
+  fsfreezeFreeze(): Promise<number> {
+    return this.execute('guest-fsfreeze-freeze', undefined, fsfreezeCountSchema, 60_000);
+  }
+
+  fsfreezeThaw(): Promise<number> {
+    return this.execute('guest-fsfreeze-thaw', undefined, fsfreezeCountSchema, 60_000);
+  }
+
+  fsfreezeStatus(): Promise<'thawed' | 'frozen'> {
+    return this.execute('guest-fsfreeze-status', undefined, fsfreezeStatusSchema);
+  }
+
+  /**
+   * Asks the guest to power off (or halt/reboot). The agent sends no reply on success,
+   * only on failure, so an error within `waitMs` rejects and silence resolves.
+   */
+  shutdown(mode: 'powerdown' | 'halt' | 'reboot' = 'powerdown', waitMs = 1000): Promise<void> {
+    const run = async (): Promise<void> => {
+      try {
+        await this.#request('guest-shutdown', { mode }, waitMs);
+      } catch (err) {
+        if (err instanceof AgentTimeoutError) return;
+        throw err;
+      }
+    };
+    const result = this.#chain.then(run, run);
+    this.#chain = result.catch(() => undefined);
+    return result;
+  }
+
+  async exec(request: GuestExecRequest): Promise<number> {
+    const args: Record<string, unknown> = { path: request.path, 'capture-output': request.captureOutput ?? false };
+    if (request.args !== undefined) args.arg = request.args;
+    if (request.env !== undefined) args.env = request.env;
+    return (await this.execute('guest-exec', args, guestExecSchema)).pid;
+  }
+
+  execStatus(pid: number): Promise<GuestExecStatus> {
+    return this.execute('guest-exec-status', { pid }, guestExecStatusSchema);
+  }
+
+  async #sync(): Promise<void> {
+    const id = randomInt(1, 2 ** 31 - 1);
+    const socket = this.#requireSocket();
+    const timeoutMs = this.#options.syncTimeoutMs ?? 3000;
+    const answered = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiter = undefined;
+        reject(new AgentSyncError(`no answer to guest-sync-delimited within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiter = (line, closed) => {
+        if (closed !== undefined) {
+          clearTimeout(timer);
+          this.#waiter = undefined;
+          reject(new AgentSyncError(`guest agent channel closed while synchronising: ${closed.message}`, { cause: closed }));
+          return;
+        }
+        const reply = agentReplySchema.safeParse(line);
+        if (!reply.success || !('return' in reply.data) || reply.data.return !== id) {
+          this.#log.debug({ line }, 'stale guest agent output dropped while synchronising');
+          return;
+        }
+        clearTimeout(timer);
+        this.#waiter = undefined;
+        resolve();
+      };
+    });
+    socket.write(Buffer.from([DELIMITER]));
+    socket.write(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`);
+    await answered;
+  }
+
+  #request(command: string, args: Record<string, unknown> | undefined, timeoutMs: number): Promise<unknown> {
+    const socket = this.#requireSocket();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiter = undefined;
+        this.#onClose(new Error(`no answer to ${command}`));
+        reject(new AgentTimeoutError(`guest agent command ${command} got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiter = (line, closed) => {
+        clearTimeout(timer);
+        this.#waiter = undefined;
+        const reply = agentReplySchema.safeParse(line);
+        if (closed !== undefined) {
+          reject(closed);
+        } else if (!reply.success) {
+          reject(new AgentProtocolError(`unparsable answer to ${command}`));
+        } else if ('error' in reply.data) {
+          reject(new AgentCommandError(command, reply.data.error.class, reply.data.error.desc));
+        } else {
+          resolve(reply.data.return);
+        }
+      };
+      const message = args === undefined ? { execute: command } : { execute: command, arguments: args };
+      socket.write(`${JSON.stringify(message)}\n`);
+    });
+  }
+
+  #requireSocket(): net.Socket {
+    if (this.#socket === undefined || this.#closedError !== undefined) {
+      throw new AgentDisconnectedError('guest agent channel is not connected');
+    }
+    return this.#socket;
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#rest = Buffer.concat([this.#rest, chunk]);
+    const delim = this.#rest.lastIndexOf(DELIMITER);
+    if (delim >= 0) this.#rest = this.#rest.subarray(delim + 1);
+    let nl = this.#rest.indexOf(0x0a);
+    while (nl >= 0) {
+      const line = this.#rest.subarray(0, nl).toString('utf8').trim();
+      this.#rest = this.#rest.subarray(nl + 1);
+      if (line !== '') this.#deliver(line);
+      nl = this.#rest.indexOf(0x0a);
+    }
+  }
+
+  #deliver(line: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      this.#log.debug({ line }, 'non-JSON guest agent output dropped');
+      return;
+    }
+    if (this.#waiter === undefined) {
+      this.#log.debug({ line }, 'unsolicited guest agent output dropped');
+      return;
+    }
+    this.#waiter(json);
+  }
+
+  #onClose(reason: Error): void {
+    if (this.#closedError !== undefined || this.#socket === undefined) return;
+    this.#closedError = reason;
+    this.#socket.destroy();
+    this.#rest = Buffer.alloc(0);
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    if (waiter !== undefined) {
+      waiter(undefined, new AgentDisconnectedError(`guest agent channel closed: ${reason.message}`, { cause: reason }));
+    }
+  }
+}

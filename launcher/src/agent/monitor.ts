@@ -1,0 +1,126 @@
+// Keeps a guest-agent session alive while the VM runs: connects and synchronises, reads
+// what the guest reports (OS, host name, interfaces), polls it, and reconnects after the
+// agent goes away (guest reboot, agent restart). Exposes `connected` for the status.
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { GuestAgentClient } from './client.ts';
+import type { GuestNetworkInterfaces, GuestOsInfo } from './messages.ts';
+
+export interface GuestSnapshot {
+  connected: boolean;
+  agentVersion?: string;
+  osInfo?: GuestOsInfo;
+  hostName?: string;
+  interfaces?: GuestNetworkInterfaces;
+  /** When the agent last answered (ISO 8601). */
+  lastSeen?: string;
+  /** When `connected` last changed (ISO 8601). */
+  since?: string;
+}
+
+export interface AgentMonitorOptions {
+  path: string;
+  logger: Logger;
+  pollIntervalMs?: number;
+  retryIntervalMs?: number;
+  syncTimeoutMs?: number;
+  commandTimeoutMs?: number;
+  now?: () => Date;
+}
+
+interface MonitorEvents {
+  change: [GuestSnapshot];
+}
+
+export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
+  #options: AgentMonitorOptions;
+  #log: Logger;
+  #client: GuestAgentClient | undefined;
+  #snapshot: GuestSnapshot = { connected: false };
+  #now: () => Date;
+
+  constructor(options: AgentMonitorOptions) {
+    super();
+    this.#options = options;
+    this.#log = options.logger.child({ component: 'agent-monitor' });
+    this.#now = options.now ?? ((): Date => new Date());
+  }
+
+  get snapshot(): GuestSnapshot {
+    return this.#snapshot;
+  }
+
+  /** The synchronised client while the agent is connected. */
+  get client(): GuestAgentClient | undefined {
+    return this.#snapshot.connected ? this.#client : undefined;
+  }
+
+  /** Runs until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const retryMs = this.#options.retryIntervalMs ?? 1000;
+    const pollMs = this.#options.pollIntervalMs ?? 5000;
+    while (!signal.aborted) {
+      const ok = this.#snapshot.connected ? await this.#poll() : await this.#connect();
+      try {
+        await sleep(ok ? pollMs : retryMs, undefined, { signal });
+      } catch {
+        break;
+      }
+    }
+    this.#client?.close();
+    if (this.#snapshot.connected) this.#update({ connected: false });
+  }
+
+  async #connect(): Promise<boolean> {
+    this.#client?.close();
+    const client = new GuestAgentClient({
+      path: this.#options.path,
+      logger: this.#options.logger,
+      syncTimeoutMs: this.#options.syncTimeoutMs ?? 2000,
+      commandTimeoutMs: this.#options.commandTimeoutMs ?? 10_000,
+    });
+    this.#client = client;
+    try {
+      await client.connect();
+      const info = await client.info();
+      const osInfo = await client.osInfo();
+      const hostName = await client.hostName().catch(() => undefined);
+      const interfaces = await client.networkInterfaces().catch(() => undefined);
+      this.#log.info({ agentVersion: info.version, os: osInfo['pretty-name'] }, 'guest agent connected');
+      this.#update({ connected: true, agentVersion: info.version, osInfo, hostName, interfaces });
+      return true;
+    } catch (err) {
+      this.#log.debug({ err }, 'guest agent not answering');
+      client.close();
+      return false;
+    }
+  }
+
+  async #poll(): Promise<boolean> {
+    const client = this.#client;
+    try {
+      if (client === undefined) throw new Error('no client');
+      await client.ping();
+      const interfaces = await client.networkInterfaces();
+      if (JSON.stringify(interfaces) !== JSON.stringify(this.#snapshot.interfaces)) {
+        this.#update({ ...this.#snapshot, interfaces });
+      } else {
+        this.#snapshot = { ...this.#snapshot, lastSeen: this.#now().toISOString() };
+      }
+      return true;
+    } catch (err) {
+      this.#log.info({ err }, 'guest agent disconnected');
+      client?.close();
+      this.#update({ connected: false });
+      return false;
+    }
+  }
+
+  #update(next: GuestSnapshot): void {
+    const at = this.#now().toISOString();
+    const since = next.connected === this.#snapshot.connected ? this.#snapshot.since : at;
+    this.#snapshot = { ...next, since, lastSeen: next.connected ? at : this.#snapshot.lastSeen };
+    this.emit('change', this.#snapshot);
+  }
+}
