@@ -1,0 +1,152 @@
+// The operator's Prometheus metrics, on one registry owned by main.ts. Runtime parts
+// report through the small observer interfaces they declare; gauges that describe the
+// cluster (VM phases, launcher overhead) are computed from the caches at scrape time.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ControllerObserver, ReconcileOutcome } from './runtime/controller.ts';
+import type { InformerObserver } from './runtime/informer.ts';
+
+/** What the VM phase and overhead gauges read at scrape time. */
+export interface VmPhaseSource {
+  /** Count of VMs per printable phase. */
+  phaseCounts(): Map<string, number>;
+  /** Launcher + QEMU memory overhead requested per running VM, in bytes, keyed by namespace/name. */
+  launcherOverheads(): Map<string, number>;
+}
+
+export class OperatorMetrics implements ControllerObserver, InformerObserver {
+  readonly registry = new Registry();
+  readonly #reconciles: Counter<'controller' | 'result'>;
+  readonly #reconcileErrors: Counter<'controller'>;
+  readonly #reconcileSeconds: Histogram<'controller'>;
+  readonly #queueDepth: Gauge<'controller'>;
+  readonly #watchEvents: Counter<'kind' | 'event'>;
+  readonly #badObjects: Counter<'kind'>;
+  readonly #leader: Gauge;
+  readonly #launcherEvents: Counter<'event'>;
+  #vmSources: VmPhaseSource[] = [];
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'keyvirt_operator_' });
+    this.#reconciles = new Counter({
+      name: 'keyvirt_reconcile_total',
+      help: 'Reconciles per controller and result (success, requeue, error, terminal).',
+      labelNames: ['controller', 'result'],
+      registers,
+    });
+    this.#reconcileErrors = new Counter({
+      name: 'keyvirt_reconcile_errors_total',
+      help: 'Reconciles that failed (retried or terminal), per controller.',
+      labelNames: ['controller'],
+      registers,
+    });
+    this.#reconcileSeconds = new Histogram({
+      name: 'keyvirt_reconcile_duration_seconds',
+      help: 'Time spent in one reconcile, per controller.',
+      labelNames: ['controller'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#queueDepth = new Gauge({
+      name: 'keyvirt_workqueue_depth',
+      help: 'Keys ready to be reconciled, per controller.',
+      labelNames: ['controller'],
+      registers,
+    });
+    this.#watchEvents = new Counter({
+      name: 'keyvirt_informer_events_total',
+      help: 'Informer lifecycle: list, watch connected, watch gone (410, relist), watch error, watch closed.',
+      labelNames: ['kind', 'event'],
+      registers,
+    });
+    this.#badObjects = new Counter({
+      name: 'keyvirt_informer_invalid_objects_total',
+      help: 'Objects from the API server that did not match their schema and were ignored.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.#leader = new Gauge({
+      name: 'keyvirt_operator_leader',
+      help: '1 while this operator instance holds the leader lease.',
+      registers,
+    });
+    this.#launcherEvents = new Counter({
+      name: 'keyvirt_launcher_stream_events_total',
+      help: 'Launcher event-stream lifecycle: connected, event, disconnected.',
+      labelNames: ['event'],
+      registers,
+    });
+    const sources = (): VmPhaseSource[] => this.#vmSources;
+    new Gauge({
+      name: 'keyvirt_vm_phase_count',
+      help: 'VirtualMachines per printable phase.',
+      labelNames: ['phase'],
+      registers,
+      collect(): void {
+        this.reset();
+        for (const s of sources()) for (const [phase, n] of s.phaseCounts()) this.inc({ phase }, n);
+      },
+    });
+    new Gauge({
+      name: 'keyvirt_vm_launcher_memory_overhead_bytes',
+      help: 'Memory the launcher pod requests beyond the guest RAM (launcher + QEMU overhead), per VM.',
+      labelNames: ['namespace', 'name'],
+      registers,
+      collect(): void {
+        this.reset();
+        for (const s of sources()) {
+          for (const [key, bytes] of s.launcherOverheads()) {
+            const [namespace = '', name = ''] = key.split('/');
+            this.set({ namespace, name }, bytes);
+          }
+        }
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  addVmSource(source: VmPhaseSource): void {
+    this.#vmSources.push(source);
+  }
+
+  onReconcile(controller: string, outcome: ReconcileOutcome, seconds: number): void {
+    this.#reconciles.inc({ controller, result: outcome });
+    if (outcome === 'error' || outcome === 'terminal') this.#reconcileErrors.inc({ controller });
+    this.#reconcileSeconds.observe({ controller }, seconds);
+  }
+
+  onQueueDepth(controller: string, depth: number): void {
+    this.#queueDepth.set({ controller }, depth);
+  }
+
+  onList(kind: string): void {
+    this.#watchEvents.inc({ kind, event: 'list' });
+  }
+
+  onWatchConnected(kind: string): void {
+    this.#watchEvents.inc({ kind, event: 'connected' });
+  }
+
+  onWatchError(kind: string, reason: 'gone' | 'error' | 'closed'): void {
+    this.#watchEvents.inc({ kind, event: reason });
+  }
+
+  onBadObject(kind: string): void {
+    this.#badObjects.inc({ kind });
+  }
+
+  onLeadershipChange(leading: boolean): void {
+    this.#leader.set(leading ? 1 : 0);
+  }
+
+  onLauncherStream(event: 'connected' | 'event' | 'disconnected'): void {
+    this.#launcherEvents.inc({ event });
+  }
+}

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Controller, type ReconcileContext, type ReconcileResult, TerminalError } from './controller.ts';
+import { ManualClock } from './manual-clock.ts';
+import { ExponentialBackoff } from './work-queue.ts';
+
+const log = pino({ level: 'silent' });
+
+function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await tick();
+}
+
+void describe('Controller', () => {
+  void it('retries a failing key with backoff, and stops retrying after success', async () => {
+    const clock = new ManualClock();
+    const calls: number[] = [];
+    let failuresLeft = 2;
+    const outcomes: string[] = [];
+    const controller = new Controller({
+      name: 'test',
+      clock,
+      log,
+      workers: 2,
+      backoff: new ExponentialBackoff(1000, 10_000),
+      observer: { onReconcile: (_c, outcome) => outcomes.push(outcome), onQueueDepth: () => undefined },
+      reconciler: {
+        reconcile: (): Promise<ReconcileResult> => {
+          calls.push(clock.now());
+          if (failuresLeft-- > 0) return Promise.reject(new Error('API server unavailable'));
+          return Promise.resolve({});
+        },
+      },
+    });
+    const stop = new AbortController();
+    const running = controller.run(stop.signal);
+    controller.enqueue('ns/vm');
+    await settle();
+    clock.advance(1000);
+    await settle();
+    clock.advance(2000);
+    await settle();
+    clock.advance(60_000);
+    await settle();
+    assert.deepEqual(calls, [0, 1000, 3000]);
+    assert.deepEqual(outcomes, ['error', 'error', 'success']);
+    stop.abort();
+    await running;
+  });
+
+  void it('does not retry a TerminalError, and honours requeueAfterMs', async () => {
+    const clock = new ManualClock();
+    const seen: string[] = [];
+    const controller = new Controller({
+      name: 'test',
+      clock,
+      log,
+      reconciler: {
+        reconcile: (_ctx: ReconcileContext, key: string): Promise<ReconcileResult> => {
+          seen.push(`${key}@${clock.now()}`);
+          if (key === 'ns/bad') return Promise.reject(new TerminalError('spec cannot be satisfied'));
+          return Promise.resolve({ requeueAfterMs: 5000 });
+        },
+      },
+    });
+    const stop = new AbortController();
+    const running = controller.run(stop.signal);
+    controller.enqueue('ns/bad');
+    controller.enqueue('ns/poll');
+    await settle();
+    clock.advance(5000);
+    await settle();
+    assert.deepEqual(seen.sort(), ['ns/bad@0', 'ns/poll@0', 'ns/poll@5000']);
+    stop.abort();
+    await running;
+  });
+
+  void it('runs different keys in parallel but one key on one worker at a time', async () => {
+    const clock = new ManualClock();
+    let active = 0;
+    let maxActive = 0;
+    const perKey = new Map<string, number>();
+    let overlapSameKey = false;
+    const releases: (() => void)[] = [];
+    const controller = new Controller({
+      name: 'test',
+      clock,
+      log,
+      workers: 4,
+      reconciler: {
+        reconcile: async (_ctx: ReconcileContext, key: string): Promise<ReconcileResult> => {
+          active++;
+          maxActive = Math.max(maxActive, active);
+          const n = (perKey.get(key) ?? 0) + 1;
+          perKey.set(key, n);
+          if (n > 1) overlapSameKey = true;
+          await new Promise<void>((resolve) => releases.push(resolve));
+          perKey.set(key, (perKey.get(key) ?? 1) - 1);
+          active--;
+          return {};
+        },
+      },
+    });
+    const stop = new AbortController();
+    const running = controller.run(stop.signal);
+    controller.enqueue('ns/a');
+    controller.enqueue('ns/b');
+    await settle();
+    controller.enqueue('ns/a');
+    controller.enqueue('ns/a');
+    await settle();
+    assert.equal(maxActive, 2);
+    for (const r of releases.splice(0)) r();
+    await settle();
+    assert.equal(releases.length, 1, 'the merged re-add of ns/a ran once, after the first finished');
+    for (const r of releases.splice(0)) r();
+    await settle();
+    assert.equal(overlapSameKey, false);
+    stop.abort();
+    await running;
+  });
+
+  void it('waits for a reconcile in flight on shutdown', async () => {
+    const clock = new ManualClock();
+    let finished = false;
+    let release = (): void => undefined;
+    const controller = new Controller({
+      name: 'test',
+      clock,
+      log,
+      reconciler: {
+        reconcile: async (): Promise<ReconcileResult> => {
+          await new Promise<void>((resolve) => (release = resolve));
+          finished = true;
+          return {};
+        },
+      },
+    });
+    const stop = new AbortController();
+    const running = controller.run(stop.signal);
+    controller.enqueue('ns/a');
+    await settle();
+    stop.abort();
+    let stopped = false;
+    void running.then(() => (stopped = true));
+    await settle();
+    assert.equal(stopped, false);
+    release();
+    await running;
+    assert.equal(finished, true);
+  });
+});

@@ -1,0 +1,280 @@
+// A supervised informer: list, then watch from the list's resourceVersion; relist on
+// 410 Gone; reconnect with exponential backoff (1 s → 30 s) after any error, forever,
+// until its signal is aborted. Every object is parsed with the kind's zod schema at the
+// edge, so the cache and the handlers only ever see typed values.
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { KubeApiError, type RequestOptions, type WatchStream, isGone } from './kube-client.ts';
+import { type ResourceType, collectionPath, keyOf } from './resource.ts';
+import type { Sleep } from './clock.ts';
+
+/** What every cached object has. */
+export interface KubeObject {
+  metadata: { name: string; namespace?: string | undefined; resourceVersion?: string | undefined };
+}
+
+/** The slice of the API client an informer needs. */
+export interface ListWatchClient {
+  request(method: 'GET', path: string, options?: RequestOptions): Promise<unknown>;
+  watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    handlers: { onEvent: (event: unknown) => void; onBadLine: (line: string) => void },
+    signal: AbortSignal,
+  ): Promise<WatchStream>;
+}
+
+export interface InformerHandlers<T> {
+  onAdd?: (obj: T) => void;
+  onUpdate?: (oldObj: T, obj: T) => void;
+  onDelete?: (obj: T) => void;
+}
+
+/** Lifecycle of the list/watch, for metrics. */
+export interface InformerObserver {
+  onList(kind: string): void;
+  onWatchConnected(kind: string): void;
+  onWatchError(kind: string, reason: 'gone' | 'error' | 'closed'): void;
+  onBadObject(kind: string): void;
+}
+
+export interface InformerOptions<T extends KubeObject> {
+  client: ListWatchClient;
+  type: ResourceType;
+  schema: z.ZodType<T>;
+  log: Logger;
+  namespace?: string;
+  labelSelector?: string;
+  sleep: Sleep;
+  observer?: InformerObserver;
+  /** Server-side watch timeout; the informer reconnects from the last resourceVersion. */
+  watchTimeoutSeconds?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+const listSchema = z.object({
+  metadata: z.object({ resourceVersion: z.string().optional() }).optional(),
+  items: z.array(z.unknown()).nullable().optional(),
+});
+
+const watchEventSchema = z.object({
+  type: z.enum(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']),
+  object: z.unknown(),
+});
+
+const watchErrorStatus = z.object({ code: z.number().optional(), message: z.string().optional() });
+const bookmarkSchema = z.object({ metadata: z.object({ resourceVersion: z.string() }) });
+
+class GoneError extends Error {
+  override readonly name = 'GoneError';
+}
+
+export class Informer<T extends KubeObject> {
+  readonly #opts: InformerOptions<T>;
+  readonly #cache = new Map<string, T>();
+  readonly #handlers: InformerHandlers<T>[] = [];
+  #resourceVersion: string | undefined;
+  #synced = false;
+  #syncWaiters: (() => void)[] = [];
+
+  constructor(opts: InformerOptions<T>) {
+    this.#opts = opts;
+  }
+
+  get kind(): string {
+    return this.#opts.type.kind;
+  }
+
+  addHandlers(handlers: InformerHandlers<T>): void {
+    this.#handlers.push(handlers);
+  }
+
+  get(key: string): T | undefined {
+    return this.#cache.get(key);
+  }
+
+  list(): T[] {
+    return [...this.#cache.values()];
+  }
+
+  hasSynced(): boolean {
+    return this.#synced;
+  }
+
+  /** Resolves once the first list has filled the cache (or the signal aborts). */
+  waitForSync(signal: AbortSignal): Promise<void> {
+    if (this.#synced || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#syncWaiters.push(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  /** Runs list+watch until `signal` aborts; never gives up on errors. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { log, sleep } = this.#opts;
+    const minBackoff = this.#opts.minBackoffMs ?? 1000;
+    const maxBackoff = this.#opts.maxBackoffMs ?? 30_000;
+    let backoff = minBackoff;
+    while (!signal.aborted) {
+      try {
+        if (this.#resourceVersion === undefined) await this.#relist(signal);
+        const healthy = await this.#watchOnce(signal);
+        if (signal.aborted) break;
+        if (healthy) backoff = minBackoff;
+        else {
+          await sleep(backoff, signal);
+          backoff = Math.min(backoff * 2, maxBackoff);
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof GoneError || isGone(err)) {
+          this.#opts.observer?.onWatchError(this.kind, 'gone');
+          log.info({ kind: this.kind }, 'resourceVersion too old, relisting');
+          this.#resourceVersion = undefined;
+          continue;
+        }
+        this.#opts.observer?.onWatchError(this.kind, 'error');
+        log.warn({ err, kind: this.kind, backoffMs: backoff }, 'list/watch failed, retrying');
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, maxBackoff);
+      }
+    }
+  }
+
+  #query(): Record<string, string | undefined> {
+    return { labelSelector: this.#opts.labelSelector };
+  }
+
+  async #relist(signal: AbortSignal): Promise<void> {
+    const { client, type, namespace } = this.#opts;
+    const raw = await client.request('GET', collectionPath(type, namespace), { query: this.#query(), signal });
+    const list = listSchema.parse(raw);
+    this.#opts.observer?.onList(this.kind);
+    const fresh = new Map<string, T>();
+    for (const item of list.items ?? []) {
+      const obj = this.#parse(item);
+      if (obj) fresh.set(keyOf(obj.metadata), obj);
+    }
+    for (const [key, old] of this.#cache) {
+      if (!fresh.has(key)) {
+        this.#cache.delete(key);
+        this.#emitDelete(old);
+      }
+    }
+    for (const [key, obj] of fresh) this.#upsert(key, obj);
+    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
+    if (!this.#synced) {
+      this.#synced = true;
+      for (const w of this.#syncWaiters.splice(0)) w();
+    }
+  }
+
+  /** One watch connection. Returns true when it carried events (a healthy close). */
+  async #watchOnce(signal: AbortSignal): Promise<boolean> {
+    const { client, type, namespace, log } = this.#opts;
+    const local = new AbortController();
+    const abort = (): void => local.abort();
+    signal.addEventListener('abort', abort, { once: true });
+    let events = 0;
+    let gone = false;
+    try {
+      const query = {
+        ...this.#query(),
+        resourceVersion: this.#resourceVersion,
+        allowWatchBookmarks: true,
+        timeoutSeconds: this.#opts.watchTimeoutSeconds ?? 300,
+      };
+      const stream = await client.watch(
+        collectionPath(type, namespace),
+        query,
+        {
+          onEvent: (event) => {
+            events += 1;
+            if (!this.#onWatchEvent(event)) {
+              gone = true;
+              local.abort();
+            }
+          },
+          onBadLine: (line) => log.warn({ kind: this.kind, line: line.slice(0, 200) }, 'unparsable watch line'),
+        },
+        local.signal,
+      );
+      this.#opts.observer?.onWatchConnected(this.kind);
+      await stream.done;
+    } finally {
+      signal.removeEventListener('abort', abort);
+      local.abort();
+    }
+    if (gone) throw new GoneError('watch expired');
+    this.#opts.observer?.onWatchError(this.kind, 'closed');
+    return events > 0;
+  }
+
+  /** Applies one watch event; false means the watch must restart with a relist. */
+  #onWatchEvent(raw: unknown): boolean {
+    const event = watchEventSchema.safeParse(raw);
+    if (!event.success) {
+      this.#opts.log.warn({ kind: this.kind }, 'malformed watch event');
+      return true;
+    }
+    const { type, object } = event.data;
+    if (type === 'ERROR') {
+      const status = watchErrorStatus.safeParse(object);
+      const code = status.success ? status.data.code : undefined;
+      if (code === 410) return false;
+      throw new KubeApiError(code ?? 500, 'WatchError', status.success ? (status.data.message ?? '') : '', {
+        method: 'GET',
+        path: collectionPath(this.#opts.type, this.#opts.namespace),
+      });
+    }
+    if (type === 'BOOKMARK') {
+      const bookmark = bookmarkSchema.safeParse(object);
+      if (bookmark.success) this.#resourceVersion = bookmark.data.metadata.resourceVersion;
+      return true;
+    }
+    const obj = this.#parse(object);
+    if (!obj) return true;
+    const key = keyOf(obj.metadata);
+    if (type === 'DELETED') {
+      const old = this.#cache.get(key);
+      this.#cache.delete(key);
+      this.#emitDelete(old ?? obj);
+    } else {
+      this.#upsert(key, obj);
+    }
+    this.#resourceVersion = obj.metadata.resourceVersion ?? this.#resourceVersion;
+    return true;
+  }
+
+  #parse(raw: unknown): T | undefined {
+    const parsed = this.#opts.schema.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    this.#opts.observer?.onBadObject(this.kind);
+    const meta = z.object({ metadata: z.object({ name: z.string().optional(), namespace: z.string().optional() }) }).safeParse(raw);
+    this.#opts.log.error(
+      { kind: this.kind, object: meta.success ? meta.data.metadata : undefined, issues: parsed.error.issues.slice(0, 5) },
+      'object does not match its schema, ignored',
+    );
+    return undefined;
+  }
+
+  #upsert(key: string, obj: T): void {
+    const old = this.#cache.get(key);
+    this.#cache.set(key, obj);
+    if (old === undefined) {
+      for (const h of this.#handlers) h.onAdd?.(obj);
+    } else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) {
+      for (const h of this.#handlers) h.onUpdate?.(old, obj);
+    }
+  }
+
+  #emitDelete(obj: T): void {
+    for (const h of this.#handlers) h.onDelete?.(obj);
+  }
+}

@@ -1,0 +1,206 @@
+// A small JSON REST client for the Kubernetes API. Authentication and TLS come from
+// @kubernetes/client-node's KubeConfig (the same request context its own Watch uses);
+// bodies stay plain JSON so that every caller parses them with its own zod schema.
+import { type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import { z } from 'zod';
+
+/** Which HTTP verbs the client issues. */
+export type KubeMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** The content types Kubernetes accepts for PATCH. */
+export type PatchType = 'merge' | 'json' | 'apply';
+
+const patchContentType: Record<PatchType, string> = {
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  apply: 'application/apply-patch+yaml',
+};
+
+const statusBody = z.object({
+  kind: z.literal('Status').optional(),
+  message: z.string().optional(),
+  reason: z.string().optional(),
+  code: z.number().optional(),
+});
+
+/** An error answer from the API server (its `Status` body), with the HTTP code. */
+export class KubeApiError extends Error {
+  override readonly name = 'KubeApiError';
+  readonly statusCode: number;
+  readonly reason: string;
+  readonly method: KubeMethod;
+  readonly path: string;
+  constructor(statusCode: number, reason: string, message: string, request: { method: KubeMethod; path: string }) {
+    super(`${request.method} ${request.path}: ${statusCode} ${reason}: ${message}`);
+    this.statusCode = statusCode;
+    this.reason = reason;
+    this.method = request.method;
+    this.path = request.path;
+  }
+}
+
+/** The API server could not be reached or the connection broke. */
+export class KubeTransportError extends Error {
+  override readonly name = 'KubeTransportError';
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof KubeApiError && err.statusCode === 404;
+}
+export function isConflict(err: unknown): boolean {
+  return err instanceof KubeApiError && err.statusCode === 409;
+}
+export function isAlreadyExists(err: unknown): boolean {
+  return err instanceof KubeApiError && err.statusCode === 409 && err.reason === 'AlreadyExists';
+}
+export function isGone(err: unknown): boolean {
+  return err instanceof KubeApiError && err.statusCode === 410;
+}
+
+export interface RequestOptions {
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  patchType?: PatchType;
+  signal?: AbortSignal;
+}
+
+/** One open watch: lines are parsed JSON values; `done` settles when the stream ends. */
+export interface WatchStream {
+  readonly done: Promise<void>;
+}
+
+export class KubeClient {
+  readonly #kc: KubeConfig;
+  readonly #server: string;
+  readonly fieldManager: string;
+
+  constructor(kc: KubeConfig, fieldManager: string) {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('kubeconfig has no current cluster');
+    this.#kc = kc;
+    this.#server = cluster.server.replace(/\/$/, '');
+    this.fieldManager = fieldManager;
+  }
+
+  /** Sends one request and returns the parsed JSON answer (2xx) or throws KubeApiError. */
+  async request(method: KubeMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+    const ctx = await this.#context(method, path, options);
+    const response = await this.#send(ctx, method, path, options);
+    const text = await response.text();
+    const parsed: unknown = text.length > 0 ? JSON.parse(text) : undefined;
+    if (response.status >= 200 && response.status < 300) return parsed;
+    const status = statusBody.safeParse(parsed);
+    const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
+    const message = status.success ? (status.data.message ?? text) : text;
+    throw new KubeApiError(response.status, reason, message, { method, path });
+  }
+
+  get(path: string, signal?: AbortSignal): Promise<unknown> {
+    return this.request('GET', path, { signal });
+  }
+
+  create(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+    return this.request('POST', path, { body, signal, query: { fieldManager: this.fieldManager } });
+  }
+
+  patch(path: string, body: unknown, patchType: PatchType, signal?: AbortSignal): Promise<unknown> {
+    const query = { fieldManager: this.fieldManager, force: patchType === 'apply' ? true : undefined };
+    return this.request('PATCH', path, { body, patchType, signal, query });
+  }
+
+  delete(path: string, body?: unknown, signal?: AbortSignal): Promise<unknown> {
+    return this.request('DELETE', path, { body, signal });
+  }
+
+  /**
+   * Opens a watch and calls `onEvent` for every line (parsed JSON; unparsable lines go to
+   * `onBadLine`). Resolves once the stream is established (HTTP 200), rejects otherwise.
+   */
+  async watch(
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    handlers: { onEvent: (event: unknown) => void; onBadLine: (line: string) => void },
+    signal: AbortSignal,
+  ): Promise<WatchStream> {
+    const options: RequestOptions = { query: { ...query, watch: true }, signal };
+    const ctx = await this.#context('GET', path, options);
+    const response = await this.#send(ctx, 'GET', path, options);
+    if (response.status !== 200 || response.body === null) {
+      const text = await response.text();
+      const status = statusBody.safeParse(JSON.parse(text.length > 0 ? text : '{}'));
+      const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
+      throw new KubeApiError(response.status, reason, status.success ? (status.data.message ?? text) : text, {
+        method: 'GET',
+        path,
+      });
+    }
+    const body = response.body;
+    const done = (async (): Promise<void> => {
+      const decoder = new TextDecoder();
+      let buffered = '';
+      try {
+        for await (const chunk of body as AsyncIterable<Uint8Array>) {
+          buffered += decoder.decode(chunk, { stream: true });
+          let newline = buffered.indexOf('\n');
+          while (newline >= 0) {
+            const line = buffered.slice(0, newline).trim();
+            buffered = buffered.slice(newline + 1);
+            if (line.length > 0) dispatchLine(line, handlers);
+            newline = buffered.indexOf('\n');
+          }
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        throw new KubeTransportError(`watch ${path} broke`, { cause: err });
+      }
+    })();
+    return { done };
+  }
+
+  async #context(method: KubeMethod, path: string, options: RequestOptions): Promise<RequestContext> {
+    const url = new URL(this.#server + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) {
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    }
+    const ctx = new RequestContext(url.toString(), method);
+    await this.#kc.applySecurityAuthentication(ctx);
+    return ctx;
+  }
+
+  async #send(
+    ctx: RequestContext,
+    method: KubeMethod,
+    path: string,
+    options: RequestOptions,
+  ): Promise<Awaited<ReturnType<typeof fetch>>> {
+    const headers: Record<string, string> = { ...ctx.getHeaders(), accept: 'application/json' };
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['content-type'] = method === 'PATCH' ? patchContentType[options.patchType ?? 'merge'] : 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    try {
+      return await fetch(ctx.getUrl(), {
+        method,
+        headers,
+        body,
+        dispatcher: ctx.getDispatcher(),
+        signal: options.signal,
+      });
+    } catch (err) {
+      throw new KubeTransportError(`${method} ${path} failed`, { cause: err });
+    }
+  }
+}
+
+function dispatchLine(line: string, handlers: { onEvent: (event: unknown) => void; onBadLine: (line: string) => void }): void {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    handlers.onBadLine(line);
+    return;
+  }
+  handlers.onEvent(value);
+}
