@@ -11,13 +11,13 @@ const downtimeMs = z.number().int().min(1).max(600_000);
 
 export const MigrationPolicySchema = z
   .object({
-    bandwidthMiBps: z
+    bandwidthBytesPerSecond: z
       .number()
       .int()
       .min(0)
-      .max(1_048_576)
+      .max(2 ** 50)
       .default(0)
-      .describe('Maximum migration bandwidth in MiB/s; 0 means unlimited'),
+      .describe('Maximum migration bandwidth in bytes per second; 0 means unlimited'),
     downtimeScheduleMs: z
       .array(downtimeMs)
       .min(1)

@@ -106,7 +106,7 @@ void describe('migration request schema', () => {
   void it('fills the policy defaults', () => {
     const req = StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 } });
     assert.deepEqual(req.policy, {
-      bandwidthMiBps: 0,
+      bandwidthBytesPerSecond: 0,
       downtimeScheduleMs: [100, 150, 200, 300, 400, 500],
       stalledIterationsPerStep: 1,
       autoConverge: false,

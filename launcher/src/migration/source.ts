@@ -27,7 +27,6 @@ import {
   type MigrationQmpEvent,
 } from './qmp-port.ts';
 
-const MiB = 1024 * 1024;
 /** "Unlimited": QEMU's default max-bandwidth is 128 MiB/s, far below a pod network. */
 const UNLIMITED_BANDWIDTH = 2 ** 50;
 
@@ -133,7 +132,7 @@ export class SourceMigration {
         'migrate-set-parameters',
         {
           'downtime-limit': this.#schedule.initialDowntimeMs(),
-          'max-bandwidth': policy.bandwidthMiBps === 0 ? UNLIMITED_BANDWIDTH : policy.bandwidthMiBps * MiB,
+          'max-bandwidth': policy.bandwidthBytesPerSecond === 0 ? UNLIMITED_BANDWIDTH : policy.bandwidthBytesPerSecond,
         },
         emptyReturn,
       );
