@@ -151,3 +151,15 @@ export const LabelSelector = z
   })
   .describe('A label selector; an empty selector matches everything.');
 export type LabelSelector = z.infer<typeof LabelSelector>;
+
+/** A string that reports "<what> is required" when absent. */
+export function requiredString(what: string): z.ZodString {
+  return z.string({ error: (issue) => (issue.input === undefined ? `${what} is required` : `${what} must be a string`) });
+}
+
+/** An absolute file system path. */
+export function absolutePath(what: string): z.ZodString {
+  return requiredString(what)
+    .max(4096)
+    .regex(/^\//, { error: `${what} must be an absolute path` });
+}

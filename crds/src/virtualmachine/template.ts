@@ -174,7 +174,7 @@ export const Port = z
 export type Port = z.infer<typeof Port>;
 
 const MacAddress = withRules(
-  z.string().regex(MAC_ADDRESS_PATTERN, { error: 'macAddress must look like 52:54:00:12:34:56' }),
+  z.string().max(17).regex(MAC_ADDRESS_PATTERN, { error: 'macAddress must look like 52:54:00:12:34:56' }),
   [
     {
       cel: "!self.matches('^[0-9A-Fa-f]{2}') || self.matches('^.[02468aceACE]')",
