@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Builds the KeyVirt test guest: the Debian kernel as a bootable ELF vmlinux plus a
+# busybox initramfs with the virtio modules, qemu-ga, the NoCloud seed reader and the
+# counter / dirtying workloads (see docs/adr/0030-test-guest.md).
+#
+# The result is cached under hack/.cache/guest/<hash>/, the hash covering this
+# script, everything under hack/guest/, the kernel package version and the exact
+# busybox / qemu-ga / library files copied in. A cached build costs ~0.2 s.
+# Prints the build directory (vmlinux, initramfs.cpio.gz, cmdline, manifest.json).
+#
+# Usage: hack/guest/build.sh [--force]
+set -euo pipefail
+export LC_ALL=C
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache="$root/hack/.cache/guest"
+force=0
+[ "${1:-}" = "--force" ] && force=1
+
+log() { echo "guest-build: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+busybox_bin=/bin/busybox
+qemu_ga_bin=/usr/sbin/qemu-ga
+[ -x "$busybox_bin" ] && "$busybox_bin" --list | grep -qx init || die "busybox-static is not installed"
+[ -x "$qemu_ga_bin" ] || die "qemu-guest-agent is not installed"
+
+# The kernel: whatever linux-image-amd64 currently points to. apt-cache takes
+# seconds on a busy machine, so the answer is remembered until the package lists change.
+mkdir -p "$cache"
+lists_stamp=$(find /var/lib/apt/lists -maxdepth 1 -name "*Packages*" -printf "%T@\n" 2>/dev/null | sort -n | tail -n1)
+resolved="$cache/.kernel-package"
+if [ "$(sed -n 1p "$resolved" 2>/dev/null)" != "$lists_stamp" ]; then
+  meta=$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null || true)
+  kernel_pkg=$(awk '/^Depends:/ {print $2; exit}' <<<"$meta")
+  kernel_pkg_version=$(awk '/^Version:/ {print $2; exit}' <<<"$meta")
+  [ -n "$kernel_pkg" ] && [ -n "$kernel_pkg_version" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
+  printf '%s\n%s\n%s\n' "$lists_stamp" "$kernel_pkg" "$kernel_pkg_version" > "$resolved.$$"
+  mv "$resolved.$$" "$resolved"
+fi
+kernel_pkg=$(sed -n 2p "$resolved")
+kernel_pkg_version=$(sed -n 3p "$resolved")
+
+# Shared libraries qemu-ga needs, with the dynamic loader (absolute paths from ldd).
+mapfile -t qemu_ga_libs < <(ldd "$qemu_ga_bin" | awk '/=> \// {print $3} /^[[:space:]]*\/[^ ]+ \(/ {print $1}' | sort -u)
+((${#qemu_ga_libs[@]} > 0)) || die "ldd found no libraries for $qemu_ga_bin"
+
+input_hash() {
+  {
+    echo "kernel $kernel_pkg $kernel_pkg_version"
+    gcc --version | head -n1
+    (cd "$here" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    sha256sum "$busybox_bin" "$qemu_ga_bin" "${qemu_ga_libs[@]}"
+  } | sha256sum | cut -c1-16
+}
+hash=$(input_hash)
+out="$cache/$hash"
+if ((!force)) && [ -f "$out/manifest.json" ]; then
+  echo "$out"
+  exit 0
+fi
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
+if ((!force)) && [ -f "$out/manifest.json" ]; then
+  echo "$out"
+  exit 0
+fi
+started=$(date +%s)
+work=$(mktemp -d "$cache/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# --- kernel package (downloaded once, kept for later builds) ---
+debs="$cache/debs"
+mkdir -p "$debs"
+deb=$(ls "$debs/${kernel_pkg}_${kernel_pkg_version//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+if [ -z "$deb" ]; then
+  log "downloading $kernel_pkg $kernel_pkg_version"
+  (cd "$debs" && apt-get download -q "$kernel_pkg=$kernel_pkg_version" >/dev/null 2>"$work/apt.log") ||
+    { cat "$work/apt.log" >&2; die "apt-get download $kernel_pkg failed"; }
+  deb=$(ls "$debs/${kernel_pkg}_"*.deb | head -n1)
+fi
+log "unpacking $(basename "$deb")"
+dpkg-deb -x "$deb" "$work/pkg"
+kver=$(ls "$work/pkg/lib/modules")
+vmlinuz="$work/pkg/boot/vmlinuz-$kver"
+[ -f "$vmlinuz" ] || die "no vmlinuz in $deb"
+
+# --- vmlinux: the ELF inside the bzImage, found the way scripts/extract-vmlinux does:
+# look for each compressor's magic, decompress from there, keep the first ELF. ---
+is_elf() { [ "$(head -c4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+extract_vmlinux() {
+  local img=$1 dest=$2 magic tool off
+  for pair in '\x1f\x8b\x08|gunzip' '\xfd7zXZ\x00|unxz' '\x28\xb5\x2f\xfd|unzstd' \
+    'BZh|bunzip2' '\x5d\x00\x00\x00|unlzma' '\x89\x4c\x5a|lzop -d' '\x02\x21\x4c\x18|lz4 -d'; do
+    magic=${pair%%|*}
+    tool=${pair#*|}
+    command -v "${tool%% *}" >/dev/null || continue
+    for off in $(grep -obUaP "$magic" "$img" | cut -d: -f1); do
+      tail -c "+$((off + 1))" "$img" | $tool -c > "$dest" 2>/dev/null || true
+      if [ -s "$dest" ] && is_elf "$dest"; then
+        log "vmlinux: $tool payload at offset $off"
+        return 0
+      fi
+    done
+  done
+  return 1
+}
+extract_vmlinux "$vmlinuz" "$work/vmlinux" || die "no ELF kernel found inside $vmlinuz"
+
+# --- initramfs tree ---
+rootfs="$work/rootfs"
+mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,run,tmp,root,mnt,var/log}
+cp -a "$here/rootfs/." "$rootfs/"
+mkdir -p "$rootfs/usr/lib"
+cp "$rootfs/etc/os-release" "$rootfs/usr/lib/os-release"
+ln -s /run "$rootfs/var/run"
+
+cp "$busybox_bin" "$rootfs/bin/busybox"
+while read -r applet; do
+  case "$applet" in usr/*|bin/*|sbin/*) ;; *) continue ;; esac
+  [ -e "$rootfs/$applet" ] || ln -s /bin/busybox "$rootfs/$applet"
+done < <("$busybox_bin" --list-full)
+ln -sf /bin/busybox "$rootfs/init"
+
+cp "$qemu_ga_bin" "$rootfs/usr/sbin/qemu-ga"
+for lib in "${qemu_ga_libs[@]}"; do
+  mkdir -p "$rootfs$(dirname "$lib")"
+  cp -L "$lib" "$rootfs$lib"
+done
+# the loader's canonical path, whatever ldd printed
+[ -e "$rootfs/lib64/ld-linux-x86-64.so.2" ] || cp -L /lib64/ld-linux-x86-64.so.2 "$rootfs/lib64/"
+
+for prog in kv-counter kv-dirty kv-powerbutton; do
+  gcc -O2 -Wall -Wextra -Werror -static -s -o "$work/$prog" "$here/src/$prog.c"
+done
+install -m 0755 "$work/kv-counter" "$rootfs/bin/kv-counter"
+install -m 0755 "$work/kv-dirty" "$rootfs/bin/dirty"
+install -m 0755 "$work/kv-powerbutton" "$rootfs/sbin/kv-powerbutton"
+
+# --- modules: wanted list closed over modules.dep, dependencies first ---
+depmod -b "$work/pkg" "$kver"
+moddir="$work/pkg/lib/modules/$kver"
+declare -A mod_path=() mod_deps=() mod_done=()
+while IFS=: read -r path deps; do
+  name=$(basename "$path")
+  name=${name%%.ko*}
+  mod_path[$name]=$path
+  mod_deps[$name]=$deps
+done < "$moddir/modules.dep"
+load_order=()
+visit() {
+  local name=$1 dep dep_name
+  [ -n "${mod_done[$name]:-}" ] && return 0
+  mod_done[$name]=1
+  [ -n "${mod_path[$name]:-}" ] || die "module $name is not in $kernel_pkg"
+  for dep in ${mod_deps[$name]}; do
+    dep_name=$(basename "$dep")
+    visit "${dep_name%%.ko*}"
+  done
+  load_order+=("$name")
+}
+while read -r wanted; do
+  wanted=${wanted%%#*}
+  wanted=${wanted//[[:space:]]/}
+  [ -n "$wanted" ] && visit "$wanted"
+done < "$here/modules.txt"
+mkdir -p "$rootfs/lib/modules/$kver"
+: > "$rootfs/etc/keyvirt/modules.load"
+for name in "${load_order[@]}"; do
+  src="$moddir/${mod_path[$name]}"
+  case "$src" in
+    *.ko.xz) xz -dc "$src" > "$rootfs/lib/modules/$kver/$name.ko" ;;
+    *.ko.zst) zstd -qdc "$src" > "$rootfs/lib/modules/$kver/$name.ko" ;;
+    *.ko.gz) gzip -dc "$src" > "$rootfs/lib/modules/$kver/$name.ko" ;;
+    *) cp "$src" "$rootfs/lib/modules/$kver/$name.ko" ;;
+  esac
+  echo "$kver/$name.ko" >> "$rootfs/etc/keyvirt/modules.load"
+done
+log "modules: ${load_order[*]}"
+
+# device nodes the kernel needs before devtmpfs is mounted (console for init's stdio)
+mknod -m 600 "$rootfs/dev/console" c 5 1
+mknod -m 666 "$rootfs/dev/null" c 1 3
+
+# --- pack ---
+(cd "$rootfs" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 > "$work/initramfs.cpio.gz"
+cmdline="console=ttyS0 quiet panic=-1 scsi_mod.scan=sync mitigations=off tsc=reliable no_timer_check i8042.noaux"
+printf '%s\n' "$cmdline" > "$work/cmdline"
+busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
+qemu_ga_version=$("$qemu_ga_bin" --version | head -n1 | awk '{print $NF}')
+cat > "$work/manifest.json" <<EOF
+{
+  "hash": "$hash",
+  "kernel": "vmlinux",
+  "initrd": "initramfs.cpio.gz",
+  "cmdline": "$cmdline",
+  "kernelRelease": "$kver",
+  "kernelPackage": "$kernel_pkg",
+  "kernelPackageVersion": "$kernel_pkg_version",
+  "busyboxVersion": "$busybox_version",
+  "qemuGaVersion": "$qemu_ga_version",
+  "modules": [$(printf '"%s",' "${load_order[@]}" | sed 's/,$//')],
+  "builtAt": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
+EOF
+mkdir -p "$out.new"
+mv "$work/vmlinux" "$work/initramfs.cpio.gz" "$work/cmdline" "$out.new/"
+mv "$work/manifest.json" "$out.new/manifest.json"
+rm -rf "$out"
+mv "$out.new" "$out"
+ln -sfn "$hash" "$cache/current"
+log "built $out in $(($(date +%s) - started)) s ($(du -h "$out/vmlinux" | cut -f1) vmlinux, $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs)"
+echo "$out"

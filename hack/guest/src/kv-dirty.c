@@ -1,0 +1,93 @@
+/*
+ * dirty: keeps rewriting guest memory at a steady rate, to exercise live migration.
+ *
+ * Usage: dirty <MiB per second> [working set MiB]
+ * It allocates the working set (default: the rate, at least 16 MiB, at most 128 MiB),
+ * touches it once, then writes one word into each 4 KiB page in turn, paced in 10 ms
+ * slices so that <rate> MiB of distinct pages are dirtied every second, until killed.
+ * It prints one start line, and keeps /run/dirty.stat current ("pid rate_mib
+ * working_set_mib dirtied_mib") so that a caller can see it running.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define SLICE_NS 10000000L
+
+static volatile sig_atomic_t stop;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void write_stat(long rate, long set_mib, uint64_t pages) {
+  char line[128];
+  int len = snprintf(line, sizeof line, "%d %ld %ld %llu\n", (int)getpid(), rate, set_mib,
+                     (unsigned long long)(pages * PAGE / (1024u * 1024u)));
+  int fd = open("/run/dirty.stat.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return;
+  ssize_t w = write(fd, line, (size_t)len);
+  (void)w;
+  close(fd);
+  rename("/run/dirty.stat.tmp", "/run/dirty.stat");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: dirty <MiB/s> [working set MiB]\n");
+    return 2;
+  }
+  long rate = strtol(argv[1], NULL, 10);
+  long set_mib = argc > 2 ? strtol(argv[2], NULL, 10) : rate;
+  if (rate < 1) rate = 1;
+  if (set_mib < 16) set_mib = 16;
+  if (argc <= 2 && set_mib > 128) set_mib = 128;
+  signal(SIGTERM, on_term);
+  signal(SIGINT, on_term);
+
+  size_t pages = (size_t)set_mib * 1024u * 1024u / PAGE;
+  volatile uint64_t *mem = NULL;
+  if (posix_memalign((void **)&mem, PAGE, pages * PAGE) != 0) {
+    fprintf(stderr, "dirty: cannot allocate %ld MiB\n", set_mib);
+    return 1;
+  }
+  memset((void *)mem, 1, pages * PAGE);
+  printf("dirty: pid=%d rate_mib_s=%ld working_set_mib=%ld\n", (int)getpid(), rate, set_mib);
+  fflush(stdout);
+
+  const double pages_per_s = (double)rate * 1024.0 * 1024.0 / PAGE;
+  const double start = now_s();
+  double last_stat = start;
+  uint64_t done = 0, value = 0;
+  size_t cursor = 0;
+  struct timespec slice = {0, SLICE_NS};
+  write_stat(rate, set_mib, 0);
+  while (!stop) {
+    double t = now_s();
+    uint64_t due = (uint64_t)((t - start) * pages_per_s);
+    /* never burst more than one second's worth after a stall */
+    if (due > done + (uint64_t)pages_per_s) done = due - (uint64_t)pages_per_s;
+    value++;
+    for (; done < due; done++) {
+      mem[cursor * (PAGE / sizeof(uint64_t))] = value;
+      cursor = (cursor + 1) % pages;
+    }
+    if (t - last_stat >= 1.0) {
+      write_stat(rate, set_mib, done);
+      last_stat = t;
+    }
+    nanosleep(&slice, NULL);
+  }
+  unlink("/run/dirty.stat");
+  return 0;
+}
