@@ -31,7 +31,7 @@ async function fakeAgent(
     if (junk !== '') sock.write(junk);
     let rest = Buffer.alloc(0);
     sock.on('data', (chunk: Buffer) => {
-      rest = Buffer.concat([rest, chunk]).filter((b) => b !== 0xff);
+      rest = Buffer.from(Buffer.concat([rest, chunk]).filter((b) => b !== 0xff));
       let nl = rest.indexOf(0x0a);
       while (nl >= 0) {
         const cmd = JSON.parse(rest.subarray(0, nl).toString()) as Cmd;

@@ -1,0 +1,88 @@
+// The launcher's configuration file: everything the operator decides for one launcher
+// pod (which VM, its template, where its disks are, how to listen), written into a
+// Secret mounted in the pod. The launcher reads nothing else and holds no Kubernetes
+// credentials.
+import { VirtualMachineTemplate } from '@keyvirt/crds';
+import { z } from 'zod';
+
+export const LAUNCHER_CONFIG_API_VERSION = 'launcher.keyvirt.io/v1';
+
+const absolutePath = z.string().min(1).regex(/^\//, { error: 'must be an absolute path' });
+const port = z.int().min(1).max(65_535);
+const PCI_ADDRESS = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
+
+export const ResolvedDiskSchema = z
+  .object({
+    path: absolutePath.describe('The image file (qcow2 or raw) on the mounted storage'),
+    format: z.enum(['qcow2', 'raw']).optional().describe('Overrides the template format; PVC disks default to raw'),
+  })
+  .describe('Where a template disk lives inside the launcher pod');
+
+export const PortForwardSchema = z.object({
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  hostAddress: z.string().default('0.0.0.0').describe('Address in the pod the port listens on'),
+  hostPort: port,
+  guestPort: port,
+});
+export type PortForwardConfig = z.output<typeof PortForwardSchema>;
+
+export const ResolvedInterfaceSchema = z.object({
+  tapDevice: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
+    .optional()
+    .describe('bridge binding: an existing tap device in the pod (needs NET_ADMIN to create)'),
+  portForwards: z
+    .array(PortForwardSchema)
+    .max(64)
+    .optional()
+    .describe('masquerade binding: overrides the forwards derived from the template ports (pod port = guest port)'),
+});
+
+export const DirectKernelBootSchema = z
+  .object({
+    kernel: absolutePath,
+    initrd: absolutePath.optional(),
+    cmdline: z.string().max(4096).optional(),
+  })
+  .describe('Boot a kernel directly instead of through the firmware and the boot disk');
+
+export const LauncherConfigSchema = z.object({
+  apiVersion: z.literal(LAUNCHER_CONFIG_API_VERSION),
+  vm: z.object({
+    name: z.string().min(1).max(253),
+    namespace: z.string().min(1).max(63),
+    uid: z.string().min(1).max(64),
+  }),
+  template: VirtualMachineTemplate,
+  terminationGracePeriodSeconds: z.int().min(0).max(3600).default(180),
+  mode: z.enum(['run', 'migration-target']).default('run'),
+  disks: z.record(z.string(), ResolvedDiskSchema).default({}).describe('Template disk name → resolved image'),
+  interfaces: z.record(z.string(), ResolvedInterfaceSchema).default({}).describe('Template interface name → backend details'),
+  hostDevices: z
+    .record(z.string(), z.string().regex(PCI_ADDRESS, { error: 'must be a PCI address such as 0000:3b:00.0' }))
+    .default({})
+    .describe('Template host device name → PCI address allocated by the device plugin'),
+  listen: z
+    .object({ address: z.string().default('0.0.0.0'), port: z.int().min(0).max(65_535).default(8443) })
+    .prefault({}),
+  tokenFile: absolutePath.describe('File holding the bearer token the operator presents'),
+  stateDir: absolutePath.describe('Writable directory for sockets, the seed image and logs'),
+  allowEmulation: z.boolean().default(false).describe('Allow TCG when KVM is unusable (the template may also allow it)'),
+  directKernelBoot: DirectKernelBootSchema.optional(),
+  qemu: z
+    .object({
+      binary: z.string().default('qemu-system-x86_64'),
+      vnc: z.boolean().default(true),
+      hugepagesPath: absolutePath.default('/dev/hugepages'),
+    })
+    .prefault({}),
+  guestAgent: z
+    .object({
+      pollIntervalMs: z.int().min(100).max(600_000).default(5000),
+      retryIntervalMs: z.int().min(100).max(600_000).default(1000),
+    })
+    .prefault({}),
+});
+export type LauncherConfig = z.output<typeof LauncherConfigSchema>;
+export type LauncherConfigInput = z.input<typeof LauncherConfigSchema>;

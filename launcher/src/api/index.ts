@@ -1,0 +1,6 @@
+// The launcher's public API: zod schemas of every request, response and event, the
+// launcher configuration schema, and a typed client. The operator imports only this.
+export * from './config.ts';
+export * from './status.ts';
+export * from './client.ts';
+export * from './migration.ts';
