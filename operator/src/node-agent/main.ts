@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// The KeyVirt node agent: one per node (a DaemonSet), describing the node for the
+// VM scheduler. It holds Kubernetes credentials (its own ServiceAccount, allowed
+// to patch nodes), which is why it lives with the operator and not in the launcher.
+//
+// Environment: NODE_NAME (required, from the downward API), KUBECONFIG (else the
+// in-cluster service account), KEYVIRT_SYSFS_ROOT (/sys), KEYVIRT_PROC_ROOT (/proc),
+// KEYVIRT_DEV_ROOT (/dev), KEYVIRT_NODE_AGENT_INTERVAL_SECONDS (60), KEYVIRT_LOG_LEVEL (info).
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { kubeNodeApi } from './kube-node-api.ts';
+import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
+
+const Env = z.object({
+  NODE_NAME: z.string().min(1, { error: 'NODE_NAME must name this node' }),
+  KEYVIRT_SYSFS_ROOT: z.string().default(HOST_ROOTS.sysfs),
+  KEYVIRT_PROC_ROOT: z.string().default(HOST_ROOTS.procfs),
+  KEYVIRT_DEV_ROOT: z.string().default(HOST_ROOTS.dev),
+  KEYVIRT_NODE_AGENT_INTERVAL_SECONDS: z.coerce.number().min(1).max(3600).default(60),
+  KEYVIRT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+async function main(): Promise<void> {
+  const env = Env.parse(process.env);
+  const log = pino({ name: 'keyvirt-node-agent', level: env.KEYVIRT_LOG_LEVEL });
+  const config = new KubeConfig();
+  config.loadFromDefault();
+  const controller = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      log.info({ signal }, 'stopping');
+      controller.abort();
+    });
+  }
+  log.info({ node: env.NODE_NAME }, 'node agent starting');
+  await runNodeAgent(
+    {
+      api: kubeNodeApi(config),
+      nodeName: env.NODE_NAME,
+      roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
+      intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,
+      log,
+    },
+    controller.signal,
+  );
+}
+
+await main();

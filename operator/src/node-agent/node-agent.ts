@@ -1,0 +1,97 @@
+// The node agent's work: read the host (cpuinfo, /dev/kvm, PCI sysfs), describe
+// the node, and patch the Node's labels, annotations and extended resources when
+// they differ. Runs once per interval until stopped; every root is injectable so
+// tests read fixture trees.
+import { constants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { describeCpu } from './cpu-features.ts';
+import { describeNode, type KvmProbe, type NodeDescription } from './node-description.ts';
+import { NodeView, nodePatches } from './node-patch.ts';
+import { assessPciDevices, listPciDevices } from './pci-discovery.ts';
+
+export interface HostRoots {
+  /** Where sysfs is mounted (/sys). */
+  readonly sysfs: string;
+  /** Where procfs is mounted (/proc). */
+  readonly procfs: string;
+  /** Where device nodes live (/dev). */
+  readonly dev: string;
+}
+
+export const HOST_ROOTS: HostRoots = { sysfs: '/sys', procfs: '/proc', dev: '/dev' };
+
+/** The Node API calls the agent needs; bodies are JSON merge patches. */
+export interface NodeApi {
+  readNode: (name: string) => Promise<unknown>;
+  patchNode: (name: string, patch: object) => Promise<void>;
+  patchNodeStatus: (name: string, patch: object) => Promise<void>;
+}
+
+export class NodeReadError extends Error {
+  override readonly name = 'NodeReadError';
+}
+
+async function probeKvm(roots: HostRoots, hardwareVirtualization: boolean): Promise<KvmProbe> {
+  try {
+    const fh = await open(join(roots.dev, 'kvm'), constants.O_RDWR);
+    await fh.close();
+    return { hardwareVirtualization, deviceOpens: true };
+  } catch (err) {
+    return { hardwareVirtualization, deviceOpens: false, deviceError: (err as Error).message };
+  }
+}
+
+/** Reads the host under `roots` and describes it. */
+export async function describeHost(roots: HostRoots): Promise<NodeDescription> {
+  const cpuinfo = await readFile(join(roots.procfs, 'cpuinfo'), 'utf8');
+  const cpu = describeCpu(cpuinfo);
+  const hardwareVirtualization = cpu.features.includes('vmx') || cpu.features.includes('svm');
+  const [probe, devices] = await Promise.all([probeKvm(roots, hardwareVirtualization), listPciDevices(roots.sysfs)]);
+  return describeNode(cpu, probe, assessPciDevices(devices));
+}
+
+export interface SyncResult {
+  readonly labelsChanged: boolean;
+  readonly resourcesChanged: boolean;
+}
+
+/** One pass: describe the host and patch the node where it differs. */
+export async function syncNode(api: NodeApi, nodeName: string, roots: HostRoots): Promise<SyncResult> {
+  const description = await describeHost(roots);
+  const parsed = NodeView.safeParse(await api.readNode(nodeName));
+  if (!parsed.success) throw new NodeReadError(`node ${nodeName} has an unexpected shape: ${parsed.error.message}`);
+  const patches = nodePatches(parsed.data, description);
+  if (patches.metadata !== undefined) await api.patchNode(nodeName, patches.metadata);
+  if (patches.status !== undefined) await api.patchNodeStatus(nodeName, patches.status);
+  return { labelsChanged: patches.metadata !== undefined, resourcesChanged: patches.status !== undefined };
+}
+
+export interface NodeAgentOptions {
+  readonly api: NodeApi;
+  readonly nodeName: string;
+  readonly roots: HostRoots;
+  readonly intervalMs: number;
+  readonly log: Logger;
+}
+
+/** Syncs now and then every `intervalMs` until `signal` aborts; a failed pass is logged and retried next interval. */
+export async function runNodeAgent(options: NodeAgentOptions, signal: AbortSignal): Promise<void> {
+  const { api, nodeName, roots, intervalMs, log } = options;
+  while (!signal.aborted) {
+    try {
+      const result = await syncNode(api, nodeName, roots);
+      if (result.labelsChanged || result.resourcesChanged) log.info({ node: nodeName, ...result }, 'node description updated');
+      else log.debug({ node: nodeName }, 'node description unchanged');
+    } catch (err) {
+      log.error({ err, node: nodeName }, 'node sync failed');
+    }
+    try {
+      await sleep(intervalMs, undefined, { signal });
+    } catch {
+      return;
+    }
+  }
+}
