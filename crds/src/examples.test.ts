@@ -10,13 +10,13 @@ import { validateObject } from './validate.ts';
 const examplesDir = join(REPO_ROOT, 'examples');
 const files = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
 
-test('the examples cover every kind', () => {
+void test('the examples cover every kind', () => {
   const kinds = new Set(files.flatMap((f) => readDocuments(join(examplesDir, f)).map((d) => (d as { kind?: string }).kind)));
   assert.deepEqual([...kinds].sort(), ['MigrationPolicy', 'StorageDomain', 'VirtualMachine', 'VirtualMachineMigration']);
 });
 
 for (const file of files) {
-  test(`examples/${file} validates with zod and against the CRD schema`, () => {
+  void test(`examples/${file} validates with zod and against the CRD schema`, () => {
     const docs = readDocuments(join(examplesDir, file));
     assert.ok(docs.length > 0);
     for (const doc of docs) {
