@@ -44,6 +44,16 @@ const selectorAndAffinity: NodeFilter = (request, node) =>
         },
       ];
 
+const localDisks: NodeFilter = (request, node) =>
+  request.requiredNode === undefined || request.requiredNode === node.metadata?.name
+    ? []
+    : [
+        {
+          summary: "node(s) didn't hold the VM's local disks",
+          detail: `the VM's disks are on a local storage domain of node ${request.requiredNode}`,
+        },
+      ];
+
 const hardwareKvm: NodeFilter = (request, node) => {
   if (request.allowEmulation) return [];
   const labels = node.metadata?.labels ?? {};
@@ -124,6 +134,7 @@ export const NODE_FILTERS: readonly NodeFilter[] = [
   notReady,
   taints,
   selectorAndAffinity,
+  localDisks,
   hardwareKvm,
   cpuCompatibility,
   resourceFit,

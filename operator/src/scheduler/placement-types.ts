@@ -16,6 +16,8 @@ export interface PlacementRequest {
   readonly nodeSelector?: Readonly<Record<string, string>> | undefined;
   readonly affinity?: Affinity | undefined;
   readonly tolerations?: readonly Toleration[] | undefined;
+  /** The only node the VM may run on (its disks are on a storage domain local to that node). */
+  readonly requiredNode?: string | undefined;
 }
 
 export type SchedulingPolicyName = 'evenly_distributed' | 'power_saving';
