@@ -1,0 +1,175 @@
+// Boots the test guest under a plain qemu-system-x86_64 (no launcher) for the guest's
+// own tests: QMP and the agent channel on unix sockets in a temp dir, the serial
+// console into a file there. Every boot owns its dir and process; dispose() kills the
+// process (by its pid) and removes the dir.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GUEST_AGENT_CHANNEL, testGuest, type DiskFormat } from '../support/guest.ts';
+
+export type Accelerator = 'kvm' | 'tcg';
+
+/**
+ * KVM only when the CPU advertises hardware virtualisation and /dev/kvm opens; a
+ * software KVM without vmx/svm cannot boot a stock kernel, so that means TCG.
+ */
+export async function chooseAccelerator(): Promise<Accelerator> {
+  let cpuinfo = '';
+  try {
+    cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return 'tcg';
+  }
+  if (!/^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo)) return 'tcg';
+  return access('/dev/kvm', constants.R_OK | constants.W_OK).then(
+    () => 'kvm' as const,
+    () => 'tcg' as const,
+  );
+}
+
+export interface GuestDisk {
+  readonly path: string;
+  readonly format: DiskFormat;
+  readonly bus: 'virtio-blk' | 'virtio-scsi';
+}
+
+export interface BootOptions {
+  readonly machine?: 'q35' | 'pc';
+  readonly memoryMiB?: number;
+  readonly disks?: readonly GuestDisk[];
+  /** A NoCloud seed ISO, attached as a CD-ROM (IDE on pc, AHCI on q35). */
+  readonly seedIso?: string;
+  readonly guestAgent?: boolean;
+  readonly network?: boolean;
+}
+
+export interface BootedGuest {
+  readonly dir: string;
+  readonly process: ChildProcess;
+  readonly qmpSocket: string;
+  readonly agentSocket: string;
+  readonly accelerator: Accelerator;
+  /** Date.now() just before QEMU was spawned. */
+  readonly startedAt: number;
+  readSerial(): Promise<string>;
+  /** Polls the serial log until the pattern matches; returns the match. */
+  waitForSerial(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray>;
+  waitForExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr(): string;
+  dispose(): Promise<void>;
+}
+
+function diskArgs(disks: readonly GuestDisk[]): string[] {
+  const args: string[] = [];
+  if (disks.some((d) => d.bus === 'virtio-scsi')) args.push('-device', 'virtio-scsi-pci,id=scsi0');
+  disks.forEach((disk, i) => {
+    args.push('-drive', `file=${disk.path},format=${disk.format},if=none,id=disk${i},cache=writeback,aio=threads`);
+    args.push('-device', disk.bus === 'virtio-blk' ? `virtio-blk-pci,drive=disk${i}` : `scsi-hd,drive=disk${i},bus=scsi0.0`);
+  });
+  return args;
+}
+
+async function qemuArgs(dir: string, accelerator: Accelerator, options: BootOptions): Promise<string[]> {
+  const guest = await testGuest();
+  const args = [
+    '-name', `kv-guest-test,process=kv-guest-test-${path.basename(dir)}`,
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-machine', `${options.machine ?? 'q35'},accel=${accelerator}`,
+    '-cpu', accelerator === 'kvm' ? 'host' : 'qemu64',
+    '-m', String(options.memoryMiB ?? 256), '-smp', '1',
+    '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.cmdline,
+    '-chardev', `file,id=serial0,path=${path.join(dir, 'serial.log')}`, '-serial', 'chardev:serial0',
+    '-chardev', `socket,id=qmp0,path=${path.join(dir, 'qmp.sock')},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control',
+  ];
+  if (options.guestAgent ?? true) {
+    args.push(
+      '-device', 'virtio-serial-pci,id=vser0',
+      '-chardev', `socket,id=qga0,path=${path.join(dir, 'qga.sock')},server=on,wait=off`,
+      '-device', `virtserialport,bus=vser0.0,chardev=qga0,name=${GUEST_AGENT_CHANNEL}`,
+    );
+  }
+  args.push(...diskArgs(options.disks ?? []));
+  if (options.seedIso !== undefined) {
+    args.push('-drive', `file=${options.seedIso},format=raw,if=none,id=seed0,media=cdrom,readonly=on`, '-device', 'ide-cd,drive=seed0');
+  }
+  if (options.network ?? true) args.push('-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0,romfile=');
+  return args;
+}
+
+async function waitForFile(file: string, proc: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`QEMU exited (${proc.exitCode ?? proc.signalCode}) early`);
+    if (await access(file).then(() => true, () => false)) return;
+    await sleep(25);
+  }
+  throw new Error(`${file} did not appear within ${timeoutMs} ms`);
+}
+
+/** Starts QEMU with the test guest; resolves once its QMP socket exists. */
+export async function bootGuest(options: BootOptions = {}): Promise<BootedGuest> {
+  await testGuest(); // build (if needed) before the clock starts
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-guest-test-'));
+  const accelerator = await chooseAccelerator();
+  const args = await qemuArgs(dir, accelerator, options);
+  const startedAt = Date.now();
+  const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  const serialPath = path.join(dir, 'serial.log');
+  const readSerial = (): Promise<string> => readFile(serialPath, 'utf8').catch(() => '');
+  const dispose = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  const booted: BootedGuest = {
+    dir,
+    process: proc,
+    qmpSocket: path.join(dir, 'qmp.sock'),
+    agentSocket: path.join(dir, 'qga.sock'),
+    accelerator,
+    startedAt,
+    readSerial,
+    stderr: () => stderr,
+    dispose,
+    async waitForSerial(pattern, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const m = pattern.exec(await readSerial());
+        if (m !== null) return m;
+        if (Date.now() >= deadline) throw new Error(`serial console never matched ${String(pattern)} within ${timeoutMs} ms`);
+        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`QEMU exited before serial matched ${String(pattern)}`);
+        await sleep(100);
+      }
+    },
+    async waitForExit(timeoutMs) {
+      const abort = new AbortController();
+      const timeout = sleep(timeoutMs, undefined, { signal: abort.signal }).then(() => {
+        throw new Error(`QEMU still running after ${timeoutMs} ms`);
+      });
+      try {
+        const [code, signal] = await Promise.race([exited, timeout]);
+        return { code, signal };
+      } finally {
+        abort.abort();
+      }
+    },
+  };
+  try {
+    await waitForFile(booted.qmpSocket, proc, 60_000);
+  } catch (err) {
+    await dispose();
+    throw new Error(`QEMU did not start: ${(err as Error).message}; stderr: ${stderr}`, { cause: err });
+  }
+  return booted;
+}
