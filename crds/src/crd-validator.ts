@@ -82,7 +82,7 @@ export function applyDefaults(schema: JsonSchema, value: unknown): unknown {
 
 /** The value as CEL sees it: integers as int (bigint). */
 function toCel(schema: JsonSchema, value: unknown): unknown {
-  if (schema.type === 'integer' && typeof value === 'number') return BigInt(value);
+  if (schema.type === 'integer' && Number.isInteger(value)) return BigInt(value as number);
   if (Array.isArray(value)) return (value as unknown[]).map((v) => (isRecord(schema.items) ? toCel(schema.items, v) : v));
   if (!isRecord(value)) return value;
   const props = properties(schema);
@@ -173,27 +173,35 @@ function celViolations(schema: JsonSchema, value: unknown, path: string): Schema
   return out;
 }
 
-function walk(schema: JsonSchema, value: unknown, path: string): SchemaViolation[] {
-  if (!typeMatches(schema.type, value)) return [{ path, message: `Invalid value: must be of type ${String(schema.type)}` }];
+const TYPE_ERROR = 'Invalid value: must be of type ';
+
+function walk(schema: JsonSchema, value: unknown, path: string, withCel: boolean): SchemaViolation[] {
+  if (!typeMatches(schema.type, value)) return [{ path, message: `${TYPE_ERROR}${String(schema.type)}` }];
   const out = scalarViolations(schema, value, path);
   if (Array.isArray(value)) {
     out.push(...listMapViolations(schema, value, path));
     const items = schema.items;
-    if (isRecord(items)) value.forEach((item, index) => out.push(...walk(items, item, childPath(path, index))));
+    if (isRecord(items)) value.forEach((item, index) => out.push(...walk(items, item, childPath(path, index), withCel)));
   } else if (isRecord(value)) {
     const props = properties(schema);
     const required = Array.isArray(schema.required) ? (schema.required as string[]) : [];
     for (const name of required) if (value[name] === undefined) out.push({ path: childPath(path, name), message: 'Required value' });
     for (const [name, child] of Object.entries(value)) {
       const childSchema = props[name] ?? (isRecord(schema.additionalProperties) ? schema.additionalProperties : undefined);
-      if (childSchema !== undefined) out.push(...walk(childSchema, child, childPath(path, name)));
+      if (childSchema !== undefined) out.push(...walk(childSchema, child, childPath(path, name), withCel));
     }
   }
-  out.push(...celViolations(schema, value, path));
+  if (withCel) out.push(...celViolations(schema, value, path));
   return out;
 }
 
 /** Every reason the API server would reject `obj` under the CRD's openAPIV3Schema. */
 export function crdViolations(schema: JsonSchema, obj: unknown): SchemaViolation[] {
-  return walk(schema, applyDefaults(schema, obj), '');
+  const defaulted = applyDefaults(schema, obj);
+  const structural = walk(schema, defaulted, '', false);
+  // Like kube-apiserver: a type error blocks the CEL rules (they would see wrong types).
+  if (structural.some((v) => v.message.startsWith(TYPE_ERROR))) {
+    return [...structural, { path: '', message: 'some validation rules were not checked because the object was invalid; correct the existing errors to complete validation' }];
+  }
+  return [...structural, ...walk(schema, defaulted, '', true).filter((v) => v.rule !== undefined)];
 }

@@ -39,12 +39,14 @@ export function dnsSubdomain(what: string): z.ZodString {
 /** A byte size such as "2Gi" with inclusive bounds, checked by pattern and CEL quantity(). */
 export function byteSize(what: string, min: string, max: string): z.ZodString {
   const base = z.string().regex(new RegExp(BYTE_SIZE_PATTERN), { error: `${what} must be a size such as 512Mi, 2Gi or 20G` });
+  const atLeast = {
+    cel: `!isQuantity(self) || quantity(self).compareTo(quantity('${min}')) >= 0`,
+    message: `${what} must be at least ${min}`,
+    violations: (v: string) => (quantityAtLeast(v, min) ? [] : [[]]),
+  };
+  // The pattern already rules out negative sizes: a lower bound of 0 needs no rule.
   return withRules(base, [
-    {
-      cel: `!isQuantity(self) || quantity(self).compareTo(quantity('${min}')) >= 0`,
-      message: `${what} must be at least ${min}`,
-      violations: (v) => (quantityAtLeast(v, min) ? [] : [[]]),
-    },
+    ...(min === '0' ? [] : [atLeast]),
     {
       cel: `!isQuantity(self) || quantity(self).compareTo(quantity('${max}')) <= 0`,
       message: `${what} must be at most ${max}`,

@@ -31,12 +31,21 @@ function fieldName(path: readonly PropertyKey[]): string {
   return last === undefined ? 'value' : last;
 }
 
+const TYPE_NAMES: Readonly<Record<string, string>> = {
+  int: 'an integer',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'a mapping',
+  array: 'a list',
+};
+
 /** Messages for zod's built-in checks that name the field and its bound. */
 const readableErrors: z.core.$ZodErrorMap = (issue) => {
   const field = fieldName(issue.path ?? []);
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined ? `${field} is required` : `${field} must be a${issue.expected === 'int' || issue.expected === 'object' || issue.expected === 'array' ? 'n' : ''} ${issue.expected}`;
+      return issue.input === undefined ? `${field} is required` : `${field} must be ${TYPE_NAMES[issue.expected] ?? issue.expected}`;
     case 'too_small':
       return issue.origin === 'array' ? `${field} needs at least ${issue.minimum} items` : issue.origin === 'string' ? `${field} must have at least ${issue.minimum} characters` : `${field} must be at least ${issue.minimum}`;
     case 'too_big':
