@@ -1,0 +1,14 @@
+// `npm stop`: tears the local cluster down and leaves no process, network
+// namespace, bridge or cgroup behind (certificates stay for the next start).
+import { pino } from 'pino';
+import { clusterDown } from '../cluster/cluster.ts';
+import { clusterLayout } from '../cluster/layout.ts';
+
+const log = pino({ base: { cmd: 'stop' } });
+try {
+  await clusterDown(clusterLayout(), log);
+  log.info('local cluster stopped');
+} catch (err) {
+  log.error({ err }, 'stop failed');
+  process.exit(1);
+}

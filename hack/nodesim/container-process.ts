@@ -1,0 +1,128 @@
+// Runs one container as real processes: a private PID, mount and UTS namespace
+// (the pod's network namespace entered unless hostNetwork), cgroup limits, volumes
+// bind-mounted at their mount paths, and the container's argv exec'd as PID 1.
+// setpriv's parent-death signal plus unshare's --kill-child make the whole
+// container die with the simulator that started it (a crashed node loses its pods).
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface BindMount {
+  readonly source: string;
+  readonly target: string;
+  readonly readOnly: boolean;
+}
+
+export interface ContainerLaunch {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly workingDir: string;
+  readonly hostname: string;
+  /** The pod's network namespace name, or undefined for hostNetwork pods. */
+  readonly netns: string | undefined;
+  readonly mounts: readonly BindMount[];
+  readonly cgroupProcFiles: readonly string[];
+  readonly scriptPath: string;
+  readonly logPath: string;
+}
+
+export interface ContainerExit {
+  readonly exitCode: number;
+  readonly signal: string | undefined;
+}
+
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/** The init script PID 1 runs before exec'ing the container's argv. */
+export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'workingDir'>): string {
+  const lines = ['set -e'];
+  for (const file of launch.cgroupProcFiles) lines.push(`echo $$ > ${shellQuote(file)}`);
+  lines.push(`hostname ${shellQuote(launch.hostname)}`);
+  for (const m of launch.mounts) {
+    const target = shellQuote(m.target);
+    lines.push(`if [ -d ${shellQuote(m.source)} ]; then mkdir -p ${target}; else mkdir -p "$(dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);
+    lines.push(`mount --bind ${shellQuote(m.source)} ${target}`);
+    if (m.readOnly) lines.push(`mount -o remount,bind,ro ${target}`);
+  }
+  lines.push(`cd ${shellQuote(launch.workingDir)}`);
+  lines.push('exec "$@"');
+  return `${lines.join('\n')}\n`;
+}
+
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Children of `pid` (this kernel has no /proc/<pid>/task/<tid>/children). */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    const candidate = Number(entry);
+    if (Number.isInteger(candidate) && parentPid(candidate) === pid) out.push(candidate);
+  }
+  return out;
+}
+
+export class ContainerProcess {
+  readonly #child: ChildProcess;
+  readonly exited: Promise<ContainerExit>;
+  readonly startedAt: Date;
+
+  constructor(launch: ContainerLaunch) {
+    fs.mkdirSync(path.dirname(launch.scriptPath), { recursive: true });
+    fs.writeFileSync(launch.scriptPath, initScript(launch));
+    const log = fs.openSync(launch.logPath, 'a');
+    const enterNet = launch.netns === undefined ? [] : ['/usr/bin/nsenter', `--net=/run/netns/${launch.netns}`, '--'];
+    try {
+      this.#child = spawn('/usr/bin/setpriv', [
+        '--pdeathsig', 'KILL', '--',
+        '/usr/bin/unshare', '--pid', '--fork', '--kill-child=SIGKILL', '--mount', '--uts',
+        '--propagation', 'private', '--mount-proc', '--',
+        ...enterNet, '/bin/sh', launch.scriptPath, ...launch.argv,
+      ], { env: { ...launch.env }, stdio: ['ignore', log, log], cwd: '/' });
+    } finally {
+      fs.closeSync(log);
+    }
+    this.startedAt = new Date();
+    this.exited = new Promise((resolve) => {
+      this.#child.once('exit', (code, signal) => {
+        const signo = signal === null ? 0 : os.constants.signals[signal];
+        resolve({ exitCode: code ?? 128 + signo, signal: signal ?? undefined });
+      });
+      this.#child.once('error', () => resolve({ exitCode: 127, signal: undefined }));
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.#child.pid;
+  }
+
+  /** Sends `signal` to the container's PID 1 (not to the unshare wrapper). */
+  signal(signal: NodeJS.Signals): void {
+    const wrapper = this.#child.pid;
+    if (wrapper === undefined) return;
+    if (signal === 'SIGKILL') {
+      for (const pid of childPids(wrapper)) tryKill(pid, signal);
+      tryKill(wrapper, signal);
+      return;
+    }
+    for (const pid of childPids(wrapper)) tryKill(pid, signal);
+  }
+}
+
+function tryKill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,89 @@
+// The node simulator's "image store": a table from image names to what runs for
+// them on this machine. There is no container engine here; a container's root
+// filesystem is the host's, and the image decides the entrypoint and PATH.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface ImageEntry {
+  /** Docker ENTRYPOINT: replaced by the container's `command` when that is set. */
+  readonly entrypoint: readonly string[];
+  /** Docker CMD: replaced by the container's `args` when those are set. */
+  readonly cmd: readonly string[];
+  /** Directories put first on PATH. */
+  readonly pathPrefix: readonly string[];
+}
+
+export class UnknownImageError extends Error {
+  override readonly name = 'UnknownImageError';
+}
+
+/** The repository name of an image reference, without registry, tag or digest. */
+export function imageRepository(image: string): string {
+  const withoutDigest = image.split('@')[0] ?? image;
+  const lastSlash = withoutDigest.lastIndexOf('/');
+  const colon = withoutDigest.indexOf(':', lastSlash + 1);
+  const name = colon === -1 ? withoutDigest : withoutDigest.slice(0, colon);
+  const parts = name.split('/');
+  // Drop a registry host (has a dot, a colon or is localhost).
+  if (parts.length > 1 && /[.:]|^localhost$/.test(parts[0] ?? '')) parts.shift();
+  if (parts[0] === 'library') parts.shift();
+  return parts.join('/');
+}
+
+/** Builds (once) a directory of busybox applet links so `busybox` images run busybox's tools. */
+export function busyboxBin(stateDir: string): string {
+  const dir = path.join(stateDir, 'images/busybox/bin');
+  if (fs.existsSync(path.join(dir, 'sh'))) return dir;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.mkdirSync(tmp, { recursive: true });
+  const applets = execFileSync('busybox', ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a !== '');
+  const busybox = execFileSync('sh', ['-c', 'command -v busybox'], { encoding: 'utf8' }).trim();
+  for (const applet of applets) fs.symlinkSync(busybox, path.join(tmp, applet));
+  try {
+    fs.renameSync(tmp, dir);
+  } catch {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+export interface ImageTableOptions {
+  readonly repoRoot: string;
+  readonly stateDir: string;
+  readonly nodeBinary: string;
+}
+
+/**
+ * The table. `keyvirt/<part>` images run that part of this repository on the
+ * pinned Node.js; `busybox` runs busybox applets; `keyvirt/host` runs host tools
+ * by absolute path or PATH lookup.
+ */
+export function resolveImage(image: string, options: ImageTableOptions): ImageEntry {
+  const repo = imageRepository(image);
+  const node = (main: string): ImageEntry => ({
+    entrypoint: [options.nodeBinary, path.join(options.repoRoot, main)],
+    cmd: [],
+    pathPrefix: [path.dirname(options.nodeBinary)],
+  });
+  switch (repo) {
+    case 'keyvirt/launcher':
+      return node('launcher/src/main.ts');
+    case 'keyvirt/operator':
+      return node('operator/src/main.ts');
+    case 'keyvirt/node-agent':
+      return node('operator/src/node-agent/main.ts');
+    case 'keyvirt/host':
+      return { entrypoint: [], cmd: ['sh'], pathPrefix: [] };
+    case 'busybox':
+      return { entrypoint: [], cmd: ['sh'], pathPrefix: [busyboxBin(options.stateDir)] };
+    default:
+      throw new UnknownImageError(`image ${image} is not in the node simulator's image table (see hack/nodesim/images.ts)`);
+  }
+}
+
+/** The argv a container runs, following Docker's ENTRYPOINT/CMD rules. */
+export function containerArgv(entry: ImageEntry, command: readonly string[] | undefined, args: readonly string[] | undefined): string[] {
+  if (command !== undefined && command.length > 0) return [...command, ...(args ?? [])];
+  return [...entry.entrypoint, ...(args !== undefined && args.length > 0 ? args : entry.cmd)];
+}

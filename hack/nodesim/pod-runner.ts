@@ -1,0 +1,304 @@
+// One pod on a simulated node: sandbox (network namespace + address), volumes,
+// init containers in order, then the containers under the pod's restart policy,
+// status written back on every change, and graceful termination.
+/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1Container, V1Pod, V1PodStatus } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { parseCpuMillis, parseQuantity, prepareContainerCgroups, removePodCgroups } from './cgroups.ts';
+import type { ContainerLimits } from './cgroups.ts';
+import { containerEnv, expandReferences } from './container-env.ts';
+import { ContainerProcess } from './container-process.ts';
+import type { BindMount, ContainerLaunch } from './container-process.ts';
+import { containerArgv, resolveImage, UnknownImageError } from './images.ts';
+import type { ImageTableOptions } from './images.ts';
+import { createPodNetwork, deletePodNetwork, podNetnsName } from './pod-network.ts';
+import { podStatus, restartDelayMs, shouldRestart } from './pod-status.ts';
+import type { ContainerRecord, PodRecord } from './pod-status.ts';
+import { hasExpiringVolumes, materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
+import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
+
+/** What a pod runner needs from the API server. */
+export interface PodApi extends VolumeApi {
+  patchPodStatus(namespace: string, name: string, status: V1PodStatus): Promise<void>;
+  /** Final removal after termination (grace period 0, preconditioned on the uid). */
+  deletePod(namespace: string, name: string, uid: string): Promise<void>;
+}
+
+export interface PodRunnerContext {
+  readonly log: Logger;
+  readonly api: PodApi;
+  readonly nodeName: string;
+  readonly nodeIndex: number;
+  readonly nodeIp: string;
+  readonly images: ImageTableOptions;
+  readonly podsDir: string;
+  readonly allocateIp: (preferred: string | undefined) => string;
+  readonly releaseIp: (ip: string) => void;
+}
+
+function limitsOf(container: V1Container): ContainerLimits {
+  const limits = container.resources?.limits ?? {};
+  const requests = container.resources?.requests ?? {};
+  return {
+    memoryBytes: limits.memory === undefined ? undefined : Math.floor(parseQuantity(limits.memory)),
+    cpuMillis: limits.cpu === undefined ? undefined : parseCpuMillis(limits.cpu),
+    cpuRequestMillis: requests.cpu === undefined ? undefined : parseCpuMillis(requests.cpu),
+  };
+}
+
+export class PodRunner {
+  readonly uid: string;
+  readonly #ctx: PodRunnerContext;
+  readonly #log: Logger;
+  #pod: V1Pod;
+  readonly #record: PodRecord;
+  readonly #processes = new Map<string, ContainerProcess>();
+  readonly #abort = new AbortController();
+  readonly #dir: string;
+  #netns: string | undefined;
+  #volumes = new Map<string, MaterialisedVolume>();
+  #pushing: Promise<void> | undefined;
+  #dirty = false;
+  #terminating: Promise<void> | undefined;
+  #running: Promise<void> | undefined;
+
+  constructor(ctx: PodRunnerContext, pod: V1Pod) {
+    this.#ctx = ctx;
+    this.#pod = pod;
+    const meta = pod.metadata ?? {};
+    this.uid = meta.uid ?? '';
+    this.#log = ctx.log.child({ pod: `${meta.namespace ?? ''}/${meta.name ?? ''}`, uid: this.uid });
+    this.#dir = path.join(ctx.podsDir, this.uid);
+    const previous = new Map((pod.status?.containerStatuses ?? []).map((s) => [s.name, s]));
+    const record = (c: V1Container, init: boolean): ContainerRecord => {
+      const prev = previous.get(c.name);
+      const ran = prev !== undefined && (prev.state?.running !== undefined || prev.state?.terminated !== undefined);
+      return {
+        name: c.name, image: c.image ?? '', init, done: false, lastTermination: undefined,
+        state: { kind: 'waiting', reason: 'ContainerCreating' },
+        restartCount: (prev?.restartCount ?? 0) + (ran ? 1 : 0),
+      };
+    };
+    this.#record = {
+      restartPolicy: pod.spec?.restartPolicy ?? 'Always',
+      hostIp: ctx.nodeIp,
+      podIp: undefined,
+      startTime: pod.status?.startTime ?? new Date(),
+      sandboxReady: false,
+      transitions: new Map(),
+      problem: undefined,
+      containers: [
+        ...(pod.spec?.initContainers ?? []).map((c) => record(c, true)),
+        ...(pod.spec?.containers ?? []).map((c) => record(c, false)),
+      ],
+    };
+  }
+
+  get podIp(): string | undefined {
+    return this.#record.podIp;
+  }
+
+  get terminating(): boolean {
+    return this.#terminating !== undefined;
+  }
+
+  update(pod: V1Pod): void {
+    this.#pod = pod;
+  }
+
+  start(): void {
+    this.#running = this.#run().catch((err: unknown) => {
+      if (!this.#abort.signal.aborted) this.#log.error({ err }, 'pod failed');
+    });
+  }
+
+  async #run(): Promise<void> {
+    fs.mkdirSync(this.#dir, { recursive: true });
+    this.#push();
+    this.#createSandbox();
+    this.#push();
+    await this.#prepareVolumes();
+    for (const rec of this.#record.containers.filter((c) => c.init)) {
+      const spec = (this.#pod.spec?.initContainers ?? []).find((c) => c.name === rec.name);
+      if (spec !== undefined) await this.#supervise(rec, spec);
+      if (this.#abort.signal.aborted || rec.state.kind !== 'terminated' || rec.state.exitCode !== 0) {
+        this.#markAllDone();
+        return;
+      }
+    }
+    const mains = this.#record.containers.filter((c) => !c.init);
+    await Promise.all(mains.map(async (rec) => {
+      const spec = (this.#pod.spec?.containers ?? []).find((c) => c.name === rec.name);
+      if (spec !== undefined) await this.#supervise(rec, spec);
+    }));
+  }
+
+  #markAllDone(): void {
+    for (const c of this.#record.containers) c.done = true;
+    this.#push();
+  }
+
+  #createSandbox(): void {
+    if (this.#pod.spec?.hostNetwork === true) {
+      this.#record.podIp = this.#ctx.nodeIp;
+    } else {
+      const podIp = this.#ctx.allocateIp(this.#pod.status?.podIP);
+      this.#record.podIp = podIp;
+      this.#netns = podNetnsName(this.#ctx.nodeIndex, this.uid);
+      createPodNetwork(this.#netns, this.uid, podIp);
+    }
+    this.#record.sandboxReady = true;
+    this.#log.info({ podIp: this.#record.podIp }, 'sandbox ready');
+  }
+
+  async #prepareVolumes(): Promise<void> {
+    const volumesDir = path.join(this.#dir, 'volumes');
+    for (;;) {
+      try {
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir);
+        this.#record.problem = undefined;
+        break;
+      } catch (err) {
+        if (!(err instanceof VolumeNotReadyError)) throw err;
+        this.#record.problem = { reason: 'ContainerCreating', message: err.message };
+        this.#push();
+        await sleep(2000, undefined, { signal: this.#abort.signal });
+      }
+    }
+    if (hasExpiringVolumes(this.#pod)) void this.#refreshTokens(volumesDir);
+  }
+
+  /** Re-issues projected service-account tokens well before they expire. */
+  async #refreshTokens(volumesDir: string): Promise<void> {
+    for (;;) {
+      try {
+        await sleep(10 * 60_000, undefined, { signal: this.#abort.signal });
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir);
+      } catch (err) {
+        if (this.#abort.signal.aborted) return;
+        this.#log.warn({ err }, 'volume refresh failed');
+      }
+    }
+  }
+
+  async #launch(spec: V1Container): Promise<ContainerLaunch> {
+    const image = resolveImage(spec.image ?? '', this.#ctx.images);
+    const hostname = this.#pod.spec?.hostNetwork === true ? this.#ctx.nodeName : (this.#pod.spec?.hostname ?? this.#pod.metadata?.name ?? '');
+    const env = await containerEnv(this.#ctx.api, this.#pod, spec, { pathPrefix: image.pathPrefix, hostname });
+    const argv = containerArgv(image, spec.command, spec.args).map((a) => expandReferences(a, env));
+    if (argv.length === 0) throw new UnknownImageError(`container ${spec.name} has no command and its image no entrypoint`);
+    const mounts: BindMount[] = (spec.volumeMounts ?? []).map((m) => {
+      const volume = this.#volumes.get(m.name);
+      if (volume === undefined) throw new VolumeNotReadyError(`volume ${m.name} is not defined`);
+      const source = m.subPath === undefined || m.subPath === '' ? volume.hostPath : path.join(volume.hostPath, m.subPath);
+      if (m.subPath !== undefined && m.subPath !== '' && !fs.existsSync(source)) fs.mkdirSync(source, { recursive: true });
+      return { source, target: m.mountPath, readOnly: m.readOnly === true || volume.readOnly };
+    });
+    return {
+      argv, env, hostname, mounts,
+      workingDir: spec.workingDir ?? '/',
+      netns: this.#netns,
+      cgroupProcFiles: prepareContainerCgroups(this.#ctx.nodeName, this.uid, spec.name, limitsOf(spec)),
+      scriptPath: path.join(this.#dir, `${spec.name}.init.sh`),
+      logPath: path.join(this.#dir, `${spec.name}.log`),
+    };
+  }
+
+  async #supervise(rec: ContainerRecord, spec: V1Container): Promise<void> {
+    while (!this.#abort.signal.aborted) {
+      let launch: ContainerLaunch;
+      try {
+        launch = await this.#launch(spec);
+      } catch (err) {
+        if (!(err instanceof UnknownImageError || err instanceof VolumeNotReadyError)) throw err;
+        const reason = err instanceof UnknownImageError ? 'ErrImageNeverPull' : 'CreateContainerConfigError';
+        rec.state = { kind: 'waiting', reason, message: err.message };
+        this.#push();
+        await sleep(5000, undefined, { signal: this.#abort.signal });
+        continue;
+      }
+      const proc = new ContainerProcess(launch);
+      this.#processes.set(rec.name, proc);
+      rec.state = { kind: 'running', startedAt: proc.startedAt };
+      this.#log.info({ container: rec.name, pid: proc.pid, argv: launch.argv }, 'container started');
+      this.#push();
+      const exit = await proc.exited;
+      this.#processes.delete(rec.name);
+      rec.state = {
+        kind: 'terminated', exitCode: exit.exitCode, reason: exit.exitCode === 0 ? 'Completed' : 'Error',
+        startedAt: proc.startedAt, finishedAt: new Date(),
+      };
+      this.#log.info({ container: rec.name, exitCode: exit.exitCode, signal: exit.signal }, 'container exited');
+      if (this.#terminating !== undefined || !shouldRestart(this.#record.restartPolicy, exit.exitCode, rec.init)) {
+        rec.done = true;
+        this.#push();
+        return;
+      }
+      rec.lastTermination = rec.state;
+      rec.state = { kind: 'waiting', reason: 'CrashLoopBackOff', message: `back-off restarting container ${rec.name}` };
+      this.#push();
+      await sleep(restartDelayMs(rec.restartCount + 1), undefined, { signal: this.#abort.signal }).catch(() => undefined);
+      rec.restartCount++;
+    }
+  }
+
+  /** Serialised, coalescing status writes. */
+  #push(): void {
+    this.#dirty = true;
+    if (this.#pushing !== undefined) return;
+    this.#pushing = (async () => {
+      while (this.#dirty) {
+        this.#dirty = false;
+        const meta = this.#pod.metadata ?? {};
+        try {
+          await this.#ctx.api.patchPodStatus(meta.namespace ?? '', meta.name ?? '', podStatus(this.#record, new Date()));
+        } catch (err) {
+          this.#log.warn({ err }, 'status update failed');
+        }
+      }
+      this.#pushing = undefined;
+    })();
+  }
+
+  /** SIGTERM every container, SIGKILL after the grace period, clean up, remove the pod object. */
+  terminate(gracePeriodSeconds: number, removeObject: boolean): Promise<void> {
+    this.#terminating ??= this.#terminate(gracePeriodSeconds, removeObject);
+    return this.#terminating;
+  }
+
+  async #terminate(gracePeriodSeconds: number, removeObject: boolean): Promise<void> {
+    this.#log.info({ gracePeriodSeconds }, 'terminating pod');
+    const procs = [...this.#processes.values()];
+    for (const p of procs) p.signal('SIGTERM');
+    const all = Promise.all(procs.map((p) => p.exited));
+    const timer = sleep(gracePeriodSeconds * 1000).then(() => 'timeout' as const);
+    if ((await Promise.race([all, timer])) === 'timeout') {
+      this.#log.info('grace period over, killing');
+      for (const p of procs) p.signal('SIGKILL');
+      await all;
+    }
+    this.#abort.abort();
+    await this.#running;
+    for (const c of this.#record.containers) {
+      if (c.state.kind === 'waiting') c.state = { kind: 'terminated', exitCode: 0, reason: 'ContainerCannotRun', startedAt: new Date(), finishedAt: new Date() };
+      c.done = true;
+    }
+    this.#cleanup();
+    this.#push();
+    await this.#pushing;
+    if (removeObject) {
+      const meta = this.#pod.metadata ?? {};
+      await this.#ctx.api.deletePod(meta.namespace ?? '', meta.name ?? '', this.uid);
+    }
+  }
+
+  #cleanup(): void {
+    if (this.#netns !== undefined) deletePodNetwork(this.#netns);
+    if (this.#record.podIp !== undefined && this.#netns !== undefined) this.#ctx.releaseIp(this.#record.podIp);
+    removePodCgroups(this.#ctx.nodeName, this.uid);
+    fs.rmSync(path.join(this.#dir, 'volumes'), { recursive: true, force: true });
+  }
+}
