@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+// The KeyVirt operator. Reads its settings from flags (or KEYVIRT_OPERATOR_* variables),
+// connects with the kubeconfig (or in-cluster credentials), and runs the manager until
+// SIGTERM/SIGINT; exits 1 when it loses the leader lease so that a fresh start re-reads
+// the world.
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import { OperatorMetrics } from './metrics.ts';
+import { systemClock, type Clock } from './runtime/clock.ts';
+import { EventRecorder } from './runtime/event-recorder.ts';
+import { KubeClient } from './runtime/kube-client.ts';
+import { Manager } from './runtime/manager.ts';
+import type { LauncherSettings } from './vm/launcher-pod.ts';
+import { fitDecider } from './vm/placement.ts';
+import { addVmController } from './vm/vm-wiring.ts';
+
+const VERSION = '0.1.0';
+
+const boolFlag = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+const settingsSchema = z.object({
+  kubeconfig: z.string().optional(),
+  namespace: z.string().min(1).default('keyvirt-system'),
+  healthAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8080'),
+  leaderElect: boolFlag.default(true),
+  leaseName: z.string().default('keyvirt-operator'),
+  identity: z.string().min(1).default(`${hostname()}_${process.pid}`),
+  leaseDurationMs: z.coerce.number().int().min(1000).default(15_000),
+  renewDeadlineMs: z.coerce.number().int().min(500).default(10_000),
+  retryPeriodMs: z.coerce.number().int().min(100).default(2_000),
+  launcherImage: z.string().min(1).default(`keyvirt/launcher:${VERSION}`),
+  launcherPullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  allowEmulation: boolFlag.default(false),
+  workers: z.coerce.number().int().min(1).max(64).default(4),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+type Settings = z.infer<typeof settingsSchema>;
+
+const FLAGS = {
+  kubeconfig: 'kubeconfig',
+  namespace: 'namespace',
+  healthAddress: 'health-address',
+  leaderElect: 'leader-elect',
+  leaseName: 'lease-name',
+  identity: 'identity',
+  leaseDurationMs: 'lease-duration-ms',
+  renewDeadlineMs: 'renew-deadline-ms',
+  retryPeriodMs: 'retry-period-ms',
+  launcherImage: 'launcher-image',
+  launcherPullPolicy: 'launcher-pull-policy',
+  allowEmulation: 'allow-emulation',
+  workers: 'workers',
+  logLevel: 'log-level',
+} as const satisfies Record<keyof Settings, string>;
+
+function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: 'string' as const }])),
+    strict: true,
+  });
+  const raw: Record<string, string | undefined> = {};
+  for (const [key, flag] of Object.entries(FLAGS)) {
+    const envName = `KEYVIRT_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
+    const v = values[flag];
+    raw[key] = typeof v === 'string' ? v : env[envName];
+  }
+  raw.kubeconfig ??= env.KUBECONFIG;
+  raw.namespace ??= env.POD_NAMESPACE;
+  return settingsSchema.parse(raw);
+}
+
+function kubeConfig(settings: Settings): KubeConfig {
+  const kc = new KubeConfig();
+  if (settings.kubeconfig !== undefined) kc.loadFromFile(settings.kubeconfig);
+  else kc.loadFromDefault();
+  return kc;
+}
+
+/** Everything a controller needs to register itself on the manager. */
+export interface ControllerContext {
+  manager: Manager;
+  client: KubeClient;
+  log: Logger;
+  clock: Clock;
+  metrics: OperatorMetrics;
+  events: EventRecorder;
+  settings: Settings;
+}
+
+/** Every controller of the operator; each adds its informers and controller to the manager. */
+const controllers: ((ctx: ControllerContext) => void)[] = [
+  (ctx) => {
+    const launcher: LauncherSettings = {
+      image: ctx.settings.launcherImage,
+      args: [],
+      imagePullPolicy: ctx.settings.launcherPullPolicy,
+      allowEmulation: ctx.settings.allowEmulation,
+    };
+    addVmController({ ...ctx, settings: launcher, placement: fitDecider, workers: ctx.settings.workers });
+  },
+];
+
+async function main(): Promise<number> {
+  const settings = readSettings(process.argv.slice(2), process.env);
+  const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
+  log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
+  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator');
+  const metrics = new OperatorMetrics();
+  const [host = '0.0.0.0', port = '8080'] = settings.healthAddress.split(':');
+  const manager = new Manager({
+    log,
+    client,
+    clock: systemClock,
+    metrics,
+    health: { host, port: Number(port) },
+    leaderElection: settings.leaderElect
+      ? {
+          namespace: settings.namespace,
+          leaseName: settings.leaseName,
+          identity: settings.identity,
+          leaseDurationMs: settings.leaseDurationMs,
+          renewDeadlineMs: settings.renewDeadlineMs,
+          retryPeriodMs: settings.retryPeriodMs,
+        }
+      : undefined,
+  });
+  const events = new EventRecorder({ client, controller: 'keyvirt.io/operator', instance: settings.identity, log, now: () => systemClock.now() });
+  const ctx: ControllerContext = { manager, client, log, clock: systemClock, metrics, events, settings };
+  for (const register of controllers) register(ctx);
+
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stop.signal.aborted) {
+      log.warn({ signal }, 'second signal, exiting now');
+      process.exit(130);
+    }
+    log.info({ signal }, 'shutting down');
+    stop.abort();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  const exit = await manager.run(stop.signal);
+  log.info({ exit }, 'stopped');
+  return exit === 'leadership-lost' ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    pino().fatal({ err }, 'operator failed');
+    process.exit(1);
+  },
+);

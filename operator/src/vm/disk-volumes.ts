@@ -1,0 +1,143 @@
+// Where each VM disk comes from inside the launcher pod: a pod volume and the image file
+// in it. A disk on a StorageDomain is the domain's storage mounted in the pod and the
+// image at a fixed path in it, `images/<namespace>/<vm>/<disk>.<format>`; the disk is
+// ready once the domain lists it in `status.disks` (the StorageDomain controller creates
+// the image, then lists it). A PVC disk is the claim mounted, image `disk.img` (raw unless
+// the template says otherwise), as KubeVirt lays out filesystem claims.
+import type { Disk, StorageDomain, VirtualMachine } from '@keyvirt/crds';
+import { SHARED_STORAGE_DOMAIN_TYPES } from '@keyvirt/crds';
+
+/** A core/v1 volume source, as the launcher pod carries it. */
+export type VolumeSource =
+  | { hostPath: { path: string; type?: string } }
+  | { nfs: { server: string; path: string; readOnly?: boolean } }
+  | { persistentVolumeClaim: { claimName: string; readOnly?: boolean } };
+
+export interface ResolvedDisk {
+  readonly name: string;
+  readonly source: VolumeSource;
+  /** The image file, relative to the volume root. */
+  readonly imageFile: string;
+  readonly format: 'qcow2' | 'raw';
+  readonly readOnly: boolean;
+  /** The node the disk pins the VM to (a local domain on one node). */
+  readonly nodeName?: string | undefined;
+  /** Why the VM cannot live-migrate because of this disk, when it cannot. */
+  readonly notMigratableReason?: string | undefined;
+}
+
+/** A disk the cluster cannot provide (yet): reported as a condition, nothing is started. */
+export interface DiskProblem {
+  readonly disk: string;
+  /** CamelCase condition reason, e.g. StorageDomainNotFound. */
+  readonly reason: string;
+  readonly message: string;
+  /** True when waiting may fix it without a change to the VM (image being created). */
+  readonly transient: boolean;
+}
+
+export type DiskResolution = { ok: true; disks: ResolvedDisk[] } | { ok: false; problems: DiskProblem[] };
+
+/** What disk resolution reads: the cached StorageDomains and the VM namespace's claims. */
+export interface DiskLookup {
+  storageDomain(name: string): StorageDomain | undefined;
+  claim(namespace: string, name: string): Promise<{ accessModes: readonly string[]; bound: boolean } | undefined>;
+}
+
+/** The image file of a StorageDomain disk, relative to the domain root. */
+export function storageDomainImagePath(vm: { namespace: string; name: string }, disk: string, format: 'qcow2' | 'raw'): string {
+  return `images/${vm.namespace}/${vm.name}/${disk}.${format}`;
+}
+
+function domainVolume(sd: StorageDomain, namespace: string): VolumeSource | string {
+  const spec = sd.spec;
+  switch (spec.type) {
+    case 'local':
+      return spec.local === undefined ? 'has no local connection' : { hostPath: { path: spec.local.path, type: 'Directory' } };
+    case 'nfs':
+      return spec.nfs === undefined ? 'has no nfs connection' : { nfs: { server: spec.nfs.server, path: spec.nfs.path } };
+    case 'pvc': {
+      const pvc = spec.pvc;
+      if (pvc === undefined) return 'has no pvc connection';
+      if (pvc.namespace !== undefined && pvc.namespace !== namespace) {
+        return `uses claim ${pvc.namespace}/${pvc.claimName}, which a pod in namespace ${namespace} cannot mount`;
+      }
+      return { persistentVolumeClaim: { claimName: pvc.claimName } };
+    }
+    default:
+      return `is of type ${spec.type}, which launcher pods cannot mount directly yet`;
+  }
+}
+
+function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): ResolvedDisk | DiskProblem {
+  const source = disk.storageDomain;
+  if (source === undefined) throw new Error('not a storage domain disk');
+  const namespace = vm.metadata.namespace ?? 'default';
+  const sd = lookup.storageDomain(source.name);
+  if (sd === undefined) {
+    return { disk: disk.name, reason: 'StorageDomainNotFound', message: `disk ${disk.name}: StorageDomain ${source.name} does not exist`, transient: false };
+  }
+  const phase = sd.status?.phase;
+  if (phase !== 'Active' && phase !== 'PreparingForMaintenance') {
+    return {
+      disk: disk.name,
+      reason: 'StorageDomainNotActive',
+      message: `disk ${disk.name}: StorageDomain ${source.name} is ${phase ?? 'not yet active'}`,
+      transient: true,
+    };
+  }
+  const volume = domainVolume(sd, namespace);
+  if (typeof volume === 'string') {
+    return { disk: disk.name, reason: 'StorageDomainUnsupported', message: `disk ${disk.name}: StorageDomain ${source.name} ${volume}`, transient: false };
+  }
+  const listed = sd.status?.disks?.some((d) => d.namespace === namespace && d.vmName === vm.metadata.name && d.diskName === disk.name);
+  if (listed !== true) {
+    return {
+      disk: disk.name,
+      reason: 'DiskNotReady',
+      message: `disk ${disk.name}: the image on StorageDomain ${source.name} is not created yet`,
+      transient: true,
+    };
+  }
+  const shared = SHARED_STORAGE_DOMAIN_TYPES.includes(sd.spec.type);
+  return {
+    name: disk.name,
+    source: volume,
+    imageFile: storageDomainImagePath({ namespace, name: vm.metadata.name }, disk.name, source.format),
+    format: source.format,
+    readOnly: disk.readOnly,
+    nodeName: sd.spec.type === 'local' ? sd.spec.local?.nodeName : undefined,
+    notMigratableReason: shared ? undefined : `disk ${disk.name} is on StorageDomain ${source.name} of type ${sd.spec.type}, which only one node can reach`,
+  };
+}
+
+async function resolveClaimDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): Promise<ResolvedDisk | DiskProblem> {
+  const claimName = disk.persistentVolumeClaim?.claimName;
+  if (claimName === undefined) throw new Error('not a claim disk');
+  const namespace = vm.metadata.namespace ?? 'default';
+  const claim = await lookup.claim(namespace, claimName);
+  if (claim === undefined) {
+    return { disk: disk.name, reason: 'PersistentVolumeClaimNotFound', message: `disk ${disk.name}: PersistentVolumeClaim ${namespace}/${claimName} does not exist`, transient: false };
+  }
+  const rwx = claim.accessModes.includes('ReadWriteMany');
+  return {
+    name: disk.name,
+    source: { persistentVolumeClaim: { claimName, ...(disk.readOnly ? { readOnly: true } : {}) } },
+    imageFile: 'disk.img',
+    format: 'raw',
+    readOnly: disk.readOnly,
+    notMigratableReason: rwx ? undefined : `disk ${disk.name} uses PersistentVolumeClaim ${claimName}, which is not ReadWriteMany`,
+  };
+}
+
+/** Resolves every disk of the VM, or lists every disk that cannot be provided. */
+export async function resolveDisks(vm: VirtualMachine, lookup: DiskLookup): Promise<DiskResolution> {
+  const disks: ResolvedDisk[] = [];
+  const problems: DiskProblem[] = [];
+  for (const disk of vm.spec.template.disks) {
+    const resolved = disk.storageDomain !== undefined ? resolveDomainDisk(vm, disk, lookup) : await resolveClaimDisk(vm, disk, lookup);
+    if ('reason' in resolved) problems.push(resolved);
+    else disks.push(resolved);
+  }
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, disks };
+}

@@ -1,0 +1,134 @@
+// One follower per running launcher: it checks the launcher's API version (`/v1/info`),
+// then reads its event stream and keeps the latest status in memory, asking for a
+// reconcile of the VM on every change. It reconnects with backoff while the pod lives;
+// the controller starts and stops followers as launcher pods come and go. A restarted
+// operator simply follows again: the stream starts with the current status.
+import type { Logger } from 'pino';
+import { type Info, LauncherClient, type LifecycleAction, type Status, LauncherVersionError } from '@keyvirt/launcher/api';
+import type { Sleep } from '../runtime/clock.ts';
+
+export interface LauncherEndpoint {
+  /** The launcher pod this endpoint belongs to: a new pod means a new follower. */
+  readonly podUid: string;
+  readonly baseUrl: string;
+  readonly token: string;
+}
+
+export interface FollowerObserver {
+  onLauncherStream(event: 'connected' | 'event' | 'disconnected'): void;
+}
+
+interface Follower {
+  endpoint: LauncherEndpoint;
+  client: LauncherClient;
+  stop: AbortController;
+  info: Info | undefined;
+  latest: Status | undefined;
+  connected: boolean;
+  lastError: string | undefined;
+}
+
+export interface LauncherFollowersOptions {
+  log: Logger;
+  sleep: Sleep;
+  /** Called when a launcher reports something new about the VM at `key`. */
+  onChange: (key: string) => void;
+  observer?: FollowerObserver;
+  makeClient?: (endpoint: LauncherEndpoint) => LauncherClient;
+}
+
+export class LauncherFollowers {
+  readonly #o: LauncherFollowersOptions;
+  readonly #followers = new Map<string, Follower>();
+  #stopped = false;
+
+  constructor(opts: LauncherFollowersOptions) {
+    this.#o = opts;
+  }
+
+  /** Follows the launcher at `endpoint` for VM `key` (a no-op when already following that pod). */
+  ensure(key: string, endpoint: LauncherEndpoint): void {
+    if (this.#stopped) return;
+    const existing = this.#followers.get(key);
+    if (existing !== undefined && existing.endpoint.podUid === endpoint.podUid && existing.endpoint.baseUrl === endpoint.baseUrl) return;
+    if (existing !== undefined) this.forget(key);
+    const client = this.#o.makeClient?.(endpoint) ?? new LauncherClient({ baseUrl: endpoint.baseUrl, token: endpoint.token, timeoutMs: 10_000 });
+    const follower: Follower = { endpoint, client, stop: new AbortController(), info: undefined, latest: undefined, connected: false, lastError: undefined };
+    this.#followers.set(key, follower);
+    void this.#follow(key, follower);
+  }
+
+  /** Stops following the VM at `key`. */
+  forget(key: string): void {
+    const f = this.#followers.get(key);
+    if (f === undefined) return;
+    f.stop.abort();
+    this.#followers.delete(key);
+  }
+
+  /** The latest launcher status of the pod `podUid`, if its follower has one. */
+  latest(key: string, podUid: string): Status | undefined {
+    const f = this.#followers.get(key);
+    return f?.endpoint.podUid === podUid ? f.latest : undefined;
+  }
+
+  connected(key: string, podUid: string): boolean {
+    const f = this.#followers.get(key);
+    return f?.endpoint.podUid === podUid && f.connected;
+  }
+
+  /** Sends a lifecycle action to the launcher of `podUid`. */
+  async action(key: string, podUid: string, action: LifecycleAction, gracePeriodSeconds?: number): Promise<Status> {
+    const f = this.#followers.get(key);
+    if (f?.endpoint.podUid !== podUid) throw new Error(`no launcher followed for ${key} pod ${podUid}`);
+    const response =
+      action === 'shutdown' ? await f.client.action('shutdown', gracePeriodSeconds === undefined ? {} : { gracePeriodSeconds }) : await f.client.action(action);
+    f.latest = response.status;
+    return response.status;
+  }
+
+  keys(): string[] {
+    return [...this.#followers.keys()];
+  }
+
+  /** Stops every follower (leadership lost or shutdown). */
+  stopAll(): void {
+    this.#stopped = true;
+    for (const key of [...this.#followers.keys()]) this.forget(key);
+  }
+
+  async #follow(key: string, f: Follower): Promise<void> {
+    const log = this.#o.log.child({ vm: key, pod: f.endpoint.podUid });
+    let backoff = 500;
+    while (!f.stop.signal.aborted) {
+      try {
+        f.info ??= await f.client.info();
+        for await (const event of f.client.events(f.stop.signal)) {
+          if (!f.connected) {
+            f.connected = true;
+            backoff = 500;
+            this.#o.observer?.onLauncherStream('connected');
+            log.debug('following launcher events');
+          }
+          if (event.type !== 'status') continue;
+          this.#o.observer?.onLauncherStream('event');
+          f.latest = event.status;
+          this.#o.onChange(key);
+        }
+      } catch (err) {
+        if (f.stop.signal.aborted) break;
+        const message = err instanceof Error ? err.message : String(err);
+        if (message !== f.lastError) log.info({ err }, 'launcher not reachable, retrying');
+        f.lastError = message;
+        if (err instanceof LauncherVersionError) backoff = 30_000;
+      }
+      if (f.connected) {
+        f.connected = false;
+        this.#o.observer?.onLauncherStream('disconnected');
+        this.#o.onChange(key);
+      }
+      await this.#o.sleep(backoff, f.stop.signal);
+      backoff = Math.min(backoff * 2, 10_000);
+    }
+  }
+}

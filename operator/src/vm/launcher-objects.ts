@@ -1,0 +1,103 @@
+// The objects a launcher needs in the API server: its Secret (per-VM API token, kept
+// across restarts, plus the launcher configuration) and its pod. Creating is idempotent:
+// the pod name is fixed, so a retry or a stale cache meets AlreadyExists, never a second
+// launcher. Deleting is guarded by the pod's UID.
+import { randomBytes } from 'node:crypto';
+import type { LauncherConfigInput } from '@keyvirt/launcher/api';
+import type { VirtualMachine } from '@keyvirt/crds';
+import type { Logger } from 'pino';
+import { secretSchema, type Pod } from '../runtime/core-schemas.ts';
+import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
+import { coreTypes, collectionPath, objectPath } from '../runtime/resource.ts';
+import { configHash, launcherConfig, renderLauncherPod, renderLauncherSecret, type LauncherPodInput } from './launcher-pod.ts';
+import { LABEL_VM_UID, launcherPodName, launcherSecretName } from './names.ts';
+
+export class LauncherObjects {
+  readonly #client: Pick<KubeClient, 'get' | 'create' | 'request' | 'delete'>;
+  /** VM uid → API token. */
+  readonly #tokens = new Map<string, string>();
+
+  constructor(client: Pick<KubeClient, 'get' | 'create' | 'request' | 'delete'>) {
+    this.#client = client;
+  }
+
+  baseUrl(podIp: string): string {
+    return `http://${podIp.includes(':') ? `[${podIp}]` : podIp}:8443`;
+  }
+
+  cachedToken(pod: Pod): string | undefined {
+    const uid = pod.metadata.labels?.[LABEL_VM_UID];
+    return uid === undefined ? undefined : this.#tokens.get(uid);
+  }
+
+  /** Reads the launcher's token from its Secret (after an operator restart). */
+  async loadToken(pod: Pod): Promise<string | undefined> {
+    const uid = pod.metadata.labels?.[LABEL_VM_UID];
+    const vmName = pod.metadata.labels?.['keyvirt.io/vm'];
+    if (uid === undefined || vmName === undefined) return undefined;
+    try {
+      const secret = secretSchema.parse(
+        await this.#client.get(objectPath(coreTypes.secret, { namespace: pod.metadata.namespace, name: launcherSecretName(vmName) })),
+      );
+      const encoded = secret.data?.token;
+      if (encoded === undefined) return undefined;
+      const token = Buffer.from(encoded, 'base64').toString('utf8');
+      this.#tokens.set(uid, token);
+      return token;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Writes the Secret, then creates the pod. False when the pod already existed. */
+  async createLauncher(input: LauncherPodInput, log: Logger): Promise<boolean> {
+    const { vm } = input;
+    const config = launcherConfig(input);
+    const token = await this.#ensureSecret(vm, config);
+    this.#tokens.set(vm.metadata.uid ?? '', token);
+    const pod = renderLauncherPod(input, configHash(config));
+    try {
+      await this.#client.create(collectionPath(coreTypes.pod, vm.metadata.namespace), pod);
+      return true;
+    } catch (err) {
+      if (isAlreadyExists(err)) {
+        log.info('launcher pod already exists');
+        return false;
+      }
+      throw err;
+    }
+  }
+
+  /** Deletes the launcher pod with UID `uid` (no-op when it is gone or replaced). */
+  async deletePod(vm: VirtualMachine, uid: string): Promise<void> {
+    const path = objectPath(coreTypes.pod, { namespace: vm.metadata.namespace, name: launcherPodName(vm.metadata.name) });
+    try {
+      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid } });
+    } catch (err) {
+      if (isNotFound(err) || isConflict(err)) return;
+      throw err;
+    }
+  }
+
+  async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput): Promise<string> {
+    const path = objectPath(coreTypes.secret, { namespace: vm.metadata.namespace, name: launcherSecretName(vm.metadata.name) });
+    let existing: ReturnType<typeof secretSchema.parse> | undefined;
+    try {
+      existing = secretSchema.parse(await this.#client.get(path));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+    const ownedByThisVm = existing?.metadata.ownerReferences?.some((r) => r.uid === vm.metadata.uid) === true;
+    const oldToken = ownedByThisVm && existing?.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : undefined;
+    const token = oldToken ?? randomBytes(32).toString('hex');
+    const secret = renderLauncherSecret(vm, token, config) as { metadata: Record<string, unknown> };
+    if (existing === undefined) {
+      await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
+    } else {
+      secret.metadata.resourceVersion = existing.metadata.resourceVersion;
+      await this.#client.request('PUT', path, { body: secret });
+    }
+    return token;
+  }
+}

@@ -1,0 +1,191 @@
+// Renders a VM's launcher pod and the Secret it mounts (the per-VM API token and the
+// launcher configuration). Pure: every decision (node, disks, image) is an input.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { VirtualMachine } from '@keyvirt/crds';
+import { LAUNCHER_CONFIG_API_VERSION, type LauncherConfigInput } from '@keyvirt/launcher/api';
+import { controllerReference } from '../runtime/owner-mapping.ts';
+import type { ResolvedDisk, VolumeSource } from './disk-volumes.ts';
+import { launcherResources } from './launcher-resources.ts';
+import {
+  ANNOTATION_CONFIG_HASH,
+  ANNOTATION_MEMORY_OVERHEAD,
+  LABEL_COMPONENT,
+  LABEL_MANAGED_BY,
+  LABEL_VM,
+  LABEL_VM_UID,
+  LAUNCHER_COMPONENT,
+  MANAGED_BY,
+  launcherPodName,
+  launcherSecretName,
+  virtualMachineType,
+} from './names.ts';
+
+export const LAUNCHER_CONTAINER = 'launcher';
+export const LAUNCHER_PORT = 8443;
+const CONFIG_DIR = '/var/run/keyvirt/launcher';
+const STATE_DIR = '/var/run/keyvirt/state';
+const DISKS_DIR = '/var/run/keyvirt/disks';
+export const CONFIG_FILE = `${CONFIG_DIR}/config.json`;
+export const TOKEN_FILE = `${CONFIG_DIR}/token`;
+
+export interface KernelBoot {
+  kernel: string;
+  initrd?: string | undefined;
+  cmdline?: string | undefined;
+}
+
+/** How the operator runs launchers (from its own configuration). */
+export interface LauncherSettings {
+  image: string;
+  /** Arguments after the image's entrypoint. */
+  args: readonly string[];
+  imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
+  /** The cluster-wide emulation switch (KubeVirt's useEmulation). */
+  allowEmulation: boolean;
+}
+
+export interface LauncherPodInput {
+  vm: VirtualMachine;
+  settings: LauncherSettings;
+  affinity: Record<string, unknown>;
+  /** Whether the chosen node offers hardware KVM (then /dev/kvm is mounted). */
+  nodeHasKvm: boolean;
+  disks: readonly ResolvedDisk[];
+  kernelBoot?: KernelBoot | undefined;
+}
+
+export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {
+  return settings.allowEmulation || vm.spec.template.allowEmulation;
+}
+
+/** The launcher configuration written into the Secret. */
+export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
+  const { vm } = input;
+  const uid = vm.metadata.uid ?? '';
+  const disks: Record<string, { path: string; format: 'qcow2' | 'raw' }> = {};
+  for (const d of input.disks) disks[d.name] = { path: `${DISKS_DIR}/${d.name}/${d.imageFile}`, format: d.format };
+  return {
+    apiVersion: LAUNCHER_CONFIG_API_VERSION,
+    vm: { name: vm.metadata.name, namespace: vm.metadata.namespace ?? 'default', uid },
+    template: vm.spec.template,
+    terminationGracePeriodSeconds: vm.spec.terminationGracePeriodSeconds,
+    mode: 'run',
+    disks,
+    listen: { address: '0.0.0.0', port: LAUNCHER_PORT },
+    tokenFile: TOKEN_FILE,
+    stateDir: STATE_DIR,
+    allowEmulation: mayEmulate(vm, input.settings),
+    ...(input.kernelBoot === undefined ? {} : { directKernelBoot: input.kernelBoot }),
+  };
+}
+
+export function configHash(config: LauncherConfigInput): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
+}
+
+function labels(vm: VirtualMachine): Record<string, string> {
+  return {
+    [LABEL_COMPONENT]: LAUNCHER_COMPONENT,
+    [LABEL_MANAGED_BY]: MANAGED_BY,
+    [LABEL_VM]: vm.metadata.name,
+    [LABEL_VM_UID]: vm.metadata.uid ?? '',
+  };
+}
+
+/** The Secret: `token` (the launcher's bearer token) and `config.json`. */
+export function renderLauncherSecret(vm: VirtualMachine, token: string, config: LauncherConfigInput): unknown {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: launcherSecretName(vm.metadata.name),
+      namespace: vm.metadata.namespace,
+      labels: labels(vm),
+      ownerReferences: [controllerReference(virtualMachineType, vm)],
+    },
+    type: 'Opaque',
+    data: {
+      token: Buffer.from(token).toString('base64'),
+      'config.json': Buffer.from(JSON.stringify(config)).toString('base64'),
+    },
+  };
+}
+
+interface Volume {
+  name: string;
+  [source: string]: unknown;
+}
+
+function diskVolume(d: ResolvedDisk): Volume {
+  const source: VolumeSource = d.source;
+  return { name: `disk-${d.name}`, ...source };
+}
+
+/** Read-only hostPath mounts for the kernel and initrd directories of a direct kernel boot. */
+function kernelMounts(boot: KernelBoot | undefined): { volumes: Volume[]; mounts: unknown[] } {
+  if (boot === undefined) return { volumes: [], mounts: [] };
+  const dirs = [...new Set([boot.kernel, boot.initrd].filter((f): f is string => f !== undefined).map((f) => path.dirname(f)))];
+  return {
+    volumes: dirs.map((dir, i) => ({ name: `kernel-boot-${i}`, hostPath: { path: dir, type: 'Directory' } })),
+    mounts: dirs.map((dir, i) => ({ name: `kernel-boot-${i}`, mountPath: dir, readOnly: true })),
+  };
+}
+
+/** The launcher pod. `configHash` ties the pod to the Secret content it started with. */
+export function renderLauncherPod(input: LauncherPodInput, hash: string): unknown {
+  const { vm, settings } = input;
+  const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings));
+  const kernel = kernelMounts(input.kernelBoot);
+  const volumes: Volume[] = [
+    { name: 'launcher-config', secret: { secretName: launcherSecretName(vm.metadata.name), defaultMode: 0o400 } },
+    { name: 'state', emptyDir: {} },
+    ...input.disks.map(diskVolume),
+    ...kernel.volumes,
+    ...(input.nodeHasKvm ? [{ name: 'kvm', hostPath: { path: '/dev/kvm', type: 'CharDevice' } }] : []),
+  ];
+  const mounts: unknown[] = [
+    { name: 'launcher-config', mountPath: CONFIG_DIR, readOnly: true },
+    { name: 'state', mountPath: STATE_DIR },
+    ...input.disks.map((d) => ({ name: `disk-${d.name}`, mountPath: `${DISKS_DIR}/${d.name}`, readOnly: d.readOnly })),
+    ...kernel.mounts,
+    ...(input.nodeHasKvm ? [{ name: 'kvm', mountPath: '/dev/kvm' }] : []),
+  ];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: launcherPodName(vm.metadata.name),
+      namespace: vm.metadata.namespace,
+      labels: labels(vm),
+      annotations: {
+        [ANNOTATION_CONFIG_HASH]: hash,
+        [ANNOTATION_MEMORY_OVERHEAD]: String(resources.overheadBytes),
+      },
+      ownerReferences: [controllerReference(virtualMachineType, vm)],
+    },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      hostname: vm.metadata.name,
+      terminationGracePeriodSeconds: vm.spec.terminationGracePeriodSeconds + 30,
+      affinity: input.affinity,
+      ...(vm.spec.nodeSelector === undefined ? {} : { nodeSelector: vm.spec.nodeSelector }),
+      ...(vm.spec.tolerations === undefined ? {} : { tolerations: vm.spec.tolerations }),
+      containers: [
+        {
+          name: LAUNCHER_CONTAINER,
+          image: settings.image,
+          imagePullPolicy: settings.imagePullPolicy,
+          args: [...settings.args, '--config', CONFIG_FILE],
+          ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
+          resources: { requests: resources.requests, ...(Object.keys(resources.limits).length > 0 ? { limits: resources.limits } : {}) },
+          volumeMounts: mounts,
+          readinessProbe: { tcpSocket: { port: LAUNCHER_PORT }, periodSeconds: 5 },
+        },
+      ],
+      volumes,
+    },
+  };
+}

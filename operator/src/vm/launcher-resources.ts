@@ -1,0 +1,66 @@
+// What a launcher pod requests: the guest plus what the launcher and QEMU need on top
+// of it. The overhead model follows KubeVirt's (a fixed part, guest RAM / 512 for page
+// tables, a per-vCPU part), with the fixed parts measured on a running KeyVirt launcher
+// (docs/adr/0062-launcher-pod.md), plus QEMU's TCG translation cache when the VM may run
+// under emulation.
+import { parseQuantity, type VirtualMachineTemplate } from '@keyvirt/crds';
+
+const MiB = 1024 * 1024;
+
+/** The launcher process (Node.js, the HTTP API, QMP and agent clients). */
+export const LAUNCHER_PROCESS_BYTES = 96 * MiB;
+/** QEMU itself beyond guest RAM: devices, VNC, block layer, migration buffers. */
+export const QEMU_FIXED_BYTES = 64 * MiB;
+export const PER_VCPU_BYTES = 8 * MiB;
+/** QEMU's TCG translation-block cache as it fills under a booting Linux guest. */
+export const TCG_CACHE_BYTES = 128 * MiB;
+/** Host CPU share per vCPU (KubeVirt's default cpuAllocationRatio of 10). */
+export const MILLICPU_PER_VCPU = 100;
+export const LAUNCHER_MILLICPU = 100;
+
+export function vcpuCount(template: VirtualMachineTemplate): number {
+  const c = template.cpu;
+  return c.sockets * c.cores * c.threads;
+}
+
+export function guestMemoryBytes(template: VirtualMachineTemplate): number {
+  const bytes = parseQuantity(template.memory.size);
+  if (bytes === undefined) throw new Error(`memory.size ${template.memory.size} is not a quantity`);
+  return Math.ceil(bytes);
+}
+
+/** Memory the launcher pod needs beyond the guest RAM. */
+export function memoryOverheadBytes(template: VirtualMachineTemplate, mayEmulate: boolean): number {
+  const guest = guestMemoryBytes(template);
+  return (
+    LAUNCHER_PROCESS_BYTES +
+    QEMU_FIXED_BYTES +
+    Math.ceil(guest / 512) +
+    PER_VCPU_BYTES * vcpuCount(template) +
+    (mayEmulate ? TCG_CACHE_BYTES : 0)
+  );
+}
+
+export interface LauncherResources {
+  requests: Record<string, string>;
+  limits: Record<string, string>;
+  overheadBytes: number;
+}
+
+/** The launcher container's resources. Dedicated CPUs make the pod Guaranteed (requests = limits). */
+export function launcherResources(template: VirtualMachineTemplate, mayEmulate: boolean): LauncherResources {
+  const overheadBytes = memoryOverheadBytes(template, mayEmulate);
+  const memory = String(Math.ceil((guestMemoryBytes(template) + overheadBytes) / MiB)) + 'Mi';
+  const vcpus = vcpuCount(template);
+  const devices: Record<string, string> = {};
+  for (const d of template.hostDevices) devices[d.resourceName] = String(Number(devices[d.resourceName] ?? '0') + 1);
+  if (template.cpu.dedicatedCpuPlacement) {
+    const guaranteed = { cpu: String(vcpus + 1), memory, ...devices };
+    return { requests: guaranteed, limits: guaranteed, overheadBytes };
+  }
+  return {
+    requests: { cpu: `${vcpus * MILLICPU_PER_VCPU + LAUNCHER_MILLICPU}m`, memory, ...devices },
+    limits: { ...devices },
+    overheadBytes,
+  };
+}

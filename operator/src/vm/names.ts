@@ -1,0 +1,63 @@
+// Names, labels, annotations and the finalizer the VM controller puts on objects.
+// Deterministic names: a second reconcile with a stale cache tries to create the same
+// pod again and gets AlreadyExists instead of a second launcher.
+import { GROUP, VERSION } from '@keyvirt/crds';
+import type { ResourceType } from '../runtime/resource.ts';
+
+export const virtualMachineType: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'virtualmachines',
+  kind: 'VirtualMachine',
+  namespaced: true,
+};
+
+export const storageDomainType: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'storagedomains',
+  kind: 'StorageDomain',
+  namespaced: false,
+};
+
+/** Set on every VM: the guest is stopped gracefully before the VM object goes. */
+export const VM_FINALIZER = 'keyvirt.io/graceful-stop';
+
+/** Labels on launcher pods (and their Secrets). */
+export const LABEL_COMPONENT = 'app.kubernetes.io/component';
+export const LAUNCHER_COMPONENT = 'launcher';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'keyvirt-operator';
+export const LABEL_VM = 'keyvirt.io/vm';
+export const LABEL_VM_UID = 'keyvirt.io/vm-uid';
+
+/** The label selector of every launcher pod. */
+export const LAUNCHER_POD_SELECTOR = `${LABEL_COMPONENT}=${LAUNCHER_COMPONENT},${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+
+/**
+ * A request written by a person or a tool: `start`, `stop` or `restart`. The operator
+ * acts on it and removes it (see docs/adr/0061-vm-run-strategy-and-requests.md).
+ */
+export const ANNOTATION_REQUEST = 'keyvirt.io/request';
+/** Operator-owned: whether a Manual or Once VM should run (`Running` / `Stopped`). */
+export const ANNOTATION_DESIRED_STATE = 'keyvirt.io/desired-state';
+/** Operator-owned: the UID of the launcher pod a restart request replaces. */
+export const ANNOTATION_RESTART_OF = 'keyvirt.io/restart-of';
+/**
+ * Boot a kernel directly (JSON `{kernel, initrd?, cmdline?}`, absolute paths on the
+ * node): a development and test feature, the files are mounted read-only from the node.
+ */
+export const ANNOTATION_KERNEL_BOOT = 'keyvirt.io/kernel-boot';
+
+/** On the launcher pod: the hash of the launcher config it was started with. */
+export const ANNOTATION_CONFIG_HASH = 'keyvirt.io/launcher-config-hash';
+/** On the launcher pod: the memory it requests beyond the guest RAM, in bytes. */
+export const ANNOTATION_MEMORY_OVERHEAD = 'keyvirt.io/memory-overhead-bytes';
+
+export function launcherPodName(vmName: string): string {
+  return `launcher-${vmName}`;
+}
+
+export function launcherSecretName(vmName: string): string {
+  return `launcher-${vmName}`;
+}

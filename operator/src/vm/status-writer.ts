@@ -1,0 +1,80 @@
+// Writes a VM's status through the status subresource when it changed, and records an
+// event for each transition (phase, or the reason the VM cannot start) — never on a
+// reconcile that changed nothing.
+import type { VirtualMachine, VirtualMachineStatus } from '@keyvirt/crds';
+import { API_VERSION } from '@keyvirt/crds';
+import type { Logger } from 'pino';
+import type { EventSink } from '../runtime/event-recorder.ts';
+import type { KubeClient } from '../runtime/kube-client.ts';
+import { objectPath } from '../runtime/resource.ts';
+import { virtualMachineType } from './names.ts';
+
+const warningPhases = new Set(['Failed', 'CrashLoop', 'Unschedulable']);
+
+function stable(status: VirtualMachineStatus | undefined): string {
+  return JSON.stringify(status ?? {});
+}
+
+function readyReason(status: VirtualMachineStatus | undefined): { reason: string; message: string } | undefined {
+  const ready = status?.conditions?.find((c) => c.type === 'Ready');
+  return ready === undefined ? undefined : { reason: ready.reason, message: ready.message };
+}
+
+export class VmStatusWriter {
+  readonly #client: Pick<KubeClient, 'patch'>;
+  readonly #events: EventSink;
+  /** What this operator last wrote per VM uid: the cache may not show it yet. */
+  readonly #written = new Map<string, VirtualMachineStatus>();
+
+  constructor(client: Pick<KubeClient, 'patch'>, events: EventSink) {
+    this.#client = client;
+    this.#events = events;
+  }
+
+  /** The freshest status known for `vm`: what this operator wrote last, else the cached one. */
+  current(vm: VirtualMachine): VirtualMachineStatus | undefined {
+    const uid = vm.metadata.uid ?? vm.metadata.name;
+    const written = this.#written.get(uid);
+    if (written !== undefined && stable(written) === stable(vm.status)) this.#written.delete(uid);
+    return this.#written.get(uid) ?? vm.status;
+  }
+
+  /** Writes `next` if it differs from the cached status; returns whether it wrote. */
+  async write(vm: VirtualMachine, next: VirtualMachineStatus, log: Logger): Promise<boolean> {
+    const uid = vm.metadata.uid ?? vm.metadata.name;
+    const written = this.#written.get(uid);
+    if (written !== undefined && stable(written) === stable(vm.status)) this.#written.delete(uid);
+    const previous = written ?? vm.status;
+    if (stable(previous) === stable(next)) return false;
+    const path = objectPath(virtualMachineType, { namespace: vm.metadata.namespace, name: vm.metadata.name }, 'status');
+    await this.#client.patch(path, [{ op: 'add', path: '/status', value: next }], 'json');
+    this.#written.set(uid, next);
+    await this.#recordTransitions(vm, previous, next, log);
+    return true;
+  }
+
+  /** Forgets a deleted VM. */
+  forget(uid: string): void {
+    this.#written.delete(uid);
+  }
+
+  async #recordTransitions(vm: VirtualMachine, previous: VirtualMachineStatus | undefined, next: VirtualMachineStatus, log: Logger): Promise<void> {
+    const target = { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata };
+    const before = readyReason(previous);
+    const after = readyReason(next);
+    if (next.phase !== undefined && next.phase !== previous?.phase) {
+      log.info({ from: previous?.phase, to: next.phase }, 'VM phase changed');
+      const warn = warningPhases.has(next.phase);
+      await this.#events.record(target, {
+        type: warn ? 'Warning' : 'Normal',
+        reason: next.phase,
+        action: 'Reconcile',
+        note: warn && after !== undefined ? after.message : `VM is ${next.phase}${next.nodeName !== undefined ? ` on ${next.nodeName}` : ''}`,
+      });
+      return;
+    }
+    if (after !== undefined && warningPhases.has(next.phase ?? '') && (before?.reason !== after.reason || before.message !== after.message)) {
+      await this.#events.record(target, { type: 'Warning', reason: after.reason, action: 'Reconcile', note: after.message });
+    }
+  }
+}

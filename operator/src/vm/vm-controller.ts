@@ -1,0 +1,377 @@
+// The VirtualMachine controller: level-based. Each reconcile reads the VM, its launcher
+// pod and the launcher's latest status, takes at most one step (consume a request,
+// create the launcher, stop it gracefully, remove a finished one, release the
+// finalizer), and writes the status — also when the step failed.
+import type { VirtualMachine, VirtualMachineStatus } from '@keyvirt/crds';
+import { API_VERSION } from '@keyvirt/crds';
+import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
+import { z } from 'zod';
+import type { Clock } from '../runtime/clock.ts';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
+import type { Node, Pod } from '../runtime/core-schemas.ts';
+import type { EventSink } from '../runtime/event-recorder.ts';
+import { isNotFound } from '../runtime/kube-client.ts';
+import { keyOf, objectPath, refOfKey } from '../runtime/resource.ts';
+import { resolveDisks, type DiskLookup, type ResolvedDisk } from './disk-volumes.ts';
+import type { LauncherFollowers } from './launcher-followers.ts';
+import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
+import { launcherResources } from './launcher-resources.ts';
+import type { LauncherObjects } from './launcher-objects.ts';
+import { ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
+import type { PlacementDecider } from './placement.ts';
+import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
+import { computeStatus, rfc3339, type StartBlocker } from './vm-status.ts';
+import type { VmStatusWriter } from './status-writer.ts';
+
+/** The caches the controller reads. */
+export interface VmCaches {
+  vm(key: string): VirtualMachine | undefined;
+  pod(key: string): Pod | undefined;
+  nodes(): readonly Node[];
+  pods(): readonly Pod[];
+}
+
+/** The API writes the controller makes on the VM object itself (PATCH, never UPDATE). */
+export interface VmWriter {
+  patch(vm: VirtualMachine, body: unknown, type: 'merge' | 'json'): Promise<void>;
+}
+
+export interface VmControllerDeps {
+  caches: VmCaches;
+  disks: DiskLookup;
+  placement: PlacementDecider;
+  launchers: LauncherObjects;
+  followers: LauncherFollowers;
+  statusWriter: VmStatusWriter;
+  vmWriter: VmWriter;
+  events: EventSink;
+  settings: LauncherSettings;
+  clock: Clock;
+}
+
+const kernelBootSchema = z.object({
+  kernel: z.string().startsWith('/'),
+  initrd: z.string().startsWith('/').optional(),
+  cmdline: z.string().max(4096).optional(),
+});
+
+/** Polling while something is in motion that no watch reports (a graceful stop's deadline). */
+const STOP_POLL_MS = 2000;
+const UNSCHEDULABLE_RETRY_MS = 30_000;
+const STOP_EXTRA_GRACE_MS = 15_000;
+
+function podState(vm: VirtualMachine, pod: Pod | undefined): LauncherPodState | 'foreign' {
+  if (pod === undefined) return { kind: 'none' };
+  const owner = pod.metadata.ownerReferences?.find((r) => r.controller === true);
+  if (owner?.uid !== vm.metadata.uid) return 'foreign';
+  const uid = pod.metadata.uid ?? '';
+  const terminating = pod.metadata.deletionTimestamp !== undefined;
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') {
+    const finishedAt = pod.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
+    return { kind: 'finished', uid, succeeded: phase === 'Succeeded', terminating, finishedAt };
+  }
+  return { kind: 'active', uid, terminating };
+}
+
+export class VmController implements Reconciler {
+  readonly #d: VmControllerDeps;
+  /** Graceful stops in progress: VM key → pod uid and when the stop was requested. */
+  readonly #stops = new Map<string, { podUid: string; at: number }>();
+
+  constructor(deps: VmControllerDeps) {
+    this.#d = deps;
+  }
+
+  async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
+    const vm = this.#d.caches.vm(key);
+    if (vm === undefined) {
+      this.#d.followers.forget(key);
+      this.#stops.delete(key);
+      return {};
+    }
+    const pod = this.#d.caches.pod(keyOf({ namespace: vm.metadata.namespace, name: launcherPodName(vm.metadata.name) }));
+    const state = podState(vm, pod);
+    if (state === 'foreign') {
+      ctx.log.info('a launcher pod of an earlier VM with this name is still going away');
+      return { requeueAfterMs: STOP_POLL_MS };
+    }
+    this.#follow(key, pod, state);
+    const scope: Scope = { ctx, key, vm, pod, state, now: this.#d.clock.now() };
+    if (vm.metadata.deletionTimestamp !== undefined) return this.#reconcileDeletion(scope);
+    if (!(vm.metadata.finalizers ?? []).includes(VM_FINALIZER)) {
+      await this.#d.vmWriter.patch(vm, { metadata: { finalizers: [...(vm.metadata.finalizers ?? []), VM_FINALIZER], resourceVersion: vm.metadata.resourceVersion } }, 'merge');
+      return {};
+    }
+    const request = consumeRequest(vm, state);
+    if (request !== undefined) {
+      const body = {
+        metadata: { annotations: request.annotations, resourceVersion: vm.metadata.resourceVersion },
+        ...(request.runStrategy === undefined ? {} : { spec: { runStrategy: request.runStrategy } }),
+      };
+      await this.#d.vmWriter.patch(vm, body, 'merge');
+      await this.#d.events.record(this.#target(vm), { ...request.event, action: 'Request', note: request.event.message });
+      return {};
+    }
+    const { decision, annotations } = decide(vm, state);
+    if (Object.keys(annotations).length > 0) {
+      await this.#d.vmWriter.patch(vm, { metadata: { annotations, resourceVersion: vm.metadata.resourceVersion } }, 'merge');
+      return {};
+    }
+    return this.#act(scope, decision);
+  }
+
+  #target(vm: VirtualMachine): { apiVersion: string; kind: string; metadata: VirtualMachine['metadata'] } {
+    return { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata };
+  }
+
+  #follow(key: string, pod: Pod | undefined, state: LauncherPodState): void {
+    const ip = pod?.status?.podIP;
+    if (state.kind !== 'active' || ip === undefined || pod === undefined) {
+      if (state.kind !== 'active') this.#d.followers.forget(key);
+      return;
+    }
+    const token = this.#d.launchers.cachedToken(pod);
+    if (token === undefined) {
+      void this.#d.launchers.loadToken(pod).then((loaded) => {
+        if (loaded !== undefined) this.#d.followers.ensure(key, { podUid: state.uid, baseUrl: this.#d.launchers.baseUrl(ip), token: loaded });
+      });
+      return;
+    }
+    this.#d.followers.ensure(key, { podUid: state.uid, baseUrl: this.#d.launchers.baseUrl(ip), token });
+  }
+
+  async #reconcileDeletion(scope: Scope): Promise<ReconcileResult> {
+    const { ctx, key, vm, state } = scope;
+    const decision = decideDeletion(state);
+    if (decision === 'release') {
+      this.#d.followers.forget(key);
+      this.#stops.delete(key);
+      this.#d.statusWriter.forget(vm.metadata.uid ?? vm.metadata.name);
+      const finalizers = (vm.metadata.finalizers ?? []).filter((f) => f !== VM_FINALIZER);
+      if (finalizers.length !== (vm.metadata.finalizers ?? []).length) {
+        await this.#d.vmWriter.patch(vm, { metadata: { finalizers, resourceVersion: vm.metadata.resourceVersion } }, 'merge');
+        ctx.log.info('guest stopped and launcher gone, finalizer released');
+      }
+      return {};
+    }
+    return this.#act(scope, decision);
+  }
+
+  async #act(scope: Scope, decision: Decision): Promise<ReconcileResult> {
+    const { ctx, key, vm, pod, state, now } = scope;
+    const previous = this.#d.statusWriter.current(vm);
+    const progress: StepOutcome = { blocker: undefined, stopping: false, requeueAfterMs: undefined, notMigratable: [], startFailure: previous?.startFailure, restartCount: previous?.restartCount };
+    let failure: Error | undefined;
+    try {
+      await this.#step(scope, decision, progress);
+    } catch (err) {
+      failure = err instanceof Error ? err : new Error('reconcile step failed', { cause: err });
+    }
+    const launcher = state.kind === 'active' ? this.#d.followers.latest(key, state.uid) : undefined;
+    if (launcher?.phase === 'Running') progress.startFailure = undefined;
+    const crashLoopUntil = crashLoopDeadline(progress.startFailure, now);
+    const status = computeStatus({
+      vm: { ...vm, status: previous },
+      pod,
+      podState: state,
+      launcher,
+      wantRunning: vm.metadata.deletionTimestamp === undefined && wantsRunning(vm, state),
+      stopping: progress.stopping || vm.metadata.deletionTimestamp !== undefined,
+      blocker: progress.blocker,
+      notMigratable: [...progress.notMigratable, ...staticNotMigratable(vm)],
+      crashLoopUntil,
+      startFailure: progress.startFailure,
+      restartCount: progress.restartCount,
+      now: rfc3339(now),
+    });
+    await this.#d.statusWriter.write(vm, status, ctx.log);
+    if (failure !== undefined) throw failure;
+    return progress.requeueAfterMs === undefined ? {} : { requeueAfterMs: progress.requeueAfterMs };
+  }
+
+  async #step(scope: Scope, decision: Decision, out: StepOutcome): Promise<void> {
+    const { ctx, key, vm, state, now } = scope;
+    switch (decision.action) {
+      case 'none':
+        if (state.kind !== 'none' && state.terminating) out.requeueAfterMs = STOP_POLL_MS;
+        if (state.kind === 'active') await this.#notMigratableDisks(vm, out);
+        return;
+      case 'create':
+        await this.#create(ctx, vm, out, now);
+        return;
+      case 'stop':
+        out.stopping = true;
+        await this.#stopGracefully(scope, decision.uid, out);
+        return;
+      case 'delete': {
+        if (decision.restartAfterFailure && state.kind === 'finished') {
+          out.startFailure = countFailure(out.startFailure, state.finishedAt ?? rfc3339(now), now);
+          const until = crashLoopDeadline(out.startFailure, now);
+          if (until !== undefined) {
+            out.requeueAfterMs = Date.parse(until) - now + 100;
+            return;
+          }
+        }
+        const restarting = vm.metadata.deletionTimestamp === undefined && (decision.restartAfterFailure || vm.spec.runStrategy === 'Always');
+        if (restarting) out.restartCount = (out.restartCount ?? 0) + 1;
+        await this.#d.launchers.deletePod(vm, decision.uid);
+        this.#stops.delete(key);
+        return;
+      }
+    }
+  }
+
+  async #notMigratableDisks(vm: VirtualMachine, out: StepOutcome): Promise<void> {
+    const resolution = await resolveDisks(vm, this.#d.disks);
+    if (resolution.ok) out.notMigratable.push(...diskReasons(resolution.disks));
+  }
+
+  async #create(ctx: ReconcileContext, vm: VirtualMachine, out: StepOutcome, now: number): Promise<void> {
+    const until = crashLoopDeadline(out.startFailure, now);
+    if (until !== undefined) {
+      out.requeueAfterMs = Date.parse(until) - now + 100;
+      return;
+    }
+    const kernel = parseKernelBoot(vm);
+    if (typeof kernel === 'string') {
+      out.blocker = { phase: 'Failed', reason: 'InvalidKernelBoot', message: kernel };
+      return;
+    }
+    const resolution = await resolveDisks(vm, this.#d.disks);
+    if (!resolution.ok) {
+      const transient = resolution.problems.every((p) => p.transient);
+      const first = resolution.problems[0];
+      out.blocker = {
+        phase: transient ? 'Scheduling' : 'Failed',
+        reason: first?.reason ?? 'DiskNotReady',
+        message: resolution.problems.map((p) => p.message).join('; '),
+      };
+      out.requeueAfterMs = transient ? 5000 : UNSCHEDULABLE_RETRY_MS;
+      return;
+    }
+    out.notMigratable.push(...diskReasons(resolution.disks));
+    const emulate = mayEmulate(vm, this.#d.settings);
+    const resources = launcherResources(vm.spec.template, emulate);
+    const pinned = [...new Set(resolution.disks.map((d) => d.nodeName).filter((n): n is string => n !== undefined))];
+    if (pinned.length > 1) {
+      out.blocker = { phase: 'Unschedulable', reason: 'Unschedulable', message: `the VM's local disks live on different nodes: ${pinned.join(', ')}` };
+      return;
+    }
+    const placement = this.#d.placement.place(
+      { vm, requests: resources.requests, allowEmulation: emulate, requiredNode: pinned[0] },
+      this.#d.caches.nodes(),
+      this.#d.caches.pods(),
+    );
+    if (placement.kind === 'Unschedulable') {
+      out.blocker = { phase: 'Unschedulable', reason: 'Unschedulable', message: placement.message };
+      out.requeueAfterMs = UNSCHEDULABLE_RETRY_MS;
+      return;
+    }
+    const created = await this.#d.launchers.createLauncher(
+      { vm, settings: this.#d.settings, affinity: placement.affinity, nodeHasKvm: placement.nodeHasKvm, disks: resolution.disks, kernelBoot: kernel },
+      ctx.log,
+    );
+    if (created) {
+      ctx.log.info({ node: placement.node }, 'launcher pod created');
+      await this.#d.events.record(this.#target(vm), { type: 'Normal', reason: 'LauncherCreated', action: 'Start', note: `launcher pod ${launcherPodName(vm.metadata.name)} placed on ${placement.node}` });
+    }
+  }
+
+  async #stopGracefully(scope: Scope, podUid: string, out: StepOutcome): Promise<void> {
+    const { ctx, key, vm, now } = scope;
+    let stop = this.#stops.get(key);
+    if (stop?.podUid !== podUid) {
+      stop = { podUid, at: now };
+      this.#stops.set(key, stop);
+      try {
+        await this.#d.followers.action(key, podUid, 'shutdown', vm.spec.terminationGracePeriodSeconds);
+        ctx.log.info('graceful guest shutdown requested');
+      } catch (err) {
+        ctx.log.info({ err }, 'launcher did not take the shutdown request; deleting its pod (it shuts the guest down on SIGTERM)');
+        await this.#d.launchers.deletePod(vm, podUid);
+        return;
+      }
+    }
+    const launcher: LauncherStatus | undefined = this.#d.followers.latest(key, podUid);
+    const guestGone = launcher?.phase === 'Stopped' || launcher?.phase === 'Failed';
+    const deadline = stop.at + vm.spec.terminationGracePeriodSeconds * 1000 + STOP_EXTRA_GRACE_MS;
+    if (guestGone || now >= deadline) {
+      if (!guestGone) ctx.log.warn('guest did not stop within its grace period; deleting the launcher pod');
+      await this.#d.launchers.deletePod(vm, podUid);
+      return;
+    }
+    out.requeueAfterMs = STOP_POLL_MS;
+  }
+}
+
+/** One reconcile's view of the world. */
+interface Scope {
+  ctx: ReconcileContext;
+  key: string;
+  vm: VirtualMachine;
+  pod: Pod | undefined;
+  state: LauncherPodState;
+  now: number;
+}
+
+interface StepOutcome {
+  blocker: StartBlocker | undefined;
+  stopping: boolean;
+  requeueAfterMs: number | undefined;
+  notMigratable: string[];
+  startFailure: VirtualMachineStatus['startFailure'];
+  restartCount: number | undefined;
+}
+
+function parseKernelBoot(vm: VirtualMachine): KernelBoot | undefined | string {
+  const raw = vm.metadata.annotations?.[ANNOTATION_KERNEL_BOOT];
+  if (raw === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return `annotation ${ANNOTATION_KERNEL_BOOT} is not JSON`;
+  }
+  const parsed = kernelBootSchema.safeParse(json);
+  return parsed.success ? parsed.data : `annotation ${ANNOTATION_KERNEL_BOOT}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
+}
+
+function diskReasons(disks: readonly ResolvedDisk[]): string[] {
+  return disks.map((d) => d.notMigratableReason).filter((r): r is string => r !== undefined);
+}
+
+function staticNotMigratable(vm: VirtualMachine): string[] {
+  const reasons: string[] = [];
+  if (vm.spec.template.hostDevices.length > 0) reasons.push('the VM has host devices passed through');
+  if (vm.spec.template.interfaces.some((i) => i.binding === 'bridge')) reasons.push('an interface uses the bridge binding (the guest holds the pod IP)');
+  if (vm.spec.template.cpu.model === 'host-passthrough') reasons.push('the CPU model is host-passthrough');
+  return reasons;
+}
+
+function countFailure(previous: VirtualMachineStatus['startFailure'], finishedAt: string, now: number): NonNullable<VirtualMachineStatus['startFailure']> {
+  if (previous?.lastFailedStartTime === finishedAt) return previous;
+  const count = (previous?.consecutiveFailCount ?? 0) + 1;
+  const base = Number.isNaN(Date.parse(finishedAt)) ? now : Date.parse(finishedAt);
+  return { consecutiveFailCount: count, lastFailedStartTime: finishedAt, retryAfterTime: rfc3339(base + crashLoopDelayMs(count)) };
+}
+
+function crashLoopDeadline(failure: VirtualMachineStatus['startFailure'], now: number): string | undefined {
+  const retry = failure?.retryAfterTime;
+  if (retry === undefined) return undefined;
+  return Date.parse(retry) > now ? retry : undefined;
+}
+
+/** Patches the VM object (metadata, spec) with a merge or JSON patch. */
+export function vmPatcher(client: { patch(path: string, body: unknown, type: 'merge' | 'json'): Promise<unknown> }): VmWriter {
+  return {
+    patch: async (vm, body, type) => {
+      try {
+        await client.patch(objectPath(virtualMachineType, refOfKey(keyOf(vm.metadata))), body, type);
+      } catch (err) {
+        if (isNotFound(err)) return;
+        throw err;
+      }
+    },
+  };
+}

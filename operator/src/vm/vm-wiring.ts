@@ -1,0 +1,122 @@
+// Builds the VirtualMachine controller on a manager: its informers, the key mapping from
+// pods, nodes and storage domains to VMs, the launcher followers, and the metrics.
+import { StorageDomain, VirtualMachine } from '@keyvirt/crds';
+import type { Logger } from 'pino';
+import type { OperatorMetrics } from '../metrics.ts';
+import { type Clock, sleepOn } from '../runtime/clock.ts';
+import { Controller } from '../runtime/controller.ts';
+import { nodeSchema, persistentVolumeClaimSchema, podSchema } from '../runtime/core-schemas.ts';
+import type { EventSink } from '../runtime/event-recorder.ts';
+import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
+import type { Manager } from '../runtime/manager.ts';
+import { mapToOwner } from '../runtime/owner-mapping.ts';
+import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
+import type { DiskLookup } from './disk-volumes.ts';
+import { LauncherFollowers } from './launcher-followers.ts';
+import { LauncherObjects } from './launcher-objects.ts';
+import type { LauncherSettings } from './launcher-pod.ts';
+import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineType } from './names.ts';
+import type { PlacementDecider } from './placement.ts';
+import { VmStatusWriter } from './status-writer.ts';
+import { VmController, vmPatcher } from './vm-controller.ts';
+
+export interface VmControllerWiring {
+  manager: Manager;
+  client: KubeClient;
+  log: Logger;
+  clock: Clock;
+  metrics: OperatorMetrics;
+  events: EventSink;
+  settings: LauncherSettings;
+  placement: PlacementDecider;
+  workers: number;
+}
+
+export function addVmController(w: VmControllerWiring): Controller {
+  const { manager, client } = w;
+  const vms = manager.informer(virtualMachineType, VirtualMachine);
+  const pods = manager.informer(coreTypes.pod, podSchema);
+  const nodes = manager.informer(coreTypes.node, nodeSchema);
+  const domains = manager.informer(storageDomainType, StorageDomain);
+  const log = w.log.child({ controller: 'virtualmachine' });
+
+  const ref: { controller?: Controller } = {};
+  const enqueue = (key: string): void => ref.controller?.enqueue(key);
+  const followers = new LauncherFollowers({ log: log.child({ component: 'launcher-followers' }), sleep: sleepOn(w.clock), onChange: enqueue, observer: w.metrics });
+  const disks: DiskLookup = {
+    storageDomain: (name) => domains.get(name),
+    claim: async (namespace, name) => {
+      try {
+        const pvc = persistentVolumeClaimSchema.parse(await client.get(objectPath(coreTypes.persistentVolumeClaim, { namespace, name })));
+        return { accessModes: pvc.status?.accessModes ?? pvc.spec?.accessModes ?? [], bound: pvc.status?.phase === 'Bound' };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+  };
+  const reconciler = new VmController({
+    caches: { vm: (k) => vms.get(k), pod: (k) => pods.get(k), nodes: () => nodes.list(), pods: () => pods.list() },
+    disks,
+    placement: w.placement,
+    launchers: new LauncherObjects(client),
+    followers,
+    statusWriter: new VmStatusWriter(client, w.events),
+    vmWriter: vmPatcher(client),
+    events: w.events,
+    settings: w.settings,
+    clock: w.clock,
+  });
+  const c = new Controller({ name: 'virtualmachine', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });
+  ref.controller = c;
+  c.watch(vms);
+  c.watch(pods, mapToOwner(virtualMachineType));
+  const waiting = (): string[] =>
+    vms
+      .list()
+      .filter((vm) => vm.status?.phase === 'Unschedulable' || vm.status?.phase === 'Scheduling')
+      .map((vm) => keyOf(vm.metadata));
+  c.watch(nodes, () => waiting());
+  c.watch(domains, (sd) =>
+    vms
+      .list()
+      .filter((vm) => vm.spec.template.disks.some((d) => d.storageDomain?.name === sd.metadata.name))
+      .map((vm) => keyOf(vm.metadata)),
+  );
+  manager.addController(c);
+  manager.addLeaderRunnable({
+    name: 'launcher-followers',
+    run: (signal) =>
+      new Promise<void>((resolve) => {
+        signal.addEventListener(
+          'abort',
+          () => {
+            followers.stopAll();
+            resolve();
+          },
+          { once: true },
+        );
+      }),
+  });
+  w.metrics.addVmSource({
+    phaseCounts: () => {
+      const counts = new Map<string, number>();
+      for (const vm of vms.list()) {
+        const phase = vm.status?.phase ?? 'Unknown';
+        counts.set(phase, (counts.get(phase) ?? 0) + 1);
+      }
+      return counts;
+    },
+    launcherOverheads: () => {
+      const out = new Map<string, number>();
+      for (const pod of pods.list()) {
+        const overhead = pod.metadata.annotations?.[ANNOTATION_MEMORY_OVERHEAD];
+        const vm = pod.metadata.labels?.[LABEL_VM];
+        if (overhead === undefined || vm === undefined || pod.status?.phase !== 'Running') continue;
+        out.set(`${pod.metadata.namespace ?? ''}/${vm}`, Number(overhead));
+      }
+      return out;
+    },
+  });
+  return c;
+}
