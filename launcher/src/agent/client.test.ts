@@ -65,7 +65,7 @@ const agent = (cmd: Cmd, sock: net.Socket): void => {
       send(sock, { return: cmd.arguments?.id });
       return;
     case 'guest-info':
-      send(sock, { return: { version: '7.2.22', supported_command: [{ name: 'guest-ping', enabled: true, 'success-response': true }] } });
+      send(sock, { return: { version: '7.2.22', supported_commands: [{ name: 'guest-ping', enabled: true, 'success-response': true }] } });
       return;
     case 'guest-get-osinfo':
       send(sock, { return: { id: 'debian', name: 'Debian GNU/Linux', 'pretty-name': 'Debian GNU/Linux 12 (bookworm)', 'version-id': '12' } });

@@ -8,7 +8,7 @@ export const agentReplySchema = z.union([
 
 export const guestInfoSchema = z.object({
   version: z.string(),
-  supported_command: z.array(z.object({ name: z.string(), enabled: z.boolean(), 'success-response': z.boolean() })),
+  supported_commands: z.array(z.object({ name: z.string(), enabled: z.boolean(), 'success-response': z.boolean() })),
 });
 export type GuestInfo = z.infer<typeof guestInfoSchema>;
 

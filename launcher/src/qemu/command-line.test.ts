@@ -81,7 +81,24 @@ const cases: Case[] = [
     flag: '-device',
     want: ['virtio-scsi-pci,id=scsi0', 'scsi-hd,bus=scsi0.0,drive=disk-a,id=ua-a,bootindex=1', 'scsi-hd,bus=scsi0.0,drive=disk-b,id=ua-b,serial=DATA1'],
   },
+  {
+    name: 'SATA disks on the q35 AHCI ports',
+    plan: {
+      disks: [
+        { name: 'a', path: '/d/a', format: 'raw', bus: 'sata', bootOrder: 1, readOnly: false, cache: 'none' },
+        { name: 'b', path: '/d/b', format: 'raw', bus: 'sata', readOnly: true, cache: 'none' },
+      ],
+    },
+    flag: '-device',
+    want: ['ide-hd,bus=ide.0,drive=disk-a,id=ua-a,bootindex=1', 'ide-hd,bus=ide.1,drive=disk-b,id=ua-b'],
+  },
   // NICs
+  {
+    name: 'e1000 model',
+    plan: { interfaces: [{ name: 'legacy', model: 'e1000', backend: 'user', portForwards: [] }] },
+    flag: '-device',
+    want: ['e1000,netdev=net-legacy,id=ua-legacy'],
+  },
   {
     name: 'user networking with port forwards',
     plan: {

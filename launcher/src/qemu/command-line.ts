@@ -11,7 +11,7 @@ export interface PlannedDisk {
   name: string;
   path: string;
   format: 'qcow2' | 'raw';
-  bus: 'virtio' | 'scsi';
+  bus: 'virtio' | 'scsi' | 'sata';
   bootOrder?: number;
   readOnly: boolean;
   cache: DiskCacheMode;
@@ -25,9 +25,16 @@ export interface PortForward {
   guestPort: number;
 }
 
+export type NicModel = 'virtio' | 'e1000' | 'e1000e' | 'rtl8139';
+
 export type PlannedInterface =
-  | { name: string; model: 'virtio'; macAddress?: string; backend: 'user'; portForwards: PortForward[]; bootOrder?: number }
-  | { name: string; model: 'virtio'; macAddress?: string; backend: 'tap'; tapDevice: string; bootOrder?: number };
+  | { name: string; model: NicModel; macAddress?: string; backend: 'user'; portForwards: PortForward[]; bootOrder?: number }
+  | { name: string; model: NicModel; macAddress?: string; backend: 'tap'; tapDevice: string; bootOrder?: number };
+
+const NIC_DEVICES: Record<NicModel, string> = { virtio: 'virtio-net-pci', e1000: 'e1000', e1000e: 'e1000e', rtl8139: 'rtl8139' };
+
+/** q35's built-in AHCI controller has six ports, ide.0 … ide.5. */
+export const SATA_PORTS = 6;
 
 export interface PlannedHostDevice {
   name: string;
@@ -152,16 +159,18 @@ function blockdevArgs(id: string, disk: Pick<PlannedDisk, 'path' | 'format' | 'r
 function diskArgs(plan: MachinePlan): string[] {
   const args: string[] = [];
   if (plan.disks.some((d) => d.bus === 'scsi')) args.push('-device', 'virtio-scsi-pci,id=scsi0');
+  let sataPort = 0;
   for (const disk of plan.disks) {
     const id = `disk-${disk.name}`;
     args.push(...blockdevArgs(id, disk));
     const common = { drive: id, id: `ua-${disk.name}`, bootindex: disk.bootOrder, serial: disk.serial };
-    args.push(
-      '-device',
-      disk.bus === 'scsi'
-        ? `scsi-hd,${opts({ bus: 'scsi0.0', ...common })}`
-        : `virtio-blk-pci,${opts(common)}`,
-    );
+    if (disk.bus === 'scsi') {
+      args.push('-device', `scsi-hd,${opts({ bus: 'scsi0.0', ...common })}`);
+    } else if (disk.bus === 'sata') {
+      args.push('-device', `ide-hd,${opts({ bus: `ide.${sataPort++}`, ...common })}`);
+    } else {
+      args.push('-device', `virtio-blk-pci,${opts(common)}`);
+    }
   }
   if (plan.cloudInitSeed !== undefined) {
     args.push(...blockdevArgs('cloudinit', { path: plan.cloudInitSeed, format: 'raw', readOnly: true, cache: 'writeback' }));
@@ -183,7 +192,7 @@ function nicArgs(plan: MachinePlan): string[] {
     } else {
       args.push('-netdev', `tap,${opts({ id, ifname: nic.tapDevice, script: 'no', downscript: 'no' })}`);
     }
-    args.push('-device', `virtio-net-pci,${opts({ netdev: id, id: `ua-${nic.name}`, mac: nic.macAddress, bootindex: nic.bootOrder })}`);
+    args.push('-device', `${NIC_DEVICES[nic.model]},${opts({ netdev: id, id: `ua-${nic.name}`, mac: nic.macAddress, bootindex: nic.bootOrder })}`);
   }
   return args;
 }

@@ -1,0 +1,47 @@
+// GET /v1/events: newline-delimited JSON. The current status comes first, then every
+// status change and QEMU event as it happens; an empty line every 15 s keeps idle
+// connections (and proxies) honest.
+import type { ServerResponse } from 'node:http';
+import type { LauncherEvent, Status } from '../api/status.ts';
+import type { QmpEvent } from '../qmp/messages.ts';
+
+export interface EventSource {
+  readonly status: Status;
+  on(event: 'status', listener: (status: Status) => void): unknown;
+  on(event: 'qemu', listener: (event: QmpEvent) => void): unknown;
+  off(event: 'status', listener: (status: Status) => void): unknown;
+  off(event: 'qemu', listener: (event: QmpEvent) => void): unknown;
+}
+
+const HEARTBEAT_MS = 15_000;
+
+export class EventStreams {
+  #seq = 0;
+  #source: EventSource;
+  #now: () => Date;
+
+  constructor(source: EventSource, now: () => Date = () => new Date()) {
+    this.#source = source;
+    this.#now = now;
+  }
+
+  /** Streams events into `res` until the client goes away. */
+  serve(res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    const write = (event: LauncherEvent): void => {
+      res.write(`${JSON.stringify(event)}\n`);
+    };
+    const onStatus = (status: Status): void => write({ type: 'status', seq: this.#seq++, time: this.#now().toISOString(), status });
+    const onQemu = (event: QmpEvent): void =>
+      write({ type: 'qemu', seq: this.#seq++, time: this.#now().toISOString(), event: event.event, data: event.data });
+    const heartbeat = setInterval(() => res.write('\n'), HEARTBEAT_MS);
+    onStatus(this.#source.status);
+    this.#source.on('status', onStatus);
+    this.#source.on('qemu', onQemu);
+    res.once('close', () => {
+      clearInterval(heartbeat);
+      this.#source.off('status', onStatus);
+      this.#source.off('qemu', onQemu);
+    });
+  }
+}

@@ -1,0 +1,107 @@
+// Prepares and starts one VM from a validated configuration: accelerator, state
+// directory, disk cache modes, cloud-init seed, the QEMU command line, the supervisor
+// and the HTTP API. main.ts owns the process (signals, exit codes); this owns the VM.
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { LauncherConfig } from './api/config.ts';
+import type { Info } from './api/status.ts';
+import { LAUNCHER_API_VERSIONS } from './api/status.ts';
+import { buildNoCloudSeed } from './cloud-init/seed.ts';
+import { bearerTokenCheck } from './http/auth.ts';
+import { registerV1Routes } from './http/routes-v1.ts';
+import { ApiServer } from './http/server.ts';
+import { chooseAccelerator } from './qemu/accelerator.ts';
+import type { AcceleratorChoice, AcceleratorProbe } from './qemu/accelerator.ts';
+import { buildQemuArgs } from './qemu/command-line.ts';
+import type { DiskCacheMode } from './qemu/command-line.ts';
+import { probeDiskCacheMode } from './qemu/disk-cache.ts';
+import { planMachine } from './qemu/machine-plan.ts';
+import type { StatePaths } from './qemu/machine-plan.ts';
+import { VmSupervisor } from './supervisor/supervisor.ts';
+import { attachMigration } from './migration/attach.ts';
+import packageJson from '../package.json' with { type: 'json' };
+
+export const LAUNCHER_VERSION: string = packageJson.version;
+
+export interface Launch {
+  supervisor: VmSupervisor;
+  server: ApiServer;
+  address: { address: string; port: number };
+  accelerator: AcceleratorChoice;
+  info: () => Info;
+}
+
+export interface LaunchOptions {
+  config: LauncherConfig;
+  token: string;
+  logger: Logger;
+  acceleratorProbe?: AcceleratorProbe;
+}
+
+export function statePaths(stateDir: string): StatePaths {
+  return {
+    qmpSocket: path.join(stateDir, 'qmp.sock'),
+    serialSocket: path.join(stateDir, 'serial.sock'),
+    guestAgentSocket: path.join(stateDir, 'qga.sock'),
+    vncSocket: path.join(stateDir, 'vnc.sock'),
+    serialLog: path.join(stateDir, 'serial.log'),
+  };
+}
+
+async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCacheMode>> {
+  const modes: Record<string, DiskCacheMode> = {};
+  for (const [name, disk] of Object.entries(config.disks)) modes[name] = await probeDiskCacheMode(disk.path);
+  return modes;
+}
+
+/**
+ * Everything up to a QEMU process whose QMP answers. The HTTP API listens before QEMU
+ * starts so that the Starting phase (and a start failure) can be observed.
+ */
+export async function launch(options: LaunchOptions): Promise<Launch> {
+  const { config, logger } = options;
+  const accelerator = await chooseAccelerator(config.allowEmulation || config.template.allowEmulation, options.acceleratorProbe);
+  logger.info({ accelerator: accelerator.accelerator, why: accelerator.reason }, 'accelerator chosen');
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const paths = statePaths(config.stateDir);
+  for (const socket of [paths.qmpSocket, paths.serialSocket, paths.guestAgentSocket, paths.vncSocket]) await rm(socket, { force: true });
+  const diskCache = await probeDisks(config);
+  const cloudInit = config.template.cloudInit;
+  const cloudInitSeed =
+    cloudInit === undefined
+      ? undefined
+      : await buildNoCloudSeed(
+          { instanceId: config.vm.uid, hostname: config.vm.name, userData: cloudInit.userData, networkData: cloudInit.networkData },
+          config.stateDir,
+        );
+  const plan = planMachine({ config, accelerator: accelerator.accelerator, paths, diskCache, cloudInitSeed });
+  const supervisor = new VmSupervisor({
+    logger,
+    qemuBinary: config.qemu.binary,
+    qemuArgs: buildQemuArgs(plan),
+    qmpSocket: paths.qmpSocket,
+    accelerator: accelerator.accelerator,
+    disks: plan.disks.map((d) => ({ name: d.name, path: d.path, cache: d.cache })),
+    guestAgent: plan.sockets.guestAgent === undefined ? undefined : { socket: plan.sockets.guestAgent, ...config.guestAgent },
+  });
+  const info = (): Info => {
+    const v = supervisor.qmp?.greeting.QMP.version.qemu;
+    return {
+      apiVersions: [...LAUNCHER_API_VERSIONS],
+      launcherVersion: LAUNCHER_VERSION,
+      qemuVersion: v === undefined ? undefined : `${v.major}.${v.minor}.${v.micro}`,
+      accelerator: accelerator.accelerator,
+      acceleratorReason: accelerator.reason,
+      mode: config.mode,
+      vm: config.vm,
+    };
+  };
+  const server = new ApiServer(logger, bearerTokenCheck(options.token));
+  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
+  attachMigration({ server, vm: supervisor, mode: config.mode, token: options.token, listenAddress: config.listen.address, logger });
+  const address = await server.listen(config.listen.port, config.listen.address);
+  logger.info({ address: address.address, port: address.port }, 'launcher API listening');
+  await supervisor.start();
+  return { supervisor, server, address, accelerator, info };
+}

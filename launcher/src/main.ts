@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// The launcher process: one VM per launcher pod. Reads its configuration, starts QEMU
+// under supervision, serves the HTTP API, and exits with a code the pod's restart
+// policy can act on once the VM has stopped (see exit-codes.ts).
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { configPathFrom, ConfigError, loadLauncherConfig } from './config.ts';
+import { EXIT_CODES } from './exit-codes.ts';
+import { readToken, TokenFileError } from './http/auth.ts';
+import { launch } from './launch.ts';
+import type { Launch } from './launch.ts';
+
+/** How long the API stays up after the VM has stopped, so the final status can be read. */
+const FINAL_STATUS_LINGER_MS = 1000;
+
+async function run(logger: Logger): Promise<number> {
+  let configPath: string;
+  let token: string;
+  let config;
+  try {
+    configPath = configPathFrom(process.argv.slice(2), process.env);
+    config = await loadLauncherConfig(configPath);
+    token = await readToken(config.tokenFile);
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof TokenFileError) {
+      logger.fatal({ err }, 'invalid configuration');
+      return EXIT_CODES.invalidConfig;
+    }
+    throw err;
+  }
+  const log = logger.child({ vm: `${config.vm.namespace}/${config.vm.name}`, uid: config.vm.uid });
+  let launched: Launch | undefined;
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal }, 'termination requested; shutting the VM down');
+    stopping = true;
+    if (launched === undefined) return;
+    launched.supervisor.shutdown(config.terminationGracePeriodSeconds * 1000).catch((err: unknown) => {
+      log.warn({ err }, 'graceful shutdown could not start; powering off');
+      void launched?.supervisor.powerOff().catch(() => undefined);
+    });
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    launched = await launch({ config, token, logger: log });
+  } catch (err) {
+    log.fatal({ err }, 'the VM could not be started');
+    return EXIT_CODES.startFailed;
+  }
+  if (stopping) onSignal('SIGTERM');
+  const final = await launched.supervisor.finished();
+  log.info({ phase: final.phase, reason: final.reason, message: final.message }, 'vm ended');
+  await new Promise((resolve) => setTimeout(resolve, FINAL_STATUS_LINGER_MS));
+  await launched.server.close();
+  return final.phase === 'Stopped' ? EXIT_CODES.stopped : EXIT_CODES.vmFailed;
+}
+
+const logger = pino({ name: 'keyvirt-launcher', level: process.env.KEYVIRT_LOG_LEVEL ?? 'info' });
+run(logger).then(
+  (code) => {
+    process.exitCode = code;
+    // Pending timers (agent polls) must not keep a finished launcher alive.
+    setImmediate(() => process.exit(code));
+  },
+  (err: unknown) => {
+    logger.fatal({ err }, 'launcher failed');
+    process.exit(EXIT_CODES.internal);
+  },
+);

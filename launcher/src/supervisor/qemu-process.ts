@@ -1,0 +1,69 @@
+// Starts QEMU in the foreground (no -daemonize: the launcher is its parent and sees its
+// exit), keeps the tail of its stderr for failure messages, and opens the QMP session
+// once QEMU has created its socket.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { QmpClient } from '../qmp/client.ts';
+
+export class QemuStartError extends Error {
+  override name = 'QemuStartError';
+}
+
+export interface QemuExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface QemuProcess {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<QemuExit>;
+  /** The last lines QEMU wrote to stderr. */
+  stderrTail: () => string;
+}
+
+const STDERR_LINES = 20;
+
+export function spawnQemu(binary: string, args: readonly string[], logger: Logger): QemuProcess {
+  const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const tail: string[] = [];
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    for (const line of chunk.split('\n')) {
+      if (line.trim() === '') continue;
+      logger.warn({ stderr: line }, 'qemu stderr');
+      tail.push(line);
+      if (tail.length > STDERR_LINES) tail.shift();
+    }
+  });
+  const exited = new Promise<QemuExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (err) => {
+      tail.push(err.message);
+      resolve({ code: 127, signal: null });
+    });
+  });
+  return { child, pid: child.pid ?? -1, exited, stderrTail: () => tail.join('\n') };
+}
+
+/** Connects to QMP, retrying while QEMU creates its socket; fails when QEMU exits first or time runs out. */
+export async function connectQmp(proc: QemuProcess, socketPath: string, logger: Logger, timeoutMs: number): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void proc.exited.then(() => {
+    exited = true;
+  });
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (exited) throw new QemuStartError(`QEMU exited during start: ${proc.stderrTail() || 'no output'}`);
+    try {
+      return await QmpClient.connect({ path: socketPath, logger, handshakeTimeoutMs: Math.max(1000, deadline - Date.now()) });
+    } catch (err) {
+      lastError = err;
+      await sleep(50);
+    }
+  }
+  throw new QemuStartError(`no QMP session with QEMU within ${timeoutMs} ms`, { cause: lastError });
+}

@@ -1,0 +1,318 @@
+// Supervises one QEMU process: starts it, follows its QMP events, keeps the guest-agent
+// monitor running beside it, runs the lifecycle actions, and turns QEMU's exit into a
+// final phase (Stopped or Failed) with a reason. Phases:
+//   Starting → Running ⇄ Paused → Stopping → Stopped | Failed
+//   (WaitingForMigration and Migrating are entered by the migration modules.)
+import { EventEmitter, once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { GuestAgentClient } from '../agent/client.ts';
+import { GuestAgentMonitor } from '../agent/monitor.ts';
+import type { LauncherPhase, Status } from '../api/status.ts';
+import type { QmpClient } from '../qmp/client.ts';
+import { emptyReturnSchema, queryStatusSchema } from '../qmp/messages.ts';
+import type { QmpEvent } from '../qmp/messages.ts';
+import type { Accelerator } from '../qemu/command-line.ts';
+import { guestAgentStatus, guestStatus } from './guest-status.ts';
+import { connectQmp, spawnQemu } from './qemu-process.ts';
+import type { QemuExit, QemuProcess } from './qemu-process.ts';
+
+/** The action does not fit the current phase (HTTP 409). */
+export class ActionConflictError extends Error {
+  override name = 'ActionConflictError';
+}
+
+export interface SupervisorOptions {
+  logger: Logger;
+  qemuBinary: string;
+  qemuArgs: readonly string[];
+  qmpSocket: string;
+  accelerator: Accelerator;
+  disks: Status['disks'];
+  /** Guest-agent channel socket; undefined when the template has no agent. */
+  guestAgent?: { socket: string; pollIntervalMs: number; retryIntervalMs: number };
+  qmpConnectTimeoutMs?: number;
+  /** How long a hard power-off waits for `quit` before SIGKILL. */
+  powerOffTimeoutMs?: number;
+  now?: () => Date;
+}
+
+interface SupervisorEvents {
+  status: [Status];
+  qemu: [QmpEvent];
+}
+
+const FINAL_PHASES: readonly LauncherPhase[] = ['Stopped', 'Failed'];
+
+export class VmSupervisor extends EventEmitter<SupervisorEvents> {
+  #o: SupervisorOptions;
+  #log: Logger;
+  #now: () => Date;
+  #phase: LauncherPhase = 'Starting';
+  #reason: string | undefined = 'QemuStarting';
+  #message: string | undefined;
+  #proc: QemuProcess | undefined;
+  #qmp: QmpClient | undefined;
+  #agent: GuestAgentMonitor | undefined;
+  #agentAbort = new AbortController();
+  #runState: string | undefined;
+  #exit: Status['qemu']['exit'];
+  #shutdownEvent: { guest: boolean; reason: string } | undefined;
+  /** Set when the launcher itself ends QEMU: the exit is then a Stopped with this reason. */
+  #intent: string | undefined;
+  #times: Status['timestamps'];
+  #finished: Promise<Status>;
+  #finish: (status: Status) => void = () => undefined;
+
+  constructor(options: SupervisorOptions) {
+    super();
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'supervisor' });
+    this.#now = options.now ?? ((): Date => new Date());
+    const at = this.#now().toISOString();
+    this.#times = { launcherStartedAt: at, phaseTransitionAt: at };
+    this.#finished = new Promise((resolve) => {
+      this.#finish = resolve;
+    });
+  }
+
+  get phase(): LauncherPhase {
+    return this.#phase;
+  }
+
+  /** The QMP session while QEMU runs (for the migration modules). */
+  get qmp(): QmpClient | undefined {
+    return this.#qmp;
+  }
+
+  /** The synchronised guest-agent client while the agent is connected. */
+  get agentClient(): GuestAgentClient | undefined {
+    return this.#agent?.client;
+  }
+
+  get status(): Status {
+    const agent = this.#agent?.snapshot ?? { connected: false };
+    return {
+      phase: this.#phase,
+      reason: this.#reason,
+      message: this.#message,
+      accelerator: this.#o.accelerator,
+      qemu: { pid: this.#proc?.pid, runState: this.#runState, exit: this.#exit },
+      guestAgent: guestAgentStatus(agent),
+      guest: guestStatus(agent),
+      disks: this.#o.disks,
+      timestamps: { ...this.#times },
+    };
+  }
+
+  /** Resolves with the final status once QEMU has exited. */
+  finished(): Promise<Status> {
+    return this.#finished;
+  }
+
+  /** Starts QEMU and waits until QMP answers; a failure leaves the supervisor Failed. */
+  async start(): Promise<void> {
+    this.#log.info({ binary: this.#o.qemuBinary, args: this.#o.qemuArgs }, 'starting qemu');
+    const proc = spawnQemu(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
+    this.#proc = proc;
+    this.#times.qemuStartedAt = this.#now().toISOString();
+    void proc.exited.then((exit) => this.#onExit(exit));
+    try {
+      const qmp = await connectQmp(proc, this.#o.qmpSocket, this.#log, this.#o.qmpConnectTimeoutMs ?? 30_000);
+      this.#qmp = qmp;
+      qmp.on('event', (event) => this.#onQmpEvent(event));
+      const state = await qmp.execute('query-status', undefined, queryStatusSchema);
+      this.#runState = state.status;
+      this.#startAgent();
+      if (state.status === 'inmigrate') {
+        this.setPhase('WaitingForMigration', 'IncomingMigration');
+      } else if (state.running) {
+        this.setPhase('Running', 'QemuRunning');
+      } else {
+        this.setPhase('Paused', `QemuState_${state.status}`);
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'qemu failed to start');
+      this.#message = (err as Error).message;
+      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+        this.#intent = 'QemuStartFailed';
+        proc.child.kill('SIGKILL');
+      }
+      throw err;
+    }
+  }
+
+  /** Moves to a phase (also used by the migration modules). Final phases are never left. */
+  setPhase(phase: LauncherPhase, reason?: string, message?: string): void {
+    if (FINAL_PHASES.includes(this.#phase)) return;
+    if (phase === this.#phase && reason === this.#reason && message === this.#message) return;
+    const at = this.#now().toISOString();
+    if (phase === 'Running' && this.#phase !== 'Running') this.#times.runningSince = at;
+    if (phase !== this.#phase) this.#times.phaseTransitionAt = at;
+    this.#log.info({ from: this.#phase, to: phase, reason, message }, 'phase changed');
+    this.#phase = phase;
+    this.#reason = reason;
+    this.#message = message;
+    this.emit('status', this.status);
+  }
+
+  /** Marks the coming QEMU exit as intended: the VM ends Stopped with `reason` (e.g. after a migration). */
+  expectExit(reason: string): void {
+    this.#intent = reason;
+  }
+
+  pause(): Promise<void> {
+    this.#require(['Running'], 'pause');
+    return this.#command('stop').then(() => this.setPhase('Paused', 'PausedByUser'));
+  }
+
+  resume(): Promise<void> {
+    this.#require(['Paused'], 'resume');
+    return this.#command('cont').then(() => this.setPhase('Running', 'ResumedByUser'));
+  }
+
+  async reset(): Promise<void> {
+    this.#require(['Running', 'Paused'], 'reset');
+    await this.#command('system_reset');
+  }
+
+  /** Reboots through the guest agent when it is connected, else by a hardware reset. */
+  async reboot(): Promise<void> {
+    this.#require(['Running'], 'reboot');
+    const agent = this.agentClient;
+    if (agent !== undefined) {
+      await agent.shutdown('reboot');
+      return;
+    }
+    await this.#command('system_reset');
+  }
+
+  /**
+   * Graceful stop: ACPI power button, then (after half the grace period, when the agent
+   * is connected) guest-shutdown through the agent, then SIGKILL when the grace period is
+   * over. Returns once the sequence has begun; `finished()` resolves when QEMU is gone.
+   */
+  async shutdown(gracePeriodMs: number): Promise<void> {
+    if (this.#phase === 'Stopping') return;
+    this.#require(['Running', 'Paused', 'Starting', 'WaitingForMigration'], 'shutdown');
+    const proc = this.#proc;
+    if (proc === undefined) throw new ActionConflictError('QEMU is not running');
+    const wasPaused = this.#phase === 'Paused';
+    this.setPhase('Stopping', 'ShutdownRequested');
+    try {
+      if (wasPaused) await this.#command('cont');
+      await this.#command('system_powerdown');
+    } catch (err) {
+      this.#log.warn({ err }, 'ACPI power-down failed');
+    }
+    void this.#escalate(proc, gracePeriodMs);
+  }
+
+  /** Hard power-off now: QMP `quit`, SIGKILL if QEMU lingers. */
+  async powerOff(reason = 'PoweredOff'): Promise<void> {
+    const proc = this.#proc;
+    if (proc === undefined || FINAL_PHASES.includes(this.#phase)) throw new ActionConflictError(`cannot stop a VM in phase ${this.#phase}`);
+    this.#intent = reason;
+    this.setPhase('Stopping', reason);
+    await this.#command('quit').catch((err: unknown) => this.#log.warn({ err }, 'quit failed'));
+    const gone = await Promise.race([proc.exited.then(() => true), sleep(this.#o.powerOffTimeoutMs ?? 5000, false)]);
+    if (!gone) proc.child.kill('SIGKILL');
+  }
+
+  async #escalate(proc: QemuProcess, gracePeriodMs: number): Promise<void> {
+    const deadline = Date.now() + gracePeriodMs;
+    const exitedWithin = (ms: number): Promise<boolean> => Promise.race([proc.exited.then(() => true), sleep(Math.max(0, ms), false)]);
+    if (this.agentClient !== undefined && (await exitedWithin(gracePeriodMs / 2))) return;
+    const agent = this.agentClient;
+    if (agent !== undefined && this.#phase === 'Stopping') {
+      this.#log.info('guest ignored the ACPI power button; asking the guest agent');
+      await agent.shutdown('powerdown').catch((err: unknown) => this.#log.warn({ err }, 'guest-shutdown failed'));
+    }
+    if (await exitedWithin(deadline - Date.now())) return;
+    this.#log.warn({ gracePeriodMs }, 'grace period over; killing qemu');
+    this.#intent = 'GracePeriodExpired';
+    proc.child.kill('SIGKILL');
+  }
+
+  #require(phases: readonly LauncherPhase[], action: string): void {
+    if (!phases.includes(this.#phase)) {
+      throw new ActionConflictError(`cannot ${action} a VM in phase ${this.#phase}`);
+    }
+  }
+
+  async #command(command: string): Promise<void> {
+    const qmp = this.#qmp;
+    if (qmp === undefined) throw new ActionConflictError('no QMP session with QEMU');
+    await qmp.execute(command, undefined, emptyReturnSchema);
+  }
+
+  #startAgent(): void {
+    const cfg = this.#o.guestAgent;
+    if (cfg === undefined) return;
+    const monitor = new GuestAgentMonitor({
+      path: cfg.socket,
+      logger: this.#log,
+      pollIntervalMs: cfg.pollIntervalMs,
+      retryIntervalMs: cfg.retryIntervalMs,
+      now: this.#now,
+    });
+    this.#agent = monitor;
+    monitor.on('change', () => this.emit('status', this.status));
+    void monitor.run(this.#agentAbort.signal);
+  }
+
+  #onQmpEvent(event: QmpEvent): void {
+    this.#log.debug({ event: event.event, data: event.data }, 'qmp event');
+    this.emit('qemu', event);
+    switch (event.event) {
+      case 'STOP':
+        this.#runState = 'paused';
+        if (this.#phase === 'Running') this.setPhase('Paused', 'PausedByQemu');
+        break;
+      case 'RESUME':
+        this.#runState = 'running';
+        if (this.#phase === 'Paused' || this.#phase === 'WaitingForMigration' || this.#phase === 'Starting') {
+          this.setPhase('Running', 'QemuRunning');
+        }
+        break;
+      case 'SHUTDOWN': {
+        this.#runState = 'shutdown';
+        const guest = event.data?.guest === true;
+        const reason = typeof event.data?.reason === 'string' ? event.data.reason : 'unknown';
+        this.#shutdownEvent = { guest, reason };
+        if (this.#phase !== 'Stopping') this.setPhase('Stopping', guest ? 'GuestShutdown' : 'HostShutdown');
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  async #onExit(exit: QemuExit): Promise<void> {
+    // The SHUTDOWN event may still be in flight on the QMP socket: let it land first.
+    const qmp = this.#qmp;
+    if (qmp?.connected === true) await Promise.race([once(qmp, 'disconnect'), sleep(500)]);
+    qmp?.close();
+    this.#agentAbort.abort();
+    this.#exit = { code: exit.code, signal: exit.signal, at: this.#now().toISOString() };
+    this.#runState = undefined;
+    const [phase, reason, message] = this.#classifyExit(exit);
+    this.#log.info({ exit, phase, reason }, 'qemu exited');
+    this.setPhase(phase, reason, message);
+    this.#finish(this.status);
+  }
+
+  #classifyExit(exit: QemuExit): [LauncherPhase, string, string] {
+    const stderr = this.#proc?.stderrTail() ?? '';
+    const detail = stderr === '' ? '' : `: ${stderr}`;
+    if (exit.code === 0 && this.#shutdownEvent?.guest === true) return ['Stopped', 'GuestShutdown', 'the guest powered off'];
+    if (this.#intent !== undefined) {
+      return [this.#intent === 'QemuStartFailed' ? 'Failed' : 'Stopped', this.#intent, this.#message ?? `QEMU ended by the launcher (${this.#intent})`];
+    }
+    if (exit.signal !== null) return ['Failed', 'QemuKilled', `QEMU was killed by ${exit.signal}${detail}`];
+    if (exit.code !== 0) return ['Failed', 'QemuCrashed', `QEMU exited with code ${exit.code}${detail}`];
+    if (this.#shutdownEvent?.reason === 'host-qmp-quit') return ['Stopped', 'PoweredOff', 'QEMU quit on a QMP request'];
+    if (this.#shutdownEvent !== undefined) return ['Failed', 'QemuTerminated', `QEMU shut down (${this.#shutdownEvent.reason})${detail}`];
+    return ['Failed', 'QemuExitedUnexpectedly', `QEMU exited without a shutdown event${detail}`];
+  }
+}
