@@ -118,8 +118,8 @@ async function followToEnd(source: QmpClient, started: number, timeoutMs: number
     await sleep(50);
     info = await source.execute('query-migrate', undefined, queryMigrate);
   }
-  for (let i = 0; i < 20 && info.status === 'completed' && (info['total-time'] === undefined || info.downtime === undefined); i++) {
-    await sleep(100);
+  for (let i = 0; i < 40 && info.status === 'completed' && !((info['total-time'] ?? 0) > 0 && info.downtime !== undefined); i++) {
+    await sleep(50);
     info = await source.execute('query-migrate', undefined, queryMigrate);
   }
   return info;

@@ -4,3 +4,4 @@ export * from './config.ts';
 export * from './status.ts';
 export * from './client.ts';
 export * from './migration.ts';
+export * from './migration-client.ts';

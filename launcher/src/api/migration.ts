@@ -184,3 +184,16 @@ export function guestPauseMs(sourceStoppedAtMicros: number | null, targetResumed
   const pause = (targetResumedAtMicros - sourceStoppedAtMicros) / 1000;
   return pause >= 0 ? Math.round(pause * 1000) / 1000 : null;
 }
+
+/** POST /v1/migrations/incoming on a target launcher (started in migration-target mode). */
+export const PrepareIncomingRequestSchema = z
+  .object({
+    address: host
+      .optional()
+      .describe("Address to listen on; defaults to the launcher's own (non-wildcard) listen address or its pod IP"),
+    port: z.number().int().min(0).max(65_535).default(0).describe('0 picks a free port'),
+    postCopy: z.boolean().default(false).describe("Must equal the source policy's postCopy"),
+  })
+  .strict();
+export type PrepareIncomingRequest = z.output<typeof PrepareIncomingRequestSchema>;
+export type PrepareIncomingRequestInput = z.input<typeof PrepareIncomingRequestSchema>;

@@ -252,11 +252,14 @@ export class SourceMigration {
     return this.#finish({ phase: 'Failed', reason, message: desc }, last, running);
   }
 
-  /** QEMU 7.2 reports `completed` before it fills total-time/downtime: ask again briefly. */
+  /**
+   * QEMU 7.2 reports `completed` before it computes total-time and downtime (both read
+   * 0 until then, in the same step): ask again briefly.
+   */
   async #completedTimes(last: QueryMigrate): Promise<QueryMigrate> {
     let info = last;
-    for (let i = 0; i < 20 && (info['total-time'] === undefined || info.downtime === undefined); i++) {
-      await this.#sleep(100);
+    for (let i = 0; i < 40 && !((info['total-time'] ?? 0) > 0 && info.downtime !== undefined); i++) {
+      await this.#sleep(50);
       info = await this.#query();
     }
     return info;
@@ -309,8 +312,9 @@ export class SourceMigration {
       guestPauseMs: guestPauseMs(stoppedAt, targetResumedAtMicros),
       sourceStoppedAtMicros: stoppedAt,
       targetResumedAtMicros,
-      transferredBytes: Math.round(info?.ram?.transferred ?? 0),
-      iterations: Math.round(info?.ram?.['dirty-sync-count'] ?? 0),
+      // A cancelled migration's final answer has its counters reset: keep the last seen.
+      transferredBytes: Math.round(Math.max(info?.ram?.transferred ?? 0, this.#progress?.transferredBytes ?? 0)),
+      iterations: Math.round(Math.max(info?.ram?.['dirty-sync-count'] ?? 0, this.#progress?.iteration ?? 0)),
       postCopy: this.#postCopy,
       sourceRunning,
     };

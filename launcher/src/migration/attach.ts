@@ -1,0 +1,44 @@
+// Adds live migration to a launcher: the controller over its VM and the HTTP routes.
+// A source launcher reads its target's RESUME time from the target launcher's API
+// with its own token (both launchers of one VM mount the same per-VM token).
+import type { Logger } from 'pino';
+import { MigrationClient } from '../api/migration-client.ts';
+import type { ApiServer } from '../http/server.ts';
+import { MigrationController, targetResumeReader, type MigratableVm } from './controller.ts';
+import { registerMigrationRoutes } from './routes.ts';
+
+export interface AttachMigrationOptions {
+  readonly server: ApiServer;
+  readonly vm: MigratableVm & { finished(): Promise<unknown> };
+  readonly mode: 'run' | 'migration-target';
+  readonly token: string;
+  /** The launcher's API listen address; a wildcard falls back to the pod IP from the environment. */
+  readonly listenAddress: string;
+  readonly logger: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+const WILDCARDS = new Set(['0.0.0.0', '::', '']);
+
+/** The pod's own address: the API's listen address unless it is a wildcard, else KEYVIRT_POD_IP / POD_IP. */
+export function podAddress(listenAddress: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (!WILDCARDS.has(listenAddress)) return listenAddress;
+  const fromEnv = env.KEYVIRT_POD_IP ?? env.POD_IP;
+  return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+}
+
+export function attachMigration(options: AttachMigrationOptions): MigrationController {
+  const controller = new MigrationController({
+    vm: options.vm,
+    logger: options.logger,
+    mode: options.mode,
+    podAddress: podAddress(options.listenAddress, options.env ?? process.env),
+    readTargetResume: targetResumeReader((target, signal) => {
+      if (target.launcherUrl === undefined) throw new Error('no target launcher URL');
+      return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000 }).incoming(signal);
+    }),
+  });
+  registerMigrationRoutes(options.server, controller);
+  void options.vm.finished().then(() => controller.incoming?.abandon('QEMU exited before the incoming migration finished'));
+  return controller;
+}
