@@ -14,7 +14,7 @@ import { EventRecorder } from './runtime/event-recorder.ts';
 import { KubeClient } from './runtime/kube-client.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
-import { fitDecider } from './vm/placement.ts';
+import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
 import { addVmController } from './vm/vm-wiring.ts';
 
 const VERSION = '0.1.0';
@@ -100,7 +100,8 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       imagePullPolicy: ctx.settings.launcherPullPolicy,
       allowEmulation: ctx.settings.allowEmulation,
     };
-    addVmController({ ...ctx, settings: launcher, placement: fitDecider, workers: ctx.settings.workers });
+    const placement = policyPlacementDecider({ onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });
+    addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers });
   },
 ];
 

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { VirtualMachine } from '@keyvirt/crds';
+import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
+import type { Pod } from '../runtime/core-schemas.ts';
+import { computeStatus, type StatusInput } from './vm-status.ts';
+
+const vm = VirtualMachine.parse({
+  apiVersion: 'keyvirt.io/v1alpha1',
+  kind: 'VirtualMachine',
+  metadata: { name: 'web-1', namespace: 'prod', uid: 'vm-uid', generation: 3 },
+  spec: {
+    runStrategy: 'Always',
+    template: { memory: { size: '256Mi' }, interfaces: [{ name: 'default', macAddress: '52:54:00:12:34:56' }] },
+  },
+});
+
+const pod: Pod = {
+  metadata: { name: 'launcher-web-1', namespace: 'prod', uid: 'pod-1' },
+  spec: { nodeName: 'node-a', containers: [{ name: 'launcher' }] },
+  status: { phase: 'Running', podIP: '10.77.0.18' },
+};
+
+const launcher: LauncherStatus = {
+  phase: 'Running',
+  accelerator: 'tcg',
+  qemu: { pid: 42, runState: 'running' },
+  guestAgent: { connected: true, version: '7.2.22' },
+  guest: {
+    os: { id: 'debian', name: 'Debian GNU/Linux', versionId: '12', kernelRelease: '6.1.0-27-amd64' },
+    hostName: 'web-1',
+    interfaces: [
+      { name: 'lo', ipAddresses: [{ family: 'ipv4', address: '127.0.0.1', prefix: 8 }] },
+      { name: 'eth0', macAddress: '52:54:00:12:34:56', ipAddresses: [{ family: 'ipv4', address: '10.0.2.15', prefix: 24 }] },
+    ],
+  },
+  disks: [],
+  timestamps: { launcherStartedAt: '2026-01-01T00:00:00Z', phaseTransitionAt: '2026-01-01T00:00:02Z' },
+};
+
+function input(over: Partial<StatusInput>): StatusInput {
+  return {
+    vm,
+    pod,
+    podState: { kind: 'active', uid: 'pod-1', terminating: false },
+    launcher,
+    wantRunning: true,
+    stopping: false,
+    blocker: undefined,
+    notMigratable: [],
+    crashLoopUntil: undefined,
+    startFailure: undefined,
+    restartCount: undefined,
+    now: '2026-01-01T00:01:00Z',
+    ...over,
+  };
+}
+
+void describe('computeStatus', () => {
+  void it('reports a running VM: phase, node, pod, accelerator, guest OS, pod IP for masquerade, conditions', () => {
+    const s = computeStatus(input({}));
+    assert.equal(s.phase, 'Running');
+    assert.equal(s.ready, true);
+    assert.equal(s.nodeName, 'node-a');
+    assert.equal(s.launcherPod, 'launcher-web-1');
+    assert.equal(s.accelerator, 'tcg');
+    assert.equal(s.guestOSInfo?.versionId, '12');
+    assert.equal(s.guestOSInfo?.hostname, 'web-1');
+    assert.deepEqual(s.interfaces, [
+      { name: 'default', macAddress: '52:54:00:12:34:56', ipAddress: '10.77.0.18', ipAddresses: ['10.0.2.15'], interfaceName: 'eth0' },
+    ]);
+    assert.deepEqual(
+      s.conditions?.map((c) => [c.type, c.status, c.reason]),
+      [
+        ['Ready', 'True', 'Running'],
+        ['AgentConnected', 'True', 'AgentConnected'],
+        ['LiveMigratable', 'True', 'Migratable'],
+        ['Paused', 'False', 'NotPaused'],
+      ],
+    );
+    assert.equal(s.observedGeneration, 3);
+  });
+
+  void it('keeps lastTransitionTime while a condition keeps its status', () => {
+    const first = computeStatus(input({}));
+    const later = computeStatus(input({ vm: { ...vm, status: first }, now: '2026-01-01T00:09:00Z', notMigratable: ['disk root is local'] }));
+    const time = (s: typeof first, type: string): string | undefined => s.conditions?.find((c) => c.type === type)?.lastTransitionTime;
+    assert.equal(time(later, 'Ready'), '2026-01-01T00:01:00Z');
+    assert.equal(time(later, 'LiveMigratable'), '2026-01-01T00:09:00Z');
+    assert.equal(later.conditions?.find((c) => c.type === 'LiveMigratable')?.message, 'disk root is local');
+  });
+
+  void it('says why a VM cannot start, and touches nothing else', () => {
+    const s = computeStatus(
+      input({
+        pod: undefined,
+        podState: { kind: 'none' },
+        launcher: undefined,
+        blocker: { phase: 'Unschedulable', reason: 'Unschedulable', message: '0/2 nodes are available: 2 Insufficient memory.' },
+      }),
+    );
+    assert.equal(s.phase, 'Unschedulable');
+    const ready = s.conditions?.find((c) => c.type === 'Ready');
+    assert.equal(ready?.reason, 'Unschedulable');
+    assert.match(ready?.message ?? '', /Insufficient memory/);
+    assert.equal(s.nodeName, undefined);
+    assert.equal(s.launcherPod, undefined);
+  });
+
+  void it('walks Scheduling → Starting → Stopping → Stopped / CrashLoop', () => {
+    const unbound: Pod = { ...pod, spec: { containers: pod.spec.containers } };
+    assert.equal(computeStatus(input({ pod: unbound, launcher: undefined })).phase, 'Scheduling');
+    assert.equal(computeStatus(input({ launcher: undefined })).phase, 'Starting');
+    assert.equal(computeStatus(input({ stopping: true })).phase, 'Stopping');
+    const finished = { kind: 'finished', uid: 'pod-1', succeeded: false, terminating: false, finishedAt: undefined } as const;
+    assert.equal(computeStatus(input({ podState: finished, crashLoopUntil: '2026-01-01T00:02:00Z' })).phase, 'CrashLoop');
+    assert.equal(computeStatus(input({ podState: finished })).phase, 'Failed');
+    assert.equal(computeStatus(input({ podState: { ...finished, succeeded: true }, wantRunning: false })).phase, 'Stopped');
+    assert.equal(computeStatus(input({ pod: undefined, podState: { kind: 'none' }, wantRunning: false })).phase, 'Stopped');
+  });
+});
