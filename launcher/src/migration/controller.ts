@@ -68,10 +68,12 @@ export class MigrationController {
     return this.#incoming;
   }
 
-  /** Starts migrating this VM to the target; returns at once with the initial status. */
+  /**
+   * Starts migrating this VM to the target; returns at once with the initial status.
+   * A launcher started as a target can migrate the VM on once it runs it.
+   */
   startOutgoing(request: StartMigrationRequest): SourceMigrationStatus {
     const vm = this.#o.vm;
-    if (this.#o.mode !== 'run') throw new MigrationConflictError('a migration target launcher cannot migrate out before it runs the VM');
     if (this.#outgoing !== undefined && this.#outgoing.result === null) {
       throw new MigrationConflictError(`migration ${this.#outgoing.id} is still running`);
     }

@@ -1,0 +1,167 @@
+// Live migration of the running test guest between two real launchers, the target in
+// another network namespace ("another host"): the counter continues with the same boot
+// id, the agent answers on the target, the disk holds what the guest wrote after the
+// switch, and the source launcher exits 0 (Migrated). Then, from the new source, a
+// cancelled migration and a migration whose target is killed midway: the VM keeps
+// running where it was and its counter never resets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MigrationEvent, MigrationResult } from '../../launcher/src/api/index.ts';
+import { createBlankDisk, readDiskRecords, testGuest, type CounterRecord } from '../support/guest.ts';
+import { createPeerHost } from '../support/netns.ts';
+import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+
+const BOOT_TIMEOUT_MS = 120_000;
+
+/** Every record from one boot, counting up by one (a partial line at a switch may be missing). */
+function assertContinuous(records: readonly CounterRecord[], bootId: string, where: string): void {
+  assert.ok(records.length > 0, `${where}: no counter records`);
+  for (const [i, r] of records.entries()) {
+    assert.equal(r.bootId, bootId, `${where}: record ${i} has boot id ${r.bootId}, the guest was reset`);
+    const prev = records[i - 1];
+    if (prev !== undefined) assert.ok(r.n > prev.n && r.n <= prev.n + 2, `${where}: counter went ${prev.n} → ${r.n}`);
+  }
+}
+
+async function collectResult(source: LauncherProcess): Promise<{ result: MigrationResult; events: MigrationEvent[] }> {
+  const events: MigrationEvent[] = [];
+  for await (const event of source.migration.events(AbortSignal.timeout(300_000))) {
+    events.push(event);
+    if (event.type === 'result') return { result: event.result, events };
+  }
+  const current = await source.migration.current();
+  assert.ok(current.result !== null, 'the migration event stream ended without a result');
+  return { result: current.result, events };
+}
+
+void test('live migration between launchers across network namespaces, and rollbacks', { timeout: 900_000 }, async (t) => {
+  const guest = await testGuest();
+  const storageDir = await mkdtemp(path.join(tmpdir(), 'kv-mig-storage-'));
+  t.after(() => rm(storageDir, { recursive: true, force: true }));
+  const vm: SharedVm = {
+    storageDir,
+    disk: await createBlankDisk(storageDir, { format: 'qcow2', sizeMiB: 64 }),
+    token: randomBytes(24).toString('hex'),
+    uid: randomUUID(),
+    guest,
+    memory: '256Mi',
+  };
+  const peer = await createPeerHost();
+  t.after(() => peer.destroy());
+
+  const first = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'source' });
+  t.after(() => first.stop());
+  await waitForStatus(first, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
+  const before = await waitForCounter(first, 5, BOOT_TIMEOUT_MS);
+  const bootId = before[0]?.bootId ?? '';
+
+  const second = await startLauncher({ vm, mode: 'migration-target', address: peer.address, exec: peer.exec, name: 'target' });
+  t.after(() => second.stop());
+
+  await t.test('the guest moves to the target launcher without noticing', async () => {
+    await waitForStatus(second, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
+    const incoming = await second.migration.prepareIncoming();
+    assert.equal(incoming.host, peer.address);
+    assert.equal(incoming.phase, 'Listening');
+    const started = await first.migration.start({
+      migrationId: 'idle-1',
+      target: { host: incoming.host, port: incoming.port, launcherUrl: second.baseUrl },
+    });
+    assert.equal(started.migrationId, 'idle-1');
+    const { result, events } = await collectResult(first);
+    assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
+    assert.ok(events.some((e) => e.type === 'progress' && e.progress.transferredBytes > 0), 'progress events carry transferred bytes');
+    assert.ok((result.totalTimeMs ?? 0) > 0, 'total time reported');
+    assert.ok(result.downtimeMs !== null && result.downtimeMs >= 0, 'downtime reported');
+    assert.ok(result.setupTimeMs !== null, 'setup time reported');
+    assert.ok(result.guestPauseMs !== null && result.guestPauseMs > 0 && result.guestPauseMs < 10_000, `guest pause ${result.guestPauseMs}`);
+    assert.equal(result.sourceRunning, false);
+    t.diagnostic(`idle migration: total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms, pause ${result.guestPauseMs} ms`);
+
+    // The source launcher hands over and exits cleanly.
+    assert.equal(await first.exited, 0);
+    assert.match(first.log(), /"reason":"Migrated"/);
+
+    const switched = Date.now();
+    const target = await waitForStatus(second, (s) => s.phase === 'Running', 60_000, 'Running');
+    assert.equal((await second.migration.incoming()).phase, 'Succeeded');
+    assert.equal(target.qemu.runState, 'running');
+    const sourceRecords = await first.counter();
+    const targetRecords = await waitForCounter(second, 5, 60_000);
+    assertContinuous(sourceRecords, bootId, 'source');
+    assertContinuous(targetRecords, bootId, 'target');
+    const lastOnSource = sourceRecords.at(-1)?.n ?? 0;
+    const firstOnTarget = targetRecords[0]?.n ?? 0;
+    assert.ok(firstOnTarget > lastOnSource && firstOnTarget <= lastOnSource + 2, `counter ${lastOnSource} on the source, ${firstOnTarget} next on the target`);
+
+    // The agent answers on the target.
+    const withAgent = await waitForStatus(
+      second,
+      (s) => s.guestAgent.connected && Date.parse(s.guestAgent.lastSeen ?? '') > switched,
+      60_000,
+      'the guest agent answering on the target',
+    );
+    assert.equal(withAgent.guest.os?.id, 'debian');
+
+    // The disk holds what the guest wrote after the switch.
+    const latest = (await second.counter()).at(-1)?.n ?? 0;
+    const onDisk = (await readDiskRecords(vm.disk, 'qcow2')).filter((r) => r.bootId === bootId);
+    assert.ok(onDisk.some((r) => r.n === latest), `record n=${latest} (written on the target) is on the disk`);
+  });
+
+  // The VM now runs in the peer namespace; it migrates back towards the root namespace.
+  const source = second;
+
+  await t.test('cancelling midway leaves the VM running on its source', async (st) => {
+    const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'cancel-target' });
+    st.after(() => target.stop());
+    await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
+    const incoming = await target.migration.prepareIncoming();
+    const countBefore = (await source.counter()).length;
+    await source.migration.start({
+      target: { host: incoming.host, port: incoming.port },
+      policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
+    });
+    await waitForStatus(source, (s) => s.phase === 'Migrating', 10_000, 'Migrating');
+    await sleep(2000);
+    const cancelled = await source.migration.cancel();
+    assert.equal(cancelled.result, null);
+    const { result } = await collectResult(source);
+    assert.equal(result.phase, 'Cancelled');
+    assert.equal(result.reason, 'Cancelled');
+    assert.equal(result.sourceRunning, true);
+    assert.ok(result.transferredBytes > 0);
+    const status = await waitForStatus(source, (s) => s.phase === 'Running', 30_000, 'Running after the cancel');
+    assert.equal(status.reason, 'MigrationCancelled');
+    assert.equal(await target.exited, 0, 'the target launcher tears itself down');
+    const records = await waitForCounter(source, countBefore + 10, 60_000);
+    assertContinuous(records, bootId, 'source after the cancel');
+  });
+
+  await t.test('a target killed midway leaves the VM running on its source', async (st) => {
+    const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'doomed-target' });
+    st.after(() => target.stop());
+    await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
+    const incoming = await target.migration.prepareIncoming();
+    const countBefore = (await source.counter()).length;
+    await source.migration.start({
+      target: { host: incoming.host, port: incoming.port },
+      policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
+    });
+    await sleep(2000);
+    await target.stop();
+    const { result } = await collectResult(source);
+    assert.equal(result.phase, 'Failed');
+    assert.equal(result.reason, 'QemuFailed');
+    assert.equal(result.sourceRunning, true);
+    const status = await waitForStatus(source, (s) => s.phase === 'Running', 30_000, 'Running after the target died');
+    assert.equal(status.reason, 'MigrationFailed');
+    const records = await waitForCounter(source, countBefore + 10, 60_000);
+    assertContinuous(records, bootId, 'source after the target died');
+  });
+});
