@@ -1,0 +1,149 @@
+// The Helm chart: lints, rejects bad values by its schema, renders objects the real
+// API server accepts (server-side dry run), ships the generated CRDs unchanged, and
+// its RBAC grants the operator and the node agent what they need and no more,
+// checked with `kubectl auth can-i` as their service accounts.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { ensureCluster, type TestCluster } from '../support/cluster.ts';
+
+const repo = path.resolve(import.meta.dirname, '../..');
+const chart = path.join(repo, 'charts/keyvirt');
+const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
+
+interface Rendered {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+}
+
+function helm(args: readonly string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(helmBin, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') } });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function renderedObjects(yamlText: string): Rendered[] {
+  return parseAllDocuments(yamlText)
+    .map((d) => d.toJS() as Rendered | null)
+    .filter((o): o is Rendered => o !== null);
+}
+
+describe('helm chart keyvirt', { timeout: 900_000 }, () => {
+  let cluster: TestCluster;
+  const ns = `kv-chart-${randomBytes(3).toString('hex')}`;
+  const release = ns;
+  let rendered = '';
+
+  before(async () => {
+    execFileSync('bash', [path.join(repo, 'hack/k8s/build.sh'), 'tools'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    cluster = await ensureCluster();
+    cluster.kubectl(['create', 'namespace', ns]);
+  });
+
+  after(() => {
+    if (cluster === undefined) return;
+    for (const args of [
+      ['delete', 'namespace', ns, '--wait=false', '--ignore-not-found'],
+      ['delete', 'clusterrole,clusterrolebinding', `${release}-operator`, `${release}-node-agent`, '--ignore-not-found'],
+    ]) {
+      try {
+        cluster.kubectl(args);
+      } catch {
+        // best effort: the namespace name is unique to this run
+      }
+    }
+    cluster.release();
+  });
+
+  test('lints cleanly', () => {
+    const r = helm(['lint', '--strict', chart]);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  });
+
+  test('rejects values its schema forbids, naming the field', () => {
+    const bad = helm(['template', release, chart, '--set', 'operator.replicas=0']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /operator\.replicas|replicas/);
+    const typo = helm(['template', release, chart, '--set', 'operator.replica=2']);
+    assert.notEqual(typo.status, 0);
+    assert.match(typo.stderr, /replica/);
+  });
+
+  test('renders the operator, its RBAC and the node agent, and ships the generated CRDs', () => {
+    const r = helm(['template', release, chart, '--namespace', ns, '--include-crds']);
+    assert.equal(r.status, 0, r.stderr);
+    rendered = r.stdout;
+    const objects = renderedObjects(rendered);
+    const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
+    for (const want of [
+      'Deployment/keyvirt-operator',
+      'DaemonSet/keyvirt-node-agent',
+      'ServiceAccount/keyvirt-operator',
+      `ClusterRole/${release}-operator`,
+      `ClusterRoleBinding/${release}-node-agent`,
+      'CustomResourceDefinition/virtualmachines.keyvirt.io',
+      'CustomResourceDefinition/storagedomains.keyvirt.io',
+      'CustomResourceDefinition/virtualmachinemigrations.keyvirt.io',
+      'CustomResourceDefinition/migrationpolicies.keyvirt.io',
+    ]) {
+      assert.ok(kinds.includes(want), `missing ${want} in ${kinds.join(', ')}`);
+    }
+    const inChart = fs.readdirSync(path.join(chart, 'crds')).sort();
+    const generated = fs.readdirSync(path.join(repo, 'crds/manifests')).sort();
+    assert.deepEqual(inChart, generated);
+    for (const f of inChart) {
+      assert.equal(fs.readFileSync(path.join(chart, 'crds', f), 'utf8'), fs.readFileSync(path.join(repo, 'crds/manifests', f), 'utf8'), f);
+    }
+  });
+
+  test('the API server accepts every rendered object (server-side dry run)', () => {
+    assert.notEqual(rendered, '');
+    const out = cluster.kubectl(['apply', '--dry-run=server', '-n', ns, '-f', '-'], rendered);
+    assert.match(out, /deployment\.apps\/keyvirt-operator .*\(server dry run\)/);
+    assert.match(out, /daemonset\.apps\/keyvirt-node-agent .*\(server dry run\)/);
+  });
+
+  test('RBAC grants the operator and node agent what they need, and no more', async () => {
+    const r = helm(['template', release, chart, '--namespace', ns, '--show-only', 'templates/rbac-operator.yaml', '--show-only', 'templates/node-agent.yaml']);
+    assert.equal(r.status, 0, r.stderr);
+    const rbacOnly = renderedObjects(r.stdout)
+      .filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind))
+      .map((o) => JSON.stringify(o))
+      .join('\n');
+    cluster.kubectl(['apply', '-n', ns, '-f', '-'], rbacOnly);
+    const canI = (sa: string, verb: string, resource: string, namespace = 'default'): boolean => {
+      const res = spawnSync(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'auth', 'can-i', verb, resource, '-n', namespace, `--as=system:serviceaccount:${ns}:${sa}`], { encoding: 'utf8' });
+      return res.stdout.trim() === 'yes';
+    };
+    const expectations: [string, string, string, boolean][] = [
+      ['keyvirt-operator', 'create', 'pods', true],
+      ['keyvirt-operator', 'delete', 'pods', true],
+      ['keyvirt-operator', 'create', 'secrets', true],
+      ['keyvirt-operator', 'patch', 'virtualmachines.keyvirt.io/status', true],
+      ['keyvirt-operator', 'update', 'storagedomains.keyvirt.io/finalizers', true],
+      ['keyvirt-operator', 'create', 'persistentvolumes', true],
+      ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', true],
+      ['keyvirt-operator', 'create', 'virtualmachines.keyvirt.io', false],
+      ['keyvirt-operator', 'delete', 'nodes', false],
+      ['keyvirt-operator', 'create', 'clusterrolebindings.rbac.authorization.k8s.io', false],
+      ['keyvirt-node-agent', 'patch', 'nodes/status', true],
+      ['keyvirt-node-agent', 'patch', 'nodes', true],
+      ['keyvirt-node-agent', 'get', 'secrets', false],
+      ['keyvirt-node-agent', 'create', 'pods', false],
+    ];
+    // RBAC objects take a moment to reach the authorizer's cache.
+    const deadline = Date.now() + 30_000;
+    let mismatches: string[] = [];
+    do {
+      mismatches = expectations
+        .filter(([sa, verb, res, want]) => canI(sa, verb, res) !== want)
+        .map(([sa, verb, res, want]) => `${sa} ${verb} ${res}: expected ${want ? 'allowed' : 'denied'}`);
+      if (mismatches.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    } while (Date.now() < deadline);
+    assert.deepEqual(mismatches, []);
+  });
+});
