@@ -115,6 +115,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     this.#log.info({ binary: this.#o.qemuBinary, args: this.#o.qemuArgs }, 'starting qemu');
     const proc = spawnQemu(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
     this.#proc = proc;
+    this.#log.info({ qemuPid: proc.pid }, 'qemu spawned');
     this.#times.qemuStartedAt = this.#now().toISOString();
     void proc.exited.then((exit) => this.#onExit(exit));
     try {

@@ -1,0 +1,146 @@
+// Launcher boot overhead: "launcher start → guest agent connected" next to "bare QEMU
+// start → guest agent connected" for the same test guest and the same QEMU command
+// line, measured in the same run, interleaved, several repetitions; medians reported.
+//   npm run bench -- launcher-boot [--reps N]
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { GuestAgentClient } from '../../launcher/src/agent/client.ts';
+import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
+import { buildQemuArgs } from '../../launcher/src/qemu/command-line.ts';
+import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-line.ts';
+import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
+import { startLauncher } from '../launcher/launcher-process.ts';
+import { createBlankDisk, testGuest } from '../support/guest.ts';
+
+const AGENT_TIMEOUT_MS = 240_000;
+const silent = pino({ level: 'silent' });
+
+async function rssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 'NaN');
+  return kb / 1024;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+}
+
+/** The launcher's plan for the same guest (see test/launcher/launcher-process.ts), as a plain argv. */
+async function bareArgs(dir: string, accelerator: Accelerator): Promise<string[]> {
+  const guest = await testGuest();
+  const disk = await createBlankDisk(dir, { format: 'raw', sizeMiB: 64, name: 'root.raw' });
+  const plan: MachinePlan = {
+    guestName: 'kv-bench_bare',
+    machineType: 'q35',
+    accelerator,
+    cpu: { model: 'host-model', sockets: 1, cores: 1, threads: 1 },
+    memory: { sizeMiB: 256 },
+    disks: [{ name: 'root', path: disk, format: 'raw', bus: 'virtio', readOnly: false, cache: await probeDiskCacheMode(disk) }],
+    interfaces: [{ name: 'default', model: 'virtio', backend: 'user', macAddress: '52:54:00:4b:56:01', portForwards: [] }],
+    hostDevices: [],
+    directKernelBoot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline },
+    sockets: { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), guestAgent: path.join(dir, 'qga.sock') },
+    serialLog: path.join(dir, 'serial.log'),
+  };
+  return buildQemuArgs(plan);
+}
+
+/** Bare QEMU: spawn, then retry guest-sync on the agent socket until the agent answers guest-info. */
+async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss: number }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-bench-bare-'));
+  const args = await bareArgs(dir, accelerator);
+  const started = Date.now();
+  const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
+  const exited = once(qemu, 'exit');
+  try {
+    for (;;) {
+      if (Date.now() - started > AGENT_TIMEOUT_MS) throw new Error('bare QEMU: the agent never answered');
+      if (qemu.exitCode !== null) throw new Error(`bare QEMU exited with ${qemu.exitCode}`);
+      const client = new GuestAgentClient({ path: path.join(dir, 'qga.sock'), logger: silent, syncTimeoutMs: 2000 });
+      try {
+        await client.connect();
+        await client.info();
+        const ms = Date.now() - started;
+        client.close();
+        return { ms, qemuRss: await rssMiB(qemu.pid ?? -1) };
+      } catch {
+        client.close();
+        await sleep(500);
+      }
+    }
+  } finally {
+    if (qemu.exitCode === null) {
+      qemu.kill('SIGKILL');
+      await exited;
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The launcher: spawn `node launcher/src/main.ts`, follow its event stream until the agent is connected. */
+async function launcherRun(): Promise<{ ms: number; launcherRss: number; qemuRss: number; accel: string }> {
+  const started = Date.now();
+  const launcher = await startLauncher({ env: { KEYVIRT_LOG_LEVEL: 'info' } });
+  try {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
+    let ms: number | undefined;
+    let qemuPid: number | undefined;
+    let accel = '';
+    try {
+      for await (const event of launcher.client.events(ac.signal)) {
+        if (event.type !== 'status') continue;
+        qemuPid = event.status.qemu.pid ?? qemuPid;
+        accel = event.status.accelerator;
+        if (event.status.guestAgent.connected) {
+          ms = Date.now() - started;
+          break;
+        }
+        if (event.status.phase === 'Failed') throw new Error(`launcher failed: ${event.status.message ?? ''}`);
+      }
+    } finally {
+      clearTimeout(timer);
+      ac.abort();
+    }
+    if (ms === undefined || qemuPid === undefined) throw new Error('launcher: the agent never connected');
+    return { ms, launcherRss: await rssMiB(launcher.process.pid ?? -1), qemuRss: await rssMiB(qemuPid), accel };
+  } finally {
+    await launcher.dispose();
+  }
+}
+
+export async function main(args: readonly string[]): Promise<void> {
+  const repsFlag = args.indexOf('--reps');
+  const reps = repsFlag >= 0 ? Number(args[repsFlag + 1]) : 3;
+  if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
+  await testGuest(); // build before the clock starts
+  const { accelerator } = await chooseAccelerator(true);
+  const bare: number[] = [];
+  const launched: number[] = [];
+  const launcherRss: number[] = [];
+  const qemuRss: number[] = [];
+  let accel: string = accelerator;
+  for (let i = 0; i < reps; i++) {
+    const b = await bareRun(accelerator);
+    bare.push(b.ms);
+    const l = await launcherRun();
+    launched.push(l.ms);
+    launcherRss.push(l.launcherRss);
+    qemuRss.push(l.qemuRss);
+    accel = l.accel;
+    process.stdout.write(`rep ${i + 1}/${reps}: bare_ms=${b.ms} launcher_ms=${l.ms} launcher_rss_mib=${l.launcherRss.toFixed(1)} qemu_rss_mib=${l.qemuRss.toFixed(1)} (bare qemu_rss_mib=${b.qemuRss.toFixed(1)})\n`);
+  }
+  const bareMs = median(bare);
+  const launcherMs = median(launched);
+  process.stdout.write(
+    `BENCH launcher-boot bare_ms=${Math.round(bareMs)} launcher_ms=${Math.round(launcherMs)} overhead_ms=${Math.round(launcherMs - bareMs)} ` +
+      `launcher_rss_mib=${median(launcherRss).toFixed(1)} qemu_rss_mib=${median(qemuRss).toFixed(1)} accel=${accel}\n`,
+  );
+}

@@ -1,0 +1,26 @@
+// `npm run bench -- <name> [args…]`: runs the benchmark test/bench/<name>.ts. A
+// benchmark module either does its work at import or exports `main(args)`.
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+const benchDir = import.meta.dirname;
+
+async function available(): Promise<string[]> {
+  const files = await readdir(benchDir);
+  return files.filter((f) => f.endsWith('.ts') && f !== 'run.ts' && !f.endsWith('.test.ts')).map((f) => f.slice(0, -3)).sort();
+}
+
+async function runBench(argv: readonly string[]): Promise<number> {
+  const [name, ...args] = argv;
+  const names = await available();
+  if (name === undefined || !/^[a-z0-9][a-z0-9-]*$/.test(name) || !names.includes(name)) {
+    process.stderr.write(`usage: npm run bench -- <name> [args…]\navailable: ${names.join(', ') || '(none)'}\n`);
+    return 2;
+  }
+  const mod = (await import(pathToFileURL(path.join(benchDir, `${name}.ts`)).href)) as { main?: (args: readonly string[]) => Promise<unknown> };
+  if (typeof mod.main === 'function') await mod.main(args);
+  return 0;
+}
+
+process.exitCode = await runBench(process.argv.slice(2));
