@@ -65,6 +65,8 @@ export class SourceMigration {
   #stop: Stop | null = null;
   #cancelIssued = false;
   #postCopy = false;
+  /** The stream reached the target (QEMU went `active`): a later failure is not "unreachable". */
+  #sawActive = false;
   #startedAtMs = 0;
   #stoppedAtMicros: number | null = null;
   #wake: () => void = () => undefined;
@@ -217,6 +219,15 @@ export class SourceMigration {
   }
 
   #publishProgress(info: QueryMigrate): void {
+    const status = info.status ?? 'none';
+    if (status === 'active' || postCopyStatuses.has(status)) this.#sawActive = true;
+    const previous = this.#progress;
+    if (previous !== null && (status === 'cancelled' || status === 'failed')) {
+      // QEMU resets the RAM counters of a migration that did not complete: keep the last seen.
+      this.#progress = { ...previous, qemuStatus: status, elapsedMs: Math.round(this.#elapsedMs()) };
+      this.#emitter.emit('event', { type: 'progress', progress: this.#progress });
+      return;
+    }
     this.#progress = toProgress(info, {
       migrationId: this.id,
       phase: 'Running',
@@ -248,7 +259,7 @@ export class SourceMigration {
       return this.#finish({ phase: stop.cancelled ? 'Cancelled' : 'Failed', reason: stop.reason, message: stop.message }, last, running);
     }
     const desc = last['error-desc'] ?? `migration ended in state ${status}`;
-    const reason: MigrationFailureReason = /connect/i.test(desc) && (last.ram?.transferred ?? 0) === 0 ? 'TargetUnreachable' : 'QemuFailed';
+    const reason: MigrationFailureReason = this.#sawActive ? 'QemuFailed' : 'TargetUnreachable';
     return this.#finish({ phase: 'Failed', reason, message: desc }, last, running);
   }
 
@@ -312,7 +323,6 @@ export class SourceMigration {
       guestPauseMs: guestPauseMs(stoppedAt, targetResumedAtMicros),
       sourceStoppedAtMicros: stoppedAt,
       targetResumedAtMicros,
-      // A cancelled migration's final answer has its counters reset: keep the last seen.
       transferredBytes: Math.round(Math.max(info?.ram?.transferred ?? 0, this.#progress?.transferredBytes ?? 0)),
       iterations: Math.round(Math.max(info?.ram?.['dirty-sync-count'] ?? 0, this.#progress?.iteration ?? 0)),
       postCopy: this.#postCopy,

@@ -1,0 +1,141 @@
+// A guest that keeps dirtying its memory faster than the migration stream can carry
+// it (the test guest's `dirty` workload, CPU-bound, against a 32 MiB/s bandwidth cap):
+// with neither auto-converge nor post-copy and a tight completion timeout the
+// migration fails cleanly and the VM keeps running on its source; with auto-converge
+// it converges; with post-copy it converges by switching over. The counter never
+// resets along the chain source → target → target.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MigrationEvent, MigrationPolicyInput, MigrationResult } from '../../launcher/src/api/index.ts';
+import { createBlankDisk, testGuest, type CounterRecord } from '../support/guest.ts';
+import { createPeerHost, type PeerHost } from '../support/netns.ts';
+import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+
+const BOOT_TIMEOUT_MS = 180_000;
+const BANDWIDTH = 32 * 1024 * 1024;
+/** Rewrites a 64 MiB working set as fast as the vCPU allows. */
+const DIRTYING_USER_DATA = '#!/bin/sh\nsleep 1\nexec /bin/dirty 100000 64\n';
+
+function assertContinuous(records: readonly CounterRecord[], bootId: string, where: string): void {
+  assert.ok(records.length > 0, `${where}: no counter records`);
+  for (const [i, r] of records.entries()) {
+    assert.equal(r.bootId, bootId, `${where}: record ${i} has boot id ${r.bootId}, the guest was reset`);
+    const prev = records[i - 1];
+    if (prev !== undefined) assert.ok(r.n > prev.n, `${where}: counter went ${prev.n} → ${r.n}`);
+  }
+}
+
+async function migrate(
+  source: LauncherProcess,
+  target: LauncherProcess,
+  policy: MigrationPolicyInput,
+): Promise<{ result: MigrationResult; events: MigrationEvent[] }> {
+  await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
+  const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false });
+  await source.migration.start({ target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl }, policy });
+  const events: MigrationEvent[] = [];
+  for await (const event of source.migration.events(AbortSignal.timeout(400_000))) {
+    events.push(event);
+    if (event.type === 'result') return { result: event.result, events };
+  }
+  throw new Error('the migration event stream ended without a result');
+}
+
+async function startTarget(vm: SharedVm, peer: PeerHost, inPeer: boolean, name: string): Promise<LauncherProcess> {
+  return startLauncher({
+    vm,
+    mode: 'migration-target',
+    name,
+    ...(inPeer ? { address: peer.address, exec: peer.exec } : { address: peer.rootAddress }),
+  });
+}
+
+void test('a memory-dirtying guest: timeout without help, convergence by auto-converge and by post-copy', { timeout: 1_500_000 }, async (t) => {
+  const guest = await testGuest();
+  const storageDir = await mkdtemp(path.join(tmpdir(), 'kv-mig-dirty-'));
+  t.after(() => rm(storageDir, { recursive: true, force: true }));
+  const vm: SharedVm = {
+    storageDir,
+    disk: await createBlankDisk(storageDir, { format: 'qcow2', sizeMiB: 64 }),
+    token: randomBytes(24).toString('hex'),
+    uid: randomUUID(),
+    guest,
+    memory: '256Mi',
+    userData: DIRTYING_USER_DATA,
+  };
+  const peer = await createPeerHost();
+  t.after(() => peer.destroy());
+
+  const first = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'dirty-source' });
+  t.after(() => first.stop());
+  await waitForStatus(first, (s) => s.phase === 'Running', BOOT_TIMEOUT_MS, 'Running');
+  const before = await waitForCounter(first, 3, BOOT_TIMEOUT_MS);
+  const bootId = before[0]?.bootId ?? '';
+  const deadline = Date.now() + BOOT_TIMEOUT_MS;
+  while (!(await readFile(first.serialLog, 'utf8')).includes('dirty: pid=')) {
+    assert.ok(Date.now() < deadline, 'the dirtying workload did not start');
+    await sleep(500);
+  }
+
+  await t.test('without auto-converge or post-copy a tight completion timeout fails cleanly', async (st) => {
+    const target = await startTarget(vm, peer, true, 'timeout-target');
+    st.after(() => target.stop());
+    const countBefore = (await first.counter()).length;
+    // 40 s per GiB of a 256 MiB guest: 10 s.
+    const { result } = await migrate(first, target, { bandwidthBytesPerSecond: BANDWIDTH, completionTimeoutPerGiBSeconds: 40 });
+    assert.equal(result.phase, 'Failed', JSON.stringify(result));
+    assert.equal(result.reason, 'CompletionTimeout');
+    assert.equal(result.sourceRunning, true);
+    const status = await waitForStatus(first, (s) => s.phase === 'Running', 30_000, 'Running after the failed migration');
+    assert.equal(status.reason, 'MigrationFailed');
+    assert.equal(await target.exited, 0, 'the target launcher tears itself down');
+    assertContinuous(await waitForCounter(first, countBefore + 10, 60_000), bootId, 'source after the timeout');
+  });
+
+  let current = first;
+  await t.test('auto-converge throttles the guest until the migration converges', async () => {
+    const target = await startTarget(vm, peer, true, 'autoconverge-target');
+    t.after(() => target.stop());
+    const { result, events } = await migrate(first, target, {
+      bandwidthBytesPerSecond: BANDWIDTH,
+      autoConverge: true,
+      completionTimeoutPerGiBSeconds: 1200,
+    });
+    assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
+    const throttled = events.some((e) => e.type === 'progress' && e.progress.cpuThrottlePercent > 0);
+    assert.ok(throttled, 'the guest was throttled');
+    assert.ok(events.some((e) => e.type === 'progress' && e.progress.downtimeLimitMs > 100), 'the downtime schedule was stepped');
+    t.diagnostic(`auto-converge: ${result.iterations} iterations, total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms`);
+    assert.equal(await first.exited, 0);
+    await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
+    assertContinuous([...(await first.counter()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
+    current = target;
+  });
+
+  await t.test('post-copy switches over when the downtime schedule is exhausted', async () => {
+    assert.notEqual(current, first, 'needs the VM on the auto-converge target');
+    const target = await startTarget(vm, peer, false, 'postcopy-target');
+    t.after(() => target.stop());
+    const { result } = await migrate(current, target, {
+      bandwidthBytesPerSecond: BANDWIDTH,
+      postCopy: true,
+      downtimeScheduleMs: [100, 150, 200],
+      completionTimeoutPerGiBSeconds: 1200,
+    });
+    assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
+    assert.equal(result.postCopy, true);
+    t.diagnostic(`post-copy: ${result.iterations} iterations, total ${result.totalTimeMs} ms, pause ${result.guestPauseMs} ms`);
+    assert.equal(await current.exited, 0);
+    await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
+    assertContinuous(
+      [...(await first.counter()), ...(await current.counter()), ...(await waitForCounter(target, 5, 60_000))],
+      bootId,
+      'the whole chain',
+    );
+  });
+});
