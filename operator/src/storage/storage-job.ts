@@ -22,6 +22,7 @@ export type StorageJobOperation =
       /** A backing image relative to the domain root. */
       readonly backing?: string | undefined;
     }
+  /** `image` may omit the extension: both formats are removed. */
   | { readonly op: 'delete'; readonly image: string };
 
 export interface StorageJobSpec {
@@ -80,7 +81,7 @@ create() {
   created=true
 }
 remove() {
-  rm -f "$img" "$img.partial"
+  for f in "$img" "$img.qcow2" "$img.raw"; do rm -f "$f" "$f.partial"; done
   rmdir "$(dirname "$img")" 2>/dev/null || true
   rmdir "$(dirname "$(dirname "$img")")" 2>/dev/null || true
 }

@@ -1,0 +1,56 @@
+// Builds the StorageDomain controller on a manager: informers for domains, the VMs
+// that use them and the storage job pods, and the key mapping from each to domains.
+import { StorageDomain, VirtualMachine } from '@keyvirt/crds';
+import type { Logger } from 'pino';
+import type { Clock } from '../runtime/clock.ts';
+import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { podSchema } from '../runtime/core-schemas.ts';
+import type { EventSink } from '../runtime/event-recorder.ts';
+import type { KubeClient } from '../runtime/kube-client.ts';
+import type { Manager } from '../runtime/manager.ts';
+import { mapToOwner } from '../runtime/owner-mapping.ts';
+import { coreTypes } from '../runtime/resource.ts';
+import { storageDomainType, virtualMachineType } from '../vm/names.ts';
+import { STORAGE_JOB_SELECTOR } from './names.ts';
+import { StorageDomainController, type StorageSettings } from './storage-domain-controller.ts';
+
+export interface StorageControllerWiring {
+  manager: Manager;
+  client: KubeClient;
+  log: Logger;
+  clock: Clock;
+  events: EventSink;
+  observer?: ControllerObserver;
+  settings: StorageSettings;
+  /** Manage only the StorageDomains whose labels match (a label selector); all when empty. */
+  domainSelector?: string | undefined;
+  /** The VM controller's selector: the VM informer is shared with it. */
+  vmSelector?: string | undefined;
+}
+
+function selector(labelSelector: string | undefined): { labelSelector?: string } {
+  return labelSelector === undefined || labelSelector === '' ? {} : { labelSelector };
+}
+
+export const DEFAULT_PROBE_INTERVAL_MS = 60_000;
+export const DEFAULT_RETRY_AFTER_FAILURE_MS = 30_000;
+
+export function addStorageDomainController(w: StorageControllerWiring): Controller {
+  const { manager } = w;
+  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector));
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.vmSelector));
+  const jobPods = manager.informer(coreTypes.pod, podSchema, { namespace: w.settings.namespace, labelSelector: STORAGE_JOB_SELECTOR });
+  const reconciler = new StorageDomainController({
+    caches: { domain: (name) => domains.get(name), vms: () => vms.list(), jobPods: () => jobPods.list() },
+    client: w.client,
+    events: w.events,
+    clock: w.clock,
+    settings: w.settings,
+  });
+  const controller = new Controller({ name: 'storagedomain', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
+  controller.watch(domains);
+  controller.watch(jobPods, mapToOwner(storageDomainType));
+  controller.watch(vms, (vm) => [...new Set(vm.spec.template.disks.flatMap((d) => (d.storageDomain === undefined ? [] : [d.storageDomain.name])))]);
+  manager.addController(controller);
+  return controller;
+}
