@@ -27,7 +27,9 @@ export function openApiSchema(info: KindInfo): JsonSchema {
     properties: {
       apiVersion: { description: 'The versioned schema of this object: keyvirt.io/v1alpha1.', type: 'string' },
       kind: { description: `The kind of this object: ${info.kind}.`, type: 'string' },
-      metadata: { type: 'object' },
+      // Kubernetes accepts only restrictions of name/generateName here; declaring name
+      // lets a root CEL rule report metadata.name as its fieldPath.
+      metadata: { type: 'object', properties: { name: { type: 'string' } } },
       spec: property(emitted, 'spec', info.kind),
       status: property(emitted, 'status', info.kind),
     },

@@ -38,7 +38,7 @@ export function dnsSubdomain(what: string): z.ZodString {
 
 /** A byte size such as "2Gi" with inclusive bounds, checked by pattern and CEL quantity(). */
 export function byteSize(what: string, min: string, max: string): z.ZodString {
-  const base = z.string().regex(new RegExp(BYTE_SIZE_PATTERN), { error: `${what} must be a size such as 512Mi, 2Gi or 20G` });
+  const base = z.string().max(32, { error: `${what} must be at most 32 characters` }).regex(new RegExp(BYTE_SIZE_PATTERN), { error: `${what} must be a size such as 512Mi, 2Gi or 20G` });
   const atLeast = {
     cel: `!isQuantity(self) || quantity(self).compareTo(quantity('${min}')) >= 0`,
     message: `${what} must be at least ${min}`,

@@ -134,7 +134,7 @@ function nodeProblems(node: JsonSchema, path: string, requireDescriptions: boole
  * every object property must carry a description, so that `kubectl explain` helps.
  */
 export function structuralProblems(schema: JsonSchema, path = '', requireDescriptions = false): string[] {
-  const problems = nodeProblems(schema, path === '' ? '<root>' : path, requireDescriptions && path !== '' && path !== '.metadata' && !path.endsWith('[*]') && !path.endsWith('{*}'));
+  const problems = nodeProblems(schema, path === '' ? '<root>' : path, requireDescriptions && path !== '' && !path.startsWith('.metadata') && !path.endsWith('[*]') && !path.endsWith('{*}'));
   for (const [childPath, child] of childNodes(schema, path)) problems.push(...structuralProblems(child, childPath, requireDescriptions));
   return problems;
 }

@@ -136,7 +136,7 @@ export const StorageDomainSpec = withRules(
       pvc: PvcConnection.optional(),
       storageClass: StorageClassConnection.optional(),
       role: z.enum(STORAGE_DOMAIN_ROLES, { error: 'role must be data or iso' }).default('data').describe('data (VM disks, the default) or iso (installation media, read-only).'),
-      thresholds: StorageThresholds.prefault({}),
+      thresholds: StorageThresholds.prefault({ warningPercent: 80, criticalFreeGiB: 5 }),
       maintenance: z.boolean().default(false).describe('Move the domain to Maintenance: no new disks; it reaches Maintenance once no running VM uses it.'),
     })
     .describe('The desired state of a StorageDomain.'),

@@ -295,14 +295,14 @@ export type Machine = z.infer<typeof Machine>;
 
 export const VirtualMachineTemplate = z
   .object({
-    cpu: Cpu.prefault({}),
+    cpu: Cpu.prefault({ model: CPU_MODEL_HOST_MODEL, sockets: 1, cores: 1, threads: 1, dedicatedCpuPlacement: false }),
     memory: Memory,
     disks: Disks,
     interfaces: Interfaces,
     hostDevices: HostDevices,
     cloudInit: CloudInit.optional(),
     guestAgent: z.boolean().default(true).describe('Expect the QEMU guest agent in the guest (the default): it reports IP addresses and OS info and allows graceful shutdown.'),
-    machine: Machine.prefault({}),
+    machine: Machine.prefault({ type: 'q35' }),
     allowEmulation: z
       .boolean()
       .default(false)

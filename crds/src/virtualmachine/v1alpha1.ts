@@ -52,7 +52,7 @@ export const VirtualMachineSpec = withRules(
         .enum(RUN_STRATEGIES, { error: 'runStrategy must be one of Always, RerunOnFailure, Manual, Halted, Once' })
         .default('Halted')
         .describe('Always: keep it running; RerunOnFailure: restart it unless the guest shut down cleanly; Manual: start and stop only on request; Halted: keep it stopped (the default); Once: run it once and never restart.'),
-      highAvailability: HighAvailability.prefault({}),
+      highAvailability: HighAvailability.prefault({ enabled: false, priority: 0 }),
       evictionStrategy: z
         .enum(EVICTION_STRATEGIES, { error: 'evictionStrategy must be LiveMigrate or Shutdown' })
         .default('LiveMigrate')
