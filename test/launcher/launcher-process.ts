@@ -32,6 +32,8 @@ export interface RunningLauncher {
   client: LauncherClient;
   baseUrl: string;
   process: ChildProcess;
+  /** Date.now() just before the launcher process was spawned. */
+  startedAt: number;
   /** Resolves with the launcher's exit code (or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   logs: () => LogLine[];
@@ -106,6 +108,7 @@ export async function startLauncher(options: LauncherTestOptions = {}): Promise<
   const configFile = path.join(dir, 'config.json');
   await writeFile(configFile, JSON.stringify(config, null, 2));
   const stateDir = path.join(dir, 'state');
+  const startedAt = Date.now();
   const child = spawn(process.execPath, [mainScript, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KEYVIRT_LOG_LEVEL: 'debug', ...options.env },
@@ -165,6 +168,7 @@ export async function startLauncher(options: LauncherTestOptions = {}): Promise<
     client,
     baseUrl,
     process: child,
+    startedAt,
     exited,
     logs,
     serial,
