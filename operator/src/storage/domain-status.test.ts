@@ -21,6 +21,7 @@ function observe(o: Partial<DomainObservation> = {}): DomainObservation {
     backing: { state: 'ready' },
     capacity: { capacityBytes: 100 * GiB, usedBytes: 40 * GiB, freeBytes: 60 * GiB },
     measurable: true,
+    probed: true,
     runningVms: [],
     vms: [],
     disks: [],
@@ -35,13 +36,14 @@ const condition = (s: ReturnType<typeof domainStatus>, type: string): { status: 
 
 void test('phases from the backing volume, the probe and maintenance', () => {
   const cases: [string, StorageDomain, DomainObservation, string][] = [
-    ['claim not bound yet', domain(), observe({ backing: { state: 'waiting', reason: 'ClaimNotBound', message: 'x is Pending' }, capacity: undefined }), 'Activating'],
-    ['bound, not measured', domain(), observe({ capacity: undefined }), 'Activating'],
+    ['claim not bound yet', domain(), observe({ backing: { state: 'waiting', reason: 'ClaimNotBound', message: 'x is Pending' }, capacity: undefined, probed: false }), 'Activating'],
+    ['bound, not measured', domain(), observe({ capacity: undefined, probed: false }), 'Activating'],
+    ['probed, report lost', domain(), observe({ capacity: undefined }), 'Active'],
     ['measured', domain(), observe(), 'Active'],
     ['missing claim', domain(), observe({ backing: { state: 'error', reason: 'ClaimNotFound', message: 'gone' } }), 'Error'],
     ['maintenance with a running VM', domain({ maintenance: true }), observe({ runningVms: ['prod/web-1'] }), 'PreparingForMaintenance'],
     ['maintenance, nothing running', domain({ maintenance: true }), observe({ vms: ['prod/web-1'] }), 'Maintenance'],
-    ['storageClass domains need no probe', domain({ type: 'storageClass', local: undefined, storageClass: { name: 'fast' } }), observe({ measurable: false, capacity: undefined }), 'Active'],
+    ['storageClass domains need no probe', domain({ type: 'storageClass', local: undefined, storageClass: { name: 'fast' } }), observe({ measurable: false, capacity: undefined, probed: false }), 'Active'],
   ];
   for (const [name, sd, o, phase] of cases) assert.equal(domainStatus(sd, o).phase, phase, name);
 });

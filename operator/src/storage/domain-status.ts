@@ -26,6 +26,8 @@ export interface DomainObservation {
   readonly backing: BackingState;
   /** The latest measurement; absent until a job reported one. */
   readonly capacity: Capacity | undefined;
+  /** A job has mounted the volume on a node and finished (its report may have been lost). */
+  readonly probed: boolean;
   /** Whether capacity can be measured at all (storageClass domains have no single volume). */
   readonly measurable: boolean;
   /** Running VMs (namespace/name) with a disk on the domain. */
@@ -59,7 +61,7 @@ export function isCritical(sd: StorageDomain, c: Capacity | undefined): boolean 
 function phaseOf(sd: StorageDomain, o: DomainObservation): StorageDomainPhase {
   if (o.backing.state === 'error') return 'Error';
   if (o.backing.state === 'waiting') return 'Activating';
-  if (o.measurable && o.capacity === undefined) return 'Activating';
+  if (o.measurable && !o.probed) return 'Activating';
   if (sd.spec.maintenance) return o.runningVms.length > 0 ? 'PreparingForMaintenance' : 'Maintenance';
   return 'Active';
 }
@@ -73,8 +75,11 @@ function listNames(names: readonly string[], max = 5): string {
 
 function mountedCondition(o: DomainObservation): ConditionInput {
   if (o.backing.state !== 'ready') return { type: 'Mounted', status: 'False', reason: o.backing.reason, message: o.backing.message };
-  if (o.measurable && o.capacity === undefined) {
+  if (o.measurable && !o.probed) {
     return { type: 'Mounted', status: 'Unknown', reason: 'Probing', message: 'measuring the domain on a node' };
+  }
+  if (o.measurable && o.capacity === undefined) {
+    return { type: 'Mounted', status: 'True', reason: 'CapacityNotReported', message: 'the volume mounts on a node, but the probe reported no capacity (no termination message)' };
   }
   return { type: 'Mounted', status: 'True', reason: 'VolumeReady', message: 'the backing volume is bound and reachable from a node' };
 }

@@ -50,6 +50,8 @@ export interface StorageDomainControllerDeps {
 
 interface DomainMemory {
   lastProbeMs: number;
+  /** A job mounted the volume and finished since the operator started (or status shows an earlier one). */
+  probed: boolean;
   capacity: Capacity | undefined;
   /** Job name → when it last failed (ms). */
   failures: Map<string, number>;
@@ -106,6 +108,7 @@ export class StorageDomainController implements Reconciler {
     const status = domainStatus(sd, {
       backing,
       capacity: memory.capacity,
+      probed: memory.probed,
       measurable,
       runningVms: vms.filter(vmIsRunning).map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
       vms: vms.map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
@@ -148,6 +151,7 @@ export class StorageDomainController implements Reconciler {
     if (existing !== undefined) return existing;
     const fresh: DomainMemory = {
       lastProbeMs: 0,
+      probed: sd.status?.phase !== undefined && !['Pending', 'Activating', 'Error'].includes(sd.status.phase),
       capacity: capacityFromStatus(sd.status, parseQuantity),
       failures: new Map(),
       written: undefined,
@@ -169,6 +173,8 @@ export class StorageDomainController implements Reconciler {
     if (run.outcome?.state === 'running') return undefined;
     if (run.outcome?.state === 'succeeded') {
       if (run.outcome.result !== undefined) memory.capacity = run.outcome.result;
+      else ctx.log.warn({ job: name }, 'capacity probe reported nothing (no termination message)');
+      memory.probed = true;
       memory.lastProbeMs = now;
       memory.failures.delete(name);
       await this.#deletePod(name, ctx.signal);
@@ -181,7 +187,7 @@ export class StorageDomainController implements Reconciler {
     const failedAt = memory.failures.get(name);
     if (failedAt !== undefined && now - failedAt < this.#d.settings.retryAfterFailureMs) return undefined;
     const due = memory.lastProbeMs + this.#d.settings.probeIntervalMs - now;
-    if (memory.capacity !== undefined && due > 0) return due;
+    if (memory.probed && due > 0) return due;
     await this.#startJob(pass, name, { op: 'probe' }, undefined);
     return this.#d.settings.probeIntervalMs;
   }
@@ -193,7 +199,7 @@ export class StorageDomainController implements Reconciler {
     const listed = new Map((current?.disks ?? []).map((d): [string, DomainDisk] => [diskKey(d), d]));
     if (pass === undefined) return [...listed.values()];
     const wanted = wantedDisks(vms, sd.metadata.name);
-    const accepting = !sd.spec.maintenance && sd.metadata.deletionTimestamp === undefined && memory.capacity !== undefined && !isCritical(sd, memory.capacity);
+    const accepting = !sd.spec.maintenance && sd.metadata.deletionTimestamp === undefined && memory.probed && !isCritical(sd, memory.capacity);
     for (const disk of wanted.values()) {
       if (listed.has(diskKey(disk)) || !accepting) continue;
       const operation: StorageJobOperation = { op: 'create', image: disk.image, format: disk.format, sizeBytes: disk.sizeBytes, backing: disk.backing };
@@ -220,6 +226,7 @@ export class StorageDomainController implements Reconciler {
         return false;
       case 'succeeded':
         if (run.outcome.result !== undefined) memory.capacity = run.outcome.result;
+        memory.probed = true;
         memory.failures.delete(name);
         await this.#deletePod(name, ctx.signal);
         ctx.log.info({ disk: diskKey(disk), op: operation.op }, 'disk job succeeded');
