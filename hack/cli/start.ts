@@ -6,25 +6,33 @@ import { clusterSteps, setClusterOwner } from '../cluster/cluster.ts';
 import type { StartStep } from '../cluster/cluster.ts';
 import { clusterLayout, network } from '../cluster/layout.ts';
 import { kubectlPath } from '../cluster/kubectl.ts';
+import { withClusterLock } from '../cluster/lock.ts';
+import { operatorSteps } from './operator-steps.ts';
 
 const log = pino({ base: { cmd: 'start' } });
 const layout = clusterLayout();
 
 const steps: readonly StartStep[] = [
   ...clusterSteps,
+  ...operatorSteps,
 ];
 
-setClusterOwner(layout, 'start');
-for (const step of steps) {
-  const started = Date.now();
-  log.info({ step: step.name }, 'step');
-  try {
+async function runSteps(): Promise<void> {
+  setClusterOwner(layout, 'start');
+  for (const step of steps) {
+    const started = Date.now();
+    log.info({ step: step.name }, 'step');
     await step.run(layout, log);
-  } catch (err) {
-    log.error({ err, step: step.name }, 'start failed; logs are in .keyvirt/logs (npm stop tears down what started)');
-    process.exit(1);
+    log.info({ step: step.name, ms: Date.now() - started }, 'step done');
   }
-  log.info({ step: step.name, ms: Date.now() - started }, 'step done');
+}
+
+try {
+  // The lock keeps concurrent test runs from bringing the same cluster up at the same time.
+  await withClusterLock(layout, runSteps);
+} catch (err) {
+  log.error({ err }, 'start failed; logs are in .keyvirt/logs (npm stop tears down what started)');
+  process.exit(1);
 }
 
 process.stdout.write(`

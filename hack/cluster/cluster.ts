@@ -53,7 +53,8 @@ export const clusterSteps: readonly StartStep[] = [
   {
     name: 'start the simulated nodes',
     run: async (layout: ClusterLayout, log: Logger): Promise<void> => {
-      await Promise.all(defaultNodeNames.map((name) => startNode(layout, name, log)));
+      // One after the other: `ip netns add` races when two create the first namespaces at once.
+      for (const name of defaultNodeNames) await startNode(layout, name, log);
     },
   },
   { name: 'apply the KeyVirt CRDs', run: (layout, log) => Promise.resolve(void applyCrds(layout, log)) },

@@ -16,6 +16,8 @@ export interface NodeOptions {
   readonly cpu?: string;
   readonly memory?: string;
   readonly labels?: Readonly<Record<string, string>>;
+  /** Taints as key=value:Effect. */
+  readonly taints?: readonly string[];
 }
 
 export interface SimulatedNode {
@@ -107,6 +109,7 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
     const stateDir = path.join(layout.nodesDir, name);
     fs.mkdirSync(stateDir, { recursive: true });
     const labels = Object.entries(options.labels ?? {}).map(([k, v]) => `--label=${k}=${v}`);
+    const taints = (options.taints ?? []).map((t) => `--taint=${t}`);
     pid = startDaemon(layout, {
       name: daemonName(name),
       command: '/usr/bin/nsenter',
@@ -115,7 +118,7 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
         `--net=/run/netns/${nodeNetNames(index).netns}`, '--', process.execPath,
         path.join(import.meta.dirname, '../nodesim/main.ts'), `--node-name=${name}`, `--node-index=${index}`,
         `--kubeconfig=${layout.kubeconfig}`, `--state-dir=${stateDir}`, `--kubernetes-version=${kubernetesVersion()}`,
-        `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels,
+        `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels, ...taints,
       ],
     });
     log.info({ node: name, index, pid, nodeIp: slice.nodeIp }, 'node simulator started');

@@ -17,6 +17,7 @@ const argsSchema = z.object({
   memory: z.string().default('16Gi'),
   pods: z.coerce.number().int().min(1).max(13).default(13),
   label: z.array(z.string().regex(/^[^=]+=[^=]*$/)).default([]),
+  taint: z.array(z.string().regex(/^[^=:]+(=[^:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$/)).default([]),
 });
 
 const { values } = parseArgs({
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     'node-name': { type: 'string' }, 'node-index': { type: 'string' }, kubeconfig: { type: 'string' },
     'state-dir': { type: 'string' }, 'kubernetes-version': { type: 'string' }, cpu: { type: 'string' },
     memory: { type: 'string' }, pods: { type: 'string' }, label: { type: 'string', multiple: true },
+    taint: { type: 'string', multiple: true },
   },
 });
 const args = argsSchema.parse(values);
@@ -51,6 +53,11 @@ const agent = new NodeAgent({
   images: { repoRoot, stateDir: path.join(repoRoot, '.keyvirt'), nodeBinary: process.execPath },
   capacity: { cpu: args.cpu, memory: args.memory, pods: args.pods },
   labels,
+  taints: args.taint.map((t) => {
+    const [keyValue = '', effect = ''] = t.split(':');
+    const [key = '', value] = keyValue.split('=');
+    return { key, value, effect };
+  }),
   kubernetesVersion: args['kubernetes-version'],
   leaseDurationSeconds: 40,
 }, log);

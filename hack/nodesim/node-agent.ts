@@ -26,6 +26,7 @@ export interface NodeAgentOptions {
   readonly images: ImageTableOptions;
   readonly capacity: { readonly cpu: string; readonly memory: string; readonly pods: number };
   readonly labels: Readonly<Record<string, string>>;
+  readonly taints: readonly { readonly key: string; readonly value: string | undefined; readonly effect: string }[];
   readonly kubernetesVersion: string;
   readonly leaseDurationSeconds: number;
 }
@@ -87,7 +88,7 @@ export class NodeAgent {
     const node: V1Node = {
       apiVersion: 'v1', kind: 'Node',
       metadata: { name: o.name, labels: { ...o.labels }, annotations: { 'node.alpha.kubernetes.io/ttl': '0' } },
-      spec: { podCIDR: this.#slice.podCidr, podCIDRs: [this.#slice.podCidr] },
+      spec: { podCIDR: this.#slice.podCidr, podCIDRs: [this.#slice.podCidr], taints: o.taints.length === 0 ? undefined : [...o.taints] },
     };
     for (;;) {
       try {

@@ -1,0 +1,109 @@
+// The operator part of `npm start` / `npm stop`: the operator runs as a background
+// process on the host (logs in .keyvirt/logs/keyvirt-operator.log) under the
+// ServiceAccount and ClusterRole it ships with (operator/deploy/rbac.yaml), then a
+// sample StorageDomain and VM (examples/vm-local-dev.yaml) are applied; the sample
+// boots the test guest's kernel directly.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { StartStep } from '../cluster/cluster.ts';
+import { daemonPid, startDaemon, stopDaemon, waitFor } from '../cluster/daemons.ts';
+import type { ClusterLayout } from '../cluster/layout.ts';
+import { kubectl } from '../cluster/kubectl.ts';
+
+const NAME = 'keyvirt-operator';
+const MARKER = '--identity=local-operator';
+export const OPERATOR_HEALTH_PORT = 18080;
+const SAMPLE = 'examples/vm-local-dev.yaml';
+const SAMPLE_DOMAIN_PATH = '/var/lib/keyvirt/images';
+const SAMPLE_BACKING_IMAGE = 'keyvirt-test-guest';
+
+function operatorKubeconfigPath(layout: ClusterLayout): string {
+  return path.join(layout.stateDir, 'operator.kubeconfig');
+}
+
+/** A kubeconfig that authenticates as the operator's ServiceAccount (token valid for a week). */
+function writeOperatorKubeconfig(layout: ClusterLayout): string {
+  kubectl(layout, ['apply', '--server-side', '--field-manager=keyvirt-local-cluster', '-f', path.join(layout.root, 'operator/deploy/rbac.yaml')]);
+  const token = kubectl(layout, ['create', 'token', 'keyvirt-operator', '-n', 'keyvirt-system', '--duration=168h']).trim();
+  const admin = new KubeConfig();
+  admin.loadFromFile(layout.kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  if (cluster === null) throw new Error('the admin kubeconfig has no cluster');
+  const ca = cluster.caData ?? (cluster.caFile !== undefined ? fs.readFileSync(cluster.caFile).toString('base64') : undefined);
+  const file = operatorKubeconfigPath(layout);
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'keyvirt-local', cluster: { server: cluster.server, ...(ca !== undefined ? { 'certificate-authority-data': ca } : {}) } }],
+    users: [{ name: 'keyvirt-operator', user: { token } }],
+    contexts: [{ name: 'keyvirt-operator', context: { cluster: 'keyvirt-local', user: 'keyvirt-operator' } }],
+    'current-context': 'keyvirt-operator',
+  };
+  fs.writeFileSync(file, JSON.stringify(config, null, 2), { mode: 0o600 });
+  return file;
+}
+
+async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> {
+  const kubeconfig = writeOperatorKubeconfig(layout);
+  await stopDaemon(layout, NAME, MARKER);
+  const pid = startDaemon(layout, {
+    name: NAME,
+    command: process.execPath,
+    args: [
+      path.join(layout.root, 'operator/src/main.ts'),
+      MARKER,
+      `--kubeconfig=${kubeconfig}`,
+      '--namespace=keyvirt-system',
+      `--health-address=127.0.0.1:${OPERATOR_HEALTH_PORT}`,
+      '--allow-emulation=true',
+      // VMs of the end-to-end suites belong to the operators those suites run.
+      '--vm-selector=!keyvirt.io/test-run',
+    ],
+    marker: MARKER,
+  });
+  await waitFor(
+    'the operator to be ready',
+    async () => {
+      try {
+        return (await fetch(`http://127.0.0.1:${OPERATOR_HEALTH_PORT}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 60_000, pid, logPath: path.join(layout.logDir, `${NAME}.log`) },
+  );
+  log.info({ pid, health: `http://127.0.0.1:${OPERATOR_HEALTH_PORT}/healthz` }, 'operator running');
+}
+
+/** The sample: its domain directory with a blank backing image, and the VM booting the test guest's kernel. */
+function applySample(layout: ClusterLayout, log: Logger): void {
+  const guestDir = execFileSync('bash', [path.join(layout.root, 'hack/guest/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+    .trim()
+    .split('\n')
+    .at(-1);
+  if (guestDir === undefined) throw new Error('hack/guest/build.sh printed no build directory');
+  const manifest = JSON.parse(fs.readFileSync(path.join(guestDir, 'manifest.json'), 'utf8')) as { kernel: string; initrd: string; cmdline: string };
+  const templates = path.join(SAMPLE_DOMAIN_PATH, 'templates');
+  fs.mkdirSync(templates, { recursive: true });
+  const backing = path.join(templates, SAMPLE_BACKING_IMAGE);
+  if (!fs.existsSync(backing)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', backing, '1G']);
+  kubectl(layout, ['apply', '-f', path.join(layout.root, SAMPLE)]);
+  const boot = JSON.stringify({ kernel: path.join(guestDir, manifest.kernel), initrd: path.join(guestDir, manifest.initrd), cmdline: manifest.cmdline });
+  kubectl(layout, ['annotate', '--overwrite', 'vm', 'dev-1', '-n', 'default', `keyvirt.io/kernel-boot=${boot}`]);
+  log.info({ sample: SAMPLE }, 'sample StorageDomain and VM applied');
+}
+
+export const operatorSteps: readonly StartStep[] = [
+  { name: 'start the KeyVirt operator', run: startOperator },
+  { name: 'apply the sample StorageDomain and VM', run: (layout, log) => Promise.resolve(applySample(layout, log)) },
+];
+
+/** Stops the operator started by `npm start` (the VMs' launcher pods go with the nodes). */
+export async function stopOperator(layout: ClusterLayout, log: Logger): Promise<void> {
+  if (daemonPid(layout, NAME, MARKER) === undefined) return;
+  await stopDaemon(layout, NAME, MARKER, 15_000);
+  log.info('operator stopped');
+}

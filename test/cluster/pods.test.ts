@@ -1,0 +1,175 @@
+// Pods on the simulated nodes: real processes with their own network namespace and
+// pod IP, reachable across nodes; volumes at their mount paths; cgroup limits;
+// restart policy; graceful deletion; garbage collection with the owner.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ensureCluster, eventually } from '../support/cluster.ts';
+import type { TestCluster } from '../support/cluster.ts';
+import { apply, busyboxPod, createNamespace, deleteNamespace, getPod, waitPodGone, waitPodPhase } from './test-pods.ts';
+
+const serverScript = 'while true; do echo "pong $(hostname)" | nc -l -p 8080; done';
+
+describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
+  let cluster: TestCluster;
+  let ns: string;
+  let nodeA: string;
+  let nodeB: string;
+  const tmpDirs: string[] = [];
+  before(async () => {
+    cluster = await ensureCluster();
+    ns = await createNamespace(cluster, 'kvt-pods');
+    [nodeA = '', nodeB = ''] = cluster.defaultNodes;
+  });
+  after(() => {
+    try {
+      deleteNamespace(cluster, ns);
+    } finally {
+      for (const dir of tmpDirs) fs.rmSync(dir, { recursive: true, force: true });
+      cluster.release();
+    }
+  });
+
+  it('serves TCP on a pod IP on node A, reached from a pod on node B; two pods share a port on one node', async () => {
+    apply(cluster, busyboxPod(ns, { name: 'server-1', nodeName: nodeA, script: serverScript }));
+    apply(cluster, busyboxPod(ns, { name: 'server-2', nodeName: nodeA, script: serverScript }));
+    const s1 = await waitPodPhase(cluster, ns, 'server-1', ['Running']);
+    const s2 = await waitPodPhase(cluster, ns, 'server-2', ['Running']);
+    const ip1 = s1.status?.podIP ?? '';
+    const ip2 = s2.status?.podIP ?? '';
+    assert.match(ip1, /^10\.77\.0\.\d+$/);
+    assert.notEqual(ip1, ip2);
+    const client = [
+      `[ "$(nc -w 5 ${ip1} 8080 </dev/null)" = "pong server-1" ] || exit 11`,
+      `[ "$(nc -w 5 ${ip2} 8080 </dev/null)" = "pong server-2" ] || exit 12`,
+      'nc -z -w 5 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" || exit 13',
+    ].join('\n');
+    apply(cluster, busyboxPod(ns, { name: 'client', nodeName: nodeB, script: client, restartPolicy: 'OnFailure' }));
+    const done = await waitPodPhase(cluster, ns, 'client', ['Succeeded'], 180_000);
+    assert.equal(done.spec.nodeName, nodeB);
+    assert.equal(done.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
+  });
+
+  it('materialises volumes at their mount paths and applies cgroup limits', async () => {
+    const hostDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-hostpath-'));
+    const mountRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-mounts-'));
+    tmpDirs.push(hostDir, mountRoot);
+    fs.writeFileSync(path.join(hostDir, 'from-host'), 'host-data');
+    cluster.kubectl(['create', 'configmap', 'cfg', '-n', ns, '--from-literal=greeting=hello']);
+    cluster.kubectl(['create', 'secret', 'generic', 'sec', '-n', ns, '--from-literal=password=s3cret']);
+    const m = (sub: string): string => path.join(mountRoot, sub);
+    const script = [
+      `[ "$(cat ${m('cfg')}/greeting)" = hello ] || exit 11`,
+      `[ "$(cat ${m('sec')}/password)" = s3cret ] || exit 12`,
+      `[ "$(cat ${m('host')}/from-host)" = host-data ] || exit 13`,
+      `echo written > ${m('host')}/from-pod || exit 14`,
+      `echo scratch > ${m('scratch')}/x && [ "$(cat ${m('scratch')}/x)" = scratch ] || exit 15`,
+      '[ -s /var/run/secrets/kubernetes.io/serviceaccount/token ] || exit 16',
+      `[ "$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace)" = ${ns} ] || exit 17`,
+      'grep -q "BEGIN CERTIFICATE" /var/run/secrets/kubernetes.io/serviceaccount/ca.crt || exit 18',
+      'cg=$(grep ":memory:" /proc/self/cgroup | cut -d: -f3)',
+      '[ "$(cat /sys/fs/cgroup/memory$cg/memory.limit_in_bytes)" = 67108864 ] || exit 19',
+      'cg=$(grep ":cpu,cpuacct:\\|:cpu:" /proc/self/cgroup | head -1 | cut -d: -f3)',
+      '[ "$(cat /sys/fs/cgroup/cpu$cg/cpu.cfs_quota_us)" = 50000 ] || exit 20',
+      '[ "$MY_POD" = volumes ] && [ "$GREETING" = hello ] || exit 21',
+      '[ "$(cat /proc/1/cmdline | tr "\\0" " ")" != "" ] || exit 22',
+    ].join('\n');
+    apply(cluster, busyboxPod(ns, {
+      name: 'volumes', nodeName: nodeA, script,
+      extraSpec: {
+        automountServiceAccountToken: true,
+        volumes: [
+          { name: 'cfg', configMap: { name: 'cfg' } },
+          { name: 'sec', secret: { secretName: 'sec' } },
+          { name: 'host', hostPath: { path: hostDir, type: 'Directory' } },
+          { name: 'scratch', emptyDir: {} },
+        ],
+      },
+      container: {
+        volumeMounts: [
+          { name: 'cfg', mountPath: m('cfg') }, { name: 'sec', mountPath: m('sec') },
+          { name: 'host', mountPath: m('host') }, { name: 'scratch', mountPath: m('scratch') },
+        ],
+        resources: { limits: { memory: '64Mi', cpu: '500m' } },
+        env: [
+          { name: 'MY_POD', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+          { name: 'GREETING', valueFrom: { configMapKeyRef: { name: 'cfg', key: 'greeting' } } },
+        ],
+      },
+    }));
+    const pod = await waitPodPhase(cluster, ns, 'volumes', ['Succeeded', 'Failed'], 180_000);
+    assert.equal(pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0, 'every check inside the pod passed');
+    assert.equal(fs.readFileSync(path.join(hostDir, 'from-pod'), 'utf8'), 'written\n');
+    assert.deepEqual(fs.readdirSync(m('cfg')), [], 'the bind mount stayed inside the pod\'s mount namespace');
+  });
+
+  it('restarts containers per restartPolicy and reports exit codes', async () => {
+    apply(cluster, busyboxPod(ns, { name: 'fails-once', nodeName: nodeB, restartPolicy: 'OnFailure',
+      script: `f=/tmp/kvt-${ns}-once; if [ -e $f ]; then rm $f; exit 0; fi; touch $f; exit 3` }));
+    apply(cluster, busyboxPod(ns, { name: 'fails', nodeName: nodeB, restartPolicy: 'Never', script: 'exit 7' }));
+    const once = await waitPodPhase(cluster, ns, 'fails-once', ['Succeeded'], 180_000);
+    assert.equal(once.status?.containerStatuses?.[0]?.restartCount, 1);
+    const failed = await waitPodPhase(cluster, ns, 'fails', ['Failed']);
+    assert.equal(failed.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 7);
+    assert.equal(failed.status?.containerStatuses?.[0]?.restartCount, 0);
+  });
+
+  it('deletes gracefully: SIGTERM first, SIGKILL after the grace period', async () => {
+    const marker = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-term-'));
+    tmpDirs.push(marker);
+    apply(cluster, busyboxPod(ns, {
+      name: 'graceful', nodeName: nodeA,
+      script: `trap "echo got-term > ${marker}/term; exit 0" TERM; while true; do sleep 0.2; done`,
+    }));
+    apply(cluster, busyboxPod(ns, { name: 'stubborn', nodeName: nodeA, script: 'trap "" TERM; while true; do sleep 0.2; done' }));
+    await waitPodPhase(cluster, ns, 'graceful', ['Running']);
+    await waitPodPhase(cluster, ns, 'stubborn', ['Running']);
+    const started = Date.now();
+    cluster.kubectl(['delete', 'pod', 'graceful', 'stubborn', '-n', ns, '--wait=false']);
+    await waitPodGone(cluster, ns, 'graceful');
+    assert.equal(fs.readFileSync(path.join(marker, 'term'), 'utf8'), 'got-term\n');
+    await waitPodGone(cluster, ns, 'stubborn');
+    assert.ok(Date.now() - started >= 5000, 'the stubborn pod lived out its 5 s grace period');
+  });
+
+  it('garbage-collects pods with their owner', async () => {
+    apply(cluster, {
+      apiVersion: 'apps/v1', kind: 'ReplicaSet',
+      metadata: { name: 'rs', namespace: ns },
+      spec: {
+        replicas: 2,
+        selector: { matchLabels: { app: 'kvt-rs' } },
+        template: {
+          metadata: { labels: { app: 'kvt-rs' } },
+          spec: {
+            automountServiceAccountToken: false, terminationGracePeriodSeconds: 2,
+            containers: [{ name: 'main', image: 'busybox', command: ['sh', '-c', 'while true; do sleep 1; done'] }],
+          },
+        },
+      },
+    });
+    const names = await eventually('two running ReplicaSet pods', () => {
+      const out = cluster.kubectl(['get', 'pods', '-n', ns, '-l', 'app=kvt-rs', '--field-selector=status.phase=Running', '-o', 'name']);
+      const list = out.trim().split('\n').filter((l) => l !== '');
+      return list.length === 2 ? list.map((l) => l.replace('pod/', '')) : undefined;
+    }, 180_000);
+    for (const name of names) {
+      const pod = getPod(cluster, ns, name);
+      assert.ok(cluster.defaultNodes.includes(pod?.spec.nodeName ?? ''), 'the scheduler placed it on a default node');
+    }
+    cluster.kubectl(['delete', 'replicaset', 'rs', '-n', ns, '--cascade=background', '--wait=false']);
+    for (const name of names) await waitPodGone(cluster, ns, name);
+
+    cluster.kubectl(['create', 'configmap', 'owner', '-n', ns]);
+    const ownerUid = cluster.kubectl(['get', 'configmap', 'owner', '-n', ns, '-o', 'jsonpath={.metadata.uid}']);
+    apply(cluster, busyboxPod(ns, {
+      name: 'owned', nodeName: nodeB, script: 'while true; do sleep 1; done',
+      metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: ownerUid }] },
+    }));
+    await waitPodPhase(cluster, ns, 'owned', ['Running']);
+    cluster.kubectl(['delete', 'configmap', 'owner', '-n', ns, '--wait=false']);
+    await waitPodGone(cluster, ns, 'owned');
+  });
+});
