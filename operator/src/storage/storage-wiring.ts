@@ -22,7 +22,11 @@ export interface StorageControllerWiring {
   events: EventSink;
   observer?: ControllerObserver;
   settings: StorageSettings;
-  /** Manage only the StorageDomains whose labels match (a label selector); all when empty. */
+  /**
+   * Manage only the StorageDomains whose labels match (a label selector). When absent
+   * the VM selector applies to domains too: an operator that sees only some VMs must
+   * not manage (and delete disks from) domains other VMs use.
+   */
   domainSelector?: string | undefined;
   /** The VM controller's selector: the VM informer is shared with it. */
   vmSelector?: string | undefined;
@@ -37,7 +41,7 @@ export const DEFAULT_RETRY_AFTER_FAILURE_MS = 30_000;
 
 export function addStorageDomainController(w: StorageControllerWiring): Controller {
   const { manager } = w;
-  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector));
+  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector ?? w.vmSelector));
   const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.vmSelector));
   const jobPods = manager.informer(coreTypes.pod, podSchema, { namespace: w.settings.namespace, labelSelector: STORAGE_JOB_SELECTOR });
   const reconciler = new StorageDomainController({
