@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# kube-apiserver's CRD validation as a small binary, for test/crds (cached).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+bin=$(bash "$root/test/crds/build-crd-check.sh")
+echo "crd-check: $bin" >&2
