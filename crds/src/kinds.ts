@@ -1,7 +1,7 @@
 // Every KeyVirt kind with the metadata its CRD needs: names, scope, printer columns
 // and the zod schema it is generated from.
 import type { z } from 'zod';
-import { GROUP } from './api-group.ts';
+import { GROUP, PLURALS } from './api-group.ts';
 import { MigrationPolicy } from './migrationpolicy/v1alpha1.ts';
 import { StorageDomain } from './storagedomain/v1alpha1.ts';
 import { VirtualMachine } from './virtualmachine/v1alpha1.ts';
@@ -58,7 +58,7 @@ function info(kind: KeyVirtKind, { plural, shortName, scope }: KindNames, schema
 }
 
 const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
-  VirtualMachine: info('VirtualMachine', { plural: 'virtualmachines', shortName: 'vm', scope: 'Namespaced' }, VirtualMachine, [
+  VirtualMachine: info('VirtualMachine', { plural: PLURALS.VirtualMachine, shortName: 'vm', scope: 'Namespaced' }, VirtualMachine, [
     phase,
     { name: 'Ready', type: 'boolean', jsonPath: '.status.ready', description: 'The VM runs and is ready.' },
     { name: 'Node', type: 'string', jsonPath: '.status.nodeName', description: 'The node that runs the VM.' },
@@ -67,7 +67,7 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'Accelerator', type: 'string', jsonPath: '.status.accelerator', description: 'kvm or tcg.', priority: 1 },
     { name: 'Launcher', type: 'string', jsonPath: '.status.launcherPod', description: 'The launcher pod.', priority: 1 },
   ]),
-  VirtualMachineMigration: info('VirtualMachineMigration', { plural: 'virtualmachinemigrations', shortName: 'vmm', scope: 'Namespaced' }, VirtualMachineMigration, [
+  VirtualMachineMigration: info('VirtualMachineMigration', { plural: PLURALS.VirtualMachineMigration, shortName: 'vmm', scope: 'Namespaced' }, VirtualMachineMigration, [
     phase,
     { name: 'VM', type: 'string', jsonPath: '.spec.vmName', description: 'The VM being migrated.' },
     { name: 'Source', type: 'string', jsonPath: '.status.sourceNode', description: 'The source node.' },
@@ -75,7 +75,7 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'Mode', type: 'string', jsonPath: '.status.mode', description: 'PreCopy or PostCopy.', priority: 1 },
     { name: 'Downtime-Ms', type: 'integer', jsonPath: '.status.downtimeMs', description: 'The guest pause in milliseconds.', priority: 1 },
   ]),
-  StorageDomain: info('StorageDomain', { plural: 'storagedomains', shortName: 'sd', scope: 'Cluster' }, StorageDomain, [
+  StorageDomain: info('StorageDomain', { plural: PLURALS.StorageDomain, shortName: 'sd', scope: 'Cluster' }, StorageDomain, [
     { name: 'Type', type: 'string', jsonPath: '.spec.type', description: 'How the domain is reached.' },
     { name: 'Role', type: 'string', jsonPath: '.spec.role', description: 'data or iso.' },
     phase,
@@ -83,7 +83,7 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'Free', type: 'string', jsonPath: '.status.free', description: 'The space left.' },
     { name: 'Disks', type: 'integer', jsonPath: '.status.diskCount', description: 'VM disks on the domain.', priority: 1 },
   ]),
-  MigrationPolicy: info('MigrationPolicy', { plural: 'migrationpolicies', shortName: 'mp', scope: 'Cluster' }, MigrationPolicy, [
+  MigrationPolicy: info('MigrationPolicy', { plural: PLURALS.MigrationPolicy, shortName: 'mp', scope: 'Cluster' }, MigrationPolicy, [
     { name: 'Bandwidth', type: 'string', jsonPath: '.spec.bandwidthPerMigration', description: 'Bytes per second per migration.' },
     { name: 'Auto-Converge', type: 'boolean', jsonPath: '.spec.allowAutoConverge', description: 'Auto-converge allowed.' },
     { name: 'Post-Copy', type: 'boolean', jsonPath: '.spec.allowPostCopy', description: 'Post-copy allowed.' },
