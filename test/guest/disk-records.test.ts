@@ -1,14 +1,23 @@
 // The test guest's counter records survive a hard kill of QEMU, and the guest never
 // writes over a disk that holds anything but its own records: on a pc machine with a
 // foreign-data virtio-blk disk and a blank virtio-scsi disk it skips the first and
-// stores its records on the second.
+// stores its records on the second; a NoCloud seed on a read-only virtio disk is read
+// and left alone.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createBlankDisk, parseCounterLines, readDiskRecords, testGuest } from '../support/guest.ts';
+import {
+  createBlankDisk,
+  createSeedIso,
+  parseCounterLines,
+  parseSeedReport,
+  parseSeedTestValues,
+  readDiskRecords,
+  testGuest,
+} from '../support/guest.ts';
 import { bootGuest, type BootedGuest } from './qemu-boot.ts';
 
 async function sha256(file: string): Promise<string> {
@@ -29,6 +38,7 @@ void describe('test guest disk records (pc machine, virtio-blk + virtio-scsi)', 
     await writeFile(foreign, randomBytes(1024 * 1024));
     foreignHash = await sha256(foreign);
     blank = await createBlankDisk(dir, { format: 'raw', sizeMiB: 16, name: 'blank.raw' });
+    const seed = await createSeedIso(dir, { instanceId: 'iid-kv-guest-disk', hostname: 'kv-guest-b', testValue: 'on-virtio-blk' });
     vm = await bootGuest({
       machine: 'pc',
       network: false,
@@ -36,6 +46,8 @@ void describe('test guest disk records (pc machine, virtio-blk + virtio-scsi)', 
         { path: foreign, format: 'raw', bus: 'virtio-blk' },
         { path: blank, format: 'raw', bus: 'virtio-scsi' },
       ],
+      seedIso: seed,
+      seedBus: 'virtio-blk',
     });
   });
 
@@ -47,7 +59,15 @@ void describe('test guest disk records (pc machine, virtio-blk + virtio-scsi)', 
   void it('skips the disk holding other data and records on the blank SCSI disk', async () => {
     const started = await vm!.waitForSerial(/keyvirt-guest: counter boot=\S+ disk=(\S+)/, 240_000);
     assert.equal(started[1], '/dev/sda');
-    assert.match(await vm!.readSerial(), /disk \/dev\/vda holds other data/);
+    const serial = await vm!.readSerial();
+    assert.match(serial, /disk \/dev\/vda holds other data/);
+    assert.match(serial, /disk \/dev\/vdb (not writable|holds other data)/, 'the seed disk is left alone');
+  });
+
+  void it('reads a NoCloud seed attached as a read-only virtio disk', async () => {
+    const serial = await vm!.readSerial();
+    assert.deepEqual(parseSeedReport(serial), { instanceId: 'iid-kv-guest-disk', hostname: 'kv-guest-b' });
+    assert.deepEqual(parseSeedTestValues(serial), ['on-virtio-blk']);
   });
 
   void it('keeps every printed record on the disk when QEMU is killed with SIGKILL', async () => {

@@ -4,6 +4,7 @@
 // process (by its pid) and removes the dir.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createConnection, type Socket } from 'node:net';
 import { access, constants, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,8 +42,10 @@ export interface BootOptions {
   readonly machine?: 'q35' | 'pc';
   readonly memoryMiB?: number;
   readonly disks?: readonly GuestDisk[];
-  /** A NoCloud seed ISO, attached as a CD-ROM (IDE on pc, AHCI on q35). */
+  /** A NoCloud seed ISO. */
   readonly seedIso?: string;
+  /** How the seed is attached: a CD-ROM (IDE on pc, AHCI on q35; default) or a read-only virtio disk. */
+  readonly seedBus?: 'cdrom' | 'virtio-blk';
   readonly guestAgent?: boolean;
   readonly network?: boolean;
 }
@@ -60,6 +63,8 @@ export interface BootedGuest {
   waitForSerial(pattern: RegExp, timeoutMs: number): Promise<RegExpExecArray>;
   waitForExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr(): string;
+  /** Types text on the serial console (the first Enter there starts a root shell). */
+  typeOnConsole(text: string): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -82,7 +87,8 @@ async function qemuArgs(dir: string, accelerator: Accelerator, options: BootOpti
     '-cpu', accelerator === 'kvm' ? 'host' : 'qemu64',
     '-m', String(options.memoryMiB ?? 256), '-smp', '1',
     '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.cmdline,
-    '-chardev', `file,id=serial0,path=${path.join(dir, 'serial.log')}`, '-serial', 'chardev:serial0',
+    '-chardev', `socket,id=serial0,path=${path.join(dir, 'serial.sock')},server=on,wait=off,logfile=${path.join(dir, 'serial.log')}`,
+    '-serial', 'chardev:serial0',
     '-chardev', `socket,id=qmp0,path=${path.join(dir, 'qmp.sock')},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control',
   ];
   if (options.guestAgent ?? true) {
@@ -94,7 +100,11 @@ async function qemuArgs(dir: string, accelerator: Accelerator, options: BootOpti
   }
   args.push(...diskArgs(options.disks ?? []));
   if (options.seedIso !== undefined) {
-    args.push('-drive', `file=${options.seedIso},format=raw,if=none,id=seed0,media=cdrom,readonly=on`, '-device', 'ide-cd,drive=seed0');
+    const cdrom = (options.seedBus ?? 'cdrom') === 'cdrom';
+    args.push(
+      '-drive', `file=${options.seedIso},format=raw,if=none,id=seed0,readonly=on${cdrom ? ',media=cdrom' : ''}`,
+      '-device', cdrom ? 'ide-cd,drive=seed0' : 'virtio-blk-pci,drive=seed0',
+    );
   }
   if (options.network ?? true) args.push('-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0,romfile=');
   return args;
@@ -125,7 +135,20 @@ export async function bootGuest(options: BootOptions = {}): Promise<BootedGuest>
   const exited = once(proc, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   const serialPath = path.join(dir, 'serial.log');
   const readSerial = (): Promise<string> => readFile(serialPath, 'utf8').catch(() => '');
+  let consoleSocket: Socket | undefined;
+  const typeOnConsole = async (text: string): Promise<void> => {
+    if (consoleSocket === undefined) {
+      const socket = createConnection(path.join(dir, 'serial.sock'));
+      socket.on('data', () => undefined); // keep draining: a full socket would stall the guest's UART
+      socket.on('error', () => undefined);
+      await once(socket, 'connect');
+      consoleSocket = socket;
+    }
+    const socket = consoleSocket;
+    await new Promise<void>((resolve, reject) => socket.write(text, (err) => (err ? reject(err) : resolve())));
+  };
   const dispose = async (): Promise<void> => {
+    consoleSocket?.destroy();
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGKILL');
       await exited;
@@ -141,6 +164,7 @@ export async function bootGuest(options: BootOptions = {}): Promise<BootedGuest>
     startedAt,
     readSerial,
     stderr: () => stderr,
+    typeOnConsole,
     dispose,
     async waitForSerial(pattern, timeoutMs) {
       const deadline = Date.now() + timeoutMs;

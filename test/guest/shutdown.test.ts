@@ -1,7 +1,8 @@
 // The test guest without any disk, seed or network: it still prints its counter, and
-// qemu-ga's guest-shutdown works in both modes — a reboot (new boot id, counter from 1)
+// a root shell answers on the serial console, and qemu-ga's guest-shutdown works in both modes — a reboot (new boot id, counter from 1)
 // and a power-off (QEMU exits on its own).
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { parseCounterLines, testGuest } from '../support/guest.ts';
 import { AgentSession } from './monitor-sockets.ts';
@@ -27,6 +28,13 @@ void describe('test guest without disks: agent reboot and power-off', { timeout:
     const started = await vm!.waitForSerial(/keyvirt-guest: counter boot=\S+ disk=(\S+)/, 60_000);
     assert.equal(started[1], 'none');
     await vm!.waitForSerial(/KV boot=\S+ n=3 /, 60_000);
+  });
+
+  void it('runs a root shell on the serial console', async () => {
+    const token = randomUUID().slice(0, 8);
+    await vm!.typeOnConsole('\n');
+    await vm!.typeOnConsole(`echo kv-console-$((6 * 7))-${token} $(id -u)\n`);
+    await vm!.waitForSerial(new RegExp(`kv-console-42-${token} 0`), 60_000);
   });
 
   void it('reboots on guest-shutdown mode=reboot: new boot id, counter from 1', async () => {
