@@ -46,8 +46,12 @@ function isSelfOrAncestor(parent: string, path: string): boolean {
   return path.startsWith(parent) && (path[parent.length] === '.' || path[parent.length] === '[');
 }
 
-void test('kube-apiserver validation accepts the CRDs and examples and rejects every invalid fixture', { timeout: 20 * 60_000 }, (t) => {
+function crdCheck(args: readonly string[]): Report {
   const bin = execFileSync('bash', [join(root, 'test', 'crds', 'build-crd-check.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  return JSON.parse(execFileSync(bin, [manifestsDir, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Report;
+}
+
+void test('kube-apiserver validation accepts the CRDs and examples and rejects every invalid fixture', { timeout: 20 * 60_000 }, (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'keyvirt-crd-check-'));
   t.after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -61,7 +65,7 @@ void test('kube-apiserver validation accepts the CRDs and examples and rejects e
     });
   }
   const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).sort().map((f) => join(fixturesDir, f));
-  const report = JSON.parse(execFileSync(bin, [manifestsDir, ...examples, ...fixtures], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Report;
+  const report = crdCheck([...examples, ...fixtures]);
 
   assert.equal(report.crds.length, 4);
   for (const crd of report.crds) assert.deepEqual(crd.errors, [], crd.name);
@@ -82,4 +86,36 @@ void test('kube-apiserver validation accepts the CRDs and examples and rejects e
     assert.ok(atField.length > 0, `${fixture}: no error at ${path}: ${JSON.stringify(errors)}`);
     if (messages.has(message)) assert.ok(atField.some((e) => e.detail === message), `${fixture}: "${message}" not reported: ${JSON.stringify(errors)}`);
   }
+});
+
+const nfsDomain = {
+  apiVersion: 'keyvirt.io/v1alpha1',
+  kind: 'StorageDomain',
+  metadata: { name: 'shared' },
+  spec: { type: 'nfs', nfs: { server: 'nfs.example.internal', path: '/exports/vmdata' } },
+};
+const migration = { apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachineMigration', metadata: { name: 'm', namespace: 'default' }, spec: { vmName: 'web-1' } };
+
+void test('kube-apiserver validation enforces the update-only rules', { timeout: 20 * 60_000 }, (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'keyvirt-crd-update-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const write = (name: string, obj: object): string => {
+    const path = join(tmp, `${name}.json`);
+    writeFileSync(path, JSON.stringify(obj));
+    return path;
+  };
+  const cases = {
+    typeChanged: [nfsDomain, { ...nfsDomain, spec: { type: 'local', local: { path: '/srv/images' } } }],
+    thresholdsChanged: [nfsDomain, { ...nfsDomain, spec: { ...nfsDomain.spec, thresholds: { warningPercent: 90 } } }],
+    migrationRetargeted: [migration, { ...migration, spec: { vmName: 'web-2' } }],
+    migrationUnchanged: [migration, migration],
+  } as const;
+  const args = Object.entries(cases).map(([name, [before, after]]) => `--update=${write(`${name}-old`, before)},${write(`${name}-new`, after)}`);
+  const details = crdCheck(args).objects.map((o) => o.errors.map((e) => `${e.field}: ${e.detail}`));
+  assert.deepEqual(details, [
+    ['spec.type: type cannot be changed'],
+    [],
+    ['spec: a migration cannot be changed; delete it to cancel it'],
+    [],
+  ]);
 });

@@ -4,7 +4,9 @@
 // budget, defaults against their rules), then each object as on create (defaulting,
 // OpenAPI schema, list-map keys, CEL rules). It prints one JSON report on stdout.
 //
-// Usage: crd-check <crd-dir> <object.yaml>...
+// Usage: crd-check <crd-dir> <object.yaml | --update=<old.yaml>,<new.yaml>>...
+// An --update pair is validated as an update of the first object to the second, so
+// that transition rules (oldSelf) run.
 package main
 
 import (
@@ -88,7 +90,7 @@ func schemaOf(crd *apiextensions.CustomResourceDefinition) *apiextensions.JSONSc
 	return crd.Spec.Versions[0].Schema.OpenAPIV3Schema
 }
 
-func validateObject(path string, schemas map[string]kindSchema) ([]fieldError, error) {
+func readObject(path string) (map[string]interface{}, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -102,19 +104,40 @@ func validateObject(path string, schemas map[string]kindSchema) ([]fieldError, e
 	if err := utiljson.Unmarshal(jsonData, &obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return obj, nil
+}
+
+func validateObject(arg string, schemas map[string]kindSchema) ([]fieldError, error) {
+	path, oldPath, isUpdate := arg, "", false
+	if pair, ok := strings.CutPrefix(arg, "--update="); ok {
+		oldPath, path, isUpdate = strings.Cut(pair, ",")
+	}
+	obj, err := readObject(path)
+	if err != nil {
+		return nil, err
+	}
 	kind, _ := obj["kind"].(string)
 	ks, ok := schemas[kind]
 	if !ok {
 		return nil, fmt.Errorf("%s: no CRD for kind %q", path, kind)
 	}
 	structuraldefaulting.Default(obj, ks.structural)
+	var oldObj interface{}
+	if isUpdate {
+		old, err := readObject(oldPath)
+		if err != nil {
+			return nil, err
+		}
+		structuraldefaulting.Default(old, ks.structural)
+		oldObj = old
+	}
 	validator, _, err := apiservervalidation.NewSchemaValidator(ks.internal)
 	if err != nil {
 		return nil, err
 	}
 	errs := apiservervalidation.ValidateCustomResource(nil, obj, validator)
 	errs = append(errs, structurallisttype.ValidateListSetsAndMaps(nil, ks.structural, obj)...)
-	celErrs, _ := cel.NewValidator(ks.structural, true, celconfig.PerCallLimit).Validate(context.Background(), nil, ks.structural, obj, nil, celconfig.RuntimeCELCostBudget)
+	celErrs, _ := cel.NewValidator(ks.structural, true, celconfig.PerCallLimit).Validate(context.Background(), nil, ks.structural, obj, oldObj, celconfig.RuntimeCELCostBudget)
 	errs = append(errs, celErrs...)
 	return toFieldErrors(errs), nil
 }
