@@ -28,7 +28,7 @@ import { createPeerHost, type PeerHost } from '../support/netns.ts';
 
 const BOOT_TIMEOUT_MS = 240_000;
 const MIGRATION_TIMEOUT_MS = 180_000;
-const DIRTY_USER_DATA = '#!/bin/sh\nsleep 1\nexec /bin/dirty 100000 64\n';
+const DIRTY_USER_DATA = '#!/bin/sh\nexec /bin/dirty 100000 64 >/dev/console 2>&1\n';
 const silent = pino({ level: 'silent' });
 
 interface Sample {

@@ -18,8 +18,11 @@ import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, typ
 
 const BOOT_TIMEOUT_MS = 180_000;
 const BANDWIDTH = 32 * 1024 * 1024;
-/** Rewrites a 64 MiB working set as fast as the vCPU allows. */
-const DIRTYING_USER_DATA = '#!/bin/sh\nsleep 1\nexec /bin/dirty 100000 64\n';
+/**
+ * Rewrites a 64 MiB working set as fast as the vCPU allows (started at boot from the
+ * cloud-init user-data; its output goes straight to the console).
+ */
+const DIRTYING_USER_DATA = '#!/bin/sh\nexec /bin/dirty 100000 64 >/dev/console 2>&1\n';
 
 function assertContinuous(records: readonly CounterRecord[], bootId: string, where: string): void {
   assert.ok(records.length > 0, `${where}: no counter records`);

@@ -63,6 +63,34 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The launcher configuration of the shared VM, as the operator would write it for one pod. */
+export function launcherConfig(
+  vm: SharedVm,
+  pod: { mode: 'run' | 'migration-target'; address: string; tokenFile: string; stateDir: string },
+): LauncherConfigInput {
+  return {
+    apiVersion: 'launcher.keyvirt.io/v1',
+    vm: { name: 'migrating-vm', namespace: 'tests', uid: vm.uid },
+    template: {
+      memory: { size: vm.memory },
+      disks: [{ name: 'root', persistentVolumeClaim: { claimName: 'root' } }],
+      guestAgent: true,
+      allowEmulation: true,
+      ...(vm.userData === undefined ? {} : { cloudInit: { userData: vm.userData } }),
+    },
+    mode: pod.mode,
+    disks: { root: { path: vm.disk, format: 'qcow2' } },
+    listen: { address: pod.address, port: 0 },
+    tokenFile: pod.tokenFile,
+    stateDir: pod.stateDir,
+    allowEmulation: true,
+    directKernelBoot: { kernel: vm.guest.kernel, initrd: vm.guest.initrd, cmdline: vm.guest.cmdline },
+    qemu: { vnc: false },
+    guestAgent: { pollIntervalMs: 500, retryIntervalMs: 300 },
+    terminationGracePeriodSeconds: 5,
+  };
+}
+
 const listeningLine = /"msg":"launcher API listening"/;
 
 /** Starts a launcher and waits until its API answers (not until the VM runs). */
@@ -70,27 +98,7 @@ export async function startLauncher(options: LauncherOptions): Promise<LauncherP
   const stateDir = await mkdtemp(path.join(tmpdir(), `kv-${options.name}-`));
   const tokenFile = path.join(stateDir, 'token');
   await writeFile(tokenFile, options.vm.token, { mode: 0o600 });
-  const config: LauncherConfigInput = {
-    apiVersion: 'launcher.keyvirt.io/v1',
-    vm: { name: 'migrating-vm', namespace: 'tests', uid: options.vm.uid },
-    template: {
-      memory: { size: options.vm.memory },
-      disks: [{ name: 'root', persistentVolumeClaim: { claimName: 'root' } }],
-      guestAgent: true,
-      allowEmulation: true,
-      ...(options.vm.userData === undefined ? {} : { cloudInit: { userData: options.vm.userData } }),
-    },
-    mode: options.mode,
-    disks: { root: { path: options.vm.disk, format: 'qcow2' } },
-    listen: { address: options.address, port: 0 },
-    tokenFile,
-    stateDir: path.join(stateDir, 'state'),
-    allowEmulation: true,
-    directKernelBoot: { kernel: options.vm.guest.kernel, initrd: options.vm.guest.initrd, cmdline: options.vm.guest.cmdline },
-    qemu: { vnc: false },
-    guestAgent: { pollIntervalMs: 500, retryIntervalMs: 300 },
-    terminationGracePeriodSeconds: 5,
-  };
+  const config = launcherConfig(options.vm, { mode: options.mode, address: options.address, tokenFile, stateDir: path.join(stateDir, 'state') });
   const configFile = path.join(stateDir, 'config.json');
   await writeFile(configFile, JSON.stringify(config));
   const argv = [...(options.exec ?? []), process.execPath, launcherMain, '--config', configFile];
