@@ -150,7 +150,8 @@ void describe('test guest on q35 with disk, seed, agent and network', { timeout:
     console.log(
       `GUEST dirty accel=${vm!.accelerator} requested_mib_s=64 guest_counted_mib_s=${observed.toFixed(1)} qemu_dirty_rate_mb_s idle=${idleRate} busy=${busyRate}`,
     );
-    assert.ok(observed >= 32, `guest dirtied ${observed} MiB/s`);
+    // missed slices are dropped (that is what lets auto-converge work), so a starved vCPU dirties less
+    assert.ok(observed >= 24 && observed <= 64 * 1.1, `guest dirtied ${observed} MiB/s`);
     assert.ok(busyRate > idleRate, `QEMU saw ${busyRate} MB/s busy vs ${idleRate} idle`);
     const killed = await runInGuest(agent!, killGuestProcessCommand(pid));
     assert.equal(killed.exitCode, 0);

@@ -5,6 +5,7 @@
  * It allocates the working set (default: the rate, at least 16 MiB, at most 128 MiB),
  * touches it once, then writes one word into each 4 KiB page in turn, paced in 10 ms
  * slices so that <rate> MiB of distinct pages are dirtied every second, until killed.
+ * Slices missed while the vCPU is paused or throttled are not made up for.
  * It prints one start line, and keeps /run/dirty.stat current ("pid rate_mib
  * working_set_mib dirtied_mib") so that a caller can see it running.
  */
@@ -65,28 +66,41 @@ int main(int argc, char **argv) {
   printf("dirty: pid=%d rate_mib_s=%ld working_set_mib=%ld\n", (int)getpid(), rate, set_mib);
   fflush(stdout);
 
-  const double pages_per_s = (double)rate * 1024.0 * 1024.0 / PAGE;
-  const double start = now_s();
-  double last_stat = start;
+  /* Each 10 ms slice dirties its share of the rate. Slices the process missed (the
+   * vCPU was paused or throttled, e.g. by auto-converge) are dropped, not caught up:
+   * like a real workload, it dirties less when it gets less CPU. */
+  const double pages_per_slice = (double)rate * 1024.0 * 1024.0 / PAGE * (double)SLICE_NS / 1e9;
+  double carry = 0;
   uint64_t done = 0, value = 0;
   size_t cursor = 0;
-  struct timespec slice = {0, SLICE_NS};
+  struct timespec next, now;
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  double last_stat = now_s();
   write_stat(rate, set_mib, 0);
   while (!stop) {
-    double t = now_s();
-    uint64_t due = (uint64_t)((t - start) * pages_per_s);
-    /* never burst more than one second's worth after a stall */
-    if (due > done + (uint64_t)pages_per_s) done = due - (uint64_t)pages_per_s;
+    carry += pages_per_slice;
+    uint64_t batch = (uint64_t)carry;
+    carry -= (double)batch;
     value++;
-    for (; done < due; done++) {
+    for (uint64_t i = 0; i < batch; i++) {
       mem[cursor * (PAGE / sizeof(uint64_t))] = value;
       cursor = (cursor + 1) % pages;
     }
+    done += batch;
+    double t = now_s();
     if (t - last_stat >= 1.0) {
       write_stat(rate, set_mib, done);
       last_stat = t;
     }
-    nanosleep(&slice, NULL);
+    next.tv_nsec += SLICE_NS;
+    if (next.tv_nsec >= 1000000000L) {
+      next.tv_nsec -= 1000000000L;
+      next.tv_sec++;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double behind = (double)(now.tv_sec - next.tv_sec) + (double)(now.tv_nsec - next.tv_nsec) / 1e9;
+    if (behind > (double)SLICE_NS / 1e9) next = now;
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
   }
   unlink("/run/dirty.stat");
   return 0;
