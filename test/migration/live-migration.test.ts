@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { MigrationEvent, MigrationResult } from '../../launcher/src/api/index.ts';
+import { ErrorBodySchema, LauncherHttpError, MigrationClient, type MigrationEvent, type MigrationResult } from '../../launcher/src/api/index.ts';
 import { createBlankDisk, readDiskRecords, testGuest, type CounterRecord } from '../support/guest.ts';
 import { createPeerHost } from '../support/netns.ts';
 import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
@@ -62,6 +62,26 @@ void test('live migration between launchers across network namespaces, and rollb
 
   const second = await startLauncher({ vm, mode: 'migration-target', address: peer.address, exec: peer.exec, name: 'target' });
   t.after(() => second.stop());
+
+  await t.test('bad or misplaced migration requests are refused and the VM keeps running', async () => {
+    const bad = await fetch(`${first.baseUrl}/v1/migrations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${vm.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: { host: 'not a host', port: 70_000 }, policy: { downtimeScheduleMs: [] } }),
+    });
+    assert.equal(bad.status, 400);
+    const body = ErrorBodySchema.parse(await bad.json());
+    const paths = (body.error.issues ?? []).map((i) => i.path).sort();
+    assert.deepEqual(paths, ['policy.downtimeScheduleMs', 'target.host', 'target.port']);
+    await assert.rejects(first.migration.current(), (err) => err instanceof LauncherHttpError && err.status === 404);
+    await assert.rejects(first.migration.prepareIncoming(), (err) => err instanceof LauncherHttpError && err.status === 409);
+    await assert.rejects(
+      new MigrationClient({ baseUrl: first.baseUrl, token: 'wrong-token-wrong-token' }).start({ target: { host: '127.0.0.1', port: 1 } }),
+      (err) => err instanceof LauncherHttpError && err.status === 401,
+    );
+    const status = await first.api.status();
+    assert.equal(status.phase, 'Running');
+  });
 
   await t.test('the guest moves to the target launcher without noticing', async () => {
     await waitForStatus(second, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
