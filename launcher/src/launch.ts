@@ -17,6 +17,7 @@ import { buildQemuArgs } from './qemu/command-line.ts';
 import type { DiskCacheMode } from './qemu/command-line.ts';
 import { probeDiskCacheMode } from './qemu/disk-cache.ts';
 import { planMachine } from './qemu/machine-plan.ts';
+import { prepareTap, removeTap } from './network/tap.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
 import { attachMigration } from './migration/attach.ts';
@@ -49,6 +50,20 @@ export function statePaths(stateDir: string): StatePaths {
   };
 }
 
+/** Creates the tap devices the configuration asks for; resolves with a cleanup for those created here. */
+async function prepareTaps(config: LauncherConfig, logger: Logger): Promise<() => Promise<void>> {
+  const created: string[] = [];
+  for (const iface of config.template.interfaces) {
+    const resolved = config.interfaces[iface.name];
+    if (iface.binding !== 'bridge' || resolved?.bridge === undefined || resolved.tapDevice === undefined) continue;
+    if (await prepareTap({ name: resolved.tapDevice, bridge: resolved.bridge })) created.push(resolved.tapDevice);
+    logger.info({ tap: resolved.tapDevice, bridge: resolved.bridge }, 'tap device ready');
+  }
+  return async () => {
+    for (const tap of created) await removeTap(tap);
+  };
+}
+
 async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCacheMode>> {
   const modes: Record<string, DiskCacheMode> = {};
   for (const [name, disk] of Object.entries(config.disks)) modes[name] = await probeDiskCacheMode(disk.path);
@@ -76,6 +91,7 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
           config.stateDir,
         );
   const plan = planMachine({ config, accelerator: accelerator.accelerator, paths, diskCache, cloudInitSeed });
+  const removeTaps = await prepareTaps(config, logger);
   const supervisor = new VmSupervisor({
     logger,
     qemuBinary: config.qemu.binary,
@@ -102,6 +118,7 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   attachMigration({ server, vm: supervisor, mode: config.mode, token: options.token, listenAddress: config.listen.address, logger });
   const address = await server.listen(config.listen.port, config.listen.address);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
+  void supervisor.finished().then(removeTaps);
   await supervisor.start();
   return { supervisor, server, address, accelerator, info };
 }

@@ -31,7 +31,12 @@ export const ResolvedInterfaceSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]{1,15}$/)
     .optional()
-    .describe('bridge binding: an existing tap device in the pod (needs NET_ADMIN to create)'),
+    .describe('bridge binding: the tap device QEMU attaches to; it must exist unless `bridge` is set'),
+  bridge: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,15}$/)
+    .optional()
+    .describe('bridge binding: create the tap device and attach it to this bridge (the pod needs NET_ADMIN)'),
   portForwards: z
     .array(PortForwardSchema)
     .max(64)
