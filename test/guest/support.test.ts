@@ -2,7 +2,7 @@
 // ISOs made with the real tools (qemu-img, genisoimage, isoinfo).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -91,4 +91,25 @@ void test('a seed ISO carries the cidata label and the NoCloud files', async (t)
 void test('the dirty workload command line', () => {
   assert.deepEqual(dirtyMemoryCommand(64), { path: '/bin/dirty', arg: ['64'] });
   assert.deepEqual(dirtyMemoryCommand(200.4, 96), { path: '/bin/dirty', arg: ['200', '96'] });
+});
+
+void test('the guest reads network-config v1 and v2 (static address, gateway, DNS) and falls back to DHCP', async (t) => {
+  const dir = await withTempDir(t);
+  const parser = path.join(import.meta.dirname, '..', '..', 'hack', 'guest', 'rootfs', 'etc', 'keyvirt', 'network-config.awk');
+  const plan = async (doc: string): Promise<string> => {
+    const file = path.join(dir, 'network-config');
+    await writeFile(file, doc);
+    const { stdout } = await run('busybox', ['awk', '-f', parser, file]);
+    return stdout.trim();
+  };
+  const v2Inline = 'version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: "52:54:00:12:34:56"\n    addresses: [10.0.2.20/24]\n    gateway4: 10.0.2.2\n    nameservers:\n      addresses: [10.0.2.3, 1.1.1.1]\n';
+  assert.equal(await plan(v2Inline), 'static 10.0.2.20/24 10.0.2.2 10.0.2.3 1.1.1.1');
+  const v2Lists =
+    'network:\n  version: 2\n  ethernets:\n    enp1s0:\n      addresses:\n        - 10.0.2.21/24\n      routes:\n        - to: default\n          via: 10.0.2.2\n      nameservers:\n        addresses:\n          - 10.0.2.3\n';
+  assert.equal(await plan(v2Lists), 'static 10.0.2.21/24 10.0.2.2 10.0.2.3');
+  const v1 =
+    'version: 1\nconfig:\n  - type: physical\n    name: eth0\n    subnets:\n      - type: static\n        address: 10.0.2.22\n        netmask: 255.255.255.128\n        gateway: 10.0.2.1\n        dns_nameservers:\n          - 10.0.2.3\n';
+  assert.equal(await plan(v1), 'static 10.0.2.22/25 10.0.2.1 10.0.2.3');
+  assert.equal(await plan('version: 2\nethernets:\n  eth0:\n    dhcp4: true\n'), 'dhcp');
+  assert.equal(await plan('version: 1\nconfig:\n  - type: physical\n    name: eth0\n    subnets:\n      - type: dhcp\n'), 'dhcp');
 });
