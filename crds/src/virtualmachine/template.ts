@@ -10,6 +10,8 @@ export const MEMORY_MIN = '16Mi';
 export const MEMORY_MAX = '4Ti';
 export const DISK_SIZE_MIN = '1Mi';
 export const DISK_SIZE_MAX = '64Ti';
+/** The q35 machine's AHCI controller has six ports. */
+export const MAX_SATA_DISKS = 6;
 
 export const CPU_MODEL_HOST_PASSTHROUGH = 'host-passthrough';
 export const CPU_MODEL_HOST_MODEL = 'host-model';
@@ -146,6 +148,11 @@ export const Disks = withRules(
       cel: 'self.all(d, !has(d.bootOrder) || d.bootOrder <= self.filter(x, has(x.bootOrder)).size())',
       message: 'bootOrder must number the boot disks 1, 2, 3… without gaps',
       violations: (ds) => bootOrderGaps(ds),
+    },
+    {
+      cel: `self.filter(d, d.bus == 'sata').size() <= ${MAX_SATA_DISKS}`,
+      message: `at most ${MAX_SATA_DISKS} disks can use the sata bus (one AHCI controller)`,
+      violations: (ds) => ds.flatMap((d, i): [number, string][] => (d.bus === 'sata' ? [[i, 'bus']] : [])).slice(MAX_SATA_DISKS),
     },
   ],
 );
