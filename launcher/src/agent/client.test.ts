@@ -147,7 +147,7 @@ void test('the monitor connects, reports the guest and notices the agent leaving
   const fake = await fakeAgent(t, (cmd, sock) => {
     if (alive) agent(cmd, sock);
   });
-  const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100 });
+  const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100, commandTimeoutMs: 100 });
   const ac = new AbortController();
   const running = monitor.run(ac.signal);
   t.after(async () => {
@@ -164,4 +164,30 @@ void test('the monitor connects, reports the guest and notices the agent leaving
   alive = true;
   const back = await new Promise<boolean>((resolve) => monitor.once('change', (s) => resolve(s.connected)));
   assert.equal(back, true);
+});
+
+void test('a held monitor (paused guest) does not report the agent gone', async (t) => {
+  let alive = true;
+  const fake = await fakeAgent(t, (cmd, sock) => {
+    if (alive) agent(cmd, sock);
+  });
+  const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100, commandTimeoutMs: 100 });
+  const ac = new AbortController();
+  const running = monitor.run(ac.signal);
+  t.after(async () => {
+    ac.abort();
+    await running;
+  });
+  await new Promise<void>((resolve) => monitor.once('change', () => resolve()));
+  assert.equal(monitor.snapshot.connected, true);
+  monitor.hold(true);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // let an in-flight poll finish
+  alive = false;
+  const changes: boolean[] = [];
+  monitor.on('change', (s) => changes.push(s.connected));
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.deepEqual(changes, []);
+  monitor.hold(false);
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.deepEqual(changes, [false]);
 });

@@ -39,6 +39,7 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
   #client: GuestAgentClient | undefined;
   #snapshot: GuestSnapshot = { connected: false };
   #now: () => Date;
+  #held = false;
 
   constructor(options: AgentMonitorOptions) {
     super();
@@ -56,12 +57,21 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
     return this.#snapshot.connected ? this.#client : undefined;
   }
 
+  /**
+   * Holds polling while the vCPUs are stopped (paused, migrating): a stopped guest cannot
+   * answer, and that is no reason to report the agent gone.
+   */
+  hold(held: boolean): void {
+    this.#held = held;
+  }
+
   /** Runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     const retryMs = this.#options.retryIntervalMs ?? 1000;
     const pollMs = this.#options.pollIntervalMs ?? 5000;
     while (!signal.aborted) {
-      const ok = this.#snapshot.connected ? await this.#poll() : await this.#connect();
+      let ok = false;
+      if (!this.#held) ok = this.#snapshot.connected ? await this.#poll() : await this.#connect();
       try {
         await sleep(ok ? pollMs : retryMs, undefined, { signal });
       } catch {

@@ -152,6 +152,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (phase !== this.#phase) this.#times.phaseTransitionAt = at;
     this.#log.info({ from: this.#phase, to: phase, reason, message }, 'phase changed');
     this.#phase = phase;
+    this.#agent?.hold(phase === 'Paused' || phase === 'Migrating' || phase === 'WaitingForMigration');
     this.#reason = reason;
     this.#message = message;
     this.emit('status', this.status);
