@@ -239,7 +239,7 @@ function medians(samples: readonly Sample[]): { total: number | null; downtime: 
 
 export async function main(args: readonly string[]): Promise<void> {
   const repsFlag = args.indexOf('--reps');
-  const reps = repsFlag >= 0 ? Math.max(1, Number(args[repsFlag + 1] ?? 3)) : 3;
+  const reps = repsFlag >= 0 ? Math.max(1, Number(args[repsFlag + 1] ?? 5)) : 5;
   const accelerator = (await chooseAccelerator(true)).accelerator;
   const root = await mkdtemp(path.join(tmpdir(), 'kv-bench-migration-'));
   const peer = await createPeerHost();
