@@ -15,6 +15,7 @@ import { KubeClient } from './runtime/kube-client.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
+import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
 import { addVmController } from './vm/vm-wiring.ts';
 
 const VERSION = '0.1.0';
@@ -35,6 +36,14 @@ const settingsSchema = z.object({
   launcherPullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
   allowEmulation: boolFlag.default(false),
   workers: z.coerce.number().int().min(1).max(64).default(4),
+  /** Manage only the VMs whose labels match (a Kubernetes label selector); all when empty. */
+  vmSelector: z.string().optional(),
+  /** Manage only the StorageDomains whose labels match (a Kubernetes label selector); all when empty. */
+  storageDomainSelector: z.string().optional(),
+  /** oVirt's cluster scheduling policy and its HighUtilization / LowUtilization parameters (percent). */
+  schedulingPolicy: z.enum(['evenly_distributed', 'power_saving']).default('evenly_distributed'),
+  highUtilization: z.coerce.number().int().min(1).max(100).default(80),
+  lowUtilization: z.coerce.number().int().min(0).max(99).default(20),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
 type Settings = z.infer<typeof settingsSchema>;
@@ -53,6 +62,11 @@ const FLAGS = {
   launcherPullPolicy: 'launcher-pull-policy',
   allowEmulation: 'allow-emulation',
   workers: 'workers',
+  vmSelector: 'vm-selector',
+  storageDomainSelector: 'storage-domain-selector',
+  schedulingPolicy: 'scheduling-policy',
+  highUtilization: 'high-utilization',
+  lowUtilization: 'low-utilization',
   logLevel: 'log-level',
 } as const satisfies Record<keyof Settings, string>;
 
@@ -100,8 +114,24 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       imagePullPolicy: ctx.settings.launcherPullPolicy,
       allowEmulation: ctx.settings.allowEmulation,
     };
-    const placement = policyPlacementDecider({ onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });
-    addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers });
+    const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };
+    const placement = policyPlacementDecider({ policy, onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });
+    addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
+  },
+  (ctx) => {
+    addStorageDomainController({
+      ...ctx,
+      observer: ctx.metrics,
+      domainSelector: ctx.settings.storageDomainSelector,
+      vmSelector: ctx.settings.vmSelector,
+      settings: {
+        namespace: ctx.settings.namespace,
+        image: ctx.settings.launcherImage,
+        imagePullPolicy: ctx.settings.launcherPullPolicy,
+        probeIntervalMs: DEFAULT_PROBE_INTERVAL_MS,
+        retryAfterFailureMs: DEFAULT_RETRY_AFTER_FAILURE_MS,
+      },
+    });
   },
 ];
 

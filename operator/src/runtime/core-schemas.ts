@@ -13,6 +13,7 @@ export const objectMetaSchema = z.object({
   generation: z.number().optional(),
   creationTimestamp: z.string().optional(),
   deletionTimestamp: z.string().optional(),
+  deletionGracePeriodSeconds: z.number().optional(),
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
   finalizers: z.array(z.string()).optional(),

@@ -69,11 +69,14 @@ export class LauncherObjects {
     }
   }
 
-  /** Deletes the launcher pod with UID `uid` (no-op when it is gone or replaced). */
-  async deletePod(vm: VirtualMachine, uid: string): Promise<void> {
+  /**
+   * Deletes the launcher pod with UID `uid` (no-op when it is gone or replaced).
+   * `force` (grace period 0) is only for a pod whose containers have all terminated.
+   */
+  async deletePod(vm: VirtualMachine, uid: string, force = false): Promise<void> {
     const path = objectPath(coreTypes.pod, { namespace: vm.metadata.namespace, name: launcherPodName(vm.metadata.name) });
     try {
-      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid } });
+      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid }, ...(force ? { gracePeriodSeconds: 0 } : {}) });
     } catch (err) {
       if (isNotFound(err) || isConflict(err)) return;
       throw err;

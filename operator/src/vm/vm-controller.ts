@@ -59,6 +59,7 @@ const kernelBootSchema = z.object({
 const STOP_POLL_MS = 2000;
 const UNSCHEDULABLE_RETRY_MS = 30_000;
 const STOP_EXTRA_GRACE_MS = 15_000;
+const FINISHED_POD_DELETE_GRACE_MS = 10_000;
 
 function podState(vm: VirtualMachine, pod: Pod | undefined): LauncherPodState | 'foreign' {
   if (pod === undefined) return { kind: 'none' };
@@ -194,7 +195,10 @@ export class VmController implements Reconciler {
     const { ctx, key, vm, state, now } = scope;
     switch (decision.action) {
       case 'none':
-        if (state.kind !== 'none' && state.terminating) out.requeueAfterMs = STOP_POLL_MS;
+        if (state.kind !== 'none' && state.terminating) {
+          out.requeueAfterMs = STOP_POLL_MS;
+          await this.#finishDeletion(scope);
+        }
         if (state.kind === 'active') await this.#notMigratableDisks(vm, out);
         return;
       case 'create':
@@ -220,6 +224,20 @@ export class VmController implements Reconciler {
         return;
       }
     }
+  }
+
+  /**
+   * A pod whose containers have all exited but which stays terminating past a grace
+   * (its node never confirmed the deletion) is removed with grace period 0: nothing of
+   * it runs any more, and the VM must be able to start again.
+   */
+  async #finishDeletion(scope: Scope): Promise<void> {
+    const { pod, state, vm, now, ctx } = scope;
+    // deletionTimestamp is the end of the grace period; the deletion was asked for a grace period earlier.
+    const since = Date.parse(pod?.metadata.deletionTimestamp ?? '') - (pod?.metadata.deletionGracePeriodSeconds ?? 0) * 1000;
+    if (state.kind !== 'finished' || Number.isNaN(since) || now - since < FINISHED_POD_DELETE_GRACE_MS) return;
+    ctx.log.warn('finished launcher pod still terminating; completing its deletion');
+    await this.#d.launchers.deletePod(vm, state.uid, true);
   }
 
   async #notMigratableDisks(vm: VirtualMachine, out: StepOutcome): Promise<void> {

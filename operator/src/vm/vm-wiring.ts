@@ -30,11 +30,13 @@ export interface VmControllerWiring {
   settings: LauncherSettings;
   placement: PlacementDecider;
   workers: number;
+  /** Only VMs matching this label selector are managed (several operators can then share a cluster). */
+  vmSelector?: string | undefined;
 }
 
 export function addVmController(w: VmControllerWiring): Controller {
   const { manager, client } = w;
-  const vms = manager.informer(virtualMachineType, VirtualMachine);
+  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
   const pods = manager.informer(coreTypes.pod, podSchema);
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);

@@ -1,0 +1,133 @@
+// Runs the real operator (operator/src/main.ts) as a process on the host against the
+// local cluster, under the ServiceAccount and ClusterRole it ships with
+// (operator/deploy/rbac.yaml): a token for that account goes into a kubeconfig of its own.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { z } from 'zod';
+import type { TestCluster } from '../support/cluster.ts';
+
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+export const RBAC_MANIFEST = path.join(repoRoot, 'operator/deploy/rbac.yaml');
+export const OPERATOR_NAMESPACE = 'keyvirt-system';
+export const OPERATOR_SERVICE_ACCOUNT = 'keyvirt-operator';
+
+/** Applies the shipped RBAC and writes a kubeconfig that authenticates as the operator's ServiceAccount. */
+export async function operatorKubeconfig(cluster: TestCluster, file: string): Promise<string> {
+  cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', RBAC_MANIFEST]);
+  const token = cluster.kubectl(['create', 'token', OPERATOR_SERVICE_ACCOUNT, '-n', OPERATOR_NAMESPACE, '--duration=6h']).trim();
+  const admin = new KubeConfig();
+  admin.loadFromFile(cluster.kubeconfig);
+  const server = admin.getCurrentCluster();
+  if (server === null) throw new Error('admin kubeconfig has no cluster');
+  const caData = server.caData ?? (server.caFile !== undefined ? (await readFile(server.caFile)).toString('base64') : undefined);
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server: server.server, ...(caData !== undefined ? { 'certificate-authority-data': caData } : {}) } }],
+    users: [{ name: OPERATOR_SERVICE_ACCOUNT, user: { token } }],
+    contexts: [{ name: OPERATOR_SERVICE_ACCOUNT, context: { cluster: 'local', user: OPERATOR_SERVICE_ACCOUNT } }],
+    'current-context': OPERATOR_SERVICE_ACCOUNT,
+  };
+  await writeFile(file, JSON.stringify(config, null, 2), { mode: 0o600 });
+  return file;
+}
+
+export interface OperatorOptions {
+  kubeconfig: string;
+  logFile: string;
+  identity: string;
+  leaseName: string;
+  vmSelector?: string;
+  extraArgs?: readonly string[];
+}
+
+export interface OperatorProcess {
+  readonly pid: number;
+  readonly identity: string;
+  /** The health/metrics port, once listening. */
+  readonly healthPort: Promise<number>;
+  /** Resolves with the exit code (or signal name) when the process ends. */
+  readonly exited: Promise<number | string>;
+  kill(signal: NodeJS.Signals): void;
+  /** Every log line so far, parsed. */
+  logLines(): Promise<Record<string, unknown>[]>;
+}
+
+const listening = z.object({ msg: z.literal('health and metrics server listening'), port: z.number() });
+
+export function startOperator(options: OperatorOptions): OperatorProcess {
+  const node = process.execPath;
+  const args = [
+    path.join(repoRoot, 'operator/src/main.ts'),
+    '--kubeconfig', options.kubeconfig,
+    '--namespace', OPERATOR_NAMESPACE,
+    '--identity', options.identity,
+    '--lease-name', options.leaseName,
+    '--health-address', '127.0.0.1:0',
+    '--allow-emulation', 'true',
+    '--lease-duration-ms', '6000',
+    '--renew-deadline-ms', '4000',
+    '--retry-period-ms', '1000',
+    ...(options.vmSelector !== undefined ? ['--vm-selector', options.vmSelector] : []),
+    ...(options.extraArgs ?? []),
+  ];
+  const child: ChildProcess = spawn(node, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: options.kubeconfig } });
+  const out = createWriteStream(options.logFile, { flags: 'a' });
+  let resolvePort: (port: number) => void = () => undefined;
+  const healthPort = new Promise<number>((resolve) => (resolvePort = resolve));
+  let pending = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    out.write(chunk);
+    pending += chunk.toString('utf8');
+    let nl = pending.indexOf('\n');
+    while (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      try {
+        const parsed = listening.safeParse(JSON.parse(line));
+        if (parsed.success) resolvePort(parsed.data.port);
+      } catch {
+        // not JSON
+      }
+      nl = pending.indexOf('\n');
+    }
+  });
+  child.stderr?.on('data', (chunk: Buffer) => out.write(chunk));
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => {
+      out.end();
+      resolve(code ?? signal ?? 'unknown');
+    });
+  });
+  if (child.pid === undefined) throw new Error('operator did not start');
+  const pid = child.pid;
+  return {
+    pid,
+    identity: options.identity,
+    healthPort: Promise.race([healthPort, exited.then((c) => Promise.reject(new Error(`operator exited (${String(c)}) before listening; log: ${options.logFile}`)))]),
+    exited,
+    kill: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    logLines: async () =>
+      (await readFile(options.logFile, 'utf8'))
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => {
+          try {
+            return JSON.parse(l) as Record<string, unknown>;
+          } catch {
+            return {};
+          }
+        }),
+  };
+}
+
+/** GETs a path of the operator's health server: status code and body. */
+export async function probe(port: number, path: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+}
