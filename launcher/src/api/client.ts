@@ -56,6 +56,7 @@ export class LauncherClient {
   readonly #token: string;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  #negotiated: Promise<Info> | undefined;
 
   constructor(options: LauncherClientOptions) {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -64,25 +65,32 @@ export class LauncherClient {
     this.#fetch = options.fetch ?? fetch;
   }
 
-  /** GET /v1/info; rejects with LauncherVersionError when the launcher speaks no known version. */
+  /**
+   * GET /v1/info; rejects with LauncherVersionError when the launcher speaks no known
+   * version. The other calls negotiate through it once before their first request.
+   */
   async info(): Promise<Info> {
     const info = await this.#call('GET', '/v1/info', undefined, InfoSchema);
     if (!info.apiVersions.some((v) => (LAUNCHER_API_VERSIONS as readonly string[]).includes(v))) {
       throw new LauncherVersionError(`launcher speaks ${info.apiVersions.join(', ')}; this client speaks ${LAUNCHER_API_VERSIONS.join(', ')}`);
     }
+    this.#negotiated = Promise.resolve(info);
     return info;
   }
 
-  status(): Promise<Status> {
+  async status(): Promise<Status> {
+    await this.#negotiate();
     return this.#call('GET', '/v1/status', undefined, StatusSchema);
   }
 
-  action<A extends LifecycleAction>(action: A, body: ActionBody<A> = {} as ActionBody<A>): Promise<ActionResponse> {
+  async action<A extends LifecycleAction>(action: A, body: ActionBody<A> = {} as ActionBody<A>): Promise<ActionResponse> {
+    await this.#negotiate();
     return this.#call('POST', `/v1/actions/${action}`, body, ActionResponseSchema);
   }
 
   /** GET /v1/events: the current status first, then every change, until `signal` aborts or the stream ends. */
   async *events(signal?: AbortSignal): AsyncGenerator<LauncherEvent> {
+    await this.#negotiate();
     const response = await this.#request('GET', '/v1/events', undefined, signal);
     if (response.body === null) throw new LauncherProtocolError('event stream has no body');
     const decoder = new TextDecoder();
@@ -103,6 +111,15 @@ export class LauncherClient {
       if (err instanceof LauncherClientError) throw err;
       throw new LauncherUnreachableError(`event stream broke: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** The launcher's info, fetched once (again after a failure). */
+  #negotiate(): Promise<Info> {
+    this.#negotiated ??= this.info().catch((err: unknown) => {
+      this.#negotiated = undefined;
+      throw err;
+    });
+    return this.#negotiated;
   }
 
   async #call<S extends z.ZodType>(method: string, path: string, body: unknown, schema: S): Promise<z.infer<S>> {
