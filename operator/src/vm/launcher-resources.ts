@@ -8,7 +8,7 @@ import { parseQuantity, type VirtualMachineTemplate } from '@keyvirt/crds';
 const MiB = 1024 * 1024;
 
 /** The launcher process (Node.js, the HTTP API, QMP and agent clients). */
-export const LAUNCHER_PROCESS_BYTES = 96 * MiB;
+export const LAUNCHER_PROCESS_BYTES = 128 * MiB;
 /** QEMU itself beyond guest RAM: devices, VNC, block layer, migration buffers. */
 export const QEMU_FIXED_BYTES = 64 * MiB;
 export const PER_VCPU_BYTES = 8 * MiB;
