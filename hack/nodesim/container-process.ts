@@ -39,14 +39,15 @@ function shellQuote(text: string): string {
 
 /** The init script PID 1 runs before exec'ing the container's argv. */
 export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'workingDir'>): string {
+  // Host tools by absolute path: the container's PATH may put other tools (busybox) first.
   const lines = ['set -e'];
   for (const file of launch.cgroupProcFiles) lines.push(`echo $$ > ${shellQuote(file)}`);
-  lines.push(`hostname ${shellQuote(launch.hostname)}`);
+  lines.push(`/usr/bin/hostname ${shellQuote(launch.hostname)}`);
   for (const m of launch.mounts) {
     const target = shellQuote(m.target);
-    lines.push(`if [ -d ${shellQuote(m.source)} ]; then mkdir -p ${target}; else mkdir -p "$(dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);
-    lines.push(`mount --bind ${shellQuote(m.source)} ${target}`);
-    if (m.readOnly) lines.push(`mount -o remount,bind,ro ${target}`);
+    lines.push(`if [ -d ${shellQuote(m.source)} ]; then /usr/bin/mkdir -p ${target}; else /usr/bin/mkdir -p "$(/usr/bin/dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);
+    lines.push(`/usr/bin/mount --bind ${shellQuote(m.source)} ${target}`);
+    if (m.readOnly) lines.push(`/usr/bin/mount -o remount,bind,ro ${target}`);
   }
   lines.push(`cd ${shellQuote(launch.workingDir)}`);
   lines.push('exec "$@"');

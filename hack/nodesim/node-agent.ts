@@ -44,6 +44,16 @@ async function orUndefined<T>(call: Promise<T>): Promise<T | undefined> {
   }
 }
 
+/** Ignores 404 (already gone) and 409 (a newer object of the same name). */
+async function ignoreGone(call: Promise<unknown>): Promise<void> {
+  try {
+    await call;
+  } catch (err) {
+    if (isStatus(err, 404) || isStatus(err, 409)) return;
+    throw err;
+  }
+}
+
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 /** True when the CPU offers hardware virtualisation (vmx/svm) and /dev/kvm exists. */
@@ -218,11 +228,13 @@ export class NodeAgent {
         });
         return tr.status?.token ?? '';
       },
-      patchPodStatus: async (namespace: string, name: string, status: V1PodStatus) => {
-        await orUndefined(core.patchNamespacedPodStatus({ namespace, name, body: { status } }, mergePatch));
+      patchPodStatus: async (namespace: string, name: string, uid: string, status: V1PodStatus) => {
+        // The uid makes the API server refuse (409) a write meant for an earlier pod of the same name.
+        await ignoreGone(core.patchNamespacedPodStatus({ namespace, name, body: { metadata: { uid }, status } }, mergePatch));
       },
       deletePod: async (namespace, name, uid) => {
-        await orUndefined(core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0, body: { preconditions: { uid } } }));
+        // The grace period goes in the body: the query parameter alone did not shorten a running deletion.
+        await ignoreGone(core.deleteNamespacedPod({ namespace, name, body: { gracePeriodSeconds: 0, preconditions: { uid } } }));
       },
     };
   }

@@ -22,7 +22,7 @@ import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
 
 /** What a pod runner needs from the API server. */
 export interface PodApi extends VolumeApi {
-  patchPodStatus(namespace: string, name: string, status: V1PodStatus): Promise<void>;
+  patchPodStatus(namespace: string, name: string, uid: string, status: V1PodStatus): Promise<void>;
   /** Final removal after termination (grace period 0, preconditioned on the uid). */
   deletePod(namespace: string, name: string, uid: string): Promise<void>;
 }
@@ -254,7 +254,7 @@ export class PodRunner {
         this.#dirty = false;
         const meta = this.#pod.metadata ?? {};
         try {
-          await this.#ctx.api.patchPodStatus(meta.namespace ?? '', meta.name ?? '', podStatus(this.#record, new Date()));
+          await this.#ctx.api.patchPodStatus(meta.namespace ?? '', meta.name ?? '', this.uid, podStatus(this.#record, new Date()));
         } catch (err) {
           this.#log.warn({ err }, 'status update failed');
         }
@@ -281,7 +281,9 @@ export class PodRunner {
       await all;
     }
     this.#abort.abort();
+    this.#log.info('containers stopped');
     await this.#running;
+    this.#log.info('supervision over');
     for (const c of this.#record.containers) {
       if (c.state.kind === 'waiting') c.state = { kind: 'terminated', exitCode: 0, reason: 'ContainerCannotRun', startedAt: new Date(), finishedAt: new Date() };
       c.done = true;
@@ -292,6 +294,7 @@ export class PodRunner {
     if (removeObject) {
       const meta = this.#pod.metadata ?? {};
       await this.#ctx.api.deletePod(meta.namespace ?? '', meta.name ?? '', this.uid);
+      this.#log.info('pod removed');
     }
   }
 

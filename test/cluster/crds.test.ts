@@ -38,7 +38,7 @@ function invalidFixtures(): InvalidFixture[] {
 function pathAndParents(fieldPath: string): string[] {
   const out: string[] = [];
   let current = fieldPath;
-  while (current !== '' && current !== 'spec') {
+  while (current !== '') {
     out.push(current);
     const cut = Math.max(current.lastIndexOf('.'), current.lastIndexOf('['));
     if (cut <= 0) break;

@@ -44,7 +44,7 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     const client = [
       `[ "$(nc -w 5 ${ip1} 8080 </dev/null)" = "pong server-1" ] || exit 11`,
       `[ "$(nc -w 5 ${ip2} 8080 </dev/null)" = "pong server-2" ] || exit 12`,
-      'nc -z -w 5 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" || exit 13',
+      'nc -w 5 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" </dev/null || exit 13',
     ].join('\n');
     apply(cluster, busyboxPod(ns, { name: 'client', nodeName: nodeB, script: client, restartPolicy: 'OnFailure' }));
     const done = await waitPodPhase(cluster, ns, 'client', ['Succeeded'], 180_000);
