@@ -1,7 +1,6 @@
-#!/usr/bin/env node
-// The launcher process: one VM per launcher pod. Reads its configuration, starts QEMU
-// under supervision, serves the HTTP API, and exits with a code the pod's restart
-// policy can act on once the VM has stopped (see exit-codes.ts).
+// The launcher process (loaded by main.ts): one VM per launcher pod. Reads its
+// configuration, starts QEMU under supervision, serves the HTTP API, and exits with a
+// code the pod's restart policy can act on once the VM has stopped (see exit-codes.ts).
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { configPathFrom, ConfigError, loadLauncherConfig } from './config.ts';
