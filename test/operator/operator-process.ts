@@ -72,6 +72,10 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
     '--renew-deadline-ms', '4000',
     '--retry-period-ms', '1000',
     ...(options.vmSelector !== undefined ? ['--vm-selector', options.vmSelector] : []),
+    // Storage domains of other suites (and of `npm start`) belong to their own operators.
+    ...(options.vmSelector !== undefined && !(options.extraArgs ?? []).includes('--storage-domain-selector')
+      ? ['--storage-domain-selector', options.vmSelector]
+      : []),
     ...(options.extraArgs ?? []),
   ];
   const child: ChildProcess = spawn(node, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: options.kubeconfig } });
