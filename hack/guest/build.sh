@@ -22,7 +22,8 @@ die() { log "error: $*"; exit 1; }
 
 busybox_bin=/bin/busybox
 qemu_ga_bin=/usr/sbin/qemu-ga
-[ -x "$busybox_bin" ] && "$busybox_bin" --list | grep -qx init || die "busybox-static is not installed"
+# (no `cmd | grep -q` under pipefail: grep exiting early would fail the pipeline)
+[ -x "$busybox_bin" ] && grep -qx init <<<"$("$busybox_bin" --list)" || die "busybox-static is not installed"
 [ -x "$qemu_ga_bin" ] || die "qemu-guest-agent is not installed"
 
 # The kernel: whatever linux-image-amd64 currently points to. apt-cache takes
@@ -48,7 +49,8 @@ mapfile -t qemu_ga_libs < <(ldd "$qemu_ga_bin" | awk '/=> \// {print $3} /^[[:sp
 input_hash() {
   {
     echo "kernel $kernel_pkg $kernel_pkg_version"
-    gcc --version | head -n1
+    dpkg-query -W -f='${Version}\n' e2fsprogs 2>/dev/null || true
+    gcc -dumpfullversion
     (cd "$here" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$busybox_bin" "$qemu_ga_bin" "${qemu_ga_libs[@]}"
   } | sha256sum | cut -c1-16
@@ -185,10 +187,11 @@ done < "$here/modules.txt"
 sig_magic='~Module signature appended~'
 strip_signature() {
   local file=$1 size sig_len
-  [ "$(tail -c 28 "$file" | head -c 27)" = "$sig_magic" ] || return 0
   size=$(stat -c %s "$file")
+  ((size > 40)) || return 0
+  [ "$(dd if="$file" bs=1 skip=$((size - 28)) count=27 status=none)" = "$sig_magic" ] || return 0
   # struct module_signature is 12 bytes before the 28-byte magic; sig_len is its last 4 (big endian)
-  sig_len=$(tail -c 32 "$file" | head -c 4 | od -An -tu1 | awk '{print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4}')
+  sig_len=$(od -An -tu1 -j $((size - 32)) -N 4 "$file" | awk '{print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4}')
   truncate -s $((size - 28 - 12 - sig_len)) "$file"
 }
 mkdir -p "$rootfs/lib/modules/$kver"
@@ -206,16 +209,20 @@ for name in "${load_order[@]}"; do
 done
 log "modules: ${load_order[*]}"
 
+# /data: an ext2 image made here, copied onto a RAM disk at boot (making it in the
+# guest would wait for the kernel's random pool, seconds under emulation)
+mke2fs -q -F -t ext2 -L data -m 0 -E root_owner=0:0 "$rootfs/etc/keyvirt/data.ext2" 2048 >/dev/null
+
 # device nodes the kernel needs before devtmpfs is mounted (console for init's stdio)
 mknod -m 600 "$rootfs/dev/console" c 5 1
 mknod -m 666 "$rootfs/dev/null" c 1 3
 
 # --- pack ---
 (cd "$rootfs" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 > "$work/initramfs.cpio.gz"
-cmdline="console=ttyS0 quiet panic=-1 scsi_mod.scan=sync mitigations=off tsc=reliable no_timer_check i8042.noaux"
+cmdline="console=ttyS0 quiet panic=-1 scsi_mod.scan=sync mitigations=off clocksource=hpet no_timer_check i8042.noaux"
 printf '%s\n' "$cmdline" > "$work/cmdline"
 busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
-qemu_ga_version=$("$qemu_ga_bin" --version | head -n1 | awk '{print $NF}')
+qemu_ga_version=$("$qemu_ga_bin" --version | awk 'NR == 1 {print $NF}')
 cat > "$work/manifest.json" <<EOF
 {
   "hash": "$hash",

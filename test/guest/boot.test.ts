@@ -96,6 +96,31 @@ void describe('test guest on q35 with disk, seed, agent and network', { timeout:
     assert.equal(os['kernel-release'], (await testGuest()).kernelRelease);
   });
 
+  void it('answers the other agent calls a launcher makes: users, filesystems, freeze/thaw, time, info', async () => {
+    assert.ok(Array.isArray(await agent!.execute('guest-get-users')));
+    const filesystems = z.array(z.object({ mountpoint: z.string(), type: z.string() }).loose()).parse(await agent!.execute('guest-get-fsinfo'));
+    assert.ok(filesystems.some((f) => f.mountpoint === '/run/seed' && f.type === 'iso9660'), JSON.stringify(filesystems));
+    assert.ok(filesystems.some((f) => f.mountpoint === '/data' && f.type === 'ext2'), JSON.stringify(filesystems));
+    assert.equal(await agent!.execute('guest-fsfreeze-status'), 'thawed');
+    assert.equal(await agent!.execute('guest-fsfreeze-freeze'), 1, 'one filesystem (/data) frozen');
+    assert.equal(await agent!.execute('guest-fsfreeze-status'), 'frozen');
+    assert.equal(await agent!.execute('guest-fsfreeze-thaw'), 1);
+    assert.equal(await agent!.execute('guest-fsfreeze-status'), 'thawed');
+    const guestNs = z.number().parse(await agent!.execute('guest-get-time'));
+    assert.ok(Math.abs(guestNs / 1e6 - Date.now()) < 120_000, 'guest clock follows the host (RTC)');
+    const info = z.object({ version: z.string(), supported_commands: z.array(z.object({ name: z.string(), enabled: z.boolean() }).loose()) }).loose().parse(await agent!.execute('guest-info'));
+    assert.equal(info.version, (await testGuest()).guestAgentVersion);
+    assert.ok(info.supported_commands.some((c) => c.name === 'guest-exec' && c.enabled));
+  });
+
+  void it('keeps its clock at the pace of the host clock (no mis-calibrated clocksource)', async () => {
+    const offset = async (): Promise<number> => z.number().parse(await agent!.execute('guest-get-time')) / 1e6 - Date.now();
+    const first = await offset();
+    await sleep(5000);
+    const drift = (await offset()) - first;
+    assert.ok(Math.abs(drift) < 1000, `guest clock drifted ${drift} ms in 5 s`);
+  });
+
   void it('prints a boot id and a counter every ~200 ms on the serial console', async () => {
     await vm!.waitForSerial(/KV boot=\S+ n=10 /, 120_000);
     const records = parseCounterLines(await vm!.readSerial());
