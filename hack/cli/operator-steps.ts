@@ -61,6 +61,7 @@ async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> 
       '--allow-emulation=true',
       // VMs of the end-to-end suites belong to the operators those suites run.
       '--vm-selector=!keyvirt.io/test-run',
+      '--storage-domain-selector=!keyvirt.io/test-run',
     ],
     marker: MARKER,
   });
