@@ -123,7 +123,10 @@ async function connect(): Promise<TestCluster> {
     },
     deleteNode,
     faults: {
-      crash: (name) => { assertDefaultUntouched(name); return crashNode(layout, name); },
+      crash: async (name) => {
+        assertDefaultUntouched(name);
+        await crashNode(layout, name);
+      },
       restart: async (name, options) => {
         assertDefaultUntouched(name);
         const node = await startNode(layout, name, log, options);

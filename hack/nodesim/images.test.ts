@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { containerArgv, imageRepository, resolveImage, UnknownImageError } from './images.ts';
+
+const options = { repoRoot: '/repo', stateDir: '/state', nodeBinary: '/opt/node/bin/node' };
+
+describe('image table', () => {
+  it('reduces references to their repository', () => {
+    assert.equal(imageRepository('keyvirt/launcher:0.1.0'), 'keyvirt/launcher');
+    assert.equal(imageRepository('ghcr.io/keyvirt/launcher@sha256:abc'), 'keyvirt/launcher');
+    assert.equal(imageRepository('localhost:5000/keyvirt/operator:dev'), 'keyvirt/operator');
+    assert.equal(imageRepository('docker.io/library/busybox:1.36'), 'busybox');
+    assert.equal(imageRepository('busybox'), 'busybox');
+  });
+  it('runs KeyVirt images from this repository on the pinned Node.js', () => {
+    const entry = resolveImage('keyvirt/launcher:latest', options);
+    assert.deepEqual(entry.entrypoint, ['/opt/node/bin/node', '/repo/launcher/src/main.ts']);
+    assert.deepEqual(resolveImage('keyvirt/operator', options).entrypoint, ['/opt/node/bin/node', '/repo/operator/src/main.ts']);
+  });
+  it('rejects images it does not know', () => {
+    assert.throws(() => resolveImage('nginx:1.27', options), UnknownImageError);
+  });
+  it('follows ENTRYPOINT/CMD rules for command and args', () => {
+    const entry = { entrypoint: ['/bin/app'], cmd: ['--default'], pathPrefix: [] };
+    assert.deepEqual(containerArgv(entry, undefined, undefined), ['/bin/app', '--default']);
+    assert.deepEqual(containerArgv(entry, undefined, ['--x']), ['/bin/app', '--x']);
+    assert.deepEqual(containerArgv(entry, ['sh', '-c'], ['echo']), ['sh', '-c', 'echo']);
+  });
+});
