@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import {
   createBlankDisk,
+  counterContinuity,
   createSeedIso,
   dirtyMemoryCommand,
   parseCounterLine,
@@ -46,6 +47,22 @@ void test('serial lines: records are found amid console noise, other lines ignor
     parseCounterLines(text).map((r) => r.n),
     [1, 2],
   );
+});
+
+void test('counter continuity: boots, breaks and the longest stall', () => {
+  const a = 'aaaaaaaaaaaaaaaa';
+  const b = 'bbbbbbbbbbbbbbbb';
+  const steady = parseCounterLines(`KV boot=${a} n=4 t=800\nKV boot=${a} n=5 t=1000\nKV boot=${a} n=6 t=1450\n`);
+  assert.deepEqual(counterContinuity(steady), { bootIds: [a], breaks: [], maxGapMs: 450, first: steady[0], last: steady[2] });
+  const broken = parseCounterLines(`KV boot=${a} n=1 t=200\nKV boot=${a} n=3 t=600\nKV boot=${b} n=1 t=100\n`);
+  const c = counterContinuity(broken);
+  assert.deepEqual(c.bootIds, [a, b]);
+  assert.deepEqual(
+    c.breaks.map((x) => [x.after.n, x.next.n]),
+    [[1, 3]],
+  );
+  assert.equal(c.maxGapMs, 400);
+  assert.deepEqual(counterContinuity([]), { bootIds: [], breaks: [], maxGapMs: 0, first: undefined, last: undefined });
 });
 
 void test('seed report and test values are parsed from the console', () => {

@@ -144,6 +144,36 @@ export function parseCounterLines(text: string): CounterRecord[] {
   return out;
 }
 
+export interface CounterContinuity {
+  /** Boot ids in the order they first appear (more than one: the guest rebooted). */
+  readonly bootIds: readonly string[];
+  /** Places where n did not follow its predecessor by exactly 1 within one boot. */
+  readonly breaks: readonly { readonly after: CounterRecord; readonly next: CounterRecord }[];
+  /** Largest guest-uptime step between consecutive records of one boot (ms). */
+  readonly maxGapMs: number;
+  readonly first: CounterRecord | undefined;
+  readonly last: CounterRecord | undefined;
+}
+
+/**
+ * What a sequence of counter records says about the guest's life: one boot id and no
+ * breaks means it ran on without a reboot or a lost record (what a live migration
+ * must preserve); maxGapMs is the longest stall the guest's own clock saw.
+ */
+export function counterContinuity(records: readonly CounterRecord[]): CounterContinuity {
+  const bootIds: string[] = [];
+  const breaks: { after: CounterRecord; next: CounterRecord }[] = [];
+  let maxGapMs = 0;
+  records.forEach((record, i) => {
+    if (!bootIds.includes(record.bootId)) bootIds.push(record.bootId);
+    const prev = records[i - 1];
+    if (prev === undefined || prev.bootId !== record.bootId) return;
+    if (record.n !== prev.n + 1) breaks.push({ after: prev, next: record });
+    maxGapMs = Math.max(maxGapMs, record.uptimeMs - prev.uptimeMs);
+  });
+  return { bootIds, breaks, maxGapMs, first: records[0], last: records.at(-1) };
+}
+
 /** The `keyvirt-test-value: <v>` values the guest found in its NoCloud user-data. */
 export function parseSeedTestValues(text: string): string[] {
   return [...text.matchAll(/keyvirt-guest: keyvirt-test-value: ([^\r\n]*)/g)].map((m) => m[1].trim());
