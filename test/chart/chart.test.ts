@@ -18,11 +18,20 @@ const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
 interface Rendered {
   kind: string;
   metadata: { name: string; namespace?: string };
+  rules?: unknown[];
 }
 
 function helm(args: readonly string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(helmBin, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') } });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The Kubernetes version the local cluster runs (hack/k8s/pins.env); helm otherwise assumes v1.20. */
+function kubeVersion(): string {
+  const pins = fs.readFileSync(path.join(repo, 'hack/k8s/pins.env'), 'utf8');
+  const m = /^KUBERNETES_VERSION=(\S+)$/m.exec(pins);
+  if (m?.[1] === undefined) throw new Error('KUBERNETES_VERSION missing from hack/k8s/pins.env');
+  return m[1];
 }
 
 function renderedObjects(yamlText: string): Rendered[] {
@@ -35,7 +44,11 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
   let cluster: TestCluster;
   const ns = `kv-chart-${randomBytes(3).toString('hex')}`;
   const release = ns;
-  let rendered = '';
+  const render = (...extra: string[]): string => {
+    const r = helm(['template', release, chart, '--namespace', ns, '--kube-version', kubeVersion(), ...extra]);
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
 
   before(async () => {
     execFileSync('bash', [path.join(repo, 'hack/k8s/build.sh'), 'tools'], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -59,24 +72,21 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
   });
 
   test('lints cleanly', () => {
-    const r = helm(['lint', '--strict', chart]);
+    const r = helm(['lint', '--strict', '--kube-version', kubeVersion(), chart]);
     assert.equal(r.status, 0, r.stdout + r.stderr);
   });
 
   test('rejects values its schema forbids, naming the field', () => {
-    const bad = helm(['template', release, chart, '--set', 'operator.replicas=0']);
+    const bad = helm(['template', release, chart, '--kube-version', kubeVersion(), '--set', 'operator.replicas=0']);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /operator\.replicas|replicas/);
-    const typo = helm(['template', release, chart, '--set', 'operator.replica=2']);
+    const typo = helm(['template', release, chart, '--kube-version', kubeVersion(), '--set', 'operator.replica=2']);
     assert.notEqual(typo.status, 0);
     assert.match(typo.stderr, /replica/);
   });
 
   test('renders the operator, its RBAC and the node agent, and ships the generated CRDs', () => {
-    const r = helm(['template', release, chart, '--namespace', ns, '--include-crds']);
-    assert.equal(r.status, 0, r.stderr);
-    rendered = r.stdout;
-    const objects = renderedObjects(rendered);
+    const objects = renderedObjects(render('--include-crds'));
     const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
     for (const want of [
       'Deployment/keyvirt-operator',
@@ -100,32 +110,31 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
   });
 
   test('the API server accepts every rendered object (server-side dry run)', () => {
-    assert.notEqual(rendered, '');
-    const out = cluster.kubectl(['apply', '--dry-run=server', '-n', ns, '-f', '-'], rendered);
+    const out = cluster.kubectl(['apply', '--dry-run=server', '-n', ns, '-f', '-'], render());
     assert.match(out, /deployment\.apps\/keyvirt-operator .*\(server dry run\)/);
     assert.match(out, /daemonset\.apps\/keyvirt-node-agent .*\(server dry run\)/);
   });
 
   test('RBAC grants the operator and node agent what they need, and no more', async () => {
-    const r = helm(['template', release, chart, '--namespace', ns, '--show-only', 'templates/rbac-operator.yaml', '--show-only', 'templates/node-agent.yaml']);
-    assert.equal(r.status, 0, r.stderr);
-    const rbacOnly = renderedObjects(r.stdout)
-      .filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind))
+    const rbac = render('--show-only', 'templates/rbac-operator.yaml', '--show-only', 'templates/node-agent.yaml');
+    const rbacOnly = renderedObjects(rbac)
+      .filter((o) => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'].includes(o.kind))
       .map((o) => JSON.stringify(o))
       .join('\n');
     cluster.kubectl(['apply', '-n', ns, '-f', '-'], rbacOnly);
-    const canI = (sa: string, verb: string, resource: string, namespace = 'default'): boolean => {
+    const canI = (sa: string, verb: string, resource: string, namespace: string): boolean => {
       const res = spawnSync(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'auth', 'can-i', verb, resource, '-n', namespace, `--as=system:serviceaccount:${ns}:${sa}`], { encoding: 'utf8' });
       return res.stdout.trim() === 'yes';
     };
-    const expectations: [string, string, string, boolean][] = [
+    const expectations: [string, string, string, boolean, string?][] = [
       ['keyvirt-operator', 'create', 'pods', true],
       ['keyvirt-operator', 'delete', 'pods', true],
       ['keyvirt-operator', 'create', 'secrets', true],
       ['keyvirt-operator', 'patch', 'virtualmachines.keyvirt.io/status', true],
-      ['keyvirt-operator', 'update', 'storagedomains.keyvirt.io/finalizers', true],
+      ['keyvirt-operator', 'update', 'storagedomains.keyvirt.io', true],
       ['keyvirt-operator', 'create', 'persistentvolumes', true],
-      ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', true],
+      ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', true, ns],
+      ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', false, 'kube-node-lease'],
       ['keyvirt-operator', 'create', 'virtualmachines.keyvirt.io', false],
       ['keyvirt-operator', 'delete', 'nodes', false],
       ['keyvirt-operator', 'create', 'clusterrolebindings.rbac.authorization.k8s.io', false],
@@ -139,11 +148,22 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     let mismatches: string[] = [];
     do {
       mismatches = expectations
-        .filter(([sa, verb, res, want]) => canI(sa, verb, res) !== want)
-        .map(([sa, verb, res, want]) => `${sa} ${verb} ${res}: expected ${want ? 'allowed' : 'denied'}`);
+        .filter(([sa, verb, res, want, where]) => canI(sa, verb, res, where ?? 'default') !== want)
+        .map(([sa, verb, res, want, where]) => `${sa} ${verb} ${res} in ${where ?? 'default'}: expected ${want ? 'allowed' : 'denied'}`);
       if (mismatches.length === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     } while (Date.now() < deadline);
     assert.deepEqual(mismatches, []);
+  });
+
+  test('the operator\'s rules equal operator/deploy/rbac.yaml, which the local cluster runs the operator under', () => {
+    const rulesOf = (objects: Rendered[], kind: string): unknown[] => {
+      const operatorOwned = (name: string): boolean => name.endsWith('operator') || name.endsWith('leader-election');
+      return objects.filter((o) => o.kind === kind && operatorOwned(o.metadata.name)).map((o) => o.rules ?? []);
+    };
+    const chartObjects = renderedObjects(render('--show-only', 'templates/rbac-operator.yaml'));
+    const shipped = renderedObjects(fs.readFileSync(path.join(repo, 'operator/deploy/rbac.yaml'), 'utf8'));
+    assert.deepEqual(rulesOf(chartObjects, 'ClusterRole'), rulesOf(shipped, 'ClusterRole'));
+    assert.deepEqual(rulesOf(chartObjects, 'Role'), rulesOf(shipped, 'Role'));
   });
 });
