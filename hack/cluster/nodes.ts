@@ -91,7 +91,12 @@ function deleteNodeNetwork(index: number): void {
   const { netns, uplinkHost } = nodeNetNames(index);
   for (const podNetns of listNetns(`kvp-${index}-`)) deleteNetns(podNetns);
   deleteNetns(netns);
-  if (linkExists(uplinkHost)) ip(['link', 'del', uplinkHost]);
+  // Deleting the namespace destroys the veth pair asynchronously; the link may vanish under us.
+  try {
+    if (linkExists(uplinkHost)) ip(['link', 'del', uplinkHost]);
+  } catch (err) {
+    if (linkExists(uplinkHost)) throw err;
+  }
 }
 
 function kubernetesVersion(): string {

@@ -42,12 +42,14 @@ describe('node faults', { timeout: 40 * 60_000 }, () => {
     ns = await createNamespace(cluster, 'kvt-faults');
   });
   after(async () => {
+    const errors: unknown[] = [];
+    for (const node of nodes) await cluster.deleteNode(node).catch((err: unknown) => errors.push(err));
     try {
-      for (const node of nodes) await cluster.deleteNode(node);
       deleteNamespace(cluster, ns);
     } finally {
       cluster.release();
     }
+    assert.deepEqual(errors, [], 'every throwaway node was removed');
   });
 
   async function serverOn(node: string, name: string): Promise<string> {
