@@ -122,7 +122,9 @@ export class StorageDomainController implements Reconciler {
       return {};
     }
     const retry = [...memory.failures.values()].map((t) => t + this.#d.settings.retryAfterFailureMs - now).filter((ms) => ms > 0);
-    const candidates = [requeueAfterMs, ...retry].filter((ms): ms is number => ms !== undefined);
+    // Claims binding and StorageClasses appearing are not watched: look again soon.
+    const backingWait = backing.state === 'waiting' ? 2000 : backing.state === 'error' ? this.#d.settings.retryAfterFailureMs : undefined;
+    const candidates = [requeueAfterMs, backingWait, ...retry].filter((ms): ms is number => ms !== undefined);
     return candidates.length === 0 ? {} : { requeueAfterMs: Math.max(1000, Math.min(...candidates)) };
   }
 
