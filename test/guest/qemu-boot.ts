@@ -48,6 +48,8 @@ export interface BootOptions {
   readonly seedBus?: 'cdrom' | 'virtio-blk';
   readonly guestAgent?: boolean;
   readonly network?: boolean;
+  /** Start as a migration target (`-incoming defer`), paused until migrate-incoming. */
+  readonly incoming?: boolean;
 }
 
 export interface BootedGuest {
@@ -107,6 +109,7 @@ async function qemuArgs(dir: string, accelerator: Accelerator, options: BootOpti
     );
   }
   if (options.network ?? true) args.push('-netdev', 'user,id=net0', '-device', 'virtio-net-pci,netdev=net0,romfile=');
+  if (options.incoming === true) args.push('-incoming', 'defer');
   return args;
 }
 
