@@ -1,6 +1,8 @@
 // Launcher boot overhead: "launcher start → guest agent connected" next to "bare QEMU
 // start → guest agent connected" for the same test guest and the same QEMU command
-// line, measured in the same run, interleaved, several repetitions; medians reported.
+// line, measured in the same run, interleaved, several repetitions; medians reported,
+// the overhead as the median of each repetition's difference (launcher − bare, run back
+// to back), which follows the machine's load better than a difference of medians.
 //   npm run bench -- launcher-boot [--reps N]   (default 5)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -151,7 +153,7 @@ export async function main(args: readonly string[]): Promise<void> {
   process.stdout.write(`launcher-boot: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; median launcher start → QEMU spawn ${Math.round(median(toQemu))} ms\n`);
   const launcherMs = median(launched);
   process.stdout.write(
-    `BENCH launcher-boot bare_ms=${Math.round(bareMs)} launcher_ms=${Math.round(launcherMs)} overhead_ms=${Math.round(launcherMs - bareMs)} ` +
+    `BENCH launcher-boot bare_ms=${Math.round(bareMs)} launcher_ms=${Math.round(launcherMs)} overhead_ms=${Math.round(median(launched.map((l, i) => l - (bare[i] ?? NaN))))} ` +
       `launcher_rss_mib=${median(launcherRss).toFixed(1)} qemu_rss_mib=${median(qemuRss).toFixed(1)} accel=${accel}\n`,
   );
 }
