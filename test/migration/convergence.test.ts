@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationEvent, MigrationPolicyInput, MigrationResult } from '../../launcher/src/api/index.ts';
-import { createBlankDisk, testGuest, type CounterRecord } from '../support/guest.ts';
+import { createBlankDisk, testGuest } from '../support/guest.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
-import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+import { assertCounterContinues, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 const BANDWIDTH = 32 * 1024 * 1024;
@@ -24,14 +24,6 @@ const BANDWIDTH = 32 * 1024 * 1024;
  */
 const DIRTYING_USER_DATA = '#!/bin/sh\nexec /bin/dirty 100000 64 >/dev/console 2>&1\n';
 
-function assertContinuous(records: readonly CounterRecord[], bootId: string, where: string): void {
-  assert.ok(records.length > 0, `${where}: no counter records`);
-  for (const [i, r] of records.entries()) {
-    assert.equal(r.bootId, bootId, `${where}: record ${i} has boot id ${r.bootId}, the guest was reset`);
-    const prev = records[i - 1];
-    if (prev !== undefined) assert.ok(r.n > prev.n, `${where}: counter went ${prev.n} → ${r.n}`);
-  }
-}
 
 async function migrate(
   source: LauncherProcess,
@@ -97,7 +89,7 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     const status = await waitForStatus(first, (s) => s.phase === 'Running', 30_000, 'Running after the failed migration');
     assert.equal(status.reason, 'MigrationFailed');
     assert.equal(await target.exited, 0, 'the target launcher tears itself down');
-    assertContinuous(await waitForCounter(first, countBefore + 10, 60_000), bootId, 'source after the timeout');
+    assertCounterContinues(await waitForCounter(first, countBefore + 10, 60_000), bootId, 'source after the timeout');
   });
 
   let current = first;
@@ -116,7 +108,7 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     t.diagnostic(`auto-converge: ${result.iterations} iterations, total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms`);
     assert.equal(await first.exited, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
-    assertContinuous([...(await first.counter()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
+    assertCounterContinues([...(await first.counter()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
     current = target;
   });
 
@@ -135,7 +127,7 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     t.diagnostic(`post-copy: ${result.iterations} iterations, total ${result.totalTimeMs} ms, pause ${result.guestPauseMs} ms`);
     assert.equal(await current.exited, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
-    assertContinuous(
+    assertCounterContinues(
       [...(await first.counter()), ...(await current.counter()), ...(await waitForCounter(target, 5, 60_000))],
       bootId,
       'the whole chain',

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LauncherConfigInput, Status } from '../../launcher/src/api/index.ts';
 import { LauncherClient, MigrationClient } from '../../launcher/src/api/index.ts';
-import { parseCounterLines, type CounterRecord, type TestGuest } from '../support/guest.ts';
+import assert from 'node:assert/strict';
+import { counterContinuity, parseCounterLines, type CounterRecord, type TestGuest } from '../support/guest.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const launcherMain = path.join(repoRoot, 'launcher', 'src', 'main.ts');
@@ -186,4 +187,17 @@ export async function waitForCounter(launcher: LauncherProcess, n: number, timeo
     await sleep(200);
   }
   throw new Error(`${launcher.name}: fewer than ${n} counter records within ${timeoutMs} ms`);
+}
+
+/**
+ * Asserts the counter records come from one boot (`bootId`: no reset) and count up
+ * without gaps, except that a line cut in half at a switch-over may be missing.
+ */
+export function assertCounterContinues(records: readonly CounterRecord[], bootId: string, where: string): void {
+  const c = counterContinuity(records);
+  assert.ok(records.length > 0, `${where}: no counter records`);
+  assert.deepEqual(c.bootIds, [bootId], `${where}: boot ids ${c.bootIds.join(', ')}: the guest was reset`);
+  for (const b of c.breaks) {
+    assert.ok(b.next.n > b.after.n && b.next.n <= b.after.n + 2, `${where}: counter went ${b.after.n} → ${b.next.n}`);
+  }
 }

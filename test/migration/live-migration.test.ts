@@ -12,21 +12,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorBodySchema, LauncherHttpError, MigrationClient, type MigrationEvent, type MigrationResult } from '../../launcher/src/api/index.ts';
-import { createBlankDisk, readDiskRecords, testGuest, type CounterRecord } from '../support/guest.ts';
+import { createBlankDisk, readDiskRecords, testGuest } from '../support/guest.ts';
 import { createPeerHost } from '../support/netns.ts';
-import { startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+import { assertCounterContinues, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
-/** Every record from one boot, counting up by one (a partial line at a switch may be missing). */
-function assertContinuous(records: readonly CounterRecord[], bootId: string, where: string): void {
-  assert.ok(records.length > 0, `${where}: no counter records`);
-  for (const [i, r] of records.entries()) {
-    assert.equal(r.bootId, bootId, `${where}: record ${i} has boot id ${r.bootId}, the guest was reset`);
-    const prev = records[i - 1];
-    if (prev !== undefined) assert.ok(r.n > prev.n && r.n <= prev.n + 2, `${where}: counter went ${prev.n} → ${r.n}`);
-  }
-}
 
 async function collectResult(source: LauncherProcess): Promise<{ result: MigrationResult; events: MigrationEvent[] }> {
   const events: MigrationEvent[] = [];
@@ -113,8 +104,8 @@ void test('live migration between launchers across network namespaces, and rollb
     assert.equal(target.qemu.runState, 'running');
     const sourceRecords = await first.counter();
     const targetRecords = await waitForCounter(second, 5, 60_000);
-    assertContinuous(sourceRecords, bootId, 'source');
-    assertContinuous(targetRecords, bootId, 'target');
+    assertCounterContinues(sourceRecords, bootId, 'source');
+    assertCounterContinues(targetRecords, bootId, 'target');
     const lastOnSource = sourceRecords.at(-1)?.n ?? 0;
     const firstOnTarget = targetRecords[0]?.n ?? 0;
     assert.ok(firstOnTarget > lastOnSource && firstOnTarget <= lastOnSource + 2, `counter ${lastOnSource} on the source, ${firstOnTarget} next on the target`);
@@ -160,7 +151,7 @@ void test('live migration between launchers across network namespaces, and rollb
     assert.equal(status.reason, 'MigrationCancelled');
     assert.equal(await target.exited, 0, 'the target launcher tears itself down');
     const records = await waitForCounter(source, countBefore + 10, 60_000);
-    assertContinuous(records, bootId, 'source after the cancel');
+    assertCounterContinues(records, bootId, 'source after the cancel');
   });
 
   await t.test('a target killed midway leaves the VM running on its source', async (st) => {
@@ -182,6 +173,6 @@ void test('live migration between launchers across network namespaces, and rollb
     const status = await waitForStatus(source, (s) => s.phase === 'Running', 30_000, 'Running after the target died');
     assert.equal(status.reason, 'MigrationFailed');
     const records = await waitForCounter(source, countBefore + 10, 60_000);
-    assertContinuous(records, bootId, 'source after the target died');
+    assertCounterContinues(records, bootId, 'source after the target died');
   });
 });
