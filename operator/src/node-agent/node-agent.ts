@@ -3,7 +3,7 @@
 // they differ. Runs once per interval until stopped; every root is injectable so
 // tests read fixture trees.
 import { constants } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -34,12 +34,23 @@ export class NodeReadError extends Error {
   override readonly name = 'NodeReadError';
 }
 
+/** /dev/kvm's device number: misc major 10, minor 232. */
+const KVM_RDEV = (10 << 8) | 232;
+
 async function probeKvm(roots: HostRoots, hardwareVirtualization: boolean): Promise<KvmProbe> {
+  const path = join(roots.dev, 'kvm');
   try {
-    const fh = await open(join(roots.dev, 'kvm'), constants.O_RDWR);
+    const fh = await open(path, constants.O_RDWR);
     await fh.close();
     return { hardwareVirtualization, deviceOpens: true };
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // An unprivileged agent may be denied the device by its cgroup while launcher pods
+    // (which are given /dev/kvm) can open it: the KVM character device is then enough.
+    if (code === 'EPERM' || code === 'EACCES') {
+      const info = await stat(path).catch(() => undefined);
+      if (info?.isCharacterDevice() === true && info.rdev === KVM_RDEV) return { hardwareVirtualization, deviceOpens: true };
+    }
     return { hardwareVirtualization, deviceOpens: false, deviceError: (err as Error).message };
   }
 }
