@@ -7,6 +7,13 @@ import type { Logger } from 'pino';
 import { type Info, LauncherClient, type LifecycleAction, type Status, LauncherVersionError } from '@keyvirt/launcher/api';
 import type { Sleep } from '../runtime/clock.ts';
 
+/**
+ * Reconnect backoff. The cap is short: a launcher that is starting answers within
+ * seconds, and every second of backoff is a second added to the VM's start.
+ */
+const MIN_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 2000;
+
 export interface LauncherEndpoint {
   /** The launcher pod this endpoint belongs to: a new pod means a new follower. */
   readonly podUid: string;
@@ -99,14 +106,14 @@ export class LauncherFollowers {
 
   async #follow(key: string, f: Follower): Promise<void> {
     const log = this.#o.log.child({ vm: key, pod: f.endpoint.podUid });
-    let backoff = 500;
+    let backoff = MIN_BACKOFF_MS;
     while (!f.stop.signal.aborted) {
       try {
         f.info ??= await f.client.info();
         for await (const event of f.client.events(f.stop.signal)) {
           if (!f.connected) {
             f.connected = true;
-            backoff = 500;
+            backoff = MIN_BACKOFF_MS;
             this.#o.observer?.onLauncherStream('connected');
             log.debug('following launcher events');
           }
@@ -128,7 +135,7 @@ export class LauncherFollowers {
         this.#o.onChange(key);
       }
       await this.#o.sleep(backoff, f.stop.signal);
-      backoff = Math.min(backoff * 2, 10_000);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     }
   }
 }
