@@ -14,7 +14,12 @@ const layout = clusterLayout();
 
 await sleep(idleMs);
 await withClusterLock(layout, async () => {
-  if (clusterOwner(layout) !== 'tests' || liveUsers(layout).length > 0) return;
+  const owner = clusterOwner(layout);
+  const users = liveUsers(layout);
+  if (owner !== 'tests' || users.length > 0) {
+    log.info({ owner, users }, 'cluster still wanted; keeping it');
+    return;
+  }
   log.info('no test uses the cluster any more; stopping it');
   await clusterDown(layout, log);
 });
