@@ -14,6 +14,7 @@ import {
   createBlankDisk,
   dirtyMemoryCommand,
   parseCounterLines,
+  parseDirtyStat,
   readDiskRecords,
   testGuest,
   type CounterRecord,
@@ -30,10 +31,18 @@ const migrationSchema = z
   })
   .loose();
 
-async function dirtiedMiB(agent: AgentSession): Promise<number> {
-  const result = await runInGuest(agent, { path: '/bin/cat', arg: ['/run/dirty.stat'] });
+/** MiB dirtied so far, once the workload has set up its working set and reported. */
+async function dirtiedMiB(agent: AgentSession, timeoutMs = 60_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let result = await runInGuest(agent, { path: '/bin/cat', arg: ['/run/dirty.stat'] });
+  while (result.exitCode !== 0 && Date.now() < deadline) {
+    await sleep(250);
+    result = await runInGuest(agent, { path: '/bin/cat', arg: ['/run/dirty.stat'] });
+  }
   assert.equal(result.exitCode, 0, 'the dirtying workload is running');
-  return Number(result.stdout.trim().split(/\s+/)[3]);
+  const stat = parseDirtyStat(result.stdout);
+  assert.ok(stat !== undefined, `unreadable /run/dirty.stat: ${result.stdout}`);
+  return stat.dirtiedMiB;
 }
 
 void describe('test guest across a live migration (bare QEMU, shared qcow2 disk)', { timeout: 15 * 60_000 }, () => {

@@ -14,6 +14,7 @@ import {
   dirtyMemoryCommand,
   parseCounterLine,
   parseCounterLines,
+  parseDirtyStat,
   parseSeedReport,
   parseSeedTestValues,
   readDiskRecords,
@@ -103,6 +104,11 @@ void test('a seed ISO carries the cidata label and the NoCloud files', async (t)
   assert.equal(user, '#cloud-config\nhostname: db-1\nkeyvirt-test-value: v7\n');
   const { stdout: files } = await run('isoinfo', ['-R', '-f', '-i', iso]);
   assert.deepEqual(files.trim().split('\n').sort(), ['/meta-data', '/network-config', '/user-data']);
+});
+
+void test('the dirty workload status file', () => {
+  assert.deepEqual(parseDirtyStat('123 64 64 192 3004\n'), { pid: 123, rateMiBs: 64, workingSetMiB: 64, dirtiedMiB: 192, elapsedMs: 3004 });
+  assert.equal(parseDirtyStat('123 64 64 192\n'), undefined);
 });
 
 void test('the dirty workload command line', () => {

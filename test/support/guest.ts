@@ -296,12 +296,28 @@ export interface GuestExecRequest {
  * The guest-exec request that starts the dirtying workload: `rateMiBs` MiB of distinct
  * pages rewritten every second, over a working set of `workingSetMiB` (default: the
  * rate, clamped to 16–128 MiB), until the process is killed. While it runs the guest
- * keeps /run/dirty.stat as "<pid> <rate> <working set> <MiB dirtied so far>".
+ * keeps /run/dirty.stat as "<pid> <rate> <working set MiB> <MiB dirtied so far> <ms since
+ * start>" (rewritten every second; see parseDirtyStat).
  */
 export function dirtyMemoryCommand(rateMiBs: number, workingSetMiB?: number): GuestExecRequest {
   const arg = [String(Math.max(1, Math.round(rateMiBs)))];
   if (workingSetMiB !== undefined) arg.push(String(Math.round(workingSetMiB)));
   return { path: '/bin/dirty', arg };
+}
+
+export interface DirtyStat {
+  readonly pid: number;
+  readonly rateMiBs: number;
+  readonly workingSetMiB: number;
+  readonly dirtiedMiB: number;
+  readonly elapsedMs: number;
+}
+
+/** Parses the content of the guest's /run/dirty.stat. */
+export function parseDirtyStat(text: string): DirtyStat | undefined {
+  const m = /^(\d+) (\d+) (\d+) (\d+) (\d+)\s*$/.exec(text);
+  if (m === null) return undefined;
+  return { pid: Number(m[1]), rateMiBs: Number(m[2]), workingSetMiB: Number(m[3]), dirtiedMiB: Number(m[4]), elapsedMs: Number(m[5]) };
 }
 
 /** The guest-exec request that stops a workload started by guest-exec (by its pid). */

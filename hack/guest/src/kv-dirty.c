@@ -7,7 +7,8 @@
  * slices so that <rate> MiB of distinct pages are dirtied every second, until killed.
  * Slices missed while the vCPU is paused or throttled are not made up for.
  * It prints one start line, and keeps /run/dirty.stat current ("pid rate_mib
- * working_set_mib dirtied_mib") so that a caller can see it running.
+ * working_set_mib dirtied_mib elapsed_ms", rewritten every second) so that a caller
+ * can see it running and compute the rate it achieved.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -31,10 +32,13 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double started_s;
+
 static void write_stat(long rate, long set_mib, uint64_t pages) {
-  char line[128];
-  int len = snprintf(line, sizeof line, "%d %ld %ld %llu\n", (int)getpid(), rate, set_mib,
-                     (unsigned long long)(pages * PAGE / (1024u * 1024u)));
+  char line[160];
+  int len = snprintf(line, sizeof line, "%d %ld %ld %llu %llu\n", (int)getpid(), rate, set_mib,
+                     (unsigned long long)(pages * PAGE / (1024u * 1024u)),
+                     (unsigned long long)((now_s() - started_s) * 1000.0));
   int fd = open("/run/dirty.stat.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return;
   ssize_t w = write(fd, line, (size_t)len);
@@ -75,7 +79,8 @@ int main(int argc, char **argv) {
   size_t cursor = 0;
   struct timespec next, now;
   clock_gettime(CLOCK_MONOTONIC, &next);
-  double last_stat = now_s();
+  started_s = now_s();
+  double last_stat = started_s;
   write_stat(rate, set_mib, 0);
   while (!stop) {
     carry += pages_per_slice;
