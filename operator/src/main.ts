@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // The KeyVirt operator. Reads its settings from flags (or KEYVIRT_OPERATOR_* variables),
 // connects with the kubeconfig (or in-cluster credentials), and runs the manager until
-// SIGTERM/SIGINT; exits 1 when it loses the leader lease so that a fresh start re-reads
-// the world.
+// SIGTERM/SIGINT; starts over with fresh caches when it loses the leader lease.
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -135,11 +134,8 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
   },
 ];
 
-async function main(): Promise<number> {
-  const settings = readSettings(process.argv.slice(2), process.env);
-  const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
-  log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
-  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator');
+/** One life of the manager: fresh caches, metrics and controllers. */
+async function runManager(settings: Settings, log: Logger, client: KubeClient, signal: AbortSignal): Promise<'stopped' | 'leadership-lost'> {
   const metrics = new OperatorMetrics();
   const [host = '0.0.0.0', port = '8080'] = settings.healthAddress.split(':');
   const manager = new Manager({
@@ -162,7 +158,14 @@ async function main(): Promise<number> {
   const events = new EventRecorder({ client, controller: 'keyvirt.io/operator', instance: settings.identity, log, now: () => systemClock.now() });
   const ctx: ControllerContext = { manager, client, log, clock: systemClock, metrics, events, settings };
   for (const register of controllers) register(ctx);
+  return manager.run(signal);
+}
 
+async function main(): Promise<number> {
+  const settings = readSettings(process.argv.slice(2), process.env);
+  const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
+  log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
+  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator');
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) {
@@ -174,9 +177,15 @@ async function main(): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  const exit = await manager.run(stop.signal);
-  log.info({ exit }, 'stopped');
-  return exit === 'leadership-lost' ? 1 : 0;
+  // Losing the lease drops everything this replica knew and starts over as a candidate,
+  // as a restart of the process would (a Deployment restarts it; a host process has nobody to).
+  for (;;) {
+    const exit = await runManager(settings, log, client, stop.signal);
+    if (exit === 'stopped' || stop.signal.aborted) break;
+    log.warn('lost the leader lease; starting over with fresh caches');
+  }
+  log.info('stopped');
+  return 0;
 }
 
 main().then(

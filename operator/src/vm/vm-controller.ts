@@ -47,6 +47,8 @@ export interface VmControllerDeps {
   events: EventSink;
   settings: LauncherSettings;
   clock: Clock;
+  /** The launcher's token could not be read yet: try again later. */
+  onTokenMissing: (key: string) => void;
 }
 
 const kernelBootSchema = z.object({
@@ -134,9 +136,13 @@ export class VmController implements Reconciler {
     }
     const token = this.#d.launchers.cachedToken(pod);
     if (token === undefined) {
-      void this.#d.launchers.loadToken(pod).then((loaded) => {
-        if (loaded !== undefined) this.#d.followers.ensure(key, { podUid: state.uid, baseUrl: this.#d.launchers.baseUrl(ip), token: loaded });
-      });
+      this.#d.launchers.loadToken(pod).then(
+        (loaded) => {
+          if (loaded !== undefined) this.#d.followers.ensure(key, { podUid: state.uid, baseUrl: this.#d.launchers.baseUrl(ip), token: loaded });
+          else this.#d.onTokenMissing(key);
+        },
+        () => this.#d.onTokenMissing(key),
+      );
       return;
     }
     this.#d.followers.ensure(key, { podUid: state.uid, baseUrl: this.#d.launchers.baseUrl(ip), token });

@@ -68,6 +68,7 @@ export function addVmController(w: VmControllerWiring): Controller {
     events: w.events,
     settings: w.settings,
     clock: w.clock,
+    onTokenMissing: (key) => ref.controller?.enqueueAfter(key, 2000),
   });
   const c = new Controller({ name: 'virtualmachine', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });
   ref.controller = c;
