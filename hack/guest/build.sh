@@ -51,7 +51,7 @@ input_hash() {
     echo "kernel $kernel_pkg $kernel_pkg_version"
     dpkg-query -W -f='${Version}\n' e2fsprogs 2>/dev/null || true
     gcc -dumpfullversion
-    (cd "$here" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    (cd "$here" && find . -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$busybox_bin" "$qemu_ga_bin" "${qemu_ga_libs[@]}"
   } | sha256sum | cut -c1-16
 }
