@@ -107,6 +107,12 @@ export class ContainerProcess {
     return this.#child.pid;
   }
 
+  /** The container's PID 1 as seen from the host (the unshare wrapper's child). */
+  containerPid(): number | undefined {
+    const wrapper = this.#child.pid;
+    return wrapper === undefined ? undefined : childPids(wrapper)[0];
+  }
+
   /** Sends `signal` to the container's PID 1 (not to the unshare wrapper). */
   signal(signal: NodeJS.Signals): void {
     const wrapper = this.#child.pid;

@@ -16,6 +16,7 @@ import { containerArgv, resolveImage, UnknownImageError } from './images.ts';
 import type { ImageTableOptions } from './images.ts';
 import { createPodNetwork, deletePodNetwork, podNetnsName } from './pod-network.ts';
 import { podStatus, restartDelayMs, shouldRestart } from './pod-status.ts';
+import { probeLoop } from './probes.ts';
 import type { ContainerRecord, PodRecord } from './pod-status.ts';
 import { hasExpiringVolumes, materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
 import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
@@ -77,7 +78,7 @@ export class PodRunner {
       const prev = previous.get(c.name);
       const ran = prev !== undefined && (prev.state?.running !== undefined || prev.state?.terminated !== undefined);
       return {
-        name: c.name, image: c.image ?? '', init, done: false, lastTermination: undefined,
+        name: c.name, image: c.image ?? '', init, done: false, lastTermination: undefined, ready: false,
         state: { kind: 'waiting', reason: 'ContainerCreating' },
         restartCount: (prev?.restartCount ?? 0) + (ran ? 1 : 0),
       };
@@ -223,9 +224,14 @@ export class PodRunner {
       const proc = new ContainerProcess(launch);
       this.#processes.set(rec.name, proc);
       rec.state = { kind: 'running', startedAt: proc.startedAt };
+      rec.ready = rec.init || spec.readinessProbe === undefined;
       this.#log.info({ container: rec.name, pid: proc.pid, argv: launch.argv }, 'container started');
       this.#push();
+      const probing = new AbortController();
+      this.#startProbes(spec, rec, proc, probing.signal);
       const exit = await proc.exited;
+      probing.abort();
+      rec.ready = false;
       this.#processes.delete(rec.name);
       rec.state = {
         kind: 'terminated', exitCode: exit.exitCode, reason: exit.exitCode === 0 ? 'Completed' : 'Error',
@@ -242,6 +248,27 @@ export class PodRunner {
       this.#push();
       await sleep(restartDelayMs(rec.restartCount + 1), undefined, { signal: this.#abort.signal }).catch(() => undefined);
       rec.restartCount++;
+    }
+  }
+
+  #startProbes(spec: V1Container, rec: ContainerRecord, proc: ContainerProcess, signal: AbortSignal): void {
+    const namedPorts = new Map((spec.ports ?? []).flatMap((p) => (p.name === undefined ? [] : [[p.name, p.containerPort] as const])));
+    const target = { podIp: this.#record.podIp ?? '', pid: () => proc.containerPid(), namedPorts };
+    const stop = (): void => { if (!signal.aborted) proc.signal('SIGKILL'); };
+    if (spec.readinessProbe !== undefined) {
+      probeLoop(spec.readinessProbe, target, false, (healthy) => {
+        rec.ready = healthy;
+        this.#push();
+      }, signal).catch(() => undefined);
+    }
+    if (spec.livenessProbe !== undefined) {
+      const grace = this.#pod.spec?.terminationGracePeriodSeconds ?? 30;
+      probeLoop(spec.livenessProbe, target, true, (healthy) => {
+        if (healthy) return;
+        this.#log.info({ container: rec.name }, 'liveness probe failed; killing the container');
+        proc.signal('SIGTERM');
+        setTimeout(stop, grace * 1000).unref();
+      }, signal).catch(() => undefined);
     }
   }
 

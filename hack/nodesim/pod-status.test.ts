@@ -6,7 +6,7 @@ import type { ContainerRecord, PodRecord } from './pod-status.ts';
 const t0 = new Date('2026-01-01T00:00:00Z');
 
 function container(name: string, init: boolean, state: ContainerRecord['state'], done = false): ContainerRecord {
-  return { name, image: 'busybox', init, state, lastTermination: undefined, restartCount: 0, done };
+  return { name, image: 'busybox', init, state, lastTermination: undefined, restartCount: 0, ready: true, done };
 }
 
 function pod(containers: ContainerRecord[], restartPolicy = 'Always'): PodRecord {
@@ -53,6 +53,18 @@ describe('pod status', () => {
     assert.equal(third.conditions?.find((c) => c.type === 'Ready')?.status, 'False');
     assert.deepEqual(third.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime, later);
     assert.equal(third.containerStatuses?.[0]?.state?.terminated?.exitCode, 137);
+  });
+});
+
+describe('readiness', () => {
+  it('keeps a running container unready until its readiness probe passes', () => {
+    const c = container('a', false, running);
+    c.ready = false;
+    const record = pod([c]);
+    assert.equal(podStatus(record, t0).conditions?.find((x) => x.type === 'Ready')?.status, 'False');
+    assert.equal(podStatus(record, t0).containerStatuses?.[0]?.ready, false);
+    c.ready = true;
+    assert.equal(podStatus(record, t0).conditions?.find((x) => x.type === 'Ready')?.status, 'True');
   });
 });
 

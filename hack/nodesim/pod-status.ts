@@ -18,6 +18,8 @@ export interface ContainerRecord {
   state: ContainerState;
   lastTermination: ContainerState | undefined;
   restartCount: number;
+  /** Readiness: true while running when there is no readiness probe, else the probe's verdict. */
+  ready: boolean;
   /** True once the container will never run again (restart policy says so). */
   done: boolean;
 }
@@ -58,7 +60,7 @@ function containerStatus(c: ContainerRecord): V1ContainerStatus {
     containerID: c.state.kind === 'waiting' && c.restartCount === 0 ? undefined : `keyvirt-nodesim://${c.name}-${c.restartCount}`,
     state: apiState(c.state),
     lastState: c.lastTermination === undefined ? {} : apiState(c.lastTermination),
-    ready: !c.init && c.state.kind === 'running',
+    ready: !c.init && c.state.kind === 'running' && c.ready,
     started: c.state.kind === 'running',
     restartCount: c.restartCount,
   };
@@ -92,7 +94,7 @@ export function podStatus(pod: PodRecord, now: Date): V1PodStatus {
   const inits = pod.containers.filter((c) => c.init);
   const mains = pod.containers.filter((c) => !c.init);
   const phase = podPhase(pod);
-  const ready = phase === 'Running' && mains.every((c) => c.state.kind === 'running');
+  const ready = phase === 'Running' && mains.every((c) => c.state.kind === 'running' && c.ready);
   const ips = pod.podIp === undefined ? undefined : [{ ip: pod.podIp }];
   return {
     phase,

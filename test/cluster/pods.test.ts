@@ -116,6 +116,32 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     assert.equal(failed.status?.containerStatuses?.[0]?.restartCount, 0);
   });
 
+  it('gates readiness on the readiness probe and restarts a container whose liveness probe fails', async () => {
+    const alive = `/tmp/kvt-${ns}-alive`;
+    apply(cluster, busyboxPod(ns, {
+      name: 'probed', nodeName: nodeA, restartPolicy: 'Always',
+      script: 'sleep 4; while true; do echo ok | nc -l -p 8081; done',
+      container: { ports: [{ name: 'svc', containerPort: 8081 }], readinessProbe: { tcpSocket: { port: 'svc' }, periodSeconds: 1 } },
+    }));
+    const early = await waitPodPhase(cluster, ns, 'probed', ['Running']);
+    assert.equal(early.status?.containerStatuses?.[0]?.restartCount, 0);
+    assert.equal(cluster.kubectl(['get', 'pod', 'probed', '-n', ns, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']), 'False');
+    await eventually('probed Ready', () => (cluster.kubectl(['get', 'pod', 'probed', '-n', ns, '-o',
+      'jsonpath={.status.conditions[?(@.type=="Ready")].status}']) === 'True' ? true : undefined), 60_000);
+
+    apply(cluster, busyboxPod(ns, {
+      name: 'liveness', nodeName: nodeB, restartPolicy: 'Always',
+      script: `touch ${alive}; sleep 3; rm -f ${alive}; while true; do sleep 1; done`,
+      container: { livenessProbe: { exec: { command: ['test', '-e', alive] }, periodSeconds: 1, failureThreshold: 2, initialDelaySeconds: 1 } },
+      extraSpec: { terminationGracePeriodSeconds: 1 },
+    }));
+    await eventually('liveness restarted', () => {
+      const pod = getPod(cluster, ns, 'liveness');
+      return (pod?.status?.containerStatuses?.[0]?.restartCount ?? 0) >= 1 ? true : undefined;
+    }, 120_000);
+    fs.rmSync(alive, { force: true });
+  });
+
   it('deletes gracefully: SIGTERM first, SIGKILL after the grace period', async () => {
     const marker = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-term-'));
     tmpDirs.push(marker);
