@@ -97,9 +97,27 @@ function applySample(layout: ClusterLayout, log: Logger): void {
   log.info({ sample: SAMPLE }, 'sample StorageDomain and VM applied');
 }
 
+/** Waits (a while) for the sample VM to run, and says why when it does not. */
+async function awaitSample(layout: ClusterLayout, log: Logger): Promise<void> {
+  const deadline = Date.now() + 240_000;
+  let phase = '';
+  let why = '';
+  while (Date.now() < deadline) {
+    phase = kubectl(layout, ['get', 'vm', 'dev-1', '-n', 'default', '-o', 'jsonpath={.status.phase}']).trim();
+    why = kubectl(layout, ['get', 'vm', 'dev-1', '-n', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].message}']).trim();
+    if (phase === 'Running') {
+      log.info({ vm: 'default/dev-1' }, 'sample VM is Running');
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+  log.warn({ vm: 'default/dev-1', phase, why }, 'sample VM is not Running yet (kubectl get vm dev-1 -o yaml)');
+}
+
 export const operatorSteps: readonly StartStep[] = [
   { name: 'start the KeyVirt operator', run: startOperator },
   { name: 'apply the sample StorageDomain and VM', run: (layout, log) => Promise.resolve(applySample(layout, log)) },
+  { name: 'wait for the sample VM', run: awaitSample },
 ];
 
 /** Stops the operator started by `npm start` (the VMs' launcher pods go with the nodes). */
