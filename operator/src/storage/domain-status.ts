@@ -28,6 +28,8 @@ export interface DomainObservation {
   readonly capacity: Capacity | undefined;
   /** A job has mounted the volume on a node and finished (its report may have been lost). */
   readonly probed: boolean;
+  /** Why the probe has not run yet, when it is stuck. */
+  readonly probeWaiting?: string | undefined;
   /** Whether capacity can be measured at all (storageClass domains have no single volume). */
   readonly measurable: boolean;
   /** Running VMs (namespace/name) with a disk on the domain. */
@@ -76,7 +78,7 @@ function listNames(names: readonly string[], max = 5): string {
 function mountedCondition(o: DomainObservation): ConditionInput {
   if (o.backing.state !== 'ready') return { type: 'Mounted', status: 'False', reason: o.backing.reason, message: o.backing.message };
   if (o.measurable && !o.probed) {
-    return { type: 'Mounted', status: 'Unknown', reason: 'Probing', message: 'measuring the domain on a node' };
+    return { type: 'Mounted', status: 'Unknown', reason: 'Probing', message: o.probeWaiting ?? 'measuring the domain on a node' };
   }
   if (o.measurable && o.capacity === undefined) {
     return { type: 'Mounted', status: 'True', reason: 'CapacityNotReported', message: 'the volume mounts on a node, but the probe reported no capacity (no termination message)' };
@@ -90,7 +92,7 @@ function readyCondition(phase: StorageDomainPhase, o: DomainObservation, critica
   }
   if (phase === 'Active') return { type: 'Ready', status: 'True', reason: 'Active', message: 'the domain is active' };
   const messages: Partial<Record<StorageDomainPhase, string>> = {
-    Activating: o.backing.state === 'ready' ? 'measuring the domain on a node' : o.backing.state === 'waiting' ? o.backing.message : '',
+    Activating: o.backing.state === 'ready' ? (o.probeWaiting ?? 'measuring the domain on a node') : o.backing.state === 'waiting' ? o.backing.message : '',
     Error: o.backing.state === 'error' ? o.backing.message : '',
     PreparingForMaintenance: 'maintenance requested: no new disks; waiting for the running VMs that use the domain to stop',
     Maintenance: 'the domain is in maintenance: no new disks',

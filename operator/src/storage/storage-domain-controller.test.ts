@@ -176,3 +176,24 @@ void test('a failed disk job is reported once and retried after the back-off', a
   await h.reconcile();
   assert.equal(jobNames(w).filter((n) => n === job).length, 2, 'retried after the back-off');
 });
+
+void test('a probe pod that cannot be scheduled says why in the Ready and Mounted conditions', async () => {
+  const w = emptyWorld(domain({ local: { path: '/srv/sd', nodeName: 'gone-node' } }));
+  w.pods = [
+    {
+      metadata: { name: 'keyvirt-sd-probe-sd', namespace: 'keyvirt-system' },
+      spec: { containers: [{ name: 'storage' }] },
+      status: {
+        phase: 'Pending',
+        conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector." }],
+      },
+    },
+  ];
+  await harness(w).reconcile();
+  const status = w.statuses.at(-1) as { phase?: string; conditions?: { type: string; status: string; message: string }[] } | undefined;
+  assert.equal(status?.phase, 'Activating');
+  const mounted = status?.conditions?.find((c) => c.type === 'Mounted');
+  assert.equal(mounted?.status, 'Unknown');
+  assert.match(mounted?.message ?? '', /the probe pod cannot be scheduled: 0\/2 nodes are available/);
+  assert.match(status?.conditions?.find((c) => c.type === 'Ready')?.message ?? '', /cannot be scheduled/);
+});

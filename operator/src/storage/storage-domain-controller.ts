@@ -55,6 +55,8 @@ interface DomainMemory {
   capacity: Capacity | undefined;
   /** Job name → when it last failed (ms). */
   failures: Map<string, number>;
+  /** Why the probe pod has not run yet (unschedulable, waiting), for the Mounted condition. */
+  probeWaiting: string | undefined;
   written: StorageDomainStatus | undefined;
 }
 
@@ -71,6 +73,16 @@ interface Pass {
 interface JobRun {
   readonly pod: Pod | undefined;
   readonly outcome: ReturnType<typeof jobOutcome> | undefined;
+}
+
+/** Why a job pod is still Pending: the scheduler's or the kubelet's message. */
+function pendingReason(pod: Pod | undefined): string | undefined {
+  if (pod?.status?.phase !== 'Pending') return undefined;
+  const scheduled = pod.status.conditions?.find((c) => c.type === 'PodScheduled');
+  if (scheduled?.status === 'False') return `the probe pod cannot be scheduled: ${scheduled.message ?? scheduled.reason ?? 'no reason given'}`;
+  const waiting = pod.status.containerStatuses?.[0]?.state?.waiting;
+  if (waiting?.reason !== undefined) return `the probe pod is waiting: ${waiting.reason}${waiting.message === undefined ? '' : ` (${waiting.message})`}`;
+  return pod.status.message === undefined ? undefined : `the probe pod is pending: ${pod.status.message}`;
 }
 
 function stable(status: StorageDomainStatus | undefined): string {
@@ -109,6 +121,7 @@ export class StorageDomainController implements Reconciler {
       backing,
       capacity: memory.capacity,
       probed: memory.probed,
+      probeWaiting: memory.probeWaiting,
       measurable,
       runningVms: vms.filter(vmIsRunning).map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
       vms: vms.map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
@@ -156,6 +169,7 @@ export class StorageDomainController implements Reconciler {
       probed: sd.status?.phase !== undefined && !['Pending', 'Activating', 'Error'].includes(sd.status.phase),
       capacity: capacityFromStatus(sd.status, parseQuantity),
       failures: new Map(),
+      probeWaiting: undefined,
       written: undefined,
     };
     this.#memory.set(sd.metadata.name, fresh);
@@ -172,6 +186,7 @@ export class StorageDomainController implements Reconciler {
     const { sd, memory, now, ctx } = pass;
     const name = probePodName(sd.metadata.name);
     const run = this.#jobPod(name);
+    memory.probeWaiting = run.outcome?.state === 'running' ? pendingReason(run.pod) : undefined;
     if (run.outcome?.state === 'running') return undefined;
     if (run.outcome?.state === 'succeeded') {
       if (run.outcome.result !== undefined) memory.capacity = run.outcome.result;
