@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { sleepOn } from './clock.ts';
+import { KubeApiError, type RequestOptions } from './kube-client.ts';
+import { LeaderElector, type LeaseClient } from './leader-election.ts';
+import { ManualClock } from './manual-clock.ts';
+
+interface StoredLease {
+  resourceVersion: number;
+  spec: { holderIdentity?: string; leaseDurationSeconds?: number; renewTime?: string; acquireTime?: string; leaseTransitions?: number };
+}
+
+/** One Lease with the API server's optimistic concurrency (409 on a stale resourceVersion). */
+class LeaseStore implements LeaseClient {
+  lease: StoredLease | undefined;
+  failing = false;
+
+  request(method: 'GET' | 'POST' | 'PUT', path: string, options?: RequestOptions): Promise<unknown> {
+    if (this.failing) return Promise.reject(new Error('connection refused'));
+    const body = options?.body as { metadata: { resourceVersion?: string }; spec: StoredLease['spec'] } | undefined;
+    const meta = { name: 'op', namespace: 'keyvirt-system' };
+    if (method === 'GET') {
+      if (this.lease === undefined) return Promise.reject(new KubeApiError(404, 'NotFound', 'no lease', { method, path }));
+      return Promise.resolve({ metadata: { ...meta, resourceVersion: String(this.lease.resourceVersion) }, spec: this.lease.spec });
+    }
+    if (body === undefined) return Promise.reject(new Error('no body'));
+    if (method === 'POST') {
+      if (this.lease !== undefined) return Promise.reject(new KubeApiError(409, 'AlreadyExists', 'exists', { method, path }));
+      this.lease = { resourceVersion: 1, spec: body.spec };
+      return Promise.resolve({});
+    }
+    if (this.lease === undefined || body.metadata.resourceVersion !== String(this.lease.resourceVersion)) {
+      return Promise.reject(new KubeApiError(409, 'Conflict', 'modified', { method, path }));
+    }
+    this.lease = { resourceVersion: this.lease.resourceVersion + 1, spec: body.spec };
+    return Promise.resolve({});
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+}
+
+function elector(store: LeaseStore, clock: ManualClock, identity: string): LeaderElector {
+  return new LeaderElector({
+    client: store,
+    namespace: 'keyvirt-system',
+    name: 'op',
+    identity,
+    log: pino({ level: 'silent' }),
+    clock,
+    sleep: sleepOn(clock),
+    leaseDurationMs: 15_000,
+    renewDeadlineMs: 10_000,
+    retryPeriodMs: 2_000,
+  });
+}
+
+/** Advances the clock step by step, letting promises run in between. */
+async function advance(clock: ManualClock, ms: number, step = 500): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    clock.advance(step);
+    await settle();
+  }
+}
+
+void describe('LeaderElector', () => {
+  void it('one candidate leads while it renews; a clean stop hands the lease over at the next retry', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(1_000_000);
+    const a = elector(store, clock, 'a');
+    const b = elector(store, clock, 'b');
+    const stopA = new AbortController();
+    const stopB = new AbortController();
+    const leading: string[] = [];
+    const runA = a.run(stopA.signal, async (s) => {
+      leading.push('a');
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await settle();
+    const runB = b.run(stopB.signal, async (s) => {
+      leading.push('b');
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await advance(clock, 20_000);
+    assert.deepEqual(leading, ['a'], 'b stays a candidate while a renews');
+    assert.equal(store.lease?.spec.holderIdentity, 'a');
+
+    stopA.abort();
+    await runA;
+    assert.equal(store.lease?.spec.holderIdentity, '', 'a clean stop releases the lease');
+    await advance(clock, 3_000);
+    assert.deepEqual(leading, ['a', 'b'], 'b takes a released lease at its next retry');
+    assert.equal(store.lease?.spec.leaseTransitions, 1);
+    stopB.abort();
+    assert.equal(await runB, 'stopped');
+  });
+
+  void it('a crashed holder (no release) is replaced after the lease duration, not before', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(5_000_000);
+    store.lease = { resourceVersion: 7, spec: { holderIdentity: 'dead', leaseDurationSeconds: 15, renewTime: '2026-01-01T00:00:00.000000Z' } };
+    const b = elector(store, clock, 'b');
+    const stop = new AbortController();
+    let ledAt: number | undefined;
+    const run = b.run(stop.signal, async (s) => {
+      ledAt = clock.now();
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await advance(clock, 14_000);
+    assert.equal(ledAt, undefined, 'the lease has not expired as b observed it');
+    await advance(clock, 4_000);
+    assert.ok(ledAt !== undefined && ledAt - 5_000_000 >= 15_000, `took over at +${String(ledAt === undefined ? NaN : ledAt - 5_000_000)} ms`);
+    stop.abort();
+    await run;
+  });
+
+  void it('gives up leadership when it cannot renew within the renew deadline', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(9_000_000);
+    const a = elector(store, clock, 'a');
+    let leadingSignal: AbortSignal | undefined;
+    const run = a.run(new AbortController().signal, async (s) => {
+      leadingSignal = s;
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await advance(clock, 4_000);
+    assert.equal(leadingSignal?.aborted, false);
+    store.failing = true;
+    await advance(clock, 12_000);
+    assert.equal(leadingSignal?.aborted, true, 'the work is told to stop');
+    assert.equal(await run, 'lost');
+  });
+});
