@@ -25,7 +25,7 @@ function lockHolder(lockPath: string): number | 'stale' {
   return isAlive(pid) ? pid : 'stale';
 }
 
-export async function withClusterLock<T>(layout: ClusterLayout, fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
+export async function withClusterLock<T>(layout: ClusterLayout, fn: () => Promise<T>, timeoutMs = 60 * 60_000): Promise<T> {
   fs.mkdirSync(layout.stateDir, { recursive: true });
   const lockPath = path.join(layout.stateDir, 'cluster.lock');
   const deadline = Date.now() + timeoutMs;
