@@ -2,6 +2,7 @@
 // uplink into the node's own bridge nbr0) and one node-simulator process running
 // inside it, detached, with its log in .keyvirt/logs/nodesim-<name>.log.
 // Node indexes (1..15) are claimed atomically under .keyvirt/nodes/index-<k>.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -99,16 +100,43 @@ function deleteNodeNetwork(index: number): void {
   }
 }
 
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 function kubernetesVersion(): string {
   const pins = fs.readFileSync(path.join(import.meta.dirname, '../k8s/pins.env'), 'utf8');
   return /^KUBERNETES_VERSION=(\S+)/m.exec(pins)?.[1] ?? 'unknown';
+}
+
+/** A hash of the simulator's sources: a running simulator built from other sources is replaced. */
+function simulatorCodeHash(): string {
+  const hash = createHash('sha256');
+  const nodesim = path.join(import.meta.dirname, '../nodesim');
+  const files = [
+    ...fs.readdirSync(nodesim).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).sort().map((f) => path.join(nodesim, f)),
+    path.join(import.meta.dirname, 'layout.ts'), path.join(import.meta.dirname, 'host-network.ts'),
+  ];
+  for (const file of files) hash.update(file).update(fs.readFileSync(file));
+  return hash.digest('hex').slice(0, 16);
 }
 
 /** Starts (or finds running) the simulator of node `name`; waits until the Node is Ready. */
 export async function startNode(layout: ClusterLayout, name: string, log: Logger, options: NodeOptions = {}): Promise<SimulatedNode> {
   const index = claimIndex(layout, name);
   const slice = nodeSlice(index);
+  const codeHash = simulatorCodeHash();
+  const hashFile = path.join(layout.nodesDir, name, 'code-hash');
   let pid = daemonPid(layout, daemonName(name), marker(name));
+  if (pid !== undefined && readText(hashFile) !== codeHash) {
+    log.info({ node: name, pid }, 'node simulator sources changed; restarting it');
+    await stopDaemon(layout, daemonName(name), marker(name), 15_000);
+    pid = undefined;
+  }
   if (pid === undefined) {
     ensureNodeNetwork(index);
     const stateDir = path.join(layout.nodesDir, name);
@@ -126,6 +154,7 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
         `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels, ...taints,
       ],
     });
+    fs.writeFileSync(hashFile, `${codeHash}\n`);
     log.info({ node: name, index, pid, nodeIp: slice.nodeIp }, 'node simulator started');
   }
   await waitNodeReady(layout, name, 60_000, pid);
