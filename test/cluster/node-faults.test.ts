@@ -63,13 +63,14 @@ describe('node faults', { timeout: 40 * 60_000 }, () => {
     return ip;
   }
 
-  it('a crashed node goes NotReady within the grace period, its pods die, and it comes back', async () => {
+  it('a crashed node goes NotReady within the grace period, its pods die, and it comes back', async (t) => {
     const node = (await cluster.createNode('kvt-crash')).name;
     nodes.push(node);
     const ip = await serverOn(node, 'crash-server');
     await cluster.faults.crash(node);
     assert.notEqual(await probe(ip, 9090), 'pong', 'the pod died with its node');
     const elapsed = await notReadyWithin(cluster, node);
+    t.diagnostic(`crashed node NotReady after ${elapsed} ms (grace period ${cluster.nodeMonitorGracePeriodSeconds} s)`);
     assert.ok(elapsed <= (cluster.nodeMonitorGracePeriodSeconds + 15) * 1000, `NotReady after ${elapsed} ms`);
     assert.equal(cluster.faults.readyStatus(node), 'Unknown', 'the node lifecycle controller marks it Unknown');
 
