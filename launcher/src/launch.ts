@@ -21,6 +21,7 @@ import { prepareTap, removeTap } from './network/tap.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
 import { attachMigration } from './migration/attach.ts';
+import type { MigrationController } from './migration/controller.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 export const LAUNCHER_VERSION: string = packageJson.version;
@@ -28,6 +29,8 @@ export const LAUNCHER_VERSION: string = packageJson.version;
 export interface Launch {
   supervisor: VmSupervisor;
   server: ApiServer;
+  /** Live migration of this VM (outgoing and, in a target launcher, incoming). */
+  migration: MigrationController;
   address: { address: string; port: number };
   accelerator: AcceleratorChoice;
   info: () => Info;
@@ -115,10 +118,10 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   };
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
   registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
-  attachMigration({ server, vm: supervisor, mode: config.mode, token: options.token, listenAddress: config.listen.address, logger });
+  const migration = attachMigration({ server, vm: supervisor, mode: config.mode, token: options.token, listenAddress: config.listen.address, logger });
   const address = await server.listen(config.listen.port, config.listen.address);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
   void supervisor.finished().then(removeTaps);
   await supervisor.start();
-  return { supervisor, server, address, accelerator, info };
+  return { supervisor, server, migration, address, accelerator, info };
 }

@@ -8,6 +8,7 @@ import { EXIT_CODES } from './exit-codes.ts';
 import { readToken, TokenFileError } from './http/auth.ts';
 import { launch } from './launch.ts';
 import type { Launch } from './launch.ts';
+import { terminate } from './termination.ts';
 
 /** How long the API stays up after the VM has stopped, so the final status can be read. */
 const FINAL_STATUS_LINGER_MS = 1000;
@@ -30,14 +31,15 @@ async function run(logger: Logger): Promise<number> {
   const log = logger.child({ vm: `${config.vm.namespace}/${config.vm.name}`, uid: config.vm.uid });
   let launched: Launch | undefined;
   let stopping = false;
+  let terminating: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     log.info({ signal }, 'termination requested; shutting the VM down');
     stopping = true;
-    if (launched === undefined) return;
-    launched.supervisor.shutdown(config.terminationGracePeriodSeconds * 1000).catch((err: unknown) => {
-      log.warn({ err }, 'graceful shutdown could not start; powering off');
-      void launched?.supervisor.powerOff().catch(() => undefined);
-    });
+    if (launched === undefined || terminating !== undefined) return;
+    const { supervisor, migration } = launched;
+    terminating = terminate({ vm: supervisor, migrations: migration, gracePeriodMs: config.terminationGracePeriodSeconds * 1000, logger: log }).catch(
+      (err: unknown) => log.error({ err }, 'termination failed'),
+    );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

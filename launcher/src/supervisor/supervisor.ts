@@ -58,8 +58,8 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   #runState: string | undefined;
   #exit: Status['qemu']['exit'];
   #shutdownEvent: { guest: boolean; reason: string } | undefined;
-  /** Set when the launcher itself ends QEMU: the exit is then a Stopped with this reason. */
-  #intent: string | undefined;
+  /** Set when the launcher itself ends QEMU: the exit then ends the VM with this phase and reason. */
+  #intent: { reason: string; outcome: 'Stopped' | 'Failed' } | undefined;
   #times: Status['timestamps'];
   #finished: Promise<Status>;
   #finish: (status: Status) => void = () => undefined;
@@ -136,7 +136,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
       this.#log.error({ err }, 'qemu failed to start');
       this.#message = (err as Error).message;
       if (proc.child.exitCode === null && proc.child.signalCode === null) {
-        this.#intent = 'QemuStartFailed';
+        this.#intent = { reason: 'QemuStartFailed', outcome: 'Failed' };
         proc.child.kill('SIGKILL');
       }
       throw err;
@@ -160,7 +160,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
 
   /** Marks the coming QEMU exit as intended: the VM ends Stopped with `reason` (e.g. after a migration). */
   expectExit(reason: string): void {
-    this.#intent = reason;
+    this.#intent = { reason, outcome: 'Stopped' };
   }
 
   pause(): Promise<void> {
@@ -210,12 +210,15 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     void this.#escalate(proc, gracePeriodMs);
   }
 
-  /** Hard power-off now: QMP `quit`, SIGKILL if QEMU lingers. */
-  async powerOff(reason = 'PoweredOff'): Promise<void> {
+  /**
+   * Hard power-off now: QMP `quit`, SIGKILL if QEMU lingers. The VM then ends with
+   * `outcome` (Stopped, or Failed when the launcher gives up on a VM it cannot keep).
+   */
+  async powerOff(reason = 'PoweredOff', outcome: 'Stopped' | 'Failed' = 'Stopped', message?: string): Promise<void> {
     const proc = this.#proc;
     if (proc === undefined || FINAL_PHASES.includes(this.#phase)) throw new ActionConflictError(`cannot stop a VM in phase ${this.#phase}`);
-    this.#intent = reason;
-    this.setPhase('Stopping', reason);
+    this.#intent = { reason, outcome };
+    this.setPhase('Stopping', reason, message);
     await this.#command('quit').catch((err: unknown) => this.#log.warn({ err }, 'quit failed'));
     const gone = await Promise.race([proc.exited.then(() => true), sleep(this.#o.powerOffTimeoutMs ?? 5000, false)]);
     if (!gone) proc.child.kill('SIGKILL');
@@ -232,7 +235,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     }
     if (await exitedWithin(deadline - Date.now())) return;
     this.#log.warn({ gracePeriodMs }, 'grace period over; killing qemu');
-    this.#intent = 'GracePeriodExpired';
+    this.#intent = { reason: 'GracePeriodExpired', outcome: 'Stopped' };
     proc.child.kill('SIGKILL');
   }
 
@@ -308,9 +311,8 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     const stderr = this.#proc?.stderrTail() ?? '';
     const detail = stderr === '' ? '' : `: ${stderr}`;
     if (exit.code === 0 && this.#shutdownEvent?.guest === true) return ['Stopped', 'GuestShutdown', 'the guest powered off'];
-    if (this.#intent !== undefined) {
-      return [this.#intent === 'QemuStartFailed' ? 'Failed' : 'Stopped', this.#intent, this.#message ?? `QEMU ended by the launcher (${this.#intent})`];
-    }
+    const intent = this.#intent;
+    if (intent !== undefined) return [intent.outcome, intent.reason, this.#message ?? `QEMU ended by the launcher (${intent.reason})`];
     if (exit.signal !== null) return ['Failed', 'QemuKilled', `QEMU was killed by ${exit.signal}${detail}`];
     if (exit.code !== 0) return ['Failed', 'QemuCrashed', `QEMU exited with code ${exit.code}${detail}`];
     if (this.#shutdownEvent?.reason === 'host-qmp-quit') return ['Stopped', 'PoweredOff', 'QEMU quit on a QMP request'];
