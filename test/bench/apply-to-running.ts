@@ -6,7 +6,7 @@
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startLauncher } from '../launcher/launcher-process.ts';
+import { startLauncher } from '../support/launcher-process.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { operatorKubeconfig, startOperator } from '../operator/operator-process.ts';

@@ -16,7 +16,7 @@ import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
 import { buildQemuArgs } from '../../launcher/src/qemu/command-line.ts';
 import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-line.ts';
 import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
-import { startLauncher } from '../launcher/launcher-process.ts';
+import { startLauncher } from '../support/launcher-process.ts';
 import { createBlankDisk, testGuest } from '../support/guest.ts';
 
 const AGENT_TIMEOUT_MS = 240_000;
@@ -34,7 +34,7 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
-/** The launcher's plan for the same guest (see test/launcher/launcher-process.ts), as a plain argv. */
+/** The launcher's plan for the same guest (see test/support/launcher-process.ts), as a plain argv. */
 async function bareArgs(dir: string, accelerator: Accelerator): Promise<string[]> {
   const guest = await testGuest();
   const disk = await createBlankDisk(dir, { format: 'raw', sizeMiB: 64, name: 'root.raw' });

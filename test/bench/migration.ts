@@ -8,10 +8,7 @@
 // Settings: KeyVirt's default policy (downtime schedule from 100 ms, unlimited
 // bandwidth; auto-converge on for the dirtying guest); the bare script uses the same
 // first downtime limit, unlimited bandwidth and the same auto-converge setting.
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { LauncherConfigSchema, type MigrationPolicyInput } from '../../launcher/src/api/index.ts';
@@ -22,8 +19,8 @@ import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-l
 import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
 import { planMachine } from '../../launcher/src/qemu/machine-plan.ts';
 import { bareMigrate, startBareQemu, type BareQemu } from '../migration/bare-qemu.ts';
-import { launcherConfig, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../migration/launcher-process.ts';
-import { createBlankDisk, parseCounterLines, testGuest } from '../support/guest.ts';
+import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
+import { parseCounterLines } from '../support/guest.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
 
 const BOOT_TIMEOUT_MS = 240_000;
@@ -53,19 +50,6 @@ function median(values: readonly (number | null)[]): number | null {
 
 function fmt(v: number | null): string {
   return v === null ? 'NaN' : String(Math.round(v * 10) / 10);
-}
-
-async function newVm(scenario: Scenario, root: string, name: string): Promise<SharedVm> {
-  const storageDir = await mkdtemp(path.join(root, `${name}-`));
-  return {
-    storageDir,
-    disk: await createBlankDisk(storageDir, { format: 'qcow2', sizeMiB: 64 }),
-    token: randomBytes(24).toString('hex'),
-    uid: randomUUID(),
-    guest: await testGuest(),
-    memory: '256Mi',
-    ...(scenario.userData === undefined ? {} : { userData: scenario.userData }),
-  };
 }
 
 async function waitForWorkload(serialLog: string, scenario: Scenario): Promise<void> {
@@ -107,7 +91,7 @@ class KeyVirtChain {
       vm: this.vm,
       mode: 'migration-target',
       name: `kv-${this.scenario.name}-${++this.#hop}`,
-      ...(toPeer ? { address: this.peer.address, exec: this.peer.exec } : { address: this.peer.rootAddress }),
+      ...(toPeer ? { address: this.peer.address, netnsExec: this.peer.exec } : { address: this.peer.rootAddress }),
     });
     try {
       await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
@@ -117,24 +101,24 @@ class KeyVirtChain {
         if (event.type !== 'result') continue;
         const r = event.result;
         if (r.phase !== 'Succeeded') {
-          await target.stop();
+          await target.dispose();
           return { totalMs: null, downtimeMs: null, pauseMs: null, converged: false };
         }
         await source.exited;
-        await source.stop();
+        await source.dispose();
         this.#current = target;
         this.#inPeer = toPeer;
         return { totalMs: r.totalTimeMs, downtimeMs: r.downtimeMs, pauseMs: r.guestPauseMs, converged: true };
       }
       throw new Error('migration event stream ended without a result');
     } catch (err) {
-      await target.stop();
+      await target.dispose();
       throw err;
     }
   }
 
   async dispose(): Promise<void> {
-    await this.#current?.stop();
+    await this.#current?.dispose();
   }
 }
 
@@ -162,7 +146,7 @@ class BareChain {
     const seed =
       this.vm.userData === undefined
         ? undefined
-        : await buildNoCloudSeed({ instanceId: this.vm.uid, hostname: 'migrating-vm', userData: this.vm.userData }, this.vm.storageDir);
+        : await buildNoCloudSeed({ instanceId: this.vm.uid, hostname: config.vm.name, userData: this.vm.userData }, this.vm.storageDir);
     return planMachine({
       config,
       accelerator: this.accelerator,
@@ -183,7 +167,7 @@ class BareChain {
     const plan = this.#plan;
     if (source === undefined || plan === undefined) throw new Error('not booted');
     const toPeer = !this.#inPeer;
-    const target = await startBareQemu({ plan, incoming: true, logger: silent, ...(toPeer ? { exec: this.peer.exec } : {}) });
+    const target = await startBareQemu({ plan, incoming: true, logger: silent, ...(toPeer ? { netnsExec: this.peer.exec } : {}) });
     const r = await bareMigrate(source.qmp, target.qmp, {
       host: toPeer ? this.peer.address : this.peer.rootAddress,
       downtimeLimitMs: 100,
@@ -209,9 +193,11 @@ function line(label: string, s: Sample): string {
   return `${label} converged=${s.converged} total_ms=${fmt(s.totalMs)} downtime_ms=${fmt(s.downtimeMs)} pause_ms=${fmt(s.pauseMs)}`;
 }
 
-async function runScenario(scenario: Scenario, reps: number, peer: PeerHost, accelerator: Accelerator, root: string): Promise<{ bare: Sample[]; keyvirt: Sample[] }> {
-  const bare = new BareChain(await newVm(scenario, root, `bare-${scenario.name}`), peer, scenario, accelerator);
-  const keyvirt = new KeyVirtChain(await newVm(scenario, root, `kv-${scenario.name}`), peer, scenario);
+async function runScenario(scenario: Scenario, reps: number, peer: PeerHost, accelerator: Accelerator): Promise<{ bare: Sample[]; keyvirt: Sample[] }> {
+  const vmOptions = scenario.userData === undefined ? {} : { userData: scenario.userData };
+  const vms = [await createSharedVm(vmOptions), await createSharedVm(vmOptions)] as const;
+  const bare = new BareChain(vms[0], peer, scenario, accelerator);
+  const keyvirt = new KeyVirtChain(vms[1], peer, scenario);
   const out = { bare: [] as Sample[], keyvirt: [] as Sample[] };
   try {
     await Promise.all([bare.boot(), keyvirt.boot()]);
@@ -225,6 +211,7 @@ async function runScenario(scenario: Scenario, reps: number, peer: PeerHost, acc
     }
   } finally {
     await Promise.allSettled([bare.dispose(), keyvirt.dispose()]);
+    await Promise.allSettled(vms.map(removeSharedVm));
   }
   return out;
 }
@@ -241,11 +228,10 @@ export async function main(args: readonly string[]): Promise<void> {
   const repsFlag = args.indexOf('--reps');
   const reps = repsFlag >= 0 ? Math.max(1, Number(args[repsFlag + 1] ?? 5)) : 5;
   const accelerator = (await chooseAccelerator(true)).accelerator;
-  const root = await mkdtemp(path.join(tmpdir(), 'kv-bench-migration-'));
   const peer = await createPeerHost();
   try {
-    const idle = await runScenario({ name: 'idle', policy: {} }, reps, peer, accelerator, root);
-    const dirty = await runScenario({ name: 'dirty', userData: DIRTY_USER_DATA, policy: { autoConverge: true } }, reps, peer, accelerator, root);
+    const idle = await runScenario({ name: 'idle', policy: {} }, reps, peer, accelerator);
+    const dirty = await runScenario({ name: 'dirty', userData: DIRTY_USER_DATA, policy: { autoConverge: true } }, reps, peer, accelerator);
     const [bi, ki, bd, kd] = [medians(idle.bare), medians(idle.keyvirt), medians(dirty.bare), medians(dirty.keyvirt)];
     const dirtyConverged = dirty.keyvirt.every((s) => s.converged);
     process.stdout.write(
@@ -256,6 +242,5 @@ export async function main(args: readonly string[]): Promise<void> {
     );
   } finally {
     await peer.destroy();
-    await rm(root, { recursive: true, force: true });
   }
 }

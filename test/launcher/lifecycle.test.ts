@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LauncherClient, LauncherHttpError } from '@keyvirt/launcher/api';
 import type { LauncherEvent } from '@keyvirt/launcher/api';
-import { startLauncher, waitForStatus } from './launcher-process.ts';
+import { startLauncher, waitForStatus } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 
@@ -106,7 +106,7 @@ void test('the launcher boots the guest, reports it, survives bad requests, paus
     assert.equal(noToken.status, 401);
     const badField = await fetch(`${launcher.baseUrl}/v1/actions/shutdown`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${launcher.token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${launcher.vm.token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ gracePeriodSeconds: 'soon' }),
     });
     assert.equal(badField.status, 400);
@@ -115,17 +115,17 @@ void test('the launcher boots the guest, reports it, survives bad requests, paus
     assert.deepEqual(body.error.issues.map((i) => i.path), ['gracePeriodSeconds']);
     const unknownField = await fetch(`${launcher.baseUrl}/v1/actions/pause`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${launcher.token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${launcher.vm.token}`, 'content-type': 'application/json' },
       body: '{"force": true}',
     });
     assert.equal(unknownField.status, 400);
     const notJson = await fetch(`${launcher.baseUrl}/v1/actions/stop`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${launcher.token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${launcher.vm.token}`, 'content-type': 'application/json' },
       body: '{"oops',
     });
     assert.equal(notJson.status, 400);
-    const unknownAction = await fetch(`${launcher.baseUrl}/v1/actions/explode`, { method: 'POST', headers: { authorization: `Bearer ${launcher.token}` } });
+    const unknownAction = await fetch(`${launcher.baseUrl}/v1/actions/explode`, { method: 'POST', headers: { authorization: `Bearer ${launcher.vm.token}` } });
     assert.equal(unknownAction.status, 404);
     await assert.rejects(client.action('resume'), (err: unknown) => err instanceof LauncherHttpError && err.status === 409);
     const status = await client.status();

@@ -6,15 +6,11 @@
 // resets along the chain source → target → target.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationEvent, MigrationPolicyInput, MigrationResult } from '../../launcher/src/api/index.ts';
-import { createBlankDisk, testGuest } from '../support/guest.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
-import { assertCounterContinues, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 const BANDWIDTH = 32 * 1024 * 1024;
@@ -33,12 +29,7 @@ async function migrate(
   await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
   const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false });
   await source.migration.start({ target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl }, policy });
-  const events: MigrationEvent[] = [];
-  for await (const event of source.migration.events(AbortSignal.timeout(400_000))) {
-    events.push(event);
-    if (event.type === 'result') return { result: event.result, events };
-  }
-  throw new Error('the migration event stream ended without a result');
+  return migrationOutcome(source, 400_000);
 }
 
 async function startTarget(vm: SharedVm, peer: PeerHost, inPeer: boolean, name: string): Promise<LauncherProcess> {
@@ -46,28 +37,18 @@ async function startTarget(vm: SharedVm, peer: PeerHost, inPeer: boolean, name: 
     vm,
     mode: 'migration-target',
     name,
-    ...(inPeer ? { address: peer.address, exec: peer.exec } : { address: peer.rootAddress }),
+    ...(inPeer ? { address: peer.address, netnsExec: peer.exec } : { address: peer.rootAddress }),
   });
 }
 
 void test('a memory-dirtying guest: timeout without help, convergence by auto-converge and by post-copy', { timeout: 1_500_000 }, async (t) => {
-  const guest = await testGuest();
-  const storageDir = await mkdtemp(path.join(tmpdir(), 'kv-mig-dirty-'));
-  t.after(() => rm(storageDir, { recursive: true, force: true }));
-  const vm: SharedVm = {
-    storageDir,
-    disk: await createBlankDisk(storageDir, { format: 'qcow2', sizeMiB: 64 }),
-    token: randomBytes(24).toString('hex'),
-    uid: randomUUID(),
-    guest,
-    memory: '256Mi',
-    userData: DIRTYING_USER_DATA,
-  };
+  const vm = await createSharedVm({ userData: DIRTYING_USER_DATA });
+  t.after(() => removeSharedVm(vm));
   const peer = await createPeerHost();
   t.after(() => peer.destroy());
 
   const first = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'dirty-source' });
-  t.after(() => first.stop());
+  t.after(() => first.dispose());
   await waitForStatus(first, (s) => s.phase === 'Running', BOOT_TIMEOUT_MS, 'Running');
   const before = await waitForCounter(first, 3, BOOT_TIMEOUT_MS);
   const bootId = before[0]?.bootId ?? '';
@@ -79,8 +60,8 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
 
   await t.test('without auto-converge or post-copy a tight completion timeout fails cleanly', async (st) => {
     const target = await startTarget(vm, peer, true, 'timeout-target');
-    st.after(() => target.stop());
-    const countBefore = (await first.counter()).length;
+    st.after(() => target.dispose());
+    const countBefore = (await first.counters()).length;
     // 40 s per GiB of a 256 MiB guest: 10 s.
     const { result } = await migrate(first, target, { bandwidthBytesPerSecond: BANDWIDTH, completionTimeoutPerGiBSeconds: 40 });
     assert.equal(result.phase, 'Failed', JSON.stringify(result));
@@ -88,14 +69,14 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     assert.equal(result.sourceRunning, true);
     const status = await waitForStatus(first, (s) => s.phase === 'Running', 30_000, 'Running after the failed migration');
     assert.equal(status.reason, 'MigrationFailed');
-    assert.equal(await target.exited, 0, 'the target launcher tears itself down');
+    assert.equal((await target.exited).code, 0, 'the target launcher tears itself down');
     assertCounterContinues(await waitForCounter(first, countBefore + 10, 60_000), bootId, 'source after the timeout');
   });
 
   let current = first;
   await t.test('auto-converge throttles the guest until the migration converges', async () => {
     const target = await startTarget(vm, peer, true, 'autoconverge-target');
-    t.after(() => target.stop());
+    t.after(() => target.dispose());
     const { result, events } = await migrate(first, target, {
       bandwidthBytesPerSecond: BANDWIDTH,
       autoConverge: true,
@@ -106,16 +87,16 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     assert.ok(throttled, 'the guest was throttled');
     assert.ok(events.some((e) => e.type === 'progress' && e.progress.downtimeLimitMs > 100), 'the downtime schedule was stepped');
     t.diagnostic(`auto-converge: ${result.iterations} iterations, total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms`);
-    assert.equal(await first.exited, 0);
+    assert.equal((await first.exited).code, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
-    assertCounterContinues([...(await first.counter()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
+    assertCounterContinues([...(await first.counters()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
     current = target;
   });
 
   await t.test('post-copy switches over when the downtime schedule is exhausted', async () => {
     assert.notEqual(current, first, 'needs the VM on the auto-converge target');
     const target = await startTarget(vm, peer, false, 'postcopy-target');
-    t.after(() => target.stop());
+    t.after(() => target.dispose());
     const { result } = await migrate(current, target, {
       bandwidthBytesPerSecond: BANDWIDTH,
       postCopy: true,
@@ -125,10 +106,10 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
     assert.equal(result.postCopy, true);
     t.diagnostic(`post-copy: ${result.iterations} iterations, total ${result.totalTimeMs} ms, pause ${result.guestPauseMs} ms`);
-    assert.equal(await current.exited, 0);
+    assert.equal((await current.exited).code, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
     assertCounterContinues(
-      [...(await first.counter()), ...(await current.counter()), ...(await waitForCounter(target, 5, 60_000))],
+      [...(await first.counters()), ...(await current.counters()), ...(await waitForCounter(target, 5, 60_000))],
       bootId,
       'the whole chain',
     );

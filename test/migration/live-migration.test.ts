@@ -6,53 +6,29 @@
 // running where it was and its counter never resets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ErrorBodySchema, LauncherHttpError, MigrationClient, type MigrationEvent, type MigrationResult } from '../../launcher/src/api/index.ts';
-import { createBlankDisk, readDiskRecords, testGuest } from '../support/guest.ts';
+import { ErrorBodySchema, LauncherHttpError, MigrationClient } from '../../launcher/src/api/index.ts';
+import { readDiskRecords } from '../support/guest.ts';
 import { createPeerHost } from '../support/netns.ts';
-import { assertCounterContinues, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from './launcher-process.ts';
+import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
 
-async function collectResult(source: LauncherProcess): Promise<{ result: MigrationResult; events: MigrationEvent[] }> {
-  const events: MigrationEvent[] = [];
-  for await (const event of source.migration.events(AbortSignal.timeout(300_000))) {
-    events.push(event);
-    if (event.type === 'result') return { result: event.result, events };
-  }
-  const current = await source.migration.current();
-  assert.ok(current.result !== null, 'the migration event stream ended without a result');
-  return { result: current.result, events };
-}
-
 void test('live migration between launchers across network namespaces, and rollbacks', { timeout: 900_000 }, async (t) => {
-  const guest = await testGuest();
-  const storageDir = await mkdtemp(path.join(tmpdir(), 'kv-mig-storage-'));
-  t.after(() => rm(storageDir, { recursive: true, force: true }));
-  const vm: SharedVm = {
-    storageDir,
-    disk: await createBlankDisk(storageDir, { format: 'qcow2', sizeMiB: 64 }),
-    token: randomBytes(24).toString('hex'),
-    uid: randomUUID(),
-    guest,
-    memory: '256Mi',
-  };
+  const vm = await createSharedVm();
+  t.after(() => removeSharedVm(vm));
   const peer = await createPeerHost();
   t.after(() => peer.destroy());
 
   const first = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'source' });
-  t.after(() => first.stop());
+  t.after(() => first.dispose());
   await waitForStatus(first, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
   const before = await waitForCounter(first, 5, BOOT_TIMEOUT_MS);
   const bootId = before[0]?.bootId ?? '';
 
-  const second = await startLauncher({ vm, mode: 'migration-target', address: peer.address, exec: peer.exec, name: 'target' });
-  t.after(() => second.stop());
+  const second = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'target' });
+  t.after(() => second.dispose());
 
   await t.test('bad or misplaced migration requests are refused and the VM keeps running', async () => {
     const bad = await fetch(`${first.baseUrl}/v1/migrations`, {
@@ -70,7 +46,7 @@ void test('live migration between launchers across network namespaces, and rollb
       new MigrationClient({ baseUrl: first.baseUrl, token: 'wrong-token-wrong-token' }).start({ target: { host: '127.0.0.1', port: 1 } }),
       (err) => err instanceof LauncherHttpError && err.status === 401,
     );
-    const status = await first.api.status();
+    const status = await first.client.status();
     assert.equal(status.phase, 'Running');
   });
 
@@ -84,7 +60,7 @@ void test('live migration between launchers across network namespaces, and rollb
       target: { host: incoming.host, port: incoming.port, launcherUrl: second.baseUrl },
     });
     assert.equal(started.migrationId, 'idle-1');
-    const { result, events } = await collectResult(first);
+    const { result, events } = await migrationOutcome(first, 300_000);
     assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
     assert.ok(events.some((e) => e.type === 'progress' && e.progress.transferredBytes > 0), 'progress events carry transferred bytes');
     assert.ok((result.totalTimeMs ?? 0) > 0, 'total time reported');
@@ -95,14 +71,14 @@ void test('live migration between launchers across network namespaces, and rollb
     t.diagnostic(`idle migration: total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms, pause ${result.guestPauseMs} ms`);
 
     // The source launcher hands over and exits cleanly.
-    assert.equal(await first.exited, 0);
-    assert.match(first.log(), /"reason":"Migrated"/);
+    assert.equal((await first.exited).code, 0);
+    assert.match(first.output(), /"reason":"Migrated"/);
 
     const switched = Date.now();
     const target = await waitForStatus(second, (s) => s.phase === 'Running', 60_000, 'Running');
     assert.equal((await second.migration.incoming()).phase, 'Succeeded');
     assert.equal(target.qemu.runState, 'running');
-    const sourceRecords = await first.counter();
+    const sourceRecords = await first.counters();
     const targetRecords = await waitForCounter(second, 5, 60_000);
     assertCounterContinues(sourceRecords, bootId, 'source');
     assertCounterContinues(targetRecords, bootId, 'target');
@@ -120,8 +96,8 @@ void test('live migration between launchers across network namespaces, and rollb
     assert.equal(withAgent.guest.os?.id, 'debian');
 
     // The disk holds what the guest wrote after the switch.
-    const latest = (await second.counter()).at(-1)?.n ?? 0;
-    const onDisk = (await readDiskRecords(vm.disk, 'qcow2')).filter((r) => r.bootId === bootId);
+    const latest = (await second.counters()).at(-1)?.n ?? 0;
+    const onDisk = (await readDiskRecords(vm.disk, vm.diskFormat)).filter((r) => r.bootId === bootId);
     assert.ok(onDisk.some((r) => r.n === latest), `record n=${latest} (written on the target) is on the disk`);
   });
 
@@ -130,10 +106,10 @@ void test('live migration between launchers across network namespaces, and rollb
 
   await t.test('cancelling midway leaves the VM running on its source', async (st) => {
     const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'cancel-target' });
-    st.after(() => target.stop());
+    st.after(() => target.dispose());
     await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
     const incoming = await target.migration.prepareIncoming();
-    const countBefore = (await source.counter()).length;
+    const countBefore = (await source.counters()).length;
     await source.migration.start({
       target: { host: incoming.host, port: incoming.port },
       policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
@@ -142,31 +118,31 @@ void test('live migration between launchers across network namespaces, and rollb
     await sleep(2000);
     const cancelled = await source.migration.cancel();
     assert.equal(cancelled.result, null);
-    const { result } = await collectResult(source);
+    const { result } = await migrationOutcome(source, 300_000);
     assert.equal(result.phase, 'Cancelled');
     assert.equal(result.reason, 'Cancelled');
     assert.equal(result.sourceRunning, true);
     assert.ok(result.transferredBytes > 0);
     const status = await waitForStatus(source, (s) => s.phase === 'Running', 30_000, 'Running after the cancel');
     assert.equal(status.reason, 'MigrationCancelled');
-    assert.equal(await target.exited, 0, 'the target launcher tears itself down');
+    assert.equal((await target.exited).code, 0, 'the target launcher tears itself down');
     const records = await waitForCounter(source, countBefore + 10, 60_000);
     assertCounterContinues(records, bootId, 'source after the cancel');
   });
 
   await t.test('a target killed midway leaves the VM running on its source', async (st) => {
     const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'doomed-target' });
-    st.after(() => target.stop());
+    st.after(() => target.dispose());
     await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
     const incoming = await target.migration.prepareIncoming();
-    const countBefore = (await source.counter()).length;
+    const countBefore = (await source.counters()).length;
     await source.migration.start({
       target: { host: incoming.host, port: incoming.port },
       policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
     });
     await sleep(2000);
-    await target.stop();
-    const { result } = await collectResult(source);
+    await target.dispose();
+    const { result } = await migrationOutcome(source, 300_000);
     assert.equal(result.phase, 'Failed');
     assert.equal(result.reason, 'QemuFailed');
     assert.equal(result.sourceRunning, true);
