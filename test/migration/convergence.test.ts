@@ -101,6 +101,7 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
       bandwidthBytesPerSecond: BANDWIDTH,
       postCopy: true,
       downtimeScheduleMs: [100, 150, 200],
+      stalledIterationsPerStep: 1,
       completionTimeoutPerGiBSeconds: 1200,
     });
     assert.equal(result.phase, 'Succeeded', JSON.stringify(result));

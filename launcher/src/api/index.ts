@@ -5,3 +5,4 @@ export * from './status.ts';
 export * from './client.ts';
 export * from './migration.ts';
 export * from './migration-client.ts';
+export * from './migration-tuning.ts';

@@ -3,58 +3,60 @@
 // and the progress/result events both stream back. Times from QEMU events are
 // epoch microseconds taken from the QMP event timestamps.
 import { z } from 'zod';
+import { BANDWIDTH_MAX, DowntimeSchedule, MAX_DOWNTIME_MS, migrationTuningFields, parseQuantity } from '@keyvirt/crds';
 
-/** oVirt's "minimal downtime" schedule: raised one step after each stalled iteration. */
+/** oVirt's "minimal downtime" schedule, the default when a policy names none. */
 export const defaultDowntimeScheduleMs: readonly number[] = [100, 150, 200, 300, 400, 500];
+/** KubeVirt's default completion timeout per GiB of guest memory, in seconds. */
+export const DEFAULT_COMPLETION_TIMEOUT_PER_GIB_SECONDS = 150;
+/** KubeVirt's default progress timeout, in seconds. */
+export const DEFAULT_PROGRESS_TIMEOUT_SECONDS = 150;
+/** The largest bandwidth a MigrationPolicy may set, in bytes per second. */
+export const MAX_BANDWIDTH_BYTES_PER_SECOND: number = parseQuantity(BANDWIDTH_MAX) ?? 0;
 
-const downtimeMs = z.number().int().min(1).max(600_000);
-
+/**
+ * The migration policy the source launcher applies. Every field accepts exactly what
+ * the CRDs' MigrationTuning expresses (the constraints come from @keyvirt/crds), and
+ * absent fields take the same defaults the CRDs document.
+ */
 export const MigrationPolicySchema = z
   .object({
     bandwidthBytesPerSecond: z
-      .number()
       .int()
       .min(0)
-      .max(2 ** 50)
+      .max(MAX_BANDWIDTH_BYTES_PER_SECOND)
       .default(0)
       .describe('Maximum migration bandwidth in bytes per second; 0 means unlimited'),
-    downtimeScheduleMs: z
-      .array(downtimeMs)
-      .min(1)
-      .max(32)
+    downtimeScheduleMs: DowntimeSchedule.shape.stepsMs
       .default([...defaultDowntimeScheduleMs])
-      .refine((steps) => steps.every((v, i) => i === 0 || v >= (steps[i - 1] ?? 0)), {
-        message: 'downtime steps must not decrease',
-      })
-      .describe('Maximum tolerated downtime, raised one step after stalled iterations'),
-    stalledIterationsPerStep: z
-      .number()
-      .int()
-      .min(1)
-      .max(100)
-      .default(1)
-      .describe('Stalled iterations (remaining data not below its lowest) before the next downtime step'),
+      .describe(`Maximum tolerated downtime per step in milliseconds (1-${MAX_DOWNTIME_MS}), strictly increasing, raised one step after stalled iterations`),
+    stalledIterationsPerStep: DowntimeSchedule.shape.stallIterations.describe(
+      'Stalled iterations (remaining data not below its lowest) before the next downtime step',
+    ),
     autoConverge: z.boolean().default(false).describe('Throttle the guest vCPUs when the migration does not converge'),
     postCopy: z
       .boolean()
       .default(false)
       .describe('Switch to post-copy when the downtime schedule is exhausted or the completion timeout passes'),
-    completionTimeoutPerGiBSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(86_400)
-      .default(150)
+    completionTimeoutPerGiBSeconds: migrationTuningFields.completionTimeoutPerGiB
+      .unwrap()
+      .default(DEFAULT_COMPLETION_TIMEOUT_PER_GIB_SECONDS)
       .describe('Allowed migration time per GiB of guest memory before post-copy (if allowed) or abort'),
-    progressTimeoutSeconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(86_400)
-      .default(150)
+    progressTimeoutSeconds: migrationTuningFields.progressTimeoutSeconds
+      .unwrap()
+      .default(DEFAULT_PROGRESS_TIMEOUT_SECONDS)
       .describe('Abort when the remaining data has not reached a new low for this long'),
   })
-  .strict();
+  .strict()
+  .superRefine((policy, ctx) => {
+    // The CRD's own downtime-schedule rules (strictly increasing steps), reported on the
+    // launcher's field names; the field constraints were already checked by the fields.
+    const crd = DowntimeSchedule.safeParse({ stepsMs: policy.downtimeScheduleMs, stallIterations: policy.stalledIterationsPerStep });
+    for (const issue of crd.success ? [] : crd.error.issues.filter((i) => i.code === 'custom')) {
+      const [field, ...rest] = issue.path;
+      ctx.addIssue({ code: 'custom', message: issue.message, path: [field === 'stallIterations' ? 'stalledIterationsPerStep' : 'downtimeScheduleMs', ...rest] });
+    }
+  });
 export type MigrationPolicy = z.output<typeof MigrationPolicySchema>;
 export type MigrationPolicyInput = z.input<typeof MigrationPolicySchema>;
 

@@ -36,7 +36,7 @@ void describe('ConvergenceSchedule', () => {
   });
 
   void it('raises the downtime one step per stalled iteration through the whole schedule', () => {
-    const s = schedule();
+    const s = schedule({ stalledIterationsPerStep: 1 });
     const actions = iterate(s, [1024, 64, 64, 70, 64, 80, 90]);
     assert.deepEqual(
       actions.map((a) => (a.kind === 'setDowntime' ? a.downtimeMs : a.kind)),
@@ -48,8 +48,8 @@ void describe('ConvergenceSchedule', () => {
     assert.deepEqual(iterate(s, [1024, 64, 64, 70, 64, 80, 90, 99]).slice(-1), []);
   });
 
-  void it('needs stalledIterationsPerStep stalls per step', () => {
-    const s = schedule({ stalledIterationsPerStep: 2 });
+  void it('needs two stalls per step by default, as the CRD defaults stallIterations', () => {
+    const s = schedule();
     const actions = iterate(s, [1024, 64, 64, 64, 64, 64]);
     assert.deepEqual(
       actions.map((a) => (a.kind === 'setDowntime' ? a.downtimeMs : a.kind)),
@@ -58,7 +58,7 @@ void describe('ConvergenceSchedule', () => {
   });
 
   void it('switches to post-copy once the schedule is exhausted when allowed', () => {
-    const s = schedule({ postCopy: true, downtimeScheduleMs: [100, 150, 200] });
+    const s = schedule({ postCopy: true, downtimeScheduleMs: [100, 150, 200], stalledIterationsPerStep: 1 });
     const actions = iterate(s, [1024, 64, 64, 64, 64, 64]);
     assert.deepEqual(actions, [
       { kind: 'setDowntime', downtimeMs: 150, stalledIterations: 1 },

@@ -108,7 +108,7 @@ void describe('migration request schema', () => {
     assert.deepEqual(req.policy, {
       bandwidthBytesPerSecond: 0,
       downtimeScheduleMs: [100, 150, 200, 300, 400, 500],
-      stalledIterationsPerStep: 1,
+      stalledIterationsPerStep: 2,
       autoConverge: false,
       postCopy: false,
       completionTimeoutPerGiBSeconds: 150,
@@ -124,5 +124,11 @@ void describe('migration request schema', () => {
     assert.ok(paths.includes('target.port'));
     assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: [300, 100] }).success, false);
     assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: [] }).success, false);
+    // As in the CRD: strictly increasing steps of at most 60 s, at most 16 of them, bandwidth up to 100Gi.
+    assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: [100, 100] }).success, false);
+    assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: [100, 60_001] }).success, false);
+    assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: Array.from({ length: 17 }, (_, i) => i + 1) }).success, false);
+    assert.equal(MigrationPolicySchema.safeParse({ bandwidthBytesPerSecond: 100 * 1024 ** 3 + 1 }).success, false);
+    assert.equal(MigrationPolicySchema.safeParse({ downtimeScheduleMs: [100, 60_000], bandwidthBytesPerSecond: 100 * 1024 ** 3 }).success, true);
   });
 });
