@@ -24,7 +24,8 @@ async function exists(client: Client, path: string, signal: AbortSignal): Promis
   }
 }
 
-async function createIfMissing(client: Client, collection: string, path: string, body: unknown, signal: AbortSignal): Promise<void> {
+/** Creates the object at `path` unless it exists (AlreadyExists from a race is fine). */
+export async function createIfMissing(client: Client, collection: string, path: string, body: unknown, signal: AbortSignal): Promise<void> {
   if ((await exists(client, path, signal)) !== undefined) return;
   try {
     await client.create(collection, body, signal);

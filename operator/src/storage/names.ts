@@ -66,6 +66,11 @@ export function diskKey(d: DiskRef): string {
   return `${d.namespace}/${d.vmName}/${d.diskName}`;
 }
 
+/** The claim of a disk on a storageClass domain (in the VM's namespace); the VM mounts it. */
+export function diskClaimName(disk: DiskRef): string {
+  return boundedName('keyvirt-disk-', `${disk.vmName}-${disk.diskName}`, 253);
+}
+
 export function diskJobPodName(kind: 'create' | 'delete', domain: string, disk: DiskRef): string {
   return `keyvirt-disk-${kind}-${shortHash(`${domain}/${diskKey(disk)}`)}`;
 }

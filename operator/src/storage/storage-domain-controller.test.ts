@@ -56,8 +56,10 @@ function harness(world: World, clock = new ManualClock(1_000_000)): { reconcile:
     caches: { domain: () => world.sd, vms: () => world.vms, jobPods: () => world.pods },
     client: {
       get: (path: string) => {
+        if (path.includes('/persistentvolumeclaims/keyvirt-disk-')) return Promise.reject(new KubeApiError(404, 'NotFound', 'not found', { method: 'GET', path }));
         if (path.includes('/persistentvolumeclaims/')) return Promise.resolve({ metadata: { name: 'keyvirt-sd-sd' }, status: { phase: 'Bound' } });
         if (path.includes('/persistentvolumes/')) return Promise.resolve({ metadata: { name: 'keyvirt-sd-sd' } });
+        if (path.includes('/storageclasses/fast')) return Promise.resolve({ metadata: { name: 'fast' } });
         return Promise.reject(new KubeApiError(404, 'NotFound', 'not found', { method: 'GET', path }));
       },
       create: (path: string, body: unknown) => {
@@ -196,4 +198,26 @@ void test('a probe pod that cannot be scheduled says why in the Ready and Mounte
   assert.equal(mounted?.status, 'Unknown');
   assert.match(mounted?.message ?? '', /the probe pod cannot be scheduled: 0\/2 nodes are available/);
   assert.match(status?.conditions?.find((c) => c.type === 'Ready')?.message ?? '', /cannot be scheduled/);
+});
+
+void test('storageClass domains: one claim per disk in the VM namespace, the image made by a job there, the claim deleted with the VM', async () => {
+  const w = emptyWorld(domain({ type: 'storageClass', local: undefined, storageClass: { name: 'fast' } }), [vm('web-1')]);
+  const h = harness(w);
+  await h.reconcile();
+  assert.equal(w.statuses.at(-1)?.phase, 'Active');
+  const claim = w.created.find((c) => c.path === '/api/v1/namespaces/prod/persistentvolumeclaims');
+  assert.equal(claim?.body.metadata.name, 'keyvirt-disk-web-1-root');
+  const job = w.created.find((c) => c.path === '/api/v1/namespaces/prod/pods');
+  assert.ok(job !== undefined, 'the disk job runs in the VM namespace');
+  assert.match(JSON.stringify(job.body), /"claimName":"keyvirt-disk-web-1-root"/);
+  assert.equal(jobNames(w).filter((n) => n.startsWith('keyvirt-sd-probe')).length, 0, 'no domain-wide probe');
+  w.pods = [{ ...finishedJob(job.body.metadata.name, { ...probe, op: 'create', created: true }), metadata: { name: job.body.metadata.name, namespace: 'prod' } }];
+  await h.reconcile();
+  assert.deepEqual(w.statuses.at(-1)?.disks, [{ namespace: 'prod', vmName: 'web-1', diskName: 'root', size: '10Gi' }]);
+  assert.ok(w.deleted.includes(`/api/v1/namespaces/prod/pods/${job.body.metadata.name}`));
+  w.pods = [];
+  w.vms = [];
+  await h.reconcile();
+  assert.ok(w.deleted.includes('/api/v1/namespaces/prod/persistentvolumeclaims/keyvirt-disk-web-1-root'));
+  assert.deepEqual(w.statuses.at(-1)?.disks, []);
 });

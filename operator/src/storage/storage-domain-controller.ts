@@ -13,11 +13,11 @@ import { isAlreadyExists, isNotFound, type KubeClient } from '../runtime/kube-cl
 import { controllerReference } from '../runtime/owner-mapping.ts';
 import { collectionPath, coreTypes, objectPath } from '../runtime/resource.ts';
 import { storageDomainType } from '../vm/names.ts';
-import { BackingVolumeError, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
-import { deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
-import { diskImageBase, usesDomain, vmIsRunning, wantedDisks } from './domain-disks.ts';
+import { BackingVolumeError, perDiskClaim, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
+import { createIfMissing, deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
+import { diskImageBase, usesDomain, vmIsRunning, wantedDisks, type WantedDisk } from './domain-disks.ts';
 import { capacityFromStatus, domainStatus, isCritical, type BackingState, type Capacity, type DomainDisk } from './domain-status.ts';
-import { diskJobPodName, diskKey, probePodName, STORAGE_DOMAIN_FINALIZER } from './names.ts';
+import { diskClaimName, diskJobPodName, diskKey, probePodName, STORAGE_DOMAIN_FINALIZER, type DiskRef } from './names.ts';
 import { recordTransitions } from './status-events.ts';
 import { jobOutcome, storageJobPod, type StorageJobOperation } from './storage-job.ts';
 
@@ -216,16 +216,24 @@ export class StorageDomainController implements Reconciler {
     const listed = new Map((current?.disks ?? []).map((d): [string, DomainDisk] => [diskKey(d), d]));
     if (pass === undefined) return [...listed.values()];
     const wanted = wantedDisks(vms, sd.metadata.name);
-    const accepting = !sd.spec.maintenance && sd.metadata.deletionTimestamp === undefined && memory.probed && !isCritical(sd, memory.capacity);
+    const measured = pass.plan.claimRef === undefined || memory.probed;
+    const accepting = !sd.spec.maintenance && sd.metadata.deletionTimestamp === undefined && measured && !isCritical(sd, memory.capacity);
     for (const disk of wanted.values()) {
       if (listed.has(diskKey(disk)) || !accepting) continue;
       const operation: StorageJobOperation = { op: 'create', image: disk.image, format: disk.format, sizeBytes: disk.sizeBytes, backing: disk.backing };
+      if (pass.plan.claimRef === undefined) await this.#ensureDiskClaim(pass, disk);
       if (await this.#runDiskJob(pass, disk, operation)) {
         listed.set(diskKey(disk), { namespace: disk.namespace, vmName: disk.vmName, diskName: disk.diskName, size: disk.size });
       }
     }
     for (const [key, disk] of listed) {
       if (wanted.has(key)) continue;
+      if (pass.plan.claimRef === undefined) {
+        // A disk of its own claim: deleting the claim deletes the disk (the class's reclaim policy decides the data).
+        await this.#deleteDiskClaim(pass, disk);
+        listed.delete(key);
+        continue;
+      }
       // The format is not recorded in status: the job removes the image in either format.
       if (await this.#runDiskJob(pass, disk, { op: 'delete', image: diskImageBase(disk) })) listed.delete(key);
     }
@@ -261,32 +269,54 @@ export class StorageDomainController implements Reconciler {
       case undefined: {
         const failedAt = memory.failures.get(name);
         if (failedAt !== undefined && now - failedAt < this.#d.settings.retryAfterFailureMs) return false;
-        await this.#startJob(pass, name, operation, diskKey(disk));
+        await this.#startJob(pass, name, operation, disk);
         return false;
       }
     }
   }
 
-  async #startJob(pass: Pass, name: string, operation: StorageJobOperation, disk: string | undefined): Promise<void> {
-    const { sd, plan, owner } = pass;
-    const claim = plan.claimRef;
-    if (claim === undefined) return;
+  /** Where a job for `disk` mounts the domain: the domain's claim, or the disk's own claim on storageClass domains. */
+  #jobVolume(pass: Pass, disk: DiskRef | undefined): { namespace: string; claimName: string; nodeName?: string | undefined } | undefined {
+    const claim = pass.plan.claimRef;
+    if (claim !== undefined) return { namespace: claim.namespace, claimName: claim.name, nodeName: pass.plan.nodeName };
+    return disk === undefined ? undefined : { namespace: disk.namespace, claimName: diskClaimName(disk) };
+  }
+
+  async #startJob(pass: Pass, name: string, operation: StorageJobOperation, disk: DiskRef | undefined): Promise<void> {
+    const { sd, owner } = pass;
+    const volume = this.#jobVolume(pass, disk);
+    if (volume === undefined) return;
     const pod = storageJobPod({
       name,
-      namespace: claim.namespace,
+      namespace: volume.namespace,
       domain: sd.metadata.name,
-      claimName: claim.name,
+      claimName: volume.claimName,
       image: this.#d.settings.image,
       imagePullPolicy: this.#d.settings.imagePullPolicy,
       owner,
       operation,
-      nodeName: plan.nodeName,
-      disk,
+      nodeName: volume.nodeName,
+      disk: disk === undefined ? undefined : diskKey(disk),
     });
     try {
-      await this.#d.client.create(collectionPath(coreTypes.pod, claim.namespace), pod, pass.ctx.signal);
+      await this.#d.client.create(collectionPath(coreTypes.pod, volume.namespace), pod, pass.ctx.signal);
     } catch (err) {
       if (!isAlreadyExists(err)) throw err;
+    }
+  }
+
+  async #ensureDiskClaim(pass: Pass, disk: WantedDisk): Promise<void> {
+    const claimName = diskClaimName(disk);
+    const ref = { namespace: disk.namespace, name: claimName };
+    const body = perDiskClaim(pass.sd, { namespace: disk.namespace, claimName, sizeBytes: disk.sizeBytes }, pass.owner);
+    await createIfMissing(this.#d.client, collectionPath(coreTypes.persistentVolumeClaim, disk.namespace), objectPath(coreTypes.persistentVolumeClaim, ref), body, pass.ctx.signal);
+  }
+
+  async #deleteDiskClaim(pass: Pass, disk: DiskRef): Promise<void> {
+    try {
+      await this.#d.client.delete(objectPath(coreTypes.persistentVolumeClaim, { namespace: disk.namespace, name: diskClaimName(disk) }), undefined, pass.ctx.signal);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
     }
   }
 

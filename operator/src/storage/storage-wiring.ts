@@ -43,7 +43,8 @@ export function addStorageDomainController(w: StorageControllerWiring): Controll
   const { manager } = w;
   const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector ?? w.vmSelector));
   const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.vmSelector));
-  const jobPods = manager.informer(coreTypes.pod, podSchema, { namespace: w.settings.namespace, labelSelector: STORAGE_JOB_SELECTOR });
+  // Jobs run where their claim is: the operator's namespace, or a VM's namespace for storageClass disks.
+  const jobPods = manager.informer(coreTypes.pod, podSchema, { labelSelector: STORAGE_JOB_SELECTOR });
   const reconciler = new StorageDomainController({
     caches: { domain: (name) => domains.get(name), vms: () => vms.list(), jobPods: () => jobPods.list() },
     client: w.client,
