@@ -46,4 +46,10 @@ async function main(): Promise<void> {
   );
 }
 
-await main();
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    pino({ name: 'keyvirt-node-agent' }).fatal({ err }, 'node agent failed');
+    process.exit(1);
+  },
+);
