@@ -68,10 +68,14 @@ function migrations(vm: FakeVm, outcome: MigrationResult, postCopy: boolean): Te
   return m;
 }
 
+function terminateIn30s(vm: FakeVm, m: TerminatingMigrations): Promise<void> {
+  return terminate({ vm, migrations: m, gracePeriodMs: 30_000, logger: silent, nowMs: () => 0 });
+}
+
 describe('terminate', () => {
   it('shuts a VM without a migration down gracefully with the whole grace period', async () => {
     const vm = new FakeVm();
-    await terminate({ vm, migrations: { outgoing: undefined, settled: () => Promise.resolve(undefined) }, gracePeriodMs: 30_000, logger: silent, nowMs: () => 0 });
+    await terminateIn30s(vm, { outgoing: undefined, settled: () => Promise.resolve(undefined) });
     assert.deepEqual(vm.calls, ['shutdown 30000']);
   });
 
@@ -94,7 +98,7 @@ describe('terminate', () => {
     const vm = new FakeVm();
     vm.phase = 'Migrating';
     const m = migrations(vm, result('Succeeded', false, true), true);
-    await terminate({ vm, migrations: m, gracePeriodMs: 30_000, logger: silent, nowMs: () => 0 });
+    await terminateIn30s(vm, m);
     assert.equal(m.cancels, 0);
     assert.deepEqual(vm.calls, []);
   });
@@ -103,7 +107,7 @@ describe('terminate', () => {
     const vm = new FakeVm();
     vm.phase = 'Migrating';
     const m = migrations(vm, { ...result('Failed', false, true), reason: 'QemuFailed', message: 'post-copy interrupted' }, true);
-    await terminate({ vm, migrations: m, gracePeriodMs: 30_000, logger: silent, nowMs: () => 0 });
+    await terminateIn30s(vm, m);
     assert.deepEqual(vm.calls, ['powerOff MigrationFailed Failed']);
   });
 
@@ -111,7 +115,7 @@ describe('terminate', () => {
     const vm = new FakeVm();
     vm.phase = 'Migrating';
     const m = migrations(vm, result('Succeeded', false, false), false);
-    await terminate({ vm, migrations: m, gracePeriodMs: 30_000, logger: silent, nowMs: () => 0 });
+    await terminateIn30s(vm, m);
     assert.deepEqual(vm.calls, []);
   });
 

@@ -19,7 +19,7 @@ import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-l
 import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
 import { planMachine } from '../../launcher/src/qemu/machine-plan.ts';
 import { bareMigrate, startBareQemu, type BareQemu } from '../migration/bare-qemu.ts';
-import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
+import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
 import { parseCounterLines } from '../support/guest.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
 
@@ -94,9 +94,7 @@ class KeyVirtChain {
       ...(toPeer ? { address: this.peer.address, netnsExec: this.peer.exec } : { address: this.peer.rootAddress }),
     });
     try {
-      await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-      const incoming = await target.migration.prepareIncoming({ postCopy: this.scenario.policy.postCopy ?? false });
-      await source.migration.start({ target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl }, policy: this.scenario.policy });
+      await startMigration(source, target, this.scenario.policy);
       for await (const event of source.migration.events(AbortSignal.timeout(MIGRATION_TIMEOUT_MS))) {
         if (event.type !== 'result') continue;
         const r = event.result;

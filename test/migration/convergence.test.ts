@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationEvent, MigrationPolicyInput, MigrationResult } from '../../launcher/src/api/index.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
-import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
+import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 const BANDWIDTH = 32 * 1024 * 1024;
@@ -26,9 +26,7 @@ async function migrate(
   target: LauncherProcess,
   policy: MigrationPolicyInput,
 ): Promise<{ result: MigrationResult; events: MigrationEvent[] }> {
-  await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-  const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false });
-  await source.migration.start({ target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl }, policy });
+  await startMigration(source, target, policy);
   return migrationOutcome(source, 400_000);
 }
 

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorBodySchema, LauncherHttpError, MigrationClient } from '../../launcher/src/api/index.ts';
 import { readDiskRecords } from '../support/guest.ts';
 import { createPeerHost } from '../support/netns.ts';
-import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
+import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -51,15 +51,10 @@ void test('live migration between launchers across network namespaces, and rollb
   });
 
   await t.test('the guest moves to the target launcher without noticing', async () => {
-    await waitForStatus(second, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-    const incoming = await second.migration.prepareIncoming();
+    const incoming = await startMigration(first, second, {}, 'idle-1');
     assert.equal(incoming.host, peer.address);
     assert.equal(incoming.phase, 'Listening');
-    const started = await first.migration.start({
-      migrationId: 'idle-1',
-      target: { host: incoming.host, port: incoming.port, launcherUrl: second.baseUrl },
-    });
-    assert.equal(started.migrationId, 'idle-1');
+    assert.equal((await first.migration.current()).migrationId, 'idle-1');
     const { result, events } = await migrationOutcome(first, 300_000);
     assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
     assert.ok(events.some((e) => e.type === 'progress' && e.progress.transferredBytes > 0), 'progress events carry transferred bytes');
@@ -107,13 +102,8 @@ void test('live migration between launchers across network namespaces, and rollb
   await t.test('cancelling midway leaves the VM running on its source', async (st) => {
     const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'cancel-target' });
     st.after(() => target.dispose());
-    await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-    const incoming = await target.migration.prepareIncoming();
     const countBefore = (await source.counters()).length;
-    await source.migration.start({
-      target: { host: incoming.host, port: incoming.port },
-      policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
-    });
+    await startMigration(source, target, { bandwidthBytesPerSecond: 8 * 1024 * 1024 });
     await waitForStatus(source, (s) => s.phase === 'Migrating', 10_000, 'Migrating');
     await sleep(2000);
     const cancelled = await source.migration.cancel();
@@ -133,13 +123,8 @@ void test('live migration between launchers across network namespaces, and rollb
   await t.test('a target killed midway leaves the VM running on its source', async (st) => {
     const target = await startLauncher({ vm, mode: 'migration-target', address: peer.rootAddress, name: 'doomed-target' });
     st.after(() => target.dispose());
-    await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-    const incoming = await target.migration.prepareIncoming();
     const countBefore = (await source.counters()).length;
-    await source.migration.start({
-      target: { host: incoming.host, port: incoming.port },
-      policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 },
-    });
+    await startMigration(source, target, { bandwidthBytesPerSecond: 8 * 1024 * 1024 });
     await sleep(2000);
     await target.dispose();
     const { result } = await migrationOutcome(source, 300_000);

@@ -13,6 +13,7 @@ import {
   migrationOutcome,
   removeSharedVm,
   startLauncher,
+  startMigration,
   waitForCounter,
   waitForStatus,
 } from '../support/launcher-process.ts';
@@ -33,11 +34,9 @@ void test('SIGTERM to a migrating source launcher cancels the migration, then sh
 
   const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'abandoned-target' });
   t.after(() => target.dispose());
-  await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-  const incoming = await target.migration.prepareIncoming();
 
   // 8 MiB/s keeps a 256 MiB guest migrating for half a minute: long enough to delete the pod midway.
-  await source.migration.start({ target: { host: incoming.host, port: incoming.port }, policy: { bandwidthBytesPerSecond: 8 * 1024 * 1024 } });
+  await startMigration(source, target, { bandwidthBytesPerSecond: 8 * 1024 * 1024 });
   await waitForStatus(source, (s) => s.phase === 'Migrating', 10_000, 'Migrating');
   const outcome = migrationOutcome(source, 300_000);
   await sleep(2000);

@@ -13,7 +13,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LauncherConfigInput, MigrationEvent, MigrationResult, Status } from '@keyvirt/launcher/api';
+import type { IncomingMigrationStatus, LauncherConfigInput, MigrationEvent, MigrationPolicyInput, MigrationResult, Status } from '@keyvirt/launcher/api';
 import { LauncherClient, MigrationClient } from '@keyvirt/launcher/api';
 import { counterContinuity, createBlankDisk, parseCounterLines, testGuest, type CounterRecord, type TestGuest } from './guest.ts';
 
@@ -315,6 +315,27 @@ export function assertCounterContinues(records: readonly CounterRecord[], bootId
   for (const b of c.breaks) {
     assert.ok(b.next.n > b.after.n && b.next.n <= b.after.n + 2, `${where}: counter went ${b.after.n} → ${b.next.n}`);
   }
+}
+
+/**
+ * Starts migrating the VM from `source` to `target` (a launcher in migration-target
+ * mode): waits until the target's QEMU waits, prepares its incoming side with the
+ * policy's post-copy choice, and starts the source. Returns the target's listener.
+ */
+export async function startMigration(
+  source: LauncherProcess,
+  target: LauncherProcess,
+  policy: MigrationPolicyInput = {},
+  migrationId?: string,
+): Promise<IncomingMigrationStatus> {
+  await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
+  const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false });
+  await source.migration.start({
+    ...(migrationId === undefined ? {} : { migrationId }),
+    target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl },
+    policy,
+  });
+  return incoming;
 }
 
 /** Follows a source launcher's migration event stream to the result; returns it with every event seen. */

@@ -105,15 +105,8 @@ void describe('timestamps and pause', () => {
 void describe('migration request schema', () => {
   void it('fills the policy defaults', () => {
     const req = StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 } });
-    assert.deepEqual(req.policy, {
-      bandwidthBytesPerSecond: 0,
-      downtimeScheduleMs: [100, 150, 200, 300, 400, 500],
-      stalledIterationsPerStep: 2,
-      autoConverge: false,
-      postCopy: false,
-      completionTimeoutPerGiBSeconds: 150,
-      progressTimeoutSeconds: 150,
-    });
+    // The default values themselves are checked against the CRDs in api/migration-tuning.test.ts.
+    assert.deepEqual(req.policy, MigrationPolicySchema.parse({}));
   });
 
   void it('rejects bad input with the field path', () => {
