@@ -6,18 +6,17 @@
 //   npm run bench -- launcher-boot [--reps N]   (default 5)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { GuestAgentClient } from '../../launcher/src/agent/client.ts';
 import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
 import { buildQemuArgs } from '../../launcher/src/qemu/command-line.ts';
-import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-line.ts';
-import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
-import { startLauncher } from '../support/launcher-process.ts';
-import { createBlankDisk, testGuest } from '../support/guest.ts';
+import type { Accelerator } from '../../launcher/src/qemu/command-line.ts';
+import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher } from '../support/launcher-process.ts';
+import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
+import { testGuest } from '../support/guest.ts';
 
 const AGENT_TIMEOUT_MS = 240_000;
 const silent = pino({ level: 'silent' });
@@ -34,30 +33,14 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
-/** The launcher's plan for the same guest (see test/support/launcher-process.ts), as a plain argv. */
-async function bareArgs(dir: string, accelerator: Accelerator): Promise<string[]> {
-  const guest = await testGuest();
-  const disk = await createBlankDisk(dir, { format: 'raw', sizeMiB: 64, name: 'root.raw' });
-  const plan: MachinePlan = {
-    guestName: 'kv-bench_bare',
-    machineType: 'q35',
-    accelerator,
-    cpu: { model: 'host-model', sockets: 1, cores: 1, threads: 1 },
-    memory: { sizeMiB: 256 },
-    disks: [{ name: 'root', path: disk, format: 'raw', bus: 'virtio', readOnly: false, cache: await probeDiskCacheMode(disk) }],
-    interfaces: [{ name: 'default', model: 'virtio', backend: 'user', macAddress: '52:54:00:4b:56:01', portForwards: [] }],
-    hostDevices: [],
-    directKernelBoot: { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline },
-    sockets: { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), guestAgent: path.join(dir, 'qga.sock') },
-    serialLog: path.join(dir, 'serial.log'),
-  };
-  return buildQemuArgs(plan);
-}
-
 /** Bare QEMU: spawn, then retry guest-sync on the agent socket until the agent answers guest-info. */
 async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss: number }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'kv-bench-bare-'));
-  const args = await bareArgs(dir, accelerator);
+  // The same guest and command line as the launcher run: a fresh raw-disk VM, planned as the launcher plans it.
+  const vm = await createSharedVm({ diskFormat: 'raw', uid: DEFAULT_VM_UID });
+  const plan = await launcherMachinePlan(vm, accelerator, vm.storageDir);
+  const args = buildQemuArgs(plan);
+  const agentSocket = plan.sockets.guestAgent;
+  if (agentSocket === undefined) throw new Error('the test VM has no guest-agent channel');
   const started = Date.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
   const exited = once(qemu, 'exit');
@@ -65,7 +48,7 @@ async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss:
     for (;;) {
       if (Date.now() - started > AGENT_TIMEOUT_MS) throw new Error('bare QEMU: the agent never answered');
       if (qemu.exitCode !== null) throw new Error(`bare QEMU exited with ${qemu.exitCode}`);
-      const client = new GuestAgentClient({ path: path.join(dir, 'qga.sock'), logger: silent, syncTimeoutMs: 2000 });
+      const client = new GuestAgentClient({ path: agentSocket, logger: silent, syncTimeoutMs: 2000 });
       try {
         await client.connect();
         await client.info();
@@ -82,7 +65,7 @@ async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss:
       qemu.kill('SIGKILL');
       await exited;
     }
-    await rm(dir, { recursive: true, force: true });
+    await removeSharedVm(vm);
   }
 }
 

@@ -11,16 +11,13 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { LauncherConfigSchema, type MigrationPolicyInput } from '../../launcher/src/api/index.ts';
-import { buildNoCloudSeed } from '../../launcher/src/cloud-init/seed.ts';
-import { statePaths } from '../../launcher/src/launch.ts';
+import type { MigrationPolicyInput } from '../../launcher/src/api/index.ts';
 import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
 import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-line.ts';
-import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
-import { planMachine } from '../../launcher/src/qemu/machine-plan.ts';
 import { bareMigrate, startBareQemu, type BareQemu } from '../migration/bare-qemu.ts';
-import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
+import { createSharedVm, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
 import { parseCounterLines } from '../support/guest.ts';
+import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
 import { createPeerHost, type PeerHost } from '../support/netns.ts';
 
 const BOOT_TIMEOUT_MS = 240_000;
@@ -136,26 +133,8 @@ class BareChain {
     this.accelerator = accelerator;
   }
 
-  /** The machine plan the launcher would build for this VM. */
-  async #machinePlan(): Promise<MachinePlan> {
-    const config = LauncherConfigSchema.parse(
-      launcherConfig(this.vm, { mode: 'run', address: '127.0.0.1', tokenFile: '/dev/null', stateDir: this.vm.storageDir }),
-    );
-    const seed =
-      this.vm.userData === undefined
-        ? undefined
-        : await buildNoCloudSeed({ instanceId: this.vm.uid, hostname: config.vm.name, userData: this.vm.userData }, this.vm.storageDir);
-    return planMachine({
-      config,
-      accelerator: this.accelerator,
-      paths: statePaths(this.vm.storageDir),
-      diskCache: { root: await probeDiskCacheMode(this.vm.disk) },
-      ...(seed === undefined ? {} : { cloudInitSeed: seed }),
-    });
-  }
-
   async boot(): Promise<void> {
-    this.#plan = await this.#machinePlan();
+    this.#plan = await launcherMachinePlan(this.vm, this.accelerator, this.vm.storageDir);
     this.#current = await startBareQemu({ plan: this.#plan, logger: silent });
     await waitForWorkload(this.#current.serialLog, this.scenario);
   }
