@@ -75,12 +75,20 @@ void describe('VM placement on the local cluster', { timeout: 10 * 60_000 }, () 
     cluster.kubectl(['delete', 'virtualmachine', 'fits', '-n', s.namespace, '--wait=false']);
   });
 
-  void it('a CPU model no node can run: Unschedulable, the reason counted per node', async () => {
+  void it('a node selector no node matches: Unschedulable, the reason counted per node', async () => {
+    const vm: VirtualMachineInput = testVm(s, guest, { name: 'selector', runStrategy: 'Always' });
+    vm.spec.nodeSelector = { 'keyvirt.io/test-zone': `nowhere-${s.runId}` };
+    apply(cluster, vm);
+    const message = await unschedulable('selector');
+    assert.match(message, /^0\/\d+ nodes are available: .*\d+ node\(s\) didn't match the VM's node affinity\/selector/);
+  });
+
+  void it('under emulation a CPU model the host lacks still places (QEMU emulates it)', async () => {
     const vm: VirtualMachineInput = testVm(s, guest, { name: 'cpu-model', runStrategy: 'Always' });
     vm.spec.template.cpu = { model: 'SapphireRapids-v2', sockets: 1, cores: 1, threads: 1 };
     apply(cluster, vm);
-    const message = await unschedulable('cpu-model');
-    assert.match(message, /^0\/\d+ nodes are available: .*\d+ node\(s\) cannot run CPU model SapphireRapids/);
+    await eventually('a launcher pod for cpu-model', () => (cluster.kubectl(['get', 'pods', '-n', s.namespace, '-l', 'keyvirt.io/vm=cpu-model', '-o', 'name']).trim() !== '' ? true : undefined), 90_000);
+    cluster.kubectl(['delete', 'virtualmachine', 'cpu-model', '-n', s.namespace, '--wait=false']);
   });
 
   void it('a host device no node offers: Insufficient with the resource name', async () => {

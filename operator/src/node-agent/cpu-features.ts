@@ -149,6 +149,9 @@ export class CpuinfoParseError extends Error {
   override readonly name = 'CpuinfoParseError';
 }
 
+/** QEMU's generic models every x86 host can give a guest (64-bit ones need long mode). */
+export const BASELINE_CPU_MODELS: readonly string[] = ['qemu64', 'kvm64', 'qemu32', 'kvm32'];
+
 /** The named models whose every feature is in `features`, oldest first. */
 export function supportedModels(features: ReadonlySet<string>): string[] {
   const out: string[] = [];
@@ -176,7 +179,8 @@ export function describeCpu(cpuinfo: string): CpuDescription {
   const featureSet = new Set(features);
   const vendorId = fields.get('vendor_id') ?? 'unknown';
   const vendor = vendorId === 'GenuineIntel' ? 'Intel' : vendorId === 'AuthenticAMD' ? 'AMD' : vendorId;
-  const models = supportedModels(featureSet);
+  const baseline = BASELINE_CPU_MODELS.filter((m) => !m.endsWith('64') || featureSet.has('lm'));
+  const models = [...baseline, ...supportedModels(featureSet)];
   const line = vendor === 'AMD' ? AMD_LINE : INTEL_LINE;
   const hostModel = [...line].reverse().find((m) => models.includes(m));
   return { vendor, modelName: fields.get('model name') ?? '', features, models, hostModel };

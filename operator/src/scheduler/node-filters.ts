@@ -8,7 +8,7 @@ import {
   CPU_MODEL_LABEL_PREFIX,
   KVM_LABEL,
 } from '../node-agent/node-label-keys.ts';
-import { qemuFeatureName } from '../node-agent/cpu-features.ts';
+import { BASELINE_CPU_MODELS, qemuFeatureName } from '../node-agent/cpu-features.ts';
 import { firstUntoleratedTaint, matchesNodeSelectorAndAffinity } from './node-matching.ts';
 import type { NodeUsage } from './node-usage.ts';
 import type { NodeRejection, PlacementRequest } from './placement-types.ts';
@@ -70,11 +70,14 @@ const hardwareKvm: NodeFilter = (request, node) => {
 
 const cpuCompatibility: NodeFilter = (request, node) => {
   const labels = node.metadata?.labels ?? {};
+  // Under TCG QEMU emulates the model itself: the host CPU does not limit it.
+  if (request.allowEmulation && labels[KVM_LABEL] !== 'true') return [];
   const out: NodeRejection[] = [];
-  if (request.cpuModel !== undefined && labels[`${CPU_MODEL_LABEL_PREFIX}${request.cpuModel}`] !== 'true') {
+  const model = request.cpuModel;
+  if (model !== undefined && !BASELINE_CPU_MODELS.includes(model) && labels[`${CPU_MODEL_LABEL_PREFIX}${model}`] !== 'true') {
     out.push({
-      summary: `node(s) cannot run CPU model ${request.cpuModel}`,
-      detail: `CPU model ${request.cpuModel} is not supported by this node's CPU`,
+      summary: `node(s) cannot run CPU model ${model}`,
+      detail: `CPU model ${model} is not supported by this node's CPU`,
     });
   }
   const has = (f: string): boolean => labels[`${CPU_FEATURE_LABEL_PREFIX}${qemuFeatureName(f)}`] === 'true';

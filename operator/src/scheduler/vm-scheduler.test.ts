@@ -161,6 +161,21 @@ void describe('placeVm filters', () => {
       expect: 'b',
     },
     {
+      name: 'QEMU baseline models run anywhere',
+      request: vm({ cpuModel: 'qemu64' }),
+      nodes: [node('a')],
+      expect: 'a',
+    },
+    {
+      name: 'under emulation the host CPU does not limit the model',
+      request: vm({ cpuModel: 'SapphireRapids', allowEmulation: true }),
+      nodes: [
+        node('a', { labels: { 'keyvirt.io/kvm': 'true' } }),
+        node('b', { labels: { 'keyvirt.io/kvm': 'false', 'keyvirt.io/accelerator': 'tcg' } }),
+      ],
+      expect: 'b',
+    },
+    {
       name: 'required CPU features accept cpuinfo or QEMU names',
       request: vm({ requiredCpuFeatures: ['sse4_2', 'avx512f'] }),
       nodes: [
