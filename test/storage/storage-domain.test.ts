@@ -45,7 +45,7 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
     const out = cluster.kubectl(['get', 'events.events.k8s.io', '-n', 'default', '--field-selector', `regarding.name=${name}`, '-o', 'json']);
     return z.object({ items: z.array(z.object({ reason: z.string().optional(), note: z.string().optional() })) }).parse(JSON.parse(out)).items.map((e) => `${e.reason ?? ''}: ${e.note ?? ''}`);
   };
-  const imageOf = (vm: string, disk: string): string => path.join(domainDir, 'images', s.namespace, vm, `${disk}.raw`);
+  const imageOf = (vm: string, disk: string, format = 'raw'): string => path.join(domainDir, 'images', s.namespace, vm, `${disk}.${format}`);
   const setMaintenance = (on: boolean): void => {
     cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', JSON.stringify({ spec: { maintenance: on } })]);
   };
@@ -115,12 +115,17 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
   });
 
   void it('creates a VM disk on the domain and refuses maintenance while the VM runs', async () => {
-    apply(cluster, testVm(s, guest, { name: 'vm-a', storageDomain: name }));
+    // A thin qcow2 overlay on a backing image in the domain's templates/, as the sample VM uses.
+    await mkdir(path.join(domainDir, 'templates'));
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(domainDir, 'templates', 'base'), '96M']);
+    const manifest = testVm(s, guest, { name: 'vm-a', storageDomain: name });
+    manifest.spec.template.disks = [{ name: 'root', storageDomain: { name, size: '128Mi', format: 'qcow2', backingImage: 'base' } }];
+    apply(cluster, manifest);
     const sd = await waitDomain('lists the disk of vm-a', (d) => (d.status?.disks ?? []).some((x) => x.vmName === 'vm-a' && x.diskName === 'root'));
     assert.equal(sd.status?.diskCount, 1);
-    const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', imageOf('vm-a', 'root')]);
-    const info = z.object({ format: z.string(), 'virtual-size': z.number() }).parse(JSON.parse(stdout));
-    assert.deepEqual(info, { ...info, format: 'raw', 'virtual-size': 64 * 2 ** 20 });
+    const { stdout } = await run('qemu-img', ['info', '--output=json', '-U', imageOf('vm-a', 'root', 'qcow2')]);
+    const info = z.object({ format: z.string(), 'virtual-size': z.number(), 'backing-filename': z.string().optional() }).parse(JSON.parse(stdout));
+    assert.deepEqual(info, { format: 'qcow2', 'virtual-size': 128 * 2 ** 20, 'backing-filename': '../../../templates/base' });
 
     // Running with the guest agent connected: the guest has booted and will honour a shutdown request.
     const connected = (vm: { status?: { phase?: string; conditions?: { type: string; status: string }[] } }): boolean =>
@@ -163,7 +168,7 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
     assert.match(cond(blocked, 'DeletionBlocked')?.message ?? '', /holds 2 disk\(s\)/);
     cluster.kubectl(['delete', 'virtualmachine', 'vm-a', 'vm-b', '-n', s.namespace, '--wait=false']);
     await eventually('the domain gone', () => (getDomain() === undefined ? true : undefined), 180_000, 1000);
-    await assert.rejects(stat(imageOf('vm-a', 'root')), { code: 'ENOENT' });
+    await assert.rejects(stat(imageOf('vm-a', 'root', 'qcow2')), { code: 'ENOENT' });
     await assert.rejects(stat(imageOf('vm-b', 'root')), { code: 'ENOENT' });
     await eventually('the volume gone', () => (cluster.kubectl(['get', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '-o', 'name']).trim() === '' ? true : undefined), 60_000);
   });
