@@ -2,7 +2,7 @@
 # Builds the pinned upstream binaries from their Go modules into hack/.cache/k8s/bin:
 #   control-plane: kube-apiserver kube-controller-manager kube-scheduler kubectl etcd
 #   tools:         helm kwok
-# Usage: hack/k8s/build.sh [control-plane|tools|all]   (default: all)
+# Usage: hack/k8s/build.sh [control-plane|helm|kwok|tools|all]   (default: all)
 # Each target is cached by a hash of its pins and module files; it rebuilds only
 # when one of them changes. The go.mod of the control-plane module is generated
 # from the Kubernetes release's own go.mod (every staging module it replaces with a
@@ -125,27 +125,32 @@ write_tool_gomod() { # dir module require...
   fi
 }
 
-build_tools() {
-  local s start
-  write_tool_gomod "$here/helm" keyvirt.io/hack/k8s/helm "helm.sh/helm/v3 $HELM_VERSION"
-  write_tool_gomod "$here/kwok" keyvirt.io/hack/k8s/kwok "sigs.k8s.io/kwok $KWOK_VERSION"
-  s=$(stamp_of tools "$here/helm/go.mod.gen" "$here/kwok/go.mod.gen" "$here/helm/tools.go" "$here/kwok/tools.go")
-  if fresh tools "$s" helm kwok; then log "helm $HELM_VERSION and kwok $KWOK_VERSION are cached"; return; fi
-  log "building helm $HELM_VERSION and kwok $KWOK_VERSION"
+build_tool() { # name module version package ldflags
+  local name=$1 mod=$2 version=$3 pkg=$4 ldflags=$5 s start
+  write_tool_gomod "$here/$name" "keyvirt.io/hack/k8s/$name" "$mod $version"
+  s=$(stamp_of "$name" "$here/$name/go.mod.gen" "$here/$name/tools.go")
+  if fresh "$name" "$s" "$name"; then log "$name $version is cached"; return; fi
+  log "building $name $version"
   start=$(date +%s)
-  (cd "$here/helm" && go build -trimpath \
-    -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    -o "$out/" helm.sh/helm/v3/cmd/helm)
-  (cd "$here/kwok" && go build -trimpath \
-    -ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
-    -o "$out/" sigs.k8s.io/kwok/cmd/kwok)
-  echo "$s" > "$out/.tools.stamp"
-  log "helm and kwok built in $(( $(date +%s) - start ))s"
+  (cd "$here/$name" && go build -trimpath -ldflags="-s -w $ldflags" -o "$out/" "$pkg")
+  echo "$s" > "$out/.$name.stamp"
+  log "$name built in $(( $(date +%s) - start ))s"
+}
+
+build_helm() {
+  build_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+}
+
+build_kwok() {
+  build_tool kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 }
 
 case "$target" in
   control-plane) build_control_plane ;;
-  tools) build_tools ;;
-  all) build_control_plane; build_tools ;;
-  *) echo "usage: $0 [control-plane|tools|all]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  kwok) build_kwok ;;
+  tools) build_helm; build_kwok ;;
+  all) build_control_plane; build_helm; build_kwok ;;
+  *) echo "usage: $0 [control-plane|helm|kwok|tools|all]" >&2; exit 2 ;;
 esac

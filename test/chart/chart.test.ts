@@ -51,7 +51,7 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
   };
 
   before(async () => {
-    execFileSync('bash', [path.join(repo, 'hack/k8s/build.sh'), 'tools'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('bash', [path.join(repo, 'hack/k8s/build.sh'), 'helm'], { stdio: ['ignore', 'ignore', 'inherit'] });
     cluster = await ensureCluster();
     cluster.kubectl(['create', 'namespace', ns]);
   });
