@@ -133,6 +133,8 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
       ['keyvirt-operator', 'patch', 'virtualmachines.keyvirt.io/status', true],
       ['keyvirt-operator', 'update', 'storagedomains.keyvirt.io', true],
       ['keyvirt-operator', 'create', 'persistentvolumes', true],
+      ['keyvirt-operator', 'get', 'storageclasses.storage.k8s.io', true],
+      ['keyvirt-operator', 'create', 'storageclasses.storage.k8s.io', false],
       ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', true, ns],
       ['keyvirt-operator', 'update', 'leases.coordination.k8s.io', false, 'kube-node-lease'],
       ['keyvirt-operator', 'create', 'virtualmachines.keyvirt.io', false],
