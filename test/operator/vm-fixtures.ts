@@ -150,7 +150,7 @@ export async function waitVm(
   ref: { namespace: string; name: string },
   what: string,
   ok: (vm: VirtualMachine) => boolean,
-  timeoutMs = 180_000,
+  timeoutMs = 300_000,
 ): Promise<VirtualMachine> {
   const { namespace, name } = ref;
   let last: string | undefined;

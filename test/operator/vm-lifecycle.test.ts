@@ -85,6 +85,7 @@ void describe('VirtualMachine lifecycle on the local cluster', { timeout: 15 * 6
   });
 
   let firstBoot: string;
+  let firstBootRecords: { bootId: string; n: number }[] = [];
 
   void it('stop → Stopped, the launcher pod gone, runStrategy Halted', async () => {
     const records = await readDiskRecords(image);
@@ -96,6 +97,8 @@ void describe('VirtualMachine lifecycle on the local cluster', { timeout: 15 * 6
     assert.equal(vm.metadata.annotations?.['keyvirt.io/request'], undefined, 'the request was consumed');
     await eventually('launcher pod gone', () => (launcherPods(cluster, s.namespace, VM).length === 0 ? true : undefined), 60_000);
     assert.equal(getVm(cluster, s.namespace, VM)?.status?.launcherPod, undefined);
+    firstBootRecords = (await readDiskRecords(image)).filter((r) => r.bootId === firstBoot);
+    assert.ok(firstBootRecords.length > 3);
   });
 
   void it('start again → Running on the same disk', async () => {
@@ -108,15 +111,24 @@ void describe('VirtualMachine lifecycle on the local cluster', { timeout: 15 * 6
     cluster.kubectl(['annotate', 'vm', VM, '-n', s.namespace, 'keyvirt.io/request=start']);
     const vm = await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Running again', running);
     assert.equal(vm.spec.runStrategy, 'Always');
-    const boots = await eventually(
-      'records of the new boot next to the old ones',
+    // The guest numbers records from 1 at every boot into a ring at the start of the
+    // disk: the new boot overwrites the old boot's first records and nothing else.
+    const now = await eventually(
+      'records of the new boot on the disk',
       async () => {
-        const ids = new Set((await readDiskRecords(image)).map((r) => r.bootId));
-        return ids.size >= 2 ? ids : undefined;
+        const records = await readDiskRecords(image);
+        return records.some((r) => r.bootId !== firstBoot) ? records : undefined;
       },
       60_000,
     );
-    assert.ok(boots.has(firstBoot), 'records of the first boot are still on the disk');
+    const newest = Math.max(...now.filter((r) => r.bootId !== firstBoot).map((r) => r.n));
+    const survivors = firstBootRecords.filter((r) => r.n > newest + 10).map((r) => r.n);
+    const kept = new Set(now.filter((r) => r.bootId === firstBoot).map((r) => r.n));
+    assert.deepEqual(
+      survivors.filter((n) => !kept.has(n)),
+      [],
+      `records ${String(newest + 11)}..${String(Math.max(0, ...survivors))} of the first boot are still on the disk`,
+    );
     const handle2 = await open(image, 'r');
     try {
       const buf = Buffer.alloc(MARKER.length);

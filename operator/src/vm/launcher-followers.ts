@@ -13,6 +13,8 @@ import type { Sleep } from '../runtime/clock.ts';
  */
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 2000;
+/** Per request (not the event stream): a pod whose network is still being set up drops packets. */
+const REQUEST_TIMEOUT_MS = 3000;
 
 export interface LauncherEndpoint {
   /** The launcher pod this endpoint belongs to: a new pod means a new follower. */
@@ -59,7 +61,7 @@ export class LauncherFollowers {
     const existing = this.#followers.get(key);
     if (existing !== undefined && existing.endpoint.podUid === endpoint.podUid && existing.endpoint.baseUrl === endpoint.baseUrl) return;
     if (existing !== undefined) this.forget(key);
-    const client = this.#o.makeClient?.(endpoint) ?? new LauncherClient({ baseUrl: endpoint.baseUrl, token: endpoint.token, timeoutMs: 10_000 });
+    const client = this.#o.makeClient?.(endpoint) ?? new LauncherClient({ baseUrl: endpoint.baseUrl, token: endpoint.token, timeoutMs: REQUEST_TIMEOUT_MS });
     const follower: Follower = { endpoint, client, stop: new AbortController(), info: undefined, latest: undefined, connected: false, lastError: undefined };
     this.#followers.set(key, follower);
     void this.#follow(key, follower);

@@ -171,6 +171,7 @@ export class VmController implements Reconciler {
     const progress: StepOutcome = { blocker: undefined, stopping: false, requeueAfterMs: undefined, notMigratable: [], startFailure: previous?.startFailure, restartCount: previous?.restartCount };
     let failure: Error | undefined;
     try {
+      if (decision.action !== 'create') await this.#notMigratableDisks(vm, progress);
       await this.#step(scope, decision, progress);
     } catch (err) {
       failure = err instanceof Error ? err : new Error('reconcile step failed', { cause: err });
@@ -205,7 +206,6 @@ export class VmController implements Reconciler {
           out.requeueAfterMs = STOP_POLL_MS;
           await this.#finishDeletion(scope);
         }
-        if (state.kind === 'active') await this.#notMigratableDisks(vm, out);
         return;
       case 'create':
         await this.#create(ctx, vm, out, now);
