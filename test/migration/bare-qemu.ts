@@ -26,7 +26,7 @@ export interface BareQemuOptions {
   readonly plan: MachinePlan;
   readonly incoming?: boolean;
   /** Command prefix, e.g. `ip netns exec <peer>`. */
-  readonly exec?: readonly string[];
+  readonly netnsExec?: readonly string[];
   readonly logger: Logger;
 }
 
@@ -51,7 +51,7 @@ export async function startBareQemu(options: BareQemuOptions): Promise<BareQemu>
     serialLog,
     ...(options.incoming === true ? { incoming: 'defer' as const } : {}),
   };
-  const argv = [...(options.exec ?? []), 'qemu-system-x86_64', ...buildQemuArgs(plan)];
+  const argv = [...(options.netnsExec ?? []), 'qemu-system-x86_64', ...buildQemuArgs(plan)];
   const [cmd = 'qemu-system-x86_64', ...args] = argv;
   const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
