@@ -1,6 +1,7 @@
 // Runs one container as real processes: a private PID, mount and UTS namespace
 // (the pod's network namespace entered unless hostNetwork), cgroup limits, volumes
-// bind-mounted at their mount paths, and the container's argv exec'd as PID 1.
+// bind-mounted at their mount paths (on a private /dev when a mount point must be
+// created there), and the container's argv exec'd as PID 1.
 // setpriv's parent-death signal plus unshare's --kill-child make the whole
 // container die with the simulator that started it (a crashed node loses its pods).
 import { spawn } from 'node:child_process';
@@ -8,6 +9,8 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { privateDevScript } from './private-dev.ts';
+import type { PrivateDev } from './private-dev.ts';
 
 export interface BindMount {
   readonly source: string;
@@ -23,6 +26,8 @@ export interface ContainerLaunch {
   /** The pod's network namespace name, or undefined for hostNetwork pods. */
   readonly netns: string | undefined;
   readonly mounts: readonly BindMount[];
+  /** Set when a mount point must be created under /dev: the container gets its own /dev first. */
+  readonly privateDev?: PrivateDev | undefined;
   readonly cgroupProcFiles: readonly string[];
   readonly scriptPath: string;
   readonly logPath: string;
@@ -38,11 +43,12 @@ function shellQuote(text: string): string {
 }
 
 /** The init script PID 1 runs before exec'ing the container's argv. */
-export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'workingDir'>): string {
+export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'privateDev' | 'workingDir'>): string {
   // Host tools by absolute path: the container's PATH may put other tools (busybox) first.
   const lines = ['set -e'];
   for (const file of launch.cgroupProcFiles) lines.push(`echo $$ > ${shellQuote(file)}`);
   lines.push(`/usr/bin/hostname ${shellQuote(launch.hostname)}`);
+  if (launch.privateDev !== undefined) lines.push(...privateDevScript(launch.privateDev));
   for (const m of launch.mounts) {
     const target = shellQuote(m.target);
     lines.push(`if [ -d ${shellQuote(m.source)} ]; then /usr/bin/mkdir -p ${target}; else /usr/bin/mkdir -p "$(/usr/bin/dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);

@@ -1,6 +1,7 @@
 // One pod on a simulated node: sandbox (network namespace + address), volumes,
 // init containers in order, then the containers under the pod's restart policy,
-// status written back on every change, and graceful termination.
+// termination messages collected as each run ends, status written back on every
+// change, and graceful termination.
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,8 +17,11 @@ import { containerArgv, resolveImage, UnknownImageError } from './images.ts';
 import type { ImageTableOptions } from './images.ts';
 import { createPodNetwork, deletePodNetwork, podNetnsName } from './pod-network.ts';
 import { podStatus, restartDelayMs, shouldRestart } from './pod-status.ts';
+import { needsPrivateDev, nodeDevSubmounts } from './private-dev.ts';
 import { probeLoop } from './probes.ts';
 import type { ContainerRecord, PodRecord } from './pod-status.ts';
+import { prepareTerminationLog, terminationMessage } from './termination-message.ts';
+import type { TerminationLog } from './termination-message.ts';
 import { hasExpiringVolumes, materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
 import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
 
@@ -48,6 +52,20 @@ function limitsOf(container: V1Container): ContainerLimits {
     cpuMillis: limits.cpu === undefined ? undefined : parseCpuMillis(limits.cpu),
     cpuRequestMillis: requests.cpu === undefined ? undefined : parseCpuMillis(requests.cpu),
   };
+}
+
+/** A container ready to start, with the message file the kubelet would mount for it. */
+interface LaunchPlan {
+  readonly launch: ContainerLaunch;
+  readonly terminationLog: TerminationLog | undefined;
+}
+
+function fileSize(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 export class PodRunner {
@@ -185,7 +203,7 @@ export class PodRunner {
     }
   }
 
-  async #launch(spec: V1Container): Promise<ContainerLaunch> {
+  async #launch(spec: V1Container): Promise<LaunchPlan> {
     const image = resolveImage(spec.image ?? '', this.#ctx.images);
     const hostname = this.#pod.spec?.hostNetwork === true ? this.#ctx.nodeName : (this.#pod.spec?.hostname ?? this.#pod.metadata?.name ?? '');
     const env = await containerEnv(this.#ctx.api, this.#pod, spec, { pathPrefix: image.pathPrefix, hostname });
@@ -198,21 +216,28 @@ export class PodRunner {
       if (m.subPath !== undefined && m.subPath !== '' && !fs.existsSync(source)) fs.mkdirSync(source, { recursive: true });
       return { source, target: m.mountPath, readOnly: m.readOnly === true || volume.readOnly };
     });
-    return {
-      argv, env, hostname, mounts,
+    const containerDir = path.join(this.#dir, 'containers', spec.name);
+    const terminationLog = prepareTerminationLog(containerDir, spec);
+    if (terminationLog !== undefined) mounts.push({ source: terminationLog.hostPath, target: terminationLog.containerPath, readOnly: false });
+    const stageDir = path.join(containerDir, 'dev');
+    const privateDev = needsPrivateDev(mounts.map((m) => m.target)) ? { stageDir, submounts: nodeDevSubmounts() } : undefined;
+    if (privateDev !== undefined) fs.mkdirSync(stageDir, { recursive: true });
+    const launch: ContainerLaunch = {
+      argv, env, hostname, mounts, privateDev,
       workingDir: spec.workingDir ?? '/',
       netns: this.#netns,
       cgroupProcFiles: prepareContainerCgroups(this.#ctx.nodeName, this.uid, spec.name, limitsOf(spec)),
       scriptPath: path.join(this.#dir, `${spec.name}.init.sh`),
       logPath: path.join(this.#dir, `${spec.name}.log`),
     };
+    return { launch, terminationLog };
   }
 
   async #supervise(rec: ContainerRecord, spec: V1Container): Promise<void> {
     while (!this.#abort.signal.aborted) {
-      let launch: ContainerLaunch;
+      let plan: LaunchPlan;
       try {
-        launch = await this.#launch(spec);
+        plan = await this.#launch(spec);
       } catch (err) {
         if (!(err instanceof UnknownImageError || err instanceof VolumeNotReadyError)) throw err;
         const reason = err instanceof UnknownImageError ? 'ErrImageNeverPull' : 'CreateContainerConfigError';
@@ -221,6 +246,8 @@ export class PodRunner {
         await sleep(5000, undefined, { signal: this.#abort.signal });
         continue;
       }
+      const { launch } = plan;
+      const logOffset = fileSize(launch.logPath);
       const proc = new ContainerProcess(launch);
       this.#processes.set(rec.name, proc);
       rec.state = { kind: 'running', startedAt: proc.startedAt };
@@ -236,6 +263,7 @@ export class PodRunner {
       rec.state = {
         kind: 'terminated', exitCode: exit.exitCode, reason: exit.exitCode === 0 ? 'Completed' : 'Error',
         startedAt: proc.startedAt, finishedAt: new Date(),
+        message: this.#terminationMessage(spec, plan, logOffset, exit.exitCode),
       };
       this.#log.info({ container: rec.name, exitCode: exit.exitCode, signal: exit.signal }, 'container exited');
       if (this.#terminating !== undefined || !shouldRestart(this.#record.restartPolicy, exit.exitCode, rec.init)) {
@@ -248,6 +276,18 @@ export class PodRunner {
       this.#push();
       await sleep(restartDelayMs(rec.restartCount + 1), undefined, { signal: this.#abort.signal }).catch(() => undefined);
       rec.restartCount++;
+    }
+  }
+
+  #terminationMessage(spec: V1Container, plan: LaunchPlan, logOffset: number, exitCode: number): string | undefined {
+    try {
+      return terminationMessage({
+        log: plan.terminationLog, fallbackToLogs: spec.terminationMessagePolicy === 'FallbackToLogsOnError',
+        logPath: plan.launch.logPath, logOffset, exitCode,
+      });
+    } catch (err) {
+      this.#log.warn({ err, container: spec.name }, 'reading the termination message failed');
+      return `Error on reading termination log: ${err instanceof Error ? err.message : String(err)}`;
     }
   }
 
@@ -330,5 +370,6 @@ export class PodRunner {
     if (this.#record.podIp !== undefined && this.#netns !== undefined) this.#ctx.releaseIp(this.#record.podIp);
     removePodCgroups(this.#ctx.nodeName, this.uid);
     fs.rmSync(path.join(this.#dir, 'volumes'), { recursive: true, force: true });
+    fs.rmSync(path.join(this.#dir, 'containers'), { recursive: true, force: true });
   }
 }

@@ -9,6 +9,8 @@ export type ContainerState =
   | {
     readonly kind: 'terminated'; readonly exitCode: number; readonly reason: string;
     readonly signal?: number; readonly startedAt: Date; readonly finishedAt: Date;
+    /** The termination message (file, or log tail under FallbackToLogsOnError). */
+    readonly message?: string | undefined;
   };
 
 export interface ContainerRecord {
@@ -46,7 +48,7 @@ function apiState(state: ContainerState): V1ContainerState {
       return {
         terminated: {
           exitCode: state.exitCode, reason: state.reason, signal: state.signal,
-          startedAt: state.startedAt, finishedAt: state.finishedAt,
+          startedAt: state.startedAt, finishedAt: state.finishedAt, message: state.message,
         },
       };
   }

@@ -116,6 +116,42 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     assert.equal(failed.status?.containerStatuses?.[0]?.restartCount, 0);
   });
 
+  it('reports termination messages: the file at terminationMessagePath, the log tail on failure under FallbackToLogsOnError', async () => {
+    apply(cluster, busyboxPod(ns, { name: 'message', nodeName: nodeA, script: 'echo "capacity 42" > /dev/termination-log; echo only-in-the-log' }));
+    // Mount points outside /dev are created on the node's filesystem, like hostPath mount points.
+    const customDir = path.join(os.tmpdir(), `kvt-${ns}-message`);
+    tmpDirs.push(customDir);
+    apply(cluster, busyboxPod(ns, {
+      name: 'custom-path', nodeName: nodeB,
+      script: `echo custom > ${customDir}/out; [ ! -e /dev/termination-log ] || exit 9`,
+      container: { terminationMessagePath: `${customDir}/out` },
+    }));
+    apply(cluster, busyboxPod(ns, {
+      name: 'fallback', nodeName: nodeB,
+      script: 'for i in $(seq 1 100); do echo "line $i"; done; exit 4',
+      container: { terminationMessagePolicy: 'FallbackToLogsOnError' },
+    }));
+    apply(cluster, busyboxPod(ns, {
+      name: 'restarts', nodeName: nodeA, restartPolicy: 'OnFailure',
+      script: `f=/tmp/kvt-${ns}-msg; if [ -e $f ]; then rm $f; echo second > /dev/termination-log; exit 0; fi; touch $f; echo first > /dev/termination-log; exit 5`,
+    }));
+    const terminated = (name: string, field = 'state'): string => cluster.kubectl(['get', 'pod', name, '-n', ns, '-o', `jsonpath={.status.containerStatuses[0].${field}.terminated.message}`]);
+    await waitPodPhase(cluster, ns, 'message', ['Succeeded'], 180_000);
+    assert.equal(terminated('message'), 'capacity 42\n');
+    assert.equal(fs.existsSync('/dev/termination-log'), false, 'the message file was mounted on the container\'s own /dev');
+    const custom = await waitPodPhase(cluster, ns, 'custom-path', ['Succeeded', 'Failed'], 180_000);
+    assert.equal(custom.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
+    assert.equal(terminated('custom-path'), 'custom\n');
+    const failed = await waitPodPhase(cluster, ns, 'fallback', ['Failed'], 180_000);
+    assert.equal(failed.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 4);
+    const tail = terminated('fallback');
+    assert.equal(tail.split('\n')[0], 'line 21', 'the last 80 lines of the log');
+    assert.ok(tail.endsWith('line 100\n'));
+    await waitPodPhase(cluster, ns, 'restarts', ['Succeeded'], 180_000);
+    assert.equal(terminated('restarts'), 'second\n');
+    assert.equal(terminated('restarts', 'lastState'), 'first\n');
+  });
+
   it('gates readiness on the readiness probe and restarts a container whose liveness probe fails', async () => {
     const alive = `/tmp/kvt-${ns}-alive`;
     apply(cluster, busyboxPod(ns, {
