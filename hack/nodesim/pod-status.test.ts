@@ -68,6 +68,20 @@ describe('readiness', () => {
   });
 });
 
+describe('termination messages', () => {
+  it('shows the message in the terminated state and keeps it in lastState across a restart', () => {
+    const c = container('a', false, { ...exited(3), message: 'first run failed' });
+    const record = pod([c], 'OnFailure');
+    assert.equal(podStatus(record, t0).containerStatuses?.[0]?.state?.terminated?.message, 'first run failed');
+    c.lastTermination = c.state;
+    c.state = running;
+    c.restartCount = 1;
+    const status = podStatus(record, t0).containerStatuses?.[0];
+    assert.equal(status?.lastState?.terminated?.message, 'first run failed');
+    assert.equal(status?.state?.terminated, undefined);
+  });
+});
+
 describe('restart policy', () => {
   it('follows Always, OnFailure and Never', () => {
     assert.equal(shouldRestart('Always', 0, false), true);
