@@ -1,8 +1,9 @@
 // Deleting the source launcher's pod (SIGTERM) while it migrates the running test guest
-// to a target in another network namespace: the migration is cancelled first, the
-// guest resumes on its source and then powers off gracefully, as on any pod deletion —
-// it is neither killed mid-migration nor left half-moved. The target launcher tears
-// itself down.
+// to a target in another network namespace. In pre-copy the migration is cancelled
+// first, the guest resumes on its source and then powers off gracefully, as on any pod
+// deletion, and the target launcher tears itself down. In post-copy (the target already
+// runs the guest) the migration is left to finish: the guest lives on at the target and
+// the source launcher exits 0 as Migrated. Either way it is never killed mid-migration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,8 +18,11 @@ import {
   waitForCounter,
   waitForStatus,
 } from '../support/launcher-process.ts';
+import type { MigrationResult } from '@keyvirt/launcher/api';
 
 const BOOT_TIMEOUT_MS = 240_000;
+/** 8 MiB/s keeps a 256 MiB guest migrating (pre-copy or post-copy) for half a minute: long enough to delete the pod midway. */
+const SLOW_BANDWIDTH = 8 * 1024 * 1024;
 
 void test('SIGTERM to a migrating source launcher cancels the migration, then shuts the guest down gracefully', { timeout: 900_000 }, async (t) => {
   const vm = await createSharedVm();
@@ -34,9 +38,7 @@ void test('SIGTERM to a migrating source launcher cancels the migration, then sh
 
   const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'abandoned-target' });
   t.after(() => target.dispose());
-
-  // 8 MiB/s keeps a 256 MiB guest migrating for half a minute: long enough to delete the pod midway.
-  await startMigration(source, target, { bandwidthBytesPerSecond: 8 * 1024 * 1024 });
+  await startMigration(source, target, { bandwidthBytesPerSecond: SLOW_BANDWIDTH });
   await waitForStatus(source, (s) => s.phase === 'Migrating', 10_000, 'Migrating');
   const outcome = migrationOutcome(source, 300_000);
   await sleep(2000);
@@ -54,4 +56,42 @@ void test('SIGTERM to a migrating source launcher cancels the migration, then sh
   assert.match(await source.serial(), /reboot: Power down/, 'the guest powered itself off');
   assertCounterContinues(await source.counters(), bootId, 'source until it powered off');
   assert.equal((await target.exited).code, 0, 'the target launcher tears itself down');
+});
+
+void test('SIGTERM to a source launcher in post-copy lets the migration finish: the VM lives on at the target', { timeout: 900_000 }, async (t) => {
+  const vm = await createSharedVm();
+  t.after(() => removeSharedVm(vm));
+  const peer = await createPeerHost();
+  t.after(() => peer.destroy());
+
+  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'postcopy-source' });
+  t.after(() => source.dispose());
+  await waitForStatus(source, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
+  const bootId = (await waitForCounter(source, 3, BOOT_TIMEOUT_MS))[0]?.bootId ?? '';
+  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'postcopy-target' });
+  t.after(() => target.dispose());
+
+  // A completion budget of 1 s per GiB (a quarter second here) switches to post-copy at once.
+  await startMigration(source, target, { bandwidthBytesPerSecond: SLOW_BANDWIDTH, postCopy: true, completionTimeoutPerGiBSeconds: 1 });
+  let result: MigrationResult | undefined;
+  let terminatedInPostCopy = false;
+  for await (const event of source.migration.events(AbortSignal.timeout(300_000))) {
+    if (event.type === 'progress' && event.progress.qemuStatus === 'postcopy-active' && !terminatedInPostCopy) {
+      terminatedInPostCopy = source.process.kill('SIGTERM');
+    }
+    if (event.type === 'result') {
+      result = event.result;
+      break;
+    }
+  }
+  assert.ok(terminatedInPostCopy, 'the launcher was terminated during post-copy');
+  assert.equal(result?.phase, 'Succeeded', JSON.stringify(result));
+  assert.equal(result.postCopy, true);
+
+  const exit = await source.exited;
+  assert.equal(exit.code, 0, source.output());
+  assert.equal(source.logs().find((l) => l.msg === 'vm ended')?.reason, 'Migrated');
+  const running = await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running on the target');
+  assert.equal(running.qemu.runState, 'running');
+  assertCounterContinues([...(await source.counters()), ...(await waitForCounter(target, 5, 120_000))], bootId, 'source then target');
 });

@@ -119,7 +119,7 @@ void describe('MigrationController (source)', () => {
         { capability: 'pause-before-switchover', state: false },
       ],
     });
-    assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-set-parameters')?.args, { 'downtime-limit': 100, 'max-bandwidth': 1 << 26 });
+    assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-set-parameters')?.args, { 'downtime-limit': 100, 'max-bandwidth': 1 << 26, 'max-postcopy-bandwidth': 1 << 26 });
     assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate')?.args, { uri: 'tcp:10.78.0.2:49152' });
   });
 

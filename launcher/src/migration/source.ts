@@ -135,6 +135,8 @@ export class SourceMigration {
         {
           'downtime-limit': this.#schedule.initialDowntimeMs(),
           'max-bandwidth': policy.bandwidthBytesPerSecond === 0 ? UNLIMITED_BANDWIDTH : policy.bandwidthBytesPerSecond,
+          // The policy's bandwidth is per migration: it caps the post-copy phase too (QEMU: 0 is unlimited there).
+          'max-postcopy-bandwidth': policy.bandwidthBytesPerSecond,
         },
         emptyReturn,
       );
