@@ -1,5 +1,7 @@
 // StorageDomains on the local cluster with the real operator: a `local` domain gets
-// its hostPath volume and claim, is measured on a node and becomes Active; a VM's
+// its hostPath volume and claim, is measured on a node (the probe pod's termination
+// message carries capacity, used and free space into status, and the LowSpace and
+// CriticalSpace conditions follow the thresholds) and becomes Active; a VM's
 // disk image is created on it by a job pod; maintenance is refused while a running
 // VM uses it and entered once the VM stops; no new disks in maintenance; deletion
 // waits until the VMs and their disks are gone.
@@ -21,6 +23,24 @@ import { OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOper
 import { apply, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
 const run = promisify(execFile);
+
+/**
+ * The capacity, used and free space a domain's status reports match the filesystem
+ * under `dir`. The probe ran df on a node; the node's filesystem is this machine's
+ * (shared with other work, so used and free move a little between the probe and this statfs).
+ */
+async function assertCapacityOfDirectory(sd: StorageDomain, dir: string): Promise<void> {
+  const fs = await statfs(dir);
+  const shown = { capacity: sd.status?.capacity ?? '', used: sd.status?.used ?? '', free: sd.status?.free ?? '' };
+  const capacity = parseQuantity(shown.capacity) ?? -1;
+  const used = parseQuantity(shown.used) ?? -1;
+  const free = parseQuantity(shown.free) ?? -1;
+  const total = fs.blocks * fs.bsize;
+  assert.ok(Math.abs(capacity - total) < 2 ** 21, `capacity ${shown.capacity} vs statfs ${total}`);
+  assert.ok(used > 0 && free > 0 && used + free <= capacity + 2 ** 21, `used ${shown.used} + free ${shown.free} within ${shown.capacity}`);
+  assert.ok(Math.abs(used - (fs.blocks - fs.bfree) * fs.bsize) < 2 ** 30, `used ${shown.used} vs statfs`);
+  assert.ok(Math.abs(free - fs.bavail * fs.bsize) < 2 ** 30, `free ${shown.free} vs statfs`);
+}
 
 void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, () => {
   let cluster: TestCluster;
@@ -86,7 +106,7 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
     await s.cleanup();
   });
 
-  void it('a local domain gets its volume, is measured on a node and becomes Active', async (t) => {
+  void it('a local domain gets its volume, is measured on a node and becomes Active with its capacity in status', async () => {
     const manifest: StorageDomainInput = {
       apiVersion: 'keyvirt.io/v1alpha1',
       kind: 'StorageDomain',
@@ -98,20 +118,25 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
     assert.ok(sd.metadata.finalizers?.includes('keyvirt.io/storage-domain-protection'));
     assert.equal(cluster.kubectl(['get', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '-o', 'jsonpath={.status.phase}']), 'Bound');
     assert.equal(cluster.kubectl(['get', 'pv', `keyvirt-sd-${name}`, '-o', 'jsonpath={.spec.hostPath.path}']), domainDir);
-    assert.equal(cond(sd, 'Mounted')?.status, 'True');
-    if (cond(sd, 'Mounted')?.reason === 'CapacityNotReported') {
-      t.skip('the node simulator does not deliver termination messages, so the probe result cannot reach the operator');
-      return;
-    }
-    // The probe ran df on a node; the node's filesystem is this machine's.
+    // The probe pod's result reaches the operator through its termination message.
+    assert.deepEqual(cond(sd, 'Mounted'), { ...cond(sd, 'Mounted'), status: 'True', reason: 'VolumeReady' });
+    await assertCapacityOfDirectory(sd, domainDir);
     const fs = await statfs(domainDir);
-    const total = fs.blocks * fs.bsize;
-    const capacity = parseQuantity(sd.status?.capacity ?? '') ?? -1;
-    assert.ok(Math.abs(capacity - total) < 2 ** 21, `capacity ${sd.status?.capacity ?? ''} vs statfs ${total}`);
-    assert.ok((parseQuantity(sd.status?.free ?? '') ?? -1) > 0);
     const usedPct = (100 * (fs.blocks - fs.bfree)) / (fs.blocks - fs.bfree + fs.bavail);
     assert.equal(cond(sd, 'LowSpace')?.status, usedPct >= 1 ? 'True' : 'False', `used ${usedPct.toFixed(2)}% against a 1% warning threshold`);
     assert.equal(cond(sd, 'CriticalSpace')?.status, 'False');
+    assert.equal(cond(sd, 'Ready')?.status, 'True');
+
+    // A critical threshold above the free space blocks new disks; lowering it again lifts that.
+    const setCritical = (gib: number): void => {
+      cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', JSON.stringify({ spec: { thresholds: { criticalFreeGiB: gib } } })]);
+    };
+    setCritical(1_048_576);
+    const critical = await waitDomain('CriticalSpace', (d) => cond(d, 'CriticalSpace')?.status === 'True');
+    assert.equal(cond(critical, 'CriticalSpace')?.reason, 'BelowCriticalFree');
+    assert.deepEqual(cond(critical, 'Ready'), { ...cond(critical, 'Ready'), status: 'False', reason: 'CriticalSpace' });
+    setCritical(0);
+    await waitDomain('out of CriticalSpace and Ready', (d) => cond(d, 'CriticalSpace')?.status === 'False' && cond(d, 'Ready')?.status === 'True');
   });
 
   void it('creates a VM disk on the domain and refuses maintenance while the VM runs', async () => {
