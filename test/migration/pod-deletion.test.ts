@@ -4,7 +4,7 @@
 // deletion, and the target launcher tears itself down. In post-copy (the target already
 // runs the guest) the migration is left to finish: the guest lives on at the target and
 // the source launcher exits 0 as Migrated. Either way it is never killed mid-migration.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPeerHost } from '../support/netns.ts';
@@ -17,6 +17,7 @@ import {
   startMigration,
   waitForCounter,
   waitForStatus,
+  type LauncherProcess,
 } from '../support/launcher-process.ts';
 import type { MigrationResult } from '@keyvirt/launcher/api';
 
@@ -24,20 +25,27 @@ const BOOT_TIMEOUT_MS = 240_000;
 /** 8 MiB/s keeps a 256 MiB guest migrating (pre-copy or post-copy) for half a minute: long enough to delete the pod midway. */
 const SLOW_BANDWIDTH = 8 * 1024 * 1024;
 
-void test('SIGTERM to a migrating source launcher cancels the migration, then shuts the guest down gracefully', { timeout: 900_000 }, async (t) => {
+/**
+ * A fresh VM running under a source launcher in the root namespace (agent connected,
+ * counter going) and a target launcher for it in a peer namespace; all removed after `t`.
+ */
+async function sourceAndTarget(t: TestContext, name: string): Promise<{ source: LauncherProcess; target: LauncherProcess; bootId: string }> {
   const vm = await createSharedVm();
   t.after(() => removeSharedVm(vm));
   const peer = await createPeerHost();
   t.after(() => peer.destroy());
-
-  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'deleted-source' });
+  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: `${name}-source` });
   t.after(() => source.dispose());
   t.diagnostic(`accelerator=${(await source.client.info()).accelerator}`);
   await waitForStatus(source, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
   const bootId = (await waitForCounter(source, 3, BOOT_TIMEOUT_MS))[0]?.bootId ?? '';
-
-  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'abandoned-target' });
+  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: `${name}-target` });
   t.after(() => target.dispose());
+  return { source, target, bootId };
+}
+
+void test('SIGTERM to a migrating source launcher cancels the migration, then shuts the guest down gracefully', { timeout: 900_000 }, async (t) => {
+  const { source, target, bootId } = await sourceAndTarget(t, 'deleted');
   await startMigration(source, target, { bandwidthBytesPerSecond: SLOW_BANDWIDTH });
   await waitForStatus(source, (s) => s.phase === 'Migrating', 10_000, 'Migrating');
   const outcome = migrationOutcome(source, 300_000);
@@ -59,17 +67,7 @@ void test('SIGTERM to a migrating source launcher cancels the migration, then sh
 });
 
 void test('SIGTERM to a source launcher in post-copy lets the migration finish: the VM lives on at the target', { timeout: 900_000 }, async (t) => {
-  const vm = await createSharedVm();
-  t.after(() => removeSharedVm(vm));
-  const peer = await createPeerHost();
-  t.after(() => peer.destroy());
-
-  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'postcopy-source' });
-  t.after(() => source.dispose());
-  await waitForStatus(source, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
-  const bootId = (await waitForCounter(source, 3, BOOT_TIMEOUT_MS))[0]?.bootId ?? '';
-  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'postcopy-target' });
-  t.after(() => target.dispose());
+  const { source, target, bootId } = await sourceAndTarget(t, 'postcopy');
 
   // A completion budget of 1 s per GiB (a quarter second here) switches to post-copy at once.
   await startMigration(source, target, { bandwidthBytesPerSecond: SLOW_BANDWIDTH, postCopy: true, completionTimeoutPerGiBSeconds: 1 });
