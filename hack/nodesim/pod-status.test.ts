@@ -70,7 +70,7 @@ describe('readiness', () => {
 
 describe('termination messages', () => {
   it('shows the message in the terminated state and keeps it in lastState across a restart', () => {
-    const c = container('a', false, { ...exited(3), message: 'first run failed' });
+    const c = container('a', false, { kind: 'terminated', exitCode: 3, reason: 'Error', startedAt: t0, finishedAt: t0, message: 'first run failed' });
     const record = pod([c], 'OnFailure');
     assert.equal(podStatus(record, t0).containerStatuses?.[0]?.state?.terminated?.message, 'first run failed');
     c.lastTermination = c.state;
