@@ -108,10 +108,12 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
   });
   if (child.pid === undefined) throw new Error('operator did not start');
   const pid = child.pid;
+  const port = Promise.race([healthPort, exited.then((c) => Promise.reject(new Error(`operator exited (${String(c)}) before listening; log: ${options.logFile}`)))]);
+  port.catch(() => undefined); // callers that never await it must not crash the process
   return {
     pid,
     identity: options.identity,
-    healthPort: Promise.race([healthPort, exited.then((c) => Promise.reject(new Error(`operator exited (${String(c)}) before listening; log: ${options.logFile}`)))]),
+    healthPort: port,
     exited,
     kill: (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
