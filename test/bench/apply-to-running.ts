@@ -67,7 +67,7 @@ export async function main(args: readonly string[]): Promise<void> {
     kubeconfig,
     logFile: path.join(s.dir, 'operator.log'),
     identity: `bench-${s.runId}`,
-    leaseName: `keyvirt-bench-${s.runId}`,
+    leaseName: `keyvirt-e2e-${s.runId}`,
     vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
   });
   try {

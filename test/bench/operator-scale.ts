@@ -130,7 +130,7 @@ export async function main(args: readonly string[]): Promise<void> {
     kubeconfig: operatorKc,
     logFile: path.join(s.dir, 'operator.log'),
     identity: `scale-${s.runId}`,
-    leaseName: `keyvirt-scale-${s.runId}`,
+    leaseName: `keyvirt-e2e-${s.runId}`,
     vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
     extraArgs: ['--workers', '8'],
   });
@@ -185,10 +185,13 @@ export async function main(args: readonly string[]): Promise<void> {
     operator.kill('SIGKILL');
     await operator.exited;
     await releaseVms(cluster, s, vms);
-    cluster.kubectl(['delete', 'virtualmachines', '--all', '-n', s.namespace, '--wait=true', '--timeout=180s']);
     kwok?.kill('SIGTERM');
-    cluster.kubectl(['delete', 'nodes', '-l', `${TEST_RUN_LABEL}=${s.runId}`, '--wait=false', '--ignore-not-found']);
-    await s.cleanup();
+    try {
+      cluster.kubectl(['delete', 'virtualmachines', '--all', '-n', s.namespace, '--wait=false']);
+      cluster.kubectl(['delete', 'nodes', '-l', `${TEST_RUN_LABEL}=${s.runId}`, '--wait=false', '--ignore-not-found']);
+    } finally {
+      await s.cleanup();
+    }
     cluster.release();
   }
 }

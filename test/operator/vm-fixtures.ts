@@ -39,6 +39,8 @@ export async function scratch(cluster: TestCluster, prefix: string): Promise<Scr
         cluster.kubectl(['delete', 'pods', '--all', '-n', namespace, '--force', '--grace-period=0', '--ignore-not-found']);
         cluster.kubectl(['delete', 'namespace', namespace, '--wait=false', '--ignore-not-found']);
         cluster.kubectl(['delete', 'persistentvolume', '-l', `${TEST_RUN_LABEL}=${runId}`, '--wait=false', '--ignore-not-found']);
+        // The suite's operator lease (operators of a suite use keyvirt-e2e-<runId>).
+        cluster.kubectl(['delete', 'lease', `keyvirt-e2e-${runId}`, '-n', 'keyvirt-system', '--ignore-not-found']);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
