@@ -8,6 +8,7 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
 import type { TestCluster } from '../support/cluster.ts';
+import { TEST_RUN_LABEL, type Scratch } from './vm-fixtures.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 export const RBAC_MANIFEST = path.join(repoRoot, 'operator/deploy/rbac.yaml');
@@ -130,6 +131,32 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
           }
         }),
   };
+}
+
+/**
+ * A suite's own operator: under the shipped RBAC, managing only the VMs and storage
+ * domains labelled with the suite's run id, leading on a lease of its own; resolves
+ * once its health server listens.
+ */
+export async function startSuiteOperator(cluster: TestCluster, s: Scratch, suite: string, extraArgs?: readonly string[]): Promise<OperatorProcess> {
+  const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
+  const operator = startOperator({
+    kubeconfig,
+    logFile: path.join(s.dir, 'operator.log'),
+    identity: `e2e-${suite}-${s.runId}`,
+    leaseName: `keyvirt-e2e-${s.runId}`,
+    vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
+    extraArgs,
+  });
+  await operator.healthPort;
+  return operator;
+}
+
+/** SIGTERM, up to 20 s to finish, then SIGKILL. */
+export async function stopOperator(operator: OperatorProcess): Promise<void> {
+  operator.kill('SIGTERM');
+  await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
+  operator.kill('SIGKILL');
 }
 
 /** GETs a path of the operator's health server: status code and body. */

@@ -4,12 +4,11 @@
 // restart → new boot → delete → everything cleaned up.
 import assert from 'node:assert/strict';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
-import { type OperatorProcess, operatorKubeconfig, probe, startOperator } from './operator-process.ts';
-import { apply, condition, eventsFor, getVm, launcherPods, pvcDisk, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from './vm-fixtures.ts';
+import { type OperatorProcess, probe, startSuiteOperator, stopOperator } from './operator-process.ts';
+import { apply, condition, eventsFor, getVm, launcherPods, pvcDisk, scratch, type Scratch, testVm, waitVm } from './vm-fixtures.ts';
 
 const VM = 'guest-1';
 const MARKER = 'keyvirt-disk-survives-stop-start';
@@ -31,21 +30,11 @@ void describe('VirtualMachine lifecycle on the local cluster', { timeout: 15 * 6
     guest = await testGuest();
     s = await scratch(cluster, 'kv-e2e-life');
     image = await pvcDisk(cluster, s, 'guest-1-data');
-    const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-    operator = startOperator({
-      kubeconfig,
-      logFile: path.join(s.dir, 'operator.log'),
-      identity: `e2e-life-${s.runId}`,
-      leaseName: `keyvirt-e2e-${s.runId}`,
-      vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
-    });
-    await operator.healthPort;
+    operator = await startSuiteOperator(cluster, s, 'life');
   });
 
   after(async () => {
-    operator.kill('SIGTERM');
-    await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
-    operator.kill('SIGKILL');
+    await stopOperator(operator);
     await s.cleanup();
   });
 

@@ -1,12 +1,11 @@
 // Specs the API server accepts but the cluster cannot satisfy: the VM gets a phase, a
 // Ready condition and a Warning event that say why — and nothing else is created.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
-import { type OperatorProcess, operatorKubeconfig, startOperator } from './operator-process.ts';
-import { apply, condition, eventsFor, getVm, launcherPods, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from './vm-fixtures.ts';
+import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
+import { apply, condition, eventsFor, getVm, launcherPods, scratch, type Scratch, testVm, waitVm } from './vm-fixtures.ts';
 
 void describe('VMs the cluster cannot run', { timeout: 10 * 60_000 }, () => {
   let cluster: TestCluster;
@@ -18,21 +17,11 @@ void describe('VMs the cluster cannot run', { timeout: 10 * 60_000 }, () => {
     cluster = await ensureCluster();
     guest = await testGuest();
     s = await scratch(cluster, 'kv-e2e-unsat');
-    const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-    operator = startOperator({
-      kubeconfig,
-      logFile: path.join(s.dir, 'operator.log'),
-      identity: `e2e-unsat-${s.runId}`,
-      leaseName: `keyvirt-e2e-${s.runId}`,
-      vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
-    });
-    await operator.healthPort;
+    operator = await startSuiteOperator(cluster, s, 'unsat');
   });
 
   after(async () => {
-    operator.kill('SIGTERM');
-    await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
-    operator.kill('SIGKILL');
+    await stopOperator(operator);
     await s.cleanup();
   });
 

@@ -3,14 +3,13 @@
 // kube-scheduler binds it there; a VM no node can take is Unschedulable with the
 // reasons counted per node, like the kube-scheduler counts them.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { VirtualMachineInput } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
-import { type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
-import { apply, condition, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
+import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
+import { apply, condition, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
 
 const PodJson = z.object({
   spec: z.object({
@@ -41,21 +40,11 @@ void describe('VM placement on the local cluster', { timeout: 10 * 60_000 }, () 
     cluster = await ensureCluster();
     guest = await testGuest();
     s = await scratch(cluster, 'kv-e2e-sched');
-    const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-    operator = startOperator({
-      kubeconfig,
-      logFile: path.join(s.dir, 'operator.log'),
-      identity: `e2e-sched-${s.runId}`,
-      leaseName: `keyvirt-e2e-${s.runId}`,
-      vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
-    });
-    await operator.healthPort;
+    operator = await startSuiteOperator(cluster, s, 'sched');
   });
 
   after(async () => {
-    operator.kill('SIGTERM');
-    await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
-    operator.kill('SIGKILL');
+    await stopOperator(operator);
     await s.cleanup();
   });
 
