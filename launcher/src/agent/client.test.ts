@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { GuestAgentClient } from './client.ts';
 import { AgentCommandError, AgentDisconnectedError, AgentSyncError, AgentTimeoutError } from './errors.ts';
@@ -142,10 +142,10 @@ void test('no agent behind the socket is an AgentSyncError', async (t) => {
   assert.equal(client.connected, false);
 });
 
-void test('the monitor connects, reports the guest and notices the agent leaving', async (t) => {
-  let alive = true;
+/** A running monitor on a fake agent that answers while `agentAlive` says so; stopped after the test. */
+async function runningMonitor(t: TestContext, agentAlive: () => boolean): Promise<GuestAgentMonitor> {
   const fake = await fakeAgent(t, (cmd, sock) => {
-    if (alive) agent(cmd, sock);
+    if (agentAlive()) agent(cmd, sock);
   });
   const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100, commandTimeoutMs: 100 });
   const ac = new AbortController();
@@ -154,6 +154,12 @@ void test('the monitor connects, reports the guest and notices the agent leaving
     ac.abort();
     await running;
   });
+  return monitor;
+}
+
+void test('the monitor connects, reports the guest and notices the agent leaving', async (t) => {
+  let alive = true;
+  const monitor = await runningMonitor(t, () => alive);
   const connected = await new Promise<boolean>((resolve) => monitor.once('change', (s) => resolve(s.connected)));
   assert.equal(connected, true);
   assert.equal(monitor.snapshot.osInfo?.['pretty-name'], 'Debian GNU/Linux 12 (bookworm)');
@@ -168,16 +174,7 @@ void test('the monitor connects, reports the guest and notices the agent leaving
 
 void test('a held monitor (paused guest) does not report the agent gone', async (t) => {
   let alive = true;
-  const fake = await fakeAgent(t, (cmd, sock) => {
-    if (alive) agent(cmd, sock);
-  });
-  const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100, commandTimeoutMs: 100 });
-  const ac = new AbortController();
-  const running = monitor.run(ac.signal);
-  t.after(async () => {
-    ac.abort();
-    await running;
-  });
+  const monitor = await runningMonitor(t, () => alive);
   await new Promise<void>((resolve) => monitor.once('change', () => resolve()));
   assert.equal(monitor.snapshot.connected, true);
   monitor.hold(true);
