@@ -77,6 +77,9 @@ function components(layout: ClusterLayout): Component[] {
           `--secure-port=${ports.apiServer}`, `--cert-dir=${path.join(layout.runDir, 'apiserver-certs')}`,
           `--tls-cert-file=${pki('apiserver.crt')}`, `--tls-private-key-file=${pki('apiserver.key')}`,
           `--client-ca-file=${pki('ca.crt')}`, '--authorization-mode=RBAC', '--allow-privileged=true',
+          // Off by default upstream, on in most production clusters: an ownerReference with
+          // blockOwnerDeletion needs `update` on the owner's finalizers subresource.
+          '--enable-admission-plugins=OwnerReferencesPermissionEnforcement',
           `--service-account-issuer=${apiServerUrl}`, `--service-account-key-file=${pki('sa.pub')}`,
           `--service-account-signing-key-file=${pki('sa.key')}`, `--service-cluster-ip-range=${serviceClusterIpRange}`,
           '--profiling=false', '--v=1',
