@@ -10,7 +10,8 @@ interface TermShape {
 
 type Labels = Readonly<Record<string, string>>;
 
-function requirementMatches(req: RequirementShape, value: string | undefined): boolean {
+/** One label requirement (In, NotIn, Exists, DoesNotExist, Gt, Lt) against a label's value (undefined when absent). */
+export function requirementMatches(req: RequirementShape, value: string | undefined): boolean {
   const values = req.values ?? [];
   switch (req.operator) {
     case 'In':
