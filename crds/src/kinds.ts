@@ -72,8 +72,9 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'VM', type: 'string', jsonPath: '.spec.vmName', description: 'The VM being migrated.' },
     { name: 'Source', type: 'string', jsonPath: '.status.sourceNode', description: 'The source node.' },
     { name: 'Target', type: 'string', jsonPath: '.status.targetNode', description: 'The target node.' },
+    { name: 'Progress', type: 'integer', jsonPath: '.status.progress.percent', description: 'Percent of the guest memory copied.' },
+    { name: 'Downtime-Ms', type: 'integer', jsonPath: '.status.downtimeMs', description: 'The guest pause QEMU measured, in milliseconds.' },
     { name: 'Mode', type: 'string', jsonPath: '.status.mode', description: 'PreCopy or PostCopy.', priority: 1 },
-    { name: 'Downtime-Ms', type: 'integer', jsonPath: '.status.downtimeMs', description: 'The guest pause in milliseconds.', priority: 1 },
   ]),
   StorageDomain: info('StorageDomain', { plural: PLURALS.StorageDomain, shortName: 'sd', scope: 'Cluster' }, StorageDomain, [
     { name: 'Type', type: 'string', jsonPath: '.spec.type', description: 'How the domain is reached.' },

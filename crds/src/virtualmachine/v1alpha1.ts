@@ -123,6 +123,7 @@ export const VirtualMachineMigrationState = z
     endTime: Timestamp.optional().describe('When the migration ended.'),
     completed: z.boolean().optional().describe('The migration finished and the target runs the VM.'),
     failed: z.boolean().optional().describe('The migration failed; the source kept running the VM.'),
+    result: z.enum(['Succeeded', 'Failed', 'Cancelled']).optional().describe('How the migration ended: Succeeded, Failed or Cancelled; absent while it runs.'),
   })
   .describe('The latest live migration of the VM.');
 export type VirtualMachineMigrationState = z.infer<typeof VirtualMachineMigrationState>;

@@ -33,9 +33,12 @@ export const MigrationProgress = z
     transferredBytes: bytes('Bytes copied so far.'),
     remainingBytes: bytes('Bytes still to copy.'),
     totalBytes: bytes('The guest memory size in bytes.'),
+    percent: int32(0, 100).optional().describe('Share of the guest memory copied so far (0-100): (total - remaining) / total.'),
     dirtyRateBytesPerSecond: bytes('How fast the guest dirties memory.'),
     bandwidthBytesPerSecond: bytes('The copy rate.'),
     downtimeLimitMs: int32(0, 2147483647).optional().describe('The downtime step in force.'),
+    mode: z.enum(MIGRATION_MODES).optional().describe('PreCopy, or PostCopy once the guest runs on the target while memory is still pulled.'),
+    updateTime: Timestamp.optional().describe('When the operator last read this progress from the source launcher.'),
   })
   .describe('Progress of the memory copy, as QEMU reports it.');
 export type MigrationProgress = z.infer<typeof MigrationProgress>;
@@ -56,6 +59,7 @@ export const VirtualMachineMigrationStatus = z
     startTime: Timestamp.optional().describe('When the memory copy started.'),
     endTime: Timestamp.optional().describe('When the migration ended.'),
     failureReason: z.string().max(32768).optional().describe('Why the migration failed or was cancelled.'),
+    guestPauseMs: int64(0).optional().describe('The pause the guest saw (source stop to target resume), in milliseconds.'),
     observedGeneration: int64(0).optional().describe('The .metadata.generation this status reflects.'),
   })
   .describe('The observed state of a VirtualMachineMigration, written by the operator only.');
