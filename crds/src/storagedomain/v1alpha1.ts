@@ -138,6 +138,9 @@ export const StorageDomainSpec = withRules(
       role: z.enum(STORAGE_DOMAIN_ROLES, { error: 'role must be data or iso' }).default('data').describe('data (VM disks, the default) or iso (installation media, read-only).'),
       thresholds: StorageThresholds.prefault({ warningPercent: 80, criticalFreeGiB: 5 }),
       maintenance: z.boolean().default(false).describe('Move the domain to Maintenance: no new disks; it reaches Maintenance once no running VM uses it.'),
+      overcommitPercent: int32(100, 10000)
+        .default(200)
+        .describe('How far the virtual sizes of the thin disks on the domain may exceed its capacity, in percent (100-10000, default 200): a disk that would take the sum past capacity x overcommitPercent / 100 is not created.'),
     })
     .describe('The desired state of a StorageDomain.'),
   [
@@ -171,11 +174,25 @@ export const StorageDomainStatus = z
           vmName: z.string().describe('The VM name.'),
           diskName: z.string().describe('The disk name within the VM.'),
           size: Quantity.optional().describe('The virtual size of the disk.'),
+          vmUid: z.string().max(128).optional().describe('The UID of the VM the disk was created for: it is deleted only once that VM is gone.'),
         }),
       )
       .max(10000)
       .optional()
       .describe('The disks attached from this domain.'),
+    refusedDisks: z
+      .array(
+        z.object({
+          namespace: z.string().describe('The VM namespace.'),
+          vmName: z.string().describe('The VM name.'),
+          diskName: z.string().describe('The disk name within the VM.'),
+          reason: z.string().max(128).describe('Why the disk is not created, in CamelCase, e.g. Overcommitted.'),
+          message: z.string().max(1024).describe('Why the disk is not created, for people.'),
+        }),
+      )
+      .max(1000)
+      .optional()
+      .describe('Disks VMs want on this domain that the operator does not create, and why.'),
     observedGeneration: int64(0).optional().describe('The .metadata.generation this status reflects.'),
   })
   .describe('The observed state of a StorageDomain, written by the operator only.');

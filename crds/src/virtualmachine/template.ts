@@ -188,6 +188,11 @@ const MacAddress = withRules(
       message: 'macAddress must be a unicast address (the first octet must be even)',
       violations: (mac) => unless(!/^[0-9A-Fa-f]{2}/.test(mac) || /^.[02468aceACE]/.test(mac)),
     },
+    {
+      cel: "!self.matches('^00(:00){5}$')",
+      message: 'macAddress must not be 00:00:00:00:00:00',
+      violations: (mac) => unless(!/^00(:00){5}$/.test(mac)),
+    },
   ],
 );
 

@@ -170,6 +170,12 @@ export const VirtualMachine = withRules(
       fieldPath: '.metadata.name',
       violations: (vm) => unless(vm.metadata.name.length <= 63, ['metadata', 'name']),
     },
+    {
+      cel: "!has(self.metadata.name) || !self.metadata.name.contains('.')",
+      message: 'a VirtualMachine name must not contain a dot (it is the guest host name and names the launcher pod)',
+      fieldPath: '.metadata.name',
+      violations: (vm) => unless(!vm.metadata.name.includes('.'), ['metadata', 'name']),
+    },
   ],
 );
 export type VirtualMachine = z.infer<typeof VirtualMachine>;
