@@ -119,3 +119,26 @@ export const persistentVolumeClaimSchema = z.object({
   status: z.object({ phase: z.string().optional(), accessModes: z.array(z.string()).optional() }).optional(),
 });
 export type PersistentVolumeClaim = z.infer<typeof persistentVolumeClaimSchema>;
+
+const intOrString = z.union([z.number().int(), z.string()]);
+
+export const podDisruptionBudgetSchema = z.object({
+  metadata: objectMetaSchema,
+  spec: z
+    .object({
+      minAvailable: intOrString.optional(),
+      maxUnavailable: intOrString.optional(),
+      selector: z.object({ matchLabels: z.record(z.string(), z.string()).optional() }).optional(),
+      unhealthyPodEvictionPolicy: z.string().optional(),
+    })
+    .optional(),
+  status: z
+    .object({
+      disruptionsAllowed: z.number().optional(),
+      currentHealthy: z.number().optional(),
+      desiredHealthy: z.number().optional(),
+      expectedPods: z.number().optional(),
+    })
+    .optional(),
+});
+export type PodDisruptionBudget = z.infer<typeof podDisruptionBudgetSchema>;
