@@ -1,16 +1,24 @@
 // StorageDomain keyvirt.io/v1alpha1 (cluster-scoped): oVirt's storage domain, a place
-// that holds VM disk images, reached over NFS, iSCSI, FC, a node-local path, an
-// existing PVC, or volumes provisioned from a StorageClass.
+// that holds VM disk images, reached over NFS, iSCSI, FC, a node-local path, a shared
+// (POSIX) file system mounted on every node, an existing PVC, or volumes provisioned
+// from a StorageClass.
 import { z } from 'zod';
 import { API_VERSION } from '../api-group.ts';
 import { absolutePath, conditions, dnsSubdomain, int32, int64, ObjectMeta, requiredString } from '../fields.ts';
 import { QUANTITY_PATTERN } from '../quantity.ts';
 import { unless, withRules, type ValidationRule } from '../validation-rule.ts';
 
-export const STORAGE_DOMAIN_TYPES = ['nfs', 'iscsi', 'fc', 'local', 'pvc', 'storageClass'] as const;
+export const STORAGE_DOMAIN_TYPES = ['nfs', 'iscsi', 'fc', 'local', 'posix', 'pvc', 'storageClass'] as const;
 export type StorageDomainType = (typeof STORAGE_DOMAIN_TYPES)[number];
-/** Types whose images every node can reach, so VMs on them can live-migrate. */
-export const SHARED_STORAGE_DOMAIN_TYPES: readonly StorageDomainType[] = ['nfs', 'iscsi', 'fc', 'pvc', 'storageClass'];
+/**
+ * Types whose images several nodes can open at once (ReadWriteMany), so VMs on them can
+ * live-migrate — a storageClass domain only with accessMode ReadWriteMany
+ * (`storageDomainIsShared`). iscsi and fc carry a filesystem on a LUN, which one node
+ * mounts at a time; local is one node's directory.
+ */
+export const SHARED_STORAGE_DOMAIN_TYPES: readonly StorageDomainType[] = ['nfs', 'posix', 'pvc', 'storageClass'];
+/** File-based types: they can hold installation media (role iso). */
+export const FILE_STORAGE_DOMAIN_TYPES: readonly StorageDomainType[] = ['nfs', 'local', 'posix', 'pvc', 'storageClass'];
 
 export const STORAGE_DOMAIN_ROLES = ['data', 'iso'] as const;
 export type StorageDomainRole = (typeof STORAGE_DOMAIN_ROLES)[number];
@@ -71,6 +79,24 @@ export const LocalConnection = z
   })
   .describe('A directory on a node (type local).');
 
+export const PosixConnection = withRules(
+  z
+    .object({
+      path: absolutePath('posix.path').describe(
+        'Where the shared file system (CephFS, GlusterFS, an NFS export the nodes mount themselves …) is mounted, at the same path on every node that may run VMs; the images live below it.',
+      ),
+    })
+    .describe('A POSIX-compliant shared file system, already mounted at the same path on every node (type posix, oVirt\'s POSIX file system domain). Declaring one states that every node sees the same files there: VMs on it can live-migrate.'),
+  [
+    {
+      cel: "self.path != '/' && !self.path.matches('(^|/)[.][.]?(/|$)')",
+      message: 'posix.path must be a directory below /, without . or .. segments',
+      fieldPath: '.path',
+      violations: (c) => unless(c.path !== '/' && !/(^|\/)\.\.?(\/|$)/.test(c.path), ['path']),
+    },
+  ],
+);
+
 export const PvcConnection = z
   .object({
     claimName: dnsSubdomain('pvc.claimName').describe('An existing ReadWriteMany PersistentVolumeClaim that holds the images.'),
@@ -98,6 +124,7 @@ const CONNECTION_HINTS: Readonly<Record<StorageDomainType, string>> = {
   iscsi: 'portal, iqn and lun',
   fc: 'wwns and lun',
   local: 'path',
+  posix: 'path',
   pvc: 'claimName',
   storageClass: 'name',
 };
@@ -126,13 +153,14 @@ function connectionRules(): ValidationRule<SpecShape>[] {
 export const StorageDomainSpec = withRules(
   z
     .object({
-      type: withRules(z.enum(STORAGE_DOMAIN_TYPES, { error: 'type must be one of nfs, iscsi, fc, local, pvc, storageClass' }), [
+      type: withRules(z.enum(STORAGE_DOMAIN_TYPES, { error: 'type must be one of nfs, iscsi, fc, local, posix, pvc, storageClass' }), [
         { cel: 'self == oldSelf', message: 'type cannot be changed', transition: true, violations: () => [] },
-      ]).describe('How the domain is reached: nfs, iscsi, fc, local, pvc or storageClass; the block of the same name holds the connection. Cannot be changed.'),
+      ]).describe('How the domain is reached: nfs, iscsi, fc, local, posix, pvc or storageClass; the block of the same name holds the connection. Cannot be changed.'),
       nfs: NfsConnection.optional(),
       iscsi: IscsiConnection.optional(),
       fc: FcConnection.optional(),
       local: LocalConnection.optional(),
+      posix: PosixConnection.optional(),
       pvc: PvcConnection.optional(),
       storageClass: StorageClassConnection.optional(),
       role: z.enum(STORAGE_DOMAIN_ROLES, { error: 'role must be data or iso' }).default('data').describe('data (VM disks, the default) or iso (installation media, read-only).'),
@@ -146,15 +174,21 @@ export const StorageDomainSpec = withRules(
   [
     ...connectionRules(),
     {
-      cel: "self.role != 'iso' || self.type in ['nfs', 'local', 'pvc', 'storageClass']",
-      message: 'an iso domain must be file-based: type nfs, local, pvc or storageClass',
+      cel: `self.role != 'iso' || self.type in [${FILE_STORAGE_DOMAIN_TYPES.map((t) => `'${t}'`).join(', ')}]`,
+      message: 'an iso domain must be file-based: type nfs, local, posix, pvc or storageClass',
       fieldPath: '.role',
-      violations: (s) => unless(s.role !== 'iso' || ['nfs', 'local', 'pvc', 'storageClass'].includes(s.type), ['role']),
+      violations: (s) => unless(s.role !== 'iso' || FILE_STORAGE_DOMAIN_TYPES.includes(s.type), ['role']),
     },
   ],
 );
 export type StorageDomainSpec = z.infer<typeof StorageDomainSpec>;
 export type StorageDomainSpecInput = z.input<typeof StorageDomainSpec>;
+
+/** Whether several nodes can open the domain's images at once, so that VMs on it can live-migrate. */
+export function storageDomainIsShared(spec: Pick<StorageDomainSpec, 'type' | 'storageClass'>): boolean {
+  if (!SHARED_STORAGE_DOMAIN_TYPES.includes(spec.type)) return false;
+  return spec.type !== 'storageClass' || spec.storageClass?.accessMode !== 'ReadWriteOnce';
+}
 
 const Quantity = z.string().regex(new RegExp(QUANTITY_PATTERN));
 

@@ -95,3 +95,15 @@ void test('long domain names still give valid object names', () => {
   );
   assert.ok((plan.claimRef?.name.length ?? 0) <= 253);
 });
+
+void test('posix: a ReadWriteMany hostPath PV on no particular node, the directory must already exist', () => {
+  const plan = planBackingVolume(domain({ type: 'posix', posix: { path: '/mnt/cephfs/vmdata' } }), 'keyvirt-system', owner);
+  const volume = plan.persistentVolume as unknown as PvShape;
+  assert.deepEqual(volume.spec.hostPath, { path: '/mnt/cephfs/vmdata', type: 'Directory' });
+  assert.deepEqual(volume.spec.accessModes, ['ReadWriteMany']);
+  assert.equal(volume.spec.nodeAffinity, undefined);
+  assert.equal(plan.nodeName, undefined);
+  assert.equal(plan.accessMode, 'ReadWriteMany');
+  assert.equal(plan.notMigratableReason, undefined);
+  assert.deepEqual(plan.claimRef, { namespace: 'keyvirt-system', name: 'keyvirt-sd-sd' });
+});

@@ -1,5 +1,7 @@
 // The Kubernetes volume behind each StorageDomain type, rendered as plain objects:
-// `local` a hostPath PersistentVolume pinned to its node, `nfs`/`iscsi`/`fc` a
+// `local` a hostPath PersistentVolume pinned to its node, `posix` a hostPath
+// PersistentVolume every node mounts (the shared file system is at the same path on
+// each, ReadWriteMany), `nfs`/`iscsi`/`fc` a
 // PersistentVolume with the native source, each pre-bound to a claim in the
 // namespace where storage jobs run; `pvc` uses an existing claim; `storageClass`
 // provisions one claim per disk. ReadWriteMany where the type allows several
@@ -35,6 +37,9 @@ export interface BackingVolumePlan {
 export const NOMINAL_VOLUME_SIZE = '1Pi';
 const CLAIM_REQUEST = '1Mi';
 
+/** The types whose domain gets a PersistentVolume of the operator's own. */
+type PvType = 'local' | 'posix' | 'nfs' | 'iscsi' | 'fc';
+
 export class BackingVolumeError extends Error {
   override readonly name = 'BackingVolumeError';
 }
@@ -45,6 +50,11 @@ function volumeSource(sd: StorageDomain): Record<string, unknown> {
     case 'local': {
       if (spec.local === undefined) throw new BackingVolumeError('type local needs spec.local');
       return { hostPath: { path: spec.local.path, type: 'DirectoryOrCreate' } };
+    }
+    case 'posix': {
+      // Directory, not DirectoryOrCreate: a node without the shared mount must not get an empty local directory in its place.
+      if (spec.posix === undefined) throw new BackingVolumeError('type posix needs spec.posix');
+      return { hostPath: { path: spec.posix.path, type: 'Directory' } };
     }
     case 'nfs': {
       if (spec.nfs === undefined) throw new BackingVolumeError('type nfs needs spec.nfs');
@@ -78,8 +88,10 @@ function volumeSource(sd: StorageDomain): Record<string, unknown> {
   }
 }
 
-const ACCESS: Readonly<Record<'local' | 'nfs' | 'iscsi' | 'fc', 'ReadWriteMany' | 'ReadWriteOnce'>> = {
+const ACCESS: Readonly<Record<PvType, 'ReadWriteMany' | 'ReadWriteOnce'>> = {
   local: 'ReadWriteOnce',
+  // The same cluster file system at the same path on every node.
+  posix: 'ReadWriteMany',
   nfs: 'ReadWriteMany',
   // A filesystem on a LUN can be mounted by one node at a time.
   iscsi: 'ReadWriteOnce',
@@ -99,7 +111,7 @@ function mountOptions(sd: StorageDomain): string[] | undefined {
   return options.length === 0 ? undefined : options;
 }
 
-function pvBacked(sd: StorageDomain, type: 'local' | 'nfs' | 'iscsi' | 'fc', jobsNamespace: string, owner: OwnerRef): BackingVolumePlan {
+function pvBacked(sd: StorageDomain, type: PvType, jobsNamespace: string, owner: OwnerRef): BackingVolumePlan {
   const name = backingVolumeName(sd.metadata.name);
   const accessMode = ACCESS[type];
   const nodeName = type === 'local' ? sd.spec.local?.nodeName : undefined;
@@ -160,6 +172,7 @@ export function planBackingVolume(sd: StorageDomain, jobsNamespace: string, owne
   const spec = sd.spec;
   switch (spec.type) {
     case 'local':
+    case 'posix':
     case 'nfs':
     case 'iscsi':
     case 'fc':

@@ -5,7 +5,7 @@
 // the image, then lists it). A PVC disk is the claim mounted, image `disk.img` (raw unless
 // the template says otherwise), as KubeVirt lays out filesystem claims.
 import type { Disk, StorageDomain, VirtualMachine } from '@keyvirt/crds';
-import { SHARED_STORAGE_DOMAIN_TYPES } from '@keyvirt/crds';
+import { storageDomainIsShared } from '@keyvirt/crds';
 
 /** A core/v1 volume source, as the launcher pod carries it. */
 export type VolumeSource =
@@ -54,6 +54,9 @@ function domainVolume(sd: StorageDomain, namespace: string): VolumeSource | stri
   switch (spec.type) {
     case 'local':
       return spec.local === undefined ? 'has no local connection' : { hostPath: { path: spec.local.path, type: 'Directory' } };
+    case 'posix':
+      // The shared file system is mounted at this path on every node; Directory, so a node without it fails instead of using an empty directory.
+      return spec.posix === undefined ? 'has no posix connection' : { hostPath: { path: spec.posix.path, type: 'Directory' } };
     case 'nfs':
       return spec.nfs === undefined ? 'has no nfs connection' : { nfs: { server: spec.nfs.server, path: spec.nfs.path } };
     case 'pvc': {
@@ -99,7 +102,8 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): 
       transient: true,
     };
   }
-  const shared = SHARED_STORAGE_DOMAIN_TYPES.includes(sd.spec.type);
+  const shared = storageDomainIsShared(sd.spec);
+  const why = sd.spec.type === 'local' ? 'a directory on one node' : 'which one node at a time can mount';
   return {
     name: disk.name,
     source: volume,
@@ -107,7 +111,7 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): 
     format: source.format,
     readOnly: disk.readOnly,
     nodeName: sd.spec.type === 'local' ? sd.spec.local?.nodeName : undefined,
-    notMigratableReason: shared ? undefined : `disk ${disk.name} is on StorageDomain ${source.name} of type ${sd.spec.type}, which only one node can reach`,
+    notMigratableReason: shared ? undefined : `disk ${disk.name} is on StorageDomain ${source.name} of type ${sd.spec.type}, ${why}`,
   };
 }
 
