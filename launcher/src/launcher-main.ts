@@ -8,6 +8,7 @@ import { EXIT_CODES } from './exit-codes.ts';
 import { readToken, TokenFileError } from './http/auth.ts';
 import { launch } from './launch.ts';
 import type { Launch } from './launch.ts';
+import { installSafetyNet } from './safety-net.ts';
 import { terminate } from './termination.ts';
 
 /** How long the API stays up after the VM has stopped, so the final status can be read. */
@@ -30,6 +31,13 @@ async function run(logger: Logger): Promise<number> {
   }
   const log = logger.child({ vm: `${config.vm.namespace}/${config.vm.name}`, uid: config.vm.uid });
   let launched: Launch | undefined;
+  installSafetyNet({
+    source: process,
+    log: log.child({ component: 'safety-net' }),
+    guestRunning: () => launched !== undefined && launched.supervisor.status.qemu.pid !== undefined && !['Stopped', 'Failed'].includes(launched.supervisor.phase),
+    exit: (code) => process.exit(code),
+    exitCode: EXIT_CODES.internal,
+  });
   let stopping = false;
   let terminating: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {

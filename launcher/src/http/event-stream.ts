@@ -1,6 +1,7 @@
 // GET /v1/events: newline-delimited JSON. The current status comes first, then every
 // status change and QEMU event as it happens; an empty line every 15 s keeps idle
-// connections (and proxies) honest.
+// connections (and proxies) honest. A client that stops reading is dropped once 1 MiB
+// waits for it, so a stalled reader cannot make the launcher buffer without end.
 import type { ServerResponse } from 'node:http';
 import type { LauncherEvent, Status } from '../api/status.ts';
 import type { QmpEvent } from '../qmp/messages.ts';
@@ -14,6 +15,7 @@ export interface EventSource {
 }
 
 const HEARTBEAT_MS = 15_000;
+const MAX_UNREAD_BYTES = 1024 * 1024;
 
 export class EventStreams {
   #seq = 0;
@@ -29,6 +31,10 @@ export class EventStreams {
   serve(res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
     const write = (event: LauncherEvent): void => {
+      if (res.writableLength > MAX_UNREAD_BYTES) {
+        res.destroy();
+        return;
+      }
       res.write(`${JSON.stringify(event)}\n`);
     };
     const onStatus = (status: Status): void => write({ type: 'status', seq: this.#seq++, time: this.#now().toISOString(), status });

@@ -1,14 +1,20 @@
 // The launcher's HTTP server: node:http with a small route table (see ADR 0043). Routes
-// register themselves with `route()`; every route except the health check requires the
-// bearer token; bodies are size-limited JSON parsed with the route's zod schema, and
-// failures answer with the API's error body, never touching the VM.
+// register themselves with `route()`. Every request is authenticated before it is
+// routed: without the bearer token only the public health check answers, anything else
+// is 401 whatever the path, so the route table is not revealed (ADR 0100). Bodies are
+// size-limited JSON parsed with the route's zod schema. No request, however malformed,
+// slow or numerous, can end the process: the target is parsed without throwing, every
+// failure inside a handler becomes an error answer, and header/request timeouts plus
+// connection caps bound what a client may hold (ADR 0101).
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { TokenCheck } from './auth.ts';
+import { DEFAULT_CONNECTION_LIMITS, limitConnections, type ConnectionCounter, type ConnectionLimits } from './connection-limits.ts';
 import { HttpError } from './errors.ts';
+import { parseRequestTarget, shownTarget } from './request-target.ts';
 
 export interface RouteContext {
   req: IncomingMessage;
@@ -31,19 +37,65 @@ interface Route {
   public: boolean;
 }
 
-const MAX_BODY_BYTES = 64 * 1024;
+/** Limits of what one client may send or hold; see ADR 0101 for the figures. */
+export interface ServerLimits {
+  readonly maxBodyBytes: number;
+  readonly maxHeaderBytes: number;
+  /** The whole header block must arrive within this (slowloris). */
+  readonly headersTimeoutMs: number;
+  /** The whole request, body included, must arrive within this. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  readonly keepAliveTimeoutMs: number;
+  readonly connections: ConnectionLimits;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  maxBodyBytes: 64 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 15_000,
+  connections: DEFAULT_CONNECTION_LIMITS,
+};
 
 export class ApiServer {
   #routes: Route[] = [];
   #server: http.Server;
   #log: Logger;
   #checkToken: TokenCheck;
+  #limits: ServerLimits;
+  #connections: ConnectionCounter;
 
-  constructor(logger: Logger, checkToken: TokenCheck) {
+  constructor(logger: Logger, checkToken: TokenCheck, limits: Partial<ServerLimits> = {}) {
     this.#log = logger.child({ component: 'http' });
     this.#checkToken = checkToken;
-    this.#server = http.createServer((req, res) => void this.#handle(req, res));
-    this.#server.keepAliveTimeout = 65_000;
+    this.#limits = { ...DEFAULT_SERVER_LIMITS, ...limits };
+    this.#server = http.createServer(
+      {
+        maxHeaderSize: this.#limits.maxHeaderBytes,
+        headersTimeout: this.#limits.headersTimeoutMs,
+        requestTimeout: this.#limits.requestTimeoutMs,
+        keepAliveTimeout: this.#limits.keepAliveTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, this.#limits.headersTimeoutMs),
+        requireHostHeader: true,
+        insecureHTTPParser: false,
+      },
+      (req, res) => {
+        this.#handle(req, res).catch((err: unknown) => {
+          this.#log.error({ err }, 'request handling failed');
+          res.destroy();
+        });
+      },
+    );
+    this.#connections = limitConnections(this.#server, this.#limits.connections, (peer, why) =>
+      this.#log.warn({ peer, cap: why }, 'connection refused: too many open connections'),
+    );
+  }
+
+  /** Connections refused by the caps so far. */
+  get refusedConnections(): number {
+    return this.#connections.refused;
   }
 
   /** Registers a route; `pattern` segments starting with `:` capture parameters (`/v1/actions/:action`). */
@@ -67,14 +119,14 @@ export class ApiServer {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  #match(method: string, path: string): { route: Route; params: Record<string, string> } | 'method' | undefined {
-    const parts = path.split('/').filter(Boolean);
+  /** The route for `method` and `segments` among `routes`; 'method' when only the method differs. */
+  #match(routes: readonly Route[], method: string, segments: readonly string[]): { route: Route; params: Record<string, string> } | 'method' | undefined {
     let methodMismatch = false;
-    for (const route of this.#routes) {
-      if (route.segments.length !== parts.length) continue;
+    for (const route of routes) {
+      if (route.segments.length !== segments.length) continue;
       const params: Record<string, string> = {};
       const ok = route.segments.every((seg, i) => {
-        const part = decodeURIComponent(parts[i] ?? '');
+        const part = segments[i] ?? '';
         if (seg.startsWith(':')) {
           params[seg.slice(1)] = part;
           return true;
@@ -92,22 +144,27 @@ export class ApiServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://launcher');
-    const log = this.#log.child({ method: req.method, path: url.pathname });
+    const method = req.method ?? 'GET';
+    let log = this.#log.child({ method, target: shownTarget(req.url) });
     try {
-      const match = this.#match(req.method ?? 'GET', url.pathname);
-      if (match === undefined) throw new HttpError(404, 'NotFound', `no route for ${url.pathname}`);
-      if (match === 'method') throw new HttpError(405, 'MethodNotAllowed', `${req.method ?? ''} is not allowed on ${url.pathname}`);
-      if (!match.route.public && !this.#checkToken(req)) {
+      const target = parseRequestTarget(req.url);
+      log = this.#log.child({ method, path: shownTarget(target.path) });
+      const authorised = this.#checkToken(req);
+      const routes = authorised ? this.#routes : this.#routes.filter((r) => r.public);
+      const match = this.#match(routes, method, target.segments);
+      if (!authorised && (match === undefined || match === 'method')) {
         res.setHeader('www-authenticate', 'Bearer');
         throw new HttpError(401, 'Unauthorized', 'a valid bearer token is required');
       }
-      const result = await match.route.handler({ req, res, params: match.params, log, body: (schema) => readBody(req, schema) });
+      if (match === undefined) throw new HttpError(404, 'NotFound', `no route for ${shownTarget(target.path)}`);
+      if (match === 'method') throw new HttpError(405, 'MethodNotAllowed', `${method} is not allowed on ${shownTarget(target.path)}`);
+      const result = await match.route.handler({ req, res, params: match.params, log, body: (schema) => readBody(req, schema, this.#limits.maxBodyBytes) });
       if (result !== undefined) send(res, result.status, result.body);
     } catch (err) {
       const httpErr = err instanceof HttpError ? err : new HttpError(500, 'Internal', 'internal error');
       if (httpErr.status >= 500) log.error({ err }, 'request failed');
-      else log.info({ status: httpErr.status, code: httpErr.code, message: httpErr.message }, 'request rejected');
+      else log.debug({ status: httpErr.status, code: httpErr.code, message: httpErr.message }, 'request rejected');
+      // An unread body is drained (and bounded by the request timeout) by node:http.
       if (!res.headersSent) send(res, httpErr.status, httpErr.toBody());
       else res.end();
     }
@@ -120,12 +177,14 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readBody<S extends z.ZodType>(req: IncomingMessage, schema: S): Promise<z.output<S>> {
+async function readBody<S extends z.ZodType>(req: IncomingMessage, schema: S, maxBytes: number): Promise<z.output<S>> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > maxBytes) throw new HttpError(413, 'PayloadTooLarge', `request body exceeds ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'PayloadTooLarge', `request body exceeds ${MAX_BODY_BYTES} bytes`);
+    if (size > maxBytes) throw new HttpError(413, 'PayloadTooLarge', `request body exceeds ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
