@@ -1,11 +1,21 @@
-// Where each VM disk comes from inside the launcher pod: a pod volume and the image file
-// in it. A disk on a StorageDomain is the domain's storage mounted in the pod and the
-// image at a fixed path in it, `images/<namespace>/<vm>/<disk>.<format>`; the disk is
-// ready once the domain lists it in `status.disks` (the StorageDomain controller creates
-// the image, then lists it). A PVC disk is the claim mounted, image `disk.img` (raw unless
-// the template says otherwise), as KubeVirt lays out filesystem claims.
+// Where each VM disk comes from inside the launcher pod: a pod volume, what of it is
+// mounted, and the image path. A disk on a StorageDomain mounts only its own image file,
+// `images/<namespace>/<vm>/<disk>.<format>` (a subPath of the domain's volume), and, for a
+// qcow2 overlay, its backing template `templates/<name>` read-only — never the rest of
+// the domain, which holds every other tenant's disks. Both keep their domain-relative
+// paths under one per-domain directory in the pod, so the overlay's relative backing
+// file name (`../../../templates/<name>`) resolves inside the pod as on the domain. The
+// disk is ready once the domain lists it in `status.disks` (the StorageDomain controller
+// creates the image, then lists it). A PVC disk is the claim mounted, image `disk.img`
+// (raw unless the template says otherwise), as KubeVirt lays out filesystem claims.
 import type { Disk, StorageDomain, VirtualMachine } from '@keyvirt/crds';
 import { storageDomainIsShared } from '@keyvirt/crds';
+import { TEMPLATES_DIR } from '../storage/domain-disks.ts';
+
+/** Where StorageDomain files appear in the launcher pod: `<DOMAINS_DIR>/<domain>/<path on the domain>`. */
+export const DOMAINS_DIR = '/var/run/keyvirt/domains';
+/** Where PVC disks are mounted in the launcher pod: `<CLAIM_DISKS_DIR>/<disk>`. */
+export const CLAIM_DISKS_DIR = '/var/run/keyvirt/disks';
 
 /** A core/v1 volume source, as the launcher pod carries it. */
 export type VolumeSource =
@@ -13,11 +23,20 @@ export type VolumeSource =
   | { nfs: { server: string; path: string; readOnly?: boolean } }
   | { persistentVolumeClaim: { claimName: string; readOnly?: boolean } };
 
+/** One mount of a disk's volume: the whole volume, or a file or directory of it (subPath). */
+export interface DiskMount {
+  readonly subPath?: string | undefined;
+  readonly mountPath: string;
+  readonly readOnly: boolean;
+}
+
 export interface ResolvedDisk {
   readonly name: string;
   readonly source: VolumeSource;
-  /** The image file, relative to the volume root. */
-  readonly imageFile: string;
+  /** What of the volume the launcher container mounts (the image, and a backing template read-only). */
+  readonly mounts: readonly DiskMount[];
+  /** The image file inside the launcher pod. */
+  readonly path: string;
   readonly format: 'qcow2' | 'raw';
   readonly readOnly: boolean;
   /** The node the disk pins the VM to (a local domain on one node). */
@@ -104,10 +123,19 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): 
   }
   const shared = storageDomainIsShared(sd.spec);
   const why = sd.spec.type === 'local' ? 'a directory on one node' : 'which one node at a time can mount';
+  const image = storageDomainImagePath({ namespace, name: vm.metadata.name }, disk.name, source.format);
+  const inPod = (domainPath: string): string => `${DOMAINS_DIR}/${source.name}/${domainPath}`;
+  const mounts: DiskMount[] = [{ subPath: image, mountPath: inPod(image), readOnly: disk.readOnly }];
+  // A raw disk is a full copy of its template; only a qcow2 overlay reads it at run time.
+  if (source.backingImage !== undefined && source.format === 'qcow2') {
+    const template = `${TEMPLATES_DIR}/${source.backingImage}`;
+    mounts.push({ subPath: template, mountPath: inPod(template), readOnly: true });
+  }
   return {
     name: disk.name,
     source: volume,
-    imageFile: storageDomainImagePath({ namespace, name: vm.metadata.name }, disk.name, source.format),
+    mounts,
+    path: inPod(image),
     format: source.format,
     readOnly: disk.readOnly,
     nodeName: sd.spec.type === 'local' ? sd.spec.local?.nodeName : undefined,
@@ -127,7 +155,8 @@ async function resolveClaimDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLook
   return {
     name: disk.name,
     source: { persistentVolumeClaim: { claimName, ...(disk.readOnly ? { readOnly: true } : {}) } },
-    imageFile: 'disk.img',
+    mounts: [{ mountPath: `${CLAIM_DISKS_DIR}/${disk.name}`, readOnly: disk.readOnly }],
+    path: `${CLAIM_DISKS_DIR}/${disk.name}/disk.img`,
     format: 'raw',
     readOnly: disk.readOnly,
     notMigratableReason: rwx ? undefined : `disk ${disk.name} uses PersistentVolumeClaim ${claimName}, which is not ReadWriteMany`,

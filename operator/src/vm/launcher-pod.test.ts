@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { VirtualMachine, parseQuantity } from '@keyvirt/crds';
 import { LauncherConfigSchema } from '@keyvirt/launcher/api';
@@ -48,8 +49,18 @@ function input(over: Partial<LauncherPodInput> = {}): LauncherPodInput {
     affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } } },
     nodeHasKvm: false,
     disks: [
-      { name: 'root', source: { hostPath: { path: '/srv/sd', type: 'Directory' } }, imageFile: 'images/prod/web-1/root.qcow2', format: 'qcow2', readOnly: false },
-      { name: 'data', source: { persistentVolumeClaim: { claimName: 'web-1-data' } }, imageFile: 'disk.img', format: 'raw', readOnly: false },
+      {
+        name: 'root', source: { hostPath: { path: '/srv/sd', type: 'Directory' } }, format: 'qcow2', readOnly: false,
+        path: '/var/run/keyvirt/domains/local-sd/images/prod/web-1/root.qcow2',
+        mounts: [
+          { subPath: 'images/prod/web-1/root.qcow2', mountPath: '/var/run/keyvirt/domains/local-sd/images/prod/web-1/root.qcow2', readOnly: false },
+          { subPath: 'templates/debian-12', mountPath: '/var/run/keyvirt/domains/local-sd/templates/debian-12', readOnly: true },
+        ],
+      },
+      {
+        name: 'data', source: { persistentVolumeClaim: { claimName: 'web-1-data' } }, format: 'raw', readOnly: false,
+        path: '/var/run/keyvirt/disks/data/disk.img', mounts: [{ mountPath: '/var/run/keyvirt/disks/data', readOnly: false }],
+      },
     ],
     ...over,
   };
@@ -94,12 +105,59 @@ void describe('launcher pod', () => {
   void it('writes a configuration the launcher accepts, with each disk at its mount path', () => {
     const config = LauncherConfigSchema.parse(launcherConfig(input()));
     assert.deepEqual(config.disks, {
-      root: { path: '/var/run/keyvirt/disks/root/images/prod/web-1/root.qcow2', format: 'qcow2' },
+      root: { path: '/var/run/keyvirt/domains/local-sd/images/prod/web-1/root.qcow2', format: 'qcow2' },
       data: { path: '/var/run/keyvirt/disks/data/disk.img', format: 'raw' },
     });
     assert.equal(config.allowEmulation, true);
     assert.equal(configHash(launcherConfig(input())), configHash(launcherConfig(input())));
     const secret = z.object({ data: z.object({ token: z.string(), 'config.json': z.string() }) }).parse(renderLauncherSecret(vm, 'tok', launcherConfig(input())));
     assert.equal(Buffer.from(secret.data.token, 'base64').toString(), 'tok');
+  });
+
+  void it('mounts only the VM\'s own image and its template (read-only) from a domain, each at its domain path', () => {
+    const mounts = z.array(z.object({ name: z.string(), mountPath: z.string(), subPath: z.string().optional(), readOnly: z.boolean().optional() }))
+      .parse(z.object({ spec: z.object({ containers: z.array(z.object({ volumeMounts: z.unknown() })) }) }).parse(renderLauncherPod(input(), 'h')).spec.containers[0]?.volumeMounts);
+    assert.deepEqual(mounts.filter((m) => m.name.startsWith('disk-')), [
+      { name: 'disk-root', subPath: 'images/prod/web-1/root.qcow2', mountPath: '/var/run/keyvirt/domains/local-sd/images/prod/web-1/root.qcow2', readOnly: false },
+      { name: 'disk-root', subPath: 'templates/debian-12', mountPath: '/var/run/keyvirt/domains/local-sd/templates/debian-12', readOnly: true },
+      { name: 'disk-data', mountPath: '/var/run/keyvirt/disks/data', readOnly: false },
+    ]);
+    // The overlay names its template `../../../templates/debian-12`: from the image's directory in the pod that is the template's mount.
+    const imageDir = '/var/run/keyvirt/domains/local-sd/images/prod/web-1';
+    assert.equal(path.posix.resolve(imageDir, '../../../templates/debian-12'), mounts.find((m) => m.subPath === 'templates/debian-12')?.mountPath);
+  });
+
+  void it('mounts a template shared by two disks once', () => {
+    const base = input().disks[0];
+    assert.ok(base);
+    const second = { ...base, name: 'extra', mounts: [{ ...base.mounts[0], mountPath: '/var/run/keyvirt/domains/local-sd/images/prod/web-1/extra.qcow2', subPath: 'images/prod/web-1/extra.qcow2', readOnly: false }, base.mounts[1]].filter((m) => m !== undefined) };
+    const pod = podShape.parse(renderLauncherPod(input({ disks: [base, second] }), 'h'));
+    const paths = pod.spec.containers[0]?.volumeMounts.map((m) => m.mountPath) ?? [];
+    assert.equal(new Set(paths).size, paths.length, `mount paths unique: ${paths.join(', ')}`);
+    assert.equal(paths.filter((p) => p.endsWith('/templates/debian-12')).length, 1);
+  });
+
+  void it('runs the launcher without capabilities, privilege escalation or a writable root, under RuntimeDefault seccomp', () => {
+    const hardened = z.object({
+      spec: z.object({
+        securityContext: z.object({ seccompProfile: z.object({ type: z.string() }) }),
+        hostNetwork: z.undefined().optional(), hostPID: z.undefined().optional(), hostIPC: z.undefined().optional(),
+        containers: z.array(z.object({ securityContext: z.object({
+          privileged: z.literal(false),
+          allowPrivilegeEscalation: z.literal(false),
+          readOnlyRootFilesystem: z.literal(true),
+          capabilities: z.object({ drop: z.array(z.string()), add: z.array(z.string()).optional() }),
+          seccompProfile: z.object({ type: z.string() }),
+        }) })),
+      }),
+    });
+    const pod = hardened.parse(renderLauncherPod(input(), 'h'));
+    assert.equal(pod.spec.securityContext.seccompProfile.type, 'RuntimeDefault');
+    const sc = pod.spec.containers[0]?.securityContext;
+    assert.deepEqual(sc?.capabilities, { drop: ['ALL'] }, 'a masquerade NIC needs no capability');
+    assert.equal(sc?.seccompProfile.type, 'RuntimeDefault');
+    const bridged = VirtualMachine.parse({ ...vm, spec: { ...vm.spec, template: { ...vm.spec.template, interfaces: [{ name: 'br', binding: 'bridge' }] } } });
+    const withTap = hardened.parse(renderLauncherPod(input({ vm: bridged }), 'h'));
+    assert.deepEqual(withTap.spec.containers[0]?.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'a bridge NIC: NET_ADMIN for its tap');
   });
 });

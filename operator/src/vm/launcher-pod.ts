@@ -1,5 +1,8 @@
 // Renders a VM's launcher pod and the Secret it mounts (the per-VM API token and the
 // launcher configuration). Pure: every decision (node, disks, image) is an input.
+// The pod is hardened (ADR 0108): no capabilities but NET_ADMIN for a bridge NIC's tap,
+// no privilege escalation, RuntimeDefault seccomp, a read-only root filesystem, and only
+// the VM's own disk images and templates mounted (ADR 0106).
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { VirtualMachine } from '@keyvirt/crds';
@@ -25,7 +28,6 @@ export const LAUNCHER_CONTAINER = 'launcher';
 export const LAUNCHER_PORT = 8443;
 const CONFIG_DIR = '/var/run/keyvirt/launcher';
 const STATE_DIR = '/var/run/keyvirt/state';
-const DISKS_DIR = '/var/run/keyvirt/disks';
 export const CONFIG_FILE = `${CONFIG_DIR}/config.json`;
 export const TOKEN_FILE = `${CONFIG_DIR}/token`;
 
@@ -64,7 +66,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
   const { vm } = input;
   const uid = vm.metadata.uid ?? '';
   const disks: Record<string, { path: string; format: 'qcow2' | 'raw' }> = {};
-  for (const d of input.disks) disks[d.name] = { path: `${DISKS_DIR}/${d.name}/${d.imageFile}`, format: d.format };
+  for (const d of input.disks) disks[d.name] = { path: d.path, format: d.format };
   return {
     apiVersion: LAUNCHER_CONFIG_API_VERSION,
     vm: { name: vm.metadata.name, namespace: vm.metadata.namespace ?? 'default', uid },
@@ -122,6 +124,37 @@ function diskVolume(d: ResolvedDisk): Volume {
   return { name: `disk-${d.name}`, ...source };
 }
 
+/** The disk mounts, one per mount path (two disks over one template share its mount). */
+function diskMounts(disks: readonly ResolvedDisk[]): unknown[] {
+  const seen = new Set<string>();
+  const mounts: unknown[] = [];
+  for (const d of disks) {
+    for (const m of d.mounts) {
+      if (seen.has(m.mountPath)) continue;
+      seen.add(m.mountPath);
+      mounts.push({ name: `disk-${d.name}`, mountPath: m.mountPath, readOnly: m.readOnly, ...(m.subPath === undefined ? {} : { subPath: m.subPath }) });
+    }
+  }
+  return mounts;
+}
+
+/**
+ * The launcher container's securityContext: every capability dropped but NET_ADMIN when
+ * a bridge-bound NIC needs the launcher to create its tap (masquerade NICs run in QEMU's
+ * user-mode network and need none). Root in the container, without capabilities: the
+ * images on hostPath and NFS domains are root's and /dev/kvm is root's (ADR 0108).
+ */
+export function launcherSecurityContext(vm: VirtualMachine): Record<string, unknown> {
+  const bridged = vm.spec.template.interfaces.some((i) => i.binding === 'bridge');
+  return {
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'], ...(bridged ? { add: ['NET_ADMIN'] } : {}) },
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
 /** Read-only hostPath mounts for the kernel and initrd directories of a direct kernel boot. */
 function kernelMounts(boot: KernelBoot | undefined): { volumes: Volume[]; mounts: unknown[] } {
   if (boot === undefined) return { volumes: [], mounts: [] };
@@ -147,7 +180,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
   const mounts: unknown[] = [
     { name: 'launcher-config', mountPath: CONFIG_DIR, readOnly: true },
     { name: 'state', mountPath: STATE_DIR },
-    ...input.disks.map((d) => ({ name: `disk-${d.name}`, mountPath: `${DISKS_DIR}/${d.name}`, readOnly: d.readOnly })),
+    ...diskMounts(input.disks),
     ...kernel.mounts,
     ...(input.nodeHasKvm ? [{ name: 'kvm', mountPath: '/dev/kvm' }] : []),
   ];
@@ -171,6 +204,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
       hostname: vm.metadata.name,
       terminationGracePeriodSeconds: vm.spec.terminationGracePeriodSeconds + 30,
       affinity: input.affinity,
+      securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
       ...(vm.spec.nodeSelector === undefined ? {} : { nodeSelector: vm.spec.nodeSelector }),
       ...(vm.spec.tolerations === undefined ? {} : { tolerations: vm.spec.tolerations }),
       containers: [
@@ -182,6 +216,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
           ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
           resources: { requests: resources.requests, ...(Object.keys(resources.limits).length > 0 ? { limits: resources.limits } : {}) },
           volumeMounts: mounts,
+          securityContext: launcherSecurityContext(vm),
           readinessProbe: { tcpSocket: { port: LAUNCHER_PORT }, periodSeconds: 5 },
         },
       ],
