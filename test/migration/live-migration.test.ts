@@ -10,7 +10,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorBodySchema, LauncherHttpError, MigrationClient } from '../../launcher/src/api/index.ts';
 import { readDiskRecords } from '../support/guest.ts';
 import { createPeerHost } from '../support/netns.ts';
-import { assertCounterContinues, createSharedVm, migrationOutcome, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
+import {
+  assertCounterContinues,
+  createSharedVm,
+  migrationOutcome,
+  mintMigrationTls,
+  removeSharedVm,
+  startLauncher,
+  startMigration,
+  waitForCounter,
+  waitForStatus,
+} from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -39,11 +49,12 @@ void test('live migration between launchers across network namespaces, and rollb
     assert.equal(bad.status, 400);
     const body = ErrorBodySchema.parse(await bad.json());
     const paths = (body.error.issues ?? []).map((i) => i.path).sort();
-    assert.deepEqual(paths, ['policy.downtimeScheduleMs', 'target.host', 'target.port']);
+    assert.deepEqual(paths, ['policy.downtimeScheduleMs', 'target.host', 'target.port', 'tls']);
+    const tls = await mintMigrationTls(peer.address);
     await assert.rejects(first.migration.current(), (err) => err instanceof LauncherHttpError && err.status === 404);
-    await assert.rejects(first.migration.prepareIncoming(), (err) => err instanceof LauncherHttpError && err.status === 409);
+    await assert.rejects(first.migration.prepareIncoming({ tls: tls.target }), (err) => err instanceof LauncherHttpError && err.status === 409);
     await assert.rejects(
-      new MigrationClient({ baseUrl: first.baseUrl, token: 'wrong-token-wrong-token' }).start({ target: { host: '127.0.0.1', port: 1 } }),
+      new MigrationClient({ baseUrl: first.baseUrl, token: 'wrong-token-wrong-token' }).start({ target: { host: '127.0.0.1', port: 1 }, tls: tls.source }),
       (err) => err instanceof LauncherHttpError && err.status === 401,
     );
     const status = await first.client.status();

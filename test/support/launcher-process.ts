@@ -13,8 +13,18 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { IncomingMigrationStatus, LauncherConfigInput, MigrationEvent, MigrationPolicyInput, MigrationResult, Status } from '@keyvirt/launcher/api';
+import type {
+  IncomingMigrationStatus,
+  LauncherConfigInput,
+  MigrationEvent,
+  MigrationPolicyInput,
+  MigrationResult,
+  MigrationTlsClientCredentialsInput,
+  MigrationTlsServerCredentials,
+  Status,
+} from '@keyvirt/launcher/api';
 import { LauncherClient, MigrationClient } from '@keyvirt/launcher/api';
+import { mintMigrationCredentials } from '../../operator/src/migration/tls-credentials.ts';
 import { counterContinuity, createBlankDisk, parseCounterLines, testGuest, type CounterRecord, type TestGuest } from './guest.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -317,23 +327,47 @@ export function assertCounterContinues(records: readonly CounterRecord[], bootId
   }
 }
 
+/** The TLS credentials each side of a migration gets; either may be replaced to stage an impostor. */
+export interface MigrationTlsPair {
+  readonly target: MigrationTlsServerCredentials;
+  readonly source: MigrationTlsClientCredentialsInput;
+}
+
+/** Mints the migration's credentials as the operator does, for a target listening on `targetHost`. */
+export async function mintMigrationTls(targetHost: string, migrationUid: string = randomUUID()): Promise<MigrationTlsPair> {
+  const creds = await mintMigrationCredentials({ vmNamespace: 'kv-test', vmName: 'guest-1', migrationUid, targetHost });
+  return {
+    target: { caCert: creds.caCert, ...creds.server },
+    source: { caCert: creds.caCert, ...creds.client, hostname: creds.tlsHostname },
+  };
+}
+
+/** The host a launcher listens on (its API URL's host, brackets removed). */
+export function launcherHost(launcher: LauncherProcess): string {
+  return new URL(launcher.baseUrl).hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
 /**
  * Starts migrating the VM from `source` to `target` (a launcher in migration-target
  * mode): waits until the target's QEMU waits, prepares its incoming side with the
- * policy's post-copy choice, and starts the source. Returns the target's listener.
+ * policy's post-copy choice, and starts the source. Both sides get TLS credentials
+ * minted for this migration unless `tls` is given. Returns the target's listener.
  */
 export async function startMigration(
   source: LauncherProcess,
   target: LauncherProcess,
   policy: MigrationPolicyInput = {},
   migrationId?: string,
+  tls?: MigrationTlsPair,
 ): Promise<IncomingMigrationStatus> {
   await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
-  const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false });
+  const credentials = tls ?? (await mintMigrationTls(launcherHost(target), migrationId));
+  const incoming = await target.migration.prepareIncoming({ postCopy: policy.postCopy ?? false, tls: credentials.target });
   await source.migration.start({
     ...(migrationId === undefined ? {} : { migrationId }),
     target: { host: incoming.host, port: incoming.port, launcherUrl: target.baseUrl },
     policy,
+    tls: credentials.source,
   });
   return incoming;
 }

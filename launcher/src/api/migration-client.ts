@@ -41,7 +41,7 @@ export class MigrationClient {
   }
 
   /** Target: starts listening for the incoming migration; answers with address and port. */
-  prepareIncoming(request: PrepareIncomingRequestInput = {}): Promise<IncomingMigrationStatus> {
+  prepareIncoming(request: PrepareIncomingRequestInput): Promise<IncomingMigrationStatus> {
     return this.#http.call('POST', '/v1/migrations/incoming', request, IncomingMigrationStatusSchema);
   }
 

@@ -4,6 +4,9 @@
 // epoch microseconds taken from the QMP event timestamps.
 import { z } from 'zod';
 import { BANDWIDTH_MAX, DowntimeSchedule, MAX_DOWNTIME_MS, migrationTuningFields, parseQuantity } from '@keyvirt/crds';
+import { MigrationTlsClientCredentialsSchema, MigrationTlsServerCredentialsSchema } from './migration-tls.ts';
+
+export * from './migration-tls.ts';
 
 /** oVirt's "minimal downtime" schedule, the default when a policy names none. */
 export const defaultDowntimeScheduleMs: readonly number[] = [100, 150, 200, 300, 400, 500];
@@ -89,6 +92,9 @@ export const StartMigrationRequestSchema = z
       .describe('Caller-chosen id (e.g. the VirtualMachineMigration uid); generated when absent'),
     target: MigrationTargetSchema,
     policy: MigrationPolicySchema.default(MigrationPolicySchema.parse({})),
+    tls: MigrationTlsClientCredentialsSchema.describe(
+      'The credentials the operator minted for this migration: the source migrates only over TLS, to a target whose certificate chains to tls.caCert',
+    ),
   })
   .strict();
 export type StartMigrationRequest = z.output<typeof StartMigrationRequestSchema>;
@@ -195,6 +201,9 @@ export const PrepareIncomingRequestSchema = z
       .describe("Address to listen on; defaults to the launcher's own (non-wildcard) listen address or its pod IP"),
     port: z.number().int().min(0).max(65_535).default(0).describe('0 picks a free port'),
     postCopy: z.boolean().default(false).describe("Must equal the source policy's postCopy"),
+    tls: MigrationTlsServerCredentialsSchema.describe(
+      'The credentials the operator minted for this migration: the target accepts only a TLS client whose certificate chains to tls.caCert',
+    ),
   })
   .strict();
 export type PrepareIncomingRequest = z.output<typeof PrepareIncomingRequestSchema>;

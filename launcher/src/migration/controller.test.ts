@@ -8,6 +8,7 @@ import { StartMigrationRequestSchema, type StartMigrationRequestInput } from '..
 import { MigrationConflictError, MigrationController, type MigratableVm } from './controller.ts';
 import { podAddress } from './attach.ts';
 import type { MigrationQmp, MigrationQmpEvent } from './qmp-port.ts';
+import { sampleClientTls, sampleServerTls } from './tls-sample-credentials.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -82,7 +83,7 @@ const ram = (transferred: number, remaining: number, iteration: number): Record<
 });
 
 function request(input: Partial<StartMigrationRequestInput> = {}): ReturnType<typeof StartMigrationRequestSchema.parse> {
-  return StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 }, ...input });
+  return StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 }, tls: sampleClientTls, ...input });
 }
 
 function controller(vm: FakeVm, mode: 'run' | 'migration-target' = 'run'): MigrationController {
@@ -168,15 +169,15 @@ void describe('MigrationController (source)', () => {
 void describe('MigrationController (target)', () => {
   void it('refuses to listen unless started as a target and waiting', async () => {
     const vm = new FakeVm(new ScriptedQmp([{}]));
-    await assert.rejects(controller(vm, 'run').prepareIncoming({ port: 0, postCopy: false }), MigrationConflictError);
-    await assert.rejects(controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: false }), MigrationConflictError);
+    await assert.rejects(controller(vm, 'run').prepareIncoming({ port: 0, postCopy: false, tls: sampleServerTls }), MigrationConflictError);
+    await assert.rejects(controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: false, tls: sampleServerTls }), MigrationConflictError);
   });
 
   void it('listens on the pod address and reports the port QEMU chose', async () => {
     const qmp = new ScriptedQmp([{ status: 'setup', 'socket-address': [{ type: 'inet', host: '10.78.0.2', port: '40111' }] }]);
     const vm = new FakeVm(qmp);
     vm.phase = 'WaitingForMigration';
-    const status = await controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: true });
+    const status = await controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: true, tls: sampleServerTls });
     assert.deepEqual(status, { phase: 'Listening', host: '10.78.0.2', port: 40111, postCopy: true, resumedAtMicros: null });
     assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-incoming')?.args, { uri: 'tcp:10.78.0.2:0' });
   });

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { eventTimeMicros, listeningPort, QueryMigrateSchema, toProgress } from './progress.ts';
+import { sampleClientTls } from './tls-sample-credentials.ts';
 import {
   guestPauseMs,
   MigrationPolicySchema,
@@ -104,7 +105,7 @@ void describe('timestamps and pause', () => {
 
 void describe('migration request schema', () => {
   void it('fills the policy defaults', () => {
-    const req = StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 } });
+    const req = StartMigrationRequestSchema.parse({ target: { host: '10.78.0.2', port: 49152 }, tls: sampleClientTls });
     // The default values themselves are checked against the CRDs in api/migration-tuning.test.ts.
     assert.deepEqual(req.policy, MigrationPolicySchema.parse({}));
   });

@@ -1,0 +1,151 @@
+// Fixed TLS credentials for the launcher's unit tests (schema checks and fake-QMP
+// drivers), minted once the way the operator mints them: migration A's CA, server and
+// client certificates, and migration B's (another CA). They were valid for one hour
+// after minting, so QEMU refuses them now; the launcher's request schemas do not look
+// at time. Never used by the launcher itself.
+
+export interface SampleMigrationCredentials {
+  readonly caCert: string;
+  readonly server: { readonly cert: string; readonly key: string };
+  readonly client: { readonly cert: string; readonly key: string };
+}
+
+export const sampleCredentials: SampleMigrationCredentials = {
+  caCert: `-----BEGIN CERTIFICATE-----
+MIICGDCCAb6gAwIBAgIQSfWsm7BrKZuesbcm22cFTDAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWEx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBHMTAwLgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWln
+cmF0aW9uLWExEzARBgNVBAoTCmtleXZpcnQuaW8wWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAQBC77YiLvfKWYEpJIirhTU6Nw3nvYGpxI/WtjdzX2Q+ECOhZpSHLDL
+HB62RG93DafLWC9+qfC4iiB/G2GW5pido4GLMIGIMBIGA1UdEwEB/wQIMAYBAf8C
+AQAwDgYDVR0PAQH/BAQDAgEGMB0GA1UdDgQWBBT6yk4SUwRVQu9kWpqs5+Myg0mJ
+VTBDBgNVHREEPDA6hjh1cm46a2V5dmlydDptaWdyYXRpb246a3YtdGVzdDpndWVz
+dC0xOnNhbXBsZS1taWdyYXRpb24tYTAKBggqhkjOPQQDAgNIADBFAiBSBybV/iHs
+yNxMEa8RBqbVMKtDdIC4Irj3ZwjB0K59/wIhAMG62SKsWeIOU+dnuaVvJb0dADw1
+L7wLRmd5AIY4PZIM
+-----END CERTIFICATE-----
+`,
+  server: {
+    cert: `-----BEGIN CERTIFICATE-----
+MIICbjCCAhSgAwIBAgIQNX1O8rh13M4UpKgWpL0Q5TAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWEx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBLMTQwMgYDVQQDEytLZXlWaXJ0IG1pZ3JhdGlvbiB0YXJnZXQgc2FtcGxl
+LW1pZ3JhdGlvbi1hMRMwEQYDVQQKEwprZXl2aXJ0LmlvMFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAEZC5yKMHIKdjriG5Jr+q7jmFv4xMea//iq/ALxgIo5IkEtbQ0
+aADd3TZIlY5D0idOpD0aKdgac+Zrxt2bsGoIqqOB3TCB2jAMBgNVHRMBAf8EAjAA
+MA4GA1UdDwEB/wQEAwIFoDATBgNVHSUEDDAKBggrBgEFBQcDATBlBgNVHREEXjBc
+ghptaWdyYXRpb24ua2V5dmlydC5pbnRlcm5hbIcECk4AAoY4dXJuOmtleXZpcnQ6
+bWlncmF0aW9uOmt2LXRlc3Q6Z3Vlc3QtMTpzYW1wbGUtbWlncmF0aW9uLWEwHQYD
+VR0OBBYEFArpCHSQ4vPjE+vu8eWn2tkNUQARMB8GA1UdIwQYMBaAFPrKThJTBFVC
+72Ramqzn4zKDSYlVMAoGCCqGSM49BAMCA0gAMEUCIDn/+6CfQWKvAHOLaFt+aqSQ
+Nmttr/Kue0YDr9x89FHDAiEAyCclnjaTHPv+jvyXQrXAcPik7Wto7/NekY979/5G
+eo0=
+-----END CERTIFICATE-----
+`,
+    key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgagRTcB+fJaEFJrQj
+5VYRw8vBT02h8s/6PgCR79R3346hRANCAARkLnIowcgp2OuIbkmv6ruOYW/jEx5r
+/+Kr8AvGAijkiQS1tDRoAN3dNkiVjkPSJ06kPRop2Bpz5mvG3Zuwagiq
+-----END PRIVATE KEY-----
+`,
+  },
+  client: {
+    cert: `-----BEGIN CERTIFICATE-----
+MIICTDCCAfKgAwIBAgIQE5pJN2WbqWqWymk06ZcY2zAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWEx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBLMTQwMgYDVQQDEytLZXlWaXJ0IG1pZ3JhdGlvbiBzb3VyY2Ugc2FtcGxl
+LW1pZ3JhdGlvbi1hMRMwEQYDVQQKEwprZXl2aXJ0LmlvMFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAEVPEQtxT84rfZxe6UG1xke1bK1jjUVKdeOdV2Dikf8W7hxTmT
+kHCm1DxxXdZnidF/Lf5KmR6HK9Oe4c/OaBwNw6OBuzCBuDAMBgNVHRMBAf8EAjAA
+MA4GA1UdDwEB/wQEAwIFoDATBgNVHSUEDDAKBggrBgEFBQcDAjBDBgNVHREEPDA6
+hjh1cm46a2V5dmlydDptaWdyYXRpb246a3YtdGVzdDpndWVzdC0xOnNhbXBsZS1t
+aWdyYXRpb24tYTAdBgNVHQ4EFgQU7NCxX3LPb494gFmrN82pFClLMHYwHwYDVR0j
+BBgwFoAU+spOElMEVULvZFqarOfjMoNJiVUwCgYIKoZIzj0EAwIDSAAwRQIhAIsK
+OofSJ6xEKcFrWrhfX78u5Oq872KVN2Ccywp4r2znAiBrAkVdPtybEM3j/MkGxdT/
+Z7naLMGiOJvm0gNhGlZScw==
+-----END CERTIFICATE-----
+`,
+    key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgZdQGJJi8nLI5nZC7
+M9BS1WNY/yoICrKLp9gJB4yPqUuhRANCAARU8RC3FPzit9nF7pQbXGR7VsrWONRU
+p1451XYOKR/xbuHFOZOQcKbUPHFd1meJ0X8t/kqZHocr057hz85oHA3D
+-----END PRIVATE KEY-----
+`,
+  },
+};
+
+/** Another migration's credentials: nothing here chains to sampleCredentials.caCert. */
+export const foreignCredentials: SampleMigrationCredentials = {
+  caCert: `-----BEGIN CERTIFICATE-----
+MIICGDCCAb6gAwIBAgIQT+n+y6ryTBUw+V7p2HlQVzAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWIx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBHMTAwLgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWln
+cmF0aW9uLWIxEzARBgNVBAoTCmtleXZpcnQuaW8wWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARUj//pqZokQWbawJfdyAjhTouyCVytAAJ1mwsGhWU3S7ODPjDTZnxK
+djQEr+4uqSaEosYz8XcseSQWSl9AC7M3o4GLMIGIMBIGA1UdEwEB/wQIMAYBAf8C
+AQAwDgYDVR0PAQH/BAQDAgEGMB0GA1UdDgQWBBQT2SfsrHIrB4V31c4Wnavm/ecX
+gTBDBgNVHREEPDA6hjh1cm46a2V5dmlydDptaWdyYXRpb246a3YtdGVzdDpndWVz
+dC0xOnNhbXBsZS1taWdyYXRpb24tYjAKBggqhkjOPQQDAgNIADBFAiEA2DRfhMbe
+0zvh2xAGIj4wgZ/TF0qxHRlnjjYR760Y9J0CIAYdlQwwXHEf7aXCmKkxg6Ba1CBj
+MdMbAAOpeDWNkp3o
+-----END CERTIFICATE-----
+`,
+  server: {
+    cert: `-----BEGIN CERTIFICATE-----
+MIICbjCCAhSgAwIBAgIQHRiFQtCp85dYt52+DVB5bzAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWIx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBLMTQwMgYDVQQDEytLZXlWaXJ0IG1pZ3JhdGlvbiB0YXJnZXQgc2FtcGxl
+LW1pZ3JhdGlvbi1iMRMwEQYDVQQKEwprZXl2aXJ0LmlvMFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAEtMr2CMXihgkf9IyPs7XtZ4umIDST1G4q8UJ/ZMHlxdIL5DfZ
+38BvZbbqq+6zSlkDW9Zb5YgOvgT+YuCgb677p6OB3TCB2jAMBgNVHRMBAf8EAjAA
+MA4GA1UdDwEB/wQEAwIFoDATBgNVHSUEDDAKBggrBgEFBQcDATBlBgNVHREEXjBc
+ghptaWdyYXRpb24ua2V5dmlydC5pbnRlcm5hbIcECk4AAoY4dXJuOmtleXZpcnQ6
+bWlncmF0aW9uOmt2LXRlc3Q6Z3Vlc3QtMTpzYW1wbGUtbWlncmF0aW9uLWIwHQYD
+VR0OBBYEFI22jAUd7Txa3MtizQ7DtkLngq9ZMB8GA1UdIwQYMBaAFBPZJ+yscisH
+hXfVzhadq+b95xeBMAoGCCqGSM49BAMCA0gAMEUCIGMYnJfZoI27x2bTJtXQ3p3J
+hudDu9lPXOLyDYzNCYDvAiEAzcwe8jN07GMjcyvdVdhH47cPkYcdGsjlg1G6N+F9
+pdQ=
+-----END CERTIFICATE-----
+`,
+    key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgAr9j8x5Fyyk2rrpC
+mEc6fEHXD931tTBGalotBHO0P82hRANCAAS0yvYIxeKGCR/0jI+zte1ni6YgNJPU
+birxQn9kweXF0gvkN9nfwG9ltuqr7rNKWQNb1lvliA6+BP5i4KBvrvun
+-----END PRIVATE KEY-----
+`,
+  },
+  client: {
+    cert: `-----BEGIN CERTIFICATE-----
+MIICTTCCAfKgAwIBAgIQQSNss9yEOQv1xL4xpLrIIDAKBggqhkjOPQQDAjBHMTAw
+LgYDVQQDEydLZXlWaXJ0IG1pZ3JhdGlvbiBDQSBzYW1wbGUtbWlncmF0aW9uLWIx
+EzARBgNVBAoTCmtleXZpcnQuaW8wHhcNMjYxMTI4MTg0NDIzWhcNMjYxMTI4MTk0
+OTIzWjBLMTQwMgYDVQQDEytLZXlWaXJ0IG1pZ3JhdGlvbiBzb3VyY2Ugc2FtcGxl
+LW1pZ3JhdGlvbi1iMRMwEQYDVQQKEwprZXl2aXJ0LmlvMFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAE+D/ilJqADMtKEFeKYaz4IIuftDmuAenwfuqXp///8aNSIpyS
+29fVQdDA1NyKQxwO6mpXzeSslX1NLAntSet8pKOBuzCBuDAMBgNVHRMBAf8EAjAA
+MA4GA1UdDwEB/wQEAwIFoDATBgNVHSUEDDAKBggrBgEFBQcDAjBDBgNVHREEPDA6
+hjh1cm46a2V5dmlydDptaWdyYXRpb246a3YtdGVzdDpndWVzdC0xOnNhbXBsZS1t
+aWdyYXRpb24tYjAdBgNVHQ4EFgQUHs7O7JbDtvKaJRrcT/NSxhHKZ5AwHwYDVR0j
+BBgwFoAUE9kn7KxyKweFd9XOFp2r5v3nF4EwCgYIKoZIzj0EAwIDSQAwRgIhAKBC
+mjowAnbbh/oOakDf2C631vIGDIbxHFo14LufKEOCAiEA+N5ombI1tuAWoskSZQ9d
+je7cOBmxXUKhwZPHnDT5/lo=
+-----END CERTIFICATE-----
+`,
+    key: `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTQ6re6m60fFCoKJZ
+48CN2UoJJyg7T9oT872xzcPX/xahRANCAAT4P+KUmoAMy0oQV4phrPggi5+0Oa4B
+6fB+6pen///xo1IinJLb19VB0MDU3IpDHA7qalfN5KyVfU0sCe1J63yk
+-----END PRIVATE KEY-----
+`,
+  },
+};
+
+/** The target's `tls` in POST /v1/migrations/incoming. */
+export const sampleServerTls = { caCert: sampleCredentials.caCert, ...sampleCredentials.server };
+/** The source's `tls` in POST /v1/migrations. */
+export const sampleClientTls = { caCert: sampleCredentials.caCert, ...sampleCredentials.client };
