@@ -12,8 +12,9 @@ import type { Node, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { isNotFound } from '../runtime/kube-client.ts';
 import { keyOf, objectPath, refOfKey } from '../runtime/resource.ts';
-import { resolveDisks, type DiskLookup, type ResolvedDisk } from './disk-volumes.ts';
+import { resolveDisks, type DiskLookup } from './disk-volumes.ts';
 import type { LauncherFollowers } from './launcher-followers.ts';
+import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
 import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import type { LauncherObjects } from './launcher-objects.ts';
@@ -187,7 +188,7 @@ export class VmController implements Reconciler {
       wantRunning: vm.metadata.deletionTimestamp === undefined && wantsRunning(vm, state),
       stopping: progress.stopping || vm.metadata.deletionTimestamp !== undefined,
       blocker: progress.blocker,
-      notMigratable: [...progress.notMigratable, ...staticNotMigratable(vm)],
+      notMigratable: [...progress.notMigratable, ...notMigratableTemplateReasons(vm)],
       crashLoopUntil,
       startFailure: progress.startFailure,
       restartCount: progress.restartCount,
@@ -248,7 +249,7 @@ export class VmController implements Reconciler {
 
   async #notMigratableDisks(vm: VirtualMachine, out: StepOutcome): Promise<void> {
     const resolution = await resolveDisks(vm, this.#d.disks);
-    if (resolution.ok) out.notMigratable.push(...diskReasons(resolution.disks));
+    if (resolution.ok) out.notMigratable.push(...notMigratableDiskReasons(resolution.disks));
   }
 
   async #create(ctx: ReconcileContext, vm: VirtualMachine, out: StepOutcome, now: number): Promise<void> {
@@ -274,7 +275,7 @@ export class VmController implements Reconciler {
       out.requeueAfterMs = transient ? 5000 : UNSCHEDULABLE_RETRY_MS;
       return;
     }
-    out.notMigratable.push(...diskReasons(resolution.disks));
+    out.notMigratable.push(...notMigratableDiskReasons(resolution.disks));
     const emulate = mayEmulate(vm, this.#d.settings);
     const resources = launcherResources(vm.spec.template, emulate);
     const pinned = [...new Set(resolution.disks.map((d) => d.nodeName).filter((n): n is string => n !== undefined))];
@@ -343,7 +344,7 @@ interface StepOutcome {
   blocker: StartBlocker | undefined;
   stopping: boolean;
   requeueAfterMs: number | undefined;
-  notMigratable: string[];
+  notMigratable: NotMigratable[];
   startFailure: VirtualMachineStatus['startFailure'];
   restartCount: number | undefined;
 }
@@ -359,18 +360,6 @@ function parseKernelBoot(vm: VirtualMachine): KernelBoot | undefined | string {
   }
   const parsed = kernelBootSchema.safeParse(json);
   return parsed.success ? parsed.data : `annotation ${ANNOTATION_KERNEL_BOOT}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
-}
-
-function diskReasons(disks: readonly ResolvedDisk[]): string[] {
-  return disks.map((d) => d.notMigratableReason).filter((r): r is string => r !== undefined);
-}
-
-function staticNotMigratable(vm: VirtualMachine): string[] {
-  const reasons: string[] = [];
-  if (vm.spec.template.hostDevices.length > 0) reasons.push('the VM has host devices passed through');
-  if (vm.spec.template.interfaces.some((i) => i.binding === 'bridge')) reasons.push('an interface uses the bridge binding (the guest holds the pod IP)');
-  if (vm.spec.template.cpu.model === 'host-passthrough') reasons.push('the CPU model is host-passthrough');
-  return reasons;
 }
 
 function countFailure(previous: VirtualMachineStatus['startFailure'], finishedAt: string, now: number): NonNullable<VirtualMachineStatus['startFailure']> {

@@ -83,7 +83,7 @@ void describe('computeStatus', () => {
 
   void it('keeps lastTransitionTime while a condition keeps its status', () => {
     const first = computeStatus(input({}));
-    const later = computeStatus(input({ vm: { ...vm, status: first }, now: '2026-01-01T00:09:00Z', notMigratable: ['disk root is local'] }));
+    const later = computeStatus(input({ vm: { ...vm, status: first }, now: '2026-01-01T00:09:00Z', notMigratable: [{ reason: 'DisksNotLiveMigratable', message: 'disk root is local' }] }));
     const time = (s: typeof first, type: string): string | undefined => s.conditions?.find((c) => c.type === type)?.lastTransitionTime;
     assert.equal(time(later, 'Ready'), '2026-01-01T00:01:00Z');
     assert.equal(time(later, 'LiveMigratable'), '2026-01-01T00:09:00Z');

@@ -11,6 +11,7 @@ import type {
 } from '@keyvirt/crds';
 import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
+import { liveMigratableCondition, type NotMigratable } from './live-migratable.ts';
 import type { LauncherPodState } from './run-strategy.ts';
 
 /** Why the VM cannot start: shown as the phase, the Ready condition and an event. */
@@ -31,7 +32,7 @@ export interface StatusInput {
   stopping: boolean;
   blocker: StartBlocker | undefined;
   /** Why the VM cannot live-migrate, if it cannot. */
-  notMigratable: readonly string[];
+  notMigratable: readonly NotMigratable[];
   /** A CrashLoop backoff is in effect until this time. */
   crashLoopUntil: string | undefined;
   startFailure: VirtualMachineStatus['startFailure'];
@@ -119,8 +120,7 @@ function agentCondition(input: StatusInput, phase: VirtualMachinePhase): Omit<Co
 }
 
 function migratableCondition(input: StatusInput): Omit<Condition, 'lastTransitionTime'> {
-  if (input.notMigratable.length === 0) return condition('LiveMigratable', 'True', 'Migratable', 'the VM can be live-migrated');
-  return condition('LiveMigratable', 'False', 'NotMigratable', input.notMigratable.join('; '));
+  return liveMigratableCondition(input.notMigratable);
 }
 
 function withTransitions(previous: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>[], now: string, generation: number | undefined): Condition[] {
