@@ -1,7 +1,8 @@
 // The operator part of `npm start` / `npm stop`: the operator runs as a background
 // process on the host (logs in .keyvirt/logs/keyvirt-operator.log) under the
 // ServiceAccount and ClusterRole it ships with (operator/deploy/rbac.yaml), then a
-// sample StorageDomain and VM (examples/vm-local-dev.yaml) are applied; the sample
+// sample StorageDomain and VM (examples/vm-local-dev.yaml) are applied: a posix domain
+// (the nodes share this machine's file system), so the sample VM can live-migrate; it
 // boots the test guest's kernel directly.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +18,8 @@ const NAME = 'keyvirt-operator';
 const MARKER = '--identity=local-operator';
 export const OPERATOR_HEALTH_PORT = 18080;
 const SAMPLE = 'examples/vm-local-dev.yaml';
-const SAMPLE_DOMAIN_PATH = '/var/lib/keyvirt/images';
+/** The sample posix domain's directory: the same on every node of the local cluster. */
+const SAMPLE_DOMAIN_PATH = '/var/lib/keyvirt/shared';
 const SAMPLE_BACKING_IMAGE = 'keyvirt-test-guest';
 
 function operatorKubeconfigPath(layout: ClusterLayout): string {
@@ -97,7 +99,7 @@ function applySample(layout: ClusterLayout, log: Logger): void {
   log.info({ sample: SAMPLE }, 'sample StorageDomain and VM applied');
 }
 
-/** Waits (a while) for the sample VM to run, and says why when it does not. */
+/** Waits (a while) for the sample VM to run (and to be live-migratable), and says why when it does not. */
 async function awaitSample(layout: ClusterLayout, log: Logger): Promise<void> {
   const deadline = Date.now() + 240_000;
   let phase = '';
@@ -106,7 +108,8 @@ async function awaitSample(layout: ClusterLayout, log: Logger): Promise<void> {
     phase = kubectl(layout, ['get', 'vm', 'dev-1', '-n', 'default', '-o', 'jsonpath={.status.phase}']).trim();
     why = kubectl(layout, ['get', 'vm', 'dev-1', '-n', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].message}']).trim();
     if (phase === 'Running') {
-      log.info({ vm: 'default/dev-1' }, 'sample VM is Running');
+      const migratable = kubectl(layout, ['get', 'vm', 'dev-1', '-n', 'default', '-o', 'jsonpath={.status.conditions[?(@.type=="LiveMigratable")].status}']).trim();
+      log.info({ vm: 'default/dev-1', liveMigratable: migratable }, 'sample VM is Running');
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 2000));
