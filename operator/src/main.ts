@@ -16,6 +16,8 @@ import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
 import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
 import { addVmController } from './vm/vm-wiring.ts';
+import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
+import { addEvacuationController } from './evacuation/evacuation-wiring.ts';
 
 const VERSION = '0.1.0';
 
@@ -131,6 +133,10 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
         retryAfterFailureMs: DEFAULT_RETRY_AFTER_FAILURE_MS,
       },
     });
+  },
+  (ctx) => {
+    addDisruptionBudgetController({ ...ctx, observer: ctx.metrics, vmSelector: ctx.settings.vmSelector });
+    addEvacuationController({ ...ctx, observer: ctx.metrics, vmSelector: ctx.settings.vmSelector });
   },
 ];
 
