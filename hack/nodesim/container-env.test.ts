@@ -19,10 +19,13 @@ describe('container init script', () => {
       hostname: 'pod-1',
       workingDir: '/',
       mounts: [{ source: "/state/it's", target: '/data', readOnly: true }],
+      root: { dir: '/state/root', imagePaths: [], hiddenPaths: [], revealedPaths: [] },
+      security: { privileged: false, capabilities: ['chown'], noNewPrivs: true, readOnlyRoot: false, runAsUser: undefined, runAsGroup: undefined },
     });
     assert.match(script, /echo \$\$ > '\/sys\/fs\/cgroup\/memory\/keyvirt\/n\/p\/c\/cgroup.procs'/);
-    assert.match(script, /\/usr\/bin\/mount --bind '\/state\/it'\\''s' '\/data'/);
-    assert.match(script, /\/usr\/bin\/mount -o remount,bind,ro '\/data'/);
-    assert.ok(script.trimEnd().endsWith('exec "$@"'));
+    assert.match(script, /\/usr\/bin\/mount --bind '\/state\/it'\\''s' '\/state\/root\/data'/);
+    assert.match(script, /\/usr\/bin\/mount -o remount,bind,ro '\/state\/root\/data'/);
+    assert.match(script, /\/usr\/sbin\/pivot_root \. \.keyvirt-old-root/);
+    assert.ok(script.trimEnd().endsWith(`exec /usr/bin/setpriv '--bounding-set=-all,+chown' '--inh-caps=-all,+chown' '--no-new-privs' -- "$@"`));
   });
 });

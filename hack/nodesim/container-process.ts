@@ -1,7 +1,8 @@
 // Runs one container as real processes: a private PID, mount and UTS namespace
-// (the pod's network namespace entered unless hostNetwork), cgroup limits, volumes
-// bind-mounted at their mount paths (on a private /dev when a mount point must be
-// created there), and the container's argv exec'd as PID 1.
+// (the pod's network namespace entered unless hostNetwork), cgroup limits, a root
+// filesystem of its own with the volumes bind-mounted at their mount paths
+// (container-root.ts), and the container's argv exec'd as PID 1 under setpriv with
+// the capabilities, no_new_privs and user of its securityContext.
 // setpriv's parent-death signal plus unshare's --kill-child make the whole
 // container die with the simulator that started it (a crashed node loses its pods).
 import { spawn } from 'node:child_process';
@@ -9,8 +10,8 @@ import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { privateDevScript } from './private-dev.ts';
-import type { PrivateDev } from './private-dev.ts';
+import { pivotScript, READ_ONLY_BIND_FUNCTION, rootAssemblyScript, setprivArgs, shellQuote } from './container-root.ts';
+import type { ContainerRoot, ContainerSecurity } from './container-root.ts';
 
 export interface BindMount {
   readonly source: string;
@@ -25,9 +26,10 @@ export interface ContainerLaunch {
   readonly hostname: string;
   /** The pod's network namespace name, or undefined for hostNetwork pods. */
   readonly netns: string | undefined;
+  /** Targets are paths inside the container. */
   readonly mounts: readonly BindMount[];
-  /** Set when a mount point must be created under /dev: the container gets its own /dev first. */
-  readonly privateDev?: PrivateDev | undefined;
+  readonly root: ContainerRoot;
+  readonly security: ContainerSecurity;
   readonly cgroupProcFiles: readonly string[];
   readonly scriptPath: string;
   readonly logPath: string;
@@ -38,25 +40,24 @@ export interface ContainerExit {
   readonly signal: string | undefined;
 }
 
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", "'\\''")}'`;
-}
-
 /** The init script PID 1 runs before exec'ing the container's argv. */
-export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'privateDev' | 'workingDir'>): string {
+export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'root' | 'security' | 'workingDir'>): string {
   // Host tools by absolute path: the container's PATH may put other tools (busybox) first.
-  const lines = ['set -e'];
+  const lines = ['set -e', ...READ_ONLY_BIND_FUNCTION];
   for (const file of launch.cgroupProcFiles) lines.push(`echo $$ > ${shellQuote(file)}`);
   lines.push(`/usr/bin/hostname ${shellQuote(launch.hostname)}`);
-  if (launch.privateDev !== undefined) lines.push(...privateDevScript(launch.privateDev));
+  lines.push(...rootAssemblyScript(launch.root, launch.security.privileged));
   for (const m of launch.mounts) {
-    const target = shellQuote(m.target);
+    const target = shellQuote(path.posix.join(launch.root.dir, m.target));
     lines.push(`if [ -d ${shellQuote(m.source)} ]; then /usr/bin/mkdir -p ${target}; else /usr/bin/mkdir -p "$(/usr/bin/dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);
     lines.push(`/usr/bin/mount --bind ${shellQuote(m.source)} ${target}`);
     if (m.readOnly) lines.push(`/usr/bin/mount -o remount,bind,ro ${target}`);
   }
+  lines.push(`/usr/bin/mkdir -p ${shellQuote(path.posix.join(launch.root.dir, launch.workingDir))} 2>/dev/null || true`);
+  lines.push(...pivotScript(launch.root, launch.security.readOnlyRoot));
   lines.push(`cd ${shellQuote(launch.workingDir)}`);
-  lines.push('exec "$@"');
+  const priv = setprivArgs(launch.security);
+  lines.push(priv.length === 0 ? 'exec "$@"' : `exec /usr/bin/setpriv ${priv.map(shellQuote).join(' ')} -- "$@"`);
   return `${lines.join('\n')}\n`;
 }
 

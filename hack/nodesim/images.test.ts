@@ -21,7 +21,7 @@ describe('image table', () => {
     assert.throws(() => resolveImage('nginx:1.27', options), UnknownImageError);
   });
   it('follows ENTRYPOINT/CMD rules for command and args', () => {
-    const entry = { entrypoint: ['/bin/app'], cmd: ['--default'], pathPrefix: [] };
+    const entry = { entrypoint: ['/bin/app'], cmd: ['--default'], pathPrefix: [], rootPaths: [], hiddenPaths: [], revealedPaths: [] };
     assert.deepEqual(containerArgv(entry, undefined, undefined), ['/bin/app', '--default']);
     assert.deepEqual(containerArgv(entry, undefined, ['--x']), ['/bin/app', '--x']);
     assert.deepEqual(containerArgv(entry, ['sh', '-c'], ['echo']), ['sh', '-c', 'echo']);

@@ -1,6 +1,7 @@
 // The node simulator's "image store": a table from image names to what runs for
 // them on this machine. There is no container engine here; a container's root
-// filesystem is the host's, and the image decides the entrypoint and PATH.
+// filesystem is assembled from the node's system directories plus the directories
+// the image names (container-root.ts), and the image decides the entrypoint and PATH.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,6 +13,12 @@ export interface ImageEntry {
   readonly cmd: readonly string[];
   /** Directories put first on PATH. */
   readonly pathPrefix: readonly string[];
+  /** Node directories the image's root holds (read-only), besides the system directories. */
+  readonly rootPaths: readonly string[];
+  /** Paths inside rootPaths that are not part of the image (node state), hidden. */
+  readonly hiddenPaths: readonly string[];
+  /** Paths inside hidden paths that are part of the image after all. */
+  readonly revealedPaths: readonly string[];
 }
 
 export class UnknownImageError extends Error {
@@ -61,11 +68,19 @@ export interface ImageTableOptions {
  */
 export function resolveImage(image: string, options: ImageTableOptions): ImageEntry {
   const repo = imageRepository(image);
+  // The repository is the image; the cluster's state and the build cache in it are not.
+  const repository = {
+    rootPaths: [options.repoRoot, path.dirname(options.nodeBinary)],
+    hiddenPaths: [options.stateDir, path.join(options.repoRoot, 'hack/.cache')],
+    revealedPaths: [],
+  };
   const node = (main: string): ImageEntry => ({
     entrypoint: [options.nodeBinary, path.join(options.repoRoot, main)],
     cmd: [],
     pathPrefix: [path.dirname(options.nodeBinary)],
+    ...repository,
   });
+  const bare = { rootPaths: [], hiddenPaths: [], revealedPaths: [] };
   switch (repo) {
     case 'keyvirt/launcher':
       return node('launcher/src/main.ts');
@@ -74,9 +89,9 @@ export function resolveImage(image: string, options: ImageTableOptions): ImageEn
     case 'keyvirt/node-agent':
       return node('operator/src/node-agent/main.ts');
     case 'keyvirt/host':
-      return { entrypoint: [], cmd: ['sh'], pathPrefix: [] };
+      return { entrypoint: [], cmd: ['sh'], pathPrefix: [], ...bare };
     case 'busybox':
-      return { entrypoint: [], cmd: ['sh'], pathPrefix: [busyboxBin(options.stateDir)] };
+      return { entrypoint: [], cmd: ['sh'], pathPrefix: [busyboxBin(options.stateDir)], ...bare, rootPaths: [busyboxBin(options.stateDir)] };
     default:
       throw new UnknownImageError(`image ${image} is not in the node simulator's image table (see hack/nodesim/images.ts)`);
   }

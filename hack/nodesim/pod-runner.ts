@@ -17,7 +17,8 @@ import { containerArgv, resolveImage, UnknownImageError } from './images.ts';
 import type { ImageTableOptions } from './images.ts';
 import { createPodNetwork, deletePodNetwork, podNetnsName } from './pod-network.ts';
 import { podStatus, restartDelayMs, shouldRestart } from './pod-status.ts';
-import { needsPrivateDev, nodeDevSubmounts } from './private-dev.ts';
+import { containerSecurity, ContainerSecurityError } from './container-root.ts';
+import { subPathSource } from './volumes.ts';
 import { probeLoop } from './probes.ts';
 import type { ContainerRecord, PodRecord } from './pod-status.ts';
 import { prepareTerminationLog, terminationMessage } from './termination-message.ts';
@@ -212,18 +213,18 @@ export class PodRunner {
     const mounts: BindMount[] = (spec.volumeMounts ?? []).map((m) => {
       const volume = this.#volumes.get(m.name);
       if (volume === undefined) throw new VolumeNotReadyError(`volume ${m.name} is not defined`);
-      const source = m.subPath === undefined || m.subPath === '' ? volume.hostPath : path.join(volume.hostPath, m.subPath);
-      if (m.subPath !== undefined && m.subPath !== '' && !fs.existsSync(source)) fs.mkdirSync(source, { recursive: true });
+      const source = m.subPath === undefined || m.subPath === '' ? volume.hostPath : subPathSource(volume.hostPath, m.subPath);
       return { source, target: m.mountPath, readOnly: m.readOnly === true || volume.readOnly };
     });
     const containerDir = path.join(this.#dir, 'containers', spec.name);
     const terminationLog = prepareTerminationLog(containerDir, spec);
     if (terminationLog !== undefined) mounts.push({ source: terminationLog.hostPath, target: terminationLog.containerPath, readOnly: false });
-    const stageDir = path.join(containerDir, 'dev');
-    const privateDev = needsPrivateDev(mounts.map((m) => m.target)) ? { stageDir, submounts: nodeDevSubmounts() } : undefined;
-    if (privateDev !== undefined) fs.mkdirSync(stageDir, { recursive: true });
+    const rootDir = path.join(containerDir, 'root');
+    fs.mkdirSync(rootDir, { recursive: true });
     const launch: ContainerLaunch = {
-      argv, env, hostname, mounts, privateDev,
+      argv, env, hostname, mounts,
+      root: { dir: rootDir, imagePaths: image.rootPaths, hiddenPaths: image.hiddenPaths, revealedPaths: image.revealedPaths },
+      security: containerSecurity(this.#pod, spec),
       workingDir: spec.workingDir ?? '/',
       netns: this.#netns,
       cgroupProcFiles: prepareContainerCgroups(this.#ctx.nodeName, this.uid, spec.name, limitsOf(spec)),
@@ -239,7 +240,7 @@ export class PodRunner {
       try {
         plan = await this.#launch(spec);
       } catch (err) {
-        if (!(err instanceof UnknownImageError || err instanceof VolumeNotReadyError)) throw err;
+        if (!(err instanceof UnknownImageError || err instanceof VolumeNotReadyError || err instanceof ContainerSecurityError)) throw err;
         const reason = err instanceof UnknownImageError ? 'ErrImageNeverPull' : 'CreateContainerConfigError';
         rec.state = { kind: 'waiting', reason, message: err.message };
         this.#push();

@@ -195,6 +195,23 @@ async function materialiseOne(api: VolumeApi, pod: V1Pod, volume: V1Volume, dir:
   throw new VolumeNotReadyError(`volume ${volume.name}: this volume type is not supported by the node simulator`);
 }
 
+/**
+ * The node path of a volumeMount's subPath, as the kubelet checks it: relative, no `..`,
+ * created as a directory when missing, and — symlinks resolved — still inside the volume
+ * (a symlink in a volume must not hand a container some other node path).
+ */
+export function subPathSource(volumeDir: string, subPath: string): string {
+  if (path.isAbsolute(subPath) || subPath.split('/').includes('..')) {
+    throw new VolumeNotReadyError(`subPath ${subPath} must be a relative path without '..'`);
+  }
+  const source = path.join(volumeDir, subPath);
+  if (!fs.existsSync(source)) fs.mkdirSync(source, { recursive: true });
+  const root = fs.realpathSync(volumeDir);
+  const real = fs.realpathSync(source);
+  if (real !== root && !real.startsWith(root + path.sep)) throw new VolumeNotReadyError(`subPath ${subPath} resolves outside its volume`);
+  return real;
+}
+
 /** Materialises every volume of the pod under `volumesDir`; throws VolumeNotReadyError when one cannot be yet. */
 export async function materialiseVolumes(api: VolumeApi, pod: V1Pod, volumesDir: string): Promise<Map<string, MaterialisedVolume>> {
   const out = new Map<string, MaterialisedVolume>();

@@ -18,6 +18,13 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
   let nodeA: string;
   let nodeB: string;
   const tmpDirs: string[] = [];
+  // A node directory mounted at the same path in the pod (hostPath): containers have a
+  // root of their own, so state that outlives a restart or that the test reads lives here.
+  const shared = (): { dir: string; volumes: unknown[]; volumeMounts: unknown[] } => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-shared-'));
+    tmpDirs.push(dir);
+    return { dir, volumes: [{ name: 'shared', hostPath: { path: dir, type: 'Directory' } }], volumeMounts: [{ name: 'shared', mountPath: dir }] };
+  };
   before(async () => {
     cluster = await ensureCluster();
     ns = await createNamespace(cluster, 'kvt-pods');
@@ -102,15 +109,17 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     const pod = await waitPodPhase(cluster, ns, 'volumes', ['Succeeded', 'Failed'], 180_000);
     assert.equal(pod.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0, 'every check inside the pod passed');
     assert.equal(fs.readFileSync(path.join(hostDir, 'from-pod'), 'utf8'), 'written\n');
-    assert.deepEqual(fs.readdirSync(m('cfg')), [], 'the bind mount stayed inside the pod\'s mount namespace');
+    assert.ok(!fs.existsSync(m('cfg')) || fs.readdirSync(m('cfg')).length === 0, 'the bind mount stayed inside the pod\'s mount namespace');
   });
 
   it('restarts containers per restartPolicy and reports exit codes', async () => {
+    const once = shared();
     apply(cluster, busyboxPod(ns, { name: 'fails-once', nodeName: nodeB, restartPolicy: 'OnFailure',
-      script: `f=/tmp/kvt-${ns}-once; if [ -e $f ]; then rm $f; exit 0; fi; touch $f; exit 3` }));
+      script: `f=${once.dir}/once; if [ -e $f ]; then rm $f; exit 0; fi; touch $f; exit 3`,
+      extraSpec: { volumes: once.volumes }, container: { volumeMounts: once.volumeMounts } }));
     apply(cluster, busyboxPod(ns, { name: 'fails', nodeName: nodeB, restartPolicy: 'Never', script: 'exit 7' }));
-    const once = await waitPodPhase(cluster, ns, 'fails-once', ['Succeeded'], 180_000);
-    assert.equal(once.status?.containerStatuses?.[0]?.restartCount, 1);
+    const succeeded = await waitPodPhase(cluster, ns, 'fails-once', ['Succeeded'], 180_000);
+    assert.equal(succeeded.status?.containerStatuses?.[0]?.restartCount, 1);
     const failed = await waitPodPhase(cluster, ns, 'fails', ['Failed']);
     assert.equal(failed.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 7);
     assert.equal(failed.status?.containerStatuses?.[0]?.restartCount, 0);
@@ -131,9 +140,11 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
       script: 'for i in $(seq 1 100); do echo "line $i"; done; exit 4',
       container: { terminationMessagePolicy: 'FallbackToLogsOnError' },
     }));
+    const restarts = shared();
     apply(cluster, busyboxPod(ns, {
       name: 'restarts', nodeName: nodeA, restartPolicy: 'OnFailure',
-      script: `f=/tmp/kvt-${ns}-msg; if [ -e $f ]; then rm $f; echo second > /dev/termination-log; exit 0; fi; touch $f; echo first > /dev/termination-log; exit 5`,
+      script: `f=${restarts.dir}/msg; if [ -e $f ]; then rm $f; echo second > /dev/termination-log; exit 0; fi; touch $f; echo first > /dev/termination-log; exit 5`,
+      extraSpec: { volumes: restarts.volumes }, container: { volumeMounts: restarts.volumeMounts },
     }));
     const terminated = (name: string, field = 'state'): string => cluster.kubectl(['get', 'pod', name, '-n', ns, '-o', `jsonpath={.status.containerStatuses[0].${field}.terminated.message}`]);
     await waitPodPhase(cluster, ns, 'message', ['Succeeded'], 180_000);
@@ -153,7 +164,8 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
   });
 
   it('gates readiness on the readiness probe and restarts a container whose liveness probe fails', async () => {
-    const alive = `/tmp/kvt-${ns}-alive`;
+    const probeDir = shared();
+    const alive = `${probeDir.dir}/alive`;
     apply(cluster, busyboxPod(ns, {
       name: 'probed', nodeName: nodeA, restartPolicy: 'Always',
       script: 'sleep 4; while true; do echo ok | nc -l -p 8081; done',
@@ -168,8 +180,8 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     apply(cluster, busyboxPod(ns, {
       name: 'liveness', nodeName: nodeB, restartPolicy: 'Always',
       script: `touch ${alive}; sleep 3; rm -f ${alive}; while true; do sleep 1; done`,
-      container: { livenessProbe: { exec: { command: ['test', '-e', alive] }, periodSeconds: 1, failureThreshold: 2, initialDelaySeconds: 1 } },
-      extraSpec: { terminationGracePeriodSeconds: 1 },
+      container: { livenessProbe: { exec: { command: ['test', '-e', alive] }, periodSeconds: 1, failureThreshold: 2, initialDelaySeconds: 1 }, volumeMounts: probeDir.volumeMounts },
+      extraSpec: { terminationGracePeriodSeconds: 1, volumes: probeDir.volumes },
     }));
     await eventually('liveness restarted', () => {
       const pod = getPod(cluster, ns, 'liveness');
@@ -179,11 +191,11 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
   });
 
   it('deletes gracefully: SIGTERM first, SIGKILL after the grace period', async () => {
-    const marker = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-term-'));
-    tmpDirs.push(marker);
+    const { dir: marker, volumes, volumeMounts } = shared();
     apply(cluster, busyboxPod(ns, {
       name: 'graceful', nodeName: nodeA,
       script: `trap "echo got-term > ${marker}/term; exit 0" TERM; while true; do sleep 0.2; done`,
+      extraSpec: { volumes }, container: { volumeMounts },
     }));
     apply(cluster, busyboxPod(ns, { name: 'stubborn', nodeName: nodeA, script: 'trap "" TERM; while true; do sleep 0.2; done' }));
     await waitPodPhase(cluster, ns, 'graceful', ['Running']);
