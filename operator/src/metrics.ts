@@ -13,6 +13,12 @@ export interface VmPhaseSource {
   launcherOverheads(): Map<string, number>;
 }
 
+/** What the storage gauges read at scrape time. */
+export interface StorageDiskSource {
+  /** Per domain: disk images no cached VM wants that are kept, per reason (Detached, OwnerUnparsable, LauncherRunning …). */
+  heldDeletions(): Map<string, Map<string, number>>;
+}
+
 export class OperatorMetrics implements ControllerObserver, InformerObserver {
   readonly registry = new Registry();
   readonly #reconciles: Counter<'controller' | 'result'>;
@@ -24,6 +30,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
   readonly #leader: Gauge;
   readonly #launcherEvents: Counter<'event'>;
   #vmSources: VmPhaseSource[] = [];
+  #storageSources: StorageDiskSource[] = [];
 
   constructor() {
     const registers = [this.registry];
@@ -76,6 +83,17 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
       labelNames: ['event'],
       registers,
     });
+    const storageSources = (): StorageDiskSource[] => this.#storageSources;
+    new Gauge({
+      name: 'keyvirt_storage_disk_deletions_held',
+      help: 'Disk images on a StorageDomain that no cached VM wants and that are kept, per domain and reason (OwnerUnparsable and DomainHeld: a VM fails the schema and holds every deletion on the domain).',
+      labelNames: ['domain', 'reason'],
+      registers,
+      collect(): void {
+        this.reset();
+        for (const s of storageSources()) for (const [domain, reasons] of s.heldDeletions()) for (const [reason, n] of reasons) this.set({ domain, reason }, n);
+      },
+    });
     const sources = (): VmPhaseSource[] => this.#vmSources;
     new Gauge({
       name: 'keyvirt_vm_phase_count',
@@ -114,6 +132,10 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
 
   addVmSource(source: VmPhaseSource): void {
     this.#vmSources.push(source);
+  }
+
+  addStorageSource(source: StorageDiskSource): void {
+    this.#storageSources.push(source);
   }
 
   onReconcile(controller: string, outcome: ReconcileOutcome, seconds: number): void {

@@ -20,6 +20,17 @@ export interface DomainDisk {
   readonly vmName: string;
   readonly diskName: string;
   readonly size?: string | undefined;
+  /** The UID of the VM the image was made for. */
+  readonly vmUid?: string | undefined;
+}
+
+/** A disk a VM wants that the domain does not create, and why. */
+export interface RefusedDisk {
+  readonly namespace: string;
+  readonly vmName: string;
+  readonly diskName: string;
+  readonly reason: string;
+  readonly message: string;
 }
 
 export interface DomainObservation {
@@ -37,6 +48,8 @@ export interface DomainObservation {
   /** VMs (namespace/name) with a disk on the domain, running or not. */
   readonly vms: readonly string[];
   readonly disks: readonly DomainDisk[];
+  /** Wanted disks the domain refuses (overcommit, critical space …). */
+  readonly refused?: readonly RefusedDisk[] | undefined;
   readonly deleting: boolean;
   readonly now: Date;
 }
@@ -168,7 +181,18 @@ export function domainStatus(sd: StorageDomain, o: DomainObservation): StorageDo
       : { capacity: bytesQuantity(c.capacityBytes), used: bytesQuantity(c.usedBytes), free: bytesQuantity(c.freeBytes) }),
     diskCount: o.disks.length,
     vmCount: o.vms.length,
-    disks: o.disks.map((d) => ({ namespace: d.namespace, vmName: d.vmName, diskName: d.diskName, ...(d.size === undefined ? {} : { size: d.size }) })),
+    disks: o.disks.map((d) => ({
+      namespace: d.namespace,
+      vmName: d.vmName,
+      diskName: d.diskName,
+      ...(d.size === undefined ? {} : { size: d.size }),
+      ...(d.vmUid === undefined ? {} : { vmUid: d.vmUid }),
+    })),
+    ...((o.refused ?? []).length === 0
+      ? {}
+      : {
+          refusedDisks: (o.refused ?? []).slice(0, 1000).map((r) => ({ namespace: r.namespace, vmName: r.vmName, diskName: r.diskName, reason: r.reason, message: r.message.slice(0, 1024) })),
+        }),
     ...(sd.metadata.generation === undefined ? {} : { observedGeneration: sd.metadata.generation }),
   };
 }

@@ -71,6 +71,7 @@ export function diskClaimName(disk: DiskRef): string {
   return boundedName('keyvirt-disk-', `${disk.vmName}-${disk.diskName}`, 253);
 }
 
-export function diskJobPodName(kind: 'create' | 'delete', domain: string, disk: DiskRef): string {
-  return `keyvirt-disk-${kind}-${shortHash(`${domain}/${diskKey(disk)}`)}`;
+/** The job pod of one disk operation; the VM's UID is part of it, so that jobs of a deleted VM and of its namesake never share a pod. */
+export function diskJobPodName(kind: 'create' | 'delete', domain: string, disk: DiskRef, vmUid?: string): string {
+  return `keyvirt-disk-${kind}-${shortHash(`${domain}/${diskKey(disk)}${vmUid === undefined ? '' : `/${vmUid}`}`)}`;
 }

@@ -9,17 +9,20 @@ import type { Clock } from '../runtime/clock.ts';
 import type { ReconcileContext, Reconciler, ReconcileResult } from '../runtime/controller.ts';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import { isAlreadyExists, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
+import { isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { controllerReference } from '../runtime/owner-mapping.ts';
-import { collectionPath, coreTypes, objectPath } from '../runtime/resource.ts';
+import { objectPath } from '../runtime/resource.ts';
 import { storageDomainType } from '../vm/names.ts';
-import { BackingVolumeError, perDiskClaim, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
-import { createIfMissing, deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
-import { diskImageBase, usesDomain, vmIsRunning, wantedDisks, type WantedDisk } from './domain-disks.ts';
-import { capacityFromStatus, domainStatus, isCritical, type BackingState, type Capacity, type DomainDisk } from './domain-status.ts';
-import { diskClaimName, diskJobPodName, diskKey, probePodName, STORAGE_DOMAIN_FINALIZER, type DiskRef } from './names.ts';
+import { BackingVolumeError, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
+import { deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
+import type { HoldReason, ListedDisk } from './disk-retention.ts';
+import { DiskSync } from './disk-sync.ts';
+import { usesDomain, vmIsRunning } from './domain-disks.ts';
+import { DomainJobs } from './domain-jobs.ts';
+import type { DomainMemory, Pass } from './domain-pass.ts';
+import { capacityFromStatus, domainStatus, type BackingState, type RefusedDisk } from './domain-status.ts';
+import { probePodName, STORAGE_DOMAIN_FINALIZER } from './names.ts';
 import { recordTransitions } from './status-events.ts';
-import { jobOutcome, storageJobPod, type StorageJobOperation } from './storage-job.ts';
 
 export interface StorageCaches {
   domain(name: string): StorageDomain | undefined;
@@ -42,37 +45,10 @@ export interface StorageSettings {
 
 export interface StorageDomainControllerDeps {
   readonly caches: StorageCaches;
-  readonly client: Pick<KubeClient, 'get' | 'create' | 'patch' | 'delete'>;
+  readonly client: Pick<KubeClient, 'get' | 'request' | 'create' | 'patch' | 'delete'>;
   readonly events: EventSink;
   readonly clock: Clock;
   readonly settings: StorageSettings;
-}
-
-interface DomainMemory {
-  lastProbeMs: number;
-  /** A job mounted the volume and finished since the operator started (or status shows an earlier one). */
-  probed: boolean;
-  capacity: Capacity | undefined;
-  /** Job name → when it last failed (ms). */
-  failures: Map<string, number>;
-  /** Why the probe pod has not run yet (unschedulable, waiting), for the Mounted condition. */
-  probeWaiting: string | undefined;
-  written: StorageDomainStatus | undefined;
-}
-
-/** What one reconcile of one domain works with. */
-interface Pass {
-  readonly sd: StorageDomain;
-  readonly plan: BackingVolumePlan;
-  readonly owner: OwnerRef;
-  readonly memory: DomainMemory;
-  readonly now: number;
-  readonly ctx: ReconcileContext;
-}
-
-interface JobRun {
-  readonly pod: Pod | undefined;
-  readonly outcome: ReturnType<typeof jobOutcome> | undefined;
 }
 
 /** Why a job pod is still Pending: the scheduler's or the kubelet's message. */
@@ -92,9 +68,31 @@ function stable(status: StorageDomainStatus | undefined): string {
 export class StorageDomainController implements Reconciler {
   readonly #d: StorageDomainControllerDeps;
   readonly #memory = new Map<string, DomainMemory>();
+  readonly #jobs: DomainJobs;
+  readonly #disks: DiskSync;
 
   constructor(deps: StorageDomainControllerDeps) {
     this.#d = deps;
+    this.#jobs = new DomainJobs({ client: deps.client, jobPods: () => deps.caches.jobPods(), trustedNamespace: deps.settings.namespace });
+    this.#disks = new DiskSync({
+      client: deps.client,
+      events: deps.events,
+      jobs: this.#jobs,
+      image: deps.settings.image,
+      imagePullPolicy: deps.settings.imagePullPolicy,
+      retryAfterFailureMs: deps.settings.retryAfterFailureMs,
+    });
+  }
+
+  /** Listed disks no cached VM wants that are kept, per domain and reason (a gauge). */
+  heldDeletions(): Map<string, Map<HoldReason, number>> {
+    const out = new Map<string, Map<HoldReason, number>>();
+    for (const [domain, memory] of this.#memory) {
+      const counts = new Map<HoldReason, number>();
+      for (const reason of memory.held.values()) counts.set(reason, (counts.get(reason) ?? 0) + 1);
+      out.set(domain, counts);
+    }
+    return out;
   }
 
   async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
@@ -116,7 +114,7 @@ export class StorageDomainController implements Reconciler {
     let requeueAfterMs: number | undefined;
     if (backing.state === 'ready' && pass !== undefined && measurable) requeueAfterMs = await this.#probe(pass);
     const vms = this.#d.caches.vms().filter((vm) => usesDomain(vm, sd.metadata.name));
-    const disks = await this.#syncDisks(sd, vms, backing.state === 'ready' ? pass : undefined);
+    const { disks, refused } = await this.#syncDisks(sd, vms, backing.state === 'ready' ? pass : undefined);
     const status = domainStatus(sd, {
       backing,
       capacity: memory.capacity,
@@ -126,6 +124,7 @@ export class StorageDomainController implements Reconciler {
       runningVms: vms.filter(vmIsRunning).map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
       vms: vms.map((vm) => `${vm.metadata.namespace ?? 'default'}/${vm.metadata.name}`),
       disks,
+      refused,
       deleting,
       now: new Date(now),
     });
@@ -171,21 +170,20 @@ export class StorageDomainController implements Reconciler {
       failures: new Map(),
       probeWaiting: undefined,
       written: undefined,
+      held: new Map(),
+      refused: new Map(),
     };
     this.#memory.set(sd.metadata.name, fresh);
     return fresh;
   }
 
-  #jobPod(name: string): JobRun {
-    const pod = this.#d.caches.jobPods().find((p) => p.metadata.name === name);
-    return { pod, outcome: pod === undefined ? undefined : jobOutcome(pod) };
-  }
-
   /** Measures the domain every probe interval; returns when to look again. */
   async #probe(pass: Pass): Promise<number | undefined> {
-    const { sd, memory, now, ctx } = pass;
+    const { sd, memory, now, ctx, plan } = pass;
     const name = probePodName(sd.metadata.name);
-    const run = this.#jobPod(name);
+    const claim = plan.claimRef;
+    if (claim === undefined) return undefined;
+    const run = await this.#jobs.find({ namespace: claim.namespace, name, domainUid: pass.owner.uid }, ctx.signal);
     memory.probeWaiting = run.outcome?.state === 'running' ? pendingReason(run.pod) : undefined;
     if (run.outcome?.state === 'running') return undefined;
     if (run.outcome?.state === 'succeeded') {
@@ -194,140 +192,45 @@ export class StorageDomainController implements Reconciler {
       memory.probed = true;
       memory.lastProbeMs = now;
       memory.failures.delete(name);
-      await this.#deletePod(name, ctx.signal);
+      if (run.pod !== undefined) await this.#jobs.remove(run.pod, ctx.signal);
     } else if (run.outcome?.state === 'failed') {
       ctx.log.warn({ job: name, message: run.outcome.message }, 'capacity probe failed');
       await this.#d.events.record(this.#target(sd), { type: 'Warning', reason: 'ProbeFailed', action: 'Probe', note: run.outcome.message });
       memory.failures.set(name, now);
-      await this.#deletePod(name, ctx.signal);
+      if (run.pod !== undefined) await this.#jobs.remove(run.pod, ctx.signal);
     }
     const failedAt = memory.failures.get(name);
     if (failedAt !== undefined && now - failedAt < this.#d.settings.retryAfterFailureMs) return undefined;
     const due = memory.lastProbeMs + this.#d.settings.probeIntervalMs - now;
     if (memory.probed && due > 0) return due;
-    await this.#startJob(pass, name, { op: 'probe' }, undefined);
+    await this.#jobs.start(
+      {
+        name,
+        namespace: claim.namespace,
+        domain: sd.metadata.name,
+        claimName: claim.name,
+        image: this.#d.settings.image,
+        imagePullPolicy: this.#d.settings.imagePullPolicy,
+        owner: pass.owner,
+        operation: { op: 'probe' },
+        nodeName: plan.nodeName,
+      },
+      ctx.signal,
+    );
     return this.#d.settings.probeIntervalMs;
   }
 
-  /** Creates wanted disks, deletes unwanted ones; returns the disks the domain holds. `pass` is absent while the volume is not ready. */
-  async #syncDisks(sd: StorageDomain, vms: readonly VirtualMachine[], pass: Pass | undefined): Promise<DomainDisk[]> {
+  /** Deletes the images whose VM is gone, creates the admitted ones; returns what the domain holds. `pass` is absent while the volume is not ready. */
+  async #syncDisks(sd: StorageDomain, vms: readonly VirtualMachine[], pass: Pass | undefined): Promise<{ disks: ListedDisk[]; refused: RefusedDisk[] }> {
     const memory = this.#remember(sd);
     const current = this.#currentStatus(sd, memory);
-    const listed = new Map((current?.disks ?? []).map((d): [string, DomainDisk] => [diskKey(d), d]));
-    if (pass === undefined) return [...listed.values()];
-    const wanted = wantedDisks(vms, sd.metadata.name);
-    const measured = pass.plan.claimRef === undefined || memory.probed;
-    const accepting = !sd.spec.maintenance && sd.metadata.deletionTimestamp === undefined && measured && !isCritical(sd, memory.capacity);
-    for (const disk of wanted.values()) {
-      if (listed.has(diskKey(disk)) || !accepting) continue;
-      const operation: StorageJobOperation = { op: 'create', image: disk.image, format: disk.format, sizeBytes: disk.sizeBytes, backing: disk.backing };
-      if (pass.plan.claimRef === undefined) await this.#ensureDiskClaim(pass, disk);
-      if (await this.#runDiskJob(pass, disk, operation)) {
-        listed.set(diskKey(disk), { namespace: disk.namespace, vmName: disk.vmName, diskName: disk.diskName, size: disk.size });
-      }
-    }
-    for (const [key, disk] of listed) {
-      if (wanted.has(key)) continue;
-      if (pass.plan.claimRef === undefined) {
-        // A disk of its own claim: deleting the claim deletes the disk (the class's reclaim policy decides the data).
-        await this.#deleteDiskClaim(pass, disk);
-        listed.delete(key);
-        continue;
-      }
-      // The format is not recorded in status: the job removes the image in either format.
-      if (await this.#runDiskJob(pass, disk, { op: 'delete', image: diskImageBase(disk) })) listed.delete(key);
-    }
-    return [...listed.values()];
-  }
-
-  /** Drives one disk job; true once it has succeeded (its pod is then removed). */
-  async #runDiskJob(pass: Pass, disk: DomainDisk, operation: StorageJobOperation): Promise<boolean> {
-    const { sd, memory, now, ctx } = pass;
-    const kind = operation.op === 'delete' ? 'delete' : 'create';
-    const name = diskJobPodName(kind, sd.metadata.name, disk);
-    const run = this.#jobPod(name);
-    switch (run.outcome?.state) {
-      case 'running':
-        return false;
-      case 'succeeded':
-        if (run.outcome.result !== undefined) memory.capacity = run.outcome.result;
-        memory.probed = true;
-        memory.failures.delete(name);
-        await this.#deletePod(name, ctx.signal);
-        ctx.log.info({ disk: diskKey(disk), op: operation.op }, 'disk job succeeded');
-        return true;
-      case 'failed':
-        await this.#d.events.record(this.#target(sd), {
-          type: 'Warning',
-          reason: kind === 'create' ? 'DiskCreateFailed' : 'DiskDeleteFailed',
-          action: kind === 'create' ? 'CreateDisk' : 'DeleteDisk',
-          note: `disk ${diskKey(disk)}: ${run.outcome.message}`,
-        });
-        memory.failures.set(name, now);
-        await this.#deletePod(name, ctx.signal);
-        return false;
-      case undefined: {
-        const failedAt = memory.failures.get(name);
-        if (failedAt !== undefined && now - failedAt < this.#d.settings.retryAfterFailureMs) return false;
-        await this.#startJob(pass, name, operation, disk);
-        return false;
-      }
-    }
-  }
-
-  /** Where a job for `disk` mounts the domain: the domain's claim, or the disk's own claim on storageClass domains. */
-  #jobVolume(pass: Pass, disk: DiskRef | undefined): { namespace: string; claimName: string; nodeName?: string | undefined } | undefined {
-    const claim = pass.plan.claimRef;
-    if (claim !== undefined) return { namespace: claim.namespace, claimName: claim.name, nodeName: pass.plan.nodeName };
-    return disk === undefined ? undefined : { namespace: disk.namespace, claimName: diskClaimName(disk) };
-  }
-
-  async #startJob(pass: Pass, name: string, operation: StorageJobOperation, disk: DiskRef | undefined): Promise<void> {
-    const { sd, owner } = pass;
-    const volume = this.#jobVolume(pass, disk);
-    if (volume === undefined) return;
-    const pod = storageJobPod({
-      name,
-      namespace: volume.namespace,
-      domain: sd.metadata.name,
-      claimName: volume.claimName,
-      image: this.#d.settings.image,
-      imagePullPolicy: this.#d.settings.imagePullPolicy,
-      owner,
-      operation,
-      nodeName: volume.nodeName,
-      disk: disk === undefined ? undefined : diskKey(disk),
-    });
-    try {
-      await this.#d.client.create(collectionPath(coreTypes.pod, volume.namespace), pod, pass.ctx.signal);
-    } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
-    }
-  }
-
-  async #ensureDiskClaim(pass: Pass, disk: WantedDisk): Promise<void> {
-    const claimName = diskClaimName(disk);
-    const ref = { namespace: disk.namespace, name: claimName };
-    const body = perDiskClaim(pass.sd, { namespace: disk.namespace, claimName, sizeBytes: disk.sizeBytes }, pass.owner);
-    await createIfMissing(this.#d.client, collectionPath(coreTypes.persistentVolumeClaim, disk.namespace), objectPath(coreTypes.persistentVolumeClaim, ref), body, pass.ctx.signal);
-  }
-
-  async #deleteDiskClaim(pass: Pass, disk: DiskRef): Promise<void> {
-    try {
-      await this.#d.client.delete(objectPath(coreTypes.persistentVolumeClaim, { namespace: disk.namespace, name: diskClaimName(disk) }), undefined, pass.ctx.signal);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-  }
-
-  async #deletePod(name: string, signal: AbortSignal): Promise<void> {
-    const pod = this.#d.caches.jobPods().find((p) => p.metadata.name === name);
-    const namespace = pod?.metadata.namespace ?? this.#d.settings.namespace;
-    try {
-      await this.#d.client.delete(objectPath(coreTypes.pod, { namespace, name }), { gracePeriodSeconds: 0 }, signal);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const listed: ListedDisk[] = current?.disks ?? [];
+    if (pass === undefined) return { disks: [...listed], refused: current?.refusedDisks ?? [] };
+    const result = await this.#disks.sync(pass, vms, listed);
+    return {
+      disks: result.disks,
+      refused: result.refused.map((r) => ({ namespace: r.disk.namespace, vmName: r.disk.vmName, diskName: r.disk.diskName, reason: r.reason, message: r.message })),
+    };
   }
 
   async #patchDomain(sd: StorageDomain, body: unknown, signal: AbortSignal): Promise<void> {

@@ -21,6 +21,8 @@ export interface StorageControllerWiring {
   clock: Clock;
   events: EventSink;
   observer?: ControllerObserver;
+  /** Where the held-deletion gauge reads from. */
+  metrics?: { addStorageSource(source: { heldDeletions(): Map<string, Map<string, number>> }): void };
   settings: StorageSettings;
   /**
    * Manage only the StorageDomains whose labels match (a label selector). When absent
@@ -52,6 +54,7 @@ export function addStorageDomainController(w: StorageControllerWiring): Controll
     clock: w.clock,
     settings: w.settings,
   });
+  w.metrics?.addStorageSource(reconciler);
   const controller = new Controller({ name: 'storagedomain', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
   controller.watch(domains);
   controller.watch(jobPods, mapToOwner(storageDomainType));
