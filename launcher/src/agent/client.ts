@@ -2,7 +2,10 @@
 // serves). The agent answers one command at a time and without ids, and it comes and goes
 // with the guest, so every session starts with guest-sync-delimited: a 0xFF byte flushes
 // the agent's parser, and the answer (itself preceded by 0xFF) carries our random id, so
-// stale answers from earlier sessions are recognised and dropped.
+// stale answers from earlier sessions are recognised and dropped. The guest is not
+// trusted: a line longer than `maxLineBytes` is never buffered whole — the waiting
+// request fails with AgentLineTooLongError and the reader discards up to the next
+// newline or 0xFF, so memory stays bounded whatever the guest writes.
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -10,6 +13,7 @@ import type { z } from 'zod';
 import {
   AgentCommandError,
   AgentDisconnectedError,
+  AgentLineTooLongError,
   AgentProtocolError,
   AgentSyncError,
   AgentTimeoutError,
@@ -31,12 +35,17 @@ import {
 import type { GuestExecStatus, GuestFsInfo, GuestInfo, GuestNetworkInterfaces, GuestOsInfo, GuestUsers } from './messages.ts';
 
 const DELIMITER = 0xff;
+const NEWLINE = 0x0a;
+/** The longest reply line accepted; real replies (interfaces, fsinfo, exec output) stay far below. */
+export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 
 export interface AgentClientOptions {
   path: string;
   logger: Logger;
   syncTimeoutMs?: number;
   commandTimeoutMs?: number;
+  /** Longest line accepted from the agent (DEFAULT_MAX_LINE_BYTES). */
+  maxLineBytes?: number;
   connect?: (path: string) => net.Socket;
 }
 
@@ -47,13 +56,16 @@ export interface GuestExecRequest {
   captureOutput?: boolean;
 }
 
-type Waiter = (line: unknown, closed?: AgentDisconnectedError) => void;
+type Waiter = (line: unknown, failure?: AgentDisconnectedError | AgentLineTooLongError) => void;
 
 export class GuestAgentClient {
   #options: AgentClientOptions;
   #log: Logger;
   #socket: net.Socket | undefined;
   #rest: Buffer = Buffer.alloc(0);
+  /** Inside an overlong line: bytes are dropped until a newline or 0xFF. */
+  #discarding = false;
+  #linesTooLong = 0;
   #waiter: Waiter | undefined;
   #chain: Promise<unknown> = Promise.resolve();
   #closedError: Error | undefined;
@@ -61,6 +73,11 @@ export class GuestAgentClient {
   constructor(options: AgentClientOptions) {
     this.#options = options;
     this.#log = options.logger.child({ component: 'guest-agent' });
+  }
+
+  /** Overlong lines seen on this client. */
+  get linesTooLong(): number {
+    return this.#linesTooLong;
   }
 
   get connected(): boolean {
@@ -183,6 +200,8 @@ export class GuestAgentClient {
         reject(new AgentSyncError(`no answer to guest-sync-delimited within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#waiter = (line, closed) => {
+        // An overlong line while synchronising is stale output; the answer follows a 0xFF.
+        if (closed instanceof AgentLineTooLongError) return;
         if (closed !== undefined) {
           clearTimeout(timer);
           this.#waiter = undefined;
@@ -191,7 +210,7 @@ export class GuestAgentClient {
         }
         const reply = agentReplySchema.safeParse(line);
         if (!reply.success || !('return' in reply.data) || reply.data.return !== id) {
-          this.#log.debug({ line }, 'stale guest agent output dropped while synchronising');
+          this.#log.debug({ line: JSON.stringify(line).slice(0, 200) }, 'stale guest agent output dropped while synchronising');
           return;
         }
         clearTimeout(timer);
@@ -239,16 +258,41 @@ export class GuestAgentClient {
   }
 
   #onData(chunk: Buffer): void {
-    this.#rest = Buffer.concat([this.#rest, chunk]);
+    let data = chunk;
+    if (this.#discarding) {
+      const end = Math.max(data.lastIndexOf(DELIMITER), data.indexOf(NEWLINE));
+      if (end < 0) return;
+      this.#discarding = false;
+      data = data.subarray(end + 1);
+    }
+    this.#rest = this.#rest.length === 0 ? data : Buffer.concat([this.#rest, data]);
     const delim = this.#rest.lastIndexOf(DELIMITER);
     if (delim >= 0) this.#rest = this.#rest.subarray(delim + 1);
-    let nl = this.#rest.indexOf(0x0a);
+    let nl = this.#rest.indexOf(NEWLINE);
     while (nl >= 0) {
-      const line = this.#rest.subarray(0, nl).toString('utf8').trim();
+      const line = nl > this.#maxLineBytes ? undefined : this.#rest.subarray(0, nl).toString('utf8').trim();
       this.#rest = this.#rest.subarray(nl + 1);
-      if (line !== '') this.#deliver(line);
-      nl = this.#rest.indexOf(0x0a);
+      if (line === undefined) this.#lineTooLong();
+      else if (line !== '') this.#deliver(line);
+      nl = this.#rest.indexOf(NEWLINE);
     }
+    if (this.#rest.length > this.#maxLineBytes) {
+      this.#rest = Buffer.alloc(0);
+      this.#discarding = true;
+      this.#lineTooLong();
+    }
+  }
+
+  get #maxLineBytes(): number {
+    return this.#options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  }
+
+  #lineTooLong(): void {
+    this.#linesTooLong++;
+    const err = new AgentLineTooLongError(this.#maxLineBytes);
+    this.#log.warn({ err }, 'overlong guest agent line dropped');
+    const waiter = this.#waiter;
+    if (waiter !== undefined) waiter(undefined, err);
   }
 
   #deliver(line: string): void {
@@ -256,11 +300,11 @@ export class GuestAgentClient {
     try {
       json = JSON.parse(line);
     } catch {
-      this.#log.debug({ line }, 'non-JSON guest agent output dropped');
+      this.#log.debug({ line: line.slice(0, 200) }, 'non-JSON guest agent output dropped');
       return;
     }
     if (this.#waiter === undefined) {
-      this.#log.debug({ line }, 'unsolicited guest agent output dropped');
+      this.#log.debug({ line: line.slice(0, 200) }, 'unsolicited guest agent output dropped');
       return;
     }
     this.#waiter(json);
@@ -271,6 +315,7 @@ export class GuestAgentClient {
     this.#closedError = reason;
     this.#socket.destroy();
     this.#rest = Buffer.alloc(0);
+    this.#discarding = false;
     const waiter = this.#waiter;
     this.#waiter = undefined;
     if (waiter !== undefined) {

@@ -35,3 +35,17 @@ export class AgentDisconnectedError extends AgentError {
 export class AgentProtocolError extends AgentError {
   override name = 'AgentProtocolError';
 }
+
+/**
+ * The agent sent a line longer than the client accepts (a hostile or broken guest). The
+ * request waiting for it fails with this; the client discards bytes up to the next
+ * newline or 0xFF delimiter and carries on from there.
+ */
+export class AgentLineTooLongError extends AgentProtocolError {
+  override name = 'AgentLineTooLongError';
+  readonly limitBytes: number;
+  constructor(limitBytes: number) {
+    super(`guest agent sent a line longer than ${limitBytes} bytes`);
+    this.limitBytes = limitBytes;
+  }
+}

@@ -97,7 +97,7 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
       const osInfo = await client.osInfo();
       const hostName = await client.hostName().catch(() => undefined);
       const interfaces = await client.networkInterfaces().catch(() => undefined);
-      this.#log.info({ agentVersion: info.version, os: osInfo['pretty-name'] }, 'guest agent connected');
+      this.#log.info({ agentVersion: info.version.slice(0, 64), os: osInfo['pretty-name']?.slice(0, 128) }, 'guest agent connected');
       this.#update({ connected: true, agentVersion: info.version, osInfo, hostName, interfaces });
       return true;
     } catch (err) {

@@ -2,6 +2,7 @@
 // launcher configuration schema, and a typed client. The operator imports only this.
 export * from './config.ts';
 export * from './status.ts';
+export * from './guest-report-bounds.ts';
 export * from './client.ts';
 export * from './migration.ts';
 export * from './migration-client.ts';

@@ -79,6 +79,7 @@ const cases: { name: string; request: string; status: number }[] = [
   { name: 'an unknown HTTP version', request: 'GET /healthz HTTP/7.3\r\nHost: x\r\n\r\n', status: 400 },
   { name: 'content-length and chunked together', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc', status: 400 },
   { name: 'a broken chunk', request: `POST /v1/things/a HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\nzz\r\n`, status: 405 },
+  { name: 'Expect: 100-continue without the token gets no 100', request: 'POST /v1/things/a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n', status: 401 },
   { name: 'a token of invalid bytes', request: 'GET /v1/things/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n\r\n', status: 401 },
 ];
 

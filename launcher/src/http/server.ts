@@ -81,16 +81,24 @@ export class ApiServer {
         requireHostHeader: true,
         insecureHTTPParser: false,
       },
-      (req, res) => {
-        this.#handle(req, res).catch((err: unknown) => {
-          this.#log.error({ err }, 'request handling failed');
-          res.destroy();
-        });
-      },
+      (req, res) => this.#dispatch(req, res),
     );
+    // `Expect: 100-continue` invites the body only from a client with the token; any
+    // other gets its 401 without having been asked to send the body.
+    this.#server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (this.#checkToken(req)) res.writeContinue();
+      this.#dispatch(req, res);
+    });
     this.#connections = limitConnections(this.#server, this.#limits.connections, (peer, why) =>
       this.#log.warn({ peer, cap: why }, 'connection refused: too many open connections'),
     );
+  }
+
+  #dispatch(req: IncomingMessage, res: ServerResponse): void {
+    this.#handle(req, res).catch((err: unknown) => {
+      this.#log.error({ err }, 'request handling failed');
+      res.destroy();
+    });
   }
 
   /** Connections refused by the caps so far. */

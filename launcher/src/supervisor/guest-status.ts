@@ -1,14 +1,17 @@
-// Maps what the guest agent reported into the status API's guest section.
+// Maps what the guest agent reported into the status API's guest section, within the
+// bounds of GUEST_REPORT_LIMITS (a hostile guest reports what it likes).
 import type { GuestSnapshot } from '../agent/monitor.ts';
+import { boundGuest, clip, GUEST_REPORT_LIMITS } from '../api/guest-report-bounds.ts';
 import type { Status } from '../api/status.ts';
 
 export function guestAgentStatus(snapshot: GuestSnapshot): Status['guestAgent'] {
-  return { connected: snapshot.connected, version: snapshot.agentVersion, since: snapshot.since, lastSeen: snapshot.lastSeen };
+  const version = snapshot.agentVersion === undefined ? undefined : clip(snapshot.agentVersion, GUEST_REPORT_LIMITS.shortString);
+  return { connected: snapshot.connected, version, since: snapshot.since, lastSeen: snapshot.lastSeen };
 }
 
 export function guestStatus(snapshot: GuestSnapshot): Status['guest'] {
   const os = snapshot.osInfo;
-  return {
+  return boundGuest({
     os:
       os === undefined
         ? undefined
@@ -22,10 +25,10 @@ export function guestStatus(snapshot: GuestSnapshot): Status['guest'] {
             machine: os.machine,
           },
     hostName: snapshot.hostName,
-    interfaces: (snapshot.interfaces ?? []).map((iface) => ({
+    interfaces: (snapshot.interfaces ?? []).slice(0, GUEST_REPORT_LIMITS.interfaces).map((iface) => ({
       name: iface.name,
       macAddress: iface['hardware-address'],
-      ipAddresses: (iface['ip-addresses'] ?? []).map((ip) => ({ family: ip['ip-address-type'], address: ip['ip-address'], prefix: ip.prefix })),
+      ipAddresses: (iface['ip-addresses'] ?? []).slice(0, GUEST_REPORT_LIMITS.addressesPerInterface).map((ip) => ({ family: ip['ip-address-type'], address: ip['ip-address'], prefix: ip.prefix })),
     })),
-  };
+  });
 }
