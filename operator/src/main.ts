@@ -14,6 +14,7 @@ import { KubeClient } from './runtime/kube-client.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
+import { addMigrationPolicyController } from './migration-policy/policy-wiring.ts';
 import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
 import { addVmController } from './vm/vm-wiring.ts';
 import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
@@ -41,6 +42,8 @@ const settingsSchema = z.object({
   vmSelector: z.string().optional(),
   /** Manage only the StorageDomains whose labels match (a Kubernetes label selector); all when empty. */
   storageDomainSelector: z.string().optional(),
+  /** Manage only the MigrationPolicies whose labels match (a Kubernetes label selector); the VM selector when absent. */
+  migrationPolicySelector: z.string().optional(),
   /** oVirt's cluster scheduling policy and its HighUtilization / LowUtilization parameters (percent). */
   schedulingPolicy: z.enum(['evenly_distributed', 'power_saving']).default('evenly_distributed'),
   highUtilization: z.coerce.number().int().min(1).max(100).default(80),
@@ -65,6 +68,7 @@ const FLAGS = {
   workers: 'workers',
   vmSelector: 'vm-selector',
   storageDomainSelector: 'storage-domain-selector',
+  migrationPolicySelector: 'migration-policy-selector',
   schedulingPolicy: 'scheduling-policy',
   highUtilization: 'high-utilization',
   lowUtilization: 'low-utilization',
@@ -133,6 +137,9 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
         retryAfterFailureMs: DEFAULT_RETRY_AFTER_FAILURE_MS,
       },
     });
+  },
+  (ctx) => {
+    addMigrationPolicyController({ ...ctx, observer: ctx.metrics, policySelector: ctx.settings.migrationPolicySelector, vmSelector: ctx.settings.vmSelector });
   },
   (ctx) => {
     addDisruptionBudgetController({ ...ctx, observer: ctx.metrics, vmSelector: ctx.settings.vmSelector });

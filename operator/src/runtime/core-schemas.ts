@@ -142,3 +142,7 @@ export const podDisruptionBudgetSchema = z.object({
     .optional(),
 });
 export type PodDisruptionBudget = z.infer<typeof podDisruptionBudgetSchema>;
+
+/** A namespace: only its labels matter (MigrationPolicy namespace selectors). */
+export const namespaceSchema = z.object({ metadata: objectMetaSchema });
+export type Namespace = z.infer<typeof namespaceSchema>;

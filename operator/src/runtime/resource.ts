@@ -51,6 +51,7 @@ export const coreTypes = {
   pod: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
   secret: { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   node: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
+  namespace: { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
   event: { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   lease: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   persistentVolumeClaim: {
