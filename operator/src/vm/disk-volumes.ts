@@ -10,6 +10,7 @@
 // (raw unless the template says otherwise), as KubeVirt lays out filesystem claims.
 import type { Disk, StorageDomain, VirtualMachine } from '@keyvirt/crds';
 import { storageDomainIsShared } from '@keyvirt/crds';
+import { domainDiskState } from '../storage/disk-listing.ts';
 import { TEMPLATES_DIR } from '../storage/domain-disks.ts';
 
 /** Where StorageDomain files appear in the launcher pod: `<DOMAINS_DIR>/<domain>/<path on the domain>`. */
@@ -112,15 +113,9 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): 
   if (typeof volume === 'string') {
     return { disk: disk.name, reason: 'StorageDomainUnsupported', message: `disk ${disk.name}: StorageDomain ${source.name} ${volume}`, transient: false };
   }
-  const listed = sd.status?.disks?.some((d) => d.namespace === namespace && d.vmName === vm.metadata.name && d.diskName === disk.name);
-  if (listed !== true) {
-    return {
-      disk: disk.name,
-      reason: 'DiskNotReady',
-      message: `disk ${disk.name}: the image on StorageDomain ${source.name} is not created yet`,
-      transient: true,
-    };
-  }
+  const listing = domainDiskState(sd, { namespace, vmName: vm.metadata.name, vmUid: vm.metadata.uid, diskName: disk.name });
+  if (listing.state === 'refused') return { disk: disk.name, reason: listing.reason, message: listing.message, transient: true };
+  if (listing.state === 'pending') return { disk: disk.name, reason: 'DiskNotReady', message: listing.message, transient: true };
   const shared = storageDomainIsShared(sd.spec);
   const why = sd.spec.type === 'local' ? 'a directory on one node' : 'which one node at a time can mount';
   const image = storageDomainImagePath({ namespace, name: vm.metadata.name }, disk.name, source.format);
