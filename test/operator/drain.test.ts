@@ -1,0 +1,133 @@
+// End to end on the local cluster: `kubectl drain` of a node running three LiveMigrate
+// VMs and one Shutdown VM (real operator under its shipped RBAC, real launchers, real
+// QEMU on throwaway simulated nodes). The drain completes; the three keep their boot
+// ids on other nodes (live-migrated by evacuation migrations while their disruption
+// budgets refuse the evictions); the fourth shuts down and starts again elsewhere;
+// uncordoning brings nothing back.
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { eventually } from '../support/cluster.ts';
+import { currentBoot, drainNode, type DrainScenario, evacuationMigrations, guestUp, podsOnNode, startDrainScenario } from './drain-scenario.ts';
+import { eventsFor, getVm, launcherPods, waitVm } from './vm-fixtures.ts';
+
+const pdbList = z.object({
+  items: z.array(
+    z.object({
+      metadata: z.object({ name: z.string(), generation: z.number().optional() }),
+      spec: z.object({ minAvailable: z.union([z.number(), z.string()]).optional(), selector: z.object({ matchLabels: z.record(z.string(), z.string()) }) }),
+      status: z.object({ observedGeneration: z.number().optional(), disruptionsAllowed: z.number().optional(), currentHealthy: z.number().optional() }).optional(),
+    }),
+  ),
+});
+
+void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { timeout: 30 * 60_000 }, () => {
+  let sc: DrainScenario;
+  const boots = new Map<string, { bootId: string; maxN: number }>();
+
+  before(async () => {
+    sc = await startDrainScenario({ prefix: 'kv-drain', liveMigrate: 3, shutdown: 1, targets: 2 });
+    for (const vm of sc.vms) boots.set(vm.name, await currentBoot(vm.image));
+  });
+
+  after(async () => {
+    await sc.dispose();
+  });
+
+  void it('each LiveMigrate VM has a disruption budget that refuses the eviction of its launcher pod; the Shutdown VM has none', async () => {
+    const { cluster, s } = sc;
+    const budgets = await eventually(
+      'three budgets synced by the disruption controller',
+      () => {
+        const items = pdbList.parse(JSON.parse(cluster.kubectl(['get', 'poddisruptionbudgets', '-n', s.namespace, '-o', 'json']))).items;
+        const synced = items.filter((b) => b.status?.observedGeneration !== undefined && b.status.observedGeneration === b.metadata.generation && b.status.currentHealthy === 1);
+        return synced.length === 3 && items.length === 3 ? items : undefined;
+      },
+      120_000,
+    );
+    assert.deepEqual(budgets.map((b) => b.metadata.name).sort(), ['launcher-live-1', 'launcher-live-2', 'launcher-live-3']);
+    for (const b of budgets) {
+      assert.equal(b.spec.minAvailable, 2);
+      assert.equal(b.status?.disruptionsAllowed, 0);
+      assert.ok(b.spec.selector.matchLabels['keyvirt.io/vm-uid'] !== undefined);
+    }
+    const pod = launcherPods(cluster, s.namespace, 'live-1')[0];
+    assert.ok(pod);
+    const eviction = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: pod.metadata.name, namespace: s.namespace } };
+    assert.throws(
+      () => cluster.kubectl(['create', '--raw', `/api/v1/namespaces/${s.namespace}/pods/${pod.metadata.name}/eviction`, '-f', '-'], JSON.stringify(eviction)),
+      /disruption budget/,
+    );
+    assert.equal(launcherPods(cluster, s.namespace, 'live-1')[0]?.metadata.uid, pod.metadata.uid, 'the refused eviction left the pod alone');
+  });
+
+  void it('kubectl drain completes: LiveMigrate VMs keep their boot on other nodes, the Shutdown VM restarts elsewhere', async () => {
+    const { cluster, s, source } = sc;
+    const drain = await drainNode(cluster, source, 900);
+    assert.equal(drain.exitCode, 0, `kubectl drain failed after ${String(drain.ms)} ms:\n${drain.output}`);
+    assert.match(drain.output, /disruption budget/, 'the drain met the budgets: evictions of LiveMigrate launchers were refused until the migrations moved them');
+    assert.match(drain.output, new RegExp(`node/${source} drained`));
+    assert.deepEqual(podsOnNode(cluster, source), [], 'nothing left on the drained node');
+
+    const migrations = evacuationMigrations(cluster, s.namespace, source);
+    assert.deepEqual(migrations.map((m) => m.spec.vmName).sort(), ['live-1', 'live-2', 'live-3'], 'one evacuation migration per LiveMigrate VM, none for the Shutdown VM');
+    for (const m of migrations) {
+      assert.equal(m.status?.phase, 'Succeeded', `${m.metadata.name}: ${m.status?.failureReason ?? ''}`);
+      assert.equal(m.status?.sourceNode, source);
+      assert.ok(m.status?.targetNode !== undefined && sc.targets.includes(m.status.targetNode));
+    }
+
+    for (const vm of sc.vms.filter((v) => v.eviction === 'LiveMigrate')) {
+      const before = boots.get(vm.name);
+      assert.ok(before);
+      const now = await waitVm(cluster, { namespace: s.namespace, name: vm.name }, 'running on a target node', (v) => guestUp(v) && v.status?.nodeName !== source, 120_000);
+      assert.ok(sc.targets.includes(now.status?.nodeName ?? ''), `${vm.name} on ${now.status?.nodeName ?? '?'}`);
+      const after = await eventually(
+        `${vm.name} writing on after the move`,
+        async () => {
+          const b = await currentBoot(vm.image);
+          return b.maxN > before.maxN + 10 ? b : undefined;
+        },
+        120_000,
+      );
+      assert.equal(after.bootId, before.bootId, `${vm.name} kept its boot: no reset`);
+      assert.deepEqual([...new Set(after.records.map((r) => r.bootId))], [before.bootId], `${vm.name}: no other boot on its disk`);
+      const pods = launcherPods(cluster, s.namespace, vm.name).filter((p) => p.metadata.deletionTimestamp === undefined);
+      assert.equal(pods.length, 1, `${vm.name}: exactly one launcher pod`);
+      assert.equal(pods[0]?.spec.nodeName, now.status?.nodeName);
+    }
+
+    const down = sc.vms.find((v) => v.eviction === 'Shutdown');
+    assert.ok(down);
+    const downBefore = boots.get(down.name);
+    assert.ok(downBefore);
+    const restarted = await waitVm(cluster, { namespace: s.namespace, name: down.name }, 'running again on a target node', (v) => guestUp(v) && v.status?.nodeName !== source, 300_000);
+    assert.ok(sc.targets.includes(restarted.status?.nodeName ?? ''));
+    const fresh = await eventually(`${down.name} booted again`, async () => {
+      const b = await currentBoot(down.image, [downBefore.bootId]);
+      return b.bootId !== downBefore.bootId && b.maxN > 3 ? b : undefined;
+    }, 120_000);
+    assert.notEqual(fresh.bootId, downBefore.bootId, 'the Shutdown VM was stopped and started again');
+    const downEvents = eventsFor(cluster, s.namespace, down.name);
+    assert.equal(downEvents.filter((e) => e.startsWith('Evacuating:')).length, 0, 'no migration for a Shutdown VM');
+
+    const nodeEvents = eventsFor(cluster, 'default', source);
+    assert.ok(nodeEvents.some((e) => e.startsWith('PreparingForMaintenance:')), `node events: ${nodeEvents.join(' | ')}`);
+    assert.ok(nodeEvents.some((e) => e.startsWith('Maintenance:')), `node events: ${nodeEvents.join(' | ')}`);
+  });
+
+  void it('uncordoning brings nothing back', async () => {
+    const { cluster, s, source } = sc;
+    const placed = new Map(sc.vms.map((v) => [v.name, getVm(cluster, s.namespace, v.name)?.status?.nodeName]));
+    cluster.kubectl(['uncordon', source]);
+    await sleep(15_000);
+    for (const vm of sc.vms) {
+      const now = getVm(cluster, s.namespace, vm.name);
+      assert.equal(now?.status?.nodeName, placed.get(vm.name), `${vm.name} stays where it went`);
+      assert.equal(now?.status?.phase, 'Running');
+    }
+    assert.equal(evacuationMigrations(cluster, s.namespace, source).length, 3, 'no new migration');
+    assert.deepEqual(podsOnNode(cluster, source), []);
+  });
+});
