@@ -20,6 +20,7 @@ import { planMachine } from './qemu/machine-plan.ts';
 import { prepareTap, removeTap } from './network/tap.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
+import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import type { MigrationController } from './migration/controller.ts';
 import packageJson from '../package.json' with { type: 'json' };
@@ -122,6 +123,9 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   const address = await server.listen(config.listen.port, config.listen.address);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
   void supervisor.finished().then(removeTaps);
+  const serialLog = new SerialLogRotator({ path: paths.serialLog, log: logger.child({ component: 'serial-log' }) });
+  serialLog.start();
+  void supervisor.finished().then(() => serialLog.stop());
   await supervisor.start();
   return { supervisor, server, migration, address, accelerator, info };
 }

@@ -92,9 +92,41 @@ export interface FuzzRequest {
   readonly authenticated: boolean;
 }
 
+const VALID_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'];
+/** Target mutations that keep to what the HTTP parser accepts, so the request reaches the launcher's own code. */
+const PARSEABLE_TARGETS: readonly ((r: Random, p: string) => string)[] = [
+  (_r, p) => p,
+  (_r, p) => `/${p}`,
+  (r, p) => `//a:${r.pick(['99999', '0', '-1', '65536', 'x', ''])}${p}`,
+  (r, p) => `${p}%${r.pick(['', 'E0%A4%A', 'C3%28', '00', 'zz', 'FF%FE', '2F..', 'ED%A0%80'])}`,
+  (r, p) => `${p}/${'a'.repeat(r.int(9000))}`,
+  (_r, p) => `${p}/../../etc/passwd`,
+  (r, p) => `${p}?${r.pick(['a=%', '%%%', 'x'.repeat(3000), '&&&=', '__proto__=1', 'constructor[prototype]=1'])}`,
+  (r, p) => `${p}/${r.pick(['__proto__', 'constructor', 'hasOwnProperty', '%5F%5Fproto%5F%5F'])}`,
+];
+const PARSEABLE_HEADERS: readonly ((r: Random) => string)[] = [
+  (r) => `Content-Type: ${r.pick(['application/json', 'text/plain', 'application/json; charset=utf-16', 'application/jsonx'])}`,
+  (r) => `Authorization: ${r.pick(['Bearer', 'Bearer nope', 'Basic Zm9vOmJhcg==', `Bearer ${'x'.repeat(5000)}`, 'bearer  x  y'])}`,
+  (r) => `Accept: ${r.pick(['*/*', 'application/json', 'x'.repeat(2000)])}`,
+  (r) => `X-Forwarded-For: ${r.pick(['1.2.3.4', '::1', 'x'])}`,
+  (r) => `Expect: ${r.pick(['100-continue', 'x'])}`,
+];
+
 /** One generated request; `token` is included in about one request in five. */
 export function fuzzRequest(r: Random, token: string): FuzzRequest {
   const authenticated = r.chance(0.2);
+  // Half the requests are well-formed HTTP with hostile content, so they reach the
+  // launcher's routing and body handling; the other half attack the parser itself.
+  if (r.chance(0.5)) {
+    const method = authenticated ? 'GET' : r.pick(VALID_METHODS);
+    const target = r.pick(PARSEABLE_TARGETS)(r, r.pick(PATHS));
+    const lines = [`${method} ${target} HTTP/1.1`, 'Host: launcher'];
+    for (let i = r.int(4); i > 0; i--) lines.push(r.pick(PARSEABLE_HEADERS)(r));
+    if (authenticated) lines.push(`Authorization: Bearer ${token}`);
+    const payload = method === 'GET' ? Buffer.alloc(0) : body(r);
+    lines.push(`Content-Length: ${payload.length}`);
+    return { bytes: Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), payload]), authenticated };
+  }
   const method = authenticated ? r.pick(SAFE_AUTH_METHODS) : r.pick(METHODS);
   const target = r.pick(TARGET_MUTATIONS)(r, r.pick(PATHS));
   const eol = r.chance(0.85) ? '\r\n' : r.pick(['\n', '\r', '\n\r']);

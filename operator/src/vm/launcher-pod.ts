@@ -28,6 +28,11 @@ export const LAUNCHER_CONTAINER = 'launcher';
 export const LAUNCHER_PORT = 8443;
 const CONFIG_DIR = '/var/run/keyvirt/launcher';
 const STATE_DIR = '/var/run/keyvirt/state';
+/**
+ * The state emptyDir holds sockets, the cloud-init seed and the serial log (rotated at
+ * 8 MiB, two generations): a guest flooding its console cannot fill the node's disk.
+ */
+export const STATE_SIZE_LIMIT = '64Mi';
 export const CONFIG_FILE = `${CONFIG_DIR}/config.json`;
 export const TOKEN_FILE = `${CONFIG_DIR}/token`;
 
@@ -172,7 +177,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
   const kernel = kernelMounts(input.kernelBoot);
   const volumes: Volume[] = [
     { name: 'launcher-config', secret: { secretName: launcherSecretName(vm.metadata.name), defaultMode: 0o400 } },
-    { name: 'state', emptyDir: {} },
+    { name: 'state', emptyDir: { sizeLimit: STATE_SIZE_LIMIT } },
     ...input.disks.map(diskVolume),
     ...kernel.volumes,
     ...(input.nodeHasKvm ? [{ name: 'kvm', hostPath: { path: '/dev/kvm', type: 'CharDevice' } }] : []),
