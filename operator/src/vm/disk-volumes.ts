@@ -62,6 +62,8 @@ export type DiskResolution = { ok: true; disks: ResolvedDisk[] } | { ok: false; 
 export interface DiskLookup {
   storageDomain(name: string): StorageDomain | undefined;
   claim(namespace: string, name: string): Promise<{ accessModes: readonly string[]; bound: boolean } | undefined>;
+  /** Another VM (namespace/name) that holds the claim ahead of `vm` (claim-sharing.ts), if any. */
+  claimHolder?(vm: VirtualMachine, claimName: string): string | undefined;
 }
 
 /** The image file of a StorageDomain disk, relative to the domain root. */
@@ -145,6 +147,10 @@ async function resolveClaimDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLook
   const claim = await lookup.claim(namespace, claimName);
   if (claim === undefined) {
     return { disk: disk.name, reason: 'PersistentVolumeClaimNotFound', message: `disk ${disk.name}: PersistentVolumeClaim ${namespace}/${claimName} does not exist`, transient: false };
+  }
+  const holder = lookup.claimHolder?.(vm, claimName);
+  if (holder !== undefined) {
+    return { disk: disk.name, reason: 'ClaimInUse', message: `disk ${disk.name}: PersistentVolumeClaim ${namespace}/${claimName} is used by VirtualMachine ${holder}`, transient: false };
   }
   const rwx = claim.accessModes.includes('ReadWriteMany');
   return {
