@@ -88,6 +88,7 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'Bandwidth', type: 'string', jsonPath: '.spec.bandwidthPerMigration', description: 'Bytes per second per migration.' },
     { name: 'Auto-Converge', type: 'boolean', jsonPath: '.spec.allowAutoConverge', description: 'Auto-converge allowed.' },
     { name: 'Post-Copy', type: 'boolean', jsonPath: '.spec.allowPostCopy', description: 'Post-copy allowed.' },
+    { name: 'VMs', type: 'integer', jsonPath: '.status.matchedVirtualMachines', description: 'VMs the policy applies to.' },
   ]),
 };
 
