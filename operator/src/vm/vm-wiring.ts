@@ -11,6 +11,7 @@ import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
 import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
+import { claimHolder } from './claim-sharing.ts';
 import type { DiskLookup } from './disk-volumes.ts';
 import { LauncherFollowers } from './launcher-followers.ts';
 import { LauncherObjects } from './launcher-objects.ts';
@@ -47,6 +48,7 @@ export function addVmController(w: VmControllerWiring): Controller {
   const followers = new LauncherFollowers({ log: log.child({ component: 'launcher-followers' }), sleep: sleepOn(w.clock), onChange: enqueue, observer: w.metrics });
   const disks: DiskLookup = {
     storageDomain: (name) => domains.get(name),
+    claimHolder: (vm, claim) => claimHolder(vm, claim, vms.list()),
     claim: async (namespace, name) => {
       try {
         const pvc = persistentVolumeClaimSchema.parse(await client.get(objectPath(coreTypes.persistentVolumeClaim, { namespace, name })));
