@@ -38,6 +38,9 @@ export interface LauncherClientOptions {
   fetch?: typeof fetch;
 }
 
+/** The longest event-stream line accepted (a status line is a few KiB). */
+export const MAX_STREAM_LINE_CHARS = 1024 * 1024;
+
 export class LauncherTransport {
   readonly #baseUrl: string;
   readonly #token: string;
@@ -80,6 +83,8 @@ export class LauncherTransport {
           if (line !== '') yield parseWith(schema, line, what);
           nl = rest.indexOf('\n');
         }
+        // The launcher may be in a hostile guest's hands: a line without end is refused, not buffered.
+        if (rest.length > MAX_STREAM_LINE_CHARS) throw new LauncherProtocolError(`${what} stream sent a line longer than ${MAX_STREAM_LINE_CHARS} characters`);
       }
     } catch (err) {
       if (signal?.aborted === true) return;

@@ -9,7 +9,7 @@ import type {
   VirtualMachinePhase,
   VirtualMachineStatus,
 } from '@keyvirt/crds';
-import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
+import { boundLauncherStatus, type Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
 import { liveMigratableCondition, type NotMigratable } from './live-migratable.ts';
 import type { LauncherPodState } from './run-strategy.ts';
@@ -159,8 +159,14 @@ function guestOsInfo(launcher: LauncherStatus | undefined): VirtualMachineStatus
   return { ...os, ...(launcher?.guest.hostName !== undefined ? { hostname: launcher.guest.hostName } : {}) };
 }
 
+/** What the launcher reports comes from the guest: only a bounded copy reaches the status. */
+function withBoundedLauncher(input: StatusInput): StatusInput {
+  return input.launcher === undefined ? input : { ...input, launcher: boundLauncherStatus(input.launcher) };
+}
+
 /** The whole status the operator writes. */
-export function computeStatus(input: StatusInput): VirtualMachineStatus {
+export function computeStatus(observed: StatusInput): VirtualMachineStatus {
+  const input = withBoundedLauncher(observed);
   const phase = phaseOf(input);
   const active = input.podState.kind === 'active';
   const launcher = active ? input.launcher : undefined;
