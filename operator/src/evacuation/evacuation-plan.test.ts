@@ -179,10 +179,12 @@ void describe('planEvacuation', () => {
       migration('e', { phase: 'Pending', node: 'node-b' }),
       userMigration('f', 'Pending'),
     ];
-    const plan = planEvacuation({ nodeName: NODE, node: node(), vms: [vm('a'), vm('b'), vm('c')], migrations, now: NOW });
+    const plan = planEvacuation({ nodeName: NODE, node: node(), vms: [vm('a'), vm('b'), vm('c'), vm('d'), vm('e'), vm('f')], migrations, now: NOW });
     assert.equal(plan.phase, 'None');
     assert.deepEqual(plan.vms, []);
     assert.deepEqual(plan.cancel.map((m) => m.spec.vmName), ['a', 'b']);
+    const otherOperator = planEvacuation({ nodeName: NODE, node: node(), vms: [vm('c')], migrations, now: NOW });
+    assert.deepEqual(otherOperator.cancel, [], 'migrations of VMs another operator manages are left alone');
   });
 
   void it(`keeps the newest ${String(KEPT_ATTEMPTS)} finished attempts per VM and node`, () => {

@@ -143,7 +143,9 @@ export function vmVerdict(vm: VirtualMachine, nodeName: string, migrations: read
 export function planEvacuation(input: EvacuationInput): EvacuationPlan {
   const { nodeName, now } = input;
   const reason = drainReason(input.node);
-  const evacuations = evacuationsOf(input.migrations, nodeName);
+  // Only migrations of managed VMs: operators sharing a cluster by --vm-selector leave each other's alone.
+  const managed = new Set(input.vms.map((vm) => `${vm.metadata.namespace ?? ''}/${vm.metadata.name}`));
+  const evacuations = evacuationsOf(input.migrations, nodeName).filter((m) => managed.has(`${m.metadata.namespace ?? ''}/${m.spec.vmName}`));
   const prune = pruneOld(evacuations);
   if (reason === undefined) {
     // Uncordoned: nothing comes back, and what has not started yet is called off.
