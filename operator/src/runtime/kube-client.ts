@@ -1,6 +1,10 @@
 // A small JSON REST client for the Kubernetes API. Authentication and TLS come from
 // @kubernetes/client-node's KubeConfig (the same request context its own Watch uses);
 // bodies stay plain JSON so that every caller parses them with its own zod schema.
+// Every request has a deadline (the client's default, or the caller's `timeoutMs`):
+// a stalled API server or connection fails the request with KubeTimeoutError instead
+// of holding the caller for the transport's minutes-long defaults. A watch's deadline
+// covers its establishment; the open stream is bounded by the informer's own timeouts.
 import { type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { z } from 'zod';
@@ -42,8 +46,16 @@ export class KubeApiError extends Error {
 
 /** The API server could not be reached or the connection broke. */
 export class KubeTransportError extends Error {
-  override readonly name = 'KubeTransportError';
+  override readonly name: string = 'KubeTransportError';
 }
+
+/** No answer within the request's deadline. */
+export class KubeTimeoutError extends KubeTransportError {
+  override readonly name = 'KubeTimeoutError';
+}
+
+/** The deadline of a request without `timeoutMs`. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export function isNotFound(err: unknown): boolean {
   return err instanceof KubeApiError && err.statusCode === 404;
@@ -63,6 +75,13 @@ export interface RequestOptions {
   body?: unknown;
   patchType?: PatchType;
   signal?: AbortSignal;
+  /** Deadline of this request (answer and body), instead of the client's default. */
+  timeoutMs?: number;
+}
+
+export interface KubeClientOptions {
+  /** Deadline of every request without its own `timeoutMs` (DEFAULT_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
 }
 
 /** One open watch: lines are parsed JSON values; `done` settles when the stream ends. */
@@ -74,20 +93,29 @@ export class KubeClient {
   readonly #kc: KubeConfig;
   readonly #server: string;
   readonly fieldManager: string;
+  readonly #timeoutMs: number;
 
-  constructor(kc: KubeConfig, fieldManager: string) {
+  constructor(kc: KubeConfig, fieldManager: string, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('kubeconfig has no current cluster');
     this.#kc = kc;
     this.#server = cluster.server.replace(/\/$/, '');
     this.fieldManager = fieldManager;
+    this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   }
 
-  /** Sends one request and returns the parsed JSON answer (2xx) or throws KubeApiError. */
+  /** Sends one request and returns the parsed JSON answer (2xx) or throws KubeApiError, KubeTransportError or KubeTimeoutError. */
   async request(method: KubeMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
     const ctx = await this.#context(method, path, options);
-    const response = await this.#send(ctx, method, path, options);
-    const text = await response.text();
+    const deadline = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
+    const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
+    const response = await this.#send(ctx, method, path, { ...options, signal }, deadline);
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (err) {
+      throw transportError(method, path, err, deadline);
+    }
     const parsed: unknown = text.length > 0 ? JSON.parse(text) : undefined;
     if (response.status >= 200 && response.status < 300) return parsed;
     const status = statusBody.safeParse(parsed);
@@ -125,7 +153,15 @@ export class KubeClient {
   ): Promise<WatchStream> {
     const options: RequestOptions = { query: { ...query, watch: true }, signal };
     const ctx = await this.#context('GET', path, options);
-    const response = await this.#send(ctx, 'GET', path, options);
+    // The deadline covers the answer's headers only: then the stream is the watch.
+    const establish = new AbortController();
+    const timer = setTimeout(() => establish.abort(new KubeTimeoutError(`watch ${path}: no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    let response: Awaited<ReturnType<typeof fetch>>;
+    try {
+      response = await this.#send(ctx, 'GET', path, { ...options, signal: AbortSignal.any([signal, establish.signal]) }, establish.signal);
+    } finally {
+      clearTimeout(timer);
+    }
     if (response.status !== 200 || response.body === null) {
       const text = await response.text();
       const status = statusBody.safeParse(JSON.parse(text.length > 0 ? text : '{}'));
@@ -173,6 +209,7 @@ export class KubeClient {
     method: KubeMethod,
     path: string,
     options: RequestOptions,
+    deadline: AbortSignal,
   ): Promise<Awaited<ReturnType<typeof fetch>>> {
     const headers: Record<string, string> = { ...ctx.getHeaders(), accept: 'application/json' };
     let body: string | undefined;
@@ -189,9 +226,14 @@ export class KubeClient {
         signal: options.signal,
       });
     } catch (err) {
-      throw new KubeTransportError(`${method} ${path} failed`, { cause: err });
+      throw transportError(method, path, err, deadline);
     }
   }
+}
+
+function transportError(method: KubeMethod, path: string, err: unknown, deadline: AbortSignal): KubeTransportError {
+  if (deadline.aborted) return new KubeTimeoutError(`${method} ${path}: no answer before the request deadline`, { cause: err });
+  return new KubeTransportError(`${method} ${path} failed`, { cause: err });
 }
 
 function dispatchLine(line: string, handlers: { onEvent: (event: unknown) => void; onBadLine: (line: string) => void }): void {

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { sleepOn } from './clock.ts';
 import { KubeApiError, type RequestOptions } from './kube-client.ts';
-import { LeaderElector, type LeaseClient } from './leader-election.ts';
+import { LeaderElectionConfigError, LeaderElector, type LeaderElectionOptions, type LeaseClient } from './leader-election.ts';
 import { ManualClock } from './manual-clock.ts';
 
 interface StoredLease {
@@ -42,7 +42,32 @@ async function settle(): Promise<void> {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 }
 
-function elector(store: LeaseStore, clock: ManualClock, identity: string): LeaderElector {
+/** One candidate's connection to the store: it can be made to hang (a stalled API server or proxy). */
+class Connection implements LeaseClient {
+  hanging = false;
+  /** Requests sent while hanging that are still waiting. */
+  pending = 0;
+  /** The deadline of every request, as sent. */
+  readonly timeouts: (number | undefined)[] = [];
+  readonly #store: LeaseStore;
+  constructor(store: LeaseStore) {
+    this.#store = store;
+  }
+  request(method: 'GET' | 'POST' | 'PUT', path: string, options?: RequestOptions): Promise<unknown> {
+    this.timeouts.push(options?.timeoutMs);
+    if (!this.hanging) return this.#store.request(method, path, options);
+    this.pending++;
+    // Like a stalled TCP connection: nothing comes back until the caller gives up.
+    return new Promise((_resolve, reject) => {
+      options?.signal?.addEventListener('abort', () => {
+        this.pending--;
+        reject(new Error('aborted'));
+      }, { once: true });
+    });
+  }
+}
+
+function elector(store: LeaseClient, clock: ManualClock, identity: string): LeaderElector {
   return new LeaderElector({
     client: store,
     namespace: 'keyvirt-system',
@@ -131,5 +156,86 @@ void describe('LeaderElector', () => {
     await advance(clock, 12_000);
     assert.equal(leadingSignal?.aborted, true, 'the work is told to stop');
     assert.equal(await run, 'lost');
+  });
+
+  void it('stops leading at the renew deadline while a renewal hangs, and cancels that renewal', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(20_000_000);
+    const conn = new Connection(store);
+    const a = elector(conn, clock, 'a');
+    let stoppedAt: number | undefined;
+    const run = a.run(new AbortController().signal, async (s) => {
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+      stoppedAt = clock.now();
+    });
+    await advance(clock, 5_000);
+    const lastRenewal = store.lease?.spec.renewTime;
+    conn.hanging = true;
+    const hungAt = clock.now();
+    await advance(clock, 14_000, 100);
+    assert.ok(stoppedAt !== undefined, 'the leader kept leading while its renewal hung');
+    const renewedAt = Date.parse(lastRenewal ?? '');
+    assert.ok(stoppedAt - renewedAt <= 10_000, `stopped ${stoppedAt - renewedAt} ms after its last renewal (deadline 10 s)`);
+    assert.ok(stoppedAt - hungAt < 10_000);
+    assert.equal(conn.pending, 0, 'the hanging renewal was cancelled');
+    assert.equal(await run, 'lost');
+  });
+
+  void it('a leader whose renewals hang has stopped before a candidate takes the lease over', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(30_000_000);
+    const connA = new Connection(store);
+    const a = elector(connA, clock, 'a');
+    const b = elector(store, clock, 'b');
+    const stopB = new AbortController();
+    const timeline: { who: string; what: string; at: number }[] = [];
+    const work = (who: string) => async (s: AbortSignal): Promise<void> => {
+      timeline.push({ who, what: 'leads', at: clock.now() });
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+      timeline.push({ who, what: 'stops', at: clock.now() });
+    };
+    const runA = a.run(new AbortController().signal, work('a'));
+    await settle();
+    const runB = b.run(stopB.signal, work('b'));
+    await advance(clock, 6_000, 100);
+    connA.hanging = true;
+    await advance(clock, 30_000, 100);
+    const aStops = timeline.find((e) => e.who === 'a' && e.what === 'stops');
+    const bLeads = timeline.find((e) => e.who === 'b' && e.what === 'leads');
+    assert.ok(aStops !== undefined && bLeads !== undefined, JSON.stringify(timeline));
+    assert.ok(aStops.at < bLeads.at, `a stopped at ${aStops.at}, b led at ${bLeads.at}`);
+    assert.equal(await runA, 'lost');
+    stopB.abort();
+    await runB;
+  });
+
+  void it('gives every lease request a deadline no longer than the renew deadline', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(40_000_000);
+    const conn = new Connection(store);
+    const stop = new AbortController();
+    const run = elector(conn, clock, 'a').run(stop.signal, async (s) => {
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await advance(clock, 8_000);
+    stop.abort();
+    await run;
+    assert.ok(conn.timeouts.length > 4);
+    for (const t of conn.timeouts) assert.ok(t !== undefined && t > 0 && t <= 10_000, `a request with deadline ${String(t)}`);
+  });
+
+  void it('refuses a renew deadline that is not shorter than the lease duration', () => {
+    const base: LeaderElectionOptions = {
+      client: new LeaseStore(),
+      namespace: 'ns',
+      name: 'op',
+      identity: 'a',
+      log: pino({ level: 'silent' }),
+      clock: new ManualClock(0),
+      sleep: sleepOn(new ManualClock(0)),
+    };
+    assert.throws(() => new LeaderElector({ ...base, leaseDurationMs: 10_000, renewDeadlineMs: 10_000 }), LeaderElectionConfigError);
+    assert.throws(() => new LeaderElector({ ...base, renewDeadlineMs: 2_000, retryPeriodMs: 2_000 }), LeaderElectionConfigError);
+    assert.doesNotThrow(() => new LeaderElector({ ...base }));
   });
 });

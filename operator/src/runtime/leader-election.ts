@@ -4,9 +4,15 @@
 // it every retry period, and gives up leadership when it could not renew within the
 // renew deadline. On a clean shutdown the leader releases the lease so that a standby
 // takes over at once.
+// The renew deadline is a timer, not a check made when a request returns: it runs from
+// the start of the last successful renewal, and when it fires the leader stops leading
+// at once — the work's signal aborts and the renewal in flight is cancelled — even if
+// that request hangs. Since renewDeadline < leaseDuration (enforced) and a candidate
+// waits a whole leaseDuration after it last saw the record change, the old leader has
+// stopped before anyone else may take the lease (client-go's contract, ADR 0102).
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Clock, Sleep } from './clock.ts';
+import type { Clock, Sleep, TimerHandle } from './clock.ts';
 import { type RequestOptions, isConflict, isNotFound, isAlreadyExists } from './kube-client.ts';
 import { coreTypes, objectPath, collectionPath } from './resource.ts';
 
@@ -42,6 +48,11 @@ export interface LeaderElectionOptions {
   onLeadershipChange?: (leading: boolean) => void;
 }
 
+/** The options contradict each other (client-go: leaseDuration > renewDeadline > retryPeriod). */
+export class LeaderElectionConfigError extends Error {
+  override name = 'LeaderElectionConfigError';
+}
+
 function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
@@ -54,12 +65,20 @@ export class LeaderElector {
   #observedRecord = '';
   #observedAt = 0;
   #leading = false;
+  /** Clock time at which the last successful acquire or renewal started. */
+  #renewedFrom = 0;
 
   constructor(opts: LeaderElectionOptions) {
     this.#o = opts;
     this.#durationMs = opts.leaseDurationMs ?? 15_000;
     this.#renewDeadlineMs = opts.renewDeadlineMs ?? 10_000;
     this.#retryMs = opts.retryPeriodMs ?? 2_000;
+    if (!(this.#renewDeadlineMs < this.#durationMs)) {
+      throw new LeaderElectionConfigError(`renewDeadlineMs (${this.#renewDeadlineMs}) must be shorter than leaseDurationMs (${this.#durationMs})`);
+    }
+    if (!(this.#retryMs < this.#renewDeadlineMs)) {
+      throw new LeaderElectionConfigError(`retryPeriodMs (${this.#retryMs}) must be shorter than renewDeadlineMs (${this.#renewDeadlineMs})`);
+    }
   }
 
   get leading(): boolean {
@@ -88,15 +107,13 @@ export class LeaderElector {
       failure = { err };
       leadership.abort();
     });
-    const lost = await this.#renewLoop(leadership.signal);
+    const lost = await this.#renewLoop(leadership);
     leadership.abort();
     signal.removeEventListener('abort', stop);
-    await work;
     this.#setLeading(false);
-    if (lost) {
-      log.error({ identity: this.#o.identity }, 'leadership lost');
-      return 'lost';
-    }
+    if (lost) log.error({ identity: this.#o.identity, renewDeadlineMs: this.#renewDeadlineMs }, 'leadership lost');
+    await work;
+    if (lost) return 'lost';
     await this.#release();
     if (failure !== undefined) throw failure.err;
     return 'stopped';
@@ -107,38 +124,60 @@ export class LeaderElector {
     this.#o.onLeadershipChange?.(leading);
   }
 
-  /** Renews until the signal aborts (false) or renewal fails past the deadline (true). */
-  async #renewLoop(signal: AbortSignal): Promise<boolean> {
-    let lastRenew = this.#o.clock.now();
-    while (!signal.aborted) {
-      await this.#o.sleep(this.#retryMs, signal);
-      if (signal.aborted) return false;
-      if (await this.#tryAcquireOrRenew(signal)) {
-        lastRenew = this.#o.clock.now();
-      } else if (this.#o.clock.now() - lastRenew >= this.#renewDeadlineMs) {
-        return true;
+  /**
+   * Renews every retry period until `leadership` aborts (false) or the renew deadline
+   * passes (true). The deadline is a timer armed from the start of the last successful
+   * renewal; when it fires it aborts `leadership`, which also cancels the request in flight.
+   */
+  async #renewLoop(leadership: AbortController): Promise<boolean> {
+    const { clock } = this.#o;
+    let expired = false;
+    let timer: TimerHandle | undefined;
+    const arm = (): void => {
+      timer?.cancel();
+      timer = clock.schedule(this.#renewedFrom + this.#renewDeadlineMs - clock.now(), () => {
+        expired = true;
+        leadership.abort();
+      });
+    };
+    arm();
+    try {
+      while (!leadership.signal.aborted) {
+        await this.#o.sleep(this.#retryMs, leadership.signal);
+        if (leadership.signal.aborted) break;
+        if ((await this.#tryAcquireOrRenew(leadership.signal, this.#renewedFrom + this.#renewDeadlineMs)) && !expired) arm();
       }
+    } finally {
+      timer?.cancel();
     }
-    return false;
+    return expired;
   }
 
   #path(): string {
     return objectPath(coreTypes.lease, { namespace: this.#o.namespace, name: this.#o.name });
   }
 
-  async #tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
+  /**
+   * One attempt to take or keep the lease; true when this candidate holds it now. Each
+   * request's deadline is the renew deadline (`until`, on the clock) when leading, else
+   * one renew deadline from now.
+   */
+  async #tryAcquireOrRenew(signal: AbortSignal, until?: number): Promise<boolean> {
     const { client, identity, log, clock } = this.#o;
     const now = clock.now();
+    const timeoutMs = Math.max(1, Math.min(this.#renewDeadlineMs, (until ?? now + this.#renewDeadlineMs) - now));
     try {
       let lease: Lease;
       try {
-        lease = leaseSchema.parse(await client.request('GET', this.#path(), { signal }));
+        lease = leaseSchema.parse(await client.request('GET', this.#path(), { signal, timeoutMs }));
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await client.request('POST', collectionPath(coreTypes.lease, this.#o.namespace), {
           body: this.#record(undefined, now),
           signal,
+          timeoutMs,
         });
+        this.#renewedFrom = now;
         return true;
       }
       const spec = lease.spec ?? {};
@@ -150,7 +189,8 @@ export class LeaderElector {
       const holder = spec.holderIdentity ?? '';
       const durationMs = (spec.leaseDurationSeconds ?? this.#durationMs / 1000) * 1000;
       if (holder !== '' && holder !== identity && now < this.#observedAt + durationMs) return false;
-      await client.request('PUT', this.#path(), { body: this.#record(lease, now), signal });
+      await client.request('PUT', this.#path(), { body: this.#record(lease, now), signal, timeoutMs });
+      this.#renewedFrom = now;
       return true;
     } catch (err) {
       if (signal.aborted) return false;
@@ -182,8 +222,9 @@ export class LeaderElector {
   }
 
   async #release(): Promise<void> {
+    const timeoutMs = this.#renewDeadlineMs;
     try {
-      const lease = leaseSchema.parse(await this.#o.client.request('GET', this.#path()));
+      const lease = leaseSchema.parse(await this.#o.client.request('GET', this.#path(), { timeoutMs }));
       if (lease.spec?.holderIdentity !== this.#o.identity) return;
       await this.#o.client.request('PUT', this.#path(), {
         body: {
@@ -192,6 +233,7 @@ export class LeaderElector {
           metadata: { name: this.#o.name, namespace: this.#o.namespace, resourceVersion: lease.metadata.resourceVersion },
           spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(this.#o.clock.now()) },
         },
+        timeoutMs,
       });
       this.#o.log.info('lease released');
     } catch (err) {
