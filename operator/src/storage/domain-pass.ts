@@ -16,6 +16,8 @@ export interface DomainMemory {
   /** Why the probe pod has not run yet (unschedulable, waiting), for the Mounted condition. */
   probeWaiting: string | undefined;
   written: StorageDomainStatus | undefined;
+  /** The domain's resourceVersion after that write (guards the next write until the cache shows it). */
+  writtenResourceVersion?: string | undefined;
   /** Listed disks (namespace/vm/disk) no cached VM wants that are kept, and why. */
   held: Map<string, HoldReason>;
   /** Wanted disks not created, and why (namespace/vm/disk → reason), for events on transitions. */

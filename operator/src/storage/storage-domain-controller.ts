@@ -9,9 +9,10 @@ import type { Clock } from '../runtime/clock.ts';
 import type { ReconcileContext, Reconciler, ReconcileResult } from '../runtime/controller.ts';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import { isNotFound, type KubeClient } from '../runtime/kube-client.ts';
+import { isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { controllerReference } from '../runtime/owner-mapping.ts';
 import { objectPath } from '../runtime/resource.ts';
+import { guardedStatusPatch, resourceVersionOf } from '../runtime/status-patch.ts';
 import { storageDomainType } from '../vm/names.ts';
 import { BackingVolumeError, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
 import { deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
@@ -254,13 +255,18 @@ export class StorageDomainController implements Reconciler {
   async #writeStatus(sd: StorageDomain, memory: DomainMemory, next: StorageDomainStatus, log: Logger): Promise<void> {
     const previous = this.#currentStatus(sd, memory);
     if (stable(previous) === stable(next)) return;
+    // Guarded by the version the status was computed from (ADR 0102): a stale write gets 409.
+    const version = memory.written === undefined ? sd.metadata.resourceVersion : (memory.writtenResourceVersion ?? sd.metadata.resourceVersion);
+    let answer: unknown;
     try {
-      await this.#d.client.patch(objectPath(storageDomainType, { name: sd.metadata.name }, 'status'), [{ op: 'add', path: '/status', value: next }], 'json');
+      answer = await this.#d.client.patch(objectPath(storageDomainType, { name: sd.metadata.name }, 'status'), guardedStatusPatch(next, version), 'json');
     } catch (err) {
       if (isNotFound(err)) return;
+      if (isConflict(err)) memory.written = undefined;
       throw err;
     }
     memory.written = next;
+    memory.writtenResourceVersion = resourceVersionOf(answer);
     await recordTransitions(this.#d.events, this.#target(sd), previous, next, log);
   }
 }

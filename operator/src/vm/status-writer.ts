@@ -1,18 +1,25 @@
 // Writes a VM's status through the status subresource when it changed, and records an
 // event for each transition (phase, or the reason the VM cannot start) — never on a
-// reconcile that changed nothing.
+// reconcile that changed nothing. Every write is guarded by the resourceVersion it was
+// computed from (runtime/status-patch.ts): a stale writer gets 409 Conflict, forgets
+// what it wrote, and the reconcile is retried from the cache.
 import type { VirtualMachine, VirtualMachineStatus } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { Logger } from 'pino';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
+import { isConflict, type KubeClient } from '../runtime/kube-client.ts';
 import { objectPath } from '../runtime/resource.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
 import { virtualMachineType } from './names.ts';
 
 const warningPhases = new Set(['Failed', 'CrashLoop', 'Unschedulable']);
 
 function stable(status: VirtualMachineStatus | undefined): string {
   return JSON.stringify(status ?? {});
+}
+
+function same(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus | undefined): boolean {
+  return stable(a) === stable(b);
 }
 
 function readyReason(status: VirtualMachineStatus | undefined): { reason: string; message: string } | undefined {
@@ -24,31 +31,42 @@ export class VmStatusWriter {
   readonly #client: Pick<KubeClient, 'patch'>;
   readonly #events: EventSink;
   /** What this operator last wrote per VM uid: the cache may not show it yet. */
-  readonly #written = new Map<string, VirtualMachineStatus>();
+  readonly #written = new Map<string, WrittenStatus<VirtualMachineStatus>>();
 
   constructor(client: Pick<KubeClient, 'patch'>, events: EventSink) {
     this.#client = client;
     this.#events = events;
   }
 
-  /** The freshest status known for `vm`: what this operator wrote last, else the cached one. */
-  current(vm: VirtualMachine): VirtualMachineStatus | undefined {
+  #freshest(vm: VirtualMachine): { status: VirtualMachineStatus | undefined; resourceVersion: string | undefined } {
     const uid = vm.metadata.uid ?? vm.metadata.name;
-    const written = this.#written.get(uid);
-    if (written !== undefined && stable(written) === stable(vm.status)) this.#written.delete(uid);
-    return this.#written.get(uid) ?? vm.status;
+    const fresh = freshestStatus({ status: vm.status, resourceVersion: vm.metadata.resourceVersion }, this.#written.get(uid), same);
+    if (fresh.written === undefined) this.#written.delete(uid);
+    return fresh;
   }
 
-  /** Writes `next` if it differs from the cached status; returns whether it wrote. */
+  /** The freshest status known for `vm`: what this operator wrote last, else the cached one. */
+  current(vm: VirtualMachine): VirtualMachineStatus | undefined {
+    return this.#freshest(vm).status;
+  }
+
+  /** Writes `next` if it differs from the freshest status; returns whether it wrote. Throws KubeApiError 409 when `vm` is stale. */
   async write(vm: VirtualMachine, next: VirtualMachineStatus, log: Logger): Promise<boolean> {
     const uid = vm.metadata.uid ?? vm.metadata.name;
-    const written = this.#written.get(uid);
-    if (written !== undefined && stable(written) === stable(vm.status)) this.#written.delete(uid);
-    const previous = written ?? vm.status;
-    if (stable(previous) === stable(next)) return false;
+    const { status: previous, resourceVersion } = this.#freshest(vm);
+    if (same(previous, next)) return false;
     const path = objectPath(virtualMachineType, { namespace: vm.metadata.namespace, name: vm.metadata.name }, 'status');
-    await this.#client.patch(path, [{ op: 'add', path: '/status', value: next }], 'json');
-    this.#written.set(uid, next);
+    let answer: unknown;
+    try {
+      answer = await this.#client.patch(path, guardedStatusPatch(next, resourceVersion), 'json');
+    } catch (err) {
+      if (isConflict(err)) {
+        this.#written.delete(uid);
+        log.info({ resourceVersion }, 'status write conflicted; retrying from fresh state');
+      }
+      throw err;
+    }
+    this.#written.set(uid, { status: next, resourceVersion: resourceVersionOf(answer) });
     await this.#recordTransitions(vm, previous, next, log);
     return true;
   }

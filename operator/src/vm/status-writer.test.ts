@@ -1,0 +1,72 @@
+// The VM status writer against a fake status subresource with the API server's
+// optimistic concurrency: a write names the resourceVersion it was computed from and
+// fails with 409 when the object has moved on.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { VirtualMachine, type VirtualMachineStatus } from '@keyvirt/crds';
+import { pino } from 'pino';
+import { KubeApiError } from '../runtime/kube-client.ts';
+import type { JsonPatchOp } from '../runtime/status-patch.ts';
+import { VmStatusWriter } from './status-writer.ts';
+
+const log = pino({ level: 'silent' });
+
+/** One VM object on a fake API server: every write bumps resourceVersion; a stale precondition is 409. */
+class StatusSubresource {
+  resourceVersion = 10;
+  status: VirtualMachineStatus | undefined;
+  readonly preconditions: (string | undefined)[] = [];
+
+  patch(path: string, body: unknown): Promise<unknown> {
+    const ops = body as JsonPatchOp[];
+    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
+    this.preconditions.push(wanted);
+    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
+      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
+    }
+    this.status = ops.find((o) => o.path === '/status')?.value as VirtualMachineStatus;
+    this.resourceVersion++;
+    return Promise.resolve({ metadata: { resourceVersion: String(this.resourceVersion) } });
+  }
+
+  /** The VM as an informer cache would hold it right now. */
+  cached(): VirtualMachine {
+    return VirtualMachine.parse({
+      apiVersion: 'keyvirt.io/v1alpha1',
+      kind: 'VirtualMachine',
+      metadata: { name: 'web-1', namespace: 'prod', uid: 'vm-uid', resourceVersion: String(this.resourceVersion) },
+      spec: { runStrategy: 'Always', template: { memory: { size: '256Mi' } } },
+      ...(this.status === undefined ? {} : { status: this.status }),
+    });
+  }
+}
+
+const events = { record: (): Promise<void> => Promise.resolve() };
+
+void describe('VmStatusWriter', () => {
+  void it('guards each write with the version it was computed from, including its own write the cache has not shown yet', async () => {
+    const api = new StatusSubresource();
+    const writer = new VmStatusWriter(api, events);
+    const stale = api.cached();
+    assert.equal(await writer.write(stale, { phase: 'Starting' }, log), true);
+    // The cache still shows version 10: the next write uses the version the first write answered with.
+    assert.equal(await writer.write(stale, { phase: 'Running' }, log), true);
+    assert.deepEqual(api.preconditions, ['10', '11']);
+    assert.deepEqual(writer.current(stale), { phase: 'Running' });
+    // Once the cache shows the write, the cache is the source again.
+    assert.equal(await writer.write(api.cached(), { phase: 'Running' }, log), false);
+  });
+
+  void it('a write computed from a view that another writer has moved past fails with 409 and is forgotten', async () => {
+    const api = new StatusSubresource();
+    const writer = new VmStatusWriter(api, events);
+    const seen = api.cached();
+    // Another operator (or a user's spec change) moves the object on.
+    await api.patch('/status', [{ op: 'add', path: '/status', value: { phase: 'Migrating' } }]);
+    await assert.rejects(writer.write(seen, { phase: 'Running' }, log), (err: unknown) => err instanceof KubeApiError && err.statusCode === 409);
+    assert.deepEqual(api.status, { phase: 'Migrating' }, 'the newer status was not overwritten');
+    // Retried from the refreshed cache, it goes through.
+    assert.equal(await writer.write(api.cached(), { phase: 'Running' }, log), true);
+    assert.deepEqual(api.status, { phase: 'Running' });
+  });
+});
