@@ -106,6 +106,10 @@ void test('the job pod holds no credentials and mounts the domain claim', () => 
   }) as { spec: Record<string, unknown> };
   assert.equal(pod.spec.automountServiceAccountToken, false);
   assert.equal(pod.spec.restartPolicy, 'Never');
-  assert.deepEqual(pod.spec.volumes, [{ name: 'domain', persistentVolumeClaim: { claimName: 'keyvirt-sd-x' } }]);
+  assert.deepEqual(pod.spec.volumes, [{ name: 'domain', persistentVolumeClaim: { claimName: 'keyvirt-sd-x' } }, { name: 'tmp', emptyDir: { sizeLimit: '16Mi' } }]);
   assert.match(JSON.stringify(pod.spec.affinity), /"values":\["node-1"\]/);
+  const container = (pod.spec.containers as { securityContext: Record<string, unknown> }[])[0];
+  assert.deepEqual(container?.securityContext, {
+    privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' },
+  }, 'root without capabilities, as the launcher');
 });

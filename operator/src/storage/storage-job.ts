@@ -174,13 +174,21 @@ export function storageJobPod(spec: StorageJobSpec): Record<string, unknown> {
           ...(spec.imagePullPolicy === undefined ? {} : { imagePullPolicy: spec.imagePullPolicy }),
           command: ['sh', '-c', STORAGE_JOB_SCRIPT],
           env: operationEnv(spec.operation),
-          volumeMounts: [{ name: 'domain', mountPath: DOMAIN_MOUNT }],
+          volumeMounts: [{ name: 'domain', mountPath: DOMAIN_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
           terminationMessagePath: TERMINATION_LOG,
           terminationMessagePolicy: 'FallbackToLogsOnError',
           resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
+          // Root over the domain's root-owned files, without a capability (ADR 0108).
+          securityContext: {
+            privileged: false,
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
         },
       ],
-      volumes: [{ name: 'domain', persistentVolumeClaim: { claimName: spec.claimName } }],
+      volumes: [{ name: 'domain', persistentVolumeClaim: { claimName: spec.claimName } }, { name: 'tmp', emptyDir: { sizeLimit: '16Mi' } }],
     },
   };
 }

@@ -6,11 +6,33 @@ import { randomBytes } from 'node:crypto';
 import type { LauncherConfigInput } from '@keyvirt/launcher/api';
 import type { VirtualMachine } from '@keyvirt/crds';
 import type { Logger } from 'pino';
-import { secretSchema, type Pod } from '../runtime/core-schemas.ts';
+import { secretSchema, type Pod, type Secret } from '../runtime/core-schemas.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
 import { coreTypes, collectionPath, objectPath } from '../runtime/resource.ts';
 import { configHash, launcherConfig, renderLauncherPod, renderLauncherSecret, type LauncherPodInput } from './launcher-pod.ts';
-import { LABEL_VM_UID, launcherPodName, launcherSecretName } from './names.ts';
+import { LABEL_VM_UID, launcherPodName, launcherSecretName, LABEL_MANAGED_BY, MANAGED_BY, virtualMachineType } from './names.ts';
+
+/**
+ * Whose the Secret at the VM's launcher Secret name is: absent, this VM's (its controller
+ * is this VirtualMachine), stale (controlled by an earlier VirtualMachine of the same
+ * name and managed by the operator), or foreign (anything else: never overwritten).
+ */
+export function secretOwnership(existing: Secret | undefined, vm: VirtualMachine): 'absent' | 'mine' | 'stale' | 'foreign' {
+  if (existing === undefined) return 'absent';
+  const controller = existing.metadata.ownerReferences?.find((r) => r.controller === true);
+  const vmController = controller?.kind === virtualMachineType.kind && controller.apiVersion.startsWith(`${virtualMachineType.group}/`);
+  if (!vmController) return 'foreign';
+  if (controller.uid === vm.metadata.uid) return 'mine';
+  return controller.name === vm.metadata.name && existing.metadata.labels?.[LABEL_MANAGED_BY] === MANAGED_BY ? 'stale' : 'foreign';
+}
+
+/**
+ * A Secret named like the VM's launcher Secret exists and is not the one this VM's
+ * launcher uses: the operator neither overwrites it nor hands its token to a launcher.
+ */
+export class LauncherSecretNotOwnedError extends Error {
+  override readonly name = 'LauncherSecretNotOwnedError';
+}
 
 export class LauncherObjects {
   readonly #client: Pick<KubeClient, 'get' | 'create' | 'request' | 'delete'>;
@@ -85,14 +107,24 @@ export class LauncherObjects {
 
   async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput): Promise<string> {
     const path = objectPath(coreTypes.secret, { namespace: vm.metadata.namespace, name: launcherSecretName(vm.metadata.name) });
-    let existing: ReturnType<typeof secretSchema.parse> | undefined;
+    let existing: Secret | undefined;
     try {
       existing = secretSchema.parse(await this.#client.get(path));
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
-    const ownedByThisVm = existing?.metadata.ownerReferences?.some((r) => r.uid === vm.metadata.uid) === true;
-    const oldToken = ownedByThisVm && existing?.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : undefined;
+    const ownership = secretOwnership(existing, vm);
+    if (ownership === 'foreign') {
+      throw new LauncherSecretNotOwnedError(
+        `Secret ${vm.metadata.namespace ?? ''}/${launcherSecretName(vm.metadata.name)} exists and is not controlled by this VirtualMachine; the operator does not overwrite it (delete or rename it)`,
+      );
+    }
+    if (ownership === 'stale' && existing !== undefined) {
+      // The Secret of an earlier VM of the same name, not yet garbage-collected: replace it, never reuse its token.
+      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: existing.metadata.uid } });
+      existing = undefined;
+    }
+    const oldToken = existing?.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : undefined;
     const token = oldToken ?? randomBytes(32).toString('hex');
     const secret = renderLauncherSecret(vm, token, config) as { metadata: Record<string, unknown> };
     if (existing === undefined) {

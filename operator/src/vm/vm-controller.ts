@@ -17,7 +17,7 @@ import type { LauncherFollowers } from './launcher-followers.ts';
 import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
 import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
-import type { LauncherObjects } from './launcher-objects.ts';
+import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
 import { ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
@@ -293,10 +293,18 @@ export class VmController implements Reconciler {
       out.requeueAfterMs = UNSCHEDULABLE_RETRY_MS;
       return;
     }
-    const created = await this.#d.launchers.createLauncher(
-      { vm, settings: this.#d.settings, affinity: placement.affinity, nodeHasKvm: placement.nodeHasKvm, disks: resolution.disks, kernelBoot: kernel },
-      ctx.log,
-    );
+    let created: boolean;
+    try {
+      created = await this.#d.launchers.createLauncher(
+        { vm, settings: this.#d.settings, affinity: placement.affinity, nodeHasKvm: placement.nodeHasKvm, disks: resolution.disks, kernelBoot: kernel },
+        ctx.log,
+      );
+    } catch (err) {
+      if (!(err instanceof LauncherSecretNotOwnedError)) throw err;
+      out.blocker = { phase: 'Failed', reason: 'LauncherSecretConflict', message: err.message };
+      out.requeueAfterMs = UNSCHEDULABLE_RETRY_MS;
+      return;
+    }
     if (created) {
       ctx.log.info({ node: placement.node }, 'launcher pod created');
       await this.#d.events.record(this.#target(vm), { type: 'Normal', reason: 'LauncherCreated', action: 'Start', note: `launcher pod ${launcherPodName(vm.metadata.name)} placed on ${placement.node}` });
