@@ -13,7 +13,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { StorageDomain, type StorageDomainInput } from '@keyvirt/crds';
+import { StorageDomain, StorageDomainSpec, VirtualMachine, type StorageDomainInput } from '@keyvirt/crds';
+import { readDocuments, REPO_ROOT } from '../../crds/src/manifest-files.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
@@ -28,17 +29,24 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
   let operator: OperatorProcess;
   let posixDir: string;
   let localDir: string;
-  const names = { posix: '', local: '' };
+  const names = { posix: '', local: '', sample: '' };
 
   const getDomain = (name: string): StorageDomain | undefined => {
     const out = cluster.kubectl(['get', 'storagedomain', name, '-o', 'json', '--ignore-not-found']);
     return out.trim() === '' ? undefined : StorageDomain.parse(JSON.parse(out));
   };
-  const waitDomain = (name: string, what: string, ok: (sd: StorageDomain) => boolean, timeoutMs = 240_000): Promise<StorageDomain> =>
-    eventually(`StorageDomain ${name} ${what}`, () => {
-      const sd = getDomain(name);
-      return sd !== undefined && ok(sd) ? sd : undefined;
-    }, timeoutMs, 1000);
+  const waitDomain = async (name: string, what: string, ok: (sd: StorageDomain) => boolean, timeoutMs = 240_000): Promise<StorageDomain> => {
+    let last = 'nothing';
+    try {
+      return await eventually(`StorageDomain ${name} ${what}`, () => {
+        const sd = getDomain(name);
+        last = JSON.stringify(sd?.status ?? null);
+        return sd !== undefined && ok(sd) ? sd : undefined;
+      }, timeoutMs, 1000);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; last status: ${last}`, { cause: err });
+    }
+  };
   const domain = (name: string, spec: StorageDomainInput['spec']): StorageDomainInput => ({
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'StorageDomain',
@@ -61,6 +69,7 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
     s = await scratch(cluster, 'kv-e2e-posix');
     names.posix = `sd-${s.runId}-posix`;
     names.local = `sd-${s.runId}-local`;
+    names.sample = `sd-${s.runId}-sample`;
     posixDir = path.join(s.dir, 'shared');
     localDir = path.join(s.dir, 'local');
     await mkdir(path.join(posixDir, 'templates'), { recursive: true });
@@ -79,18 +88,14 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
   });
 
   after(async () => {
-    for (const name of [names.posix, names.local]) {
-      try {
-        cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}', '--ignore-not-found']);
-      } catch {
-        // already gone
-      }
-    }
+    // The operator first: alive, it would put back a finalizer cleared before the deletion.
     operator.kill('SIGTERM');
     await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
     operator.kill('SIGKILL');
-    for (const name of [names.posix, names.local]) {
+    for (const name of [names.posix, names.local, names.sample]) {
       cluster.kubectl(['delete', 'storagedomain', name, '--ignore-not-found', '--wait=false']);
+      // Nothing releases its finalizer without the operator.
+      cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}', '--ignore-not-found']);
       cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
       cluster.kubectl(['delete', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '--wait=false']);
     }
@@ -150,5 +155,35 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
     const c = condition(vm, 'LiveMigratable');
     assert.equal(c?.reason, 'InterfaceNotLiveMigratable', 'the first cause in the fixed order; the disk on the posix domain is not one');
     assert.match(c?.message ?? '', /^interface lan uses the bridge binding.*; the CPU model is host-passthrough/);
+  });
+
+  void it('the npm start sample (examples/vm-local-dev.yaml) runs on its posix domain and is LiveMigratable', async () => {
+    // The shipped documents, moved into this suite's scope: its own domain name, directory and namespace.
+    const [sdDoc, vmDoc] = readDocuments(path.join(REPO_ROOT, 'examples', 'vm-local-dev.yaml'));
+    const sd = StorageDomain.parse(sdDoc);
+    const sample = VirtualMachine.parse(vmDoc);
+    assert.equal(sd.spec.type, 'posix');
+    assert.equal(sample.spec.evictionStrategy, 'LiveMigrate');
+    const sampleDir = path.join(s.dir, 'sample');
+    await mkdir(path.join(sampleDir, 'templates'), { recursive: true });
+    const backing = sample.spec.template.disks[0]?.storageDomain?.backingImage ?? '';
+    await run('qemu-img', ['create', '-q', '-f', 'raw', path.join(sampleDir, 'templates', backing), '1G']);
+    const spec = StorageDomainSpec.parse({ ...sd.spec, posix: { path: sampleDir } });
+    apply(cluster, { apiVersion: sd.apiVersion, kind: sd.kind, metadata: { name: names.sample, labels: { [TEST_RUN_LABEL]: s.runId } }, spec });
+    await waitDomain(names.sample, 'Active', (d) => d.status?.phase === 'Active');
+    const boot = testVm(s, guest, { name: 'x' }).metadata?.annotations ?? {};
+    apply(cluster, {
+      ...sample,
+      metadata: { name: sample.metadata.name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId }, annotations: boot },
+      spec: {
+        ...sample.spec,
+        template: {
+          ...sample.spec.template,
+          disks: sample.spec.template.disks.map((d) => (d.storageDomain === undefined ? d : { ...d, storageDomain: { ...d.storageDomain, name: names.sample } })),
+        },
+      },
+    });
+    const vm = await waitVm(cluster, { namespace: s.namespace, name: sample.metadata.name ?? '' }, 'Running', (v) => v.status?.phase === 'Running', 300_000);
+    assert.deepEqual(condition(vm, 'LiveMigratable'), { ...condition(vm, 'LiveMigratable'), status: 'True', reason: 'Migratable' });
   });
 });
