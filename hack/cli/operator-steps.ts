@@ -60,6 +60,7 @@ async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> 
       `--kubeconfig=${kubeconfig}`,
       '--namespace=keyvirt-system',
       `--health-address=127.0.0.1:${OPERATOR_HEALTH_PORT}`,
+      `--metrics-address=127.0.0.1:${OPERATOR_HEALTH_PORT}`,
       '--allow-emulation=true',
       // VMs of the end-to-end suites belong to the operators those suites run.
       '--vm-selector=!keyvirt.io/test-run',

@@ -28,6 +28,8 @@ const settingsSchema = z.object({
   kubeconfig: z.string().optional(),
   namespace: z.string().min(1).default('keyvirt-system'),
   healthAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8080'),
+  /** /metrics names every tenant's VMs: loopback unless exposed on purpose (ADR 0100); equal to healthAddress, one listener serves both. */
+  metricsAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('127.0.0.1:8081'),
   leaderElect: boolFlag.default(true),
   leaseName: z.string().default('keyvirt-operator'),
   identity: z.string().min(1).default(`${hostname()}_${process.pid}`),
@@ -56,6 +58,7 @@ const FLAGS = {
   kubeconfig: 'kubeconfig',
   namespace: 'namespace',
   healthAddress: 'health-address',
+  metricsAddress: 'metrics-address',
   leaderElect: 'leader-elect',
   leaseName: 'lease-name',
   identity: 'identity',
@@ -151,12 +154,13 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
 async function runManager(settings: Settings, log: Logger, client: KubeClient, signal: AbortSignal): Promise<'stopped' | 'leadership-lost'> {
   const metrics = new OperatorMetrics();
   const [host = '0.0.0.0', port = '8080'] = settings.healthAddress.split(':');
+  const [metricsHost = '127.0.0.1', metricsPort = '8081'] = settings.metricsAddress.split(':');
   const manager = new Manager({
     log,
     client,
     clock: systemClock,
     metrics,
-    health: { host, port: Number(port) },
+    health: { host, port: Number(port), metricsListen: settings.metricsAddress === settings.healthAddress ? undefined : { host: metricsHost, port: Number(metricsPort) } },
     leaderElection: settings.leaderElect
       ? {
           namespace: settings.namespace,

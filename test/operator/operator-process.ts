@@ -68,6 +68,7 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
     '--identity', options.identity,
     '--lease-name', options.leaseName,
     '--health-address', '127.0.0.1:0',
+    '--metrics-address', '127.0.0.1:0',
     '--allow-emulation', 'true',
     '--lease-duration-ms', '6000',
     '--renew-deadline-ms', '4000',

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { type Clock, type Sleep, sleepOn } from './clock.ts';
 import type { Controller } from './controller.ts';
-import { HealthServer, type MetricsSource } from './health-server.ts';
+import { HealthServer, type ListenAddress, type MetricsSource } from './health-server.ts';
 import { Informer, type InformerObserver, type KubeObject, type ListWatchClient } from './informer.ts';
 import { LeaderElector, type LeaseClient } from './leader-election.ts';
 import type { ResourceType } from './resource.ts';
@@ -23,7 +23,8 @@ export interface ManagerOptions {
   client: ListWatchClient & LeaseClient;
   clock: Clock;
   metrics: MetricsSource & InformerObserver & { onLeadershipChange(leading: boolean): void };
-  health: { host: string; port: number };
+  /** The probes' address, and /metrics' own address (absent: the probes' listener serves it too). */
+  health: { host: string; port: number; metricsListen?: ListenAddress | undefined };
   /** Omit to run without leader election (a single replica). */
   leaderElection?: {
     namespace: string;
