@@ -276,4 +276,42 @@ void describe('operator and node agent service accounts against the real API ser
     // The status subresource, as the agent writes it (a merge patch; the agent cannot GET nodes/status).
     denied(await patchNodeStatus(bound, other), 'node-agent-own-node', /may change only the node its pod runs on/);
   });
+
+  void it('needs Pod Security baseline for a VM on claims and masquerade, privileged once a hostPath or a bridge tap is involved, and never meets restricted', () => {
+    const levels = ['restricted', 'baseline', 'privileged'] as const;
+    const namespaces = Object.fromEntries(levels.map((level) => {
+      const name = `${ns}-pss-${level}`;
+      cluster.kubectl(['create', 'namespace', name]);
+      cluster.kubectl(['label', 'namespace', name, `pod-security.kubernetes.io/enforce=${level}`]);
+      return [level, name];
+    })) as Record<(typeof levels)[number], string>;
+    try {
+      const render = (options: { hostPathDisk: boolean; bridge: boolean; namespace: string }): Record<string, unknown> => z.looseObject({}).parse(renderLauncherPod({
+        vm: VirtualMachine.parse({
+          ...vm,
+          metadata: { ...vm.metadata, namespace: options.namespace },
+          spec: { ...vm.spec, template: { ...vm.spec.template, interfaces: [{ name: 'default', binding: options.bridge ? 'bridge' : 'masquerade' }] } },
+        }),
+        settings: { image: LAUNCHER_IMAGE, args: [], imagePullPolicy: 'Never', allowEmulation: true },
+        affinity: {},
+        nodeHasKvm: false,
+        disks: [options.hostPathDisk
+          ? { name: 'root', source: { hostPath: { path: '/var/lib/keyvirt/sd', type: 'Directory' } }, format: 'raw', readOnly: false, path: '/var/run/keyvirt/domains/sd/images/x/web-1/root.raw', mounts: [{ subPath: 'images/x/web-1/root.raw', mountPath: '/var/run/keyvirt/domains/sd/images/x/web-1/root.raw', readOnly: false }] }
+          : { name: 'root', source: { persistentVolumeClaim: { claimName: 'web-1-root' } }, format: 'raw', readOnly: false, path: '/var/run/keyvirt/disks/root/disk.img', mounts: [{ mountPath: '/var/run/keyvirt/disks/root', readOnly: false }] }],
+      }, 'hash'));
+      const admits = (level: (typeof levels)[number], options: { hostPathDisk: boolean; bridge: boolean }): boolean => {
+        const r = spawnSync(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'create', '--dry-run=server', '-f', '-'], {
+          encoding: 'utf8', input: JSON.stringify(render({ ...options, namespace: namespaces[level] })),
+        });
+        if (r.status !== 0) assert.match(r.stderr, /violates PodSecurity/, r.stderr);
+        return r.status === 0;
+      };
+      const claims = { hostPathDisk: false, bridge: false };
+      assert.deepEqual(levels.map((l) => admits(l, claims)), [false, true, true], 'claims and masquerade: baseline');
+      assert.deepEqual(levels.map((l) => admits(l, { hostPathDisk: true, bridge: false })), [false, false, true], 'a local or posix domain (hostPath): privileged');
+      assert.deepEqual(levels.map((l) => admits(l, { hostPathDisk: false, bridge: true })), [false, false, true], 'a bridge NIC (NET_ADMIN): privileged');
+    } finally {
+      for (const name of Object.values(namespaces)) cluster.kubectl(['delete', 'namespace', name, '--wait=false']);
+    }
+  });
 });
