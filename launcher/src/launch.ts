@@ -119,7 +119,15 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   };
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
   registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
-  const migration = attachMigration({ server, vm: supervisor, mode: config.mode, token: options.token, listenAddress: config.listen.address, logger });
+  const migration = attachMigration({
+    server,
+    vm: supervisor,
+    mode: config.mode,
+    token: options.token,
+    listenAddress: config.listen.address,
+    stateDir: config.stateDir,
+    logger,
+  });
   const address = await server.listen(config.listen.port, config.listen.address);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
   void supervisor.finished().then(removeTaps);

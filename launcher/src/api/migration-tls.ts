@@ -41,6 +41,9 @@ interface TlsPems {
 
 /** The leaf must parse, be signed by the CA, match its key and not be a CA itself; the CA must be one. */
 function checkChain(pems: TlsPems, ctx: z.RefinementCtx): void {
+  // A field that is not even PEM-shaped has its issue already.
+  const shaped = (pem: unknown, shape: RegExp): boolean => typeof pem === 'string' && pem.length <= MAX_PEM_CHARS && shape.test(pem);
+  if (!shaped(pems.caCert, CERTIFICATE_PEM) || !shaped(pems.cert, CERTIFICATE_PEM) || !shaped(pems.key, PRIVATE_KEY_PEM)) return;
   const parse = (field: 'caCert' | 'cert'): X509Certificate | undefined => {
     try {
       return new X509Certificate(pems[field]);

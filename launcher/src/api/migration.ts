@@ -182,6 +182,12 @@ export const IncomingMigrationStatusSchema = z.object({
   port: z.number().int().min(1).max(65_535),
   postCopy: z.boolean(),
   resumedAtMicros: epochMicros.nullable().describe('Target RESUME event time, epoch microseconds'),
+  refusedConnections: z
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe('Connections to the migration port that were dropped before reaching QEMU (failed TLS handshake, no data, not the first)'),
   message: z.string().optional(),
 });
 export type IncomingMigrationStatus = z.infer<typeof IncomingMigrationStatusSchema>;

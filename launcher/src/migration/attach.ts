@@ -1,6 +1,7 @@
 // Adds live migration to a launcher: the controller over its VM and the HTTP routes.
 // A source launcher reads its target's RESUME time from the target launcher's API
 // with its own token (both launchers of one VM mount the same per-VM token).
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { MigrationClient } from '../api/migration-client.ts';
 import type { ApiServer } from '../http/server.ts';
@@ -14,6 +15,8 @@ export interface AttachMigrationOptions {
   readonly token: string;
   /** The launcher's API listen address; a wildcard falls back to the pod IP from the environment. */
   readonly listenAddress: string;
+  /** The launcher's state dir; migration TLS files go to a private directory inside it. */
+  readonly stateDir: string;
   readonly logger: Logger;
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -33,6 +36,7 @@ export function attachMigration(options: AttachMigrationOptions): MigrationContr
     logger: options.logger,
     mode: options.mode,
     podAddress: podAddress(options.listenAddress, options.env ?? process.env),
+    tlsDir: path.join(options.stateDir, 'migration-tls'),
     readTargetResume: targetResumeReader((target, signal) => {
       if (target.launcherUrl === undefined) throw new Error('no target launcher URL');
       return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000 }).incoming(signal);

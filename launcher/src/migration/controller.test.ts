@@ -1,7 +1,10 @@
 // The controller and source driver against a scripted QMP peer (the real thing runs
 // in test/migration/): which commands go to QEMU, how phases change, what is refused.
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
 import type { z } from 'zod';
 import { StartMigrationRequestSchema, type StartMigrationRequestInput } from '../api/migration.ts';
@@ -11,6 +14,9 @@ import type { MigrationQmp, MigrationQmpEvent } from './qmp-port.ts';
 import { sampleClientTls, sampleServerTls } from './tls-sample-credentials.ts';
 
 const silent = pino({ level: 'silent' });
+const stateDir = mkdtempSync(path.join(tmpdir(), 'kv-migration-controller-'));
+const tlsDir = path.join(stateDir, 'migration-tls');
+after(() => rmSync(stateDir, { recursive: true, force: true }));
 
 /** Answers QMP commands from a script of query-migrate states; records every command. */
 class ScriptedQmp implements MigrationQmp {
@@ -87,7 +93,7 @@ function request(input: Partial<StartMigrationRequestInput> = {}): ReturnType<ty
 }
 
 function controller(vm: FakeVm, mode: 'run' | 'migration-target' = 'run'): MigrationController {
-  return new MigrationController({ vm, logger: silent, mode, podAddress: '10.78.0.2', pollIntervalMs: 2 });
+  return new MigrationController({ vm, logger: silent, mode, podAddress: '10.78.0.2', pollIntervalMs: 2, tlsDir });
 }
 
 void describe('MigrationController (source)', () => {
@@ -120,8 +126,21 @@ void describe('MigrationController (source)', () => {
         { capability: 'pause-before-switchover', state: false },
       ],
     });
-    assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-set-parameters')?.args, { 'downtime-limit': 100, 'max-bandwidth': 1 << 26, 'max-postcopy-bandwidth': 1 << 26 });
+    const tls = qmp.calls.find((c) => c.command === 'object-add')?.args;
+    assert.equal(tls?.['qom-type'], 'tls-creds-x509');
+    assert.equal(tls['endpoint'], 'client');
+    assert.equal(tls['verify-peer'], true);
+    assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-set-parameters')?.args, {
+      'tls-creds': tls['id'],
+      'tls-hostname': 'migration.keyvirt.internal',
+      'downtime-limit': 100,
+      'max-bandwidth': 1 << 26,
+      'max-postcopy-bandwidth': 1 << 26,
+    });
     assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate')?.args, { uri: 'tcp:10.78.0.2:49152' });
+    assert.deepEqual(qmp.calls.find((c) => c.command === 'object-del')?.args, { id: tls['id'] }, 'the credentials leave QEMU afterwards');
+    assert.ok(qmp.commands().indexOf('object-add') < qmp.commands().indexOf('migrate-set-parameters'));
+    assert.deepEqual(readdirSync(tlsDir), [], 'no PEM file is left behind');
   });
 
   void it('cancels on request and leaves the VM running where it is', async () => {
@@ -173,13 +192,21 @@ void describe('MigrationController (target)', () => {
     await assert.rejects(controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: false, tls: sampleServerTls }), MigrationConflictError);
   });
 
-  void it('listens on the pod address and reports the port QEMU chose', async () => {
-    const qmp = new ScriptedQmp([{ status: 'setup', 'socket-address': [{ type: 'inet', host: '10.78.0.2', port: '40111' }] }]);
+  void it('listens on the pod address through the TLS gate; QEMU only on its private unix socket', async () => {
+    const qmp = new ScriptedQmp([{ status: 'setup' }]);
     const vm = new FakeVm(qmp);
     vm.phase = 'WaitingForMigration';
-    const status = await controller(vm, 'migration-target').prepareIncoming({ port: 0, postCopy: true, tls: sampleServerTls });
-    assert.deepEqual(status, { phase: 'Listening', host: '10.78.0.2', port: 40111, postCopy: true, resumedAtMicros: null });
-    assert.deepEqual(qmp.calls.find((c) => c.command === 'migrate-incoming')?.args, { uri: 'tcp:10.78.0.2:0' });
+    const c = new MigrationController({ vm, logger: silent, mode: 'migration-target', podAddress: '127.0.0.1', pollIntervalMs: 2, tlsDir });
+    const status = await c.prepareIncoming({ port: 0, postCopy: true, tls: sampleServerTls });
+    assert.equal(status.host, '127.0.0.1');
+    assert.ok(status.port > 0);
+    assert.deepEqual({ ...status, port: 0 }, { phase: 'Listening', host: '127.0.0.1', port: 0, postCopy: true, resumedAtMicros: null, refusedConnections: 0 });
+    const uri = String(qmp.calls.find((c) => c.command === 'migrate-incoming')?.args?.['uri']);
+    assert.match(uri, /^unix:/);
+    assert.equal(path.dirname(path.dirname(uri.slice('unix:'.length))), tlsDir);
+    assert.deepEqual(qmp.commands(), ['migrate-set-capabilities', 'migrate-incoming'], 'no TLS object in the target QEMU: the gate holds the credentials');
+    c.incoming?.abandon('test over');
+    await c.incoming?.done();
   });
 });
 

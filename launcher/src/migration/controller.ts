@@ -43,6 +43,8 @@ export interface MigrationControllerOptions {
   readonly mode: 'run' | 'migration-target';
   /** The pod's own address, for the incoming listener when the request names none. */
   readonly podAddress: string | undefined;
+  /** Private directory (under the state dir) where a migration's TLS PEMs briefly live for QEMU to load. */
+  readonly tlsDir: string;
   readonly readTargetResume?: TargetResumeReader;
   readonly pollIntervalMs?: number;
 }
@@ -87,6 +89,7 @@ export class MigrationController {
       migrationId,
       qmp,
       logger: this.#log,
+      tlsDir: this.#o.tlsDir,
       ...(this.#o.readTargetResume === undefined ? {} : { readTargetResume: this.#o.readTargetResume }),
       ...(this.#o.pollIntervalMs === undefined ? {} : { pollIntervalMs: this.#o.pollIntervalMs }),
     });
@@ -140,7 +143,15 @@ export class MigrationController {
     if (host === undefined) {
       throw new MigrationRequestError('no address to listen on: pass address, or configure a non-wildcard listen address or the pod IP');
     }
-    const incoming = new IncomingMigration({ qmp, logger: this.#log, host, port: request.port, postCopy: request.postCopy });
+    const incoming = new IncomingMigration({
+      qmp,
+      logger: this.#log,
+      host,
+      port: request.port,
+      postCopy: request.postCopy,
+      tls: request.tls,
+      tlsDir: this.#o.tlsDir,
+    });
     this.#incoming = incoming;
     const status = await incoming.listen().catch((err: unknown) => {
       this.#incoming = undefined;

@@ -44,3 +44,12 @@ export async function setCapabilities(qmp: MigrationQmp, caps: Readonly<Partial<
 export function tcpUri(host: string, port: number): string {
   return host.includes(':') ? `tcp:[${host}]:${port}` : `tcp:${host}:${port}`;
 }
+
+/**
+ * The TLS part of `migrate-set-parameters`: the credentials object to use and, on the
+ * source, the name the target's certificate must carry. Every migration sets both,
+ * so a value left from an earlier migration never applies to the next.
+ */
+export function tlsParameters(objectId: string, hostname?: string): Record<string, string> {
+  return { 'tls-creds': objectId, ...(hostname === undefined ? {} : { 'tls-hostname': hostname }) };
+}

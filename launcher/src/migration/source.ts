@@ -23,9 +23,11 @@ import {
   runStatusReturn,
   setCapabilities,
   tcpUri,
+  tlsParameters,
   type MigrationQmp,
   type MigrationQmpEvent,
 } from './qmp-port.ts';
+import { MigrationTlsCredentials } from './tls.ts';
 
 /** "Unlimited": QEMU's default max-bandwidth is 128 MiB/s, far below a pod network. */
 const UNLIMITED_BANDWIDTH = 2 ** 50;
@@ -42,6 +44,8 @@ export interface SourceMigrationOptions {
   readonly nowMs?: () => number;
   readonly pollIntervalMs?: number;
   readonly readTargetResume?: TargetResumeReader;
+  /** Private directory under the launcher's state dir for the PEM files QEMU loads. */
+  readonly tlsDir: string;
 }
 
 interface Stop {
@@ -58,6 +62,7 @@ export class SourceMigration {
   readonly #nowMs: () => number;
   readonly #pollMs: number;
   readonly #readTargetResume: TargetResumeReader | undefined;
+  readonly #tlsDir: string;
   readonly #schedule: ConvergenceSchedule;
   readonly #emitter = new EventEmitter<{ event: [MigrationEvent] }>();
   #progress: MigrationProgress | null = null;
@@ -80,6 +85,7 @@ export class SourceMigration {
     this.#nowMs = options.nowMs ?? ((): number => performance.now());
     this.#pollMs = options.pollIntervalMs ?? 100;
     this.#readTargetResume = options.readTargetResume;
+    this.#tlsDir = options.tlsDir;
     this.#schedule = new ConvergenceSchedule(options.request.policy);
   }
 
@@ -118,6 +124,7 @@ export class SourceMigration {
   async run(): Promise<MigrationResult> {
     const policy = this.#request.policy;
     let wasRunning = true;
+    let tls: MigrationTlsCredentials | undefined;
     try {
       const before = await this.#qmp.execute('query-status', undefined, runStatusReturn);
       if (before.status !== 'running' && before.status !== 'paused') {
@@ -130,9 +137,12 @@ export class SourceMigration {
         'postcopy-ram': policy.postCopy,
         'pause-before-switchover': false,
       });
+      // Only over TLS, only to a target whose certificate chains to this migration's CA and names tls.hostname.
+      tls = await MigrationTlsCredentials.install({ qmp: this.#qmp, logger: this.#log, baseDir: this.#tlsDir, endpoint: 'client', material: this.#request.tls });
       await this.#qmp.execute(
         'migrate-set-parameters',
         {
+          ...tlsParameters(tls.objectId, this.#request.tls.hostname),
           'downtime-limit': this.#schedule.initialDowntimeMs(),
           'max-bandwidth': policy.bandwidthBytesPerSecond === 0 ? UNLIMITED_BANDWIDTH : policy.bandwidthBytesPerSecond,
           // The policy's bandwidth is per migration: it caps the post-copy phase too (QEMU: 0 is unlimited there).
@@ -153,6 +163,7 @@ export class SourceMigration {
       return this.#finish({ phase: 'Failed', reason: 'QemuFailed', message: (err as Error).message }, null, running);
     } finally {
       this.#qmp.off('event', this.#onQmpEvent);
+      await tls?.remove();
     }
   }
 

@@ -1,12 +1,20 @@
 // The target side of a live migration. QEMU was started with `-incoming defer` on
-// the same (shared) disk files; this sets the capabilities the source will use
-// (QEMU requires `postcopy-ram` on both ends), starts listening with
-// `migrate-incoming`, reports the address and port it listens on, and follows the
-// incoming stream until the guest runs here (RESUME) or the stream fails.
+// the same (shared) disk files; this opens the migration's gate on the pod address
+// (incoming-gate.ts: TLS with the migration's server certificate, only a client
+// certificate from the same per-migration CA gets through, and only one), sets the
+// capabilities the source will use (QEMU requires `postcopy-ram` on both ends), has
+// QEMU listen with `migrate-incoming` on a unix socket in the launcher's private
+// migration directory that only the gate connects to, reports the gate's address and
+// port, and follows the incoming stream until the guest runs here (RESUME) or the
+// stream fails. The gate and the socket go when the incoming migration ends.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { IncomingMigrationPhase, IncomingMigrationStatus } from '../api/migration.ts';
-import { eventTimeMicros, listeningPort, QueryMigrateSchema } from './progress.ts';
-import { emptyReturn, migrationEventData, setCapabilities, tcpUri, type MigrationQmp, type MigrationQmpEvent } from './qmp-port.ts';
+import { IncomingGate } from './incoming-gate.ts';
+import { eventTimeMicros } from './progress.ts';
+import { emptyReturn, migrationEventData, setCapabilities, type MigrationQmp, type MigrationQmpEvent } from './qmp-port.ts';
+import type { MigrationTlsMaterial } from './tls.ts';
 
 export interface IncomingMigrationOptions {
   readonly qmp: MigrationQmp;
@@ -17,6 +25,12 @@ export interface IncomingMigrationOptions {
   readonly port: number;
   /** Must match the source's policy: QEMU needs postcopy-ram on both sides. */
   readonly postCopy: boolean;
+  /** The migration's CA certificate and this target's server certificate and key (kept in memory only). */
+  readonly tls: MigrationTlsMaterial;
+  /** Private directory under the launcher's state dir: QEMU's local migration socket goes there. */
+  readonly tlsDir: string;
+  /** The gate's limit for a TLS handshake and the first byte after it. */
+  readonly handshakeTimeoutMs?: number;
 }
 
 export class IncomingMigrationError extends Error {
@@ -28,6 +42,11 @@ export class IncomingMigration {
   readonly #log: Logger;
   readonly #host: string;
   readonly #postCopy: boolean;
+  readonly #tlsMaterial: MigrationTlsMaterial;
+  readonly #tlsDir: string;
+  readonly #handshakeTimeoutMs: number | undefined;
+  #gate: IncomingGate | undefined;
+  #socketDir: string | undefined;
   #port: number;
   #phase: IncomingMigrationPhase = 'Listening';
   #resumedAtMicros: number | null = null;
@@ -42,26 +61,38 @@ export class IncomingMigration {
     this.#host = options.host;
     this.#port = options.port;
     this.#postCopy = options.postCopy;
+    this.#tlsMaterial = options.tls;
+    this.#tlsDir = options.tlsDir;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs;
     this.#done = new Promise((resolve) => {
       this.#settle = resolve;
     });
+    void this.#done.then((phase) => this.#closeGate(phase));
   }
 
-  /** Starts listening; resolves with the address and port once QEMU accepts connections. */
+  /** Starts listening; resolves with the address and port once the gate and QEMU accept connections. */
   async listen(): Promise<IncomingMigrationStatus> {
     this.#qmp.on('event', this.#onQmpEvent);
     try {
+      await mkdir(this.#tlsDir, { recursive: true, mode: 0o700 });
+      this.#socketDir = await mkdtemp(path.join(this.#tlsDir, 'incoming-'));
+      const qemuSocket = path.join(this.#socketDir, 'qemu.sock');
+      this.#gate = await IncomingGate.open({
+        host: this.#host,
+        port: this.#port,
+        tls: this.#tlsMaterial,
+        qemuSocket,
+        logger: this.#log,
+        ...(this.#handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: this.#handshakeTimeoutMs }),
+      });
+      this.#port = this.#gate.port;
       await setCapabilities(this.#qmp, { events: true, 'postcopy-ram': this.#postCopy });
-      await this.#qmp.execute('migrate-incoming', { uri: tcpUri(this.#host, this.#port) }, emptyReturn);
-      const info = await this.#qmp.execute('query-migrate', undefined, QueryMigrateSchema);
-      const port = listeningPort(info) ?? (this.#port === 0 ? null : this.#port);
-      if (port === null) throw new IncomingMigrationError('QEMU did not report the port it listens on');
-      this.#port = port;
+      await this.#qmp.execute('migrate-incoming', { uri: `unix:${qemuSocket}` }, emptyReturn);
     } catch (err) {
       this.#fail(`could not listen for the migration: ${(err as Error).message}`);
       throw err;
     }
-    this.#log.info({ host: this.#host, port: this.#port, postCopy: this.#postCopy }, 'waiting for the incoming migration');
+    this.#log.info({ host: this.#host, port: this.#port, postCopy: this.#postCopy, tls: true }, 'waiting for the incoming migration');
     return this.status();
   }
 
@@ -72,6 +103,7 @@ export class IncomingMigration {
       port: this.#port === 0 ? 1 : this.#port,
       postCopy: this.#postCopy,
       resumedAtMicros: this.#resumedAtMicros,
+      refusedConnections: this.#gate?.refused ?? 0,
       ...(this.#message === undefined ? {} : { message: this.#message }),
     };
   }
@@ -106,6 +138,13 @@ export class IncomingMigration {
     } else if (status === 'failed' || status === 'cancelled') {
       this.#fail(`incoming migration ${status}`);
     }
+  }
+
+  /** Once the outcome is known nobody else may connect; after a failure the stream is cut too. */
+  async #closeGate(phase: IncomingMigrationPhase): Promise<void> {
+    if (phase === 'Succeeded') this.#gate?.stopListening();
+    else this.#gate?.close();
+    if (this.#socketDir !== undefined) await rm(this.#socketDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   #fail(message: string): void {

@@ -1,0 +1,95 @@
+// A migration's TLS credentials inside QEMU (ADR 0056). The PEMs from the operator's
+// request are written into a fresh private directory (0700, files 0600, the names
+// QEMU's tls-creds-x509 expects), loaded with `object-add` (endpoint server or
+// client, verify-peer on: both ends must present a certificate that chains to the
+// migration's CA), and the directory is removed at once: QEMU reads the files when the
+// object is created and never again, so the keys stay on disk only for that moment.
+// Each installation has its own object id, so a late removal never touches the
+// credentials of the next migration; `remove()` deletes the object (a TLS session in
+// progress keeps its own reference) and is safe to call twice or after QEMU is gone.
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { emptyReturn, type MigrationQmp } from './qmp-port.ts';
+
+/** The PEMs one side needs: the migration's CA, its own certificate and private key. */
+export interface MigrationTlsMaterial {
+  readonly caCert: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** `server` on the target (it listens), `client` on the source (it connects). */
+export type MigrationTlsEndpoint = 'server' | 'client';
+
+export interface InstallMigrationTlsOptions {
+  readonly qmp: MigrationQmp;
+  readonly logger: Logger;
+  /** A directory under the launcher's state dir; created 0700 when missing. */
+  readonly baseDir: string;
+  readonly endpoint: MigrationTlsEndpoint;
+  readonly material: MigrationTlsMaterial;
+}
+
+export class MigrationTlsError extends Error {
+  override name = 'MigrationTlsError';
+}
+
+/** The file names QEMU's tls-creds-x509 looks for in its `dir`. */
+export function tlsFileNames(endpoint: MigrationTlsEndpoint): { caCert: string; cert: string; key: string } {
+  return { caCert: 'ca-cert.pem', cert: `${endpoint}-cert.pem`, key: `${endpoint}-key.pem` };
+}
+
+export class MigrationTlsCredentials {
+  /** The QOM id to name in `migrate-set-parameters` `tls-creds`. */
+  readonly objectId: string;
+  readonly #qmp: MigrationQmp;
+  readonly #log: Logger;
+  #removed = false;
+
+  private constructor(qmp: MigrationQmp, logger: Logger, objectId: string) {
+    this.#qmp = qmp;
+    this.#log = logger;
+    this.objectId = objectId;
+  }
+
+  /** Writes the PEMs privately, has QEMU load them, removes the files; throws MigrationTlsError when QEMU refuses them. */
+  static async install(options: InstallMigrationTlsOptions): Promise<MigrationTlsCredentials> {
+    const { qmp, endpoint, material } = options;
+    const objectId = `keyvirt-migration-tls-${endpoint}-${randomBytes(6).toString('hex')}`;
+    const log = options.logger.child({ tlsObject: objectId });
+    await mkdir(options.baseDir, { recursive: true, mode: 0o700 });
+    await chmod(options.baseDir, 0o700);
+    // mkdtemp creates the directory 0700 with an unpredictable name.
+    const dir = await mkdtemp(path.join(options.baseDir, `${endpoint}-`));
+    try {
+      const names = tlsFileNames(endpoint);
+      const write = (name: string, pem: string): Promise<void> => writeFile(path.join(dir, name), pem, { mode: 0o600, flag: 'wx' });
+      await write(names.caCert, material.caCert);
+      await write(names.cert, material.cert);
+      await write(names.key, material.key);
+      try {
+        await qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id: objectId, dir, endpoint, 'verify-peer': true }, emptyReturn);
+      } catch (err) {
+        throw new MigrationTlsError(`QEMU refused the migration's TLS credentials: ${(err as Error).message}`, { cause: err });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    log.info({ endpoint }, 'migration TLS credentials loaded');
+    return new MigrationTlsCredentials(qmp, log, objectId);
+  }
+
+  /** Deletes the credentials object from QEMU; failures (QEMU gone) are logged, never thrown. */
+  async remove(): Promise<void> {
+    if (this.#removed) return;
+    this.#removed = true;
+    try {
+      await this.#qmp.execute('object-del', { id: this.objectId }, emptyReturn);
+      this.#log.info('migration TLS credentials removed');
+    } catch (err) {
+      this.#log.warn({ err }, 'could not remove the migration TLS credentials from QEMU');
+    }
+  }
+}
