@@ -170,6 +170,53 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     assert.deepEqual(mismatches, []);
   });
 
+  test('only the operator and the VM\'s launchers may reach a launcher\'s API port; other ports stay open (NetworkPolicy per VM namespace)', () => {
+    interface Peer { namespaceSelector?: { matchLabels?: Record<string, string> }; podSelector?: { matchLabels?: Record<string, string> } }
+    interface Port { protocol: string; port: number; endPort?: number }
+    interface Policy extends Rendered { spec: { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { from?: Peer[]; ports: Port[] }[] } }
+    assert.equal(renderedObjects(render()).filter((o) => o.kind === 'NetworkPolicy').length, 0, 'no policy without VM namespaces');
+    const text = render('--set', `networkPolicy.vmNamespaces={${ns}}`, '--show-only', 'templates/launcher-network-policy.yaml');
+    const policies = renderedObjects(text) as Policy[];
+    assert.equal(policies.length, 1);
+    const policy = policies[0];
+    assert.ok(policy !== undefined);
+    assert.equal(policy.metadata.namespace, ns);
+    assert.deepEqual(policy.spec.podSelector.matchLabels, { 'app.kubernetes.io/component': 'launcher', 'app.kubernetes.io/managed-by': 'keyvirt-operator' });
+    assert.deepEqual(policy.spec.policyTypes, ['Ingress']);
+    const covers = (p: Port, port: number): boolean => p.protocol === 'TCP' && p.port <= port && port <= (p.endPort ?? p.port);
+    const apiRules = policy.spec.ingress.filter((r) => r.ports.some((p) => covers(p, 8443)));
+    assert.equal(apiRules.length, 1, 'exactly one rule opens 8443');
+    assert.deepEqual(apiRules[0]?.from, [
+      {
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+        podSelector: { matchLabels: { 'app.kubernetes.io/name': 'keyvirt-operator', 'app.kubernetes.io/instance': release } },
+      },
+      { podSelector: { matchLabels: { 'app.kubernetes.io/component': 'launcher', 'app.kubernetes.io/managed-by': 'keyvirt-operator' } } },
+    ]);
+    const open = policy.spec.ingress.filter((r) => r.from === undefined);
+    for (const port of [22, 80, 5900, 8442, 8444, 49152]) assert.ok(open.some((r) => r.ports.some((p) => covers(p, port))), `port ${port} closed`);
+    const out = cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], text);
+    assert.match(out, /networkpolicy\.networking\.k8s\.io\/keyvirt-launcher-api .*\(server dry run\)/);
+  });
+
+  test('the operator serves its probes on the pod address and /metrics on loopback unless told otherwise', () => {
+    interface Container { env: { name: string; value?: string }[]; ports: { name: string; containerPort: number }[]; livenessProbe: { httpGet: { port: string } } }
+    const deployment = (args: string[]): Container | undefined => {
+      const d = renderedObjects(render('--show-only', 'templates/operator.yaml', ...args)).find((o) => o.kind === 'Deployment') as
+        | (Rendered & { spec: { template: { spec: { containers: Container[] } } } })
+        | undefined;
+      return d?.spec.template.spec.containers[0];
+    };
+    const envOf = (c: Container | undefined, name: string): string | undefined => c?.env.find((e) => e.name === name)?.value;
+    const byDefault = deployment([]);
+    assert.equal(envOf(byDefault, 'KEYVIRT_OPERATOR_METRICS_ADDRESS'), '127.0.0.1:8081');
+    assert.equal(envOf(byDefault, 'KEYVIRT_OPERATOR_HEALTH_ADDRESS'), '0.0.0.0:8080');
+    assert.equal(byDefault?.livenessProbe.httpGet.port, 'health');
+    const exposed = deployment(['--set', 'operator.metricsAddress=0.0.0.0:9100']);
+    assert.equal(envOf(exposed, 'KEYVIRT_OPERATOR_METRICS_ADDRESS'), '0.0.0.0:9100');
+    assert.deepEqual(exposed?.ports.find((p) => p.name === 'metrics')?.containerPort, 9100);
+  });
+
   test('the operator\'s rules equal operator/deploy/rbac.yaml, which the local cluster runs the operator under', () => {
     const rulesOf = (objects: Rendered[], kind: string): unknown[] => {
       const operatorOwned = (name: string): boolean => name.endsWith('operator') || name.endsWith('leader-election');
