@@ -36,7 +36,7 @@ export class IncomingGateError extends Error {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_PENDING = 32;
+const DEFAULT_MAX_PENDING = 128;
 
 export class IncomingGate {
   readonly #server: tls.Server;
