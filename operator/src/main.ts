@@ -19,6 +19,7 @@ import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AF
 import { addVmController } from './vm/vm-wiring.ts';
 import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
 import { addEvacuationController } from './evacuation/evacuation-wiring.ts';
+import { addMigrationController } from './migration/migration-wiring.ts';
 
 const VERSION = '0.1.0';
 
@@ -125,6 +126,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };
     const placement = policyPlacementDecider({ policy, onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });
     addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
+    addMigrationController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
   },
   (ctx) => {
     addStorageDomainController({

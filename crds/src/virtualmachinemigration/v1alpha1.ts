@@ -46,6 +46,7 @@ export type MigrationProgress = z.infer<typeof MigrationProgress>;
 export const VirtualMachineMigrationStatus = z
   .object({
     phase: z.enum(MIGRATION_PHASES).optional().describe('Pending, Scheduling, PreparingTarget, TargetReady, Running, Succeeded, Failed or Cancelled.'),
+    phaseTransitionTime: Timestamp.optional().describe('When the migration entered its current phase.'),
     conditions: conditions(),
     sourceNode: z.string().optional().describe('The node the VM migrates from.'),
     targetNode: z.string().optional().describe('The node the VM migrates to.'),

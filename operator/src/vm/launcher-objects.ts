@@ -1,16 +1,17 @@
 // The objects a launcher needs in the API server: its Secret (per-VM API token, kept
-// across restarts, plus the launcher configuration) and its pod. Creating is idempotent:
-// the pod name is fixed, so a retry or a stale cache meets AlreadyExists, never a second
-// launcher. Deleting is guarded by the pod's UID.
+// across restarts, plus the launcher configuration) and its pod; a migration target's
+// Secret and pod. Creating is idempotent: pod names are deterministic, so a retry or a
+// stale cache meets AlreadyExists, never a second launcher. Deleting is guarded by the
+// pod's UID.
 import { randomBytes } from 'node:crypto';
 import type { LauncherConfigInput } from '@keyvirt/launcher/api';
 import type { VirtualMachine } from '@keyvirt/crds';
 import type { Logger } from 'pino';
 import { secretSchema, type Pod, type Secret } from '../runtime/core-schemas.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
-import { coreTypes, collectionPath, objectPath } from '../runtime/resource.ts';
+import { coreTypes, collectionPath, objectPath, type ObjectRef } from '../runtime/resource.ts';
 import { configHash, launcherConfig, renderLauncherPod, renderLauncherSecret, type LauncherPodInput } from './launcher-pod.ts';
-import { LABEL_VM_UID, launcherPodName, launcherSecretName, LABEL_MANAGED_BY, MANAGED_BY, virtualMachineType } from './names.ts';
+import { LABEL_VM_UID, launcherSecretName, LABEL_MANAGED_BY, MANAGED_BY, virtualMachineType } from './names.ts';
 
 /**
  * Whose the Secret at the VM's launcher Secret name is: absent, this VM's (its controller
@@ -72,11 +73,15 @@ export class LauncherObjects {
     }
   }
 
-  /** Writes the Secret, then creates the pod. False when the pod already existed. */
+  /**
+   * Writes the Secret, then creates the pod. False when the pod already existed. A
+   * migration target gets a Secret of its own (its config says migration-target) with
+   * the VM's token: both launchers of one VM answer to the same token.
+   */
   async createLauncher(input: LauncherPodInput, log: Logger): Promise<boolean> {
     const { vm } = input;
     const config = launcherConfig(input);
-    const token = await this.#ensureSecret(vm, config);
+    const token = input.migrationTarget === undefined ? await this.#ensureSecret(vm, config) : await this.#ensureTargetSecret(input, config);
     this.#tokens.set(vm.metadata.uid ?? '', token);
     const pod = renderLauncherPod(input, configHash(config));
     try {
@@ -95,14 +100,47 @@ export class LauncherObjects {
    * Deletes the launcher pod with UID `uid` (no-op when it is gone or replaced).
    * `force` (grace period 0) is only for a pod whose containers have all terminated.
    */
-  async deletePod(vm: VirtualMachine, uid: string, force = false): Promise<void> {
-    const path = objectPath(coreTypes.pod, { namespace: vm.metadata.namespace, name: launcherPodName(vm.metadata.name) });
+  async deletePod(pod: ObjectRef, uid: string, force = false): Promise<void> {
+    const path = objectPath(coreTypes.pod, pod);
     try {
       await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid }, ...(force ? { gracePeriodSeconds: 0 } : {}) });
     } catch (err) {
       if (isNotFound(err) || isConflict(err)) return;
       throw err;
     }
+  }
+
+  /** Deletes a migration target's Secret (no-op when it is gone). */
+  async deleteTargetSecret(ref: ObjectRef): Promise<void> {
+    try {
+      await this.#client.delete(objectPath(coreTypes.secret, ref));
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /** The VM's token (from its own Secret, which always exists before any target). */
+  async #vmToken(vm: VirtualMachine): Promise<string> {
+    const cached = this.#tokens.get(vm.metadata.uid ?? '');
+    if (cached !== undefined) return cached;
+    const secret = secretSchema.parse(await this.#client.get(objectPath(coreTypes.secret, { namespace: vm.metadata.namespace, name: launcherSecretName(vm.metadata.name) })));
+    if (secretOwnership(secret, vm) !== 'mine') throw new LauncherSecretNotOwnedError(`Secret ${launcherSecretName(vm.metadata.name)} is not controlled by this VirtualMachine`);
+    const encoded = secret.data?.token;
+    if (encoded === undefined) throw new Error(`Secret ${launcherSecretName(vm.metadata.name)} has no token`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
+  async #ensureTargetSecret(input: LauncherPodInput, config: LauncherConfigInput): Promise<string> {
+    const { vm, migrationTarget } = input;
+    if (migrationTarget === undefined) throw new Error('not a migration target');
+    const token = await this.#vmToken(vm);
+    const secret = renderLauncherSecret(vm, token, config, migrationTarget);
+    try {
+      await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+    return token;
   }
 
   async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput): Promise<string> {

@@ -15,6 +15,7 @@ import {
   ANNOTATION_MEMORY_OVERHEAD,
   LABEL_COMPONENT,
   LABEL_MANAGED_BY,
+  LABEL_MIGRATION_TARGET,
   LABEL_VM,
   LABEL_VM_UID,
   LAUNCHER_COMPONENT,
@@ -60,6 +61,30 @@ export interface LauncherPodInput {
   nodeHasKvm: boolean;
   disks: readonly ResolvedDisk[];
   kernelBoot?: KernelBoot | undefined;
+  /** Render a migration target instead of the VM's own launcher (ADR 0081). */
+  migrationTarget?: MigrationTargetNaming | undefined;
+}
+
+/** How a migration target pod differs from the VM's own launcher pod: name, Secret, label, mode. */
+export interface MigrationTargetNaming {
+  /** The pod's name; its Secret has the same name. */
+  readonly podName: string;
+  /** The VirtualMachineMigration's UID, the value of the migration-target label. */
+  readonly migrationUid: string;
+}
+
+function podNameOf(input: LauncherPodInput): string {
+  return input.migrationTarget?.podName ?? launcherPodName(input.vm.metadata.name);
+}
+
+/** The Secret a launcher pod mounts: the VM's own, or the target's of the same name as its pod. */
+export function secretNameOf(input: LauncherPodInput): string {
+  return input.migrationTarget?.podName ?? launcherSecretName(input.vm.metadata.name);
+}
+
+function labelsOf(input: LauncherPodInput): Record<string, string> {
+  const target = input.migrationTarget;
+  return target === undefined ? labels(input.vm) : { ...labels(input.vm), [LABEL_MIGRATION_TARGET]: target.migrationUid };
 }
 
 export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {
@@ -77,7 +102,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     vm: { name: vm.metadata.name, namespace: vm.metadata.namespace ?? 'default', uid },
     template: vm.spec.template,
     terminationGracePeriodSeconds: vm.spec.terminationGracePeriodSeconds,
-    mode: 'run',
+    mode: input.migrationTarget === undefined ? 'run' : 'migration-target',
     disks,
     listen: { address: '0.0.0.0', port: LAUNCHER_PORT },
     tokenFile: TOKEN_FILE,
@@ -101,14 +126,14 @@ function labels(vm: VirtualMachine): Record<string, string> {
 }
 
 /** The Secret: `token` (the launcher's bearer token) and `config.json`. */
-export function renderLauncherSecret(vm: VirtualMachine, token: string, config: LauncherConfigInput): unknown {
+export function renderLauncherSecret(vm: VirtualMachine, token: string, config: LauncherConfigInput, target?: MigrationTargetNaming): unknown {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: {
-      name: launcherSecretName(vm.metadata.name),
+      name: target?.podName ?? launcherSecretName(vm.metadata.name),
       namespace: vm.metadata.namespace,
-      labels: labels(vm),
+      labels: target === undefined ? labels(vm) : { ...labels(vm), [LABEL_MIGRATION_TARGET]: target.migrationUid },
       ownerReferences: [controllerReference(virtualMachineType, vm)],
     },
     type: 'Opaque',
@@ -176,7 +201,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
   const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings));
   const kernel = kernelMounts(input.kernelBoot);
   const volumes: Volume[] = [
-    { name: 'launcher-config', secret: { secretName: launcherSecretName(vm.metadata.name), defaultMode: 0o400 } },
+    { name: 'launcher-config', secret: { secretName: secretNameOf(input), defaultMode: 0o400 } },
     { name: 'state', emptyDir: { sizeLimit: STATE_SIZE_LIMIT } },
     ...input.disks.map(diskVolume),
     ...kernel.volumes,
@@ -193,9 +218,9 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: launcherPodName(vm.metadata.name),
+      name: podNameOf(input),
       namespace: vm.metadata.namespace,
-      labels: labels(vm),
+      labels: labelsOf(input),
       annotations: {
         [ANNOTATION_CONFIG_HASH]: hash,
         [ANNOTATION_MEMORY_OVERHEAD]: String(resources.overheadBytes),

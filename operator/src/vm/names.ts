@@ -1,6 +1,7 @@
 // Names, labels, annotations and the finalizer the VM controller puts on objects.
 // Deterministic names: a second reconcile with a stale cache tries to create the same
 // pod again and gets AlreadyExists instead of a second launcher.
+import { createHash } from 'node:crypto';
 import { GROUP, VERSION } from '@keyvirt/crds';
 import type { ResourceType } from '../runtime/resource.ts';
 
@@ -9,6 +10,14 @@ export const virtualMachineType: ResourceType = {
   version: VERSION,
   plural: 'virtualmachines',
   kind: 'VirtualMachine',
+  namespaced: true,
+};
+
+export const virtualMachineMigrationType: ResourceType = {
+  group: GROUP,
+  version: VERSION,
+  plural: 'virtualmachinemigrations',
+  kind: 'VirtualMachineMigration',
   namespaced: true,
 };
 
@@ -30,6 +39,12 @@ export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'keyvirt-operator';
 export const LABEL_VM = 'keyvirt.io/vm';
 export const LABEL_VM_UID = 'keyvirt.io/vm-uid';
+/**
+ * On a migration target pod (and its Secret) until the migration succeeds: the UID of
+ * its VirtualMachineMigration. The VM controller never treats such a pod as the VM's
+ * launcher, and never starts a launcher while one of them is active (ADR 0081).
+ */
+export const LABEL_MIGRATION_TARGET = 'keyvirt.io/migration-target';
 
 /** The label selector of every launcher pod. */
 export const LAUNCHER_POD_SELECTOR = `${LABEL_COMPONENT}=${LAUNCHER_COMPONENT},${LABEL_MANAGED_BY}=${MANAGED_BY}`;
@@ -54,8 +69,17 @@ export const ANNOTATION_CONFIG_HASH = 'keyvirt.io/launcher-config-hash';
 /** On the launcher pod: the memory it requests beyond the guest RAM, in bytes. */
 export const ANNOTATION_MEMORY_OVERHEAD = 'keyvirt.io/memory-overhead-bytes';
 
+/** The launcher pod the VM controller starts; after a migration the VM runs in a target pod instead. */
 export function launcherPodName(vmName: string): string {
   return `launcher-${vmName}`;
+}
+
+/**
+ * The target pod of one migration: `launcher-<vm>-<first 10 hex of sha256(migration uid)>`.
+ * Deterministic, so a retry or a stale cache meets AlreadyExists instead of a second target.
+ */
+export function migrationTargetPodName(vmName: string, migrationUid: string): string {
+  return `launcher-${vmName}-${createHash('sha256').update(migrationUid).digest('hex').slice(0, 10)}`;
 }
 
 export function launcherSecretName(vmName: string): string {

@@ -65,7 +65,13 @@ function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine 
   const events: RecordedEvent[] = [];
   const sink: EventSink = { record: (_t, e) => Promise.resolve(void events.push(e)) };
   const c = new VmController({
-    caches: { vm: (k) => (k === 'prod/web-1' ? theVm : undefined), pod: (k) => pods.get(k), nodes: () => [node], pods: () => [...pods.values()] },
+    caches: {
+      vm: (k) => (k === 'prod/web-1' ? theVm : undefined),
+      nodes: () => [node],
+      pods: () => [...pods.values()],
+      podsOfVm: () => [...pods.values()],
+      latestMigration: () => undefined,
+    },
     disks: { storageDomain: () => undefined, claim: () => Promise.resolve(undefined) },
     placement: fitDecider,
     launchers: new LauncherObjects(api),
@@ -122,4 +128,43 @@ void describe('VmController', () => {
     assert.match(status, /0\/1 nodes are available: 1 Insufficient memory/);
     assert.ok(events.some((e) => e.reason === 'Unschedulable' && e.type === 'Warning'));
   });
+
+  void it('during a migration hand-over (source finished, target not yet promoted) nothing is created or deleted', async () => {
+    const api = new FakeApi();
+    const pods = new Map<string, Pod>([
+      ['prod/launcher-web-1', launcherPod('launcher-web-1', 'src-uid', 'Succeeded', '2026-01-01T00:00:00Z')],
+      ['prod/launcher-web-1-t', launcherPod('launcher-web-1-t', 'tgt-uid', 'Running', '2026-01-01T00:01:00Z', 'mig-uid')],
+    ]);
+    const { c } = controller(api, pods);
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.deepEqual(api.calls.filter((x) => x.startsWith('POST') || x.startsWith('DELETE')), []);
+    assert.match(JSON.stringify(api.statusPatches[0]), /"phase":"Migrating"/);
+  });
+
+  void it('after the promotion the target is the launcher and the finished source pod is removed, nothing created', async () => {
+    const api = new FakeApi();
+    const pods = new Map<string, Pod>([
+      ['prod/launcher-web-1', launcherPod('launcher-web-1', 'src-uid', 'Succeeded', '2026-01-01T00:00:00Z')],
+      ['prod/launcher-web-1-t', launcherPod('launcher-web-1-t', 'tgt-uid', 'Running', '2026-01-01T00:01:00Z')],
+    ]);
+    const { c } = controller(api, pods);
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.deepEqual(api.calls.filter((x) => x.startsWith('POST') || x.startsWith('DELETE')), ['DELETE /api/v1/namespaces/prod/pods/launcher-web-1']);
+    assert.match(JSON.stringify(api.statusPatches[0]), /"launcherPod":"launcher-web-1-t"/);
+  });
 });
+
+function launcherPod(name: string, uid: string, phase: string, created: string, migrationUid?: string): Pod {
+  return {
+    metadata: {
+      name,
+      namespace: 'prod',
+      uid,
+      creationTimestamp: created,
+      labels: { 'keyvirt.io/vm': 'web-1', 'keyvirt.io/vm-uid': 'vm-uid', ...(migrationUid === undefined ? {} : { 'keyvirt.io/migration-target': migrationUid }) },
+      ownerReferences: [{ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name: 'web-1', uid: 'vm-uid', controller: true }],
+    },
+    spec: { nodeName: 'node-a', containers: [{ name: 'launcher' }] },
+    status: { phase, podIP: '10.0.0.9' },
+  };
+}

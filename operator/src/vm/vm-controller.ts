@@ -2,7 +2,7 @@
 // pod and the launcher's latest status, takes at most one step (consume a request,
 // create the launcher, stop it gracefully, remove a finished one, release the
 // finalizer), and writes the status — also when the step failed.
-import type { VirtualMachine, VirtualMachineStatus } from '@keyvirt/crds';
+import type { VirtualMachine, VirtualMachineMigration, VirtualMachineStatus } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
 import { z } from 'zod';
@@ -18,6 +18,7 @@ import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigrata
 import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
+import { selectLauncher } from './launcher-selection.ts';
 import { ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
@@ -27,9 +28,12 @@ import type { VmStatusWriter } from './status-writer.ts';
 /** The caches the controller reads. */
 export interface VmCaches {
   vm(key: string): VirtualMachine | undefined;
-  pod(key: string): Pod | undefined;
   nodes(): readonly Node[];
   pods(): readonly Pod[];
+  /** The VM's launcher pods (its own and migration targets) in the VM's namespace. */
+  podsOfVm(vm: VirtualMachine): readonly Pod[];
+  /** The newest VirtualMachineMigration of the VM, if any. */
+  latestMigration(vm: VirtualMachine): VirtualMachineMigration | undefined;
 }
 
 /** The API writes the controller makes on the VM object itself (PATCH, never UPDATE). */
@@ -64,20 +68,6 @@ const UNSCHEDULABLE_RETRY_MS = 30_000;
 const STOP_EXTRA_GRACE_MS = 15_000;
 const FINISHED_POD_DELETE_GRACE_MS = 10_000;
 
-function podState(vm: VirtualMachine, pod: Pod | undefined): LauncherPodState | 'foreign' {
-  if (pod === undefined) return { kind: 'none' };
-  const owner = pod.metadata.ownerReferences?.find((r) => r.controller === true);
-  if (owner?.uid !== vm.metadata.uid) return 'foreign';
-  const uid = pod.metadata.uid ?? '';
-  const terminating = pod.metadata.deletionTimestamp !== undefined;
-  const phase = pod.status?.phase;
-  if (phase === 'Succeeded' || phase === 'Failed') {
-    const finishedAt = pod.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
-    return { kind: 'finished', uid, succeeded: phase === 'Succeeded', terminating, finishedAt };
-  }
-  return { kind: 'active', uid, terminating };
-}
-
 export class VmController implements Reconciler {
   readonly #d: VmControllerDeps;
   /** Graceful stops in progress: VM key → pod uid and when the stop was requested. */
@@ -94,14 +84,22 @@ export class VmController implements Reconciler {
       this.#stops.delete(key);
       return {};
     }
-    const pod = this.#d.caches.pod(keyOf({ namespace: vm.metadata.namespace, name: launcherPodName(vm.metadata.name) }));
-    const state = podState(vm, pod);
-    if (state === 'foreign') {
+    const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm));
+    if (selection.foreign) {
       ctx.log.info('a launcher pod of an earlier VM with this name is still going away');
       return { requeueAfterMs: STOP_POLL_MS };
     }
+    const { pod, state } = selection;
     this.#follow(key, pod, state);
-    const scope: Scope = { ctx, key, vm, pod, state, now: this.#d.clock.now() };
+    const scope: Scope = { ctx, key, vm, pod, state, now: this.#d.clock.now(), migration: this.#d.caches.latestMigration(vm), handOver: selection.handOver };
+    if (selection.handOver) {
+      // A migration is handing the VM over (ADR 0081): nothing is started, stopped or deleted.
+      ctx.log.debug('migration hand-over in progress; waiting');
+      return this.#act(scope, { action: 'none' });
+    }
+    for (const leftover of selection.leftovers) {
+      await this.#d.launchers.deletePod({ namespace: leftover.metadata.namespace, name: leftover.metadata.name }, leftover.metadata.uid ?? '');
+    }
     if (vm.metadata.deletionTimestamp !== undefined) return this.#reconcileDeletion(scope);
     if (!(vm.metadata.finalizers ?? []).includes(VM_FINALIZER)) {
       await this.#d.vmWriter.patch(vm, { metadata: { finalizers: [...(vm.metadata.finalizers ?? []), VM_FINALIZER], resourceVersion: vm.metadata.resourceVersion } }, 'merge');
@@ -192,6 +190,8 @@ export class VmController implements Reconciler {
       crashLoopUntil,
       startFailure: progress.startFailure,
       restartCount: progress.restartCount,
+      migration: scope.migration,
+      migrating: scope.handOver,
       now: rfc3339(now),
     });
     await this.#d.statusWriter.write(vm, status, ctx.log);
@@ -226,7 +226,7 @@ export class VmController implements Reconciler {
         }
         const restarting = vm.metadata.deletionTimestamp === undefined && (decision.restartAfterFailure || vm.spec.runStrategy === 'Always');
         if (restarting) out.restartCount = (out.restartCount ?? 0) + 1;
-        await this.#d.launchers.deletePod(vm, decision.uid);
+        await this.#d.launchers.deletePod(podRef(vm, scope.pod), decision.uid);
         this.#stops.delete(key);
         return;
       }
@@ -244,7 +244,7 @@ export class VmController implements Reconciler {
     const since = Date.parse(pod?.metadata.deletionTimestamp ?? '') - (pod?.metadata.deletionGracePeriodSeconds ?? 0) * 1000;
     if (state.kind !== 'finished' || Number.isNaN(since) || now - since < FINISHED_POD_DELETE_GRACE_MS) return;
     ctx.log.warn('finished launcher pod still terminating; completing its deletion');
-    await this.#d.launchers.deletePod(vm, state.uid, true);
+    await this.#d.launchers.deletePod(podRef(vm, pod), state.uid, true);
   }
 
   async #notMigratableDisks(vm: VirtualMachine, out: StepOutcome): Promise<void> {
@@ -313,6 +313,7 @@ export class VmController implements Reconciler {
 
   async #stopGracefully(scope: Scope, podUid: string, out: StepOutcome): Promise<void> {
     const { ctx, key, vm, now } = scope;
+    const ref = podRef(vm, scope.pod);
     let stop = this.#stops.get(key);
     if (stop?.podUid !== podUid) {
       stop = { podUid, at: now };
@@ -322,7 +323,7 @@ export class VmController implements Reconciler {
         ctx.log.info('graceful guest shutdown requested');
       } catch (err) {
         ctx.log.info({ err }, 'launcher did not take the shutdown request; deleting its pod (it shuts the guest down on SIGTERM)');
-        await this.#d.launchers.deletePod(vm, podUid);
+        await this.#d.launchers.deletePod(ref, podUid);
         return;
       }
     }
@@ -331,7 +332,7 @@ export class VmController implements Reconciler {
     const deadline = stop.at + vm.spec.terminationGracePeriodSeconds * 1000 + STOP_EXTRA_GRACE_MS;
     if (guestGone || now >= deadline) {
       if (!guestGone) ctx.log.warn('guest did not stop within its grace period; deleting the launcher pod');
-      await this.#d.launchers.deletePod(vm, podUid);
+      await this.#d.launchers.deletePod(ref, podUid);
       return;
     }
     out.requeueAfterMs = STOP_POLL_MS;
@@ -346,6 +347,15 @@ interface Scope {
   pod: Pod | undefined;
   state: LauncherPodState;
   now: number;
+  /** The VM's newest migration, for status.migrationState. */
+  migration: VirtualMachineMigration | undefined;
+  /** A migration is handing the VM over to its target pod. */
+  handOver: boolean;
+}
+
+/** The pod a decision is about: the selected launcher pod, else the VM's own launcher pod name. */
+function podRef(vm: VirtualMachine, pod: Pod | undefined): { namespace: string | undefined; name: string } {
+  return { namespace: vm.metadata.namespace, name: pod?.metadata.name ?? launcherPodName(vm.metadata.name) };
 }
 
 interface StepOutcome {
@@ -357,7 +367,8 @@ interface StepOutcome {
   restartCount: number | undefined;
 }
 
-function parseKernelBoot(vm: VirtualMachine): KernelBoot | undefined | string {
+/** The direct kernel boot the VM's annotation asks for, or why it cannot be used. */
+export function parseKernelBoot(vm: VirtualMachine): KernelBoot | undefined | string {
   const raw = vm.metadata.annotations?.[ANNOTATION_KERNEL_BOOT];
   if (raw === undefined) return undefined;
   let json: unknown;

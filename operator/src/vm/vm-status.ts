@@ -5,6 +5,8 @@
 import type {
   Condition,
   VirtualMachine,
+  VirtualMachineMigration,
+  VirtualMachineMigrationState,
   VirtualMachineInterfaceStatus,
   VirtualMachinePhase,
   VirtualMachineStatus,
@@ -37,6 +39,10 @@ export interface StatusInput {
   crashLoopUntil: string | undefined;
   startFailure: VirtualMachineStatus['startFailure'];
   restartCount: number | undefined;
+  /** The VM's newest VirtualMachineMigration, if any. */
+  migration?: VirtualMachineMigration | undefined;
+  /** A migration is handing the VM over to its target pod. */
+  migrating?: boolean | undefined;
   now: string;
 }
 
@@ -60,11 +66,13 @@ const launcherPhaseMap: Record<LauncherStatus['phase'], VirtualMachinePhase> = {
 function phaseOf(input: StatusInput): VirtualMachinePhase {
   const { podState, pod, launcher } = input;
   if (podState.kind === 'none') {
+    if (input.migrating === true) return 'Migrating';
     if (input.blocker !== undefined) return input.blocker.phase;
     if (input.crashLoopUntil !== undefined) return 'CrashLoop';
     return input.wantRunning ? 'Scheduling' : 'Stopped';
   }
   if (podState.terminating || input.stopping) return 'Stopping';
+  if (input.migrating === true) return 'Migrating';
   if (podState.kind === 'finished') {
     if (podState.succeeded) return 'Stopped';
     return input.crashLoopUntil !== undefined ? 'CrashLoop' : 'Failed';
@@ -159,6 +167,24 @@ function guestOsInfo(launcher: LauncherStatus | undefined): VirtualMachineStatus
   return { ...os, ...(launcher?.guest.hostName !== undefined ? { hostname: launcher.guest.hostName } : {}) };
 }
 
+/** status.migrationState: what the VM's newest migration says about it. */
+export function migrationStateOf(migration: VirtualMachineMigration | undefined, previous: VirtualMachineMigrationState | undefined): VirtualMachineMigrationState | undefined {
+  const st = migration?.status;
+  if (migration === undefined || st?.phase === undefined || st.phase === 'Pending') return previous;
+  const result = st.phase === 'Succeeded' || st.phase === 'Failed' || st.phase === 'Cancelled' ? st.phase : undefined;
+  return {
+    migrationName: migration.metadata.name,
+    ...(st.sourceNode !== undefined ? { sourceNode: st.sourceNode } : {}),
+    ...(st.targetNode !== undefined ? { targetNode: st.targetNode } : {}),
+    ...(st.sourcePod !== undefined ? { sourcePod: st.sourcePod } : {}),
+    ...(st.targetPod !== undefined ? { targetPod: st.targetPod } : {}),
+    ...(st.mode !== undefined ? { mode: st.mode } : {}),
+    ...(st.startTime !== undefined ? { startTime: st.startTime } : {}),
+    ...(st.endTime !== undefined ? { endTime: st.endTime } : {}),
+    ...(result !== undefined ? { result, completed: result === 'Succeeded', failed: result !== 'Succeeded' } : {}),
+  };
+}
+
 /** What the launcher reports comes from the guest: only a bounded copy reaches the status. */
 function withBoundedLauncher(input: StatusInput): StatusInput {
   return input.launcher === undefined ? input : { ...input, launcher: boundLauncherStatus(input.launcher) };
@@ -180,6 +206,7 @@ export function computeStatus(observed: StatusInput): VirtualMachineStatus {
       : condition('Paused', 'False', 'NotPaused', 'the guest is not paused'),
   ];
   const ifaces = active ? interfaces({ ...input, launcher }) : undefined;
+  const migrationState = migrationStateOf(input.migration, input.vm.status?.migrationState);
   return {
     phase,
     ready: phase === 'Running',
@@ -189,7 +216,7 @@ export function computeStatus(observed: StatusInput): VirtualMachineStatus {
     ...(launcher !== undefined ? { accelerator: launcher.accelerator } : {}),
     ...(ifaces !== undefined ? { interfaces: ifaces } : {}),
     ...(os !== undefined ? { guestOSInfo: os } : {}),
-    ...(input.vm.status?.migrationState !== undefined ? { migrationState: input.vm.status.migrationState } : {}),
+    ...(migrationState !== undefined ? { migrationState } : {}),
     ...(input.restartCount !== undefined ? { restartCount: input.restartCount } : {}),
     ...(input.startFailure !== undefined ? { startFailure: input.startFailure } : {}),
     ...(input.vm.metadata.generation !== undefined ? { observedGeneration: input.vm.metadata.generation } : {}),

@@ -1,6 +1,6 @@
 // Builds the VirtualMachine controller on a manager: its informers, the key mapping from
 // pods, nodes and storage domains to VMs, the launcher followers, and the metrics.
-import { StorageDomain, VirtualMachine } from '@keyvirt/crds';
+import { StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
 import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../metrics.ts';
 import { type Clock, sleepOn } from '../runtime/clock.ts';
@@ -16,7 +16,7 @@ import type { DiskLookup } from './disk-volumes.ts';
 import { LauncherFollowers } from './launcher-followers.ts';
 import { LauncherObjects } from './launcher-objects.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
-import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineType } from './names.ts';
+import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { VmController, vmPatcher } from './vm-controller.ts';
@@ -35,20 +35,10 @@ export interface VmControllerWiring {
   vmSelector?: string | undefined;
 }
 
-export function addVmController(w: VmControllerWiring): Controller {
-  const { manager, client } = w;
-  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
-  const pods = manager.informer(coreTypes.pod, podSchema);
-  const nodes = manager.informer(coreTypes.node, nodeSchema);
-  const domains = manager.informer(storageDomainType, StorageDomain);
-  const log = w.log.child({ controller: 'virtualmachine' });
-
-  const ref: { controller?: Controller } = {};
-  const enqueue = (key: string): void => ref.controller?.enqueue(key);
-  const followers = new LauncherFollowers({ log: log.child({ component: 'launcher-followers' }), sleep: sleepOn(w.clock), onChange: enqueue, observer: w.metrics });
-  const disks: DiskLookup = {
-    storageDomain: (name) => domains.get(name),
-    claimHolder: (vm, claim) => claimHolder(vm, claim, vms.list()),
+/** Disks of a VM: StorageDomains from the cache, claims read from the API server. */
+export function diskLookup(client: KubeClient, storageDomain: DiskLookup['storageDomain']): DiskLookup {
+  return {
+    storageDomain,
     claim: async (namespace, name) => {
       try {
         const pvc = persistentVolumeClaimSchema.parse(await client.get(objectPath(coreTypes.persistentVolumeClaim, { namespace, name })));
@@ -59,8 +49,34 @@ export function addVmController(w: VmControllerWiring): Controller {
       }
     },
   };
+}
+
+export function addVmController(w: VmControllerWiring): Controller {
+  const { manager, client } = w;
+  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const pods = manager.informer(coreTypes.pod, podSchema);
+  const nodes = manager.informer(coreTypes.node, nodeSchema);
+  const domains = manager.informer(storageDomainType, StorageDomain);
+  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration);
+  const log = w.log.child({ controller: 'virtualmachine' });
+
+  const ref: { controller?: Controller } = {};
+  const enqueue = (key: string): void => ref.controller?.enqueue(key);
+  const followers = new LauncherFollowers({ log: log.child({ component: 'launcher-followers' }), sleep: sleepOn(w.clock), onChange: enqueue, observer: w.metrics });
+  const disks: DiskLookup = { ...diskLookup(client, (name) => domains.get(name)), claimHolder: (vm, claim) => claimHolder(vm, claim, vms.list()) };
   const reconciler = new VmController({
-    caches: { vm: (k) => vms.get(k), pod: (k) => pods.get(k), nodes: () => nodes.list(), pods: () => pods.list() },
+    caches: {
+      vm: (k) => vms.get(k),
+      nodes: () => nodes.list(),
+      pods: () => pods.list(),
+      podsOfVm: (vm) => pods.list().filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name),
+      latestMigration: (vm) =>
+        migrations
+          .list()
+          .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
+          .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))
+          .at(-1),
+    },
     disks,
     placement: w.placement,
     launchers: new LauncherObjects(client),
@@ -76,6 +92,7 @@ export function addVmController(w: VmControllerWiring): Controller {
   ref.controller = c;
   c.watch(vms);
   c.watch(pods, mapToOwner(virtualMachineType));
+  c.watch(migrations, (m) => [keyOf({ namespace: m.metadata.namespace, name: m.spec.vmName })]);
   const waiting = (): string[] =>
     vms
       .list()
