@@ -1,12 +1,14 @@
-// A migration's TLS credentials inside QEMU (ADR 0056). The PEMs from the operator's
-// request are written into a fresh private directory (0700, files 0600, the names
-// QEMU's tls-creds-x509 expects), loaded with `object-add` (endpoint server or
-// client, verify-peer on: both ends must present a certificate that chains to the
-// migration's CA), and the directory is removed at once: QEMU reads the files when the
-// object is created and never again, so the keys stay on disk only for that moment.
-// Each installation has its own object id, so a late removal never touches the
-// credentials of the next migration; `remove()` deletes the object (a TLS session in
-// progress keeps its own reference) and is safe to call twice or after QEMU is gone.
+// A migration's TLS credentials inside QEMU (ADR 0056): the source's side. (The
+// target's stay in its launcher's TLS gate, incoming-gate.ts, because QEMU 7.2's
+// server handshake blocks its main loop.) The PEMs from the operator's request are
+// written into a fresh private directory (0700, files 0600, the names QEMU's
+// tls-creds-x509 expects), loaded with `object-add` (verify-peer on: the peer must
+// present a certificate that chains to the migration's CA), and the directory is
+// removed at once: QEMU reads the files when the object is created and never again,
+// so the keys stay on disk only for that moment. Each installation has its own object
+// id, so a late removal never touches the credentials of the next migration;
+// `remove()` deletes the object (a TLS session in progress keeps its own reference)
+// and is safe to call twice or after QEMU is gone.
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
