@@ -29,7 +29,8 @@ export function addEvacuationController(w: EvacuationControllerWiring): Controll
   const { manager } = w;
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
-  const migrations = manager.informer(migrationType, VirtualMachineMigration);
+  // The same informer as the migration controller's: evacuation migrations carry their VM's labels.
+  const migrations = manager.informer(migrationType, VirtualMachineMigration, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
   const reconciler = new EvacuationController({
     caches: { node: (name) => nodes.get(name), vms: () => vms.list(), migrations: () => migrations.list() },
     client: w.client,

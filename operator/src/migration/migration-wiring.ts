@@ -65,7 +65,8 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
   const { manager, client } = w;
   const selector = w.vmSelector === undefined || w.vmSelector === '' ? undefined : w.vmSelector;
   const vms = manager.informer(virtualMachineType, VirtualMachine, selector === undefined ? {} : { labelSelector: selector });
-  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration);
+  // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
+  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selector === undefined ? {} : { labelSelector: selector });
   const pods = manager.informer(coreTypes.pod, podSchema);
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);

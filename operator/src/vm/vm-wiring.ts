@@ -57,7 +57,8 @@ export function addVmController(w: VmControllerWiring): Controller {
   const pods = manager.informer(coreTypes.pod, podSchema);
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
-  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration);
+  // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
+  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
   const log = w.log.child({ controller: 'virtualmachine' });
 
   const ref: { controller?: Controller } = {};
