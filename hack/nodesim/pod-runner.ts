@@ -69,6 +69,9 @@ function fileSize(file: string): number {
   }
 }
 
+/** Pause before a failed pod status write is sent again. */
+const STATUS_RESEND_MS = 1000;
+
 export class PodRunner {
   readonly uid: string;
   readonly #ctx: PodRunnerContext;
@@ -313,7 +316,11 @@ export class PodRunner {
     }
   }
 
-  /** Serialised, coalescing status writes. */
+  /**
+   * Serialised, coalescing status writes. A write that fails (the API server did not
+   * answer) is sent again, as the kubelet's status manager does: otherwise a container
+   * that exited meanwhile stays Running in the API for good.
+   */
   #push(): void {
     this.#dirty = true;
     if (this.#pushing !== undefined) return;
@@ -324,7 +331,9 @@ export class PodRunner {
         try {
           await this.#ctx.api.patchPodStatus(meta.namespace ?? '', meta.name ?? '', this.uid, podStatus(this.#record, new Date()));
         } catch (err) {
-          this.#log.warn({ err }, 'status update failed');
+          this.#log.warn({ err }, 'status update failed; sending it again');
+          this.#dirty = true;
+          await sleep(STATUS_RESEND_MS);
         }
       }
       this.#pushing = undefined;

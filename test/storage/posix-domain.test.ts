@@ -94,8 +94,12 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
     operator.kill('SIGKILL');
     for (const name of [names.posix, names.local, names.sample]) {
       cluster.kubectl(['delete', 'storagedomain', name, '--ignore-not-found', '--wait=false']);
-      // Nothing releases its finalizer without the operator.
-      cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}', '--ignore-not-found']);
+      try {
+        // Nothing releases its finalizer without the operator.
+        cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+      } catch {
+        // never created, or already gone
+      }
       cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
       cluster.kubectl(['delete', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '--wait=false']);
     }
