@@ -3,6 +3,10 @@
 // each, so every node opens the same disk), throwaway target nodes added once they
 // run, the suite's own operator, and `kubectl drain` run as a user runs it.
 import { spawn } from 'node:child_process';
+import { lstatSync } from 'node:fs';
+import { cp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { VirtualMachine, VirtualMachineInput } from '@keyvirt/crds';
 import { VirtualMachineMigration } from '@keyvirt/crds';
 import { z } from 'zod';
@@ -69,6 +73,7 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
   let operator: OperatorProcess | undefined;
   const dispose = async (): Promise<void> => {
     if (operator !== undefined) await stopOperator(operator);
+    await keepEvidence(cluster, s, nodes);
     try {
       await s.cleanup();
     } finally {
@@ -100,6 +105,22 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
     await dispose();
     throw err;
   }
+}
+
+/**
+ * Copies the operator log and what the throwaway nodes hold of their pods (container
+ * logs, the launchers' serial logs while they run) to a temp directory that outlives
+ * the nodes, for the post-mortem of a failed run.
+ */
+async function keepEvidence(cluster: TestCluster, s: Scratch, nodes: readonly string[]): Promise<void> {
+  const dest = path.join(tmpdir(), `${path.basename(s.dir)}-evidence`);
+  const small = (src: string): boolean => {
+    const st = lstatSync(src, { throwIfNoEntry: false });
+    return st !== undefined && (st.isDirectory() || (st.isFile() && st.size < 16 * 1024 * 1024));
+  };
+  await cp(path.join(s.dir, 'operator.log'), path.join(dest, 'operator.log')).catch(() => undefined);
+  for (const n of nodes) await cp(path.join(cluster.layout.nodesDir, n, 'pods'), path.join(dest, n), { recursive: true, filter: small }).catch(() => undefined);
+  process.stderr.write(`drain scenario evidence: ${dest}\n`);
 }
 
 export interface DrainResult {
