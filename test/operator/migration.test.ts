@@ -161,6 +161,35 @@ void describe('VirtualMachineMigration on the local cluster', { timeout: 30 * 60
     assert.deepEqual(await bootIds(), [boot]);
   });
 
+  void it('the operator killed while the target is prepared, then restarted → completes, or rolls back with the reason', async () => {
+    const before = runningOn();
+    const [boot] = await bootIds();
+    const observer = observe();
+    apply(cluster, migrationManifest(s, 'restart-2', VM));
+    await waitPhase('restart-2', ['PreparingTarget', 'TargetReady', 'Running', 'Succeeded', 'Failed']);
+    operator.kill('SIGKILL');
+    await operator.exited;
+    const killedIn = phase('restart-2');
+    await new Promise((r) => setTimeout(r, 2000));
+    operator = await startOperator();
+    const final = await waitPhase('restart-2', ['Succeeded', 'Failed', 'Cancelled']);
+    await eventually('one launcher pod left', () => (launcherPods(cluster, s.namespace, VM).length === 1 ? true : undefined), 60_000);
+    const samples = await observer.stop();
+    assert.deepEqual(invariantViolations(samples), []);
+    const m = getMigration(cluster, s.namespace, 'restart-2');
+    const after = runningOn();
+    if (final === 'Succeeded') {
+      assert.notEqual(after.node, before.node);
+    } else {
+      // The target was prepared with TLS credentials only the killed operator held.
+      assert.equal(final, 'Failed', `killed in ${killedIn ?? '?'}`);
+      assert.match(m?.status?.failureReason ?? '', /^CredentialsLost: /);
+      assert.deepEqual(after, before, 'rolled back: the source runs on');
+    }
+    await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Running', (v) => running(v) && v.status?.launcherPod === after.pod, 120_000);
+    assert.deepEqual(await bootIds(), [boot]);
+  });
+
   void it('a VM that cannot live-migrate: its migration fails at once with the reason', async () => {
     const pv = `${s.namespace}-rwo-data`;
     await mkdir(path.join(s.dir, 'rwo-data'), { recursive: true });
