@@ -22,6 +22,7 @@ import { MigrationStatusWriter, progressOf, progressingCondition, resultFields, 
 import { ACTIVE_PHASES, isFinal, pendingVerdict, podFacts, runStep, type RunStep, type SourceFacts, type TargetFacts } from './phases.ts';
 import type { MigrationPolicySource } from './policy-source.ts';
 import { placeTarget } from './target-placement.ts';
+import { gatePostCopy, type PostCopyGate } from './post-copy-gate.ts';
 import { mintMigrationCredentials, type MigrationCredentials } from './tls-credentials.ts';
 
 /** Deleting a migration cancels it; the finalizer holds the object until the target is gone. */
@@ -111,8 +112,9 @@ export class MigrationController implements Reconciler {
     const status = this.#d.statusWriter.current(m);
     const ns = m.metadata.namespace;
     const vm = this.#d.caches.vm(keyOf({ namespace: ns, name: m.spec.vmName }));
-    // With a VM selector, a VM this operator does not see belongs to another operator, and so does its migration.
-    if (vm === undefined && !this.#d.ownsAllVms) return undefined;
+    // With a VM selector, a VM this operator does not see belongs to another operator, and so does its
+    // migration — except the clean-up of a migration that has ended, which is the same whoever does it.
+    if (vm === undefined && !this.#d.ownsAllVms && !isFinal(status?.phase)) return undefined;
     const targetName = migrationTargetPodName(m.spec.vmName, m.metadata.uid ?? '');
     return {
       ctx,
@@ -276,7 +278,8 @@ export class MigrationController implements Reconciler {
           tls: { caCert: credentials.caCert, cert: credentials.server.cert, key: credentials.server.key },
         });
       }
-      await this.#write(s, this.#moving(s, 'TargetReady', {}, 'TargetReady', `the target listens on ${incoming.host}:${incoming.port}`));
+      const notice = this.#postCopyGate(s, vm).notice;
+      await this.#write(s, this.#moving(s, 'TargetReady', {}, 'TargetReady', `the target listens on ${incoming.host}:${incoming.port}${notice === undefined ? '' : `; ${notice}`}`));
     } catch (err) {
       s.ctx.log.debug({ err }, 'target launcher not ready yet');
       return { requeueAfterMs: POLL_MS };
@@ -294,8 +297,13 @@ export class MigrationController implements Reconciler {
     });
   }
 
+  /** The resolved policy, post-copy dropped unless the target node can receive it (docs/adr/0057). */
   #policy(s: Scope, vm: VirtualMachine): ReturnType<MigrationPolicySource['resolve']>['policy'] {
-    return this.#resolve(s, vm).policy;
+    return this.#postCopyGate(s, vm).policy;
+  }
+
+  #postCopyGate(s: Scope, vm: VirtualMachine): PostCopyGate<ReturnType<MigrationPolicySource['resolve']>['policy']> {
+    return gatePostCopy(this.#resolve(s, vm).policy, s.status?.targetNode ?? s.target?.spec.nodeName, this.#d.caches.nodes());
   }
 
   /** TargetReady and Running: start the source once, then follow it to the end. */
