@@ -5,7 +5,11 @@
 //
 // Environment: NODE_NAME (required, from the downward API), KUBECONFIG (else the
 // in-cluster service account), KEYVIRT_SYSFS_ROOT (/sys), KEYVIRT_PROC_ROOT (/proc),
-// KEYVIRT_DEV_ROOT (/dev), KEYVIRT_NODE_AGENT_INTERVAL_SECONDS (60), KEYVIRT_LOG_LEVEL (info).
+// KEYVIRT_DEV_ROOT (/dev), KEYVIRT_NODE_AGENT_INTERVAL_SECONDS (60), KEYVIRT_LOG_LEVEL (info),
+// KEYVIRT_SYSCTL_VM_DIR (the host's /proc/sys/vm; $KEYVIRT_PROC_ROOT/sys/vm),
+// KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD (false: set vm.unprivileged_userfaultfd=1 so
+// that the node can be a post-copy migration target, docs/adr/0057).
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { z } from 'zod';
@@ -19,6 +23,8 @@ const Env = z.object({
   KEYVIRT_DEV_ROOT: z.string().default(HOST_ROOTS.dev),
   KEYVIRT_NODE_AGENT_INTERVAL_SECONDS: z.coerce.number().min(1).max(3600).default(60),
   KEYVIRT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  KEYVIRT_SYSCTL_VM_DIR: z.string().min(1).optional(),
+  KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD: z.enum(['true', 'false'], { error: 'KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD must be true or false' }).default('false'),
 });
 
 async function main(): Promise<void> {
@@ -33,7 +39,11 @@ async function main(): Promise<void> {
       controller.abort();
     });
   }
-  log.info({ node: env.NODE_NAME }, 'node agent starting');
+  const postCopy = {
+    sysctlVmDir: env.KEYVIRT_SYSCTL_VM_DIR ?? join(env.KEYVIRT_PROC_ROOT, 'sys/vm'),
+    enable: env.KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD === 'true',
+  };
+  log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await runNodeAgent(
     {
       api: kubeNodeApi(config),
@@ -41,6 +51,7 @@ async function main(): Promise<void> {
       roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
       intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,
       log,
+      postCopy,
     },
     controller.signal,
   );

@@ -1,4 +1,5 @@
-// The node agent's work: read the host (cpuinfo, /dev/kvm, PCI sysfs), describe
+// The node agent's work: read the host (cpuinfo, /dev/kvm, PCI sysfs, the
+// userfaultfd sysctl, which it may set: docs/adr/0057), describe
 // the node, and patch the Node's labels, annotations and extended resources when
 // they differ. Runs once per interval until stopped; every root is injectable so
 // tests read fixture trees.
@@ -11,6 +12,7 @@ import { describeCpu } from './cpu-features.ts';
 import { describeNode, type KvmProbe, type NodeDescription } from './node-description.ts';
 import { NodeView, nodePatches } from './node-patch.ts';
 import { assessPciDevices, listPciDevices } from './pci-discovery.ts';
+import { ensurePostCopy, type PostCopyOptions } from './post-copy.ts';
 
 export interface HostRoots {
   /** Where sysfs is mounted (/sys). */
@@ -55,13 +57,18 @@ async function probeKvm(roots: HostRoots, hardwareVirtualization: boolean): Prom
   }
 }
 
-/** Reads the host under `roots` and describes it. */
-export async function describeHost(roots: HostRoots): Promise<NodeDescription> {
+/** Post-copy readiness from the host's /proc/sys/vm under `roots`, the sysctl left as it is. */
+export function postCopyReadOnly(roots: HostRoots): PostCopyOptions {
+  return { sysctlVmDir: join(roots.procfs, 'sys/vm'), enable: false };
+}
+
+/** Reads the host under `roots` (and sets vm.unprivileged_userfaultfd when `postCopy` allows) and describes it. */
+export async function describeHost(roots: HostRoots, postCopy: PostCopyOptions = postCopyReadOnly(roots)): Promise<NodeDescription> {
   const cpuinfo = await readFile(join(roots.procfs, 'cpuinfo'), 'utf8');
   const cpu = describeCpu(cpuinfo);
   const hardwareVirtualization = cpu.features.includes('vmx') || cpu.features.includes('svm');
-  const [probe, devices] = await Promise.all([probeKvm(roots, hardwareVirtualization), listPciDevices(roots.sysfs)]);
-  return describeNode(cpu, probe, assessPciDevices(devices));
+  const [probe, devices, postCopyProbe] = await Promise.all([probeKvm(roots, hardwareVirtualization), listPciDevices(roots.sysfs), ensurePostCopy(postCopy)]);
+  return describeNode(cpu, probe, assessPciDevices(devices), postCopyProbe);
 }
 
 export interface SyncResult {
@@ -70,8 +77,8 @@ export interface SyncResult {
 }
 
 /** One pass: describe the host and patch the node where it differs. */
-export async function syncNode(api: NodeApi, nodeName: string, roots: HostRoots): Promise<SyncResult> {
-  const description = await describeHost(roots);
+export async function syncNode(api: NodeApi, nodeName: string, roots: HostRoots, postCopy?: PostCopyOptions): Promise<SyncResult> {
+  const description = await describeHost(roots, postCopy);
   const parsed = NodeView.safeParse(await api.readNode(nodeName));
   if (!parsed.success) throw new NodeReadError(`node ${nodeName} has an unexpected shape: ${parsed.error.message}`);
   const patches = nodePatches(parsed.data, description);
@@ -86,14 +93,16 @@ export interface NodeAgentOptions {
   readonly roots: HostRoots;
   readonly intervalMs: number;
   readonly log: Logger;
+  /** Where the host's /proc/sys/vm is and whether to set vm.unprivileged_userfaultfd; read-only under `roots` when absent. */
+  readonly postCopy?: PostCopyOptions | undefined;
 }
 
 /** Syncs now and then every `intervalMs` until `signal` aborts; a failed pass is logged and retried next interval. */
 export async function runNodeAgent(options: NodeAgentOptions, signal: AbortSignal): Promise<void> {
-  const { api, nodeName, roots, intervalMs, log } = options;
+  const { api, nodeName, roots, intervalMs, log, postCopy } = options;
   while (!signal.aborted) {
     try {
-      const result = await syncNode(api, nodeName, roots);
+      const result = await syncNode(api, nodeName, roots, postCopy);
       if (result.labelsChanged || result.resourcesChanged) log.info({ node: nodeName, ...result }, 'node description updated');
       else log.debug({ node: nodeName }, 'node description unchanged');
     } catch (err) {

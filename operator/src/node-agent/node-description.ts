@@ -1,6 +1,6 @@
 // What the node agent says about its node: labels (KVM, accelerator, CPU vendor,
 // models, host model, features), annotations (why the accelerator, which PCI
-// devices), and extended resources for assignable PCI devices.
+// devices, post-copy readiness), and extended resources for assignable PCI devices.
 import type { CpuDescription } from './cpu-features.ts';
 import {
   ACCELERATOR_LABEL,
@@ -14,6 +14,7 @@ import {
   PCI_DEVICES_ANNOTATION,
 } from './node-label-keys.ts';
 import { pciResourceCounts, type PciAssessment } from './pci-discovery.ts';
+import { postCopyNodeMetadata, type PostCopyProbe } from './post-copy.ts';
 
 export interface KvmProbe {
   /** The CPU advertises hardware virtualization (vmx or svm). */
@@ -56,8 +57,9 @@ function flagLabels(prefix: string, names: readonly string[]): Record<string, st
   return out;
 }
 
-export function describeNode(cpu: CpuDescription, probe: KvmProbe, pci: readonly PciAssessment[]): NodeDescription {
+export function describeNode(cpu: CpuDescription, probe: KvmProbe, pci: readonly PciAssessment[], postCopy?: PostCopyProbe): NodeDescription {
   const verdict = kvmVerdict(probe);
+  const postCopyMetadata = postCopy === undefined ? { labels: {}, annotations: {} } : postCopyNodeMetadata(postCopy);
   const labels: Record<string, string> = {
     [KVM_LABEL]: String(verdict.kvm),
     [ACCELERATOR_LABEL]: verdict.kvm ? 'kvm' : 'tcg',
@@ -66,6 +68,7 @@ export function describeNode(cpu: CpuDescription, probe: KvmProbe, pci: readonly
     ...flagLabels(CPU_MODEL_LABEL_PREFIX, cpu.models),
     ...flagLabels(HOST_MODEL_LABEL_PREFIX, cpu.hostModel === undefined ? [] : [cpu.hostModel]),
     ...flagLabels(CPU_FEATURE_LABEL_PREFIX, cpu.features),
+    ...postCopyMetadata.labels,
   };
   const devices = pci.map((a) => ({
     address: a.device.address,
@@ -80,6 +83,7 @@ export function describeNode(cpu: CpuDescription, probe: KvmProbe, pci: readonly
     annotations: {
       [ACCELERATOR_REASON_ANNOTATION]: verdict.reason,
       [PCI_DEVICES_ANNOTATION]: JSON.stringify(devices),
+      ...postCopyMetadata.annotations,
     },
     resources: pciResourceCounts(pci),
   };

@@ -14,6 +14,10 @@ export const CPU_VENDOR_LABEL_PREFIX = 'cpu-vendor.node.keyvirt.io/';
 export const ACCELERATOR_REASON_ANNOTATION = 'keyvirt.io/accelerator-reason';
 /** The PCI devices behind each advertised resource (annotation, JSON). */
 export const PCI_DEVICES_ANNOTATION = 'keyvirt.io/pci-devices';
+/** `true` when a launcher without capabilities may call userfaultfd(2) here: the node can be a post-copy target (docs/adr/0057). */
+export const POSTCOPY_LABEL = 'keyvirt.io/postcopy';
+/** Why the node can or cannot be a post-copy target (annotation, free text). */
+export const POSTCOPY_REASON_ANNOTATION = 'keyvirt.io/postcopy-reason';
 /** Extended resources for passthrough-capable PCI devices: `keyvirt.io/pci-<vendor>-<device>`. */
 export const PCI_RESOURCE_PREFIX = 'keyvirt.io/pci-';
 

@@ -11,6 +11,8 @@ import {
   OWNED_LABEL_PREFIXES,
   PCI_DEVICES_ANNOTATION,
   PCI_RESOURCE_PREFIX,
+  POSTCOPY_LABEL,
+  POSTCOPY_REASON_ANNOTATION,
 } from './node-label-keys.ts';
 
 /** The part of a Node the agent reads, parsed at the API edge. */
@@ -38,8 +40,8 @@ export interface NodePatches {
   readonly status: { status: { capacity: Patch; allocatable: Patch } } | undefined;
 }
 
-const OWNED_EXACT_LABELS = new Set([KVM_LABEL, ACCELERATOR_LABEL, NODE_AGENT_LABEL]);
-const OWNED_ANNOTATIONS = new Set([ACCELERATOR_REASON_ANNOTATION, PCI_DEVICES_ANNOTATION]);
+const OWNED_EXACT_LABELS = new Set([KVM_LABEL, ACCELERATOR_LABEL, NODE_AGENT_LABEL, POSTCOPY_LABEL]);
+const OWNED_ANNOTATIONS = new Set([ACCELERATOR_REASON_ANNOTATION, PCI_DEVICES_ANNOTATION, POSTCOPY_REASON_ANNOTATION]);
 
 function isOwnedLabel(key: string): boolean {
   return OWNED_EXACT_LABELS.has(key) || OWNED_LABEL_PREFIXES.some((p) => key.startsWith(p));
