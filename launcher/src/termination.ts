@@ -12,6 +12,8 @@ import type { LauncherPhase } from './api/status.ts';
 /** The launcher's VM as termination sees it (the supervisor implements it). */
 export interface TerminatingVm {
   readonly phase: LauncherPhase;
+  /** QEMU still runs: in a final phase only after a post-copy failure, its source QEMU kept stopped (ADR 0054). */
+  readonly qemuAlive?: boolean;
   shutdown(gracePeriodMs: number): Promise<void>;
   powerOff(reason?: string, outcome?: 'Stopped' | 'Failed', message?: string): Promise<void>;
 }
@@ -60,7 +62,11 @@ export async function terminate(options: TerminateOptions): Promise<void> {
   const nowMs = options.nowMs ?? ((): number => performance.now());
   const startedAt = nowMs();
   if (!(await settleOutgoing(options))) return;
-  if (FINAL.includes(vm.phase)) return;
+  if (FINAL.includes(vm.phase)) {
+    // A late SIGTERM after a post-copy failure: end the stopped source QEMU, never resume it.
+    if (vm.qemuAlive === true) await vm.powerOff('PostCopyFailed', 'Failed').catch((err: unknown) => logger.warn({ err }, 'power-off failed'));
+    return;
+  }
   const remainingMs = Math.max(0, options.gracePeriodMs - (nowMs() - startedAt));
   try {
     await vm.shutdown(remainingMs);

@@ -110,6 +110,8 @@ export const MigrationFailureReasonSchema = z.enum([
   'QemuFailed',
   'TargetUnreachable',
   'SourceStopped',
+  /** Failed after the post-copy switch-over: the source never runs the guest again (ADR 0054). */
+  'PostCopyFailed',
 ]);
 export type MigrationFailureReason = z.infer<typeof MigrationFailureReasonSchema>;
 

@@ -78,6 +78,14 @@ class FakeVm implements MigratableVm {
     this.phase = 'Stopped';
     return Promise.resolve();
   }
+  guestHandedOver = false;
+  handOverGuest(): void {
+    this.guestHandedOver = true;
+  }
+  failAfterHandover(): void {
+    this.phase = 'Failed';
+    this.reason = 'PostCopyFailed';
+  }
 }
 
 const ram = (transferred: number, remaining: number, iteration: number): Record<string, unknown> => ({

@@ -2,6 +2,8 @@
 // launcher, phase changes on the supervisor (Migrating, then Stopped/Migrated on
 // success or back to Running on failure), the target side's teardown when its
 // incoming stream fails, and the source's hand-off (QEMU quit, launcher exit 0).
+// Once QEMU switches to post-copy the VM's fence goes up (every QMP command the source
+// driver sends passes it) and a later failure ends the VM Failed/PostCopyFailed.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type {
@@ -15,6 +17,7 @@ import type {
 import { IncomingMigration } from './target.ts';
 import { SourceMigration, type TargetResumeReader } from './source.ts';
 import type { MigrationQmp } from './qmp-port.ts';
+import { fencedQmp } from '../supervisor/handover.ts';
 
 /** The launcher's VM as migration sees it (the supervisor implements it). */
 export interface MigratableVm {
@@ -25,6 +28,12 @@ export interface MigratableVm {
   expectExit(reason: string): void;
   /** Quits QEMU now; the VM ends Stopped with this reason. */
   powerOff(reason?: string): Promise<void>;
+  /** True once the guest was handed over to a post-copy target: this QEMU must never run it again. */
+  readonly guestHandedOver: boolean;
+  /** Raises that fence (one-way): no command that could run the guest reaches QEMU from now on. */
+  handOverGuest(): void;
+  /** After a post-copy failure: the VM ends Failed/PostCopyFailed at once, its QEMU stopped. */
+  failAfterHandover(message: string): void;
 }
 
 /** The request does not fit the launcher's mode or the VM's phase (HTTP 409). */
@@ -87,8 +96,9 @@ export class MigrationController {
     const migration = new SourceMigration({
       request,
       migrationId,
-      qmp,
+      qmp: fencedQmp(qmp, () => vm.guestHandedOver),
       logger: this.#log,
+      onPostCopySwitch: () => vm.handOverGuest(),
       tlsDir: this.#o.tlsDir,
       ...(this.#o.readTargetResume === undefined ? {} : { readTargetResume: this.#o.readTargetResume }),
       ...(this.#o.pollIntervalMs === undefined ? {} : { pollIntervalMs: this.#o.pollIntervalMs }),
@@ -122,6 +132,12 @@ export class MigrationController {
       this.#log.info({ result }, 'migration succeeded; the target runs the VM now, quitting the source QEMU');
       vm.expectExit('Migrated');
       await vm.powerOff('Migrated').catch((err: unknown) => this.#log.warn({ err }, 'source QEMU did not quit cleanly'));
+      return result;
+    }
+    if (result.reason === 'PostCopyFailed' || vm.guestHandedOver) {
+      this.#log.error({ result }, 'post-copy migration failed; the VM cannot run here again');
+      vm.handOverGuest();
+      vm.failAfterHandover(result.message ?? 'post-copy migration failed after the switch-over');
       return result;
     }
     const reason = result.phase === 'Cancelled' ? 'MigrationCancelled' : 'MigrationFailed';

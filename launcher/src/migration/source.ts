@@ -2,7 +2,9 @@
 // the policy, starts the migration, follows it (MIGRATION / MIGRATION_PASS events
 // wake a `query-migrate` poll), applies the convergence schedule, and concludes:
 // on success the source QEMU is left in `postmigrate`; on failure or cancel the
-// source guest is running again (QEMU restarts it itself; `cont` if it did not).
+// source guest is running again (QEMU restarts it itself; `cont` if it did not) —
+// unless QEMU had switched to post-copy: from then on the target runs the guest, the
+// source never resumes it, and a failure ends in PostCopyFailed (ADR 0054).
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type {
@@ -44,6 +46,8 @@ export interface SourceMigrationOptions {
   readonly nowMs?: () => number;
   readonly pollIntervalMs?: number;
   readonly readTargetResume?: TargetResumeReader;
+  /** Called once when QEMU reports the post-copy switch-over (the controller raises the supervisor's fence). */
+  readonly onPostCopySwitch?: () => void;
   /** Private directory under the launcher's state dir for the PEM files QEMU loads. */
   readonly tlsDir: string;
 }
@@ -54,6 +58,15 @@ interface Stop {
   readonly cancelled: boolean;
 }
 
+/** The result of a migration that failed after the post-copy switch-over. */
+function postCopyFailure(cause: string): Pick<MigrationResult, 'phase' | 'reason' | 'message'> {
+  return {
+    phase: 'Failed',
+    reason: 'PostCopyFailed',
+    message: `post-copy migration failed after the switch-over: ${cause}; the guest state is split between source and target and the source will not run it again`,
+  };
+}
+
 export class SourceMigration {
   readonly id: string;
   readonly #request: StartMigrationRequest;
@@ -62,6 +75,7 @@ export class SourceMigration {
   readonly #nowMs: () => number;
   readonly #pollMs: number;
   readonly #readTargetResume: TargetResumeReader | undefined;
+  readonly #onPostCopySwitch: (() => void) | undefined;
   readonly #tlsDir: string;
   readonly #schedule: ConvergenceSchedule;
   readonly #emitter = new EventEmitter<{ event: [MigrationEvent] }>();
@@ -70,6 +84,8 @@ export class SourceMigration {
   #stop: Stop | null = null;
   #cancelIssued = false;
   #postCopy = false;
+  /** QEMU reported a post-copy state: the target may run the guest; the source never will again. */
+  #switched = false;
   /** The stream reached the target (QEMU went `active`): a later failure is not "unreachable". */
   #sawActive = false;
   #startedAtMs = 0;
@@ -85,6 +101,7 @@ export class SourceMigration {
     this.#nowMs = options.nowMs ?? ((): number => performance.now());
     this.#pollMs = options.pollIntervalMs ?? 100;
     this.#readTargetResume = options.readTargetResume;
+    this.#onPostCopySwitch = options.onPostCopySwitch;
     this.#tlsDir = options.tlsDir;
     this.#schedule = new ConvergenceSchedule(options.request.policy);
   }
@@ -159,6 +176,7 @@ export class SourceMigration {
       return await this.#conclude(last, wasRunning);
     } catch (err) {
       this.#log.error({ err }, 'migration failed');
+      if (this.#switched) return this.#finish(postCopyFailure((err as Error).message), null, false);
       const running = await this.#ensureSourceRunning(wasRunning);
       return this.#finish({ phase: 'Failed', reason: 'QemuFailed', message: (err as Error).message }, null, running);
     } finally {
@@ -173,6 +191,8 @@ export class SourceMigration {
     } else if (event.event === 'MIGRATION') {
       const data = migrationEventData.safeParse(event.data);
       this.#log.debug({ status: data.success ? data.data.status : undefined }, 'migration state');
+      // The event comes before any later query answer on the same session: the switch is known before a failure is.
+      if (data.success && postCopyStatuses.has(data.data.status)) this.#markSwitched();
       this.#wake();
     } else if (event.event === 'MIGRATION_PASS') {
       this.#wake();
@@ -188,7 +208,7 @@ export class SourceMigration {
     for (;;) {
       const info = await this.#query();
       const status = info.status ?? 'none';
-      if (postCopyStatuses.has(status)) this.#postCopy = true;
+      if (postCopyStatuses.has(status)) this.#markSwitched();
       this.#publishProgress(info);
       if (terminalStatuses.has(status) || status === 'postcopy-paused') return info;
       if (this.#stop !== null && !this.#cancelIssued && !this.#postCopy) {
@@ -205,6 +225,14 @@ export class SourceMigration {
       }
       await this.#sleep(this.#pollMs);
     }
+  }
+
+  #markSwitched(): void {
+    this.#postCopy = true;
+    if (this.#switched) return;
+    this.#switched = true;
+    this.#log.warn('switched to post-copy: the target runs the guest now');
+    this.#onPostCopySwitch?.();
   }
 
   async #issueCancel(): Promise<void> {
@@ -259,12 +287,10 @@ export class SourceMigration {
       this.#log.info({ totalTimeMs: final['total-time'], downtimeMs: final.downtime }, 'migration completed');
       return this.#finish({ phase: 'Succeeded' }, final, false, resumedAt);
     }
-    if (status === 'postcopy-paused') {
-      return this.#finish(
-        { phase: 'Failed', reason: 'QemuFailed', message: `post-copy interrupted: ${last['error-desc'] ?? 'connection lost'}; the guest state is split and must be recovered` },
-        last,
-        false,
-      );
+    if (this.#switched) {
+      // Never `cont` here: the target ran the guest after the switch-over.
+      this.#log.error({ status, error: last['error-desc'] }, 'post-copy migration failed after the switch-over');
+      return this.#finish(postCopyFailure(`${last['error-desc'] ?? 'connection lost'} (QEMU migration state ${status})`), last, false);
     }
     const running = await this.#ensureSourceRunning(wasRunning);
     const stop = this.#stop;

@@ -3,6 +3,9 @@
 // final phase (Stopped or Failed) with a reason. Phases:
 //   Starting → Running ⇄ Paused → Stopping → Stopped | Failed
 //   (WaitingForMigration and Migrating are entered by the migration modules.)
+// Once a post-copy migration has handed the guest over to its target, the supervisor
+// is fenced (handover.ts, ADR 0054): no command that could run the guest reaches QEMU
+// again, and a post-copy failure ends the VM Failed/PostCopyFailed with QEMU stopped.
 import { EventEmitter, once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -14,13 +17,12 @@ import { emptyReturnSchema, queryStatusSchema } from '../qmp/messages.ts';
 import type { QmpEvent } from '../qmp/messages.ts';
 import type { Accelerator } from '../qemu/command-line.ts';
 import { guestAgentStatus, guestStatus } from './guest-status.ts';
+import { ActionConflictError } from './action-conflict.ts';
+import { assertAllowedAfterHandover, GuestHandedOverError } from './handover.ts';
 import { connectQmp, spawnQemu } from './qemu-process.ts';
 import type { QemuExit, QemuProcess } from './qemu-process.ts';
 
-/** The action does not fit the current phase (HTTP 409). */
-export class ActionConflictError extends Error {
-  override name = 'ActionConflictError';
-}
+export { ActionConflictError } from './action-conflict.ts';
 
 export interface SupervisorOptions {
   logger: Logger;
@@ -60,6 +62,8 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   #shutdownEvent: { guest: boolean; reason: string } | undefined;
   /** Set when the launcher itself ends QEMU: the exit then ends the VM with this phase and reason. */
   #intent: { reason: string; outcome: 'Stopped' | 'Failed' } | undefined;
+  /** Set once a post-copy migration has switched over: this QEMU must never run the guest again. */
+  #handedOverAt: string | undefined;
   #times: Status['timestamps'];
   #finished: Promise<Status>;
   #finish: (status: Status) => void = () => undefined;
@@ -83,6 +87,39 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   /** The QMP session while QEMU runs (for the migration modules). */
   get qmp(): QmpClient | undefined {
     return this.#qmp;
+  }
+
+  /** True once the guest was handed over to a post-copy migration target (never reset). */
+  get guestHandedOver(): boolean {
+    return this.#handedOverAt !== undefined;
+  }
+
+  /** True while the QEMU process exists (it may outlive a final phase after a post-copy failure). */
+  get qemuAlive(): boolean {
+    const child = this.#proc?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
+  /**
+   * Raises the post-copy fence: from now on no command that could run the guest
+   * (`cont`, resets, wake-ups, ACPI, `migrate_cancel`) is sent to this QEMU. One-way.
+   */
+  handOverGuest(): void {
+    if (this.#handedOverAt !== undefined) return;
+    this.#handedOverAt = this.#now().toISOString();
+    this.#log.warn('post-copy switch-over: the guest belongs to the migration target now; this QEMU will not run it again');
+    this.#agent?.hold(true);
+  }
+
+  /**
+   * After a post-copy failure: the VM ends Failed/PostCopyFailed at once. QEMU stays
+   * stopped (it holds guest pages the target never received) until it is powered off
+   * or the launcher is terminated; nothing can start the guest here.
+   */
+  failAfterHandover(message: string): void {
+    if (this.#handedOverAt === undefined) throw new ActionConflictError('the guest was not handed over to a post-copy target');
+    this.#intent = { reason: 'PostCopyFailed', outcome: 'Failed' };
+    this.setPhase('Failed', 'PostCopyFailed', message);
   }
 
   /** The synchronised guest-agent client while the agent is connected. */
@@ -152,7 +189,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (phase !== this.#phase) this.#times.phaseTransitionAt = at;
     this.#log.info({ from: this.#phase, to: phase, reason, message }, 'phase changed');
     this.#phase = phase;
-    this.#agent?.hold(phase === 'Paused' || phase === 'Migrating' || phase === 'WaitingForMigration');
+    this.#agent?.hold(phase === 'Paused' || phase === 'Migrating' || phase === 'WaitingForMigration' || this.#handedOverAt !== undefined);
     this.#reason = reason;
     this.#message = message;
     this.emit('status', this.status);
@@ -196,9 +233,15 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
    */
   async shutdown(gracePeriodMs: number): Promise<void> {
     if (this.#phase === 'Stopping') return;
+    if (this.#handedOverAt !== undefined && this.#phase === 'Failed' && this.qemuAlive) {
+      // The guest is not here to shut down: end the stopped source QEMU, never `cont` it.
+      await this.powerOff('PostCopyFailed', 'Failed');
+      return;
+    }
     this.#require(['Running', 'Paused', 'Starting', 'WaitingForMigration'], 'shutdown');
     const proc = this.#proc;
     if (proc === undefined) throw new ActionConflictError('QEMU is not running');
+    if (this.#handedOverAt !== undefined) throw new GuestHandedOverError('the guest was handed over to the post-copy migration target');
     const wasPaused = this.#phase === 'Paused';
     this.setPhase('Stopping', 'ShutdownRequested');
     try {
@@ -216,8 +259,15 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
    */
   async powerOff(reason = 'PoweredOff', outcome: 'Stopped' | 'Failed' = 'Stopped', message?: string): Promise<void> {
     const proc = this.#proc;
-    if (proc === undefined || FINAL_PHASES.includes(this.#phase)) throw new ActionConflictError(`cannot stop a VM in phase ${this.#phase}`);
-    this.#intent = { reason, outcome };
+    // A final phase with QEMU still there is a post-copy failure (failAfterHandover): ending QEMU is allowed.
+    if (proc === undefined || !this.qemuAlive || (FINAL_PHASES.includes(this.#phase) && this.#handedOverAt === undefined)) {
+      throw new ActionConflictError(`cannot stop a VM in phase ${this.#phase}`);
+    }
+    if (FINAL_PHASES.includes(this.#phase)) {
+      this.#log.info({ reason }, 'powering off the stopped source QEMU of a failed post-copy migration');
+    } else {
+      this.#intent = { reason, outcome };
+    }
     this.setPhase('Stopping', reason, message);
     await this.#command('quit').catch((err: unknown) => this.#log.warn({ err }, 'quit failed'));
     const gone = await Promise.race([proc.exited.then(() => true), sleep(this.#o.powerOffTimeoutMs ?? 5000, false)]);
@@ -248,6 +298,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   async #command(command: string): Promise<void> {
     const qmp = this.#qmp;
     if (qmp === undefined) throw new ActionConflictError('no QMP session with QEMU');
+    assertAllowedAfterHandover(this.#handedOverAt !== undefined, command);
     await qmp.execute(command, undefined, emptyReturnSchema);
   }
 
@@ -276,6 +327,13 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
         break;
       case 'RESUME':
         this.#runState = 'running';
+        if (this.#handedOverAt !== undefined) {
+          // Nothing in the launcher sends `cont` behind the fence; should QEMU resume the
+          // guest by itself, stop it at once: the target owns the guest.
+          this.#log.error({ handedOverAt: this.#handedOverAt }, 'source guest resumed after the post-copy switch-over; stopping it');
+          void this.#command('stop').catch((err: unknown) => this.#log.error({ err }, 'could not stop the resumed source guest'));
+          break;
+        }
         if (this.#phase === 'Paused' || this.#phase === 'WaitingForMigration' || this.#phase === 'Starting') {
           this.setPhase('Running', 'QemuRunning');
         }
