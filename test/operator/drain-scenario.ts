@@ -108,18 +108,19 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
 }
 
 /**
- * Copies the operator log and what the throwaway nodes hold of their pods (container
+ * Copies the operator log and the logs the throwaway nodes hold of their pods (container
  * logs, the launchers' serial logs while they run) to a temp directory that outlives
  * the nodes, for the post-mortem of a failed run.
  */
 async function keepEvidence(cluster: TestCluster, s: Scratch, nodes: readonly string[]): Promise<void> {
   const dest = path.join(tmpdir(), `${path.basename(s.dir)}-evidence`);
-  const small = (src: string): boolean => {
+  // Logs only (container logs, serial logs): never the Secrets and TLS keys the pods hold.
+  const logs = (src: string): boolean => {
     const st = lstatSync(src, { throwIfNoEntry: false });
-    return st !== undefined && (st.isDirectory() || (st.isFile() && st.size < 16 * 1024 * 1024));
+    return st !== undefined && (st.isDirectory() || (st.isFile() && /\.log(\.\d+)?$/.test(src) && st.size < 16 * 1024 * 1024));
   };
   await cp(path.join(s.dir, 'operator.log'), path.join(dest, 'operator.log')).catch(() => undefined);
-  for (const n of nodes) await cp(path.join(cluster.layout.nodesDir, n, 'pods'), path.join(dest, n), { recursive: true, filter: small }).catch(() => undefined);
+  for (const n of nodes) await cp(path.join(cluster.layout.nodesDir, n, 'pods'), path.join(dest, n), { recursive: true, filter: logs }).catch(() => undefined);
   process.stderr.write(`drain scenario evidence: ${dest}\n`);
 }
 
