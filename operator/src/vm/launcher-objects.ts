@@ -99,11 +99,14 @@ export class LauncherObjects {
   /**
    * Deletes the launcher pod with UID `uid` (no-op when it is gone or replaced).
    * `force` (grace period 0) is only for a pod whose containers have all terminated.
+   * With `resourceVersion`, only the pod exactly as the caller saw it (a promotion since
+   * then makes the delete a no-op).
    */
-  async deletePod(pod: ObjectRef, uid: string, force = false): Promise<void> {
+  async deletePod(pod: ObjectRef, uid: string, force = false, resourceVersion?: string): Promise<void> {
     const path = objectPath(coreTypes.pod, pod);
+    const preconditions = resourceVersion === undefined ? { uid } : { uid, resourceVersion };
     try {
-      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid }, ...(force ? { gracePeriodSeconds: 0 } : {}) });
+      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions, ...(force ? { gracePeriodSeconds: 0 } : {}) });
     } catch (err) {
       if (isNotFound(err) || isConflict(err)) return;
       throw err;

@@ -100,3 +100,17 @@ void describe('selectLauncher', () => {
     });
   }
 });
+
+void describe('selectLauncher: orphaned migration targets', () => {
+  const now = Date.parse('2026-01-01T00:05:00Z');
+  const pods = [pod({ name: 'a', phase: 'Running', created: '01' }), pod({ name: 't', phase: 'Running', created: '05', target: true })];
+  void it('a target whose migration is gone, older than the informer lag, is an orphan', () => {
+    assert.deepEqual(selectLauncher(vm, pods, new Set(), now).orphanTargets.map((p) => p.metadata.name), ['t']);
+  });
+  void it('a target whose migration exists is not', () => {
+    assert.deepEqual(selectLauncher(vm, pods, new Set(['mig-uid']), now).orphanTargets, []);
+  });
+  void it('a young target is not: its migration may not have reached the cache yet', () => {
+    assert.deepEqual(selectLauncher(vm, pods, new Set(), Date.parse('2026-01-01T00:00:30Z')).orphanTargets, []);
+  });
+});

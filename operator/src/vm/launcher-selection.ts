@@ -21,7 +21,16 @@ export interface LauncherSelection {
   readonly handOver: boolean;
   /** Finished launcher pods other than the current one (what a migration left behind). */
   readonly leftovers: readonly Pod[];
+  /**
+   * Active target pods no migration claims: their VirtualMachineMigration is not in the
+   * cache although the pod is older than ORPHAN_TARGET_AGE_MS (the object was removed
+   * without the operator, e.g. its finalizer cleared by hand).
+   */
+  readonly orphanTargets: readonly Pod[];
 }
+
+/** Longer than any lag between the pod and the migration informers. */
+export const ORPHAN_TARGET_AGE_MS = 60_000;
 
 export function isFinished(pod: Pod): boolean {
   const phase = pod.status?.phase;
@@ -56,8 +65,11 @@ export function podState(pod: Pod | undefined): LauncherPodState {
   return { kind: 'active', uid, terminating };
 }
 
-/** The launcher of `vm` among `pods` (any pods; those of other VMs are ignored). */
-export function selectLauncher(vm: VirtualMachine, pods: readonly Pod[]): LauncherSelection {
+/**
+ * The launcher of `vm` among `pods` (any pods; those of other VMs are ignored).
+ * `migrationUids` are the VM's VirtualMachineMigrations in the cache (any phase).
+ */
+export function selectLauncher(vm: VirtualMachine, pods: readonly Pod[], migrationUids?: ReadonlySet<string>, now = 0): LauncherSelection {
   const named = pods.filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name);
   const own = named.filter((p) => ownedBy(p, vm));
   const launchers = own.filter((p) => !isMigrationTarget(p)).sort(newestFirst);
@@ -71,5 +83,13 @@ export function selectLauncher(vm: VirtualMachine, pods: readonly Pod[]): Launch
     foreign,
     handOver: activeTargets.length > 0 || active.length > 1,
     leftovers: launchers.filter((p) => p !== pod && isFinished(p)),
+    orphanTargets:
+      migrationUids === undefined
+        ? []
+        : activeTargets.filter(
+            (p) =>
+              !migrationUids.has(p.metadata.labels?.[LABEL_MIGRATION_TARGET] ?? '') &&
+              now - Date.parse(p.metadata.creationTimestamp ?? '') > ORPHAN_TARGET_AGE_MS,
+          ),
   };
 }

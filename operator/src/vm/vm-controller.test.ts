@@ -71,6 +71,7 @@ function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine 
       pods: () => [...pods.values()],
       podsOfVm: () => [...pods.values()],
       latestMigration: () => undefined,
+      migrationUids: () => new Set(['mig-uid']),
     },
     disks: { storageDomain: () => undefined, claim: () => Promise.resolve(undefined) },
     placement: fitDecider,

@@ -34,6 +34,8 @@ export interface VmCaches {
   podsOfVm(vm: VirtualMachine): readonly Pod[];
   /** The newest VirtualMachineMigration of the VM, if any. */
   latestMigration(vm: VirtualMachine): VirtualMachineMigration | undefined;
+  /** The UIDs of every VirtualMachineMigration of the VM in the cache. */
+  migrationUids(vm: VirtualMachine): ReadonlySet<string>;
 }
 
 /** The API writes the controller makes on the VM object itself (PATCH, never UPDATE). */
@@ -84,7 +86,11 @@ export class VmController implements Reconciler {
       this.#stops.delete(key);
       return {};
     }
-    const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm));
+    const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm), this.#d.caches.migrationUids(vm), this.#d.clock.now());
+    for (const orphan of selection.orphanTargets) {
+      ctx.log.warn({ pod: orphan.metadata.name }, 'deleting a migration target pod whose migration no longer exists');
+      await this.#d.launchers.deletePod({ namespace: orphan.metadata.namespace, name: orphan.metadata.name }, orphan.metadata.uid ?? '', false, orphan.metadata.resourceVersion);
+    }
     if (selection.foreign) {
       ctx.log.info('a launcher pod of an earlier VM with this name is still going away');
       return { requeueAfterMs: STOP_POLL_MS };

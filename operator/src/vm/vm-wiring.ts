@@ -77,6 +77,13 @@ export function addVmController(w: VmControllerWiring): Controller {
           .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
           .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))
           .at(-1),
+      migrationUids: (vm) =>
+        new Set(
+          migrations
+            .list()
+            .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
+            .map((m) => m.metadata.uid ?? ''),
+        ),
     },
     disks,
     placement: w.placement,
