@@ -235,7 +235,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (this.#phase === 'Stopping') return;
     if (this.#handedOverAt !== undefined && this.#phase === 'Failed' && this.qemuAlive) {
       // The guest is not here to shut down: end the stopped source QEMU, never `cont` it.
-      await this.powerOff('PostCopyFailed', 'Failed');
+      void this.powerOff('PostCopyFailed', 'Failed').catch((err: unknown) => this.#log.warn({ err }, 'power-off failed'));
       return;
     }
     this.#require(['Running', 'Paused', 'Starting', 'WaitingForMigration'], 'shutdown');
@@ -263,13 +263,16 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (proc === undefined || !this.qemuAlive || (FINAL_PHASES.includes(this.#phase) && this.#handedOverAt === undefined)) {
       throw new ActionConflictError(`cannot stop a VM in phase ${this.#phase}`);
     }
+    const quit = (): Promise<void> => this.#command('quit').catch((err: unknown) => this.#log.warn({ err }, 'quit failed'));
     if (FINAL_PHASES.includes(this.#phase)) {
+      // A source QEMU in postcopy-paused may not answer `quit` before its migration thread gives up: do not wait for the reply.
       this.#log.info({ reason }, 'powering off the stopped source QEMU of a failed post-copy migration');
+      void quit();
     } else {
       this.#intent = { reason, outcome };
+      this.setPhase('Stopping', reason, message);
+      await quit();
     }
-    this.setPhase('Stopping', reason, message);
-    await this.#command('quit').catch((err: unknown) => this.#log.warn({ err }, 'quit failed'));
     const gone = await Promise.race([proc.exited.then(() => true), sleep(this.#o.powerOffTimeoutMs ?? 5000, false)]);
     if (!gone) proc.child.kill('SIGKILL');
   }
