@@ -118,13 +118,32 @@ function baseArgs(plan: MachinePlan): string[] {
   return args;
 }
 
+/**
+ * Extra guest RAM under TCG, so that QEMU 7.2 migrates it without losing writes
+ * (ADR 0053). QEMU syncs the migration dirty bitmap of a RAM block whose length is a
+ * multiple of 64 pages (256 KiB) 64 bits at a time and, before QEMU 9.0 (upstream
+ * commit 03bfc2188f), without re-arming TCG's TLB: stores through TLB entries already
+ * marked dirty no longer set the bitmap, those pages are never sent again, and the
+ * guest continues on the target with stale memory (kernel data: a panic and, with
+ * panic=-1, a reboot). One 8 KiB granule more keeps the block off that path; QEMU then
+ * syncs page by page and resets the TLB for every page it clears. KVM's dirty log is
+ * kept by the kernel and needs no pad.
+ */
+export const TCG_MIGRATION_RAM_PAD_KIB = 8;
+
+/** The `-m` value: the guest's memory, padded under TCG (not with hugepages, whose backend needs whole pages). */
+export function memoryArg(memory: MachinePlan['memory'], accelerator: Accelerator): string {
+  if (accelerator !== 'tcg' || memory.hugepages !== undefined) return `${memory.sizeMiB}M`;
+  return `${memory.sizeMiB * 1024 + TCG_MIGRATION_RAM_PAD_KIB}K`;
+}
+
 function cpuAndMemoryArgs(plan: MachinePlan): string[] {
   const { cpu, memory } = plan;
   const vcpus = cpu.sockets * cpu.cores * cpu.threads;
   const args = [
     '-cpu', cpuModelArg(cpu.model, plan.accelerator),
     '-smp', opts({ cpus: vcpus, sockets: cpu.sockets, cores: cpu.cores, threads: cpu.threads }),
-    '-m', `${memory.sizeMiB}M`,
+    '-m', memoryArg(memory, plan.accelerator),
   ];
   if (memory.hugepages !== undefined) {
     args.push(
