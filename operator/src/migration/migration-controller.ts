@@ -280,6 +280,7 @@ export class MigrationController implements Reconciler {
       }
       const notice = this.#postCopyGate(s, vm).notice;
       await this.#write(s, this.#moving(s, 'TargetReady', {}, 'TargetReady', `the target listens on ${incoming.host}:${incoming.port}${notice === undefined ? '' : `; ${notice}`}`));
+      if (notice !== undefined) await this.#d.statusWriter.notice(s.m, 'PostCopyUnavailable', notice);
     } catch (err) {
       s.ctx.log.debug({ err }, 'target launcher not ready yet');
       return { requeueAfterMs: POLL_MS };

@@ -110,6 +110,11 @@ export class MigrationStatusWriter {
   forget(uid: string): void {
     this.#written.delete(uid);
   }
+
+  /** A Normal event beside the phase events: something the migration does differently than asked, and why. */
+  async notice(m: VirtualMachineMigration, reason: string, note: string): Promise<void> {
+    await this.#events.record({ apiVersion: API_VERSION, kind: 'VirtualMachineMigration', metadata: m.metadata }, { type: 'Normal', reason, action: 'Migrate', note });
+  }
 }
 
 function describe(s: VirtualMachineMigrationStatus, detail: string | undefined): string {
