@@ -62,7 +62,9 @@ export class GuestAgentClient {
   #options: AgentClientOptions;
   #log: Logger;
   #socket: net.Socket | undefined;
-  #rest: Buffer = Buffer.alloc(0);
+  /** The start of a line not complete yet, as received (joined only once its newline arrives). */
+  #partial: Buffer[] = [];
+  #partialBytes = 0;
   /** Inside an overlong line: bytes are dropped until a newline or 0xFF. */
   #discarding = false;
   #linesTooLong = 0;
@@ -200,12 +202,12 @@ export class GuestAgentClient {
         reject(new AgentSyncError(`no answer to guest-sync-delimited within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#waiter = (line, closed) => {
-        // An overlong line while synchronising is stale output; the answer follows a 0xFF.
-        if (closed instanceof AgentLineTooLongError) return;
+        // No agent sends a megabyte without a newline before answering a sync: give up
+        // now rather than read a flood until the sync timeout (the monitor retries later).
         if (closed !== undefined) {
           clearTimeout(timer);
           this.#waiter = undefined;
-          reject(new AgentSyncError(`guest agent channel closed while synchronising: ${closed.message}`, { cause: closed }));
+          reject(new AgentSyncError(`guest agent synchronisation failed: ${closed.message}`, { cause: closed }));
           return;
         }
         const reply = agentReplySchema.safeParse(line);
@@ -265,22 +267,34 @@ export class GuestAgentClient {
       this.#discarding = false;
       data = data.subarray(end + 1);
     }
-    this.#rest = this.#rest.length === 0 ? data : Buffer.concat([this.#rest, data]);
-    const delim = this.#rest.lastIndexOf(DELIMITER);
-    if (delim >= 0) this.#rest = this.#rest.subarray(delim + 1);
-    let nl = this.#rest.indexOf(NEWLINE);
-    while (nl >= 0) {
-      const line = nl > this.#maxLineBytes ? undefined : this.#rest.subarray(0, nl).toString('utf8').trim();
-      this.#rest = this.#rest.subarray(nl + 1);
+    // A 0xFF (the agent's answer to our resync byte) discards everything before it.
+    const delim = data.lastIndexOf(DELIMITER);
+    if (delim >= 0) {
+      this.#dropPartial();
+      data = data.subarray(delim + 1);
+    }
+    for (let nl = data.indexOf(NEWLINE); nl >= 0; nl = data.indexOf(NEWLINE)) {
+      const length = this.#partialBytes + nl;
+      const line = length > this.#maxLineBytes ? undefined : Buffer.concat([...this.#partial, data.subarray(0, nl)]).toString('utf8').trim();
+      this.#dropPartial();
+      data = data.subarray(nl + 1);
       if (line === undefined) this.#lineTooLong();
       else if (line !== '') this.#deliver(line);
-      nl = this.#rest.indexOf(NEWLINE);
     }
-    if (this.#rest.length > this.#maxLineBytes) {
-      this.#rest = Buffer.alloc(0);
+    if (data.length === 0) return;
+    if (this.#partialBytes + data.length > this.#maxLineBytes) {
+      this.#dropPartial();
       this.#discarding = true;
       this.#lineTooLong();
+      return;
     }
+    this.#partial.push(data);
+    this.#partialBytes += data.length;
+  }
+
+  #dropPartial(): void {
+    this.#partial = [];
+    this.#partialBytes = 0;
   }
 
   get #maxLineBytes(): number {
@@ -290,7 +304,8 @@ export class GuestAgentClient {
   #lineTooLong(): void {
     this.#linesTooLong++;
     const err = new AgentLineTooLongError(this.#maxLineBytes);
-    this.#log.warn({ err }, 'overlong guest agent line dropped');
+    // At debug: a guest sending without end must not flood the log (the monitor warns once).
+    this.#log.debug({ err, count: this.#linesTooLong }, 'overlong guest agent line dropped');
     const waiter = this.#waiter;
     if (waiter !== undefined) waiter(undefined, err);
   }
@@ -314,7 +329,7 @@ export class GuestAgentClient {
     if (this.#closedError !== undefined || this.#socket === undefined) return;
     this.#closedError = reason;
     this.#socket.destroy();
-    this.#rest = Buffer.alloc(0);
+    this.#dropPartial();
     this.#discarding = false;
     const waiter = this.#waiter;
     this.#waiter = undefined;

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { GUEST_REPORT_LIMITS } from '../api/guest-report-bounds.ts';
 import { guestAgentStatus, guestStatus } from '../supervisor/guest-status.ts';
 import { GuestAgentClient } from './client.ts';
-import { AgentLineTooLongError } from './errors.ts';
+import { AgentLineTooLongError, AgentSyncError } from './errors.ts';
 import { GuestAgentMonitor } from './monitor.ts';
 
 const logger = pino({ level: 'silent' });
@@ -156,3 +156,23 @@ void test('reports beyond any real guest reach the status only within GUEST_REPO
   const bytes = Buffer.byteLength(JSON.stringify({ guest, agent }));
   assert.ok(bytes < 64 * 1024, `the guest section is ${bytes} bytes`);
 });
+
+void test('an agent that floods instead of answering the sync fails the connect at once, not at the sync timeout', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-qga-flood-'));
+  const sockPath = path.join(dir, 'qga.sock');
+  const server = net.createServer((sock) => {
+    sock.on('error', () => undefined);
+    void endlessLine(sock, 64 * 1024 * 1024);
+  });
+  await new Promise<void>((resolve) => server.listen(sockPath, resolve));
+  t.after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const client = new GuestAgentClient({ path: sockPath, logger, maxLineBytes: 64 * 1024, syncTimeoutMs: 20_000 });
+  const started = Date.now();
+  await assert.rejects(client.connect(), (err: unknown) => err instanceof AgentSyncError && err.cause instanceof AgentLineTooLongError);
+  assert.ok(Date.now() - started < 5000, `the sync took ${Date.now() - started} ms to give up`);
+  assert.equal(client.connected, false);
+});
+

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { GuestAgentClient } from './client.ts';
+import { AgentLineTooLongError } from './errors.ts';
 import type { GuestNetworkInterfaces, GuestOsInfo } from './messages.ts';
 
 export interface GuestSnapshot {
@@ -40,6 +41,8 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
   #snapshot: GuestSnapshot = { connected: false };
   #now: () => Date;
   #held = false;
+  /** Whether the agent's overlong lines have been reported since it last connected. */
+  #floodReported = false;
 
   constructor(options: AgentMonitorOptions) {
     super();
@@ -98,10 +101,14 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
       const hostName = await client.hostName().catch(() => undefined);
       const interfaces = await client.networkInterfaces().catch(() => undefined);
       this.#log.info({ agentVersion: info.version.slice(0, 64), os: osInfo['pretty-name']?.slice(0, 128) }, 'guest agent connected');
+      this.#floodReported = false;
       this.#update({ connected: true, agentVersion: info.version, osInfo, hostName, interfaces });
       return true;
     } catch (err) {
-      this.#log.debug({ err }, 'guest agent not answering');
+      if (err instanceof Error && err.cause instanceof AgentLineTooLongError) {
+        if (!this.#floodReported) this.#log.warn({ err }, 'guest agent channel sends overlong lines; retrying');
+        this.#floodReported = true;
+      } else this.#log.debug({ err }, 'guest agent not answering');
       client.close();
       return false;
     }
