@@ -53,9 +53,15 @@ export interface MigrationObjectWriter {
   promote(pod: Pod): Promise<void>;
 }
 
+/** What the controller asks of the two launchers (MigrationLaunchers in production). */
+export type MigrationLauncherPort = Pick<
+  MigrationLaunchers,
+  'baseUrl' | 'cancelSource' | 'follow' | 'forget' | 'incoming' | 'latestProgress' | 'launcherStatus' | 'prepareIncoming' | 'sourceFacts' | 'startSource' | 'targetFacts'
+>;
+
 export interface MigrationControllerDeps {
   caches: MigrationCaches;
-  launchers: MigrationLaunchers;
+  launchers: MigrationLauncherPort;
   objects: Pick<LauncherObjects, 'createLauncher' | 'deletePod' | 'deleteTargetSecret'>;
   writer: MigrationObjectWriter;
   statusWriter: MigrationStatusWriter;
