@@ -3,7 +3,9 @@
 // with neither auto-converge nor post-copy and a tight completion timeout the
 // migration fails cleanly and the VM keeps running on its source; with auto-converge
 // it converges; with post-copy it converges by switching over. The counter never
-// resets along the chain source → target → target.
+// resets along the chain source → target → target. A guest kernel that crashed on
+// any console (a migration that lost guest writes, ADR 0053) fails the suite with the
+// kernel's last words.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -20,6 +22,13 @@ const BANDWIDTH = 32 * 1024 * 1024;
  */
 const DIRTYING_USER_DATA = '#!/bin/sh\nexec /bin/dirty 100000 64 >/dev/console 2>&1\n';
 
+
+/** Fails with the guest kernel's last words when a launcher's console shows an oops or a panic. */
+async function assertNoKernelCrash(launcher: LauncherProcess, where: string): Promise<void> {
+  const lines = (await launcher.serial()).split(/\r?\n/);
+  const at = lines.findIndex((l) => /Kernel panic|kernel BUG|BUG: |Oops|general protection fault|list_(add|del) corruption/.test(l));
+  assert.equal(at, -1, `${where}: the guest kernel crashed on ${launcher.name}:\n${lines.slice(Math.max(0, at - 2), at + 40).join('\n')}`);
+}
 
 async function migrate(
   source: LauncherProcess,
@@ -87,7 +96,10 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     t.diagnostic(`auto-converge: ${result.iterations} iterations, total ${result.totalTimeMs} ms, downtime ${result.downtimeMs} ms`);
     assert.equal((await first.exited).code, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
-    assertCounterContinues([...(await first.counters()), ...(await waitForCounter(target, 5, 60_000))], bootId, 'source then target');
+    const records = await waitForCounter(target, 5, 60_000);
+    await assertNoKernelCrash(first, 'auto-converge');
+    await assertNoKernelCrash(target, 'auto-converge');
+    assertCounterContinues([...(await first.counters()), ...records], bootId, 'source then target');
     current = target;
   });
 
@@ -107,8 +119,11 @@ void test('a memory-dirtying guest: timeout without help, convergence by auto-co
     t.diagnostic(`post-copy: ${result.iterations} iterations, total ${result.totalTimeMs} ms, pause ${result.guestPauseMs} ms`);
     assert.equal((await current.exited).code, 0);
     await waitForStatus(target, (s) => s.phase === 'Running', 60_000, 'Running');
+    const records = await waitForCounter(target, 5, 60_000);
+    await assertNoKernelCrash(current, 'post-copy');
+    await assertNoKernelCrash(target, 'post-copy');
     assertCounterContinues(
-      [...(await first.counters()), ...(await current.counters()), ...(await waitForCounter(target, 5, 60_000))],
+      [...(await first.counters()), ...(await current.counters()), ...records],
       bootId,
       'the whole chain',
     );
