@@ -5,7 +5,7 @@
 import { VirtualMachineMigration, type VirtualMachineMigrationInput } from '@keyvirt/crds';
 import { LauncherClient } from '@keyvirt/launcher/api';
 import type { TestCluster } from '../support/cluster.ts';
-import { TEST_RUN_LABEL, launcherPods, type Scratch } from './vm-fixtures.ts';
+import { TEST_RUN_LABEL, getVm, launcherPods, type Scratch } from './vm-fixtures.ts';
 
 export function migrationManifest(s: Scratch, name: string, vmName: string, overrides?: VirtualMachineMigrationInput['spec']['policyOverrides']): VirtualMachineMigrationInput {
   return {
@@ -35,6 +35,8 @@ export interface Sample {
   readonly running: number;
   /** Launchers holding the guest: Running, Migrating (the source while copying) or Paused. */
   readonly holding: number;
+  /** The VM's status phase. */
+  readonly vmPhase: string | undefined;
 }
 
 const HOLDING = new Set(['Running', 'Migrating', 'Paused']);
@@ -63,7 +65,8 @@ export class LauncherObserver {
         );
       }
       const phases = Object.values(launchers);
-      this.samples.push({ at: Date.now(), launchers, running: phases.filter((p) => p === 'Running').length, holding: phases.filter((p) => HOLDING.has(p)).length });
+      const vmPhase = getVm(cluster, namespace, vmName)?.status?.phase;
+      this.samples.push({ at: Date.now(), launchers, running: phases.filter((p) => p === 'Running').length, holding: phases.filter((p) => HOLDING.has(p)).length, vmPhase });
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   }
@@ -75,10 +78,17 @@ export class LauncherObserver {
   }
 }
 
-/** Violations of the invariant: two running guests at once, or no guest for two samples in a row (longer than a switch-over pause). */
+/** VM phases that would mean the VM controller stopped or restarted a VM that should run on. */
+const RESTART_PHASES = new Set(['Stopped', 'Scheduling', 'Starting', 'Stopping', 'CrashLoop', 'Failed']);
+
+/**
+ * Violations of the invariant: two running guests at once, no guest for two samples in a
+ * row (longer than a switch-over pause), or the VM seen stopping or starting anew.
+ */
 export function invariantViolations(samples: readonly Sample[]): string[] {
   const out: string[] = [];
   samples.forEach((s, i) => {
+    if (RESTART_PHASES.has(s.vmPhase ?? '')) out.push(`${new Date(s.at).toISOString()}: the VM is ${s.vmPhase ?? ''}`);
     if (s.running > 1) out.push(`${new Date(s.at).toISOString()}: two launchers run the guest: ${JSON.stringify(s.launchers)}`);
     const prev = samples[i - 1];
     if (s.holding === 0 && prev !== undefined && prev.holding === 0) out.push(`${new Date(s.at).toISOString()}: no launcher holds the guest: ${JSON.stringify(s.launchers)}`);

@@ -107,6 +107,12 @@ void describe('VirtualMachineMigration on the local cluster', { timeout: 30 * 60
     apply(cluster, migrationManifest(s, 'cancel-1', VM, SLOW));
     await waitPhase('cancel-1', ['Running']);
     await eventually('progress reported', () => ((getMigration(cluster, s.namespace, 'cancel-1')?.status?.progress?.transferredBytes ?? 0) > 0 ? true : undefined), 30_000);
+    const progressTimes = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      progressTimes.add(getMigration(cluster, s.namespace, 'cancel-1')?.status?.progress?.updateTime ?? '');
+      await new Promise((r) => setTimeout(r, 2500));
+    }
+    assert.equal(progressTimes.size, 3, `status.progress refreshed at least every 2.5 s: ${[...progressTimes].join(', ')}`);
     cluster.kubectl(['delete', 'virtualmachinemigration', 'cancel-1', '-n', s.namespace, '--wait=false']);
     await eventually('migration gone', () => (getMigration(cluster, s.namespace, 'cancel-1') === undefined ? true : undefined), 60_000);
     await eventually('target pod gone', () => (launcherPods(cluster, s.namespace, VM).length === 1 ? true : undefined), 60_000);
