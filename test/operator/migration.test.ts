@@ -196,6 +196,30 @@ void describe('VirtualMachineMigration on the local cluster', { timeout: 30 * 60
     assert.deepEqual(await bootIds(), [boot]);
   });
 
+  void it('two migrations of one VM: the second waits in Pending with the reason, then moves the VM on', async () => {
+    const start = runningOn();
+    const [boot] = await bootIds();
+    const observer = observe();
+    apply(cluster, migrationManifest(s, 'first', VM));
+    await waitPhase('first', ['Scheduling', 'PreparingTarget', 'TargetReady', 'Running']);
+    apply(cluster, migrationManifest(s, 'second', VM));
+    const waiting = await eventually('second waiting', () => {
+      const m = getMigration(cluster, s.namespace, 'second');
+      return m?.status?.phase === 'Pending' && m.status.conditions?.some((c) => c.reason === 'AnotherMigrationInProgress') === true ? m : undefined;
+    }, 30_000, 250);
+    assert.match(waiting.status?.conditions?.[0]?.message ?? '', /migration first of this VM has not finished/);
+    assert.equal(await waitPhase('first', ['Succeeded', 'Failed', 'Cancelled']), 'Succeeded');
+    assert.equal(await waitPhase('second', ['Succeeded', 'Failed', 'Cancelled']), 'Succeeded');
+    await eventually('one launcher pod left', () => (launcherPods(cluster, s.namespace, VM).length === 1 ? true : undefined), 60_000);
+    assert.deepEqual(invariantViolations(await observer.stop()), []);
+    const end = runningOn();
+    const [first, second] = [getMigration(cluster, s.namespace, 'first'), getMigration(cluster, s.namespace, 'second')];
+    assert.equal(first?.status?.sourceNode, start.node);
+    assert.equal(second?.status?.sourceNode, first?.status?.targetNode, 'the second started where the first ended');
+    assert.equal(end.pod, second?.status?.targetPod);
+    assert.deepEqual(await bootIds(), [boot]);
+  });
+
   void it('a VM that cannot live-migrate: its migration fails at once with the reason', async () => {
     const pv = `${s.namespace}-rwo-data`;
     await mkdir(path.join(s.dir, 'rwo-data'), { recursive: true });
