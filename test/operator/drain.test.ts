@@ -5,6 +5,8 @@
 // budgets refuse the evictions); the fourth shuts down and starts again elsewhere;
 // uncordoning brings nothing back.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
@@ -12,6 +14,16 @@ import { eventually } from '../support/cluster.ts';
 import { readDiskRecords } from '../support/guest.ts';
 import { currentBoot, drainNode, type DrainScenario, evacuationMigrations, guestUp, podsOnNode, startDrainScenario } from './drain-scenario.ts';
 import { eventsFor, getVm, launcherPods, waitVm } from './vm-fixtures.ts';
+
+const launcherLogLine = z.object({ msg: z.string(), signal: z.string().optional(), reason: z.string().optional(), message: z.string().optional() });
+
+function jsonOrUndefined(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+}
 
 const pdbList = z.object({
   items: z.array(
@@ -65,6 +77,8 @@ void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { tim
 
   void it('kubectl drain completes: LiveMigrate VMs keep their boot on other nodes, the Shutdown VM restarts elsewhere', async () => {
     const { cluster, s, source } = sc;
+    const downPod = launcherPods(cluster, s.namespace, 'down-1')[0];
+    assert.ok(downPod);
     const drain = await drainNode(cluster, source, 900);
     assert.equal(drain.exitCode, 0, `kubectl drain failed after ${String(drain.ms)} ms:\n${drain.output}`);
     assert.match(drain.output, /disruption budget/, 'the drain met the budgets: evictions of LiveMigrate launchers were refused until the migrations moved them');
@@ -113,6 +127,16 @@ void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { tim
       return b.bootId !== downBefore.bootId && b.maxN > 3 ? b : undefined;
     }, 120_000);
     assert.notEqual(fresh.bootId, downBefore.bootId, 'the Shutdown VM was stopped and started again');
+    // The evicted launcher shut the guest down through ACPI on SIGTERM (its log stays on the node).
+    const evictedLog = (await readFile(path.join(cluster.layout.nodesDir, source, 'pods', downPod.metadata.uid, 'launcher.log'), 'utf8'))
+      .split('\n')
+      .flatMap((line) => {
+        const parsed = launcherLogLine.safeParse(jsonOrUndefined(line));
+        return parsed.success ? [parsed.data] : [];
+      });
+    assert.ok(evictedLog.some((l) => l.msg === 'termination requested; shutting the VM down' && l.signal === 'SIGTERM'), 'the eviction reached the launcher as SIGTERM');
+    const ended = evictedLog.find((l) => l.msg === 'vm ended');
+    assert.equal(ended?.reason, 'GuestShutdown', `a graceful guest shutdown, not a kill: ${ended?.message ?? 'no end logged'}`);
     const downEvents = eventsFor(cluster, s.namespace, down.name);
     assert.equal(downEvents.filter((e) => e.startsWith('Evacuating:')).length, 0, 'no migration for a Shutdown VM');
 
