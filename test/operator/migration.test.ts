@@ -4,8 +4,10 @@
 // disk is on a ReadWriteMany hostPath volume every node opens (docs/adr/0073).
 // Cases: success (boot id and counter continue, records after the switch on the disk,
 // the VM on the new node, one launcher pod left); cancel by deleting the object; target
-// pod killed; operator killed while the memory copy runs; a non-migratable VM. At every
-// sample of every case: never two launchers running the guest, never none.
+// pod killed; operator killed while the memory copy runs, and while the target is
+// prepared; two migrations of one VM (the second waits); a non-migratable VM. At every
+// sample of every case: never two launchers running the guest, never none, and the VM
+// never seen stopping or starting anew.
 import assert from 'node:assert/strict';
 import { copyFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
