@@ -116,7 +116,6 @@ function harness(w: World): { c: MigrationController; calls: string[]; statuses:
     settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: true },
     policies: clusterPolicySource,
     clock: new ManualClock(Date.parse('2026-01-01T00:01:00Z')),
-    ownsAllVms: true,
   });
   return { c, calls, statuses };
 }

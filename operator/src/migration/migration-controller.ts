@@ -33,6 +33,7 @@ const PENDING_RETRY_MS = 10_000;
 const SCHEDULING_TIMEOUT_MS = 5 * 60_000;
 const TARGET_START_TIMEOUT_MS = 5 * 60_000;
 const TARGET_POD_APPEAR_MS = 30_000;
+const VM_APPEAR_MS = 30_000;
 
 export interface MigrationCaches {
   migration(key: string): VirtualMachineMigration | undefined;
@@ -70,11 +71,6 @@ export interface MigrationControllerDeps {
   settings: LauncherSettings;
   policies: MigrationPolicySource;
   clock: Clock;
-  /**
-   * The VM cache holds every VM (no VM selector): a migration of a VM it lacks fails.
-   * With a selector, such a migration belongs to another operator and is left alone.
-   */
-  ownsAllVms: boolean;
 }
 
 /** One reconcile's view. */
@@ -109,18 +105,16 @@ export class MigrationController implements Reconciler {
       this.#d.launchers.forget(key);
       return {};
     }
-    const s = this.#scope(ctx, key, m);
-    return s === undefined ? {} : this.#step(s);
+    return this.#step(this.#scope(ctx, key, m));
   }
 
-  /** What one reconcile sees; undefined when the migration belongs to another operator. */
-  #scope(ctx: ReconcileContext, key: string, m: VirtualMachineMigration): Scope | undefined {
+  /** What one reconcile sees. */
+  #scope(ctx: ReconcileContext, key: string, m: VirtualMachineMigration): Scope {
     const status = this.#d.statusWriter.current(m);
     const ns = m.metadata.namespace;
     const vm = this.#d.caches.vm(keyOf({ namespace: ns, name: m.spec.vmName }));
-    // With a VM selector, a VM this operator does not see belongs to another operator, and so does its
-    // migration — except the clean-up of a migration that has ended, which is the same whoever does it.
-    if (vm === undefined && !this.#d.ownsAllVms && !isFinal(status?.phase)) return undefined;
+    // Operators sharing a cluster by VM selector see only the migrations labelled like their VMs, so a
+    // migration in this cache is this operator's, and a VM missing from its cache does not exist.
     const targetName = migrationTargetPodName(m.spec.vmName, m.metadata.uid ?? '');
     return {
       ctx,
@@ -200,25 +194,28 @@ export class MigrationController implements Reconciler {
 
   async #pending(s: Scope): Promise<ReconcileResult> {
     const { m, vm } = s;
-    const selection = vm === undefined ? undefined : selectLauncher(vm, this.#d.caches.podsOfVm(vm));
-    const launcher = selection?.state.kind === 'active' && !selection.handOver ? selection.pod : undefined;
+    if (vm === undefined) {
+      // The VM and the migration reach their caches through two informers: a VM applied with
+      // its migration may not be in the cache yet.
+      if (s.now - Date.parse(m.metadata.creationTimestamp ?? '') < VM_APPEAR_MS) return { requeueAfterMs: POLL_MS * 2 };
+      return this.#end(s, 'Failed', 'VMNotFound', 'the VirtualMachine does not exist');
+    }
+    const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm));
+    const launcher = selection.state.kind === 'active' && !selection.handOver ? selection.pod : undefined;
     const others = this.#d.caches.migrations().filter((o) => o.metadata.uid !== m.metadata.uid);
-    const earlier = earlierMigrationOf(m, others);
     const running = others.filter((o) => ACTIVE_PHASES.includes(o.status?.phase ?? 'Pending')).map((o) => ({ sourceNode: o.status?.sourceNode ?? '' }));
     const sourceNode = launcher?.spec.nodeName ?? '';
-    const resolved = vm === undefined ? undefined : this.#resolve(s, vm);
-    const admission = resolved === undefined ? { admitted: true as const } : this.#d.policies.admit({ sourceNode }, running, resolved.limits);
-    const liveMigratable = vm?.status?.conditions?.find((c) => c.type === 'LiveMigratable');
+    const resolved = this.#resolve(s, vm);
     const verdict = pendingVerdict(
-      vm === undefined ? undefined : { deleting: false, phase: vm.status?.phase, liveMigratable, launcherActive: launcher !== undefined },
-      earlier?.metadata.name,
-      admission,
+      { deleting: false, phase: vm.status?.phase, liveMigratable: vm.status?.conditions?.find((c) => c.type === 'LiveMigratable'), launcherActive: launcher !== undefined },
+      earlierMigrationOf(m, others)?.metadata.name,
+      this.#d.policies.admit({ sourceNode }, running, resolved.limits),
     );
     if (verdict.kind === 'fail') return this.#end(s, 'Failed', verdict.reason, verdict.message);
     if (verdict.kind === 'wait') return this.#wait(s, verdict.reason, verdict.message, PENDING_RETRY_MS);
     await this.#write(
       s,
-      this.#moving(s, 'Scheduling', { sourcePod: launcher?.metadata.name, sourceNode, ...(resolved?.policyName === undefined ? {} : { policyName: resolved.policyName }) }, 'Scheduling', 'choosing a target node'),
+      this.#moving(s, 'Scheduling', { sourcePod: launcher?.metadata.name, sourceNode, ...(resolved.policyName === undefined ? {} : { policyName: resolved.policyName }) }, 'Scheduling', 'choosing a target node'),
     );
     return {};
   }

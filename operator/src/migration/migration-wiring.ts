@@ -103,7 +103,6 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
     settings: w.settings,
     policies: w.policies ?? clusterPolicySource,
     clock: w.clock,
-    ownsAllVms: selector === undefined,
   });
   const c = new Controller({ name: 'virtualmachinemigration', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });
   ref.controller = c;
