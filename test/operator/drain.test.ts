@@ -3,7 +3,8 @@
 // QEMU on throwaway simulated nodes). The drain completes; the three keep their boot
 // ids on other nodes (live-migrated by evacuation migrations while their disruption
 // budgets refuse the evictions); the fourth shuts down and starts again elsewhere;
-// uncordoning brings nothing back.
+// uncordoning brings nothing back; a `keyvirt.io/drain` taint moves LiveMigrate VMs
+// off a node without cordoning it.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -157,5 +158,37 @@ void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { tim
     }
     assert.equal(evacuationMigrations(cluster, s.namespace, source).length, 3, 'no new migration');
     assert.deepEqual(podsOnNode(cluster, source), []);
+  });
+
+  void it('a keyvirt.io/drain taint moves the LiveMigrate VMs off a node without cordoning it or evicting anything', async () => {
+    const { cluster, s } = sc;
+    const nodeOf = (name: string): string => getVm(cluster, s.namespace, name)?.status?.nodeName ?? '';
+    const live = sc.vms.filter((v) => v.eviction === 'LiveMigrate');
+    const counts = sc.targets.map((t) => ({ t, n: live.filter((v) => nodeOf(v.name) === t).length })).sort((a, b) => b.n - a.n);
+    const node = counts[0]?.t ?? '';
+    const leaving = live.filter((v) => nodeOf(v.name) === node);
+    assert.ok(leaving.length > 0, 'a target node runs LiveMigrate VMs');
+    const stayingPods = sc.vms
+      .filter((v) => v.eviction === 'Shutdown' && nodeOf(v.name) === node)
+      .map((v) => ({ name: v.name, uid: launcherPods(cluster, s.namespace, v.name)[0]?.metadata.uid }));
+    cluster.kubectl(['taint', 'node', node, 'keyvirt.io/drain=maintenance:NoSchedule']);
+    try {
+      for (const vm of leaving) {
+        const before = boots.get(vm.name);
+        assert.ok(before);
+        await waitVm(cluster, { namespace: s.namespace, name: vm.name }, `leaving the tainted ${node}`, (v) => guestUp(v) && v.status?.nodeName !== node, 300_000);
+        const others = (await readDiskRecords(vm.image)).filter((r) => r.bootId !== before.bootId);
+        assert.deepEqual([...new Set(others.map((r) => r.bootId))], [], `${vm.name} kept its boot`);
+      }
+      const migrations = evacuationMigrations(cluster, s.namespace, node);
+      assert.deepEqual(migrations.map((m) => m.spec.vmName).sort(), leaving.map((v) => v.name).sort());
+      assert.ok(migrations.every((m) => m.status?.phase === 'Succeeded'));
+      assert.equal(cluster.kubectl(['get', 'node', node, '-o', 'jsonpath={.spec.unschedulable}']), '', 'the taint does not cordon the node');
+      for (const p of stayingPods) {
+        assert.equal(launcherPods(cluster, s.namespace, p.name)[0]?.metadata.uid, p.uid, `${p.name} (Shutdown) is not touched: nothing evicts it`);
+      }
+    } finally {
+      cluster.kubectl(['taint', 'node', node, 'keyvirt.io/drain-']);
+    }
   });
 });
