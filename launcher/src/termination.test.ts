@@ -11,6 +11,7 @@ const silent = pino({ level: 'silent' });
 
 class FakeVm implements TerminatingVm {
   phase: LauncherPhase = 'Running';
+  qemuAlive = false;
   readonly calls: string[] = [];
   refuseShutdown = false;
   shutdown(gracePeriodMs: number): Promise<void> {
@@ -109,6 +110,22 @@ describe('terminate', () => {
     const m = migrations(vm, { ...result('Failed', false, true), reason: 'QemuFailed', message: 'post-copy interrupted' }, true);
     await terminateIn30s(vm, m);
     assert.deepEqual(vm.calls, ['powerOff MigrationFailed Failed']);
+  });
+
+  it('a late SIGTERM after a post-copy failure ends the stopped source QEMU, never shuts the guest down here', async () => {
+    const vm = new FakeVm();
+    vm.phase = 'Failed';
+    vm.qemuAlive = true;
+    const ended = { ...result('Failed', false, true), reason: 'PostCopyFailed' as const };
+    await terminateIn30s(vm, { outgoing: { result: ended, cancel: () => false }, settled: () => Promise.resolve(ended) });
+    assert.deepEqual(vm.calls, ['powerOff PostCopyFailed Failed']);
+  });
+
+  it('does nothing for a VM whose QEMU is gone', async () => {
+    const vm = new FakeVm();
+    vm.phase = 'Failed';
+    await terminateIn30s(vm, { outgoing: undefined, settled: () => Promise.resolve(undefined) });
+    assert.deepEqual(vm.calls, []);
   });
 
   it('does nothing more when the migration completed before it could be cancelled', async () => {
