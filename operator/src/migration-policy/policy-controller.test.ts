@@ -4,6 +4,7 @@ import { MigrationPolicy, VirtualMachine, type MigrationPolicyStatus } from '@ke
 import { pino } from 'pino';
 import { KubeApiError } from '../runtime/kube-client.ts';
 import { ManualClock } from '../runtime/manual-clock.ts';
+import type { JsonPatchOp } from '../runtime/status-patch.ts';
 import { MigrationPolicyController, type PolicyCaches } from './policy-controller.ts';
 
 const ctx = { signal: new AbortController().signal, log: pino({ level: 'silent' }), reconcileId: 'r' };
@@ -76,5 +77,72 @@ void describe('MigrationPolicyController', () => {
       clock: new ManualClock(0),
     });
     assert.deepEqual(await failing.reconcile(ctx, 'web'), {});
+  });
+});
+
+/** One policy on a fake API server with its optimistic concurrency: every write bumps resourceVersion; a stale precondition is 409. */
+class PolicyObject {
+  resourceVersion = 20;
+  status: MigrationPolicyStatus | undefined;
+  readonly preconditions: (string | undefined)[] = [];
+
+  patch(path: string, body: unknown): Promise<unknown> {
+    const ops = body as JsonPatchOp[];
+    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
+    this.preconditions.push(wanted);
+    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
+      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
+    }
+    this.status = ops.find((o) => o.path === '/status')?.value as MigrationPolicyStatus;
+    this.resourceVersion++;
+    return Promise.resolve({ metadata: { name: 'web', resourceVersion: String(this.resourceVersion) } });
+  }
+
+  /** The policy as an informer cache would hold it right now. */
+  cached(): MigrationPolicy {
+    return MigrationPolicy.parse({
+      apiVersion: 'keyvirt.io/v1alpha1',
+      kind: 'MigrationPolicy',
+      metadata: { name: 'web', uid: 'u1', generation: 1, resourceVersion: String(this.resourceVersion) },
+      spec: { selectors: { virtualMachineSelector: { matchLabels: { app: 'web' } } } },
+      ...(this.status === undefined ? {} : { status: this.status }),
+    });
+  }
+}
+
+void describe('MigrationPolicyController status writes (optimistic concurrency)', () => {
+  function guarded(api: PolicyObject): { controller: MigrationPolicyController; world: { policy: MigrationPolicy; vms: VirtualMachine[] } } {
+    const world = { policy: api.cached(), vms: [vm('a', { app: 'web' })] };
+    const caches: PolicyCaches = {
+      policy: (name) => (name === 'web' ? world.policy : undefined),
+      policies: () => [world.policy],
+      vms: () => world.vms,
+      namespace: () => undefined,
+    };
+    return { controller: new MigrationPolicyController({ caches, client: api, clock: new ManualClock(Date.parse('2026-01-01T00:00:00Z')) }), world };
+  }
+
+  void it('guards each write with the version it was computed from, its own unseen write included', async () => {
+    const api = new PolicyObject();
+    const { controller, world } = guarded(api);
+    await controller.reconcile(ctx, 'web');
+    // The cache still shows version 20; a second VM changes the count: the write names the version the first one answered with.
+    world.vms = [...world.vms, vm('c', { app: 'web' })];
+    await controller.reconcile(ctx, 'web');
+    assert.deepEqual(api.preconditions, ['20', '21']);
+    assert.equal(api.status?.matchedVirtualMachines, 2);
+  });
+
+  void it('a status computed from a stale view gets 409, leaves the newer status, and goes through once retried from the cache', async () => {
+    const api = new PolicyObject();
+    const { controller, world } = guarded(api);
+    // Another writer (a deposed leader, a user) moves the object on after the cache's copy.
+    await api.patch('/status', [{ op: 'add', path: '/status', value: { matchedVirtualMachines: 7 } }]);
+    await assert.rejects(controller.reconcile(ctx, 'web'), (err: unknown) => err instanceof KubeApiError && err.statusCode === 409);
+    assert.deepEqual(api.status, { matchedVirtualMachines: 7 }, 'the newer status was not overwritten');
+    world.policy = api.cached();
+    await controller.reconcile(ctx, 'web');
+    assert.equal(api.status?.matchedVirtualMachines, 1);
+    assert.deepEqual(api.preconditions, [undefined, '20', '21']);
   });
 });

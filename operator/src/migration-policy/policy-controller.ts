@@ -2,13 +2,16 @@
 // status — how many VMs it applies to and a Ready condition — current as VMs,
 // namespaces and other policies change. It writes status only, through the status
 // subresource, and only when it changed (what it wrote last counts until the cache
-// shows it, so a stale cache does not write twice).
+// shows it, so a stale cache does not write twice). Every write is guarded by the
+// resourceVersion it was computed from (runtime/status-patch.ts, ADR 0102): a stale
+// writer gets 409 Conflict, forgets what it wrote, and the reconcile is retried.
 import type { MigrationPolicy, MigrationPolicyStatus, VirtualMachine } from '@keyvirt/crds';
 import type { Clock } from '../runtime/clock.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { Namespace } from '../runtime/core-schemas.ts';
-import { isNotFound, type KubeClient } from '../runtime/kube-client.ts';
+import { isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { objectPath } from '../runtime/resource.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
 import { rfc3339 } from '../vm/vm-status.ts';
 import { migrationPolicyType } from './names.ts';
 import { migrationPolicyStatus } from './policy-status.ts';
@@ -30,10 +33,14 @@ function stable(status: MigrationPolicyStatus | undefined): string {
   return JSON.stringify(status ?? {});
 }
 
+function same(a: MigrationPolicyStatus | undefined, b: MigrationPolicyStatus | undefined): boolean {
+  return stable(a) === stable(b);
+}
+
 export class MigrationPolicyController implements Reconciler {
   readonly #d: PolicyControllerDeps;
-  /** What this operator last wrote per policy uid: the cache may not show it yet. */
-  readonly #written = new Map<string, MigrationPolicyStatus>();
+  /** What this operator last wrote per policy (`name/uid`): the cache may not show it yet. */
+  readonly #written = new Map<string, WrittenStatus<MigrationPolicyStatus>>();
 
   constructor(deps: PolicyControllerDeps) {
     this.#d = deps;
@@ -46,9 +53,9 @@ export class MigrationPolicyController implements Reconciler {
       return {};
     }
     const id = `${key}/${policy.metadata.uid ?? ''}`;
-    const written = this.#written.get(id);
-    if (written !== undefined && stable(written) === stable(policy.status)) this.#written.delete(id);
-    const previous = this.#written.get(id) ?? policy.status;
+    const fresh = freshestStatus({ status: policy.status, resourceVersion: policy.metadata.resourceVersion }, this.#written.get(id), same);
+    if (fresh.written === undefined) this.#written.delete(id);
+    const previous = fresh.status;
     const next = migrationPolicyStatus({
       policy,
       vms: this.#d.caches.vms(),
@@ -57,14 +64,19 @@ export class MigrationPolicyController implements Reconciler {
       previous,
       now: rfc3339(this.#d.clock.now()),
     });
-    if (stable(previous) === stable(next)) return {};
+    if (same(previous, next)) return {};
+    let answer: unknown;
     try {
-      await this.#d.client.patch(objectPath(migrationPolicyType, { name: key }, 'status'), [{ op: 'add', path: '/status', value: next }], 'json');
+      answer = await this.#d.client.patch(objectPath(migrationPolicyType, { name: key }, 'status'), guardedStatusPatch(next, fresh.resourceVersion), 'json');
     } catch (err) {
       if (isNotFound(err)) return {};
+      if (isConflict(err)) {
+        this.#written.delete(id);
+        ctx.log.info({ resourceVersion: fresh.resourceVersion }, 'migration policy status write conflicted; retrying from fresh state');
+      }
       throw err;
     }
-    this.#written.set(id, next);
+    this.#written.set(id, { status: next, resourceVersion: resourceVersionOf(answer) });
     ctx.log.info({ matchedVirtualMachines: next.matchedVirtualMachines }, 'migration policy status written');
     return {};
   }

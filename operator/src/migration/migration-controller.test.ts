@@ -4,10 +4,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { VirtualMachine, VirtualMachineMigration, type VirtualMachineMigrationStatus } from '@keyvirt/crds';
-import type { IncomingMigrationStatus } from '@keyvirt/launcher/api';
+import { StartMigrationRequestSchema, type IncomingMigrationStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
+import { KubeApiError } from '../runtime/kube-client.ts';
 import { ManualClock } from '../runtime/manual-clock.ts';
 import { keyOf } from '../runtime/resource.ts';
+import type { JsonPatchOp } from '../runtime/status-patch.ts';
 import { fitDecider } from '../vm/placement.ts';
 import { migrationTargetPodName } from '../vm/names.ts';
 import { MigrationController, type MigrationLauncherPort } from './migration-controller.ts';
@@ -176,5 +178,174 @@ void describe('MigrationController after an operator restart', () => {
     assert.equal(h.statuses.at(-1)?.phase, 'Failed');
     assert.equal(h.statuses.at(-1)?.failureReason, 'NotLiveMigratable: disk data is not ReadWriteMany');
     assert.ok(!h.calls.includes('createLauncher'));
+  });
+});
+
+/**
+ * Many migrations of one VM, one after the other, through a fake API server with
+ * resourceVersions and a cache that catches up only when told. Three endings: a success
+ * the cache catches up with; a migration deleted outright while the source had not
+ * started (credentials minted, never handed over); one that fails and is deleted before
+ * the cache shows its final status.
+ */
+void describe('MigrationController memory across many migrations', () => {
+  const N = 12;
+  const STATUS_PATH = /\/namespaces\/prod\/virtualmachinemigrations\/([^/]+)\/status$/;
+
+  interface Stored {
+    uid: string;
+    rv: number;
+    status: VirtualMachineMigrationStatus | undefined;
+  }
+
+  void it('per-migration state (statuses, credentials, source streams) is released when a migration ends or is gone', async () => {
+    const api = new Map<string, Stored>();
+    const cache = new Map<string, VirtualMachineMigration>();
+    const pods = new Map<string, Pod>([['prod/launcher-web-1', pod('launcher-web-1', 'Running', false)]]);
+    const incoming = new Map<string, IncomingMigrationStatus>();
+    const source = new Map<string, SourceFacts>();
+    const startFails = new Set<string>();
+    const streams = new Set<string>();
+    const calls: string[] = [];
+    const catchUp = (name: string): void => {
+      const o = api.get(name);
+      if (o === undefined) return;
+      cache.set(
+        `prod/${name}`,
+        VirtualMachineMigration.parse({
+          apiVersion: 'keyvirt.io/v1alpha1',
+          kind: 'VirtualMachineMigration',
+          metadata: { name, namespace: 'prod', uid: o.uid, resourceVersion: String(o.rv), finalizers: ['keyvirt.io/migration-cleanup'], creationTimestamp: '2026-01-01T00:00:00Z' },
+          spec: { vmName: 'web-1' },
+          ...(o.status === undefined ? {} : { status: o.status }),
+        }),
+      );
+    };
+    const client = {
+      patch: (path: string, body: unknown): Promise<unknown> => {
+        const name = STATUS_PATH.exec(path)?.[1] ?? '';
+        const o = api.get(name);
+        const ops = body as JsonPatchOp[];
+        const wanted = ops.find((op) => op.path === '/metadata/resourceVersion')?.value;
+        if (o === undefined) return Promise.reject(new KubeApiError(404, 'NotFound', 'gone', { method: 'PATCH', path }));
+        if (wanted !== String(o.rv)) return Promise.reject(new KubeApiError(409, 'Conflict', 'modified', { method: 'PATCH', path }));
+        o.status = ops.find((op) => op.path === '/status')?.value as VirtualMachineMigrationStatus;
+        o.rv++;
+        calls.push(`status ${name} ${o.status.phase ?? ''}`);
+        return Promise.resolve({ metadata: { resourceVersion: String(o.rv) } });
+      },
+    };
+    const launchers: MigrationLauncherPort = {
+      baseUrl: () => Promise.resolve('http://10.0.0.2:8443'),
+      cancelSource: () => Promise.resolve(true),
+      follow: (key) => void streams.add(key),
+      forget: (key) => {
+        calls.push(`forget ${key}`);
+        streams.delete(key);
+      },
+      incoming: (target) => Promise.resolve(incoming.get(target.metadata.name)),
+      latestProgress: () => undefined,
+      launcherStatus: () =>
+        Promise.resolve({
+          phase: 'WaitingForMigration',
+          accelerator: 'tcg',
+          qemu: {},
+          guestAgent: { connected: false },
+          guest: { interfaces: [] },
+          disks: [],
+          timestamps: { launcherStartedAt: '2026-01-01T00:00:00Z', phaseTransitionAt: '2026-01-01T00:00:00Z' },
+        }),
+      prepareIncoming: (target) => {
+        const listening: IncomingMigrationStatus = { phase: 'Listening', host: '10.0.0.2', port: 49152, postCopy: false, resumedAtMicros: null };
+        incoming.set(target.metadata.name, listening);
+        return Promise.resolve(listening);
+      },
+      sourceFacts: (key) => Promise.resolve(source.get(key) ?? { kind: 'none' }),
+      startSource: (_pod, request) => {
+        const started = StartMigrationRequestSchema.parse(request);
+        const id = started.migrationId ?? '';
+        if (startFails.has(id)) return Promise.reject(new Error('connect ECONNRESET'));
+        return Promise.resolve({ migrationId: id, target: started.target, policy: started.policy, progress: null, result: null });
+      },
+      targetFacts: () => Promise.resolve({ kind: 'incoming', phase: 'Receiving' }),
+    };
+    const c = new MigrationController({
+      caches: {
+        migration: (k) => cache.get(k),
+        migrations: () => [...cache.values()],
+        vm: () => vm,
+        pod: (k) => pods.get(k),
+        podsOfVm: () => [...pods.values()],
+        nodes: () => [],
+        pods: () => [...pods.values()],
+        policies: () => [],
+        namespaceLabels: () => ({}),
+      },
+      launchers,
+      objects: {
+        createLauncher: () => Promise.resolve(true),
+        deletePod: (ref) => Promise.resolve(void calls.push(`deletePod ${ref.name}`)),
+        deleteTargetSecret: () => Promise.resolve(),
+      },
+      writer: { patchMigration: () => Promise.resolve(), promote: () => Promise.resolve() },
+      statusWriter: new MigrationStatusWriter(client, { record: () => Promise.resolve() }),
+      placement: fitDecider,
+      disks: { storageDomain: () => undefined, claim: () => Promise.resolve(undefined) },
+      settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: true },
+      policies: clusterPolicySource,
+      clock: new ManualClock(Date.parse('2026-01-01T00:01:00Z')),
+    });
+    const gone = (name: string): void => {
+      api.delete(name);
+      cache.delete(`prod/${name}`);
+    };
+
+    for (let i = 0; i < N; i++) {
+      const name = `move-${i}`;
+      const key = `prod/${name}`;
+      const uid = `uid-${i}`;
+      const target = migrationTargetPodName('web-1', uid);
+      pods.set(`prod/${target}`, { ...pod(target, 'Running', true), metadata: { ...pod(target, 'Running', true).metadata, labels: { 'keyvirt.io/vm': 'web-1', 'keyvirt.io/migration-target': uid } } });
+      api.set(name, { uid, rv: 1, status: { ...base, targetPod: target, phase: 'PreparingTarget' } });
+      catchUp(name);
+      const ending = i % 3;
+      if (ending !== 0) startFails.add(uid);
+
+      // The target listens with freshly minted credentials; the source is asked to start.
+      if (ending === 0) {
+        await c.reconcile(ctx, key);
+        assert.equal(api.get(name)?.status?.phase, 'Running');
+        assert.ok(streams.has(key), 'the source stream is followed');
+        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0 }, 'the source holds the credentials now');
+        catchUp(name);
+        source.set(key, {
+          kind: 'ended',
+          result: { migrationId: uid, phase: 'Succeeded', totalTimeMs: 400, downtimeMs: 20, setupTimeMs: 2, guestPauseMs: 25, sourceStoppedAtMicros: null, targetResumedAtMicros: null, transferredBytes: 1, iterations: 2, postCopy: false, sourceRunning: false },
+        });
+        await c.reconcile(ctx, key);
+        assert.equal(api.get(name)?.status?.phase, 'Succeeded');
+        assert.equal(api.get(name)?.status?.downtimeMs, 20, 'the final status carries the end figures');
+        assert.ok(calls.indexOf(`forget ${key}`) > calls.indexOf(`status ${name} Succeeded`), 'the stream is released after the final status is written');
+        assert.equal(c.inMemory().statuses, 1, 'the final status is remembered until the cache shows it');
+        catchUp(name);
+        await c.reconcile(ctx, key);
+      } else {
+        await assert.rejects(c.reconcile(ctx, key), /ECONNRESET/);
+        assert.equal(api.get(name)?.status?.phase, 'TargetReady');
+        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 1 });
+        if (ending === 2) {
+          // The target dies; the cache has not shown TargetReady yet: the end is written on top of the operator's own write.
+          pods.set(`prod/${target}`, pod(target, 'Failed', true));
+          await c.reconcile(ctx, key);
+          assert.equal(api.get(name)?.status?.phase, 'Failed');
+          assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0 });
+        }
+        gone(name);
+        await c.reconcile(ctx, key);
+      }
+      pods.delete(`prod/${target}`);
+      assert.deepEqual(c.inMemory(), { statuses: 0, credentials: 0 }, `after ${name}`);
+      assert.equal(streams.size, 0, `after ${name}`);
+    }
   });
 });

@@ -7,6 +7,7 @@
 import type { MigrationPolicy, VirtualMachine, VirtualMachineMigration, VirtualMachineMigrationStatus } from '@keyvirt/crds';
 import { LauncherHttpError, type MigrationResult } from '@keyvirt/launcher/api';
 import type { Clock } from '../runtime/clock.ts';
+import { isConflict } from '../runtime/kube-client.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 import { keyOf } from '../runtime/resource.ts';
@@ -90,19 +91,28 @@ interface Scope {
 export class MigrationController implements Reconciler {
   readonly #d: MigrationControllerDeps;
   /**
-   * TLS credentials per migration uid, between preparing the target and starting the
-   * source only: they live in memory and in the two requests, never in the API (ADR 0081).
+   * TLS credentials per migration key (and the uid they were minted for), between
+   * preparing the target and starting the source only: they live in memory and in the
+   * two requests, never in the API (ADR 0081). Dropped when the source has them, when
+   * the migration ends, and when it is gone.
    */
-  readonly #credentials = new Map<string, MigrationCredentials>();
+  readonly #credentials = new Map<string, { uid: string; credentials: MigrationCredentials }>();
 
   constructor(deps: MigrationControllerDeps) {
     this.#d = deps;
+  }
+
+  /** Per-migration state held in memory (what must not grow with every migration ever seen). */
+  inMemory(): { statuses: number; credentials: number } {
+    return { statuses: this.#d.statusWriter.remembered, credentials: this.#credentials.size };
   }
 
   async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
     const m = this.#d.caches.migration(key);
     if (m === undefined) {
       this.#d.launchers.forget(key);
+      this.#d.statusWriter.forget(key);
+      this.#credentials.delete(key);
       return {};
     }
     return this.#step(this.#scope(ctx, key, m));
@@ -274,7 +284,7 @@ export class MigrationController implements Reconciler {
         const policy = this.#policy(s, vm);
         const uid = s.m.metadata.uid ?? '';
         const credentials = await mintMigrationCredentials({ vmNamespace: s.m.metadata.namespace ?? '', vmName: vm.metadata.name, migrationUid: uid, targetHost: podIP });
-        this.#credentials.set(uid, credentials);
+        this.#credentials.set(s.key, { uid, credentials });
         incoming = await this.#d.launchers.prepareIncoming(target, {
           address: podIP,
           postCopy: policy.postCopy,
@@ -285,6 +295,7 @@ export class MigrationController implements Reconciler {
       await this.#write(s, this.#moving(s, 'TargetReady', {}, 'TargetReady', `the target listens on ${incoming.host}:${incoming.port}${notice === undefined ? '' : `; ${notice}`}`));
       if (notice !== undefined) await this.#d.statusWriter.notice(s.m, 'PostCopyUnavailable', notice);
     } catch (err) {
+      if (isConflict(err)) throw err;
       s.ctx.log.debug({ err }, 'target launcher not ready yet');
       return { requeueAfterMs: POLL_MS };
     }
@@ -372,7 +383,8 @@ export class MigrationController implements Reconciler {
       if (incoming?.phase === 'Failed') return this.#end(s, 'Failed', 'TargetFailed', incoming.message ?? 'the target stopped listening');
       return { requeueAfterMs: POLL_MS };
     }
-    const credentials = this.#credentials.get(m.metadata.uid ?? '');
+    const held = this.#credentials.get(s.key);
+    const credentials = held?.uid === (m.metadata.uid ?? '') ? held.credentials : undefined;
     if (credentials === undefined) {
       return this.#end(s, 'Failed', 'CredentialsLost', 'the operator restarted after preparing the target and before starting the source; the target holds TLS credentials no one else has (create the migration again)');
     }
@@ -387,7 +399,7 @@ export class MigrationController implements Reconciler {
       if (err instanceof LauncherHttpError && (err.status === 409 || err.status === 400)) return this.#end(s, 'Failed', 'SourceRefused', err.message);
       throw err;
     }
-    this.#credentials.delete(m.metadata.uid ?? '');
+    this.#credentials.delete(s.key);
     s.ctx.log.info({ target: `${incoming.host}:${incoming.port}` }, 'migration started at the source');
     await this.#write(s, this.#moving(s, 'Running', { startTime: rfc3339(s.now), mode: 'PreCopy' }, 'Running', 'copying memory'));
     this.#d.launchers.follow(s.key, source, m.metadata.uid ?? '');
@@ -399,8 +411,9 @@ export class MigrationController implements Reconciler {
     const { m } = s;
     const requeue = await this.#removeLoser(s);
     await this.#d.objects.deleteTargetSecret({ namespace: m.metadata.namespace, name: s.targetName });
+    // The status writer keeps the final status until the cache shows it (a stale view must not run a phase again).
     this.#d.launchers.forget(s.key);
-    this.#credentials.delete(m.metadata.uid ?? '');
+    this.#credentials.delete(s.key);
     const finalizers = m.metadata.finalizers ?? [];
     if (finalizers.includes(MIGRATION_FINALIZER)) {
       await this.#d.writer.patchMigration(m, { metadata: { finalizers: finalizers.filter((f) => f !== MIGRATION_FINALIZER) } });

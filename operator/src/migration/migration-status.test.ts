@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { VirtualMachineMigration, type VirtualMachineMigrationStatus } from '@keyvirt/crds';
 import type { MigrationProgress } from '@keyvirt/launcher/api';
-import { progressOf, progressingCondition, resultFields, withPhase } from './migration-status.ts';
+import { pino } from 'pino';
+import { KubeApiError } from '../runtime/kube-client.ts';
+import type { JsonPatchOp } from '../runtime/status-patch.ts';
+import { MigrationStatusWriter, progressOf, progressingCondition, resultFields, withPhase } from './migration-status.ts';
 
 const MiB = 1024 * 1024;
 
@@ -81,5 +85,94 @@ void describe('migration status builders', () => {
     const again = progressingCondition(first, { status: 'False', reason: 'VMNotRunning', message: 'starting' }, 't2', 1);
     assert.equal(again[0]?.lastTransitionTime, 't1');
     assert.equal(progressingCondition(again, { status: 'True', reason: 'Scheduling', message: '' }, 't3', 1)[0]?.lastTransitionTime, 't3');
+  });
+});
+
+/** One migration on a fake API server with its optimistic concurrency: every write bumps resourceVersion; a stale precondition is 409. */
+class MigrationObject {
+  resourceVersion = 30;
+  status: VirtualMachineMigrationStatus | undefined;
+  readonly preconditions: (string | undefined)[] = [];
+
+  readonly uid: string;
+
+  constructor(uid = 'mig-uid') {
+    this.uid = uid;
+  }
+
+  patch(path: string, body: unknown): Promise<unknown> {
+    const ops = body as JsonPatchOp[];
+    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
+    this.preconditions.push(wanted);
+    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
+      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
+    }
+    this.status = ops.find((o) => o.path === '/status')?.value as VirtualMachineMigrationStatus;
+    this.resourceVersion++;
+    return Promise.resolve({ metadata: { resourceVersion: String(this.resourceVersion) } });
+  }
+
+  /** The migration as an informer cache would hold it right now. */
+  cached(): VirtualMachineMigration {
+    return VirtualMachineMigration.parse({
+      apiVersion: 'keyvirt.io/v1alpha1',
+      kind: 'VirtualMachineMigration',
+      metadata: { name: 'move', namespace: 'prod', uid: this.uid, resourceVersion: String(this.resourceVersion) },
+      spec: { vmName: 'web-1' },
+      ...(this.status === undefined ? {} : { status: this.status }),
+    });
+  }
+}
+
+const silent = pino({ level: 'silent' });
+const noEvents = { record: (): Promise<void> => Promise.resolve() };
+
+void describe('MigrationStatusWriter (optimistic concurrency)', () => {
+  void it('guards each write with the version it was computed from, its own unseen write included', async () => {
+    const api = new MigrationObject();
+    const writer = new MigrationStatusWriter(api, noEvents);
+    const stale = api.cached();
+    await writer.write(stale, { phase: 'Scheduling' }, silent);
+    // The cache still shows version 30: the next write names the version the first one answered with.
+    await writer.write(stale, { phase: 'PreparingTarget' }, silent);
+    assert.deepEqual(api.preconditions, ['30', '31']);
+    assert.deepEqual(writer.current(stale), { phase: 'PreparingTarget' });
+    // Once the cache shows the write, the cache is the source again and nothing is written.
+    await writer.write(api.cached(), { phase: 'PreparingTarget' }, silent);
+    assert.equal(api.preconditions.length, 2);
+    assert.equal(writer.remembered, 0);
+  });
+
+  void it('a status computed from a stale view gets 409, leaves the newer status, and goes through once retried from the cache', async () => {
+    const api = new MigrationObject();
+    const writer = new MigrationStatusWriter(api, noEvents);
+    const seen = api.cached();
+    // A deposed leader's late write, or anyone else's, moved the object on.
+    await api.patch('/status', [{ op: 'add', path: '/status', value: { phase: 'Cancelled' } }]);
+    await assert.rejects(writer.write(seen, { phase: 'Running' }, silent), (err: unknown) => err instanceof KubeApiError && err.statusCode === 409);
+    assert.deepEqual(api.status, { phase: 'Cancelled' }, 'the newer status was not overwritten');
+    assert.equal(writer.remembered, 0, 'a conflicted write is forgotten');
+    await writer.write(api.cached(), { phase: 'Failed' }, silent);
+    assert.deepEqual(api.status, { phase: 'Failed' });
+  });
+
+  void it('a migration recreated under the same name does not inherit the old one\'s write; a final phase in the cache ends the memory', async () => {
+    const old = new MigrationObject('old-uid');
+    const writer = new MigrationStatusWriter(old, noEvents);
+    await writer.write(old.cached(), { phase: 'Running' }, silent);
+    const recreated = new MigrationObject('new-uid');
+    assert.equal(writer.current(recreated.cached()), undefined);
+    assert.equal(writer.remembered, 0);
+
+    await writer.write(old.cached(), { phase: 'Succeeded' }, silent);
+    assert.equal(writer.remembered, 1);
+    // The cache shows a final phase (whatever it carries beside): nothing more is ever written, nothing kept.
+    const final = VirtualMachineMigration.parse({ ...old.cached(), status: { phase: 'Succeeded', downtimeMs: 12 } });
+    assert.deepEqual(writer.current(final), { phase: 'Succeeded', downtimeMs: 12 });
+    assert.equal(writer.remembered, 0);
+
+    await writer.write(old.cached(), { phase: 'Failed' }, silent);
+    writer.forget('prod/move');
+    assert.equal(writer.remembered, 0);
   });
 });

@@ -1,16 +1,21 @@
 // A VirtualMachineMigration's status: pure builders (progress from the source launcher's
 // report, the end figures from its result, the Progressing condition), and the writer
 // that patches the status subresource when it changed and records one event per phase
-// transition. The migration controller is the only writer of this status.
+// transition. The migration controller is the only writer of this status. Every write
+// is guarded by the resourceVersion it was computed from (runtime/status-patch.ts,
+// ADR 0102): a stale writer gets 409 Conflict, forgets what it wrote, and the reconcile
+// is retried from the cache.
 import type { Condition, MigrationPhase, MigrationProgress, VirtualMachineMigration, VirtualMachineMigrationStatus } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { MigrationProgress as LauncherProgress, MigrationResult } from '@keyvirt/launcher/api';
 import type { Logger } from 'pino';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
-import { objectPath } from '../runtime/resource.ts';
+import { isConflict, type KubeClient } from '../runtime/kube-client.ts';
+import { keyOf, objectPath } from '../runtime/resource.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
 import { virtualMachineMigrationType } from '../vm/names.ts';
 import { rfc3339 } from '../vm/vm-status.ts';
+import { isFinal } from './phases.ts';
 
 /** status.progress from the source launcher's latest progress report. */
 export function progressOf(p: LauncherProgress, now: number): MigrationProgress {
@@ -64,34 +69,66 @@ function stable(status: VirtualMachineMigrationStatus | undefined): string {
   return JSON.stringify(status ?? {});
 }
 
+function same(a: VirtualMachineMigrationStatus | undefined, b: VirtualMachineMigrationStatus | undefined): boolean {
+  return stable(a) === stable(b);
+}
+
 const WARNING_PHASES = new Set<string>(['Failed']);
+
+/** A status this operator wrote for the migration with `uid` (a name may be reused by a new object). */
+interface Remembered {
+  readonly uid: string;
+  readonly written: WrittenStatus<VirtualMachineMigrationStatus>;
+}
 
 export class MigrationStatusWriter {
   readonly #client: Pick<KubeClient, 'patch'>;
   readonly #events: EventSink;
-  /** What this operator wrote last per migration uid: the cache may not show it yet. */
-  readonly #written = new Map<string, VirtualMachineMigrationStatus>();
+  /**
+   * What this operator wrote last per migration key, until the cache shows it (or shows
+   * a final phase, which is never left): the cache may lag behind this operator's writes.
+   */
+  readonly #written = new Map<string, Remembered>();
 
   constructor(client: Pick<KubeClient, 'patch'>, events: EventSink) {
     this.#client = client;
     this.#events = events;
   }
 
-  /** The freshest status known: what this operator wrote last, else the cached one. */
-  current(m: VirtualMachineMigration): VirtualMachineMigrationStatus | undefined {
-    const uid = m.metadata.uid ?? m.metadata.name;
-    const written = this.#written.get(uid);
-    if (written !== undefined && stable(written) === stable(m.status)) this.#written.delete(uid);
-    return this.#written.get(uid) ?? m.status;
+  #freshest(m: VirtualMachineMigration): { status: VirtualMachineMigrationStatus | undefined; resourceVersion: string | undefined } {
+    const key = keyOf(m.metadata);
+    const remembered = this.#written.get(key);
+    const mine = remembered !== undefined && remembered.uid === (m.metadata.uid ?? '') && !isFinal(m.status?.phase) ? remembered.written : undefined;
+    const fresh = freshestStatus({ status: m.status, resourceVersion: m.metadata.resourceVersion }, mine, same);
+    if (fresh.written === undefined) this.#written.delete(key);
+    return fresh;
   }
 
-  /** Writes `next` when it differs from the freshest status; an event when the phase changed. */
+  /** The freshest status known: what this operator wrote last, else the cached one. */
+  current(m: VirtualMachineMigration): VirtualMachineMigrationStatus | undefined {
+    return this.#freshest(m).status;
+  }
+
+  /**
+   * Writes `next` when it differs from the freshest status; an event when the phase
+   * changed. Throws KubeApiError 409 when `m` is stale (the object moved on since).
+   */
   async write(m: VirtualMachineMigration, next: VirtualMachineMigrationStatus, log: Logger): Promise<void> {
-    const previous = this.current(m);
-    if (stable(previous) === stable(next)) return;
+    const key = keyOf(m.metadata);
+    const { status: previous, resourceVersion } = this.#freshest(m);
+    if (same(previous, next)) return;
     const path = objectPath(virtualMachineMigrationType, { namespace: m.metadata.namespace, name: m.metadata.name }, 'status');
-    await this.#client.patch(path, [{ op: 'add', path: '/status', value: next }], 'json');
-    this.#written.set(m.metadata.uid ?? m.metadata.name, next);
+    let answer: unknown;
+    try {
+      answer = await this.#client.patch(path, guardedStatusPatch(next, resourceVersion), 'json');
+    } catch (err) {
+      if (isConflict(err)) {
+        this.#written.delete(key);
+        log.info({ resourceVersion }, 'migration status write conflicted; retrying from fresh state');
+      }
+      throw err;
+    }
+    this.#written.set(key, { uid: m.metadata.uid ?? '', written: { status: next, resourceVersion: resourceVersionOf(answer) } });
     if (next.phase !== undefined && next.phase !== previous?.phase) {
       log.info({ from: previous?.phase, to: next.phase }, 'migration phase changed');
       const progressing = next.conditions?.find((c) => c.type === 'Progressing');
@@ -107,8 +144,14 @@ export class MigrationStatusWriter {
     }
   }
 
-  forget(uid: string): void {
-    this.#written.delete(uid);
+  /** Forgets the migration at `key` (namespace/name): it is gone. */
+  forget(key: string): void {
+    this.#written.delete(key);
+  }
+
+  /** How many migrations this writer remembers a write for (it must not grow with every migration ever seen). */
+  get remembered(): number {
+    return this.#written.size;
   }
 
   /** A Normal event beside the phase events: something the migration does differently than asked, and why. */
