@@ -57,6 +57,21 @@ function input(over: Partial<StatusInput>): StatusInput {
 }
 
 void describe('computeStatus', () => {
+  void it('keeps the phase of a guest that runs while its launcher has not reported yet (operator restart, promoted target)', () => {
+    const cases: { previous: VirtualMachine['status']; podName: string; want: string }[] = [
+      { previous: { phase: 'Running', launcherPod: 'launcher-web-1' }, podName: 'launcher-web-1', want: 'Running' },
+      { previous: { phase: 'Paused', launcherPod: 'launcher-web-1' }, podName: 'launcher-web-1', want: 'Paused' },
+      { previous: { phase: 'Migrating', launcherPod: 'launcher-web-1', migrationState: { targetPod: 'launcher-web-1-abc' } }, podName: 'launcher-web-1-abc', want: 'Migrating' },
+      { previous: { phase: 'Running', launcherPod: 'launcher-web-1-old' }, podName: 'launcher-web-1', want: 'Starting' },
+      { previous: { phase: 'Scheduling', launcherPod: 'launcher-web-1' }, podName: 'launcher-web-1', want: 'Starting' },
+      { previous: undefined, podName: 'launcher-web-1', want: 'Starting' },
+    ];
+    for (const c of cases) {
+      const s = computeStatus(input({ vm: { ...vm, status: c.previous }, pod: { ...pod, metadata: { ...pod.metadata, name: c.podName } }, launcher: undefined }));
+      assert.equal(s.phase, c.want, JSON.stringify(c));
+    }
+  });
+
   void it('reports a running VM: phase, node, pod, accelerator, guest OS, pod IP for masquerade, conditions', () => {
     const s = computeStatus(input({}));
     assert.equal(s.phase, 'Running');

@@ -78,8 +78,25 @@ function phaseOf(input: StatusInput): VirtualMachinePhase {
     return input.crashLoopUntil !== undefined ? 'CrashLoop' : 'Failed';
   }
   if (pod?.spec.nodeName === undefined) return 'Scheduling';
-  if (launcher === undefined) return 'Starting';
+  if (launcher === undefined) return carriedPhase(input) ?? 'Starting';
   return launcherPhaseMap[launcher.phase];
+}
+
+/** Phases a running guest may be in; a launcher not heard from yet does not undo them. */
+const GUEST_ALIVE_PHASES: readonly VirtualMachinePhase[] = ['Running', 'Paused', 'Migrating'];
+
+/**
+ * The phase to keep while a live launcher pod has not reported yet (the operator just
+ * restarted, or a migration target was just promoted): the pod already ran the guest
+ * when the previous status named it (as the launcher or as the migration target), so
+ * the guest is not starting anew.
+ */
+function carriedPhase(input: StatusInput): VirtualMachinePhase | undefined {
+  const previous = input.vm.status;
+  const name = input.pod?.metadata.name;
+  if (previous?.phase === undefined || name === undefined || !GUEST_ALIVE_PHASES.includes(previous.phase)) return undefined;
+  const known = previous.launcherPod === name || previous.migrationState?.targetPod === name;
+  return known ? previous.phase : undefined;
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string): Omit<Condition, 'lastTransitionTime'> {
