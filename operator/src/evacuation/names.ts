@@ -2,16 +2,10 @@
 // ordinary VirtualMachineMigration whose name is fixed by the VM, the node and the
 // attempt: a stale cache re-creating it meets AlreadyExists, never a second migration.
 import { createHash } from 'node:crypto';
-import { GROUP, VERSION } from '@keyvirt/crds';
-import type { ResourceType } from '../runtime/resource.ts';
+import { virtualMachineMigrationType } from '../vm/names.ts';
 
-export const migrationType: ResourceType = {
-  group: GROUP,
-  version: VERSION,
-  plural: 'virtualmachinemigrations',
-  kind: 'VirtualMachineMigration',
-  namespaced: true,
-};
+/** Evacuation migrations are VirtualMachineMigrations like any other. */
+export const migrationType = virtualMachineMigrationType;
 
 /** The taint that asks for an evacuation without cordoning (any effect). */
 export const DRAIN_TAINT = 'keyvirt.io/drain';
