@@ -155,7 +155,23 @@ export async function controlPlaneUp(layout: ClusterLayout, log: Logger): Promis
       kubectl(layout, ['apply', '-f', '-'], viewerBinding);
     }
   }
+  await waitForDefaultRoles(layout);
   log.info({ apiServer: apiServerUrl }, 'control plane ready');
+}
+
+/**
+ * The default `view`/`edit`/`admin` ClusterRoles are created empty and filled by the
+ * controller-manager's clusterrole-aggregation controller: until it has run, a user bound
+ * to `view` may read nothing. The control plane is ready only once `view` grants reads.
+ */
+async function waitForDefaultRoles(layout: ClusterLayout): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const rules = kubectl(layout, ['get', 'clusterrole', 'view', '-o', 'jsonpath={.rules[*].resources}']);
+    if (/\bpods\b/.test(rules)) return;
+    if (Date.now() > deadline) throw new Error('the controller-manager did not aggregate the default ClusterRole view within 60 s');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 /** Stops every control-plane process; with `wipe`, also removes etcd data and certificates. */
