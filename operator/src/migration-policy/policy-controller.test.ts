@@ -4,8 +4,8 @@ import { MigrationPolicy, VirtualMachine, type MigrationPolicyStatus } from '@ke
 import { pino } from 'pino';
 import { KubeApiError } from '../runtime/kube-client.ts';
 import { ManualClock } from '../runtime/manual-clock.ts';
-import type { JsonPatchOp } from '../runtime/status-patch.ts';
 import { MigrationPolicyController, type PolicyCaches } from './policy-controller.ts';
+import { StatusSubresourceFake } from '../runtime/status-subresource-fake.ts';
 
 const ctx = { signal: new AbortController().signal, log: pino({ level: 'silent' }), reconcileId: 'r' };
 
@@ -81,25 +81,12 @@ void describe('MigrationPolicyController', () => {
 });
 
 /** One policy on a fake API server with its optimistic concurrency: every write bumps resourceVersion; a stale precondition is 409. */
-class PolicyObject {
-  resourceVersion = 20;
-  status: MigrationPolicyStatus | undefined;
-  readonly preconditions: (string | undefined)[] = [];
-
-  patch(path: string, body: unknown): Promise<unknown> {
-    const ops = body as JsonPatchOp[];
-    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
-    this.preconditions.push(wanted);
-    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
-      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
-    }
-    this.status = ops.find((o) => o.path === '/status')?.value as MigrationPolicyStatus;
-    this.resourceVersion++;
-    return Promise.resolve({ metadata: { name: 'web', resourceVersion: String(this.resourceVersion) } });
+class PolicyObject extends StatusSubresourceFake<MigrationPolicyStatus, MigrationPolicy> {
+  constructor() {
+    super(20);
   }
 
-  /** The policy as an informer cache would hold it right now. */
-  cached(): MigrationPolicy {
+  override cached(): MigrationPolicy {
     return MigrationPolicy.parse({
       apiVersion: 'keyvirt.io/v1alpha1',
       kind: 'MigrationPolicy',

@@ -4,8 +4,8 @@ import { VirtualMachineMigration, type VirtualMachineMigrationStatus } from '@ke
 import type { MigrationProgress } from '@keyvirt/launcher/api';
 import { pino } from 'pino';
 import { KubeApiError } from '../runtime/kube-client.ts';
-import type { JsonPatchOp } from '../runtime/status-patch.ts';
 import { MigrationStatusWriter, progressOf, progressingCondition, resultFields, withPhase } from './migration-status.ts';
+import { StatusSubresourceFake } from '../runtime/status-subresource-fake.ts';
 
 const MiB = 1024 * 1024;
 
@@ -89,31 +89,15 @@ void describe('migration status builders', () => {
 });
 
 /** One migration on a fake API server with its optimistic concurrency: every write bumps resourceVersion; a stale precondition is 409. */
-class MigrationObject {
-  resourceVersion = 30;
-  status: VirtualMachineMigrationStatus | undefined;
-  readonly preconditions: (string | undefined)[] = [];
-
+class MigrationObject extends StatusSubresourceFake<VirtualMachineMigrationStatus, VirtualMachineMigration> {
   readonly uid: string;
 
   constructor(uid = 'mig-uid') {
+    super(30);
     this.uid = uid;
   }
 
-  patch(path: string, body: unknown): Promise<unknown> {
-    const ops = body as JsonPatchOp[];
-    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
-    this.preconditions.push(wanted);
-    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
-      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
-    }
-    this.status = ops.find((o) => o.path === '/status')?.value as VirtualMachineMigrationStatus;
-    this.resourceVersion++;
-    return Promise.resolve({ metadata: { resourceVersion: String(this.resourceVersion) } });
-  }
-
-  /** The migration as an informer cache would hold it right now. */
-  cached(): VirtualMachineMigration {
+  override cached(): VirtualMachineMigration {
     return VirtualMachineMigration.parse({
       apiVersion: 'keyvirt.io/v1alpha1',
       kind: 'VirtualMachineMigration',

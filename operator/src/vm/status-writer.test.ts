@@ -6,31 +6,18 @@ import { describe, it } from 'node:test';
 import { VirtualMachine, type VirtualMachineStatus } from '@keyvirt/crds';
 import { pino } from 'pino';
 import { KubeApiError } from '../runtime/kube-client.ts';
-import type { JsonPatchOp } from '../runtime/status-patch.ts';
 import { VmStatusWriter } from './status-writer.ts';
+import { StatusSubresourceFake } from '../runtime/status-subresource-fake.ts';
 
 const log = pino({ level: 'silent' });
 
 /** One VM object on a fake API server: every write bumps resourceVersion; a stale precondition is 409. */
-class StatusSubresource {
-  resourceVersion = 10;
-  status: VirtualMachineStatus | undefined;
-  readonly preconditions: (string | undefined)[] = [];
-
-  patch(path: string, body: unknown): Promise<unknown> {
-    const ops = body as JsonPatchOp[];
-    const wanted = ops.find((o) => o.path === '/metadata/resourceVersion')?.value as string | undefined;
-    this.preconditions.push(wanted);
-    if (wanted !== undefined && wanted !== String(this.resourceVersion)) {
-      return Promise.reject(new KubeApiError(409, 'Conflict', 'the object has been modified', { method: 'PATCH', path }));
-    }
-    this.status = ops.find((o) => o.path === '/status')?.value as VirtualMachineStatus;
-    this.resourceVersion++;
-    return Promise.resolve({ metadata: { resourceVersion: String(this.resourceVersion) } });
+class StatusSubresource extends StatusSubresourceFake<VirtualMachineStatus, VirtualMachine> {
+  constructor() {
+    super(10);
   }
 
-  /** The VM as an informer cache would hold it right now. */
-  cached(): VirtualMachine {
+  override cached(): VirtualMachine {
     return VirtualMachine.parse({
       apiVersion: 'keyvirt.io/v1alpha1',
       kind: 'VirtualMachine',
