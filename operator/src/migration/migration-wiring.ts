@@ -3,15 +3,15 @@
 // to migrations, the source-stream followers.
 import { MigrationPolicy, StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { OperatorMetrics } from '../metrics.ts';
 import { type Clock, sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
-import { nodeSchema, objectMetaSchema, podSchema, type Pod } from '../runtime/core-schemas.ts';
+import { namespaceSchema, nodeSchema, podSchema, type Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
 import type { Manager } from '../runtime/manager.ts';
-import { coreTypes, keyOf, objectPath, type ResourceType } from '../runtime/resource.ts';
+import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
+import { migrationPolicyType } from '../migration-policy/names.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
 import { LABEL_MIGRATION_TARGET, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from '../vm/names.ts';
@@ -23,9 +23,6 @@ import { MigrationStatusWriter } from './migration-status.ts';
 import { isFinal } from './phases.ts';
 import { clusterPolicySource, type MigrationPolicySource } from './policy-source.ts';
 
-export const migrationPolicyType: ResourceType = { group: 'keyvirt.io', version: 'v1alpha1', plural: 'migrationpolicies', kind: 'MigrationPolicy', namespaced: false };
-const namespaceType: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
-const namespaceSchema = z.object({ metadata: objectMetaSchema });
 
 export interface MigrationControllerWiring {
   manager: Manager;
@@ -71,7 +68,7 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
   const policies = manager.informer(migrationPolicyType, MigrationPolicy);
-  const namespaces = manager.informer(namespaceType, namespaceSchema);
+  const namespaces = manager.informer(coreTypes.namespace, namespaceSchema);
   const log = w.log.child({ controller: 'virtualmachinemigration' });
   const ref: { controller?: Controller } = {};
   const objects = new LauncherObjects(client);
