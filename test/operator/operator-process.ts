@@ -165,3 +165,11 @@ export async function probe(port: number, path: string): Promise<{ status: numbe
   const res = await fetch(`http://127.0.0.1:${port}${path}`);
   return { status: res.status, body: await res.text() };
 }
+
+/** Finished storage job pods of domain `domain` in the operator's namespace (suites run in parallel: never another domain's). */
+export function deleteDomainJobPods(cluster: TestCluster, domain: string): void {
+  const listed = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string(), annotations: z.record(z.string(), z.string()).optional() }) })) })
+    .parse(JSON.parse(cluster.kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '-o', 'json'])));
+  const names = listed.items.filter((p) => p.metadata.annotations?.['keyvirt.io/storage-domain'] === domain).map((p) => p.metadata.name);
+  if (names.length > 0) cluster.kubectl(['delete', 'pods', '-n', OPERATOR_NAMESPACE, ...names, '--ignore-not-found', '--wait=false']);
+}

@@ -21,7 +21,7 @@ import type { StorageDomainInput } from '@keyvirt/crds';
 import type { SimulatedNode } from '../../hack/cluster/nodes.ts';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
-import { OPERATOR_NAMESPACE, type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
+import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, condition, launcherPods, scratch, type Scratch, TEST_RUN_LABEL, testVm, waitVm } from '../operator/vm-fixtures.ts';
 
 const run = promisify(execFile);
@@ -104,7 +104,6 @@ void describe('launcher confinement on a simulated node', { timeout: 20 * 60_000
     for (const args of [
       ['patch', 'storagedomain', sd, '--type=merge', '-p', '{"metadata":{"finalizers":null}}'],
       ['delete', 'storagedomain', sd, '--ignore-not-found', '--wait=false'],
-      ['delete', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '--ignore-not-found', '--wait=false'],
       ['delete', 'pvc', `keyvirt-sd-${sd}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false'],
       ['delete', 'pv', `keyvirt-sd-${sd}`, '--ignore-not-found', '--wait=false'],
     ]) {
@@ -114,6 +113,7 @@ void describe('launcher confinement on a simulated node', { timeout: 20 * 60_000
         // already gone
       }
     }
+    deleteDomainJobPods(cluster, sd);
     await s.cleanup();
     await cluster.deleteNode(node.name);
   });

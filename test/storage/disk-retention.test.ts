@@ -16,7 +16,7 @@ import { StorageDomain, type StorageDomainInput } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
-import { OPERATOR_NAMESPACE, type OperatorProcess, probe, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
+import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, probe, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, condition, eventsFor, getVm, pvcDisk, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
 const SUITE = 'disk-retention';
@@ -90,7 +90,7 @@ void describe('disk images on a StorageDomain are deleted only once their VM is 
     await stopOperator(operator);
     cluster.kubectl(['patch', 'storagedomain', name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
     cluster.kubectl(['delete', 'storagedomain', name, '--ignore-not-found', '--wait=false']);
-    cluster.kubectl(['delete', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '--ignore-not-found', '--wait=false']);
+    deleteDomainJobPods(cluster, name);
     cluster.kubectl(['delete', 'pod', `keyvirt-sd-probe-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
     cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
     cluster.kubectl(['delete', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '--wait=false']);
@@ -222,7 +222,7 @@ void describe('disk images on a StorageDomain are deleted only once their VM is 
     assert.notEqual(after.status?.capacity, '1Pi');
     assert.equal(cluster.kubectl(['get', 'pod', `keyvirt-sd-probe-${name}`, '-n', s.namespace, '-o', 'jsonpath={.status.phase}']), 'Succeeded', 'a pod in another namespace is never touched');
     cluster.kubectl(['delete', 'pod', `keyvirt-sd-probe-${name}`, '-n', s.namespace, '--wait=false']);
-    cluster.kubectl(['delete', 'pod', `keyvirt-sd-probe-${name}`, '-n', OPERATOR_NAMESPACE, '--wait=false']);
+    cluster.kubectl(['delete', 'pod', `keyvirt-sd-probe-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
   });
 
   void it('a thin disk past the overcommit limit is not created and the VM says why', async () => {

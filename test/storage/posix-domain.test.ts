@@ -17,7 +17,7 @@ import { StorageDomain, StorageDomainSpec, VirtualMachine, type StorageDomainInp
 import { readDocuments, REPO_ROOT } from '../../crds/src/manifest-files.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
-import { OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
+import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, condition, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
 const run = promisify(execFile);
@@ -102,8 +102,8 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
       }
       cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
       cluster.kubectl(['delete', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '--wait=false']);
+      deleteDomainJobPods(cluster, name);
     }
-    cluster.kubectl(['delete', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '--ignore-not-found', '--wait=false']);
     await s.cleanup();
   });
 

@@ -19,7 +19,7 @@ import { parseQuantity, StorageDomain, type StorageDomainInput } from '@keyvirt/
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
-import { OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
+import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
 const run = promisify(execFile);
@@ -100,7 +100,7 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
     await Promise.race([operator.exited, new Promise((r) => setTimeout(r, 20_000))]);
     operator.kill('SIGKILL');
     cluster.kubectl(['delete', 'storagedomain', name, '--ignore-not-found', '--wait=false']);
-    cluster.kubectl(['delete', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '--ignore-not-found', '--wait=false']);
+    deleteDomainJobPods(cluster, name);
     cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${name}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
     cluster.kubectl(['delete', 'pv', `keyvirt-sd-${name}`, '--ignore-not-found', '--wait=false']);
     await s.cleanup();
