@@ -52,6 +52,51 @@ export const DirectKernelBootSchema = z
   })
   .describe('Boot a kernel directly instead of through the firmware and the boot disk');
 
+export const LEASE_HOLDER_ENV = 'KEYVIRT_POD_UID';
+export const LEASE_NODE_ENV = 'KEYVIRT_NODE_NAME';
+/** ρ: the bound assumed on how far two hosts' monotonic clock rates differ (ADR 0063). */
+export const LEASE_CLOCK_RATE_BOUND = 0.01;
+/** K: the time allowed from the self-fence decision to QEMU gone, writes included (ADR 0063). */
+export const LEASE_KILL_LATENCY_MS = 1000;
+
+// The storage lease of a highly available VM (ADR 0063). Absent for a VM that is not
+// highly available: such a launcher takes no lease at all. The holder identity is the
+// launcher pod's UID, unknown when the operator renders this file: the pod passes it in
+// the environment variable KEYVIRT_POD_UID (downward API, fieldRef metadata.uid) and,
+// for the record only, its node name in KEYVIRT_NODE_NAME (fieldRef spec.nodeName).
+// `holderId` overrides the environment (tests running a launcher outside a pod).
+export const LeaseSchema = z
+  .object({
+    path: absolutePath.describe('The lease file in the pod, e.g. /var/lib/keyvirt/lease/lease (its directory is writable)'),
+    holderId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,128}$/)
+      .optional()
+      .describe(`This launcher's identity in the lease; default: the pod UID from ${LEASE_HOLDER_ENV}`),
+    nodeFenced: z
+      .boolean()
+      .default(false)
+      .describe('The previous holder\'s node is known fenced (out-of-service or marked by an admin): claim without waiting for expiry'),
+    fenceDisks: z
+      .array(z.string().min(1))
+      .max(64)
+      .optional()
+      .describe('Template disks copied to a new inode on a takeover; default: every writable disk of the template'),
+    renewIntervalMs: z.int().min(50).max(60_000).default(1000).describe('R: how often the holder renews'),
+    fenceTimeoutMs: z.int().min(100).max(600_000).default(5000).describe('F: the holder kills QEMU once its last renewal started this long ago'),
+    acquireTimeoutMs: z.int().min(100).max(600_000).default(8000).describe('L: a lease unchanged this long is expired'),
+  })
+  .refine((l) => l.fenceTimeoutMs >= 3 * l.renewIntervalMs, {
+    error: 'fenceTimeoutMs must be at least 3 × renewIntervalMs',
+    path: ['fenceTimeoutMs'],
+  })
+  .refine((l) => l.acquireTimeoutMs / (1 + LEASE_CLOCK_RATE_BOUND) > l.fenceTimeoutMs / (1 - LEASE_CLOCK_RATE_BOUND) + LEASE_KILL_LATENCY_MS, {
+    error: 'acquireTimeoutMs must exceed fenceTimeoutMs by the kill latency (1 s) and the clock-rate margin (ADR 0063)',
+    path: ['acquireTimeoutMs'],
+  })
+  .describe('Storage lease of a highly available VM (ADR 0063)');
+export type LeaseConfig = z.output<typeof LeaseSchema>;
+
 export const LauncherConfigSchema = z.object({
   apiVersion: z.literal(LAUNCHER_CONFIG_API_VERSION),
   vm: z.object({
@@ -88,6 +133,7 @@ export const LauncherConfigSchema = z.object({
       retryIntervalMs: z.int().min(100).max(600_000).default(1000),
     })
     .prefault({}),
+  lease: LeaseSchema.optional(),
 });
 export type LauncherConfig = z.output<typeof LauncherConfigSchema>;
 export type LauncherConfigInput = z.input<typeof LauncherConfigSchema>;

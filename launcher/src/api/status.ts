@@ -54,6 +54,24 @@ export const QemuExitSchema = z.object({
   at: timestamp,
 });
 
+export const LeaseStateSchema = z.enum(['Acquiring', 'WaitingForExpiry', 'Held', 'Lost', 'Released']);
+export type LeaseState = z.infer<typeof LeaseStateSchema>;
+
+/** The storage lease of a highly available VM as this launcher sees it (ADR 0063). */
+export const LeaseStatusSchema = z.object({
+  state: LeaseStateSchema,
+  /** The holder last read from the lease (this launcher once Held). */
+  holder: z.string().optional(),
+  generation: z.int().min(0).optional(),
+  /** WaitingForExpiry: how long the current holder has not renewed, on this launcher's monotonic clock. */
+  holderSilentMs: z.int().min(0).optional(),
+  /** The lease was taken over from a holder that never released it (its disks were fenced). */
+  takeover: z.boolean().optional(),
+  /** Lost: LeaseLost (another holder) or LeaseExpired (no renewal within the fence timeout). */
+  reason: z.string().optional(),
+});
+export type LeaseStatus = z.infer<typeof LeaseStatusSchema>;
+
 export const StatusSchema = z.object({
   phase: LauncherPhaseSchema,
   /** Machine-readable cause of the current phase, e.g. GuestShutdown, QemuKilled, PausedByUser. */
@@ -77,6 +95,8 @@ export const StatusSchema = z.object({
     interfaces: z.array(GuestInterfaceSchema),
   }),
   disks: z.array(z.object({ name: z.string(), path: z.string(), cache: z.enum(['none', 'writeback']) })),
+  /** Absent for a VM that is not highly available. */
+  lease: LeaseStatusSchema.optional(),
   timestamps: z.object({
     launcherStartedAt: timestamp,
     qemuStartedAt: timestamp.optional(),

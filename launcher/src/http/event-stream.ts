@@ -1,6 +1,7 @@
 // GET /v1/events: newline-delimited JSON. The current status comes first, then every
-// status change and QEMU event as it happens; an empty line every 15 s keeps idle
-// connections (and proxies) honest. A client that stops reading is dropped once 1 MiB
+// status change and QEMU event as it happens; an empty line every 500 ms keeps idle
+// connections (and proxies) honest and lets the operator tell a silent launcher within
+// seconds (ADR 0063). A client that stops reading is dropped once 1 MiB
 // waits for it, so a stalled reader cannot make the launcher buffer without end.
 import type { ServerResponse } from 'node:http';
 import type { LauncherEvent, Status } from '../api/status.ts';
@@ -14,7 +15,7 @@ export interface EventSource {
   off(event: 'qemu', listener: (event: QmpEvent) => void): unknown;
 }
 
-const HEARTBEAT_MS = 15_000;
+const HEARTBEAT_MS = 500;
 const MAX_UNREAD_BYTES = 1024 * 1024;
 
 export class EventStreams {
@@ -40,7 +41,10 @@ export class EventStreams {
     const onStatus = (status: Status): void => write({ type: 'status', seq: this.#seq++, time: this.#now().toISOString(), status });
     const onQemu = (event: QmpEvent): void =>
       write({ type: 'qemu', seq: this.#seq++, time: this.#now().toISOString(), event: event.event, data: event.data });
-    const heartbeat = setInterval(() => res.write('\n'), HEARTBEAT_MS);
+    const heartbeat = setInterval(() => {
+      if (res.writableLength > MAX_UNREAD_BYTES) res.destroy();
+      else res.write('\n');
+    }, HEARTBEAT_MS);
     onStatus(this.#source.status);
     this.#source.on('status', onStatus);
     this.#source.on('qemu', onQemu);
