@@ -10,6 +10,8 @@ import { LAUNCHER_API_VERSIONS } from './api/status.ts';
 import { buildNoCloudSeed } from './cloud-init/seed.ts';
 import { bearerTokenCheck } from './http/auth.ts';
 import { registerV1Routes } from './http/routes-v1.ts';
+import { registerConsoleStreams } from './http/console-streams.ts';
+import { registerGuestInfoRoute } from './http/guest-info-route.ts';
 import { ApiServer } from './http/server.ts';
 import { chooseAccelerator } from './qemu/accelerator.ts';
 import type { AcceleratorChoice, AcceleratorProbe } from './qemu/accelerator.ts';
@@ -23,6 +25,9 @@ import { VmSupervisor } from './supervisor/supervisor.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import type { MigrationController } from './migration/controller.ts';
+import { VmMetricsCollector } from './metrics/collector.ts';
+import { readMetricsTokenCheck } from './metrics/metrics-route.ts';
+import { METRICS_TOKEN_FILE_NAME } from './api/vm-metrics.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 export const LAUNCHER_VERSION: string = packageJson.version;
@@ -118,7 +123,26 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     };
   };
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
-  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
+  const collector = new VmMetricsCollector({
+    vm: {
+      get phase() { return supervisor.phase; },
+      get qmp() { return supervisor.qmp; },
+      get agentClient() { return supervisor.agentClient; },
+      get qemuPid() { return supervisor.status.qemu.pid; },
+    },
+    identity: config.vm,
+    guestBytes: plan.memory.sizeMiB * 1024 * 1024,
+    interfaces: config.template.interfaces,
+    log: logger.child({ component: 'metrics' }),
+  });
+  const metrics = {
+    collect: () => collector.collect(),
+    apiToken: bearerTokenCheck(options.token),
+    metricsToken: await readMetricsTokenCheck(path.join(path.dirname(config.tokenFile), METRICS_TOKEN_FILE_NAME)),
+  };
+  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds, metrics });
+  registerConsoleStreams(server, { serialSocket: plan.sockets.serial, vncSocket: plan.sockets.vnc });
+  registerGuestInfoRoute(server, () => supervisor.agentClient);
   const migration = attachMigration({
     server,
     vm: supervisor,

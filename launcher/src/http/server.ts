@@ -9,6 +9,7 @@
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { TokenCheck } from './auth.ts';
@@ -29,6 +30,21 @@ export interface RouteContext {
 export type RouteResult = { status: number; body: unknown } | undefined;
 
 export type RouteHandler = (ctx: RouteContext) => Promise<RouteResult>;
+
+/** An authenticated `GET` asking to upgrade to UPGRADE_PROTOCOL; the handler owns `socket` from then on. */
+export interface UpgradeContext {
+  req: IncomingMessage;
+  socket: Duplex;
+  /** Bytes the client sent after the request head. */
+  head: Buffer;
+  params: Readonly<Record<string, string>>;
+  log: Logger;
+}
+
+export type UpgradeHandler = (ctx: UpgradeContext) => Promise<void>;
+
+/** The only protocol the launcher upgrades to: a raw byte stream (ADR 0067). */
+export const UPGRADE_PROTOCOL = 'keyvirt-stream';
 
 interface Route {
   method: string;
@@ -61,6 +77,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
 
 export class ApiServer {
   #routes: Route[] = [];
+  #upgrades: { segments: string[]; handler: UpgradeHandler }[] = [];
   #server: http.Server;
   #log: Logger;
   #checkToken: TokenCheck;
@@ -89,6 +106,12 @@ export class ApiServer {
       if (this.#checkToken(req)) res.writeContinue();
       this.#dispatch(req, res);
     });
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      handleUpgrade(req, socket, head, { log: this.#log, checkToken: this.#checkToken, routes: this.#upgrades }).catch((err: unknown) => {
+        this.#log.error({ err }, 'upgrade handling failed');
+        socket.destroy();
+      });
+    });
     this.#connections = limitConnections(this.#server, this.#limits.connections, (peer, why) =>
       this.#log.warn({ peer, cap: why }, 'connection refused: too many open connections'),
     );
@@ -109,6 +132,11 @@ export class ApiServer {
   /** Registers a route; `pattern` segments starting with `:` capture parameters (`/v1/actions/:action`). */
   route(method: string, pattern: string, handler: RouteHandler, options: { public?: boolean } = {}): void {
     this.#routes.push({ method, segments: pattern.split('/').filter(Boolean), handler, public: options.public ?? false });
+  }
+
+  /** Registers an upgrade route (`GET` + `Upgrade: keyvirt-stream`), authenticated like every private route. */
+  upgradeRoute(pattern: string, handler: UpgradeHandler): void {
+    this.#upgrades.push({ segments: pattern.split('/').filter(Boolean), handler });
   }
 
   async listen(port: number, host: string): Promise<AddressInfo> {
@@ -176,6 +204,60 @@ export class ApiServer {
       if (!res.headersSent) send(res, httpErr.status, httpErr.toBody());
       else res.end();
     }
+  }
+}
+
+/** Answers an upgrade request that is not taken with a plain HTTP error and closes the socket. */
+export function refuseUpgrade(socket: Duplex, err: HttpError): void {
+  if (socket.destroyed) return;
+  const text = JSON.stringify(err.toBody());
+  const reason = http.STATUS_CODES[err.status] ?? 'Error';
+  const auth = err.status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
+  socket.end(
+    `HTTP/1.1 ${err.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n${auth}Cache-Control: no-store\r\nConnection: close\r\n\r\n${text}`,
+  );
+}
+
+interface UpgradeDeps {
+  log: Logger;
+  checkToken: TokenCheck;
+  routes: readonly { segments: string[]; handler: UpgradeHandler }[];
+}
+
+/** Same order as requests: parse the target, authenticate, then route; every failure is an answer. */
+async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: UpgradeDeps): Promise<void> {
+  socket.on('error', () => socket.destroy());
+  let log = deps.log.child({ method: req.method ?? 'GET', target: shownTarget(req.url), upgrade: true });
+  try {
+    const target = parseRequestTarget(req.url);
+    log = deps.log.child({ method: req.method ?? 'GET', path: shownTarget(target.path), upgrade: true });
+    if (!deps.checkToken(req)) throw new HttpError(401, 'Unauthorized', 'a valid bearer token is required');
+    let params: Record<string, string> | undefined;
+    const route = deps.routes.find((r) => {
+      if (r.segments.length !== target.segments.length) return false;
+      const found: Record<string, string> = {};
+      const ok = r.segments.every((seg, i) => {
+        const part = target.segments[i] ?? '';
+        if (seg.startsWith(':')) {
+          found[seg.slice(1)] = part;
+          return true;
+        }
+        return seg === part;
+      });
+      if (ok) params = found;
+      return ok;
+    });
+    if (route === undefined || params === undefined) throw new HttpError(404, 'NotFound', `no upgrade route for ${shownTarget(target.path)}`);
+    if (req.method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', `${req.method ?? ''} is not allowed on ${shownTarget(target.path)}`);
+    if ((req.headers.upgrade ?? '').toLowerCase() !== UPGRADE_PROTOCOL) {
+      throw new HttpError(400, 'BadRequest', `only the ${UPGRADE_PROTOCOL} upgrade is offered`);
+    }
+    await route.handler({ req, socket, head, params, log });
+  } catch (err) {
+    const httpErr = err instanceof HttpError ? err : new HttpError(500, 'Internal', 'internal error');
+    if (httpErr.status >= 500) log.error({ err }, 'upgrade failed');
+    else log.debug({ status: httpErr.status, code: httpErr.code, message: httpErr.message }, 'upgrade rejected');
+    refuseUpgrade(socket, httpErr);
   }
 }
 
