@@ -25,9 +25,6 @@ import { VmSupervisor } from './supervisor/supervisor.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import type { MigrationController } from './migration/controller.ts';
-import { VmMetricsCollector } from './metrics/collector.ts';
-import { readMetricsTokenCheck } from './metrics/metrics-route.ts';
-import { METRICS_TOKEN_FILE_NAME } from './api/vm-metrics.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 export const LAUNCHER_VERSION: string = packageJson.version;
@@ -123,24 +120,7 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     };
   };
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
-  const collector = new VmMetricsCollector({
-    vm: {
-      get phase() { return supervisor.phase; },
-      get qmp() { return supervisor.qmp; },
-      get agentClient() { return supervisor.agentClient; },
-      get qemuPid() { return supervisor.status.qemu.pid; },
-    },
-    identity: config.vm,
-    guestBytes: plan.memory.sizeMiB * 1024 * 1024,
-    interfaces: config.template.interfaces,
-    log: logger.child({ component: 'metrics' }),
-  });
-  const metrics = {
-    collect: () => collector.collect(),
-    apiToken: bearerTokenCheck(options.token),
-    metricsToken: await readMetricsTokenCheck(path.join(path.dirname(config.tokenFile), METRICS_TOKEN_FILE_NAME)),
-  };
-  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds, metrics });
+  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
   registerConsoleStreams(server, { serialSocket: plan.sockets.serial, vncSocket: plan.sockets.vnc });
   registerGuestInfoRoute(server, () => supervisor.agentClient);
   const migration = attachMigration({
