@@ -12,6 +12,10 @@ import { deleteNetns, ip, linkExists, listNetns, netnsExists } from './host-netw
 import { network, nodeNetNames, nodeSlice } from './layout.ts';
 import type { ClusterLayout } from './layout.ts';
 import { kubectl } from './kubectl.ts';
+import {
+  failStorageView, hangStorageView, mountStorageView, restoreStorageView, storageViewMountPoint, unmountAllStorageViews,
+  unmountStorageView,
+} from './storage-views.ts';
 
 export interface NodeOptions {
   readonly cpu?: string;
@@ -19,6 +23,12 @@ export interface NodeOptions {
   readonly labels?: Readonly<Record<string, string>>;
   /** Taints as key=value:Effect. */
   readonly taints?: readonly string[];
+  /**
+   * A shared storage directory (a posix domain's path, or a directory above it) that this
+   * node reaches through its own FUSE view, so that `storageHang`/`storageFail` can take
+   * this node's storage away from it alone.
+   */
+  readonly storageRoot?: string;
 }
 
 export interface SimulatedNode {
@@ -143,6 +153,10 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
     fs.mkdirSync(stateDir, { recursive: true });
     const labels = Object.entries(options.labels ?? {}).map(([k, v]) => `--label=${k}=${v}`);
     const taints = (options.taints ?? []).map((t) => `--taint=${t}`);
+    const storage = options.storageRoot === undefined ? [] : [
+      `--storage-root=${path.resolve(options.storageRoot)}`,
+      `--storage-view=${await mountStorageView(layout, name, path.resolve(options.storageRoot))}`,
+    ];
     pid = startDaemon(layout, {
       name: daemonName(name),
       command: '/usr/bin/nsenter',
@@ -151,7 +165,7 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
         `--net=/run/netns/${nodeNetNames(index).netns}`, '--', process.execPath,
         path.join(import.meta.dirname, '../nodesim/main.ts'), `--node-name=${name}`, `--node-index=${index}`,
         `--kubeconfig=${layout.kubeconfig}`, `--state-dir=${stateDir}`, `--kubernetes-version=${kubernetesVersion()}`,
-        `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels, ...taints,
+        `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels, ...taints, ...storage,
       ],
     });
     fs.writeFileSync(hashFile, `${codeHash}\n`);
@@ -180,6 +194,9 @@ export function nodeCondition(layout: ClusterLayout, name: string, type: string)
 /** Stops a node's simulator (its pods go with it) and removes its network; with `deleteObject`, also the Node. */
 export async function stopNode(layout: ClusterLayout, name: string, log: Logger, options: { deleteObject: boolean }): Promise<void> {
   const index = nodeIndexOf(layout, name);
+  // The storage view goes first: with its connection aborted, no process of the node
+  // stays blocked on a hung view, so that the simulator and its pods can end.
+  await unmountStorageView(layout, name);
   await stopDaemon(layout, daemonName(name), marker(name), 15_000);
   if (options.deleteObject) {
     try {
@@ -268,5 +285,26 @@ export async function stopAllNodes(layout: ClusterLayout, log: Logger): Promise<
   }
   for (const stray of listNetns('kvp-')) deleteNetns(stray);
   for (const stray of listNetns('kv-node-')) deleteNetns(stray);
+  await unmountAllStorageViews(layout);
+}
+
+/** Fault hook: the node's storage view stops answering (bindfs SIGSTOP); its pods' shared-storage I/O hangs. */
+export async function hangNodeStorage(layout: ClusterLayout, name: string): Promise<void> {
+  await hangStorageView(layout, name);
+}
+
+/** Fault hook: the node's storage view dies (bindfs killed); its pods' shared-storage I/O fails. */
+export async function failNodeStorage(layout: ClusterLayout, name: string): Promise<void> {
+  await failStorageView(layout, name);
+}
+
+/** Ends a storage fault of the node (a hung view resumes; a failed one is mounted again for new pods). */
+export async function restoreNodeStorage(layout: ClusterLayout, name: string, storageRoot: string): Promise<void> {
+  await restoreStorageView(layout, name, path.resolve(storageRoot));
+}
+
+/** Where the node's storage view is mounted (whether or not it has one). */
+export function nodeStorageView(layout: ClusterLayout, name: string): string {
+  return storageViewMountPoint(layout, name);
 }
 

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { repoRoot } from '../cluster/layout.ts';
 import { hardwareKvm, NodeAgent } from './node-agent.ts';
+import { checkStorageView } from './storage-view.ts';
 
 const argsSchema = z.object({
   'node-name': z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/),
@@ -18,6 +19,10 @@ const argsSchema = z.object({
   pods: z.coerce.number().int().min(1).max(13).default(13),
   label: z.array(z.string().regex(/^[^=]+=[^=]*$/)).default([]),
   taint: z.array(z.string().regex(/^[^=:]+(=[^:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$/)).default([]),
+  'storage-root': z.string().min(1).optional(),
+  'storage-view': z.string().min(1).optional(),
+}).refine((a) => (a['storage-root'] === undefined) === (a['storage-view'] === undefined), {
+  message: '--storage-root and --storage-view go together', path: ['storage-view'],
 });
 
 const { values } = parseArgs({
@@ -25,7 +30,7 @@ const { values } = parseArgs({
     'node-name': { type: 'string' }, 'node-index': { type: 'string' }, kubeconfig: { type: 'string' },
     'state-dir': { type: 'string' }, 'kubernetes-version': { type: 'string' }, cpu: { type: 'string' },
     memory: { type: 'string' }, pods: { type: 'string' }, label: { type: 'string', multiple: true },
-    taint: { type: 'string', multiple: true },
+    taint: { type: 'string', multiple: true }, 'storage-root': { type: 'string' }, 'storage-view': { type: 'string' },
   },
 });
 const args = argsSchema.parse(values);
@@ -60,6 +65,9 @@ const agent = new NodeAgent({
   }),
   kubernetesVersion: args['kubernetes-version'],
   leaseDurationSeconds: 40,
+  storageView: args['storage-root'] === undefined || args['storage-view'] === undefined
+    ? undefined
+    : checkStorageView({ root: args['storage-root'], mountPoint: args['storage-view'] }),
 }, log);
 
 let stopping = false;

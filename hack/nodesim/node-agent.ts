@@ -17,6 +17,7 @@ import type { ImageTableOptions } from './images.ts';
 import { deleteStalePodNetworks } from './pod-network.ts';
 import { PodRunner } from './pod-runner.ts';
 import type { PodApi } from './pod-runner.ts';
+import type { StorageView } from './storage-view.ts';
 
 export interface NodeAgentOptions {
   readonly name: string;
@@ -29,6 +30,8 @@ export interface NodeAgentOptions {
   readonly taints: readonly { readonly key: string; readonly value: string | undefined; readonly effect: string }[];
   readonly kubernetesVersion: string;
   readonly leaseDurationSeconds: number;
+  /** Host paths under `storageView.root` are reached through the node's own mirror of it. */
+  readonly storageView?: StorageView;
 }
 
 function isStatus(err: unknown, code: number): boolean {
@@ -261,6 +264,7 @@ export class NodeAgent {
       nodeIp: this.#slice.nodeIp, images: this.#opts.images, podsDir: path.join(this.#opts.stateDir, 'pods'),
       allocateIp: (preferred) => this.#allocateIp(preferred),
       releaseIp: (ip) => this.#usedIps.delete(ip),
+      storageView: this.#opts.storageView,
     }, pod);
     this.#runners.set(uid, created);
     created.start();

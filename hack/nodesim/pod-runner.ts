@@ -25,6 +25,7 @@ import { prepareTerminationLog, terminationMessage } from './termination-message
 import type { TerminationLog } from './termination-message.ts';
 import { hasExpiringVolumes, materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
 import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
+import type { StorageView } from './storage-view.ts';
 
 /** What a pod runner needs from the API server. */
 export interface PodApi extends VolumeApi {
@@ -43,6 +44,8 @@ export interface PodRunnerContext {
   readonly podsDir: string;
   readonly allocateIp: (preferred: string | undefined) => string;
   readonly releaseIp: (ip: string) => void;
+  /** The node's own view of the shared storage, when it has one. */
+  readonly storageView?: StorageView;
 }
 
 function limitsOf(container: V1Container): ContainerLimits {
@@ -181,7 +184,7 @@ export class PodRunner {
     const volumesDir = path.join(this.#dir, 'volumes');
     for (;;) {
       try {
-        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir);
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView);
         this.#record.problem = undefined;
         break;
       } catch (err) {
@@ -199,7 +202,7 @@ export class PodRunner {
     for (;;) {
       try {
         await sleep(10 * 60_000, undefined, { signal: this.#abort.signal });
-        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir);
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView);
       } catch (err) {
         if (this.#abort.signal.aborted) return;
         this.#log.warn({ err }, 'volume refresh failed');

@@ -9,6 +9,8 @@ import type {
   V1ConfigMap, V1DownwardAPIVolumeFile, V1KeyToPath, V1PersistentVolume, V1PersistentVolumeClaim, V1Pod,
   V1Secret, V1Volume, V1VolumeProjection,
 } from '@kubernetes/client-node';
+import { throughStorageView } from './storage-view.ts';
+import type { StorageView } from './storage-view.ts';
 
 export class VolumeNotReadyError extends Error {
   override readonly name = 'VolumeNotReadyError';
@@ -129,7 +131,7 @@ function missing(optional: boolean | undefined, what: string): Files {
   throw new VolumeNotReadyError(`${what} not found`);
 }
 
-async function claimDirectory(api: VolumeApi, namespace: string, claimName: string): Promise<string> {
+async function claimDirectory(api: VolumeApi, namespace: string, claimName: string, view: StorageView | undefined): Promise<string> {
   const pvc = await api.readPersistentVolumeClaim(namespace, claimName);
   if (pvc === undefined) throw new VolumeNotReadyError(`persistentvolumeclaim ${claimName} not found`);
   const pvName = pvc.spec?.volumeName;
@@ -137,34 +139,36 @@ async function claimDirectory(api: VolumeApi, namespace: string, claimName: stri
     throw new VolumeNotReadyError(`persistentvolumeclaim ${claimName} is not bound`);
   }
   const pv = await api.readPersistentVolume(pvName);
-  const dir = pv?.spec?.local?.path ?? pv?.spec?.hostPath?.path;
-  if (dir === undefined) throw new VolumeNotReadyError(`persistentvolume ${pvName} has no local or hostPath directory`);
+  const declared = pv?.spec?.local?.path ?? pv?.spec?.hostPath?.path;
+  if (declared === undefined) throw new VolumeNotReadyError(`persistentvolume ${pvName} has no local or hostPath directory`);
+  const dir = throughStorageView(view, declared);
   fs.mkdirSync(dir, { recursive: true });
   return dir;
 }
 
-function hostPathVolume(volume: V1Volume): string {
+function hostPathVolume(volume: V1Volume, view: StorageView | undefined): string {
   const hp = volume.hostPath;
   if (hp === undefined) throw new VolumeNotReadyError(`volume ${volume.name} is not a hostPath`);
-  if (hp.type === 'DirectoryOrCreate') fs.mkdirSync(hp.path, { recursive: true });
-  if (hp.type === 'FileOrCreate' && !fs.existsSync(hp.path)) {
-    fs.mkdirSync(path.dirname(hp.path), { recursive: true });
-    fs.writeFileSync(hp.path, '');
+  const nodePath = throughStorageView(view, hp.path);
+  if (hp.type === 'DirectoryOrCreate') fs.mkdirSync(nodePath, { recursive: true });
+  if (hp.type === 'FileOrCreate' && !fs.existsSync(nodePath)) {
+    fs.mkdirSync(path.dirname(nodePath), { recursive: true });
+    fs.writeFileSync(nodePath, '');
   }
-  if (!fs.existsSync(hp.path)) throw new VolumeNotReadyError(`hostPath ${hp.path} does not exist`);
-  return hp.path;
+  if (!fs.existsSync(nodePath)) throw new VolumeNotReadyError(`hostPath ${hp.path} does not exist`);
+  return nodePath;
 }
 
-async function materialiseOne(api: VolumeApi, pod: V1Pod, volume: V1Volume, dir: string): Promise<MaterialisedVolume> {
+async function materialiseOne(api: VolumeApi, pod: V1Pod, volume: V1Volume, dir: string, view: StorageView | undefined): Promise<MaterialisedVolume> {
   const namespace = pod.metadata?.namespace ?? 'default';
   if (volume.emptyDir !== undefined) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o777 });
     return { hostPath: dir, readOnly: false };
   }
-  if (volume.hostPath !== undefined) return { hostPath: hostPathVolume(volume), readOnly: false };
+  if (volume.hostPath !== undefined) return { hostPath: hostPathVolume(volume, view), readOnly: false };
   if (volume.persistentVolumeClaim !== undefined) {
     const { claimName, readOnly } = volume.persistentVolumeClaim;
-    return { hostPath: await claimDirectory(api, namespace, claimName), readOnly: readOnly === true };
+    return { hostPath: await claimDirectory(api, namespace, claimName, view), readOnly: readOnly === true };
   }
   if (volume.secret !== undefined) {
     const name = volume.secret.secretName ?? '';
@@ -212,11 +216,15 @@ export function subPathSource(volumeDir: string, subPath: string): string {
   return real;
 }
 
-/** Materialises every volume of the pod under `volumesDir`; throws VolumeNotReadyError when one cannot be yet. */
-export async function materialiseVolumes(api: VolumeApi, pod: V1Pod, volumesDir: string): Promise<Map<string, MaterialisedVolume>> {
+/**
+ * Materialises every volume of the pod under `volumesDir` (host paths under the shared
+ * storage root through the node's storage view, when it has one); throws
+ * VolumeNotReadyError when one cannot be yet.
+ */
+export async function materialiseVolumes(api: VolumeApi, pod: V1Pod, volumesDir: string, view?: StorageView): Promise<Map<string, MaterialisedVolume>> {
   const out = new Map<string, MaterialisedVolume>();
   for (const volume of pod.spec?.volumes ?? []) {
-    out.set(volume.name, await materialiseOne(api, pod, volume, path.join(volumesDir, volume.name)));
+    out.set(volume.name, await materialiseOne(api, pod, volume, path.join(volumesDir, volume.name), view));
   }
   return out;
 }

@@ -13,7 +13,8 @@ import type { ClusterLayout } from '../../hack/cluster/layout.ts';
 import { kubectl, kubectlPath } from '../../hack/cluster/kubectl.ts';
 import { withClusterLock } from '../../hack/cluster/lock.ts';
 import {
-  crashNode, cutNodeNetwork, defaultNodeNames, freezeNode, nodeCondition, startNode, stopNode, waitNodeReady,
+  crashNode, cutNodeNetwork, defaultNodeNames, failNodeStorage, freezeNode, hangNodeStorage, nodeCondition, restoreNodeStorage,
+  startNode, stopNode, waitNodeReady,
 } from '../../hack/cluster/nodes.ts';
 import type { NodeOptions, SimulatedNode } from '../../hack/cluster/nodes.ts';
 import { addUser, liveUsers, removeUser, scheduleIdleStop } from '../../hack/cluster/users.ts';
@@ -53,9 +54,21 @@ export interface NodeFaults {
   /** Freeze the simulator and every pod process (freezer cgroup), or thaw them. */
   freeze(name: string): void;
   thaw(name: string): void;
-  /** Take the node's uplink down (node and its pods leave the network), or bring it back. */
+  /**
+   * Take the node's uplink down (node and its pods leave the network: API server, operator,
+   * other nodes), or bring it back. Storage is the host's file system and stays reachable.
+   */
   cutNetwork(name: string): void;
   restoreNetwork(name: string): void;
+  /**
+   * Storage loss on one node (only a node created with `storageRoot`): its FUSE view of
+   * the shared storage stops answering — every I/O of its pods there waits (hang) — or
+   * dies — every I/O fails (fail). `storageRestore` resumes a hung view, or mounts a
+   * failed one afresh for new pods. Other nodes and the host are never affected.
+   */
+  storageHang(name: string): Promise<void>;
+  storageFail(name: string): Promise<void>;
+  storageRestore(name: string): Promise<void>;
   /** The Ready condition status the API server shows for a node. */
   readyStatus(name: string): string | undefined;
 }
@@ -96,6 +109,12 @@ async function connect(): Promise<TestCluster> {
     if (clusterOwner(layout) === 'tests' && liveUsers(layout).length === 0) scheduleIdleStop(layout, 30_000);
   };
   process.once('exit', release);
+  const storageRoots = new Map<string, string>();
+  const storageRootOf = (name: string): string => {
+    const root = storageRoots.get(name);
+    if (root === undefined) throw new RangeError(`node ${name} was not created with a storageRoot`);
+    return root;
+  };
   const deleteNode = async (name: string): Promise<void> => {
     assertDefaultUntouched(name);
     try {
@@ -104,6 +123,7 @@ async function connect(): Promise<TestCluster> {
       // never frozen
     }
     await stopNode(layout, name, log, { deleteObject: true });
+    storageRoots.delete(name);
   };
   return {
     layout,
@@ -119,6 +139,7 @@ async function connect(): Promise<TestCluster> {
       const name = `${prefix}-${randomBytes(3).toString('hex')}`;
       // Tainted so that nothing but pods bound to it by name (or tolerating it) lands there.
       const taints = [`${throwawayTaintKey}=${name}:NoSchedule`, ...(options?.taints ?? [])];
+      if (options?.storageRoot !== undefined) storageRoots.set(name, options.storageRoot);
       return startNode(layout, name, log, { ...options, taints });
     },
     deleteNode,
@@ -129,7 +150,8 @@ async function connect(): Promise<TestCluster> {
       },
       restart: async (name, options) => {
         assertDefaultUntouched(name);
-        const node = await startNode(layout, name, log, options);
+        const root = storageRoots.get(name);
+        const node = await startNode(layout, name, log, { ...(root === undefined ? {} : { storageRoot: root }), ...options });
         await waitNodeReady(layout, name, 60_000);
         return node;
       },
@@ -137,6 +159,9 @@ async function connect(): Promise<TestCluster> {
       thaw: (name) => { freezeNode(name, false); },
       cutNetwork: (name) => { assertDefaultUntouched(name); cutNodeNetwork(layout, name, true); },
       restoreNetwork: (name) => { cutNodeNetwork(layout, name, false); },
+      storageHang: async (name) => { assertDefaultUntouched(name); storageRootOf(name); await hangNodeStorage(layout, name); },
+      storageFail: async (name) => { assertDefaultUntouched(name); storageRootOf(name); await failNodeStorage(layout, name); },
+      storageRestore: async (name) => { await restoreNodeStorage(layout, name, storageRootOf(name)); },
       readyStatus: (name) => nodeCondition(layout, name, 'Ready'),
     },
     release,

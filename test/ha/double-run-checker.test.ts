@@ -1,0 +1,94 @@
+// The double-run checker against real QEMUs (TCG here) running the test guest on one
+// raw disk: one QEMU writing is clean; a second one booted while the first is frozen
+// (freezer cgroup) is no double run; thawing the first makes two QEMUs run and two boot
+// ids write interleaved, and the checker fails the run with the window and both boots.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../support/cluster.ts';
+import { describeDoubleRuns, DoubleRunChecker } from '../support/double-run-checker.ts';
+import { createBlankDisk, testGuest, type TestGuest } from '../support/guest.ts';
+
+const freezerRoot = '/sys/fs/cgroup/freezer';
+
+void describe('double-run checker on real QEMUs', { timeout: 10 * 60_000 }, () => {
+  let dir = '';
+  let disk = '';
+  let guest: TestGuest;
+  const group = path.join(freezerRoot, `kv-double-run-${randomBytes(3).toString('hex')}`);
+  const namespace = `kv-dr-${randomBytes(3).toString('hex')}`;
+  const vm = 'vm';
+  const qemus: ChildProcess[] = [];
+  let checker: DoubleRunChecker | undefined;
+
+  const boot = (): ChildProcess => {
+    const child = spawn('qemu-system-x86_64', [
+      '-name', `guest=${namespace}_${vm},debug-threads=on`, '-nodefaults', '-no-user-config', '-display', 'none',
+      '-machine', 'q35,accel=tcg', '-cpu', 'qemu64', '-m', '128', '-smp', '1',
+      '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.cmdline, '-serial', 'null',
+      // Both QEMUs open the one disk: image locking off, as two nodes without a shared lock manager would.
+      '-blockdev', `driver=file,node-name=f0,filename=${disk},locking=off,cache.direct=off`,
+      '-blockdev', 'driver=raw,node-name=d0,file=f0', '-device', 'virtio-blk-pci,drive=d0',
+    ], { stdio: 'ignore' });
+    qemus.push(child);
+    return child;
+  };
+
+  before(async () => {
+    guest = await testGuest();
+    dir = await mkdtemp(path.join(tmpdir(), 'kv-double-run-'));
+    disk = await createBlankDisk(dir, { format: 'raw', sizeMiB: 16, name: 'disk.raw' });
+    fs.mkdirSync(group);
+  });
+
+  after(async () => {
+    await checker?.stop();
+    try {
+      fs.writeFileSync(path.join(group, 'freezer.state'), 'THAWED');
+    } catch {
+      // never made
+    }
+    for (const q of qemus) q.kill('SIGKILL');
+    await sleep(300);
+    try {
+      fs.rmdirSync(group);
+    } catch {
+      // processes still leaving
+    }
+    if (dir !== '') await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('passes one QEMU writing alone, and a second one booted while the first is frozen', async () => {
+    const first = boot();
+    checker = DoubleRunChecker.start({ namespace, name: vm, disk });
+    await eventually('the first boot writing records', async () => ((await checker?.report())?.bootIds.length === 1 ? true : undefined), 180_000, 250);
+    fs.writeFileSync(path.join(group, 'cgroup.procs'), `${first.pid ?? 0}\n`);
+    fs.writeFileSync(path.join(group, 'freezer.state'), 'FROZEN');
+    await eventually('the freeze', () => (fs.readFileSync(path.join(group, 'freezer.state'), 'utf8').trim() === 'FROZEN' ? true : undefined), 10_000, 50);
+    boot();
+    const report = await eventually('the second boot writing records', async () => {
+      const r = await checker?.report();
+      return r !== undefined && r.bootIds.length === 2 ? r : undefined;
+    }, 180_000, 250);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    assert.equal(report.qemus.length, 2, describeDoubleRuns(report));
+    assert.ok(report.maxSampleGapMs < 1000, describeDoubleRuns(report));
+  });
+
+  void it('fails the run when the frozen QEMU thaws and writes on', async () => {
+    fs.writeFileSync(path.join(group, 'freezer.state'), 'THAWED');
+    const report = await eventually('both rules broken', async () => {
+      const r = await checker?.report();
+      return r !== undefined && r.interleavings.length > 0 && r.overlaps.some((w) => w.durationMs > r.killLatencyMs) ? r : undefined;
+    }, 60_000, 250);
+    const account = describeDoubleRuns(report);
+    assert.ok(report.violations.some((v) => /two runnable QEMUs .* beyond the kill latency/.test(v)), account);
+    assert.ok(report.violations.some((v) => new RegExp(`boot ${report.bootIds[0] ?? '-'} wrote record n=\\d+ .* after boot ${report.bootIds[1] ?? '-'}`).test(v)), account);
+  });
+});
