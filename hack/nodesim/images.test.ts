@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { containerArgv, imageRepository, resolveImage, UnknownImageError } from './images.ts';
+import { containerArgv, imageRepository, resolveImage, UnknownImageError, type LauncherImage } from './images.ts';
 
 const options = { repoRoot: '/repo', stateDir: '/state', nodeBinary: '/opt/node/bin/node' };
 
@@ -13,8 +13,11 @@ describe('image table', () => {
     assert.equal(imageRepository('busybox'), 'busybox');
   });
   it('runs KeyVirt images from this repository on the pinned Node.js', () => {
-    const entry = resolveImage('keyvirt/launcher:latest', options);
-    assert.deepEqual(entry.entrypoint, ['/opt/node/bin/node', '/repo/launcher/src/main.ts']);
+    const launcherImage = (repoRoot: string): LauncherImage => ({ dir: `${repoRoot}/hack/.cache/launcher-build/0123`, entry: `${repoRoot}/hack/.cache/launcher-build/0123/launcher/src/main.js`, nodeFlags: ['--lite-mode'] });
+    const entry = resolveImage('keyvirt/launcher:latest', { ...options, launcherImage });
+    assert.deepEqual(entry.entrypoint, ['/opt/node/bin/node', '--lite-mode', '/repo/hack/.cache/launcher-build/0123/launcher/src/main.js']);
+    assert.ok(entry.hiddenPaths.includes('/repo/hack/.cache'), 'the build cache is hidden…');
+    assert.deepEqual(entry.revealedPaths, ['/repo/hack/.cache/launcher-build/0123'], '…but for the launcher build the image carries');
     assert.deepEqual(resolveImage('keyvirt/operator', options).entrypoint, ['/opt/node/bin/node', '/repo/operator/src/main.ts']);
   });
   it('rejects images it does not know', () => {

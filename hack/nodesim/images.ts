@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../launcher-build/build-launcher.ts';
 
 export interface ImageEntry {
   /** Docker ENTRYPOINT: replaced by the container's `command` when that is set. */
@@ -55,10 +56,26 @@ export function busyboxBin(stateDir: string): string {
   return dir;
 }
 
+/** What the `keyvirt/launcher` image runs: a built launcher (hack/launcher-build) and its Node flags. */
+export interface LauncherImage {
+  /** The build directory, part of the image's root. */
+  readonly dir: string;
+  readonly entry: string;
+  readonly nodeFlags: readonly string[];
+}
+
 export interface ImageTableOptions {
   readonly repoRoot: string;
   readonly stateDir: string;
   readonly nodeBinary: string;
+  /** Builds (or finds, by content hash) the launcher image; by default from the repository's sources. */
+  readonly launcherImage?: (repoRoot: string) => LauncherImage;
+}
+
+/** The launcher as its image carries it: JavaScript built from the current sources, cached by content hash. */
+export function builtLauncherImage(repoRoot: string): LauncherImage {
+  const build = buildLauncher(repoRoot, path.join(repoRoot, 'hack/.cache/launcher-build'));
+  return { dir: build.dir, entry: build.entry, nodeFlags: LAUNCHER_NODE_FLAGS };
 }
 
 /**
@@ -82,8 +99,15 @@ export function resolveImage(image: string, options: ImageTableOptions): ImageEn
   });
   const bare = { rootPaths: [], hiddenPaths: [], revealedPaths: [] };
   switch (repo) {
-    case 'keyvirt/launcher':
-      return node('launcher/src/main.ts');
+    case 'keyvirt/launcher': {
+      // Rebuilt when a source changed since the last pod (the hash check reads the sources, ~20 ms).
+      const image = (options.launcherImage ?? builtLauncherImage)(options.repoRoot);
+      return {
+        ...node('launcher/src/main.ts'),
+        entrypoint: [options.nodeBinary, ...image.nodeFlags, image.entry],
+        revealedPaths: [image.dir],
+      };
+    }
     case 'keyvirt/operator':
       return node('operator/src/main.ts');
     case 'keyvirt/node-agent':

@@ -126,6 +126,8 @@ export interface LauncherOptions {
   readonly configure?: (config: LauncherConfigInput) => LauncherConfigInput;
   /** Extra launcher environment. */
   readonly env?: NodeJS.ProcessEnv;
+  /** The launcher command (Node, its flags, the entry point); the sources on this Node by default. */
+  readonly command?: readonly string[];
 }
 
 export interface LogLine {
@@ -200,7 +202,7 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
   const base = launcherConfig(vm, { mode: options.mode ?? 'run', address, tokenFile, stateDir });
   const configFile = path.join(dir, 'config.json');
   await writeFile(configFile, JSON.stringify(options.configure === undefined ? base : options.configure(base), null, 2));
-  const [cmd, ...args] = [...(options.netnsExec ?? []), process.execPath, launcherMain, '--config', configFile];
+  const [cmd, ...args] = [...(options.netnsExec ?? []), ...(options.command ?? [process.execPath, launcherMain]), '--config', configFile];
   const startedAt = Date.now();
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KEYVIRT_LOG_LEVEL: 'info', ...options.env } });
   let output = '';

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { buildLauncher, LauncherBuildError, LAUNCHER_NODE_FLAGS } from './build-launcher.ts';
+
+const scratch = fs.mkdtempSync(path.join(tmpdir(), 'kv-launcher-build-'));
+after(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+/** A repository in miniature: the launcher's entry, a module, a JSON import, the crds package. */
+function miniRepo(name: string): string {
+  const root = path.join(scratch, name);
+  const files: Record<string, string> = {
+    'launcher/package.json': '{ "name": "@keyvirt/launcher", "version": "9.9.9", "type": "module" }\n',
+    'crds/package.json': '{ "name": "@keyvirt/crds", "type": "module", "exports": { ".": "./src/index.ts" } }\n',
+    'launcher/src/main.ts': "await import('./launcher-main.ts');\n",
+    'launcher/src/launcher-main.ts': [
+      "import type { Shape } from './shape.ts';",
+      "import { area } from './shape.ts';",
+      "import { unit } from '@keyvirt/crds';",
+      "import pkg from '../package.json' with { type: 'json' };",
+      'const s: Shape = { side: 3 };',
+      'process.stdout.write(`${pkg.version} ${area(s)} ${unit}\\n`);',
+      '',
+    ].join('\n'),
+    'launcher/src/shape.ts': 'export interface Shape { side: number }\nexport function area(s: Shape): number {\n  return s.side * s.side;\n}\n',
+    'launcher/src/shape.test.ts': "import './does-not-exist.ts';\n",
+    'launcher/src/unused.ts': 'export const unused: number = 1;\n',
+    'crds/src/index.ts': "export { unit } from './units.ts';\n",
+    'crds/src/units.ts': "export const unit: string = 'm²';\n",
+  };
+  for (const [rel, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+    fs.writeFileSync(path.join(root, rel), content);
+  }
+  return root;
+}
+
+describe('launcher build', () => {
+  it('builds the reachable modules into JavaScript that runs under the launcher flags', () => {
+    const repo = miniRepo('runs');
+    const build = buildLauncher(repo, path.join(repo, 'cache'));
+    assert.equal(build.built, true);
+    const out = execFileSync(process.execPath, [...LAUNCHER_NODE_FLAGS, build.entry], { encoding: 'utf8' });
+    assert.equal(out, '9.9.9 9 m²\n');
+    assert.equal(fs.existsSync(path.join(build.dir, 'launcher/src/unused.js')), false, 'only reachable modules are built');
+    assert.equal(fs.existsSync(path.join(build.dir, 'node_modules/@keyvirt/crds/src/units.js')), true);
+    const main = fs.readFileSync(path.join(build.dir, 'launcher/src/launcher-main.js'), 'utf8');
+    assert.match(main, /from '\.\/shape\.js'/);
+    assert.match(main, /from '@keyvirt\/crds'/);
+    assert.doesNotMatch(main, /: Shape/);
+    // Stripping keeps every line where it was: stack traces point at the sources' lines.
+    assert.equal(main.split('\n').length, fs.readFileSync(path.join(repo, 'launcher/src/launcher-main.ts'), 'utf8').split('\n').length);
+  });
+
+  it('reuses a build while the sources are unchanged and builds anew after a change', () => {
+    const repo = miniRepo('cache');
+    const cache = path.join(repo, 'cache');
+    const first = buildLauncher(repo, cache);
+    const again = buildLauncher(repo, cache);
+    assert.equal(again.built, false);
+    assert.equal(again.dir, first.dir);
+    fs.writeFileSync(path.join(repo, 'launcher/src/shape.ts'), 'export function area(s: { side: number }): number {\n  return 4 * s.side;\n}\n');
+    const changed = buildLauncher(repo, cache);
+    assert.equal(changed.built, true);
+    assert.notEqual(changed.dir, first.dir);
+    assert.equal(execFileSync(process.execPath, [changed.entry], { encoding: 'utf8' }), '9.9.9 12 m²\n');
+  });
+
+  it('names a missing import', () => {
+    const repo = miniRepo('missing');
+    fs.writeFileSync(path.join(repo, 'launcher/src/shape.ts'), "export { area } from './gone.ts';\n");
+    assert.throws(() => buildLauncher(repo, path.join(repo, 'cache')), (err: unknown) => err instanceof LauncherBuildError && err.message.includes('launcher/src/gone.ts'));
+  });
+});
