@@ -20,6 +20,7 @@ import { addVmController } from './vm/vm-wiring.ts';
 import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
 import { addEvacuationController } from './evacuation/evacuation-wiring.ts';
 import { addMigrationController } from './migration/migration-wiring.ts';
+import { addHaController } from './ha/ha-wiring.ts';
 
 const VERSION = '0.1.0';
 
@@ -52,6 +53,9 @@ const settingsSchema = z.object({
   highUtilization: z.coerce.number().int().min(1).max(100).default(80),
   lowUtilization: z.coerce.number().int().min(0).max(99).default(20),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
+  haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
+  haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
 });
 type Settings = z.infer<typeof settingsSchema>;
 
@@ -77,6 +81,8 @@ const FLAGS = {
   highUtilization: 'high-utilization',
   lowUtilization: 'low-utilization',
   logLevel: 'log-level',
+  haRestartBudget: 'ha-restart-budget',
+  haRestartWindowSeconds: 'ha-restart-window-seconds',
 } as const satisfies Record<keyof Settings, string>;
 
 function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
@@ -125,7 +131,9 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
     };
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };
     const placement = policyPlacementDecider({ policy, onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });
-    addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
+    const haBudget = { maxRestarts: ctx.settings.haRestartBudget, windowMs: ctx.settings.haRestartWindowSeconds * 1000 };
+    const vmController = addVmController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector, haBudget });
+    addHaController({ ...ctx, settings: launcher, placement, budget: haBudget, vmController, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
     addMigrationController({ ...ctx, settings: launcher, placement, workers: ctx.settings.workers, vmSelector: ctx.settings.vmSelector });
   },
   (ctx) => {

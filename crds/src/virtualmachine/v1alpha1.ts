@@ -24,11 +24,12 @@ export const VM_PHASES = [
   'Failed',
   'CrashLoop',
   'Unschedulable',
+  'Unknown',
 ] as const;
 export type VirtualMachinePhase = (typeof VM_PHASES)[number];
 
 /** Condition types the operator sets on a VirtualMachine. */
-export const VM_CONDITION_TYPES = ['Ready', 'LiveMigratable', 'AgentConnected', 'Paused', 'StorageLeaseHeld'] as const;
+export const VM_CONDITION_TYPES = ['Ready', 'LiveMigratable', 'AgentConnected', 'Paused', 'StorageLeaseHeld', 'HighAvailability'] as const;
 export type VirtualMachineConditionType = (typeof VM_CONDITION_TYPES)[number];
 
 export const ACCELERATORS = ['kvm', 'tcg'] as const;
@@ -130,7 +131,7 @@ export type VirtualMachineMigrationState = z.infer<typeof VirtualMachineMigratio
 
 export const VirtualMachineStatus = z
   .object({
-    phase: z.enum(VM_PHASES).optional().describe('Stopped, Scheduling, Starting, Running, Migrating, Paused, Stopping, Failed, CrashLoop or Unschedulable.'),
+    phase: z.enum(VM_PHASES).optional().describe('Stopped, Scheduling, Starting, Running, Migrating, Paused, Stopping, Failed, CrashLoop, Unschedulable or Unknown (the launcher cannot be heard: its node is unreachable or it is silent).'),
     ready: z.boolean().optional().describe('The VM runs and its Ready condition is True.'),
     conditions: conditions(),
     nodeName: z.string().optional().describe('The node that runs the VM.'),

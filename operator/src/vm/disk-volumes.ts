@@ -94,7 +94,46 @@ function domainVolume(sd: StorageDomain, namespace: string): VolumeSource | stri
   }
 }
 
-function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): ResolvedDisk | DiskProblem {
+/** The VM's image directory on a domain: `images/<namespace>/<vm>`. */
+export function storageDomainImageDir(vm: { namespace: string; name: string }): string {
+  return `images/${vm.namespace}/${vm.name}`;
+}
+
+/** The lease directory of an HA VM on its lease domain: `leases/<namespace>/<vm>` (holds the file `lease`). */
+export function leaseDirPath(vm: { namespace: string; name: string }): string {
+  return `leases/${vm.namespace}/${vm.name}`;
+}
+
+/** Where an HA VM's storage lease lives: a shared posix StorageDomain (ADR 0064). */
+export interface LeaseDomain {
+  readonly domain: string;
+  readonly source: VolumeSource;
+  /** `leases/<namespace>/<vm>`, relative to the domain root. */
+  readonly leaseDir: string;
+}
+
+/**
+ * The lease domain of an HA VM: the domain of its first StorageDomain disk, which must be
+ * of type posix (shared, mounted at the same path on every node); otherwise why not.
+ */
+export function leaseDomainOf(vm: VirtualMachine, lookup: Pick<DiskLookup, 'storageDomain'>): LeaseDomain | { problem: string } {
+  const first = vm.spec.template.disks.find((d) => d.storageDomain !== undefined)?.storageDomain;
+  if (first === undefined) return { problem: 'the VM has no disk on a StorageDomain to keep its storage lease on' };
+  const sd = lookup.storageDomain(first.name);
+  if (sd === undefined) return { problem: `StorageDomain ${first.name} does not exist` };
+  if (sd.spec.type !== 'posix' || sd.spec.posix === undefined) {
+    return { problem: `StorageDomain ${first.name} is of type ${sd.spec.type}; the storage lease needs a shared posix domain` };
+  }
+  const namespace = vm.metadata.namespace ?? 'default';
+  return { domain: first.name, source: { hostPath: { path: sd.spec.posix.path, type: 'Directory' } }, leaseDir: leaseDirPath({ namespace, name: vm.metadata.name }) };
+}
+
+/** How disks are mounted: an HA VM's images on its lease domain as their directory (the launcher renames files in it on a takeover). */
+export interface ResolveOptions {
+  readonly leaseDomain?: string | undefined;
+}
+
+function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup, options: ResolveOptions = {}): ResolvedDisk | DiskProblem {
   const source = disk.storageDomain;
   if (source === undefined) throw new Error('not a storage domain disk');
   const namespace = vm.metadata.namespace ?? 'default';
@@ -122,7 +161,11 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup): 
   const why = sd.spec.type === 'local' ? 'a directory on one node' : 'which one node at a time can mount';
   const image = storageDomainImagePath({ namespace, name: vm.metadata.name }, disk.name, source.format);
   const inPod = (domainPath: string): string => `${DOMAINS_DIR}/${source.name}/${domainPath}`;
-  const mounts: DiskMount[] = [{ subPath: image, mountPath: inPod(image), readOnly: disk.readOnly }];
+  const imageDir = storageDomainImageDir({ namespace, name: vm.metadata.name });
+  const mounts: DiskMount[] =
+    options.leaseDomain === source.name
+      ? [{ subPath: imageDir, mountPath: inPod(imageDir), readOnly: false }]
+      : [{ subPath: image, mountPath: inPod(image), readOnly: disk.readOnly }];
   // A raw disk is a full copy of its template; only a qcow2 overlay reads it at run time.
   if (source.backingImage !== undefined && source.format === 'qcow2') {
     const template = `${TEMPLATES_DIR}/${source.backingImage}`;
@@ -165,11 +208,11 @@ async function resolveClaimDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLook
 }
 
 /** Resolves every disk of the VM, or lists every disk that cannot be provided. */
-export async function resolveDisks(vm: VirtualMachine, lookup: DiskLookup): Promise<DiskResolution> {
+export async function resolveDisks(vm: VirtualMachine, lookup: DiskLookup, options: ResolveOptions = {}): Promise<DiskResolution> {
   const disks: ResolvedDisk[] = [];
   const problems: DiskProblem[] = [];
   for (const disk of vm.spec.template.disks) {
-    const resolved = disk.storageDomain !== undefined ? resolveDomainDisk(vm, disk, lookup) : await resolveClaimDisk(vm, disk, lookup);
+    const resolved = disk.storageDomain !== undefined ? resolveDomainDisk(vm, disk, lookup, options) : await resolveClaimDisk(vm, disk, lookup);
     if ('reason' in resolved) problems.push(resolved);
     else disks.push(resolved);
   }

@@ -81,7 +81,8 @@ export class LauncherObjects {
   async createLauncher(input: LauncherPodInput, log: Logger): Promise<boolean> {
     const { vm } = input;
     const config = launcherConfig(input);
-    const token = input.migrationTarget === undefined ? await this.#ensureSecret(vm, config) : await this.#ensureTargetSecret(input, config);
+    const candidate = input.migrationTarget !== undefined || input.haReplacement !== undefined;
+    const token = candidate ? await this.#ensureTargetSecret(input, config) : await this.#ensureSecret(vm, config);
     this.#tokens.set(vm.metadata.uid ?? '', token);
     const pod = renderLauncherPod(input, configHash(config));
     try {
@@ -133,11 +134,12 @@ export class LauncherObjects {
     return Buffer.from(encoded, 'base64').toString('utf8');
   }
 
+  /** The Secret of a migration target or an HA replacement: its own config, the VM's token. */
   async #ensureTargetSecret(input: LauncherPodInput, config: LauncherConfigInput): Promise<string> {
-    const { vm, migrationTarget } = input;
-    if (migrationTarget === undefined) throw new Error('not a migration target');
+    const { vm, migrationTarget, haReplacement } = input;
+    if (migrationTarget === undefined && haReplacement === undefined) throw new Error('not a migration target or HA replacement');
     const token = await this.#vmToken(vm);
-    const secret = renderLauncherSecret(vm, token, config, migrationTarget);
+    const secret = renderLauncherSecret(vm, token, config, migrationTarget, haReplacement);
     try {
       await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
     } catch (err) {

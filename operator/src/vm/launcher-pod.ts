@@ -6,14 +6,16 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { VirtualMachine } from '@keyvirt/crds';
-import { LAUNCHER_CONFIG_API_VERSION, type LauncherConfigInput } from '@keyvirt/launcher/api';
+import { LAUNCHER_CONFIG_API_VERSION, LEASE_HOLDER_ENV, LEASE_NODE_ENV, type LauncherConfigInput } from '@keyvirt/launcher/api';
 import { controllerReference } from '../runtime/owner-mapping.ts';
-import type { ResolvedDisk, VolumeSource } from './disk-volumes.ts';
+import type { LeaseDomain, ResolvedDisk, VolumeSource } from './disk-volumes.ts';
 import { launcherResources } from './launcher-resources.ts';
 import {
   ANNOTATION_CONFIG_HASH,
   ANNOTATION_MEMORY_OVERHEAD,
+  ANNOTATION_HA_REPLACED,
   LABEL_COMPONENT,
+  LABEL_HA_REPLACEMENT,
   LABEL_MANAGED_BY,
   LABEL_MIGRATION_TARGET,
   LABEL_VM,
@@ -36,6 +38,9 @@ const STATE_DIR = '/var/run/keyvirt/state';
 export const STATE_SIZE_LIMIT = '64Mi';
 export const CONFIG_FILE = `${CONFIG_DIR}/config.json`;
 export const TOKEN_FILE = `${CONFIG_DIR}/token`;
+/** Where an HA VM's lease directory (`leases/<namespace>/<vm>` on its domain) is mounted. */
+export const LEASE_DIR = '/var/lib/keyvirt/lease';
+export const LEASE_FILE = `${LEASE_DIR}/lease`;
 
 export interface KernelBoot {
   kernel: string;
@@ -63,6 +68,24 @@ export interface LauncherPodInput {
   kernelBoot?: KernelBoot | undefined;
   /** Render a migration target instead of the VM's own launcher (ADR 0081). */
   migrationTarget?: MigrationTargetNaming | undefined;
+  /** The storage lease of an HA VM (ADR 0064); absent for other VMs: no lease at all. */
+  lease?: LeaseMount | undefined;
+  /** Render an HA replacement launcher instead of the VM's own launcher (ADR 0064). */
+  haReplacement?: HaReplacementNaming | undefined;
+}
+
+export interface LeaseMount {
+  readonly domain: LeaseDomain;
+  /** The previous holder's node is known fenced: the launcher claims the lease without waiting for expiry. */
+  readonly nodeFenced: boolean;
+}
+
+/** How an HA replacement pod differs from the VM's own launcher pod: name, Secret, label. */
+export interface HaReplacementNaming {
+  /** The pod's name; its Secret has the same name. */
+  readonly podName: string;
+  /** The UID of the launcher pod it replaces, the value of the ha-replacement label. */
+  readonly replacedUid: string;
 }
 
 /** How a migration target pod differs from the VM's own launcher pod: name, Secret, label, mode. */
@@ -74,17 +97,24 @@ export interface MigrationTargetNaming {
 }
 
 function podNameOf(input: LauncherPodInput): string {
-  return input.migrationTarget?.podName ?? launcherPodName(input.vm.metadata.name);
+  return input.migrationTarget?.podName ?? input.haReplacement?.podName ?? launcherPodName(input.vm.metadata.name);
 }
 
-/** The Secret a launcher pod mounts: the VM's own, or the target's of the same name as its pod. */
+/** The Secret a launcher pod mounts: the VM's own, or the target's (replacement's) of the same name as its pod. */
 export function secretNameOf(input: LauncherPodInput): string {
-  return input.migrationTarget?.podName ?? launcherSecretName(input.vm.metadata.name);
+  return input.migrationTarget?.podName ?? input.haReplacement?.podName ?? launcherSecretName(input.vm.metadata.name);
+}
+
+/** The labels that set a candidate pod (migration target, HA replacement) apart from the VM's launcher. */
+export function candidateLabels(input: Pick<LauncherPodInput, 'migrationTarget' | 'haReplacement'>): Record<string, string> {
+  const target = input.migrationTarget;
+  if (target !== undefined) return { [LABEL_MIGRATION_TARGET]: target.migrationUid };
+  const replacement = input.haReplacement;
+  return replacement === undefined ? {} : { [LABEL_HA_REPLACEMENT]: replacement.replacedUid };
 }
 
 function labelsOf(input: LauncherPodInput): Record<string, string> {
-  const target = input.migrationTarget;
-  return target === undefined ? labels(input.vm) : { ...labels(input.vm), [LABEL_MIGRATION_TARGET]: target.migrationUid };
+  return { ...labels(input.vm), ...candidateLabels(input) };
 }
 
 export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {
@@ -109,6 +139,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     stateDir: STATE_DIR,
     allowEmulation: mayEmulate(vm, input.settings),
     ...(input.kernelBoot === undefined ? {} : { directKernelBoot: input.kernelBoot }),
+    ...(input.lease === undefined ? {} : { lease: { path: LEASE_FILE, nodeFenced: input.lease.nodeFenced } }),
   };
 }
 
@@ -126,14 +157,20 @@ function labels(vm: VirtualMachine): Record<string, string> {
 }
 
 /** The Secret: `token` (the launcher's bearer token) and `config.json`. */
-export function renderLauncherSecret(vm: VirtualMachine, token: string, config: LauncherConfigInput, target?: MigrationTargetNaming): unknown {
+export function renderLauncherSecret(
+  vm: VirtualMachine,
+  token: string,
+  config: LauncherConfigInput,
+  target?: MigrationTargetNaming,
+  replacement?: HaReplacementNaming,
+): unknown {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     metadata: {
-      name: target?.podName ?? launcherSecretName(vm.metadata.name),
+      name: target?.podName ?? replacement?.podName ?? launcherSecretName(vm.metadata.name),
       namespace: vm.metadata.namespace,
-      labels: target === undefined ? labels(vm) : { ...labels(vm), [LABEL_MIGRATION_TARGET]: target.migrationUid },
+      labels: { ...labels(vm), ...candidateLabels({ migrationTarget: target, haReplacement: replacement }) },
       ownerReferences: [controllerReference(virtualMachineType, vm)],
     },
     type: 'Opaque',
@@ -206,6 +243,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
     ...input.disks.map(diskVolume),
     ...kernel.volumes,
     ...(input.nodeHasKvm ? [{ name: 'kvm', hostPath: { path: '/dev/kvm', type: 'CharDevice' } }] : []),
+    ...(input.lease === undefined ? [] : [{ name: 'ha-lease', ...input.lease.domain.source }]),
   ];
   const mounts: unknown[] = [
     { name: 'launcher-config', mountPath: CONFIG_DIR, readOnly: true },
@@ -213,7 +251,16 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
     ...diskMounts(input.disks),
     ...kernel.mounts,
     ...(input.nodeHasKvm ? [{ name: 'kvm', mountPath: '/dev/kvm' }] : []),
+    ...(input.lease === undefined ? [] : [{ name: 'ha-lease', mountPath: LEASE_DIR, subPath: input.lease.domain.leaseDir, readOnly: false }]),
   ];
+  // The lease holder is this pod: its UID (and node, for the record) from the downward API.
+  const env =
+    input.lease === undefined
+      ? []
+      : [
+          { name: LEASE_HOLDER_ENV, valueFrom: { fieldRef: { fieldPath: 'metadata.uid' } } },
+          { name: LEASE_NODE_ENV, valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+        ];
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -224,6 +271,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
       annotations: {
         [ANNOTATION_CONFIG_HASH]: hash,
         [ANNOTATION_MEMORY_OVERHEAD]: String(resources.overheadBytes),
+        ...(input.haReplacement === undefined ? {} : { [ANNOTATION_HA_REPLACED]: input.haReplacement.replacedUid }),
       },
       ownerReferences: [controllerReference(virtualMachineType, vm)],
     },
@@ -243,6 +291,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
           image: settings.image,
           imagePullPolicy: settings.imagePullPolicy,
           args: [...settings.args, '--config', CONFIG_FILE],
+          ...(env.length > 0 ? { env } : {}),
           ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
           resources: { requests: resources.requests, ...(Object.keys(resources.limits).length > 0 ? { limits: resources.limits } : {}) },
           volumeMounts: mounts,

@@ -4,7 +4,7 @@
 // to waiting, never to a second launcher or a restart of a VM that migrated away.
 import type { VirtualMachine } from '@keyvirt/crds';
 import type { Pod } from '../runtime/core-schemas.ts';
-import { LABEL_MIGRATION_TARGET, LABEL_VM, launcherPodName } from './names.ts';
+import { LABEL_HA_REPLACEMENT, LABEL_MIGRATION_TARGET, LABEL_VM, launcherPodName } from './names.ts';
 import type { LauncherPodState } from './run-strategy.ts';
 
 export interface LauncherSelection {
@@ -27,6 +27,8 @@ export interface LauncherSelection {
    * without the operator, e.g. its finalizer cleared by hand).
    */
   readonly orphanTargets: readonly Pod[];
+  /** The newest active HA replacement pod not promoted yet (ADR 0064); part of the hand-over. */
+  readonly haReplacement: Pod | undefined;
 }
 
 /** Longer than any lag between the pod and the migration informers. */
@@ -39,6 +41,16 @@ export function isFinished(pod: Pod): boolean {
 
 export function isMigrationTarget(pod: Pod): boolean {
   return pod.metadata.labels?.[LABEL_MIGRATION_TARGET] !== undefined;
+}
+
+/** An HA replacement launcher not promoted yet: like a migration target, not the VM's launcher. */
+export function isHaReplacement(pod: Pod): boolean {
+  return pod.metadata.labels?.[LABEL_HA_REPLACEMENT] !== undefined;
+}
+
+/** A pod waiting to take the VM over: a migration target or an HA replacement. */
+function isCandidate(pod: Pod): boolean {
+  return isMigrationTarget(pod) || isHaReplacement(pod);
 }
 
 function ownedBy(pod: Pod, vm: VirtualMachine): boolean {
@@ -72,16 +84,17 @@ export function podState(pod: Pod | undefined): LauncherPodState {
 export function selectLauncher(vm: VirtualMachine, pods: readonly Pod[], migrationUids?: ReadonlySet<string>, now = 0): LauncherSelection {
   const named = pods.filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name);
   const own = named.filter((p) => ownedBy(p, vm));
-  const launchers = own.filter((p) => !isMigrationTarget(p)).sort(newestFirst);
+  const launchers = own.filter((p) => !isCandidate(p)).sort(newestFirst);
   const active = launchers.filter((p) => !isFinished(p));
   const pod = active[0] ?? launchers[0];
-  const activeTargets = own.filter((p) => isMigrationTarget(p) && !isFinished(p));
+  const activeCandidates = own.filter((p) => isCandidate(p) && !isFinished(p));
+  const activeTargets = activeCandidates.filter(isMigrationTarget);
   const foreign = own.length === 0 && named.some((p) => p.metadata.name === launcherPodName(vm.metadata.name));
   return {
     pod,
     state: podState(pod),
     foreign,
-    handOver: activeTargets.length > 0 || active.length > 1,
+    handOver: activeCandidates.length > 0 || active.length > 1,
     leftovers: launchers.filter((p) => p !== pod && isFinished(p)),
     orphanTargets:
       migrationUids === undefined
@@ -91,5 +104,6 @@ export function selectLauncher(vm: VirtualMachine, pods: readonly Pod[], migrati
               !migrationUids.has(p.metadata.labels?.[LABEL_MIGRATION_TARGET] ?? '') &&
               now - Date.parse(p.metadata.creationTimestamp ?? '') > ORPHAN_TARGET_AGE_MS,
           ),
+    haReplacement: activeCandidates.filter(isHaReplacement).sort(newestFirst)[0],
   };
 }

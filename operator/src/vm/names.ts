@@ -85,3 +85,26 @@ export function migrationTargetPodName(vmName: string, migrationUid: string): st
 export function launcherSecretName(vmName: string): string {
   return `launcher-${vmName}`;
 }
+
+/**
+ * On an HA replacement launcher pod (and its Secret) until it is promoted: the UID of
+ * the launcher pod it replaces (ADR 0064). Like the migration-target label, the VM
+ * controller never treats such a pod as the VM's launcher while the label is on it.
+ */
+export const LABEL_HA_REPLACEMENT = 'keyvirt.io/ha-replacement';
+/** On a promoted HA replacement: the UID of the launcher pod it replaced (for the record). */
+export const ANNOTATION_HA_REPLACED = 'keyvirt.io/ha-replaced';
+/** HA-controller-owned, on the VM: JSON list of the times (ms since the epoch) of its HA restarts, bounded. */
+export const ANNOTATION_HA_RESTARTS = 'keyvirt.io/ha-restarts';
+/** On a Node, set by an administrator: the node is fenced (powered off or cut from storage); its VMs may start elsewhere at once. */
+export const ANNOTATION_NODE_FENCED = 'keyvirt.io/node-fenced';
+/** The taint Kubernetes documents for a node that is shut down and will not come back by itself. */
+export const TAINT_OUT_OF_SERVICE = 'node.kubernetes.io/out-of-service';
+
+/**
+ * The replacement pod of one HA restart: `launcher-<vm>-<first 10 hex of sha256("ha/" + replaced pod uid)>`.
+ * Deterministic per replaced pod: a retry or a stale cache meets AlreadyExists.
+ */
+export function haReplacementPodName(vmName: string, replacedPodUid: string): string {
+  return `launcher-${vmName}-${createHash('sha256').update(`ha/${replacedPodUid}`).digest('hex').slice(0, 10)}`;
+}

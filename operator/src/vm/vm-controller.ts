@@ -12,14 +12,17 @@ import type { Node, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { isNotFound } from '../runtime/kube-client.ts';
 import { keyOf, objectPath, refOfKey } from '../runtime/resource.ts';
-import { resolveDisks, type DiskLookup } from './disk-volumes.ts';
+import { haCondition } from '../ha/ha-condition.ts';
+import { budgetState, DEFAULT_RESTART_BUDGET, type RestartBudget } from '../ha/restart-budget.ts';
+import { leaseDomainOf, resolveDisks, type DiskLookup } from './disk-volumes.ts';
 import type { LauncherFollowers } from './launcher-followers.ts';
+import { nodeFenced, reachability, type Reachability } from './launcher-reachability.ts';
 import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
 import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
 import { selectLauncher } from './launcher-selection.ts';
-import { ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
+import { ANNOTATION_HA_RESTARTS, ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
 import { computeStatus, rfc3339, type StartBlocker } from './vm-status.ts';
@@ -56,6 +59,8 @@ export interface VmControllerDeps {
   clock: Clock;
   /** The launcher's token could not be read yet: try again later. */
   onTokenMissing: (key: string) => void;
+  /** The HA restart budget (for the HighAvailability condition); the default when absent. */
+  haBudget?: RestartBudget | undefined;
 }
 
 const kernelBootSchema = z.object({
@@ -97,7 +102,17 @@ export class VmController implements Reconciler {
     }
     const { pod, state } = selection;
     this.#follow(key, pod, state);
-    const scope: Scope = { ctx, key, vm, pod, state, now: this.#d.clock.now(), migration: this.#d.caches.latestMigration(vm), handOver: selection.handOver };
+    const scope: Scope = {
+      ctx,
+      key,
+      vm,
+      pod,
+      state,
+      now: this.#d.clock.now(),
+      migration: this.#d.caches.latestMigration(vm),
+      handOver: selection.handOver,
+      haReplacing: selection.haReplacement !== undefined,
+    };
     if (selection.handOver) {
       // A migration is handing the VM over (ADR 0081): nothing is started, stopped or deleted.
       ctx.log.debug('migration hand-over in progress; waiting');
@@ -183,6 +198,7 @@ export class VmController implements Reconciler {
     }
     const launcher = state.kind === 'active' ? this.#d.followers.latest(key, state.uid) : undefined;
     if (launcher?.phase === 'Running') progress.startFailure = undefined;
+    const { reach, ha } = this.#haObservations(scope);
     const crashLoopUntil = crashLoopDeadline(progress.startFailure, now);
     const status = computeStatus({
       vm: { ...vm, status: previous },
@@ -197,12 +213,26 @@ export class VmController implements Reconciler {
       startFailure: progress.startFailure,
       restartCount: progress.restartCount,
       migration: scope.migration,
-      migrating: scope.handOver,
+      // An HA replacement waiting for the lease is no migration: the VM shows its launcher's reachability.
+      migrating: scope.handOver && !scope.haReplacing,
+      reachability: reach,
+      highAvailability: ha,
       now: rfc3339(now),
     });
     await this.#d.statusWriter.write(vm, status, ctx.log);
     if (failure !== undefined) throw failure;
     return progress.requeueAfterMs === undefined ? {} : { requeueAfterMs: progress.requeueAfterMs };
+  }
+
+  /** Whether the launcher can be heard (status truth) and the HighAvailability condition (ADR 0064). */
+  #haObservations(scope: Scope): { reach: Reachability | undefined; ha: ReturnType<typeof haCondition> } {
+    const { key, vm, pod, state, now } = scope;
+    const node = pod?.spec.nodeName === undefined ? undefined : this.#d.caches.nodes().find((n) => n.metadata.name === pod.spec.nodeName);
+    const reach = state.kind === 'active' && !state.terminating ? reachability({ pod, node, silentMs: this.#d.followers.silentMs(key, state.uid) }) : undefined;
+    const budget = this.#d.haBudget ?? DEFAULT_RESTART_BUDGET;
+    const lease = vm.spec.highAvailability.enabled ? leaseDomainOf(vm, this.#d.disks) : undefined;
+    const ha = haCondition(vm, lease !== undefined && 'problem' in lease ? lease.problem : undefined, budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, budget), budget);
+    return { reach, ha };
   }
 
   async #step(scope: Scope, decision: Decision, out: StepOutcome): Promise<void> {
@@ -269,7 +299,10 @@ export class VmController implements Reconciler {
       out.blocker = { phase: 'Failed', reason: 'InvalidKernelBoot', message: kernel };
       return;
     }
-    const resolution = await resolveDisks(vm, this.#d.disks);
+    // An HA VM holds a storage lease on its first disk's (posix) domain; without one it runs unprotected.
+    const lease = vm.spec.highAvailability.enabled ? leaseDomainOf(vm, this.#d.disks) : undefined;
+    const leaseDomain = lease === undefined || 'problem' in lease ? undefined : lease;
+    const resolution = await resolveDisks(vm, this.#d.disks, { leaseDomain: leaseDomain?.domain });
     if (!resolution.ok) {
       const transient = resolution.problems.every((p) => p.transient);
       const first = resolution.problems[0];
@@ -291,7 +324,7 @@ export class VmController implements Reconciler {
     }
     const placement = this.#d.placement.place(
       { vm, requests: resources.requests, allowEmulation: emulate, requiredNode: pinned[0] },
-      this.#d.caches.nodes(),
+      this.#d.caches.nodes().filter((n) => !nodeFenced(n)),
       this.#d.caches.pods(),
     );
     if (placement.kind === 'Unschedulable') {
@@ -302,7 +335,15 @@ export class VmController implements Reconciler {
     let created: boolean;
     try {
       created = await this.#d.launchers.createLauncher(
-        { vm, settings: this.#d.settings, affinity: placement.affinity, nodeHasKvm: placement.nodeHasKvm, disks: resolution.disks, kernelBoot: kernel },
+        {
+          vm,
+          settings: this.#d.settings,
+          affinity: placement.affinity,
+          nodeHasKvm: placement.nodeHasKvm,
+          disks: resolution.disks,
+          kernelBoot: kernel,
+          lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },
+        },
         ctx.log,
       );
     } catch (err) {
@@ -355,8 +396,10 @@ interface Scope {
   now: number;
   /** The VM's newest migration, for status.migrationState. */
   migration: VirtualMachineMigration | undefined;
-  /** A migration is handing the VM over to its target pod. */
+  /** A migration is handing the VM over to its target pod (or an HA replacement waits to take it over). */
   handOver: boolean;
+  /** An HA replacement pod waits to take the VM over (ADR 0064). */
+  haReplacing: boolean;
 }
 
 /** The pod a decision is about: the selected launcher pod, else the VM's own launcher pod name. */

@@ -14,6 +14,7 @@ import type {
 import { boundLauncherStatus, type Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
 import { liveMigratableCondition, type NotMigratable } from './live-migratable.ts';
+import type { Reachability } from './launcher-reachability.ts';
 import type { LauncherPodState } from './run-strategy.ts';
 
 /** Why the VM cannot start: shown as the phase, the Ready condition and an event. */
@@ -43,10 +44,14 @@ export interface StatusInput {
   migration?: VirtualMachineMigration | undefined;
   /** A migration is handing the VM over to its target pod. */
   migrating?: boolean | undefined;
+  /** Whether the active launcher can be heard (ADR 0064); reachable when absent. */
+  reachability?: Reachability | undefined;
+  /** The HighAvailability condition of an HA VM (absent for other VMs). */
+  highAvailability?: Omit<Condition, 'lastTransitionTime'> | undefined;
   now: string;
 }
 
-const CONDITION_ORDER = ['Ready', 'AgentConnected', 'LiveMigratable', 'Paused'] as const;
+const CONDITION_ORDER = ['Ready', 'AgentConnected', 'LiveMigratable', 'Paused', 'HighAvailability'] as const;
 
 export function rfc3339(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -78,6 +83,8 @@ function phaseOf(input: StatusInput): VirtualMachinePhase {
     return input.crashLoopUntil !== undefined ? 'CrashLoop' : 'Failed';
   }
   if (pod?.spec.nodeName === undefined) return 'Scheduling';
+  // What the launcher said last is not claimed while it cannot be heard (ADR 0064).
+  if (input.reachability?.kind === 'unreachable') return 'Unknown';
   if (launcher === undefined) return carriedPhase(input) ?? 'Starting';
   return launcherPhaseMap[launcher.phase];
 }
@@ -105,6 +112,8 @@ function condition(type: string, status: Condition['status'], reason: string, me
 
 function readyCondition(input: StatusInput, phase: VirtualMachinePhase): Omit<Condition, 'lastTransitionTime'> {
   if (phase === 'Running') return condition('Ready', 'True', 'Running', 'the guest is running');
+  const reach = input.reachability;
+  if (phase === 'Unknown' && reach?.kind === 'unreachable') return condition('Ready', 'Unknown', reach.reason, reach.message);
   if (input.blocker !== undefined) return condition('Ready', 'False', input.blocker.reason, input.blocker.message);
   const launcherReason = input.launcher?.reason;
   const message = input.launcher?.message ?? describePhase(phase, input);
@@ -138,6 +147,8 @@ function terminationMessage(pod: Pod | undefined): string | undefined {
 
 function agentCondition(input: StatusInput, phase: VirtualMachinePhase): Omit<Condition, 'lastTransitionTime'> {
   if (!input.vm.spec.template.guestAgent) return condition('AgentConnected', 'False', 'AgentDisabled', 'the VM does not expect a guest agent');
+  const reach = input.reachability;
+  if (phase === 'Unknown' && reach?.kind === 'unreachable') return condition('AgentConnected', 'Unknown', reach.reason, 'the launcher cannot be heard');
   if (input.launcher?.guestAgent.connected === true && (phase === 'Running' || phase === 'Paused' || phase === 'Migrating')) {
     return condition('AgentConnected', 'True', 'AgentConnected', `the guest agent ${input.launcher.guestAgent.version ?? ''} answers`.replace('  ', ' '));
   }
@@ -207,6 +218,18 @@ function withBoundedLauncher(input: StatusInput): StatusInput {
   return input.launcher === undefined ? input : { ...input, launcher: boundLauncherStatus(input.launcher) };
 }
 
+function conditionsOf(input: StatusInput, phase: VirtualMachinePhase, launcher: LauncherStatus | undefined): Omit<Condition, 'lastTransitionTime'>[] {
+  return [
+    readyCondition(input, phase),
+    agentCondition({ ...input, launcher }, phase),
+    migratableCondition(input),
+    phase === 'Paused'
+      ? condition('Paused', 'True', input.launcher?.reason ?? 'Paused', 'the guest is paused')
+      : condition('Paused', 'False', 'NotPaused', 'the guest is not paused'),
+    ...(input.highAvailability === undefined ? [] : [input.highAvailability]),
+  ];
+}
+
 /** The whole status the operator writes. */
 export function computeStatus(observed: StatusInput): VirtualMachineStatus {
   const input = withBoundedLauncher(observed);
@@ -214,14 +237,7 @@ export function computeStatus(observed: StatusInput): VirtualMachineStatus {
   const active = input.podState.kind === 'active';
   const launcher = active ? input.launcher : undefined;
   const os = guestOsInfo(launcher);
-  const conds = [
-    readyCondition(input, phase),
-    agentCondition({ ...input, launcher }, phase),
-    migratableCondition(input),
-    phase === 'Paused'
-      ? condition('Paused', 'True', input.launcher?.reason ?? 'Paused', 'the guest is paused')
-      : condition('Paused', 'False', 'NotPaused', 'the guest is not paused'),
-  ];
+  const conds = conditionsOf(input, phase, launcher);
   const ifaces = active ? interfaces({ ...input, launcher }) : undefined;
   const migrationState = migrationStateOf(input.migration, input.vm.status?.migrationState);
   return {

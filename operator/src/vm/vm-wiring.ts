@@ -18,6 +18,7 @@ import { LauncherObjects } from './launcher-objects.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
 import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
+import type { RestartBudget } from '../ha/restart-budget.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { VmController, vmPatcher } from './vm-controller.ts';
 
@@ -33,6 +34,14 @@ export interface VmControllerWiring {
   workers: number;
   /** Only VMs matching this label selector are managed (several operators can then share a cluster). */
   vmSelector?: string | undefined;
+  /** The HA restart budget, shown in the HighAvailability condition. */
+  haBudget?: RestartBudget | undefined;
+}
+
+/** What other controllers may use of the VM controller: its queue and its launcher followers (read them, never drive them). */
+export interface VmControllerHandle {
+  readonly controller: Controller;
+  readonly followers: LauncherFollowers;
 }
 
 /** Disks of a VM: StorageDomains from the cache, claims read from the API server. */
@@ -51,10 +60,13 @@ export function diskLookup(client: KubeClient, storageDomain: DiskLookup['storag
   };
 }
 
-export function addVmController(w: VmControllerWiring): Controller {
+export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const { manager, client } = w;
   const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  // The pod cache holds launcher pods only (every controller's pod informer shares it), indexed by VM.
+  manager.restrictCache(coreTypes.pod, { labelSelector: LABEL_VM });
   const pods = manager.informer(coreTypes.pod, podSchema);
+  if (!pods.hasIndex(LABEL_VM)) pods.addIndex(LABEL_VM, (p) => (p.metadata.labels?.[LABEL_VM] === undefined ? [] : [keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels[LABEL_VM] })]));
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
   // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
@@ -70,7 +82,7 @@ export function addVmController(w: VmControllerWiring): Controller {
       vm: (k) => vms.get(k),
       nodes: () => nodes.list(),
       pods: () => pods.list(),
-      podsOfVm: (vm) => pods.list().filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name),
+      podsOfVm: (vm) => pods.byIndex(LABEL_VM, keyOf(vm.metadata)),
       latestMigration: (vm) =>
         migrations
           .list()
@@ -95,6 +107,7 @@ export function addVmController(w: VmControllerWiring): Controller {
     settings: w.settings,
     clock: w.clock,
     onTokenMissing: (key) => ref.controller?.enqueueAfter(key, 2000),
+    haBudget: w.haBudget,
   });
   const c = new Controller({ name: 'virtualmachine', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });
   ref.controller = c;
@@ -106,7 +119,13 @@ export function addVmController(w: VmControllerWiring): Controller {
       .list()
       .filter((vm) => vm.status?.phase === 'Unschedulable' || vm.status?.phase === 'Scheduling')
       .map((vm) => keyOf(vm.metadata));
-  c.watch(nodes, () => waiting());
+  // A node's readiness and fencing show in the status of the VMs it runs (ADR 0064).
+  const onNode = (node: string): string[] =>
+    pods
+      .list()
+      .filter((p) => p.spec.nodeName === node && p.metadata.labels?.[LABEL_VM] !== undefined)
+      .map((p) => keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels?.[LABEL_VM] ?? '' }));
+  c.watch(nodes, (node) => [...new Set([...waiting(), ...onNode(node.metadata.name)])]);
   c.watch(domains, (sd) =>
     vms
       .list()
@@ -116,8 +135,8 @@ export function addVmController(w: VmControllerWiring): Controller {
   manager.addController(c);
   manager.addLeaderRunnable({
     name: 'launcher-followers',
-    run: (signal) =>
-      new Promise<void>((resolve) => {
+    run: async (signal) => {
+      const stopped = new Promise<void>((resolve) => {
         signal.addEventListener(
           'abort',
           () => {
@@ -126,7 +145,10 @@ export function addVmController(w: VmControllerWiring): Controller {
           },
           { once: true },
         );
-      }),
+      });
+      // A launcher gone silent is reported within the silence threshold (ADR 0064).
+      await Promise.all([stopped, followers.watchSilence(signal)]);
+    },
   });
   w.metrics.addVmSource({
     phaseCounts: () => {
@@ -148,5 +170,5 @@ export function addVmController(w: VmControllerWiring): Controller {
       return out;
     },
   });
-  return c;
+  return { controller: c, followers };
 }

@@ -1,0 +1,296 @@
+// The HA controller (ADR 0064): root kind VirtualMachine. When the launcher of an HA VM
+// is lost (silent past the threshold, or on a fenced node) it starts a replacement
+// launcher pod on another node; that launcher waits until the storage lease has expired
+// (at once on a fenced node), fences the disks and boots. Once the replacement reports
+// the lease held and the guest running, this controller promotes it (removes its
+// ha-replacement label: the VM controller then makes it the VM's launcher, as after a
+// migration, ADR 0081) and force-deletes the old pod. A replacement whose old launcher
+// is heard again first is deleted. It also restarts non-HA Always VMs of fenced nodes.
+// It never writes VM status: the VM controller does, from the same observations.
+import type { VirtualMachine } from '@keyvirt/crds';
+import { API_VERSION } from '@keyvirt/crds';
+import type { Clock } from '../runtime/clock.ts';
+import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
+import type { Node, Pod } from '../runtime/core-schemas.ts';
+import type { EventSink, RecordedEvent } from '../runtime/event-recorder.ts';
+import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes.ts';
+import type { LauncherFollowers } from '../vm/launcher-followers.ts';
+import { mayEmulate, type LauncherSettings } from '../vm/launcher-pod.ts';
+import { nodeFenced, reachability, LAUNCHER_SILENCE_MS } from '../vm/launcher-reachability.ts';
+import { launcherResources } from '../vm/launcher-resources.ts';
+import type { LauncherObjects } from '../vm/launcher-objects.ts';
+import { isFinished, isHaReplacement, selectLauncher } from '../vm/launcher-selection.ts';
+import { ANNOTATION_HA_REPLACED, ANNOTATION_HA_RESTARTS, haReplacementPodName } from '../vm/names.ts';
+import type { PlacementDecider } from '../vm/placement.ts';
+import { wantsRunning } from '../vm/run-strategy.ts';
+import { parseKernelBoot, type VmWriter } from '../vm/vm-controller.ts';
+import { decideHa, type HaAction } from './ha-decision.ts';
+import { budgetState, recordRestart, type RestartBudget } from './restart-budget.ts';
+import { aheadOf, type RestartCandidate } from './restart-order.ts';
+import { keyOf } from '../runtime/resource.ts';
+
+export interface HaCaches {
+  vm(key: string): VirtualMachine | undefined;
+  nodes(): readonly Node[];
+  pods(): readonly Pod[];
+  podsOfVm(vm: VirtualMachine): readonly Pod[];
+  migrationUids(vm: VirtualMachine): ReadonlySet<string>;
+}
+
+/** Promotion of a replacement: its ha-replacement label removed, guarded by its UID. */
+export interface ReplacementWriter {
+  promote(pod: Pod): Promise<void>;
+}
+
+export interface HaObserver {
+  onHaRestart(): void;
+}
+
+export type LauncherObjectsForHa = Pick<LauncherObjects, 'createLauncher' | 'deletePod' | 'deleteTargetSecret' | 'cachedToken' | 'loadToken' | 'baseUrl'>;
+
+export interface HaControllerDeps {
+  caches: HaCaches;
+  disks: DiskLookup;
+  placement: PlacementDecider;
+  launchers: LauncherObjectsForHa;
+  /** The VM controller's followers of the VMs' current launchers (read only). */
+  current: Pick<LauncherFollowers, 'silentMs'>;
+  /** This controller's followers of replacement launchers. */
+  replacements: Pick<LauncherFollowers, 'ensure' | 'forget' | 'latest'>;
+  writer: ReplacementWriter;
+  vmWriter: VmWriter;
+  events: EventSink;
+  settings: LauncherSettings;
+  budget: RestartBudget;
+  clock: Clock;
+  observer?: HaObserver | undefined;
+  silenceThresholdMs?: number | undefined;
+  onTokenMissing: (key: string) => void;
+}
+
+const WAIT_POLL_MS = 1000;
+const PRIORITY_WAIT_MS = 250;
+const UNSCHEDULABLE_RETRY_MS = 5000;
+
+export class HaController implements Reconciler {
+  readonly #d: HaControllerDeps;
+  /** VMs whose launcher is lost and whose replacement is not created yet: the restart queue. */
+  readonly #pending = new Map<string, RestartCandidate>();
+  /** Replaced pod UIDs already counted in the VM's restart budget (a stale cache must not count twice). */
+  readonly #counted = new Set<string>();
+  /** Refusals already reported (key/pod uid/reason): reported once. */
+  readonly #reported = new Set<string>();
+  /** Promoted pods whose clean-up (old pod, replacement Secret) is done. */
+  readonly #cleaned = new Set<string>();
+
+  constructor(deps: HaControllerDeps) {
+    this.#d = deps;
+  }
+
+  async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
+    const vm = this.#d.caches.vm(key);
+    if (vm === undefined) {
+      this.#d.replacements.forget(key);
+      this.#pending.delete(key);
+      return {};
+    }
+    const now = this.#d.clock.now();
+    const pods = this.#d.caches.podsOfVm(vm);
+    const selection = selectLauncher(vm, pods, this.#d.caches.migrationUids(vm), now);
+    await this.#cleanUp(ctx, vm, pods, selection.pod);
+    const replacement = selection.haReplacement;
+    this.#followReplacement(key, replacement);
+    const current = selection.state.kind === 'active' ? selection.pod : undefined;
+    const silentMs = current === undefined ? undefined : this.#d.current.silentMs(key, selection.state.kind === 'active' ? selection.state.uid : '');
+    const threshold = this.#d.silenceThresholdMs ?? LAUNCHER_SILENCE_MS;
+    const node = this.#d.caches.nodes().find((n) => n.metadata.name === current?.spec.nodeName);
+    const lease = leaseDomainOf(vm, this.#d.disks);
+    const action = decideHa({
+      vm,
+      wantsRunning: vm.metadata.deletionTimestamp === undefined && wantsRunning(vm, selection.state),
+      current,
+      currentState: selection.state,
+      reach: reachability({ pod: current, node, silentMs, silenceThresholdMs: threshold }),
+      currentHeard: silentMs !== undefined && silentMs < threshold,
+      replacement,
+      replacementStatus: replacement === undefined ? undefined : this.#d.replacements.latest(key, replacement.metadata.uid ?? ''),
+      migrating: pods.some((p) => !isFinished(p) && p.metadata.labels?.['keyvirt.io/migration-target'] !== undefined),
+      noSharedStorage: 'problem' in lease ? lease.problem : undefined,
+      budget: budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, this.#d.budget),
+    });
+    if (action.kind !== 'replace') this.#pending.delete(key);
+    return this.#act(ctx, key, vm, action, { current, replacement, now });
+  }
+
+  async #act(ctx: ReconcileContext, key: string, vm: VirtualMachine, action: HaAction, seen: { current: Pod | undefined; replacement: Pod | undefined; now: number }): Promise<ReconcileResult> {
+    const { current, replacement } = seen;
+    switch (action.kind) {
+      case 'none':
+        return {};
+      case 'wait':
+        return { requeueAfterMs: WAIT_POLL_MS };
+      case 'refuse': {
+        const once = `${key}/${current?.metadata.uid ?? ''}/${action.reason}`;
+        if (!this.#reported.has(once)) {
+          this.#reported.add(once);
+          ctx.log.warn({ reason: action.reason }, 'launcher lost; HA restart refused');
+          await this.#event(vm, { type: 'Warning', reason: action.reason === 'RestartBudgetExhausted' ? 'HARestartBudgetExhausted' : 'HANoSharedStorage', action: 'Restart', note: action.message });
+        }
+        return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
+      }
+      case 'fenceRestart':
+        ctx.log.warn({ node: action.node }, 'node fenced; deleting the launcher pod of a non-HA VM so that it starts elsewhere');
+        await this.#d.launchers.deletePod({ namespace: vm.metadata.namespace, name: current?.metadata.name ?? '' }, action.uid, true);
+        await this.#event(vm, { type: 'Warning', reason: 'NodeFenced', action: 'Restart', note: `node ${action.node} is fenced: launcher pod ${current?.metadata.name ?? ''} deleted, the VM starts on another node` });
+        return {};
+      case 'replace':
+        return this.#replace(ctx, vm, action, seen);
+      case 'promote':
+        if (replacement !== undefined) await this.#promote(ctx, key, vm, replacement, action);
+        return {};
+      case 'deleteReplacement':
+        if (replacement !== undefined) {
+          ctx.log.info({ pod: replacement.metadata.name, reason: action.reason }, 'deleting the HA replacement pod');
+          await this.#d.launchers.deletePod({ namespace: vm.metadata.namespace, name: replacement.metadata.name }, replacement.metadata.uid ?? '');
+          await this.#d.launchers.deleteTargetSecret({ namespace: vm.metadata.namespace, name: replacement.metadata.name });
+          this.#d.replacements.forget(key);
+          await this.#event(vm, { type: 'Normal', reason: 'HAReplacementDeleted', action: 'Restart', note: `replacement pod ${replacement.metadata.name} deleted: ${action.message}` });
+        }
+        return {};
+    }
+  }
+
+  async #replace(ctx: ReconcileContext, vm: VirtualMachine, action: Extract<HaAction, { kind: 'replace' }>, seen: { current: Pod | undefined; now: number }): Promise<ReconcileResult> {
+    const { current, now } = seen;
+    const key = keyOf(vm.metadata);
+    const oldUid = current?.metadata.uid ?? '';
+    if (!this.#pending.has(key)) {
+      this.#pending.set(key, { key, priority: vm.spec.highAvailability.priority, detectedAt: now });
+      ctx.log.warn({ node: action.failedNode, reason: action.reason, fenced: action.nodeFenced }, 'launcher lost; starting an HA replacement');
+      await this.#event(vm, { type: 'Warning', reason: 'HADetectedFailure', action: 'Restart', note: `launcher pod ${current?.metadata.name ?? ''} lost: ${action.message}` });
+    }
+    if (aheadOf(key, [...this.#pending.values()]).length > 0) return { requeueAfterMs: PRIORITY_WAIT_MS };
+    const lease = leaseDomainOf(vm, this.#d.disks);
+    if ('problem' in lease) return {};
+    const kernel = parseKernelBoot(vm);
+    const resolution = await resolveDisks(vm, this.#d.disks, { leaseDomain: lease.domain });
+    if (typeof kernel === 'string' || !resolution.ok) {
+      ctx.log.warn('the replacement cannot be rendered (kernel boot or disks); waiting');
+      this.#pending.delete(key);
+      return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
+    }
+    const emulate = mayEmulate(vm, this.#d.settings);
+    const resources = launcherResources(vm.spec.template, emulate);
+    // Never the failed node, never a fenced one: as a migration target is placed, by the VM scheduler.
+    const nodes = this.#d.caches.nodes().filter((n) => n.metadata.name !== action.failedNode && !nodeFenced(n));
+    const placement = this.#d.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, nodes, this.#d.caches.pods());
+    if (placement.kind === 'Unschedulable') {
+      ctx.log.warn({ message: placement.message }, 'no node for the HA replacement');
+      this.#pending.delete(key);
+      const once = `${key}/${oldUid}/Unschedulable`;
+      if (!this.#reported.has(once)) {
+        this.#reported.add(once);
+        await this.#event(vm, { type: 'Warning', reason: 'HAReplacementUnschedulable', action: 'Restart', note: placement.message });
+      }
+      return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
+    }
+    if (!this.#counted.has(oldUid)) {
+      const annotations = { [ANNOTATION_HA_RESTARTS]: recordRestart(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, this.#d.budget) };
+      await this.#d.vmWriter.patch(vm, { metadata: { annotations, resourceVersion: vm.metadata.resourceVersion } }, 'merge');
+      this.#counted.add(oldUid);
+    }
+    const podName = haReplacementPodName(vm.metadata.name, oldUid);
+    const created = await this.#d.launchers.createLauncher(
+      {
+        vm,
+        settings: this.#d.settings,
+        affinity: placement.affinity,
+        nodeHasKvm: placement.nodeHasKvm,
+        disks: resolution.disks,
+        kernelBoot: kernel,
+        lease: { domain: lease, nodeFenced: action.nodeFenced },
+        haReplacement: { podName, replacedUid: oldUid },
+      },
+      ctx.log,
+    );
+    this.#pending.delete(key);
+    if (created) {
+      ctx.log.info({ pod: podName, node: placement.node, nodeFenced: action.nodeFenced }, 'HA replacement pod created');
+      await this.#event(vm, {
+        type: 'Normal',
+        reason: 'HAReplacementCreated',
+        action: 'Restart',
+        note: `replacement pod ${podName} placed on ${placement.node}; it ${action.nodeFenced ? 'claims the storage lease at once (node fenced)' : 'claims the storage lease once it has expired'}`,
+      });
+    }
+    return { requeueAfterMs: WAIT_POLL_MS };
+  }
+
+  async #promote(ctx: ReconcileContext, key: string, vm: VirtualMachine, replacement: Pod, action: Extract<HaAction, { kind: 'promote' }>): Promise<void> {
+    const status = this.#d.replacements.latest(key, replacement.metadata.uid ?? '');
+    await this.#d.writer.promote(replacement);
+    ctx.log.info({ pod: replacement.metadata.name, takeover: action.takeover }, 'HA replacement holds the lease and runs; promoted');
+    this.#d.observer?.onHaRestart();
+    await this.#event(vm, {
+      type: 'Normal',
+      reason: 'HALeaseAcquired',
+      action: 'Restart',
+      note: `replacement pod ${replacement.metadata.name} holds the storage lease (generation ${status?.lease?.generation ?? '?'}${action.takeover ? ', taken over after expiry, disks fenced' : ''})`,
+    });
+    await this.#cleanUp(ctx, vm, this.#d.caches.podsOfVm(vm), { ...replacement, metadata: { ...replacement.metadata, annotations: { ...replacement.metadata.annotations, [ANNOTATION_HA_REPLACED]: action.oldUid ?? '' } } });
+    this.#d.replacements.forget(key);
+    await this.#event(vm, { type: 'Normal', reason: 'HARestarted', action: 'Restart', note: `the VM runs in pod ${replacement.metadata.name} on node ${replacement.spec.nodeName ?? '?'}` });
+  }
+
+  /**
+   * After a promotion: the replaced pod is force-deleted (grace 0: a node that comes back
+   * never restarts it, and its launcher could not take the lease anyway) and the
+   * replacement's own Secret (read at its start) is deleted. Finished replacements go too.
+   */
+  async #cleanUp(ctx: ReconcileContext, vm: VirtualMachine, pods: readonly Pod[], launcher: Pod | undefined): Promise<void> {
+    for (const p of pods) {
+      if (isHaReplacement(p) && isFinished(p) && p.metadata.deletionTimestamp === undefined) {
+        ctx.log.info({ pod: p.metadata.name }, 'deleting a finished HA replacement pod');
+        await this.#d.launchers.deletePod({ namespace: p.metadata.namespace, name: p.metadata.name }, p.metadata.uid ?? '');
+        await this.#d.launchers.deleteTargetSecret({ namespace: p.metadata.namespace, name: p.metadata.name });
+      }
+    }
+    const replaced = launcher?.metadata.annotations?.[ANNOTATION_HA_REPLACED];
+    if (launcher === undefined || replaced === undefined || replaced === '' || isHaReplacement(launcher)) return;
+    const old = pods.find((p) => p.metadata.uid === replaced);
+    if (old !== undefined) {
+      ctx.log.info({ pod: old.metadata.name }, 'force-deleting the replaced launcher pod');
+      await this.#d.launchers.deletePod({ namespace: old.metadata.namespace, name: old.metadata.name }, replaced, true);
+    }
+    const uid = launcher.metadata.uid ?? '';
+    if (!this.#cleaned.has(uid)) {
+      await this.#d.launchers.deleteTargetSecret({ namespace: launcher.metadata.namespace, name: launcher.metadata.name });
+      this.#cleaned.add(uid);
+    }
+  }
+
+  #followReplacement(key: string, replacement: Pod | undefined): void {
+    const ip = replacement?.status?.podIP;
+    if (replacement === undefined || ip === undefined) {
+      if (replacement === undefined) this.#d.replacements.forget(key);
+      return;
+    }
+    const endpoint = (token: string): { podUid: string; baseUrl: string; token: string } => ({ podUid: replacement.metadata.uid ?? '', baseUrl: this.#d.launchers.baseUrl(ip), token });
+    const token = this.#d.launchers.cachedToken(replacement);
+    if (token !== undefined) {
+      this.#d.replacements.ensure(key, endpoint(token));
+      return;
+    }
+    this.#d.launchers.loadToken(replacement).then(
+      (loaded) => {
+        if (loaded !== undefined) this.#d.replacements.ensure(key, endpoint(loaded));
+        else this.#d.onTokenMissing(key);
+      },
+      () => this.#d.onTokenMissing(key),
+    );
+  }
+
+  async #event(vm: VirtualMachine, event: RecordedEvent): Promise<void> {
+    await this.#d.events.record({ apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata }, event);
+  }
+}

@@ -1,0 +1,102 @@
+// What the HA controller does next for one VM (ADR 0064), as a pure function of what it
+// observed: the VM's launcher pod and whether it can be heard, its Node, the replacement
+// pod (if any) and what that replacement's launcher reports about the storage lease.
+// The lease is the arbiter: a replacement is only promoted once its own launcher reports
+// that it holds the lease and runs the guest; the operator's view of a node never is.
+import type { VirtualMachine } from '@keyvirt/crds';
+import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
+import type { Pod } from '../runtime/core-schemas.ts';
+import type { Reachability } from '../vm/launcher-reachability.ts';
+import type { LauncherPodState } from '../vm/run-strategy.ts';
+import type { BudgetState } from './restart-budget.ts';
+
+export interface HaObservation {
+  readonly vm: VirtualMachine;
+  /** The VM should run (not deleting; runStrategy Always, or RerunOnFailure). */
+  readonly wantsRunning: boolean;
+  /** The VM's launcher pod (not a candidate) and its state. */
+  readonly current: Pod | undefined;
+  readonly currentState: LauncherPodState;
+  /** Whether the current launcher can be heard, and why not. */
+  readonly reach: Reachability;
+  /** The current launcher was heard within the silence threshold (heartbeats included). */
+  readonly currentHeard: boolean;
+  /** The active HA replacement pod, if one exists. */
+  readonly replacement: Pod | undefined;
+  /** What the replacement's launcher reports, once heard. */
+  readonly replacementStatus: LauncherStatus | undefined;
+  /** A migration target of the VM is active: a migration owns the VM's pods. */
+  readonly migrating: boolean;
+  /** Why the VM cannot be restarted by HA (no shared posix domain), if it cannot. */
+  readonly noSharedStorage: string | undefined;
+  readonly budget: BudgetState;
+}
+
+export type HaAction =
+  | { readonly kind: 'none' }
+  /** Wait for the replacement's launcher (lease acquisition, boot); poll again. */
+  | { readonly kind: 'wait' }
+  /** The launcher is lost: start a replacement on another node (after the budget and priority checks). */
+  | { readonly kind: 'replace'; readonly failedNode: string; readonly nodeFenced: boolean; readonly reason: string; readonly message: string }
+  | { readonly kind: 'refuse'; readonly reason: 'NoSharedStorage' | 'RestartBudgetExhausted'; readonly message: string }
+  /** The replacement holds the lease and runs: make it the VM's launcher and remove the old pod. */
+  | { readonly kind: 'promote'; readonly oldUid: string | undefined; readonly takeover: boolean }
+  /** The replacement is not needed (or not any more): delete it. */
+  | { readonly kind: 'deleteReplacement'; readonly reason: 'LauncherHeardAgain' | 'VMNotRunning' | 'Superseded'; readonly message: string }
+  /** A VM that is not HA, on a fenced node: remove its pod at once so that its run strategy starts it elsewhere. */
+  | { readonly kind: 'fenceRestart'; readonly uid: string; readonly node: string };
+
+/** The replacement's launcher reports the lease held and the guest running. */
+export function replacementHoldsLease(status: LauncherStatus | undefined): boolean {
+  return status?.lease?.state === 'Held' && (status.phase === 'Running' || status.phase === 'Paused');
+}
+
+/** The current launcher counts as lost: its node is fenced, or it has been silent past the threshold (or never heard and its node is not Ready). */
+export function launcherLost(o: Pick<HaObservation, 'reach' | 'currentHeard'>): boolean {
+  if (o.reach.kind !== 'unreachable') return false;
+  if (o.reach.fenced) return true;
+  return !o.currentHeard;
+}
+
+function haEnabled(vm: VirtualMachine): boolean {
+  return vm.spec.highAvailability.enabled;
+}
+
+export function decideHa(o: HaObservation): HaAction {
+  const replacement = o.replacement;
+  if (replacement !== undefined) return decideWithReplacement(o, replacement);
+  if (!o.wantsRunning || o.migrating || o.currentState.kind !== 'active' || o.currentState.terminating) return { kind: 'none' };
+  const node = o.current?.spec.nodeName;
+  if (node === undefined || !launcherLost(o) || o.reach.kind !== 'unreachable') return { kind: 'none' };
+  if (!haEnabled(o.vm)) {
+    // Without a lease nothing but fencing proves the old QEMU stopped (ADR 0064): a dead node's VM waits, Unknown.
+    return o.reach.fenced && o.vm.spec.runStrategy === 'Always' ? { kind: 'fenceRestart', uid: o.currentState.uid, node } : { kind: 'none' };
+  }
+  if (o.noSharedStorage !== undefined) return { kind: 'refuse', reason: 'NoSharedStorage', message: o.noSharedStorage };
+  if (o.budget.exhausted) {
+    return {
+      kind: 'refuse',
+      reason: 'RestartBudgetExhausted',
+      message: `${o.budget.recent.length} HA restarts within the window; next one allowed after ${new Date(o.budget.retryAt ?? 0).toISOString()}`,
+    };
+  }
+  return { kind: 'replace', failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message };
+}
+
+function decideWithReplacement(o: HaObservation, replacement: Pod): HaAction {
+  const replaces = replacement.metadata.labels?.['keyvirt.io/ha-replacement'];
+  if (!o.wantsRunning && !replacementHoldsLease(o.replacementStatus)) {
+    return { kind: 'deleteReplacement', reason: 'VMNotRunning', message: 'the VM should not run' };
+  }
+  if (replacementHoldsLease(o.replacementStatus)) {
+    return { kind: 'promote', oldUid: replaces, takeover: o.replacementStatus?.lease?.takeover === true };
+  }
+  if (o.currentState.kind !== 'none' && o.currentState.uid !== replaces) {
+    return { kind: 'deleteReplacement', reason: 'Superseded', message: `the VM's launcher is now pod ${o.current?.metadata.name ?? ''}, not the one replaced` };
+  }
+  const heldElsewhere = o.replacementStatus?.lease?.state === 'Held';
+  if (o.currentState.kind === 'active' && o.currentHeard && !(o.reach.kind === 'unreachable' && o.reach.fenced) && !heldElsewhere) {
+    return { kind: 'deleteReplacement', reason: 'LauncherHeardAgain', message: 'the old launcher was heard from again before the replacement held the lease' };
+  }
+  return { kind: 'wait' };
+}
