@@ -14,6 +14,8 @@ import { apiServerHost, apiServerUrl, ports, serviceClusterIpRange } from './lay
 import type { ClusterLayout } from './layout.ts';
 import { ensurePki, writeKubeconfig } from './pki.ts';
 import { kubectl } from './kubectl.ts';
+import { aggregationFlags, frontProxyFiles, ensureFrontProxyPki } from './front-proxy-pki.ts';
+import { liveUsers } from './users.ts';
 
 /** How long the node lifecycle controller waits for a heartbeat before NotReady. */
 export const nodeMonitorGracePeriodSeconds = 20;
@@ -83,6 +85,8 @@ function components(layout: ClusterLayout): Component[] {
           `--service-account-issuer=${apiServerUrl}`, `--service-account-key-file=${pki('sa.pub')}`,
           `--service-account-signing-key-file=${pki('sa.key')}`, `--service-cluster-ip-range=${serviceClusterIpRange}`,
           '--profiling=false', '--v=1',
+          // API aggregation (subresources.keyvirt.io, ADR 0066).
+          ...aggregationFlags(frontProxyFiles(layout.pkiDir)),
         ],
       },
       host: apiServerHost, port: ports.apiServer,
@@ -135,6 +139,7 @@ subjects:
 export async function controlPlaneUp(layout: ClusterLayout, log: Logger): Promise<void> {
   for (const dir of [layout.stateDir, layout.logDir, layout.runDir]) fs.mkdirSync(dir, { recursive: true });
   ensurePki(layout.pkiDir);
+  ensureFrontProxyPki(layout.pkiDir);
   writeKubeconfig(layout.pkiDir, 'admin', layout.kubeconfig);
   writeKubeconfig(layout.pkiDir, 'viewer', layout.viewerKubeconfig);
   writeKubeconfig(layout.pkiDir, 'controller-manager', path.join(layout.runDir, 'controller-manager.kubeconfig'));
@@ -143,6 +148,7 @@ export async function controlPlaneUp(layout: ClusterLayout, log: Logger): Promis
   for (const component of components(layout)) {
     const { spec } = component;
     let pid = daemonPid(layout, spec.name, spec.marker);
+    if (pid !== undefined && spec.name === 'kube-apiserver') pid = await restartIfFlagsMissing(layout, log, component, pid);
     if (pid === undefined) {
       await assertPortFree(component.host, component.port, spec.name);
       pid = startDaemon(layout, spec);
@@ -157,6 +163,30 @@ export async function controlPlaneUp(layout: ClusterLayout, log: Logger): Promis
   }
   await waitForDefaultRoles(layout);
   log.info({ apiServer: apiServerUrl }, 'control plane ready');
+}
+
+/**
+ * A kube-apiserver started before the aggregation flags existed is restarted once with
+ * them — only when no other process uses the cluster (the API server is stateless;
+ * etcd keeps everything). With other users it is left running and a warning says why
+ * aggregated APIs cannot become Available.
+ */
+async function restartIfFlagsMissing(layout: ClusterLayout, log: Logger, component: Component, pid: number): Promise<number | undefined> {
+  let cmdline = '';
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return pid;
+  }
+  if (cmdline.includes('--requestheader-client-ca-file=')) return pid;
+  const others = liveUsers(layout).filter((p) => p !== process.pid);
+  if (others.length > 0) {
+    log.warn({ users: others }, 'kube-apiserver runs without the aggregation flags and the cluster is in use; aggregated APIs stay unavailable until it restarts');
+    return pid;
+  }
+  await stopDaemon(layout, component.spec.name, component.spec.marker);
+  log.info({ component: component.spec.name }, 'restarting with the aggregation flags');
+  return undefined;
 }
 
 /**

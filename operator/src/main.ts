@@ -20,6 +20,7 @@ import { addVmController } from './vm/vm-wiring.ts';
 import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
 import { addEvacuationController } from './evacuation/evacuation-wiring.ts';
 import { addMigrationController } from './migration/migration-wiring.ts';
+import { startSubresourceServer } from './subresources/subresource-wiring.ts';
 import { addHaController } from './ha/ha-wiring.ts';
 
 const VERSION = '0.1.0';
@@ -53,6 +54,10 @@ const settingsSchema = z.object({
   highUtilization: z.coerce.number().int().min(1).max(100).default(80),
   lowUtilization: z.coerce.number().int().min(0).max(99).default(20),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  /** The subresources.keyvirt.io aggregated API (ADR 0066): off unless both certificate files are given. */
+  subresourcesAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8443'),
+  subresourcesCertFile: z.string().min(1).optional(),
+  subresourcesKeyFile: z.string().min(1).optional(),
   /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
   haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
   haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
@@ -81,6 +86,9 @@ const FLAGS = {
   highUtilization: 'high-utilization',
   lowUtilization: 'low-utilization',
   logLevel: 'log-level',
+  subresourcesAddress: 'subresources-address',
+  subresourcesCertFile: 'subresources-cert-file',
+  subresourcesKeyFile: 'subresources-key-file',
   haRestartBudget: 'ha-restart-budget',
   haRestartWindowSeconds: 'ha-restart-window-seconds',
 } as const satisfies Record<keyof Settings, string>;
@@ -204,6 +212,13 @@ async function main(): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (settings.subresourcesCertFile !== undefined && settings.subresourcesKeyFile !== undefined) {
+    const subresources = { address: settings.subresourcesAddress, certFile: settings.subresourcesCertFile, keyFile: settings.subresourcesKeyFile };
+    startSubresourceServer(client, log, subresources, stop.signal).catch((err: unknown) => {
+      log.fatal({ err }, 'subresource server failed');
+      process.exit(1);
+    });
+  }
   // Losing the lease drops everything this replica knew and starts over as a candidate,
   // as a restart of the process would (a Deployment restarts it; a host process has nobody to).
   for (;;) {
