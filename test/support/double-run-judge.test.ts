@@ -61,7 +61,8 @@ void describe('DoubleRunJudge: record stream', () => {
     });
   }
   void it('names the stale and the newer boot', () => {
-    const r = judge([{ a: 1 }, { a: 2 }, { a: 2, b: 1 }, { a: 3, b: 2 }].map((d) => ({ qemus: none, disk: disk(d) })));
+    const disks: readonly Record<string, number>[] = [{ a: 1 }, { a: 2 }, { a: 2, b: 1 }, { a: 3, b: 2 }];
+    const r = judge(disks.map((d) => ({ qemus: none, disk: disk(d) })));
     assert.match(r.violations[0] ?? '', /boot a wrote record n=3 .* after boot b had written/);
   });
   void it('counts unreadable disk samples', () => {
