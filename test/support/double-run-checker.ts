@@ -4,6 +4,7 @@
 // windows) every time two runnable QEMUs of the VM lived at once beyond the kill
 // latency, or an older boot id wrote to the disk after a newer one. Rules: double-run-judge.ts.
 import { Worker } from 'node:worker_threads';
+import { LEASE_KILL_LATENCY_MS } from '../../launcher/src/api/config.ts';
 import type { DoubleRunReport } from './double-run-judge.ts';
 
 export type { DoubleRunReport, OverlapWindow } from './double-run-judge.ts';
@@ -22,8 +23,8 @@ export class DoubleRunCheckerError extends Error {
   override readonly name = 'DoubleRunCheckerError';
 }
 
-/** Default overlap allowance: the old launcher's fence timer fires within 100 ms of a thaw; the rest is the host's scheduling. */
-export const DEFAULT_KILL_LATENCY_MS = 1000;
+/** Default overlap allowance: K of the lease's safety inequality (ADR 0063), the time from the fence decision to QEMU gone. */
+export const DEFAULT_KILL_LATENCY_MS = LEASE_KILL_LATENCY_MS;
 
 export class DoubleRunChecker {
   readonly #worker: Worker;
