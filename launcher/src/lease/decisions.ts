@@ -1,0 +1,112 @@
+// The lease's pure decisions (ADR 0063), on a monotonic clock in milliseconds handed
+// in by the caller: what an acquirer does with what it read, whether a holder still
+// holds, when a holder must self-fence. No I/O, no timers: tested by tables.
+import type { LeaseObservation, LeaseRecord } from './record.ts';
+
+export interface LeaseTiming {
+  /** R */
+  readonly renewIntervalMs: number;
+  /** F */
+  readonly fenceTimeoutMs: number;
+  /** L */
+  readonly acquireTimeoutMs: number;
+}
+
+/** What an acquirer watches: the content last seen and since when (its own monotonic clock). */
+export interface LeaseWatch {
+  readonly key: string;
+  readonly sinceMs: number;
+  readonly holder?: string;
+  readonly generation?: number;
+}
+
+export type AcquireStep =
+  | { action: 'claim'; generation: number; takeover: boolean; why: 'free' | 'released' | 'expired' | 'nodeFenced' }
+  | { action: 'wait'; watch: LeaseWatch; silentMs: number };
+
+export interface AcquireInput {
+  readonly observation: LeaseObservation;
+  readonly self: string;
+  readonly nowMs: number;
+  readonly watch: LeaseWatch | undefined;
+  readonly timing: LeaseTiming;
+  /** The previous holder's node is known fenced: no wait for expiry (the claim is still verified). */
+  readonly nodeFenced: boolean;
+  /** The highest generation this acquirer has seen, for a lease whose block is unreadable. */
+  readonly highestGeneration: number;
+}
+
+/**
+ * Free (no file, an empty block, or released to nobody else) → claim. Held, or
+ * unreadable → watch: any change of the content restarts the wait; unchanged for L on
+ * this host's monotonic clock → expired, claimed as a takeover. A lease held under this
+ * launcher's own identity (a restarted launcher of the same pod) is treated like any
+ * other holder: its QEMU is not known to be gone.
+ */
+export function decideAcquire(input: AcquireInput): AcquireStep {
+  const { observation: obs, self, nowMs, timing } = input;
+  if (obs.kind === 'empty') return { action: 'claim', generation: input.highestGeneration + 1, takeover: false, why: 'free' };
+  const record = obs.kind === 'record' ? obs.record : undefined;
+  const generation = Math.max(input.highestGeneration, record?.generation ?? 0) + 1;
+  if (record?.state === 'released' && (record.successor === undefined || record.successor === self)) {
+    return { action: 'claim', generation, takeover: false, why: 'released' };
+  }
+  const watch: LeaseWatch =
+    input.watch?.key === obs.key ? input.watch : { key: obs.key, sinceMs: nowMs, holder: record?.holder, generation: record?.generation };
+  const silentMs = Math.max(0, nowMs - watch.sinceMs);
+  if (input.nodeFenced) return { action: 'claim', generation, takeover: true, why: 'nodeFenced' };
+  if (silentMs >= timing.acquireTimeoutMs) return { action: 'claim', generation, takeover: true, why: 'expired' };
+  return { action: 'wait', watch, silentMs };
+}
+
+/** The record a claim writes. */
+export function claimRecord(self: string, node: string, generation: number, timing: LeaseTiming): LeaseRecord {
+  return { version: 1, holder: self, node, generation, counter: 0, state: 'held', ...timing };
+}
+
+export type HoldCheck = { holds: true; record: LeaseRecord } | { holds: false; why: string };
+
+/** A holder still holds only if the lease names it, with its generation, and is held. */
+export function checkHold(obs: LeaseObservation, self: string, generation: number): HoldCheck {
+  if (obs.kind === 'empty') return { holds: false, why: 'the lease is empty' };
+  if (obs.kind === 'invalid') return { holds: false, why: `the lease is unreadable (${obs.why})` };
+  const r = obs.record;
+  if (r.holder !== self || r.generation !== generation) return { holds: false, why: `the lease is held by ${r.holder} generation ${r.generation}` };
+  if (r.state !== 'held') return { holds: false, why: 'the lease was released' };
+  return { holds: true, record: r };
+}
+
+/**
+ * A claim is acquired when the read-back 2·R later still names this claimant and
+ * generation, and the claim's write completed within R of its start (a write that
+ * hung may land after another claimant verified: it must not count).
+ */
+export function claimVerified(obs: LeaseObservation, self: string, generation: number, writeTookMs: number, timing: LeaseTiming): boolean {
+  return writeTookMs < timing.renewIntervalMs && checkHold(obs, self, generation).holds;
+}
+
+/**
+ * The self-fence rule: QEMU must die once the last renewal that succeeded started F
+ * ago or more. A renewal that completes only after that does not count.
+ */
+export function fenceDue(nowMs: number, lastRenewalStartMs: number, timing: LeaseTiming): boolean {
+  return nowMs - lastRenewalStartMs >= timing.fenceTimeoutMs;
+}
+
+/** The record a holder writes to hand the lease to a migration target. */
+export function handoverRecord(current: LeaseRecord, successor: string, node: string): LeaseRecord {
+  return { ...current, holder: successor, node, generation: current.generation + 1, counter: 0, state: 'held', successor };
+}
+
+/** What a migration target makes of the lease while it waits for the hand-over. */
+export type HandoverCheck = { outcome: 'mine'; record: LeaseRecord } | { outcome: 'wait' } | { outcome: 'lost'; why: string };
+
+export function checkHandover(obs: LeaseObservation, self: string, sourceHolder: string | undefined, sourceGeneration: number | undefined): HandoverCheck {
+  if (obs.kind === 'record' && obs.record.holder === self && obs.record.state === 'held') return { outcome: 'mine', record: obs.record };
+  if (obs.kind === 'record' && obs.record.holder === sourceHolder && obs.record.generation === sourceGeneration && obs.record.state === 'held') {
+    return { outcome: 'wait' };
+  }
+  if (obs.kind === 'invalid') return { outcome: 'wait' };
+  const who = obs.kind === 'record' ? `${obs.record.holder} generation ${obs.record.generation} (${obs.record.state})` : 'nobody';
+  return { outcome: 'lost', why: `the lease passed to ${who} instead of this migration target` };
+}

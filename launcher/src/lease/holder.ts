@@ -1,0 +1,172 @@
+// The holder of a lease (ADR 0063): renews every R (fresh read → still mine with my
+// generation → write counter+1), and self-fences — `onFence` kills QEMU with SIGKILL —
+// when a read shows another holder (LeaseLost) or when the last renewal that succeeded
+// started F ago on the monotonic clock (LeaseExpired). The fence check runs on its own
+// 100 ms timer and after every renewal step; lease I/O runs on the threadpool, so a
+// hung read or write never delays it. Once fenced, the holder never writes again.
+import type { Logger } from 'pino';
+import { checkHold, fenceDue, handoverRecord } from './decisions.ts';
+import type { LeaseTiming } from './decisions.ts';
+import { readLease, writeLease } from './lease-file.ts';
+import type { LeaseRecord } from './record.ts';
+
+export type FenceReason = 'LeaseLost' | 'LeaseExpired';
+
+export interface LeaseHolderOptions {
+  readonly file: string;
+  readonly self: string;
+  readonly node: string;
+  /** The record this holder acquired (its generation is the one it keeps). */
+  readonly acquired: LeaseRecord;
+  /** Monotonic start of the write that acquired the lease: the first fence deadline counts from it. */
+  readonly acquiredAtMs: number;
+  readonly timing: LeaseTiming;
+  readonly logger: Logger;
+  /** Kills QEMU at once; called at most once. */
+  readonly onFence: (reason: FenceReason, message: string) => void;
+  /** Monotonic milliseconds; never the wall clock. */
+  readonly now?: () => number;
+  readonly fenceCheckIntervalMs?: number;
+}
+
+export class LeaseHandoverError extends Error {
+  override name = 'LeaseHandoverError';
+}
+
+export class LeaseHolder {
+  readonly #o: LeaseHolderOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #record: LeaseRecord;
+  #lastRenewalStartMs: number;
+  #fenced: { reason: FenceReason; message: string } | undefined;
+  #stopped = false;
+  #inFlight: Promise<void> | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #fenceTimer: NodeJS.Timeout | undefined;
+  #renewals = 0;
+
+  constructor(options: LeaseHolderOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'lease-holder' });
+    this.#now = options.now ?? ((): number => performance.now());
+    this.#record = options.acquired;
+    this.#lastRenewalStartMs = options.acquiredAtMs;
+  }
+
+  get generation(): number {
+    return this.#record.generation;
+  }
+
+  get record(): LeaseRecord {
+    return this.#record;
+  }
+
+  get fenced(): { reason: FenceReason; message: string } | undefined {
+    return this.#fenced;
+  }
+
+  get renewals(): number {
+    return this.#renewals;
+  }
+
+  /** Starts renewing and the fence timer. */
+  start(): void {
+    this.#fenceTimer = setInterval(() => this.#checkDeadline(), this.#o.fenceCheckIntervalMs ?? 100);
+    this.#scheduleRenewal();
+    this.#checkDeadline();
+  }
+
+  /** Stops renewing (the fence timer too); waits for a renewal in flight. The lease stays as written. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+    clearInterval(this.#fenceTimer);
+    await this.#inFlight;
+  }
+
+  /** After QEMU has exited: marks the lease released, unless it was fenced or is no longer ours. */
+  async release(): Promise<boolean> {
+    await this.stop();
+    if (this.#fenced !== undefined) return false;
+    const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
+    if (!check.holds) {
+      this.#log.warn({ why: check.why }, 'lease not released: no longer ours');
+      return false;
+    }
+    await writeLease(this.#o.file, { ...check.record, counter: check.record.counter + 1, state: 'released' });
+    this.#log.info({ generation: this.#record.generation }, 'lease released');
+    return true;
+  }
+
+  /**
+   * Hands the lease to a migration target once this QEMU has stopped for good (the
+   * migration completed): renewals stop, then {holder: successor, generation+1}. The
+   * fence timer runs until that write is on disk.
+   */
+  async handOver(successor: string, successorNode: string): Promise<LeaseRecord> {
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+    await this.#inFlight;
+    if (this.#fenced !== undefined) throw new LeaseHandoverError(`the lease was lost before the hand-over: ${this.#fenced.message}`);
+    const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
+    if (!check.holds) throw new LeaseHandoverError(`cannot hand the lease over: ${check.why}`);
+    const next = handoverRecord(check.record, successor, successorNode);
+    if (this.#checkDeadline()) throw new LeaseHandoverError('the lease expired before the hand-over');
+    await writeLease(this.#o.file, next);
+    clearInterval(this.#fenceTimer);
+    this.#log.info({ successor, generation: next.generation }, 'lease handed over to the migration target');
+    return next;
+  }
+
+  #scheduleRenewal(): void {
+    if (this.#stopped || this.#fenced !== undefined) return;
+    this.#renewTimer = setTimeout(() => {
+      this.#inFlight = this.#renew().finally(() => {
+        this.#inFlight = undefined;
+        this.#scheduleRenewal();
+      });
+    }, this.#o.timing.renewIntervalMs);
+  }
+
+  async #renew(): Promise<void> {
+    const startMs = this.#now();
+    if (this.#checkDeadline()) return;
+    try {
+      const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
+      if (this.#checkDeadline() || this.#stopped) return;
+      if (!check.holds) {
+        this.#fence('LeaseLost', check.why);
+        return;
+      }
+      const next = { ...check.record, counter: check.record.counter + 1 };
+      await writeLease(this.#o.file, next);
+      if (this.#checkDeadline()) return;
+      this.#record = next;
+      this.#lastRenewalStartMs = Math.max(this.#lastRenewalStartMs, startMs);
+      this.#renewals++;
+    } catch (err) {
+      this.#log.warn({ err }, 'lease renewal failed');
+      this.#checkDeadline();
+    }
+  }
+
+  /** True once fenced (now or before). */
+  #checkDeadline(): boolean {
+    if (this.#fenced !== undefined) return true;
+    const now = this.#now();
+    if (!fenceDue(now, this.#lastRenewalStartMs, this.#o.timing)) return false;
+    this.#fence('LeaseExpired', `no lease renewal succeeded for ${Math.round(now - this.#lastRenewalStartMs)} ms (fence timeout ${this.#o.timing.fenceTimeoutMs} ms)`);
+    return true;
+  }
+
+  #fence(reason: FenceReason, message: string): void {
+    if (this.#fenced !== undefined) return;
+    this.#fenced = { reason, message };
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+    clearInterval(this.#fenceTimer);
+    this.#log.error({ reason, why: message }, 'self-fencing: killing QEMU');
+    this.#o.onFence(reason, message);
+  }
+}

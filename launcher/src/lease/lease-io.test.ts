@@ -1,0 +1,182 @@
+// The lease on real files with short timings: a holder renews and a second claimant
+// waits; a holder that stops renewing is taken over after L; a holder whose reads show
+// another holder or whose file vanished fences LeaseLost; one whose lease I/O fails or
+// hangs fences LeaseExpired within F; release; the takeover disk fence moves a disk to a new inode under an old
+// descriptor.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import type { LeaseStatus } from '../api/status.ts';
+import { acquireLease } from './acquirer.ts';
+import type { LeaseTiming } from './decisions.ts';
+import { fenceDisk } from './disk-fence.ts';
+import { LeaseHolder } from './holder.ts';
+import type { FenceReason } from './holder.ts';
+import { readLease, writeLease } from './lease-file.ts';
+
+const run = promisify(execFile);
+const logger = pino({ level: 'silent' });
+const timing: LeaseTiming = { renewIntervalMs: 100, fenceTimeoutMs: 500, acquireTimeoutMs: 800 };
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-lease-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function hold(file: string, self: string, onFence: (reason: FenceReason) => void = () => undefined): Promise<LeaseHolder> {
+  const acquired = await acquireLease({ file, self, node: 'n', timing, nodeFenced: false, logger, onStatus: () => undefined });
+  const holder = new LeaseHolder({ file, self, node: 'n', acquired: acquired.record, acquiredAtMs: acquired.claimedAtMs, timing, logger, onFence: (r) => onFence(r) });
+  holder.start();
+  return holder;
+}
+
+void describe('lease on a real file', () => {
+  void it('a free lease is acquired without takeover; a second claimant waits while it is renewed, then takes over after L once renewals stop', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      const first = await hold(file, 'first');
+      const statuses: LeaseStatus[] = [];
+      const abort = new AbortController();
+      const second = acquireLease({ file, self: 'second', node: 'n', timing, nodeFenced: false, logger, onStatus: (s) => statuses.push(s), signal: abort.signal });
+      const outcome = await Promise.race([second.then(() => 'acquired'), new Promise((r) => setTimeout(r, 2000, 'waiting'))]);
+      assert.equal(outcome, 'waiting', 'a renewed lease is never taken');
+      assert.ok(first.renewals >= 15, `renewed ${first.renewals} times in 2 s`);
+      assert.ok(statuses.every((s) => s.state !== 'WaitingForExpiry' || (s.holderSilentMs ?? 0) < timing.acquireTimeoutMs));
+      const stoppedAt = performance.now();
+      await first.stop();
+      const got = await second;
+      const waited = performance.now() - stoppedAt;
+      assert.equal(got.takeover, true);
+      assert.equal(got.record.generation, 2);
+      assert.ok(waited >= timing.acquireTimeoutMs, `took over after ${Math.round(waited)} ms`);
+      assert.ok(waited < timing.acquireTimeoutMs + 2 * timing.renewIntervalMs + 600, `took over after ${Math.round(waited)} ms`);
+      const obs = await readLease(file);
+      assert.equal(obs.kind === 'record' ? obs.record.holder : '', 'second');
+    });
+  });
+
+  void it('a holder that reads another holder fences LeaseLost at its next renewal', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      const fences: FenceReason[] = [];
+      const holder = await hold(file, 'first', (r) => fences.push(r));
+      await writeLease(file, { version: 1, holder: 'intruder', node: 'x', generation: 9, counter: 0, state: 'held', ...timing });
+      const t0 = performance.now();
+      while (fences.length === 0 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(fences, ['LeaseLost']);
+      assert.ok(performance.now() - t0 < 2.5 * timing.renewIntervalMs);
+      await new Promise((r) => setTimeout(r, 300));
+      const obs = await readLease(file);
+      assert.equal(obs.kind === 'record' ? obs.record.holder : '', 'intruder', 'a fenced holder never writes again');
+      assert.equal(holder.fenced?.reason, 'LeaseLost');
+    });
+  });
+
+  void it('a vanished lease file is LeaseLost', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      const fences: FenceReason[] = [];
+      await hold(file, 'first', (r) => fences.push(r));
+      await rm(file);
+      const t0 = performance.now();
+      while (fences.length === 0 && performance.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(fences, ['LeaseLost']);
+    });
+  });
+
+  // Lease I/O that fails (the path now leads to a directory: EISDIR) or hangs (a FIFO: open
+  // blocks on the threadpool until a writer shows up) must end in LeaseExpired within F
+  // of the start of the last renewal that succeeded: the fence timer does not wait for I/O.
+  for (const fault of ['fails', 'hangs'] as const) {
+    void it(`a holder whose lease I/O ${fault} fences LeaseExpired within F`, async () => {
+      await withDir(async (dir) => {
+        const file = path.join(dir, 'lease');
+        const fences: [FenceReason, number][] = [];
+        let renewalsBefore = 0;
+        const holder = await hold(file, 'first', (r) => fences.push([r, performance.now()]));
+        await new Promise((r) => setTimeout(r, 300));
+        renewalsBefore = holder.renewals;
+        const brokenAt = performance.now();
+        // Replaced atomically: a missing file would read as an empty lease (LeaseLost).
+        const replacement = path.join(dir, 'replacement');
+        if (fault === 'fails') {
+          await mkdir(path.join(dir, 'a-directory'));
+          await symlink(path.join(dir, 'a-directory'), replacement);
+        } else {
+          await run('mkfifo', [replacement]);
+        }
+        await rename(replacement, file);
+        const t0 = performance.now();
+        while (fences.length === 0 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+        assert.ok(renewalsBefore >= 1);
+        assert.equal(fences[0]?.[0], 'LeaseExpired');
+        const after = (fences[0]?.[1] ?? Infinity) - brokenAt;
+        // The last renewal that succeeded started at most R before the fault.
+        assert.ok(after <= timing.fenceTimeoutMs + 150, `fenced ${Math.round(after)} ms after the fault`);
+        assert.ok(after >= timing.fenceTimeoutMs - timing.renewIntervalMs - 50, `fenced ${Math.round(after)} ms after the fault: too early`);
+        if (fault === 'hangs') {
+          // Unblock the threadpool thread stuck in open().
+          const writer = await open(file, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+          await writer?.close();
+        }
+      });
+    });
+  }
+
+  void it('release lets the next claimant in at once, without a takeover', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      const first = await hold(file, 'first');
+      assert.equal(await first.release(), true);
+      const t0 = performance.now();
+      const next = await acquireLease({ file, self: 'next', node: 'n', timing, nodeFenced: false, logger, onStatus: () => undefined });
+      assert.equal(next.takeover, false);
+      assert.equal(next.record.generation, 2);
+      assert.ok(performance.now() - t0 < timing.acquireTimeoutMs);
+    });
+  });
+
+  void it('a hand-over names the target; the old holder cannot renew or release after it', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      const fences: FenceReason[] = [];
+      const source = await hold(file, 'src', (r) => fences.push(r));
+      const next = await source.handOver('dst', 'node-b');
+      const obs = await readLease(file);
+      assert.deepEqual(obs.kind === 'record' ? [obs.record.holder, obs.record.generation, obs.record.successor] : [], ['dst', next.generation, 'dst']);
+      await new Promise((r) => setTimeout(r, timing.fenceTimeoutMs + 200));
+      assert.deepEqual(fences, [], 'no fence after a hand-over (QEMU already stopped)');
+      assert.equal(await source.release(), false);
+    });
+  });
+});
+
+void describe('takeover disk fence', () => {
+  void it('moves the disk to a new inode: an old descriptor writes only to the orphan', async () => {
+    await withDir(async (dir) => {
+      const disk = path.join(dir, 'disk.raw');
+      await writeFile(disk, Buffer.alloc(1 << 20, 0x61));
+      const old = await open(disk, 'r+');
+      const before = await stat(disk);
+      await fenceDisk(disk, logger);
+      const after = await stat(disk);
+      assert.notEqual(after.ino, before.ino);
+      assert.equal(after.size, before.size);
+      await old.write(Buffer.from('OLD QEMU WROTE THIS'), 0, 19, 0);
+      await old.close();
+      const content = await readFile(disk);
+      assert.equal(content.subarray(0, 19).toString(), 'a'.repeat(19));
+      assert.deepEqual((await readdir(dir)).sort(), ['disk.raw']);
+    });
+  });
+});
