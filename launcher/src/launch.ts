@@ -25,6 +25,7 @@ import { VmSupervisor } from './supervisor/supervisor.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import type { MigrationController } from './migration/controller.ts';
+import { launcherMetrics } from './metrics/launcher-metrics.ts';
 import packageJson from '../package.json' with { type: 'json' };
 
 export const LAUNCHER_VERSION: string = packageJson.version;
@@ -120,7 +121,8 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     };
   };
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
-  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds });
+  const metrics = await launcherMetrics({ supervisor, config, guestMiB: plan.memory.sizeMiB, token: options.token, logger });
+  registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds, metrics });
   registerConsoleStreams(server, { serialSocket: plan.sockets.serial, vncSocket: plan.sockets.vnc });
   registerGuestInfoRoute(server, () => supervisor.agentClient);
   const migration = attachMigration({

@@ -7,5 +7,6 @@ export * from './client.ts';
 export * from './migration.ts';
 export * from './migration-client.ts';
 export * from './migration-tuning.ts';
+export * from './vm-metrics.ts';
 export * from './guest-info.ts';
 export * from './stream-client.ts';

@@ -7,6 +7,7 @@ import { HttpError } from './errors.ts';
 import { EventStreams } from './event-stream.ts';
 import type { EventSource } from './event-stream.ts';
 import type { ApiServer } from './server.ts';
+import { registerMetricsRoute, type MetricsRouteDeps } from '../metrics/metrics-route.ts';
 
 export interface Lifecycle extends EventSource {
   pause(): Promise<void>;
@@ -21,6 +22,8 @@ export interface V1Deps {
   info: () => Info;
   vm: Lifecycle;
   defaultGracePeriodSeconds: number;
+  /** GET /v1/metrics (ADR 0069), when the launcher collects metrics. */
+  metrics?: MetricsRouteDeps;
 }
 
 async function runAction(vm: Lifecycle, action: LifecycleAction, body: { gracePeriodSeconds?: number }, defaultGrace: number): Promise<void> {
@@ -45,6 +48,7 @@ export function registerV1Routes(server: ApiServer, deps: V1Deps): void {
   server.route('GET', '/healthz', () => Promise.resolve({ status: 200, body: { ok: true } }), { public: true });
   server.route('GET', '/v1/info', () => Promise.resolve({ status: 200, body: deps.info() }));
   server.route('GET', '/v1/status', () => Promise.resolve({ status: 200, body: deps.vm.status satisfies Status }));
+  if (deps.metrics !== undefined) registerMetricsRoute(server, deps.metrics);
   server.route('GET', '/v1/events', ({ res }) => {
     streams.serve(res);
     return Promise.resolve(undefined);
