@@ -1,7 +1,7 @@
 // Runs the real operator (operator/src/main.ts) as a process on the host against the
 // local cluster, under the ServiceAccount and ClusterRole it ships with
 // (operator/deploy/rbac.yaml): a token for that account goes into a kubeconfig of its own.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -172,4 +172,91 @@ export function deleteDomainJobPods(cluster: TestCluster, domain: string): void 
     .parse(JSON.parse(cluster.kubectl(['get', 'pods', '-n', OPERATOR_NAMESPACE, '-l', 'app.kubernetes.io/component=storage-job', '--field-selector', 'status.phase!=Running', '-o', 'json'])));
   const names = listed.items.filter((p) => p.metadata.annotations?.['keyvirt.io/storage-domain'] === domain).map((p) => p.metadata.name);
   if (names.length > 0) cluster.kubectl(['delete', 'pods', '-n', OPERATOR_NAMESPACE, ...names, '--ignore-not-found', '--wait=false']);
+}
+
+// ---------------------------------------------------------------------------------
+// subresources.keyvirt.io (ADR 0066) for a suite's operator running on the host: a
+// serving certificate for the Service name the aggregator dials, the operator listening
+// on the bridge's gateway address (the kube-apiserver's own address), and the
+// APIService registered with a selector-less Service plus an EndpointSlice pointing at
+// that address and port. One APIService per cluster: the last suite to register wins,
+// and any suite's operator serves every namespace's VMs.
+
+export const SUBRESOURCE_SERVICE = 'keyvirt-subresources';
+export const SUBRESOURCE_APISERVICE = 'v1alpha1.subresources.keyvirt.io';
+
+function openssl(args: readonly string[], cwd: string): void {
+  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** A CA and a serving certificate for `<service>.keyvirt-system.svc`, in `dir`. */
+export async function subresourceServingCert(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
+  const dns = `${SUBRESOURCE_SERVICE}.${OPERATOR_NAMESPACE}.svc`;
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'sub-ca.key', '-out', 'sub-ca.crt', '-subj', '/CN=keyvirt-subresources-test-ca', '-days', '2'], dir);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'sub.key', '-out', 'sub.csr', '-subj', `/CN=${dns}`], dir);
+  await writeFile(path.join(dir, 'sub.ext'), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dns}\n`);
+  openssl(['x509', '-req', '-in', 'sub.csr', '-CA', 'sub-ca.crt', '-CAkey', 'sub-ca.key', '-CAcreateserial', '-days', '2', '-sha256', '-extfile', 'sub.ext', '-out', 'sub.crt'], dir);
+  return { caFile: path.join(dir, 'sub-ca.crt'), certFile: path.join(dir, 'sub.crt'), keyFile: path.join(dir, 'sub.key') };
+}
+
+/** Points the APIService at `host:port` (Service without selector + EndpointSlice). */
+export async function registerSubresourceApi(cluster: TestCluster, host: string, port: number, caFile: string): Promise<void> {
+  const caBundle = (await readFile(caFile)).toString('base64');
+  const objects = [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE }, spec: { ports: [{ name: 'https', port: 443, targetPort: port, protocol: 'TCP' }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${SUBRESOURCE_SERVICE}-host`, namespace: OPERATOR_NAMESPACE, labels: { 'kubernetes.io/service-name': SUBRESOURCE_SERVICE, 'endpointslice.kubernetes.io/managed-by': 'keyvirt-tests' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [host], conditions: { ready: true } }],
+      ports: [{ name: 'https', port, protocol: 'TCP' }],
+    },
+    {
+      apiVersion: 'apiregistration.k8s.io/v1',
+      kind: 'APIService',
+      metadata: { name: SUBRESOURCE_APISERVICE },
+      spec: { group: 'subresources.keyvirt.io', version: 'v1alpha1', service: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE, port: 443 }, caBundle, groupPriorityMinimum: 1000, versionPriority: 15 },
+    },
+  ];
+  cluster.kubectl(['apply', '--server-side', '--force-conflicts', '--field-manager=keyvirt-tests', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+}
+
+const apiServiceStatus = z.object({ status: z.object({ conditions: z.array(z.object({ type: z.string(), status: z.string(), message: z.string().optional() })).optional() }).optional() });
+
+/** Waits until the kube-apiserver marks the APIService Available. */
+export async function waitSubresourceApiAvailable(cluster: TestCluster, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const parsed = apiServiceStatus.parse(JSON.parse(cluster.kubectl(['get', 'apiservice', SUBRESOURCE_APISERVICE, '-o', 'json'])));
+    const available = parsed.status?.conditions?.find((c) => c.type === 'Available');
+    if (available?.status === 'True') return;
+    last = available?.message ?? '';
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`APIService ${SUBRESOURCE_APISERVICE} not Available within ${timeoutMs} ms: ${last}`);
+}
+
+const subresourceListening = z.object({ msg: z.literal('subresource server listening'), port: z.number() });
+
+/** A suite's operator that also serves subresources.keyvirt.io, registered and Available. */
+export async function startSubresourceOperator(cluster: TestCluster, s: Scratch, suite: string, extraArgs: readonly string[] = []): Promise<OperatorProcess & { subresourcePort: number }> {
+  const tls = await subresourceServingCert(s.dir);
+  const host = cluster.apiServer.host;
+  const operator = await startSuiteOperator(cluster, s, suite, [
+    '--subresources-address', `${host}:0`, '--subresources-cert-file', tls.certFile, '--subresources-key-file', tls.keyFile, ...extraArgs,
+  ]);
+  const deadline = Date.now() + 60_000;
+  let port: number | undefined;
+  while (port === undefined) {
+    port = (await operator.logLines()).map((l) => subresourceListening.safeParse(l)).find((p) => p.success)?.data?.port;
+    if (port !== undefined) break;
+    if (Date.now() > deadline) throw new Error(`the operator's subresource server did not listen within 60 s; log: ${path.join(s.dir, 'operator.log')}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await registerSubresourceApi(cluster, host, port, tls.caFile);
+  await waitSubresourceApiAvailable(cluster);
+  return Object.assign(operator, { subresourcePort: port });
 }
