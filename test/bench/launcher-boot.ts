@@ -1,12 +1,20 @@
-// Launcher boot overhead: "launcher start → guest agent connected" next to "bare QEMU
-// start → guest agent connected" for the same test guest and the same QEMU command
-// line, measured in the same run, interleaved, several repetitions; medians reported,
-// the overhead as the median of each repetition's difference (launcher − bare, run back
-// to back), which follows the machine's load better than a difference of medians.
+// Launcher boot overhead and memory: "start → guest agent connected" for the same test
+// guest and the same QEMU command line, three ways, interleaved in each repetition (the
+// order rotates) so that they share the machine's load:
+//   bare    QEMU alone; the agent is tried as soon as QEMU reports that the guest opened
+//           the agent's port (QMP VSERPORT_CHANGE), i.e. the earliest it can answer;
+//   image   the launcher as its pod runs it (hack/launcher-build, LAUNCHER_NODE_FLAGS);
+//   source  `node launcher/src/main.ts` without a compile cache, as a launcher pod ran
+//           it before the build (its root filesystem is read-only).
+// The overhead is each repetition's difference (launcher − bare, run back to back), its
+// median and range reported; beside it the launcher's own, steadier parts: start → QEMU
+// spawned, and port opened → agent connected (the detection lag). Memory of the pod
+// beside QEMU is the launcher process: resident, private (anonymous) and proportional
+// (shared pages divided among the processes that map them), next to QEMU's resident set
+// and to what the launcher pod's memory request states for the launcher.
 //   npm run bench -- launcher-boot [--reps N]   (default 5)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
@@ -14,18 +22,18 @@ import { GuestAgentClient } from '../../launcher/src/agent/client.ts';
 import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
 import { buildQemuArgs } from '../../launcher/src/qemu/command-line.ts';
 import type { Accelerator } from '../../launcher/src/qemu/command-line.ts';
-import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher } from '../support/launcher-process.ts';
+import { QmpClient } from '../../launcher/src/qmp/client.ts';
+import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
+import { LAUNCHER_PROCESS_BYTES } from '../../operator/src/vm/launcher-resources.ts';
+import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher, type LogLine } from '../support/launcher-process.ts';
 import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
+import { processMemory, type ProcessMemory } from '../support/process-memory.ts';
 import { testGuest } from '../support/guest.ts';
 
 const AGENT_TIMEOUT_MS = 240_000;
+const AGENT_CHANNEL = 'channel-qga0';
 const silent = pino({ level: 'silent' });
-
-async function rssMiB(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 'NaN');
-  return kb / 1024;
-}
+const repoRoot = new URL('../..', import.meta.url).pathname;
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -33,34 +41,67 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
 }
 
-/** Bare QEMU: spawn, then retry guest-sync on the agent socket until the agent answers guest-info. */
-async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss: number }> {
-  // The same guest and command line as the launcher run: a fresh raw-disk VM, planned as the launcher plans it.
+/** "median [min–max]" of a series. */
+function spread(values: readonly number[], digits = 0): string {
+  return `${median(values).toFixed(digits)} [${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}]`;
+}
+
+async function qmpWhenReady(path: string, deadline: number): Promise<QmpClient> {
+  for (;;) {
+    try {
+      return await QmpClient.connect({ path, logger: silent });
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await sleep(20);
+    }
+  }
+}
+
+/** Bare QEMU: spawn; on the guest opening the agent's port, synchronise with the agent until it answers guest-info. */
+async function bareRun(accelerator: Accelerator): Promise<{ ms: number; lagMs: number; qemuRss: number }> {
   const vm = await createSharedVm({ diskFormat: 'raw', uid: DEFAULT_VM_UID });
   const plan = await launcherMachinePlan(vm, accelerator, vm.storageDir);
-  const args = buildQemuArgs(plan);
   const agentSocket = plan.sockets.guestAgent;
   if (agentSocket === undefined) throw new Error('the test VM has no guest-agent channel');
   const started = Date.now();
-  const qemu = spawn('qemu-system-x86_64', args, { stdio: 'ignore' });
+  const deadline = started + AGENT_TIMEOUT_MS;
+  const qemu = spawn('qemu-system-x86_64', buildQemuArgs(plan), { stdio: 'ignore' });
   const exited = once(qemu, 'exit');
+  let qmp: QmpClient | undefined;
   try {
+    qmp = await qmpWhenReady(plan.sockets.qmp, deadline);
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
+    let portOpenedAt: number | undefined;
+    try {
+      for await (const event of qmp.events(ac.signal)) {
+        if (event.event === 'VSERPORT_CHANGE' && event.data?.id === AGENT_CHANNEL && event.data.open === true) {
+          portOpenedAt = Date.now();
+          break;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      ac.abort();
+    }
+    if (portOpenedAt === undefined) throw new Error('bare QEMU: the guest never opened the agent port');
     for (;;) {
-      if (Date.now() - started > AGENT_TIMEOUT_MS) throw new Error('bare QEMU: the agent never answered');
+      if (Date.now() > deadline) throw new Error('bare QEMU: the agent never answered');
       if (qemu.exitCode !== null) throw new Error(`bare QEMU exited with ${qemu.exitCode}`);
       const client = new GuestAgentClient({ path: agentSocket, logger: silent, syncTimeoutMs: 2000 });
       try {
         await client.connect();
         await client.info();
-        const ms = Date.now() - started;
+        const at = Date.now();
         client.close();
-        return { ms, qemuRss: await rssMiB(qemu.pid ?? -1) };
+        return { ms: at - started, lagMs: at - portOpenedAt, qemuRss: (await processMemory(qemu.pid ?? -1)).rssMiB };
       } catch {
         client.close();
-        await sleep(500);
+        await sleep(50);
       }
     }
   } finally {
+    qmp?.close();
     if (qemu.exitCode === null) {
       qemu.kill('SIGKILL');
       await exited;
@@ -69,13 +110,24 @@ async function bareRun(accelerator: Accelerator): Promise<{ ms: number; qemuRss:
   }
 }
 
-/**
- * The launcher: spawn `node launcher/src/main.ts` (the clock starts at the spawn; the
- * disk and configuration are prepared before, as for the bare run), follow its event
- * stream until the agent is connected.
- */
-async function launcherRun(): Promise<{ ms: number; toQemuMs: number; launcherRss: number; qemuRss: number; accel: string }> {
-  const launcher = await startLauncher({ env: { KEYVIRT_LOG_LEVEL: 'info' } });
+interface LauncherRun {
+  ms: number;
+  toQemuMs: number;
+  lagMs: number;
+  launcher: ProcessMemory;
+  qemuRss: number;
+  accel: string;
+}
+
+function logTime(logs: readonly LogLine[], match: (l: LogLine) => boolean): number {
+  const time = logs.find(match)?.time;
+  return typeof time === 'number' ? time : NaN;
+}
+
+/** A launcher (`command`), from its spawn until its event stream reports the agent connected. */
+async function launcherRun(command: readonly string[] | undefined, env: NodeJS.ProcessEnv): Promise<LauncherRun> {
+  // Debug level: the launcher logs QMP events, among them the agent port's VSERPORT_CHANGE.
+  const launcher = await startLauncher({ env: { KEYVIRT_LOG_LEVEL: 'debug', ...env }, ...(command === undefined ? {} : { command }) });
   const started = launcher.startedAt;
   try {
     const ac = new AbortController();
@@ -99,44 +151,83 @@ async function launcherRun(): Promise<{ ms: number; toQemuMs: number; launcherRs
       ac.abort();
     }
     if (ms === undefined || qemuPid === undefined) throw new Error('launcher: the agent never connected');
-    const spawnedAt = launcher.logs().find((l) => l.msg === 'qemu spawned')?.time;
-    const toQemuMs = typeof spawnedAt === 'number' ? spawnedAt - started : NaN;
-    return { ms, toQemuMs, launcherRss: await rssMiB(launcher.process.pid ?? -1), qemuRss: await rssMiB(qemuPid), accel };
+    const memory = await processMemory(launcher.process.pid ?? -1);
+    const logs = launcher.logs();
+    const portOpened = logTime(logs, (l) => {
+      const event = l.event;
+      const data = l.data as { id?: unknown; open?: unknown } | undefined;
+      return l.msg === 'qmp event' && event === 'VSERPORT_CHANGE' && data?.id === AGENT_CHANNEL && data.open === true;
+    });
+    return {
+      ms,
+      toQemuMs: logTime(logs, (l) => l.msg === 'qemu spawned') - started,
+      lagMs: logTime(logs, (l) => l.msg === 'guest agent connected') - portOpened,
+      launcher: memory,
+      qemuRss: (await processMemory(qemuPid)).rssMiB,
+      accel,
+    };
   } finally {
     await launcher.dispose();
   }
 }
+
+type Variant = 'bare' | 'image' | 'source';
+const VARIANTS: readonly Variant[] = ['bare', 'image', 'source'];
 
 export async function main(args: readonly string[]): Promise<void> {
   const repsFlag = args.indexOf('--reps');
   const reps = repsFlag >= 0 ? Number(args[repsFlag + 1]) : 5;
   if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
   await testGuest(); // build before the clock starts
+  const build = buildLauncher(repoRoot, `${repoRoot}hack/.cache/launcher-build`);
+  const imageCommand = [process.execPath, ...LAUNCHER_NODE_FLAGS, build.entry];
   const { accelerator } = await chooseAccelerator(true);
-  const bare: number[] = [];
-  const launched: number[] = [];
-  const toQemu: number[] = [];
-  const launcherRss: number[] = [];
-  const qemuRss: number[] = [];
+  const bare: { ms: number; lagMs: number; qemuRss: number }[] = [];
+  const runs: Record<'image' | 'source', LauncherRun[]> = { image: [], source: [] };
   let accel: string = accelerator;
   for (let i = 0; i < reps; i++) {
-    const b = await bareRun(accelerator);
-    bare.push(b.ms);
-    const l = await launcherRun();
-    launched.push(l.ms);
-    toQemu.push(l.toQemuMs);
-    launcherRss.push(l.launcherRss);
-    qemuRss.push(l.qemuRss);
-    accel = l.accel;
-    process.stdout.write(`rep ${i + 1}/${reps}: bare_ms=${b.ms} launcher_ms=${l.ms} launcher_to_qemu_spawn_ms=${l.toQemuMs} launcher_rss_mib=${l.launcherRss.toFixed(1)} qemu_rss_mib=${l.qemuRss.toFixed(1)} (bare qemu_rss_mib=${b.qemuRss.toFixed(1)})\n`);
+    const order = VARIANTS.map((_, k) => VARIANTS[(i + k) % VARIANTS.length] ?? 'bare');
+    const line: string[] = [];
+    for (const variant of order) {
+      if (variant === 'bare') {
+        const b = await bareRun(accelerator);
+        bare.push(b);
+        line.push(`bare_ms=${b.ms} bare_lag_ms=${b.lagMs}`);
+        continue;
+      }
+      const r =
+        variant === 'image'
+          ? await launcherRun(imageCommand, {})
+          : await launcherRun(undefined, { NODE_DISABLE_COMPILE_CACHE: '1' });
+      runs[variant].push(r);
+      accel = r.accel;
+      line.push(
+        `${variant}_ms=${r.ms} ${variant}_to_qemu_ms=${r.toQemuMs} ${variant}_lag_ms=${r.lagMs} ${variant}_cpu_ms=${r.launcher.cpuMs} ` +
+          `${variant}_rss_mib=${r.launcher.rssMiB.toFixed(1)} ${variant}_private_mib=${r.launcher.anonMiB.toFixed(1)} ${variant}_pss_mib=${r.launcher.pssMiB.toFixed(1)}`,
+      );
+    }
+    process.stdout.write(`rep ${i + 1}/${reps} (${order.join(', ')}): ${line.join(' ')}\n`);
   }
-  const bareMs = median(bare);
-  // Load on a shared machine moves single boots by many seconds; the launcher's own share
-  // before QEMU runs (node start, configuration, probes) is the steadier number.
-  process.stdout.write(`launcher-boot: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; median launcher start → QEMU spawn ${Math.round(median(toQemu))} ms\n`);
-  const launcherMs = median(launched);
+  const overhead = (variant: 'image' | 'source'): number[] => runs[variant].map((r, i) => r.ms - (bare[i]?.ms ?? NaN));
+  const image = runs.image;
+  const pick = (k: (r: LauncherRun) => number, variant: 'image' | 'source' = 'image'): number[] => runs[variant].map(k);
+  process.stdout.write(`launcher-boot: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; image flags ${LAUNCHER_NODE_FLAGS.join(' ')}\n`);
+  for (const variant of ['image', 'source'] as const) {
+    process.stdout.write(
+      `  ${variant}: overhead_ms ${spread(overhead(variant))}, start → QEMU spawned ${spread(pick((r) => r.toQemuMs, variant))} ms, ` +
+        `port → agent ${spread(pick((r) => r.lagMs, variant))} ms (bare ${spread(bare.map((b) => b.lagMs))}), CPU ${spread(pick((r) => r.launcher.cpuMs, variant))} ms, ` +
+        `RSS ${spread(pick((r) => r.launcher.rssMiB, variant), 1)} MiB (private ${spread(pick((r) => r.launcher.anonMiB, variant), 1)}, PSS ${spread(pick((r) => r.launcher.pssMiB, variant), 1)})\n`,
+    );
+  }
+  const launcherRss = median(pick((r) => r.launcher.rssMiB));
+  const qemuRss = median(pick((r) => r.qemuRss));
+  const over = overhead('image');
   process.stdout.write(
-    `BENCH launcher-boot bare_ms=${Math.round(bareMs)} launcher_ms=${Math.round(launcherMs)} overhead_ms=${Math.round(median(launched.map((l, i) => l - (bare[i] ?? NaN))))} ` +
-      `launcher_rss_mib=${median(launcherRss).toFixed(1)} qemu_rss_mib=${median(qemuRss).toFixed(1)} accel=${accel}\n`,
+    `BENCH launcher-boot bare_ms=${Math.round(median(bare.map((b) => b.ms)))} launcher_ms=${Math.round(median(image.map((r) => r.ms)))} ` +
+      `overhead_ms=${Math.round(median(over))} overhead_min_ms=${Math.min(...over)} overhead_max_ms=${Math.max(...over)} ` +
+      `to_qemu_ms=${Math.round(median(pick((r) => r.toQemuMs)))} agent_lag_ms=${Math.round(median(pick((r) => r.lagMs)))} bare_agent_lag_ms=${Math.round(median(bare.map((b) => b.lagMs)))} ` +
+      `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
+      `qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ` +
+      `source_overhead_ms=${Math.round(median(overhead('source')))} source_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'source')).toFixed(1)} reps=${reps} accel=${accel}\n`,
   );
 }
