@@ -2,6 +2,8 @@
 // raw disk: one QEMU writing is clean; a second one booted while the first is frozen
 // (freezer cgroup) is no double run; thawing the first makes two QEMUs run and two boot
 // ids write interleaved, and the checker fails the run with the window and both boots.
+// Then against two launchers (no lease) of one VM run one after the other: it finds the
+// QEMU each launcher starts by the guest name the launcher gives it, and passes.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { eventually } from '../support/cluster.ts';
 import { describeDoubleRuns, DoubleRunChecker } from '../support/double-run-checker.ts';
 import { createBlankDisk, testGuest, type TestGuest } from '../support/guest.ts';
+import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
 
 const freezerRoot = '/sys/fs/cgroup/freezer';
 
@@ -90,5 +93,37 @@ void describe('double-run checker on real QEMUs', { timeout: 10 * 60_000 }, () =
     const account = describeDoubleRuns(report);
     assert.ok(report.violations.some((v) => /two runnable QEMUs .* beyond the kill latency/.test(v)), account);
     assert.ok(report.violations.some((v) => new RegExp(`boot ${report.bootIds[0] ?? '-'} wrote record n=\\d+ .* after boot ${report.bootIds[1] ?? '-'}`).test(v)), account);
+  });
+});
+
+void describe('double-run checker on launchers run one after the other', { timeout: 10 * 60_000 }, () => {
+  let shared: SharedVm | undefined;
+  let launcher: LauncherProcess | undefined;
+  let checker: DoubleRunChecker | undefined;
+
+  after(async () => {
+    await checker?.stop();
+    await launcher?.dispose();
+    if (shared !== undefined) await removeSharedVm(shared);
+  });
+
+  void it('sees each launcher\'s QEMU by its guest name and no double run', async () => {
+    shared = await createSharedVm({ diskFormat: 'raw' });
+    const vm = launcherConfig(shared, { mode: 'run', address: '127.0.0.1', tokenFile: '/x', stateDir: '/x' }).vm;
+    checker = DoubleRunChecker.start({ namespace: vm.namespace, name: vm.name, disk: shared.disk });
+    for (const round of [1, 2]) {
+      launcher = await startLauncher({ vm: shared, name: `dr-${String(round)}` });
+      const current = launcher;
+      await eventually(`boot ${String(round)} writing`, async () => ((await checker?.report())?.bootIds.length === round ? true : undefined), 240_000, 250);
+      const report = await checker.report();
+      const qemuPid = report.qemus.at(-1)?.pid;
+      assert.equal(report.qemus.length, round, describeDoubleRuns(report));
+      assert.ok(qemuPid !== undefined && fs.readFileSync(`/proc/${qemuPid}/cmdline`, 'utf8').includes(`guest=${vm.namespace}_${vm.name}`));
+      await current.dispose();
+      launcher = undefined;
+    }
+    const report = await checker.stop();
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    assert.equal(report.bootIds.length, 2, describeDoubleRuns(report));
   });
 });
