@@ -1,6 +1,11 @@
+/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { checkStorageView, StorageViewError, throughStorageView } from './storage-view.ts';
+import { materialiseVolumes } from './volumes.ts';
 
 const view = { root: '/srv/shared', mountPoint: '/run/kv/views/node-a' };
 
@@ -31,4 +36,40 @@ void describe('checkStorageView', () => {
   for (const c of bad) {
     void it(`refuses ${c.name}`, () => assert.throws(() => checkStorageView(c.view), (err: unknown) => err instanceof StorageViewError && c.field.test(err.message)));
   }
+});
+
+void describe('materialiseVolumes through a storage view', () => {
+  void it('resolves hostPath volumes and hostPath PersistentVolumes under the root through the view, others as they are', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'kv-view-'));
+    try {
+      const root = path.join(dir, 'shared');
+      const mountPoint = path.join(dir, 'view');
+      const other = path.join(dir, 'other');
+      for (const d of [path.join(root, 'pv'), path.join(mountPoint, 'pv'), path.join(mountPoint, 'images'), other]) await mkdir(d, { recursive: true });
+      const api = {
+        readSecret: () => Promise.resolve(undefined),
+        readConfigMap: () => Promise.resolve(undefined),
+        readPersistentVolumeClaim: () => Promise.resolve({ spec: { volumeName: 'pv1' }, status: { phase: 'Bound' } }),
+        readPersistentVolume: () => Promise.resolve({ spec: { hostPath: { path: path.join(root, 'pv') } } }),
+        requestServiceAccountToken: () => Promise.resolve(''),
+      };
+      const pod = {
+        metadata: { namespace: 'ns' },
+        spec: {
+          containers: [],
+          volumes: [
+            { name: 'images', hostPath: { path: path.join(root, 'images'), type: 'Directory' } },
+            { name: 'claim', persistentVolumeClaim: { claimName: 'c' } },
+            { name: 'other', hostPath: { path: other, type: 'Directory' } },
+          ],
+        },
+      };
+      const volumes = await materialiseVolumes(api, pod, path.join(dir, 'volumes'), { root, mountPoint });
+      assert.equal(volumes.get('images')?.hostPath, path.join(mountPoint, 'images'));
+      assert.equal(volumes.get('claim')?.hostPath, path.join(mountPoint, 'pv'));
+      assert.equal(volumes.get('other')?.hostPath, other);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
