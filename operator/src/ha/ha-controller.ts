@@ -20,7 +20,7 @@ import { nodeFenced, reachability, LAUNCHER_SILENCE_MS } from '../vm/launcher-re
 import { launcherResources } from '../vm/launcher-resources.ts';
 import type { LauncherObjects } from '../vm/launcher-objects.ts';
 import { isFinished, isHaReplacement, selectLauncher } from '../vm/launcher-selection.ts';
-import { ANNOTATION_HA_REPLACED, ANNOTATION_HA_RESTARTS, haReplacementPodName } from '../vm/names.ts';
+import { ANNOTATION_HA_REPLACED, ANNOTATION_HA_RESTARTS, LABEL_HA_REPLACEMENT, LABEL_MIGRATION_TARGET, haReplacementPodName } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
 import { wantsRunning } from '../vm/run-strategy.ts';
 import { parseKernelBoot, type VmWriter } from '../vm/vm-controller.ts';
@@ -114,7 +114,7 @@ export class HaController implements Reconciler {
       currentHeard: silentMs !== undefined && silentMs < threshold,
       replacement,
       replacementStatus: replacement === undefined ? undefined : this.#d.replacements.latest(key, replacement.metadata.uid ?? ''),
-      migrating: pods.some((p) => !isFinished(p) && p.metadata.labels?.['keyvirt.io/migration-target'] !== undefined),
+      migrating: pods.some((p) => !isFinished(p) && p.metadata.labels?.[LABEL_MIGRATION_TARGET] !== undefined),
       noSharedStorage: 'problem' in lease ? lease.problem : undefined,
       budget: budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, this.#d.budget),
     });
@@ -237,7 +237,10 @@ export class HaController implements Reconciler {
       action: 'Restart',
       note: `replacement pod ${replacement.metadata.name} holds the storage lease (generation ${status?.lease?.generation ?? '?'}${action.takeover ? ', taken over after expiry, disks fenced' : ''})`,
     });
-    await this.#cleanUp(ctx, vm, this.#d.caches.podsOfVm(vm), { ...replacement, metadata: { ...replacement.metadata, annotations: { ...replacement.metadata.annotations, [ANNOTATION_HA_REPLACED]: action.oldUid ?? '' } } });
+    // The pod as promoted (the cache shows it a moment later): no candidate label, the replaced UID annotated.
+    const labels = Object.fromEntries(Object.entries(replacement.metadata.labels ?? {}).filter(([k]) => k !== LABEL_HA_REPLACEMENT));
+    const promoted: Pod = { ...replacement, metadata: { ...replacement.metadata, labels, annotations: { ...replacement.metadata.annotations, [ANNOTATION_HA_REPLACED]: action.oldUid ?? '' } } };
+    await this.#cleanUp(ctx, vm, this.#d.caches.podsOfVm(vm), promoted);
     this.#d.replacements.forget(key);
     await this.#event(vm, { type: 'Normal', reason: 'HARestarted', action: 'Restart', note: `the VM runs in pod ${replacement.metadata.name} on node ${replacement.spec.nodeName ?? '?'}` });
   }

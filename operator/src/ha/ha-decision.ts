@@ -8,6 +8,7 @@ import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { Reachability } from '../vm/launcher-reachability.ts';
 import type { LauncherPodState } from '../vm/run-strategy.ts';
+import { LABEL_HA_REPLACEMENT } from '../vm/names.ts';
 import type { BudgetState } from './restart-budget.ts';
 
 export interface HaObservation {
@@ -84,7 +85,7 @@ export function decideHa(o: HaObservation): HaAction {
 }
 
 function decideWithReplacement(o: HaObservation, replacement: Pod): HaAction {
-  const replaces = replacement.metadata.labels?.['keyvirt.io/ha-replacement'];
+  const replaces = replacement.metadata.labels?.[LABEL_HA_REPLACEMENT];
   if (!o.wantsRunning && !replacementHoldsLease(o.replacementStatus)) {
     return { kind: 'deleteReplacement', reason: 'VMNotRunning', message: 'the VM should not run' };
   }

@@ -161,3 +161,43 @@ void describe('launcher pod', () => {
     assert.deepEqual(withTap.spec.containers[0]?.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'a bridge NIC: NET_ADMIN for its tap');
   });
 });
+
+void describe('HA launcher pods (ADR 0064)', () => {
+  const lease = { domain: { domain: 'shared', source: { hostPath: { path: '/var/lib/keyvirt/shared', type: 'Directory' } }, leaseDir: 'leases/prod/web-1' }, nodeFenced: true };
+
+  void it('mounts the lease directory read-write, passes the pod UID and node, and puts the lease in a config the launcher accepts', () => {
+    const pod = renderLauncherPod(input({ lease }), 'h') as {
+      spec: { volumes: { name: string; hostPath?: { path: string } }[]; containers: { volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[]; env?: { name: string; valueFrom: { fieldRef: { fieldPath: string } } }[] }[] };
+    };
+    assert.deepEqual(pod.spec.volumes.find((v) => v.name === 'ha-lease')?.hostPath?.path, '/var/lib/keyvirt/shared');
+    const c = pod.spec.containers[0];
+    assert.deepEqual(c?.volumeMounts.find((m) => m.name === 'ha-lease'), { name: 'ha-lease', mountPath: '/var/lib/keyvirt/lease', subPath: 'leases/prod/web-1', readOnly: false });
+    assert.deepEqual(c?.env?.map((e) => [e.name, e.valueFrom.fieldRef.fieldPath]), [['KEYVIRT_POD_UID', 'metadata.uid'], ['KEYVIRT_NODE_NAME', 'spec.nodeName']]);
+    const config = LauncherConfigSchema.parse(launcherConfig(input({ lease })));
+    assert.equal(config.lease?.path, '/var/lib/keyvirt/lease/lease');
+    assert.equal(config.lease?.nodeFenced, true);
+    assert.equal(config.lease?.renewIntervalMs, 1000);
+  });
+
+  void it('a VM without a lease gets neither the mount, nor the environment, nor a lease block', () => {
+    const pod = JSON.stringify(renderLauncherPod(input(), 'h'));
+    assert.doesNotMatch(pod, /ha-lease|KEYVIRT_POD_UID/);
+    assert.equal(launcherConfig(input()).lease, undefined);
+  });
+
+  void it('an HA replacement has its own name, Secret and label, and runs in mode run', () => {
+    const replacement = { podName: 'launcher-web-1-0123456789', replacedUid: 'old-uid' };
+    const pod = renderLauncherPod(input({ lease, haReplacement: replacement }), 'h') as {
+      metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string> };
+      spec: { volumes: { name: string; secret?: { secretName: string } }[] };
+    };
+    assert.equal(pod.metadata.name, 'launcher-web-1-0123456789');
+    assert.equal(pod.metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
+    assert.equal(pod.metadata.annotations['keyvirt.io/ha-replaced'], 'old-uid');
+    assert.equal(pod.spec.volumes.find((v) => v.name === 'launcher-config')?.secret?.secretName, 'launcher-web-1-0123456789');
+    const secret = renderLauncherSecret(vm, 't', launcherConfig(input({ lease, haReplacement: replacement })), undefined, replacement) as { metadata: { name: string; labels: Record<string, string> } };
+    assert.equal(secret.metadata.name, 'launcher-web-1-0123456789');
+    assert.equal(secret.metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
+    assert.equal(launcherConfig(input({ lease, haReplacement: replacement })).mode, 'run');
+  });
+});

@@ -134,3 +134,30 @@ void describe('computeStatus', () => {
     assert.equal(computeStatus(input({ pod: undefined, podState: { kind: 'none' }, wantRunning: false })).phase, 'Stopped');
   });
 });
+
+void describe('status truth (ADR 0064)', () => {
+  const reasons = [
+    { reach: { kind: 'unreachable', reason: 'NodeUnreachable', message: 'node n1 is not Ready (Unknown)', fenced: false }, reason: 'NodeUnreachable' },
+    { reach: { kind: 'unreachable', reason: 'LauncherUnreachable', message: 'the launcher has not been heard from for 2.5 s', fenced: false }, reason: 'LauncherUnreachable' },
+  ] as const;
+  for (const r of reasons) {
+    void it(`a running VM whose launcher cannot be heard is Unknown, Ready=Unknown ${r.reason}, not Running`, () => {
+      const s = computeStatus(input({ reachability: r.reach }));
+      assert.equal(s.phase, 'Unknown');
+      assert.equal(s.ready, false);
+      const ready = s.conditions?.find((c) => c.type === 'Ready');
+      assert.equal(ready?.status, 'Unknown');
+      assert.equal(ready?.reason, r.reason);
+      assert.equal(ready?.message, r.reach.message);
+    });
+  }
+
+  void it('a reachable launcher keeps its phase', () => {
+    assert.equal(computeStatus(input({ reachability: { kind: 'reachable' } })).phase, 'Running');
+  });
+
+  void it('the HighAvailability condition comes last', () => {
+    const s = computeStatus(input({ highAvailability: { type: 'HighAvailability', status: 'True', reason: 'Protected', message: 'm' } }));
+    assert.equal(s.conditions?.at(-1)?.type, 'HighAvailability');
+  });
+});

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { VirtualMachine } from '@keyvirt/crds';
+import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
+import type { Pod } from '../runtime/core-schemas.ts';
+import type { Reachability } from '../vm/launcher-reachability.ts';
+import { decideHa, type HaObservation } from './ha-decision.ts';
+import { budgetState } from './restart-budget.ts';
+
+function vmOf(ha: boolean, runStrategy: 'Always' | 'RerunOnFailure' | 'Manual' = 'Always'): VirtualMachine {
+  return VirtualMachine.parse({
+    apiVersion: 'keyvirt.io/v1alpha1',
+    kind: 'VirtualMachine',
+    metadata: { name: 'web', namespace: 'prod', uid: 'vm-uid' },
+    spec: { runStrategy, highAvailability: { enabled: ha, priority: 10 }, template: { memory: { size: '64Mi' } } },
+  });
+}
+
+const current: Pod = { metadata: { name: 'launcher-web', namespace: 'prod', uid: 'old' }, spec: { containers: [], nodeName: 'n1' } };
+const replacement: Pod = {
+  metadata: { name: 'launcher-web-abc', namespace: 'prod', uid: 'new', labels: { 'keyvirt.io/ha-replacement': 'old' } },
+  spec: { containers: [], nodeName: 'n2' },
+};
+
+const silent: Reachability = { kind: 'unreachable', reason: 'LauncherUnreachable', message: 'silent', fenced: false };
+const notReady: Reachability = { kind: 'unreachable', reason: 'NodeUnreachable', message: 'not ready', fenced: false };
+const fenced: Reachability = { kind: 'unreachable', reason: 'NodeUnreachable', message: 'fenced', fenced: true };
+
+function launcher(phase: LauncherStatus['phase'], lease: NonNullable<LauncherStatus['lease']>['state'] | undefined): LauncherStatus {
+  return { phase, ...(lease === undefined ? {} : { lease: { state: lease, generation: 2, takeover: true } }) } as LauncherStatus;
+}
+
+function observe(over: Partial<HaObservation>): HaObservation {
+  return {
+    vm: vmOf(true),
+    wantsRunning: true,
+    current,
+    currentState: { kind: 'active', uid: 'old', terminating: false },
+    reach: { kind: 'reachable' },
+    currentHeard: true,
+    replacement: undefined,
+    replacementStatus: undefined,
+    migrating: false,
+    noSharedStorage: undefined,
+    budget: budgetState(undefined, 0, { maxRestarts: 3, windowMs: 600_000 }),
+    ...over,
+  };
+}
+
+const exhausted = budgetState(JSON.stringify([1, 2, 3]), 10, { maxRestarts: 3, windowMs: 600_000 });
+
+describe('decideHa', () => {
+  const cases: { name: string; o: HaObservation; want: string; fencedClaim?: boolean }[] = [
+    { name: 'healthy HA VM', o: observe({}), want: 'none' },
+    { name: 'launcher silent past the threshold', o: observe({ reach: silent, currentHeard: false }), want: 'replace', fencedClaim: false },
+    { name: 'node NotReady but the launcher is heard: no restart on the API view alone', o: observe({ reach: notReady, currentHeard: true }), want: 'none' },
+    { name: 'node NotReady and the launcher silent', o: observe({ reach: notReady, currentHeard: false }), want: 'replace', fencedClaim: false },
+    { name: 'node fenced: immediate, with nodeFenced', o: observe({ reach: fenced, currentHeard: true }), want: 'replace', fencedClaim: true },
+    { name: 'VM should not run', o: observe({ reach: silent, currentHeard: false, wantsRunning: false }), want: 'none' },
+    { name: 'pod terminating', o: observe({ reach: silent, currentHeard: false, currentState: { kind: 'active', uid: 'old', terminating: true } }), want: 'none' },
+    { name: 'pod finished: the run strategy restarts it', o: observe({ reach: silent, currentHeard: false, currentState: { kind: 'finished', uid: 'old', succeeded: false, terminating: false, finishedAt: undefined } }), want: 'none' },
+    { name: 'migration in progress', o: observe({ reach: silent, currentHeard: false, migrating: true }), want: 'none' },
+    { name: 'no shared storage', o: observe({ reach: silent, currentHeard: false, noSharedStorage: 'local domain' }), want: 'refuse:NoSharedStorage' },
+    { name: 'budget exhausted', o: observe({ reach: silent, currentHeard: false, budget: exhausted }), want: 'refuse:RestartBudgetExhausted' },
+    { name: 'non-HA VM, silent: stays, Unknown', o: observe({ vm: vmOf(false), reach: silent, currentHeard: false }), want: 'none' },
+    { name: 'non-HA VM, node NotReady: stays', o: observe({ vm: vmOf(false), reach: notReady, currentHeard: false }), want: 'none' },
+    { name: 'non-HA Always VM on a fenced node: restarted', o: observe({ vm: vmOf(false), reach: fenced }), want: 'fenceRestart' },
+    { name: 'non-HA RerunOnFailure VM on a fenced node: stays', o: observe({ vm: vmOf(false, 'RerunOnFailure'), reach: fenced }), want: 'none' },
+    { name: 'replacement acquiring, old still silent', o: observe({ reach: silent, currentHeard: false, replacement, replacementStatus: launcher('Starting', 'WaitingForExpiry') }), want: 'wait' },
+    { name: 'replacement not heard yet', o: observe({ reach: silent, currentHeard: false, replacement }), want: 'wait' },
+    { name: 'replacement holds the lease, still booting', o: observe({ reach: silent, currentHeard: true, replacement, replacementStatus: launcher('Starting', 'Held') }), want: 'wait' },
+    { name: 'replacement holds the lease and runs', o: observe({ reach: silent, currentHeard: false, replacement, replacementStatus: launcher('Running', 'Held') }), want: 'promote' },
+    { name: 'old launcher heard again before the lease moved', o: observe({ replacement, replacementStatus: launcher('Starting', 'WaitingForExpiry') }), want: 'deleteReplacement:LauncherHeardAgain' },
+    { name: 'old launcher heard on a fenced node: keep the replacement', o: observe({ reach: fenced, replacement, replacementStatus: launcher('Starting', 'Acquiring') }), want: 'wait' },
+    { name: 'old pod gone: keep waiting for the replacement', o: observe({ current: undefined, currentState: { kind: 'none' }, replacement }), want: 'wait' },
+    { name: 'old pod finished (self-fenced): keep waiting', o: observe({ currentState: { kind: 'finished', uid: 'old', succeeded: false, terminating: false, finishedAt: undefined }, currentHeard: false, replacement }), want: 'wait' },
+    { name: 'another pod became the launcher', o: observe({ currentState: { kind: 'active', uid: 'other', terminating: false }, replacement }), want: 'deleteReplacement:Superseded' },
+    { name: 'VM stopped while replacing', o: observe({ wantsRunning: false, replacement, replacementStatus: launcher('Starting', 'WaitingForExpiry') }), want: 'deleteReplacement:VMNotRunning' },
+    { name: 'VM stopped after the replacement took over: promote, the VM controller stops it', o: observe({ wantsRunning: false, replacement, replacementStatus: launcher('Running', 'Held') }), want: 'promote' },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const a = decideHa(c.o);
+      const got = a.kind === 'refuse' || a.kind === 'deleteReplacement' ? `${a.kind}:${a.reason}` : a.kind;
+      assert.equal(got, c.want);
+      if (a.kind === 'replace') {
+        assert.equal(a.nodeFenced, c.fencedClaim);
+        assert.equal(a.failedNode, 'n1');
+      }
+      if (a.kind === 'promote') assert.equal(a.oldUid, 'old');
+    });
+  }
+});
