@@ -66,7 +66,8 @@ function haEnabled(vm: VirtualMachine): boolean {
 export function decideHa(o: HaObservation): HaAction {
   const replacement = o.replacement;
   if (replacement !== undefined) return decideWithReplacement(o, replacement);
-  if (!o.wantsRunning || o.migrating || o.currentState.kind !== 'active' || o.currentState.terminating) return { kind: 'none' };
+  // A terminating pod counts too: on a dead node its deletion (an eviction by the unreachable taint) never completes.
+  if (!o.wantsRunning || o.migrating || o.currentState.kind !== 'active') return { kind: 'none' };
   const node = o.current?.spec.nodeName;
   if (node === undefined || !launcherLost(o) || o.reach.kind !== 'unreachable') return { kind: 'none' };
   if (!haEnabled(o.vm)) {
