@@ -54,6 +54,9 @@ const settingsSchema = z.object({
   highUtilization: z.coerce.number().int().min(1).max(100).default(80),
   lowUtilization: z.coerce.number().int().min(0).max(99).default(20),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  /** Client-side rate limit of API requests (status writes first; watches and Leases exempt), KubeVirt's controller defaults. */
+  apiQps: z.coerce.number().min(1).max(10_000).default(200),
+  apiBurst: z.coerce.number().int().min(1).max(20_000).default(400),
   /** The subresources.keyvirt.io aggregated API (ADR 0066): off unless both certificate files are given. */
   subresourcesAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8443'),
   subresourcesCertFile: z.string().min(1).optional(),
@@ -86,6 +89,8 @@ const FLAGS = {
   highUtilization: 'high-utilization',
   lowUtilization: 'low-utilization',
   logLevel: 'log-level',
+  apiQps: 'api-qps',
+  apiBurst: 'api-burst',
   subresourcesAddress: 'subresources-address',
   subresourcesCertFile: 'subresources-cert-file',
   subresourcesKeyFile: 'subresources-key-file',
@@ -171,6 +176,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
 /** One life of the manager: fresh caches, metrics and controllers. */
 async function runManager(settings: Settings, log: Logger, client: KubeClient, signal: AbortSignal): Promise<'stopped' | 'leadership-lost'> {
   const metrics = new OperatorMetrics();
+  client.observe(metrics);
   const [host = '0.0.0.0', port = '8080'] = settings.healthAddress.split(':');
   const [metricsHost = '127.0.0.1', metricsPort = '8081'] = settings.metricsAddress.split(':');
   const manager = new Manager({
@@ -200,7 +206,7 @@ async function main(): Promise<number> {
   const settings = readSettings(process.argv.slice(2), process.env);
   const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
   log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
-  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator');
+  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator', { rateLimit: { qps: settings.apiQps, burst: settings.apiBurst } });
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) {

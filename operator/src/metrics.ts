@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ControllerObserver, ReconcileOutcome } from './runtime/controller.ts';
 import type { InformerObserver } from './runtime/informer.ts';
+import type { KubeMethod, KubeRequestObserver, RequestClass } from './runtime/kube-client.ts';
 
 /** What the VM phase and overhead gauges read at scrape time. */
 export interface VmPhaseSource {
@@ -19,7 +20,7 @@ export interface StorageDiskSource {
   heldDeletions(): Map<string, Map<string, number>>;
 }
 
-export class OperatorMetrics implements ControllerObserver, InformerObserver {
+export class OperatorMetrics implements ControllerObserver, InformerObserver, KubeRequestObserver {
   readonly registry = new Registry();
   readonly #reconciles: Counter<'controller' | 'result'>;
   readonly #reconcileErrors: Counter<'controller'>;
@@ -29,6 +30,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
   readonly #badObjects: Counter<'kind'>;
   readonly #leader: Gauge;
   readonly #launcherEvents: Counter<'event'>;
+  readonly #apiRequests: Counter<'verb' | 'class' | 'code'>;
   #vmSources: VmPhaseSource[] = [];
   #storageSources: StorageDiskSource[] = [];
 
@@ -81,6 +83,12 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
       name: 'keyvirt_launcher_stream_events_total',
       help: 'Launcher event-stream lifecycle: connected, event, disconnected.',
       labelNames: ['event'],
+      registers,
+    });
+    this.#apiRequests = new Counter({
+      name: 'keyvirt_api_requests_total',
+      help: 'Requests to the Kubernetes API server, per verb, class (read, write, status, watch) and HTTP code (0: no answer).',
+      labelNames: ['verb', 'class', 'code'],
       registers,
     });
     const storageSources = (): StorageDiskSource[] => this.#storageSources;
@@ -170,5 +178,9 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver {
 
   onLauncherStream(event: 'connected' | 'event' | 'disconnected'): void {
     this.#launcherEvents.inc({ event });
+  }
+
+  onApiRequest(method: KubeMethod, cls: RequestClass, code: number): void {
+    this.#apiRequests.inc({ verb: method, class: cls, code: String(code) });
   }
 }

@@ -1,5 +1,8 @@
 // `npm run bench -- <name> [args…]`: runs the benchmark test/bench/<name>.ts. A
 // benchmark module either does its work at import or exports `main(args)`.
+// First it builds what the suites need, as `npm test` does (hack/prepare.d/*.sh, each
+// cached); a benchmark builds anything further itself (kwok: test/support/kwok.ts).
+import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -17,6 +20,10 @@ async function runBench(argv: readonly string[]): Promise<number> {
   if (name === undefined || !/^[a-z0-9][a-z0-9-]*$/.test(name) || !names.includes(name)) {
     process.stderr.write(`usage: npm run bench -- <name> [args…]\navailable: ${names.join(', ') || '(none)'}\n`);
     return 2;
+  }
+  const prepareDir = path.join(benchDir, '..', '..', 'hack', 'prepare.d');
+  for (const script of (await readdir(prepareDir)).filter((f) => f.endsWith('.sh')).sort()) {
+    execFileSync('bash', [path.join(prepareDir, script)], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   const mod = (await import(pathToFileURL(path.join(benchDir, `${name}.ts`)).href)) as { main?: (args: readonly string[]) => Promise<unknown> };
   if (typeof mod.main === 'function') await mod.main(args);

@@ -1,7 +1,9 @@
-// A supervised informer: list, then watch from the list's resourceVersion; relist on
-// 410 Gone; reconnect with exponential backoff (1 s → 30 s) after any error, forever,
-// until its signal is aborted. Every object is parsed with the kind's zod schema at the
-// edge, so the cache and the handlers only ever see typed values.
+// A supervised informer: list (in pages), then watch from the list's resourceVersion;
+// relist on 410 Gone; reconnect with exponential backoff (1 s → 30 s) after any error,
+// forever, until its signal is aborted. Every object is trimmed by the informer's
+// transform (fields no controller reads) and parsed with the kind's zod schema at the
+// edge, so the cache and the handlers only ever see typed values. Indexes (name → keys
+// of an object) answer "the objects with this key" without scanning the cache.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { KubeApiError, type RequestOptions, type WatchStream, isGone } from './kube-client.ts';
@@ -49,12 +51,20 @@ export interface InformerOptions<T extends KubeObject> {
   observer?: InformerObserver;
   /** Server-side watch timeout; the informer reconnects from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /** Objects per list page (`limit`/`continue`); one unpaginated list when absent. */
+  pageSize?: number;
+  /**
+   * Applied to every listed or watched object before the schema parses it: drops what no
+   * controller reads (managedFields …) so that it is never held. The schema still
+   * validates the result.
+   */
+  transform?: (raw: unknown) => unknown;
   minBackoffMs?: number;
   maxBackoffMs?: number;
 }
 
 const listSchema = z.object({
-  metadata: z.object({ resourceVersion: z.string().optional() }).optional(),
+  metadata: z.object({ resourceVersion: z.string().optional(), continue: z.string().optional() }).optional(),
   items: z.array(z.unknown()).nullable().optional(),
 });
 
@@ -70,10 +80,47 @@ class GoneError extends Error {
   override readonly name = 'GoneError';
 }
 
+/** An index: the keys an object is found under (e.g. `namespace/vm-name`). */
+export type IndexFunction<T> = (obj: T) => readonly string[];
+
+/** Ordered sets of cache keys per index value. */
+class Index<T> {
+  readonly #fn: IndexFunction<T>;
+  readonly #byValue = new Map<string, Set<string>>();
+
+  constructor(fn: IndexFunction<T>) {
+    this.#fn = fn;
+  }
+
+  update(key: string, old: T | undefined, obj: T | undefined): void {
+    const before = old === undefined ? [] : this.#fn(old);
+    const after = obj === undefined ? [] : this.#fn(obj);
+    for (const v of before) {
+      if (after.includes(v)) continue;
+      const keys = this.#byValue.get(v);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#byValue.delete(v);
+    }
+    for (const v of after) {
+      let keys = this.#byValue.get(v);
+      if (keys === undefined) {
+        keys = new Set();
+        this.#byValue.set(v, keys);
+      }
+      keys.add(key);
+    }
+  }
+
+  keys(value: string): ReadonlySet<string> {
+    return this.#byValue.get(value) ?? new Set();
+  }
+}
+
 export class Informer<T extends KubeObject> {
   readonly #opts: InformerOptions<T>;
   readonly #cache = new Map<string, T>();
   readonly #handlers: InformerHandlers<T>[] = [];
+  readonly #indexes = new Map<string, Index<T>>();
   #resourceVersion: string | undefined;
   #synced = false;
   #syncWaiters: (() => void)[] = [];
@@ -92,6 +139,38 @@ export class Informer<T extends KubeObject> {
 
   get(key: string): T | undefined {
     return this.#cache.get(key);
+  }
+
+  /**
+   * Adds an index (before or after the cache filled: it is built from what is cached).
+   * Adding the same name twice is an error — share the first.
+   */
+  addIndex(name: string, fn: IndexFunction<T>): void {
+    if (this.#indexes.has(name)) throw new Error(`informer ${this.kind} already has an index named ${name}`);
+    const index = new Index(fn);
+    for (const [key, obj] of this.#cache) index.update(key, undefined, obj);
+    this.#indexes.set(name, index);
+  }
+
+  hasIndex(name: string): boolean {
+    return this.#indexes.has(name);
+  }
+
+  /** The cached objects index `name` files under `value`. */
+  byIndex(name: string, value: string): T[] {
+    const index = this.#indexes.get(name);
+    if (index === undefined) throw new Error(`informer ${this.kind} has no index named ${name}`);
+    const out: T[] = [];
+    for (const key of index.keys(value)) {
+      const obj = this.#cache.get(key);
+      if (obj !== undefined) out.push(obj);
+    }
+    return out;
+  }
+
+  /** How many objects are cached. */
+  get size(): number {
+    return this.#cache.size;
   }
 
   list(): T[] {
@@ -152,23 +231,31 @@ export class Informer<T extends KubeObject> {
   }
 
   async #relist(signal: AbortSignal): Promise<void> {
-    const { client, type, namespace } = this.#opts;
-    const raw = await client.request('GET', collectionPath(type, namespace), { query: this.#query(), signal });
-    const list = listSchema.parse(raw);
-    this.#opts.observer?.onList(this.kind);
+    const { client, type, namespace, pageSize } = this.#opts;
     const fresh = new Map<string, T>();
-    for (const item of list.items ?? []) {
-      const obj = this.#parse(item);
-      if (obj) fresh.set(keyOf(obj.metadata), obj);
-    }
+    let resourceVersion = '';
+    let cont: string | undefined;
+    do {
+      const query = { ...this.#query(), limit: pageSize, continue: cont };
+      const raw = await client.request('GET', collectionPath(type, namespace), { query, signal });
+      const list = listSchema.parse(raw);
+      for (const item of list.items ?? []) {
+        const obj = this.#parse(item);
+        if (obj) fresh.set(keyOf(obj.metadata), obj);
+      }
+      // Every page of one list carries the list's resourceVersion; the watch starts there.
+      resourceVersion = list.metadata?.resourceVersion ?? resourceVersion;
+      cont = pageSize === undefined || list.metadata?.continue === '' ? undefined : list.metadata?.continue;
+    } while (cont !== undefined && !signal.aborted);
+    this.#opts.observer?.onList(this.kind);
     for (const [key, old] of this.#cache) {
       if (!fresh.has(key)) {
-        this.#cache.delete(key);
+        this.#remove(key, old);
         this.#emitDelete(old);
       }
     }
     for (const [key, obj] of fresh) this.#upsert(key, obj);
-    this.#resourceVersion = list.metadata?.resourceVersion ?? '';
+    this.#resourceVersion = resourceVersion;
     if (!this.#synced) {
       this.#synced = true;
       for (const w of this.#syncWaiters.splice(0)) w();
@@ -243,7 +330,7 @@ export class Informer<T extends KubeObject> {
     const key = keyOf(obj.metadata);
     if (type === 'DELETED') {
       const old = this.#cache.get(key);
-      this.#cache.delete(key);
+      this.#remove(key, old);
       this.#emitDelete(old ?? obj);
     } else {
       this.#upsert(key, obj);
@@ -253,7 +340,8 @@ export class Informer<T extends KubeObject> {
   }
 
   #parse(raw: unknown): T | undefined {
-    const parsed = this.#opts.schema.safeParse(raw);
+    const transform = this.#opts.transform;
+    const parsed = this.#opts.schema.safeParse(transform === undefined ? raw : transform(raw));
     if (parsed.success) return parsed.data;
     this.#opts.observer?.onBadObject(this.kind);
     const meta = z.object({ metadata: z.object({ name: z.string().optional(), namespace: z.string().optional() }) }).safeParse(raw);
@@ -264,9 +352,15 @@ export class Informer<T extends KubeObject> {
     return undefined;
   }
 
+  #remove(key: string, old: T | undefined): void {
+    this.#cache.delete(key);
+    for (const index of this.#indexes.values()) index.update(key, old, undefined);
+  }
+
   #upsert(key: string, obj: T): void {
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
+    for (const index of this.#indexes.values()) index.update(key, old, obj);
     if (old === undefined) {
       for (const h of this.#handlers) h.onAdd?.(obj);
     } else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) {

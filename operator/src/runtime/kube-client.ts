@@ -5,9 +5,13 @@
 // a stalled API server or connection fails the request with KubeTimeoutError instead
 // of holding the caller for the transport's minutes-long defaults. A watch's deadline
 // covers its establishment; the open stream is bounded by the informer's own timeouts.
+// An optional client-side rate limit (rate-limiter.ts) paces requests — status writes
+// first; watches and Lease requests (leader election must renew on time) are never held.
 import { type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { fetch } from 'undici';
 import { z } from 'zod';
+import { systemClock, type Clock } from './clock.ts';
+import { type RateLimit, type RequestLane, TokenBucket } from './rate-limiter.ts';
 
 /** Which HTTP verbs the client issues. */
 export type KubeMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -82,7 +86,25 @@ export interface RequestOptions {
 export interface KubeClientOptions {
   /** Deadline of every request without its own `timeoutMs` (DEFAULT_REQUEST_TIMEOUT_MS). */
   requestTimeoutMs?: number;
+  /** Client-side rate limit of requests (watches and Leases exempt); none when absent. */
+  rateLimit?: RateLimit;
+  clock?: Clock;
 }
+
+/** How a request is counted: reads, writes, status writes, watches. */
+export type RequestClass = 'read' | 'write' | 'status' | 'watch';
+
+/** Sees every request the client sends, with its answer's HTTP code (0: no answer). */
+export interface KubeRequestObserver {
+  onApiRequest(method: KubeMethod, cls: RequestClass, code: number): void;
+}
+
+function classify(method: KubeMethod, path: string): RequestClass {
+  if (method === 'GET') return 'read';
+  return path.endsWith('/status') ? 'status' : 'write';
+}
+
+const exemptPath = /^\/apis\/coordination\.k8s\.io\//;
 
 /** One open watch: lines are parsed JSON values; `done` settles when the stream ends. */
 export interface WatchStream {
@@ -94,6 +116,8 @@ export class KubeClient {
   readonly #server: string;
   readonly fieldManager: string;
   readonly #timeoutMs: number;
+  readonly #bucket: TokenBucket | undefined;
+  #observer: KubeRequestObserver | undefined;
 
   constructor(kc: KubeConfig, fieldManager: string, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
@@ -102,14 +126,37 @@ export class KubeClient {
     this.#server = cluster.server.replace(/\/$/, '');
     this.fieldManager = fieldManager;
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#bucket = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit, options.clock ?? systemClock);
+  }
+
+  /** Reports every request from now on to `observer` (replacing the previous one). */
+  observe(observer: KubeRequestObserver | undefined): void {
+    this.#observer = observer;
+  }
+
+  /** Requests waiting for the client rate limit. */
+  get throttled(): number {
+    return this.#bucket?.waiting ?? 0;
   }
 
   /** Sends one request and returns the parsed JSON answer (2xx) or throws KubeApiError, KubeTransportError or KubeTimeoutError. */
   async request(method: KubeMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
+    const cls = classify(method, path);
+    if (this.#bucket !== undefined && !exemptPath.test(path)) {
+      const lane: RequestLane = cls === 'status' ? 'status' : 'ordinary';
+      await this.#bucket.acquire(lane, options.signal);
+    }
     const ctx = await this.#context(method, path, options);
     const deadline = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
     const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
-    const response = await this.#send(ctx, method, path, { ...options, signal }, deadline);
+    let response: Awaited<ReturnType<typeof fetch>>;
+    try {
+      response = await this.#send(ctx, method, path, { ...options, signal }, deadline);
+    } catch (err) {
+      this.#observer?.onApiRequest(method, cls, 0);
+      throw err;
+    }
+    this.#observer?.onApiRequest(method, cls, response.status);
     let text: string;
     try {
       text = await response.text();
@@ -159,9 +206,13 @@ export class KubeClient {
     let response: Awaited<ReturnType<typeof fetch>>;
     try {
       response = await this.#send(ctx, 'GET', path, { ...options, signal: AbortSignal.any([signal, establish.signal]) }, establish.signal);
+    } catch (err) {
+      this.#observer?.onApiRequest('GET', 'watch', 0);
+      throw err;
     } finally {
       clearTimeout(timer);
     }
+    this.#observer?.onApiRequest('GET', 'watch', response.status);
     if (response.status !== 200 || response.body === null) {
       const text = await response.text();
       const status = statusBody.safeParse(JSON.parse(text.length > 0 ? text : '{}'));

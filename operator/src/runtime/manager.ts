@@ -1,5 +1,6 @@
 // Starts the long-lived parts in order: the health/metrics server, then the informers
-// (every replica keeps warm caches), then — only while this replica holds the leader
+// (one shared cache per kind, namespace and selector; every replica keeps them warm),
+// then — only while this replica holds the leader
 // lease — the controllers and other leader-only runnables. Shutdown reverses it:
 // controllers drain their reconciles in flight, informers stop, the lease is released,
 // the server closes.
@@ -9,6 +10,7 @@ import { type Clock, type Sleep, sleepOn } from './clock.ts';
 import type { Controller } from './controller.ts';
 import { HealthServer, type ListenAddress, type MetricsSource } from './health-server.ts';
 import { Informer, type InformerObserver, type KubeObject, type ListWatchClient } from './informer.ts';
+import { stripUnreadMetadata } from './object-trim.ts';
 import { LeaderElector, type LeaseClient } from './leader-election.ts';
 import type { ResourceType } from './resource.ts';
 
@@ -34,14 +36,35 @@ export interface ManagerOptions {
     renewDeadlineMs?: number;
     retryPeriodMs?: number;
   };
+  /** Applied to every object before it is parsed and cached (default: `stripUnreadMetadata`). */
+  defaultTransform?: (raw: unknown) => unknown;
+  /** Objects per list page (default DEFAULT_LIST_PAGE_SIZE). */
+  listPageSize?: number;
 }
 
 export type ManagerExit = 'stopped' | 'leadership-lost';
+
+/** Objects per list page when the options name none (client-go's reflector pages by 500). */
+export const DEFAULT_LIST_PAGE_SIZE = 500;
+
+/** What the cache of one kind holds (controller-runtime's `cache.Options.ByObject`). */
+export interface CacheScope {
+  /** Informers of the kind that name no selector of their own watch only these objects. */
+  readonly labelSelector: string;
+}
+
+export interface InformerRequest {
+  namespace?: string;
+  labelSelector?: string;
+  /** Replaces the manager's default transform for this informer (ids must then differ: give it its own selector). */
+  transform?: (raw: unknown) => unknown;
+}
 
 export class Manager {
   readonly #o: ManagerOptions;
   readonly #sleep: Sleep;
   readonly #informers = new Map<string, Informer<KubeObject>>();
+  readonly #scopes = new Map<string, CacheScope>();
   readonly #controllers: Controller[] = [];
   readonly #leaderRunnables: Runnable[] = [];
   #healthPort: number | undefined;
@@ -65,13 +88,28 @@ export class Manager {
     return this.#leading;
   }
 
+  /**
+   * Restricts what the cache of `type` holds: every informer of the kind requested
+   * without a selector of its own watches only objects matching `scope.labelSelector`
+   * (the operator's own launcher pods rather than every pod of the cluster). Call it
+   * before any controller asks for that kind; a later restriction is an error, since
+   * an unrestricted cache would already be shared.
+   */
+  restrictCache(type: ResourceType, scope: CacheScope): void {
+    const kind = kindId(type);
+    const current = this.#scopes.get(kind);
+    if (current !== undefined && current.labelSelector === scope.labelSelector) return;
+    if (current !== undefined) throw new Error(`the ${type.kind} cache is already restricted to ${current.labelSelector}`);
+    if ([...this.#informers.keys()].some((id) => id.startsWith(`${kind}/`) && id.endsWith('/'))) {
+      throw new Error(`an unrestricted ${type.kind} informer exists already: restrict the cache before controllers ask for it`);
+    }
+    this.#scopes.set(kind, scope);
+  }
+
   /** The shared informer of `type` (one per kind, namespace and selector). */
-  informer<T extends KubeObject>(
-    type: ResourceType,
-    schema: z.ZodType<T>,
-    opts: { namespace?: string; labelSelector?: string } = {},
-  ): Informer<T> {
-    const id = `${type.group}/${type.plural}/${opts.namespace ?? ''}/${opts.labelSelector ?? ''}`;
+  informer<T extends KubeObject>(type: ResourceType, schema: z.ZodType<T>, opts: InformerRequest = {}): Informer<T> {
+    const labelSelector = opts.labelSelector ?? this.#scopes.get(kindId(type))?.labelSelector;
+    const id = `${kindId(type)}/${opts.namespace ?? ''}/${labelSelector ?? ''}`;
     const existing = this.#informers.get(id);
     if (existing !== undefined) return existing as unknown as Informer<T>;
     const informer = new Informer<T>({
@@ -81,7 +119,10 @@ export class Manager {
       log: this.#o.log.child({ informer: type.kind }),
       sleep: this.#sleep,
       observer: this.#o.metrics,
-      ...opts,
+      pageSize: this.#o.listPageSize ?? DEFAULT_LIST_PAGE_SIZE,
+      transform: opts.transform ?? this.#o.defaultTransform ?? stripUnreadMetadata,
+      ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
+      ...(labelSelector === undefined ? {} : { labelSelector }),
     });
     this.#informers.set(id, informer as unknown as Informer<KubeObject>);
     return informer;
@@ -164,4 +205,8 @@ export class Manager {
     const outcome = await elector.run(signal, lead);
     return outcome === 'lost' ? 'leadership-lost' : 'stopped';
   }
+}
+
+function kindId(type: ResourceType): string {
+  return `${type.group}/${type.plural}`;
 }
