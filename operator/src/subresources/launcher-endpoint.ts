@@ -69,7 +69,16 @@ export function tokenOfOwnSecret(secret: Secret, vm: SubresourceVm): string | un
 /** What the subresource server calls on the API server. */
 export type SubresourceKube = Pick<KubeClient, 'get' | 'create' | 'request' | 'delete'>;
 
-export async function launcherEndpoint(client: SubresourceKube, vm: SubresourceVm, signal?: AbortSignal): Promise<LauncherEndpoint> {
+/** The launcher API's base URL for a pod IP (the VM controller's). */
+export function defaultLauncherUrl(ip: string): string {
+  return new LauncherObjects({ get: noKube, create: noKube, request: noKube, delete: noKube }).baseUrl(ip);
+}
+
+function noKube(): Promise<unknown> {
+  return Promise.reject(new Error('not used'));
+}
+
+export async function launcherEndpoint(client: SubresourceKube, vm: SubresourceVm, launcherUrl: (ip: string) => string = defaultLauncherUrl, signal?: AbortSignal): Promise<LauncherEndpoint> {
   const namespace = vm.metadata.namespace;
   const pods = podListSchema.parse(
     await client.request('GET', collectionPath(coreTypes.pod, namespace), { query: { labelSelector: `${LAUNCHER_POD_SELECTOR},${LABEL_VM}=${vm.metadata.name}` }, signal }),
@@ -84,5 +93,5 @@ export async function launcherEndpoint(client: SubresourceKube, vm: SubresourceV
     if (!isNotFound(err)) throw err;
   }
   if (token === undefined) throw conflict(`${describe(vm)}: its launcher's credentials are missing`);
-  return { baseUrl: new LauncherObjects(client).baseUrl(chosen.ip), token, podName: chosen.pod.metadata.name };
+  return { baseUrl: launcherUrl(chosen.ip), token, podName: chosen.pod.metadata.name };
 }

@@ -33,8 +33,10 @@ export interface SubresourceServerOptions {
   log: Logger;
   certFile: string;
   keyFile: string;
-  /** The front-proxy settings now (changes come through `updateFrontProxy`). */
+  /** The front-proxy settings now. */
   frontProxy: () => FrontProxyConfig | undefined;
+  /** The launcher API's base URL for a pod IP; the VM controller's by default. */
+  launcherUrl?: (ip: string) => string;
 }
 
 type Subresource = Extract<RoutedRequest, { kind: 'subresource' }>;
@@ -193,10 +195,10 @@ export class SubresourceServer {
         case 'unpause':
         case 'soft-reboot':
           parseActionBody(EmptyBodySchema, body);
-          send(res, 202, await runLauncherAction(vm, await launcherEndpoint(this.#o.client, vm), route.subresource));
+          send(res, 202, await runLauncherAction(vm, await launcherEndpoint(this.#o.client, vm, this.#o.launcherUrl), route.subresource));
           break;
         case 'guestinfo':
-          send(res, 200, await readGuestInfo(vm, await launcherEndpoint(this.#o.client, vm)));
+          send(res, 200, await readGuestInfo(vm, await launcherEndpoint(this.#o.client, vm, this.#o.launcherUrl)));
           break;
         case 'migrate':
           send(res, 201, await createMigration(this.#o.client, vm, parseActionBody(MigrateBodySchema, body), user.username));
@@ -235,7 +237,7 @@ export class SubresourceServer {
       if (route.kind !== 'subresource') throw new SubresourceError(400, 'BadRequest', 'only the console and vnc subresources are websockets');
       user = await this.#authorise(req, route, admitted.config);
       const vm = await readVm(this.#o.client, route.namespace, route.name);
-      const endpoint = await launcherEndpoint(this.#o.client, vm);
+      const endpoint = await launcherEndpoint(this.#o.client, vm, this.#o.launcherUrl);
       const kind = route.subresource === 'vnc' ? 'vnc' : 'console';
       try {
         launcher = await openLauncherStream({ baseUrl: endpoint.baseUrl, token: endpoint.token, kind, timeoutMs: LAUNCHER_CONNECT_TIMEOUT_MS });
