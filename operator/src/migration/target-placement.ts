@@ -4,7 +4,7 @@
 // node but the source, with the migration's targetNodeSelector added to the VM's.
 import type { VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
-import { resolveDisks, type DiskLookup } from '../vm/disk-volumes.ts';
+import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes.ts';
 import { mayEmulate, type LauncherPodInput, type LauncherSettings } from '../vm/launcher-pod.ts';
 import { launcherResources } from '../vm/launcher-resources.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
@@ -35,7 +35,10 @@ export function vmForTarget(vm: VirtualMachine, migration: VirtualMachineMigrati
 export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacement> {
   const kernel = parseKernelBoot(t.vm);
   if (typeof kernel === 'string') return { kind: 'problem', reason: 'InvalidKernelBoot', message: kernel, transient: false };
-  const resolution = await resolveDisks(t.vm, t.disks);
+  // An HA VM's target mounts its lease and image directory as its launcher does (ADR 0064): the source hands the lease over.
+  const lease = t.vm.spec.highAvailability.enabled ? leaseDomainOf(t.vm, t.disks) : undefined;
+  const leaseDomain = lease === undefined || 'problem' in lease ? undefined : lease;
+  const resolution = await resolveDisks(t.vm, t.disks, { leaseDomain: leaseDomain?.domain });
   if (!resolution.ok) {
     return {
       kind: 'problem',
@@ -55,6 +58,14 @@ export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacem
   return {
     kind: 'placed',
     node: placement.node,
-    input: { vm, settings: t.settings, affinity: placement.affinity, nodeHasKvm: placement.nodeHasKvm, disks: resolution.disks, kernelBoot: kernel },
+    input: {
+      vm,
+      settings: t.settings,
+      affinity: placement.affinity,
+      nodeHasKvm: placement.nodeHasKvm,
+      disks: resolution.disks,
+      kernelBoot: kernel,
+      lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },
+    },
   };
 }
