@@ -9,12 +9,19 @@
 // KEYVIRT_SYSCTL_VM_DIR (the host's /proc/sys/vm; $KEYVIRT_PROC_ROOT/sys/vm),
 // KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD (false: set vm.unprivileged_userfaultfd=1 so
 // that the node can be a post-copy migration target, docs/adr/0057).
+// Per-VM metrics (docs/adr/0069), off unless KEYVIRT_METRICS_ADDRESS (host:port of
+// /metrics) is set: KEYVIRT_METRICS_KEY_FILE (the cluster's metrics key, required then),
+// KEYVIRT_METRICS_INTERVAL_SECONDS (15), KEYVIRT_METRICS_TIMEOUT_SECONDS (5).
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { z } from 'zod';
-import { kubeNodeApi } from './kube-node-api.ts';
+import { readFile } from 'node:fs/promises';
+import { HealthServer } from '../runtime/health-server.ts';
+import { kubeLauncherPodApi, kubeNodeApi } from './kube-node-api.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
+import { VmMetricsExposition } from './vm-metrics-exposition.ts';
+import { runVmMetrics } from './vm-metrics-loop.ts';
 
 const Env = z.object({
   NODE_NAME: z.string().min(1, { error: 'NODE_NAME must name this node' }),
@@ -25,7 +32,46 @@ const Env = z.object({
   KEYVIRT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   KEYVIRT_SYSCTL_VM_DIR: z.string().min(1).optional(),
   KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD: z.enum(['true', 'false'], { error: 'KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD must be true or false' }).default('false'),
+  KEYVIRT_METRICS_ADDRESS: z.string().regex(/^[^:]+:\d+$/, { error: 'KEYVIRT_METRICS_ADDRESS must be host:port' }).optional(),
+  KEYVIRT_METRICS_KEY_FILE: z.string().min(1).optional(),
+  KEYVIRT_METRICS_INTERVAL_SECONDS: z.coerce.number().min(1).max(3600).default(15),
+  KEYVIRT_METRICS_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(60).default(5),
 });
+
+class MetricsConfigError extends Error {
+  override readonly name = 'MetricsConfigError';
+}
+
+/** Starts the per-VM metrics pass and its /metrics listener when KEYVIRT_METRICS_ADDRESS is set; resolves when stopped. */
+async function runMetrics(env: z.infer<typeof Env>, config: KubeConfig, log: Logger, signal: AbortSignal): Promise<void> {
+  if (env.KEYVIRT_METRICS_ADDRESS === undefined) return;
+  if (env.KEYVIRT_METRICS_KEY_FILE === undefined) throw new MetricsConfigError('KEYVIRT_METRICS_KEY_FILE must name the metrics key when KEYVIRT_METRICS_ADDRESS is set');
+  const key = Buffer.from((await readFile(env.KEYVIRT_METRICS_KEY_FILE, 'utf8')).trim(), 'utf8');
+  if (key.length < 32) throw new MetricsConfigError(`the metrics key in ${env.KEYVIRT_METRICS_KEY_FILE} is shorter than 32 bytes`);
+  const [host = '127.0.0.1', port = '9464'] = env.KEYVIRT_METRICS_ADDRESS.split(':');
+  const exposition = new VmMetricsExposition(env.NODE_NAME);
+  const metricsLog = log.child({ component: 'vm-metrics' });
+  const server = new HealthServer({ host, port: Number(port), log: metricsLog, liveness: [], readiness: [], metrics: exposition });
+  const bound = await server.listen();
+  metricsLog.info({ host, port: bound }, 'serving per-VM metrics');
+  try {
+    await runVmMetrics(
+      {
+        api: kubeLauncherPodApi(config),
+        node: env.NODE_NAME,
+        key,
+        intervalMs: env.KEYVIRT_METRICS_INTERVAL_SECONDS * 1000,
+        timeoutMs: env.KEYVIRT_METRICS_TIMEOUT_SECONDS * 1000,
+        concurrency: 8,
+        exposition,
+        log: metricsLog,
+      },
+      signal,
+    );
+  } finally {
+    await server.close();
+  }
+}
 
 async function main(): Promise<void> {
   const env = Env.parse(process.env);
@@ -44,17 +90,20 @@ async function main(): Promise<void> {
     enable: env.KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD === 'true',
   };
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
-  await runNodeAgent(
-    {
-      api: kubeNodeApi(config),
-      nodeName: env.NODE_NAME,
-      roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
-      intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,
-      log,
-      postCopy,
-    },
-    controller.signal,
-  );
+  await Promise.all([
+    runMetrics(env, config, log, controller.signal),
+    runNodeAgent(
+      {
+        api: kubeNodeApi(config),
+        nodeName: env.NODE_NAME,
+        roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
+        intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,
+        log,
+        postCopy,
+      },
+      controller.signal,
+    ),
+  ]);
 }
 
 main().then(
