@@ -182,6 +182,31 @@ void describe('operator and node agent service accounts against the real API ser
     assert.ok(job.ok, job.out);
   });
 
+  void it('lets the operator create an HA replacement launcher (lease directory, image directory, pod UID) and no lease volume outside the allowed directories', () => {
+    const ha = (leasePath: string): Record<string, unknown> => {
+      const source = { hostPath: { path: leasePath, type: 'Directory' } };
+      const pod = renderLauncherPod({
+        vm,
+        settings: { image: LAUNCHER_IMAGE, args: [], imagePullPolicy: 'Never', allowEmulation: true },
+        affinity: {},
+        nodeHasKvm: false,
+        disks: [{
+          name: 'root', source: { hostPath: { path: '/tmp/keyvirt-sec/domain', type: 'Directory' } }, format: 'raw', readOnly: false,
+          path: `/var/run/keyvirt/domains/sd/images/${ns}/web-1/root.raw`,
+          mounts: [{ subPath: `images/${ns}/web-1`, mountPath: `/var/run/keyvirt/domains/sd/images/${ns}/web-1`, readOnly: false }],
+        }],
+        lease: { domain: { domain: 'sd', source, leaseDir: `leases/${ns}/web-1` }, nodeFenced: false },
+        haReplacement: { podName: 'launcher-web-1-0123456789', replacedUid: '6a1b5cf2-0000-4000-8000-0000000000aa' },
+      }, 'hash');
+      const parsed = z.looseObject({ metadata: z.looseObject({}) }).parse(pod);
+      return { ...parsed, metadata: { ...parsed.metadata, namespace: ns } };
+    };
+    const allowed = as(operator, ['create', '--dry-run=server', '-f', '-'], ha('/tmp/keyvirt-sec/domain'));
+    assert.ok(allowed.ok, allowed.out);
+    const outside = as(operator, ['create', '--dry-run=server', '-f', '-'], ha('/etc'));
+    assert.ok(!outside.ok && outside.out.includes('denied request'), outside.out);
+  });
+
   void it('refuses a privileged pod in kube-system, though RBAC alone would allow it', () => {
     const pod = mutated((p) => {
       p.spec.containers[0] = { ...p.spec.containers[0], securityContext: { privileged: true } };

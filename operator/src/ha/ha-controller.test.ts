@@ -181,6 +181,15 @@ void describe('HaController', () => {
     assert.deepEqual(h.events.map((e) => e.reason), ['HADetectedFailure', 'HAReplacementCreated']);
   });
 
+  void it('a failed launcher pod of an HA VM (self-fenced) is replaced off its node at once', async () => {
+    const failed: Pod = { ...launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2026-01-01T00:00:00Z' }), status: { phase: 'Failed' } };
+    const h = harness([haVm('web', 0)], [failed], [nodeOf('n1', true), nodeOf('n2', true)]);
+    await h.c.reconcile(ctx, 'prod/web');
+    assert.equal(podBody(h).metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
+    assert.match(JSON.stringify(podBody(h).spec.affinity), /"values":\["n2"\]/);
+    assert.match(h.events[0]?.note ?? '', /launcher pod launcher-web on node n1 failed/);
+  });
+
   void it('a launcher heard recently on a NotReady node is not replaced', async () => {
     const h = harness([haVm('web', 0)], [launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2026-01-01T00:00:00Z' })], [nodeOf('n1', false), nodeOf('n2', true)]);
     h.silent.set('prod/web', 100);

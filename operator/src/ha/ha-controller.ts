@@ -100,17 +100,18 @@ export class HaController implements Reconciler {
     await this.#cleanUp(ctx, vm, pods, selection.pod);
     const replacement = selection.haReplacement;
     this.#followReplacement(key, replacement);
-    const current = selection.state.kind === 'active' ? selection.pod : undefined;
-    const silentMs = current === undefined ? undefined : this.#d.current.silentMs(key, selection.state.kind === 'active' ? selection.state.uid : '');
+    const active = selection.state.kind === 'active' ? selection.pod : undefined;
+    const current = selection.pod;
+    const silentMs = active === undefined ? undefined : this.#d.current.silentMs(key, active.metadata.uid ?? '');
     const threshold = this.#d.silenceThresholdMs ?? LAUNCHER_SILENCE_MS;
-    const node = this.#d.caches.nodes().find((n) => n.metadata.name === current?.spec.nodeName);
+    const node = this.#d.caches.nodes().find((n) => n.metadata.name === active?.spec.nodeName);
     const lease = leaseDomainOf(vm, this.#d.disks);
     const action = decideHa({
       vm,
       wantsRunning: vm.metadata.deletionTimestamp === undefined && wantsRunning(vm, selection.state),
       current,
       currentState: selection.state,
-      reach: reachability({ pod: current, node, silentMs, silenceThresholdMs: threshold }),
+      reach: reachability({ pod: active, node, silentMs, silenceThresholdMs: threshold }),
       currentHeard: silentMs !== undefined && silentMs < threshold,
       replacement,
       replacementStatus: replacement === undefined ? undefined : this.#d.replacements.latest(key, replacement.metadata.uid ?? ''),

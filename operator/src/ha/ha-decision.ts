@@ -66,14 +66,33 @@ function haEnabled(vm: VirtualMachine): boolean {
 export function decideHa(o: HaObservation): HaAction {
   const replacement = o.replacement;
   if (replacement !== undefined) return decideWithReplacement(o, replacement);
+  if (!o.wantsRunning || o.migrating) return { kind: 'none' };
+  const failed = launcherFailed(o);
+  if (failed !== undefined) return restartOrRefuse(o, failed);
   // A terminating pod counts too: on a dead node its deletion (an eviction by the unreachable taint) never completes.
-  if (!o.wantsRunning || o.migrating || o.currentState.kind !== 'active') return { kind: 'none' };
+  if (o.currentState.kind !== 'active') return { kind: 'none' };
   const node = o.current?.spec.nodeName;
   if (node === undefined || !launcherLost(o) || o.reach.kind !== 'unreachable') return { kind: 'none' };
   if (!haEnabled(o.vm)) {
     // Without a lease nothing but fencing proves the old QEMU stopped (ADR 0064): a dead node's VM waits, Unknown.
     return o.reach.fenced && o.vm.spec.runStrategy === 'Always' ? { kind: 'fenceRestart', uid: o.currentState.uid, node } : { kind: 'none' };
   }
+  return restartOrRefuse(o, { kind: 'replace', failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message });
+}
+
+/**
+ * An HA VM's launcher pod that failed (e.g. it self-fenced when its storage hung) is
+ * replaced on another node at once, rather than restarted by the run strategy after its
+ * crash-loop delay, possibly on the node that lost its storage.
+ */
+function launcherFailed(o: HaObservation): Extract<HaAction, { kind: 'replace' }> | undefined {
+  const s = o.currentState;
+  const node = o.current?.spec.nodeName;
+  if (!haEnabled(o.vm) || s.kind !== 'finished' || s.succeeded || s.terminating || node === undefined) return undefined;
+  return { kind: 'replace', failedNode: node, nodeFenced: false, reason: 'LauncherFailed', message: `launcher pod ${o.current?.metadata.name ?? ''} on node ${node} failed` };
+}
+
+function restartOrRefuse(o: HaObservation, replace: Extract<HaAction, { kind: 'replace' }>): HaAction {
   if (o.noSharedStorage !== undefined) return { kind: 'refuse', reason: 'NoSharedStorage', message: o.noSharedStorage };
   if (o.budget.exhausted) {
     return {
@@ -82,7 +101,7 @@ export function decideHa(o: HaObservation): HaAction {
       message: `${o.budget.recent.length} HA restarts within the window; next one allowed after ${new Date(o.budget.retryAt ?? 0).toISOString()}`,
     };
   }
-  return { kind: 'replace', failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message };
+  return replace;
 }
 
 function decideWithReplacement(o: HaObservation, replacement: Pod): HaAction {
