@@ -217,7 +217,7 @@ export async function registerSubresourceApi(cluster: TestCluster, host: string,
       apiVersion: 'apiregistration.k8s.io/v1',
       kind: 'APIService',
       metadata: { name: SUBRESOURCE_APISERVICE },
-      spec: { group: 'subresources.keyvirt.io', version: 'v1alpha1', service: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE, port: 443 }, caBundle, groupPriorityMinimum: 1000, versionPriority: 15 },
+      spec: { group: 'subresources.keyvirt.io', version: 'v1alpha1', service: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE, port: 443 }, caBundle, groupPriorityMinimum: 100, versionPriority: 15 },
     },
   ];
   cluster.kubectl(['apply', '--server-side', '--force-conflicts', '--field-manager=keyvirt-tests', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));

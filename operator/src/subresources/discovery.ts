@@ -21,13 +21,19 @@ export function discoveryDocument(document: 'apis' | 'group' | 'version'): Recor
         kind: 'APIResourceList',
         apiVersion: 'v1',
         groupVersion,
-        resources: Object.entries(SUBRESOURCES).map(([name, spec]) => ({
-          name: `virtualmachines/${name}`,
-          singularName: '',
-          namespaced: true,
-          kind: 'VirtualMachine',
-          verbs: [spec.verb],
-        })),
+        resources: [
+          // Listed without verbs (nothing is served on it) so that clients' REST mappers
+          // know the resource: `kubectl auth can-i get virtualmachines.subresources.keyvirt.io
+          // --subresource=console` resolves it instead of asking about a group-less name.
+          { name: 'virtualmachines', singularName: 'virtualmachine', namespaced: true, kind: 'VirtualMachine', verbs: [] },
+          ...Object.entries(SUBRESOURCES).map(([name, spec]) => ({
+            name: `virtualmachines/${name}`,
+            singularName: '',
+            namespaced: true,
+            kind: 'VirtualMachine',
+            verbs: [spec.verb],
+          })),
+        ],
       };
   }
 }
