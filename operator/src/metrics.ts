@@ -14,6 +14,18 @@ export interface VmPhaseSource {
   launcherOverheads(): Map<string, number>;
 }
 
+/** Per StorageDomain: capacity figures and thresholds (operator/src/storage/domain-capacity-metrics.ts). */
+export interface StorageCapacitySource {
+  capacities(): readonly {
+    domain: string;
+    capacityBytes: number | undefined;
+    usedBytes: number | undefined;
+    freeBytes: number | undefined;
+    warningRatio: number;
+    criticalFreeBytes: number;
+  }[];
+}
+
 /** What the storage gauges read at scrape time. */
 export interface StorageDiskSource {
   /** Per domain: disk images no cached VM wants that are kept, per reason (Detached, OwnerUnparsable, LauncherRunning …). */
@@ -33,6 +45,9 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
   readonly #apiRequests: Counter<'verb' | 'class' | 'code'>;
   #vmSources: VmPhaseSource[] = [];
   #storageSources: StorageDiskSource[] = [];
+  #capacitySources: StorageCapacitySource[] = [];
+  /** Cluster-wide gauges (VM phases, domain capacity) are exported by the leader only: replicas must not double-count. */
+  #leading = false;
 
   constructor() {
     const registers = [this.registry];
@@ -103,13 +118,15 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
       },
     });
     const sources = (): VmPhaseSource[] => this.#vmSources;
+    const leading = (): boolean => this.#leading;
     new Gauge({
       name: 'keyvirt_vm_phase_count',
-      help: 'VirtualMachines per printable phase.',
+      help: 'VirtualMachines per printable phase (exported by the leader only).',
       labelNames: ['phase'],
       registers,
       collect(): void {
         this.reset();
+        if (!leading()) return;
         for (const s of sources()) for (const [phase, n] of s.phaseCounts()) this.inc({ phase }, n);
       },
     });
@@ -128,6 +145,30 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
         }
       },
     });
+    const capacities = (): StorageCapacitySource[] => this.#capacitySources;
+    const domainGauge = (name: string, help: string, pick: (c: ReturnType<StorageCapacitySource['capacities']>[number]) => number | undefined): void => {
+      new Gauge({
+        name,
+        help: `${help} (exported by the leader only).`,
+        labelNames: ['domain'],
+        registers,
+        collect(): void {
+          this.reset();
+          if (!leading()) return;
+          for (const s of capacities()) {
+            for (const c of s.capacities()) {
+              const v = pick(c);
+              if (v !== undefined) this.set({ domain: c.domain }, v);
+            }
+          }
+        },
+      });
+    };
+    domainGauge('keyvirt_storage_domain_capacity_bytes', 'Total size of each StorageDomain, bytes', (c) => c.capacityBytes);
+    domainGauge('keyvirt_storage_domain_used_bytes', 'Space in use on each StorageDomain, bytes', (c) => c.usedBytes);
+    domainGauge('keyvirt_storage_domain_free_bytes', 'Space left on each StorageDomain, bytes', (c) => c.freeBytes);
+    domainGauge('keyvirt_storage_domain_warning_ratio', 'Used fraction at which each StorageDomain is low on space (spec.thresholds.warningPercent / 100)', (c) => c.warningRatio);
+    domainGauge('keyvirt_storage_domain_critical_free_bytes', 'Free space below which each StorageDomain creates no disk (spec.thresholds.criticalFreeGiB), bytes', (c) => c.criticalFreeBytes);
   }
 
   get contentType(): string {
@@ -140,6 +181,10 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
 
   addVmSource(source: VmPhaseSource): void {
     this.#vmSources.push(source);
+  }
+
+  addStorageCapacitySource(source: StorageCapacitySource): void {
+    this.#capacitySources.push(source);
   }
 
   addStorageSource(source: StorageDiskSource): void {
@@ -173,6 +218,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
   }
 
   onLeadershipChange(leading: boolean): void {
+    this.#leading = leading;
     this.#leader.set(leading ? 1 : 0);
   }
 

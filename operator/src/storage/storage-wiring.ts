@@ -11,6 +11,7 @@ import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes } from '../runtime/resource.ts';
 import { storageDomainType, virtualMachineType } from '../vm/names.ts';
+import { domainCapacity, type DomainCapacity } from './domain-capacity-metrics.ts';
 import { STORAGE_JOB_SELECTOR } from './names.ts';
 import { StorageDomainController, type StorageSettings } from './storage-domain-controller.ts';
 
@@ -22,7 +23,10 @@ export interface StorageControllerWiring {
   events: EventSink;
   observer?: ControllerObserver;
   /** Where the held-deletion gauge reads from. */
-  metrics?: { addStorageSource(source: { heldDeletions(): Map<string, Map<string, number>> }): void };
+  metrics?: {
+    addStorageSource(source: { heldDeletions(): Map<string, Map<string, number>> }): void;
+    addStorageCapacitySource?(source: { capacities(): readonly DomainCapacity[] }): void;
+  };
   settings: StorageSettings;
   /**
    * Manage only the StorageDomains whose labels match (a label selector). When absent
@@ -55,6 +59,7 @@ export function addStorageDomainController(w: StorageControllerWiring): Controll
     settings: w.settings,
   });
   w.metrics?.addStorageSource(reconciler);
+  w.metrics?.addStorageCapacitySource?.({ capacities: () => domains.list().map(domainCapacity) });
   const controller = new Controller({ name: 'storagedomain', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
   controller.watch(domains);
   controller.watch(jobPods, mapToOwner(storageDomainType));
