@@ -13,6 +13,7 @@ import { EventRecorder } from './runtime/event-recorder.ts';
 import { KubeClient } from './runtime/kube-client.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
+import { readMetricsKey } from './vm/launcher-metrics-token.ts';
 import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
 import { addMigrationPolicyController } from './migration-policy/policy-wiring.ts';
 import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
@@ -64,6 +65,8 @@ const settingsSchema = z.object({
   /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
   haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
   haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
+  /** The cluster's metrics key (ADR 0069): launcher Secrets then carry each VM's read-only metrics token. */
+  metricsKeyFile: z.string().min(1).optional(),
 });
 type Settings = z.infer<typeof settingsSchema>;
 
@@ -96,6 +99,7 @@ const FLAGS = {
   subresourcesKeyFile: 'subresources-key-file',
   haRestartBudget: 'ha-restart-budget',
   haRestartWindowSeconds: 'ha-restart-window-seconds',
+  metricsKeyFile: 'metrics-key-file',
 } as const satisfies Record<keyof Settings, string>;
 
 function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
@@ -141,6 +145,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       args: [],
       imagePullPolicy: ctx.settings.launcherPullPolicy,
       allowEmulation: ctx.settings.allowEmulation,
+      metricsKey: ctx.settings.metricsKeyFile === undefined ? undefined : readMetricsKey(ctx.settings.metricsKeyFile),
     };
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };
     const placement = policyPlacementDecider({ policy, onUnschedulable: (details) => ctx.log.debug({ details }, 'no node fits a VM') });

@@ -11,6 +11,7 @@ import { secretSchema, type Pod, type Secret } from '../runtime/core-schemas.ts'
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
 import { coreTypes, collectionPath, objectPath, type ObjectRef } from '../runtime/resource.ts';
 import { configHash, launcherConfig, renderLauncherPod, renderLauncherSecret, type LauncherPodInput } from './launcher-pod.ts';
+import { metricsTokenData } from './launcher-metrics-token.ts';
 import { LABEL_VM_UID, launcherSecretName, LABEL_MANAGED_BY, MANAGED_BY, virtualMachineType } from './names.ts';
 
 /**
@@ -82,7 +83,7 @@ export class LauncherObjects {
     const { vm } = input;
     const config = launcherConfig(input);
     const candidate = input.migrationTarget !== undefined || input.haReplacement !== undefined;
-    const token = candidate ? await this.#ensureTargetSecret(input, config) : await this.#ensureSecret(vm, config);
+    const token = candidate ? await this.#ensureTargetSecret(input, config) : await this.#ensureSecret(vm, config, input.settings.metricsKey);
     this.#tokens.set(vm.metadata.uid ?? '', token);
     const pod = renderLauncherPod(input, configHash(config));
     try {
@@ -139,7 +140,8 @@ export class LauncherObjects {
     const { vm, migrationTarget, haReplacement } = input;
     if (migrationTarget === undefined && haReplacement === undefined) throw new Error('not a migration target or HA replacement');
     const token = await this.#vmToken(vm);
-    const secret = renderLauncherSecret(vm, token, config, migrationTarget, haReplacement);
+    const secret = renderLauncherSecret(vm, token, config, migrationTarget, haReplacement) as { data: Record<string, string> };
+    Object.assign(secret.data, metricsTokenData(input.settings.metricsKey, vm.metadata.uid));
     try {
       await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
     } catch (err) {
@@ -148,7 +150,7 @@ export class LauncherObjects {
     return token;
   }
 
-  async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput): Promise<string> {
+  async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput, metricsKey?: Buffer): Promise<string> {
     const path = objectPath(coreTypes.secret, { namespace: vm.metadata.namespace, name: launcherSecretName(vm.metadata.name) });
     let existing: Secret | undefined;
     try {
@@ -169,7 +171,8 @@ export class LauncherObjects {
     }
     const oldToken = existing?.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : undefined;
     const token = oldToken ?? randomBytes(32).toString('hex');
-    const secret = renderLauncherSecret(vm, token, config) as { metadata: Record<string, unknown> };
+    const secret = renderLauncherSecret(vm, token, config) as { metadata: Record<string, unknown>; data: Record<string, string> };
+    Object.assign(secret.data, metricsTokenData(metricsKey, vm.metadata.uid));
     if (existing === undefined) {
       await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
     } else {

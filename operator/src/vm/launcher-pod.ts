@@ -56,6 +56,8 @@ export interface LauncherSettings {
   imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never';
   /** The cluster-wide emulation switch (KubeVirt's useEmulation). */
   allowEmulation: boolean;
+  /** The cluster's metrics key: launcher Secrets then carry the VM's read-only metrics token (ADR 0069). */
+  metricsKey?: Buffer | undefined;
 }
 
 export interface LauncherPodInput {
