@@ -19,7 +19,7 @@ export interface Attempt {
 }
 
 function objectWords(a: Attempt): string {
-  const kind = a.resource.startsWith('virtualmachinemigrations') ? 'VirtualMachineMigration' : 'VirtualMachine';
+  const kind = a.resource.startsWith('virtualmachinemigrations') ? 'VirtualMachineMigration' : a.resource.startsWith('pods') ? 'Pod' : 'VirtualMachine';
   return a.name !== undefined ? `${kind} "${a.name}"` : `${kind}s`;
 }
 
