@@ -163,6 +163,25 @@ export class KeyVirtApi {
     }
   }
 
+  /**
+   * Whether the user may `verb` the VM's subresource (SelfSubjectAccessReview, which
+   * every authenticated user may create): lets a verb that only connects later (vnc)
+   * fail at once.
+   */
+  async mayUseSubresource(ref: VmRef, verb: string, subresource: string): Promise<boolean> {
+    const review = {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectAccessReview',
+      spec: { resourceAttributes: { group: SUBRESOURCE_GROUP, version: SUBRESOURCE_VERSION, resource: 'virtualmachines', subresource, verb, namespace: ref.namespace, name: ref.name } },
+    };
+    const answer = await this.#call(
+      { verb: 'create', resource: 'selfsubjectaccessreviews', group: 'authorization.k8s.io', namespace: ref.namespace, server: this.server },
+      () => this.#kube.create('/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', review),
+      z.object({ status: z.object({ allowed: z.boolean() }) }),
+    );
+    return answer.status.allowed;
+  }
+
   /** The API server's version (`/version`), or what went wrong. */
   async serverVersion(): Promise<string> {
     const answer = await this.#call(

@@ -48,6 +48,11 @@ export async function runVnc(api: KeyVirtApi, ref: VmRef, options: VncOptions, i
   if (!options.proxyOnly && viewer === undefined) {
     throw new PluginError(`no VNC viewer found on PATH (${VIEWERS.map((v) => v.name).join(', ')}): install one, or use --proxy-only and point your own viewer at the port`, 1);
   }
+  if (!(await api.mayUseSubresource(ref, 'get', 'vnc'))) {
+    throw new ForbiddenError(
+      `forbidden: you may not get virtualmachines/vnc (API group subresources.keyvirt.io) in namespace "${ref.namespace}"; ask for an RBAC role that grants it`,
+    );
+  }
   let fatal: (err: unknown) => void = () => undefined;
   const failed = new Promise<never>((_, reject) => (fatal = reject));
   const proxy = await serveProxy({
