@@ -64,6 +64,7 @@ export const VM_SERIES: readonly VmSeries[] = [
   { name: 'keyvirt_vmi_migration_data_processed_bytes', type: 'gauge', labels: [], help: 'Guest RAM sent so far by the running outgoing migration, bytes.', samples: (m) => migrating(m, (x) => x.transferredBytes) },
   { name: 'keyvirt_vmi_migration_data_total_bytes', type: 'gauge', labels: [], help: 'Guest RAM the running outgoing migration has to move, bytes.', samples: (m) => migrating(m, (x) => x.totalBytes) },
   { name: 'keyvirt_vmi_migration_dirty_memory_rate_bytes', type: 'gauge', labels: [], help: 'Rate at which the guest dirties memory during the running migration, bytes per second.', samples: (m) => migrating(m, (x) => x.dirtyRateBytesPerSecond) },
+  { name: 'keyvirt_vmi_migration_failed', type: 'gauge', labels: [], help: '1 when the last outgoing migration of the running QEMU failed (the VM stayed on its source), until another migration starts.', samples: (m) => (m.migration?.status === 'failed' ? [[{}, 1]] : []) },
   { name: 'keyvirt_vmi_migration_iterations', type: 'gauge', labels: [], help: 'Memory passes of the running outgoing migration.', samples: (m) => migrating(m, (x) => x.iterations) },
 ];
 

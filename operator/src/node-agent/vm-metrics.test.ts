@@ -94,6 +94,9 @@ void describe('node agent exposition', () => {
     assert.match(await e.metrics(), /keyvirt_vmi_migration_data_remaining_bytes\{namespace="tenant",name="web",node="node-a"\} 400/);
     e.update([{ target, metrics: sample('Running', { ...migration, status: 'completed' }) }]);
     assert.doesNotMatch(await e.metrics(), /keyvirt_vmi_migration_data_remaining_bytes\{/);
+    assert.doesNotMatch(await e.metrics(), /keyvirt_vmi_migration_failed\{/);
+    e.update([{ target, metrics: sample('Running', { ...migration, status: 'failed' }) }]);
+    assert.match(await e.metrics(), /keyvirt_vmi_migration_failed\{namespace="tenant",name="web",node="node-a"\} 1/);
     e.update([]);
     assert.doesNotMatch(await e.metrics(), /name="web"/);
   });
