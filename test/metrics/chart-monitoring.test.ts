@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments, stringify } from 'yaml';
 import { z } from 'zod';
 import { OperatorMetrics } from '../../operator/src/metrics.ts';
+import { ensureCluster } from '../support/cluster.ts';
 import { VmMetricsExposition } from '../../operator/src/node-agent/vm-metrics-exposition.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -25,12 +26,14 @@ function kubeVersion(): string {
   return /^KUBERNETES_VERSION=(\S+)$/m.exec(pins)?.[1] ?? 'v1.34.0';
 }
 
+function renderText(values: readonly string[], options: { namespace?: string; only?: readonly string[] } = {}): string {
+  const args = ['template', 'keyvirt', chart, '--namespace', options.namespace ?? 'keyvirt-system', '--kube-version', kubeVersion(), ...values.flatMap((v) => ['--set', v])];
+  for (const t of options.only ?? []) args.push('--show-only', t);
+  return execFileSync(helmBin, args, { encoding: 'utf8', env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') } });
+}
+
 function render(...values: string[]): unknown[] {
-  const out = execFileSync(helmBin, ['template', 'keyvirt', chart, '--namespace', 'keyvirt-system', '--kube-version', kubeVersion(), ...values.flatMap((v) => ['--set', v])], {
-    encoding: 'utf8',
-    env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') },
-  });
-  return parseAllDocuments(out).map((d) => d.toJS() as unknown).filter((o) => o !== null);
+  return parseAllDocuments(renderText(values)).map((d) => d.toJS() as unknown).filter((o) => o !== null);
 }
 
 const RuleSchema = z.object({ alert: z.string(), expr: z.string(), for: z.string().optional() }).loose();
@@ -134,6 +137,24 @@ void describe('chart monitoring: alerts and dashboard', { timeout: 300_000 }, ()
     await writeFile(file, stringify(tests));
     const run = spawnSync(promtool, ['test', 'rules', file], { encoding: 'utf8', cwd: dir });
     assert.equal(run.status, 0, run.stdout + run.stderr);
+  });
+
+  void it('the API server accepts the per-VM metrics objects (server-side dry run)', async () => {
+    const cluster = await ensureCluster();
+    const ns = `kv-monitoring-${Math.random().toString(36).slice(2, 8)}`;
+    cluster.kubectl(['create', 'namespace', ns]);
+    try {
+      const text = renderText(['monitoring.vmMetrics.enabled=true', `networkPolicy.vmNamespaces={${ns}}`], {
+        namespace: ns,
+        only: ['templates/monitoring-vm-metrics.yaml', 'templates/node-agent.yaml', 'templates/operator.yaml', 'templates/launcher-network-policy.yaml'],
+      });
+      const out = cluster.kubectl(['apply', '--dry-run=server', '-n', ns, '-f', '-'], text);
+      for (const want of ['secret/keyvirt-metrics-key', 'clusterrole.rbac.authorization.k8s.io/keyvirt-node-agent-metrics', 'service/keyvirt-node-agent-metrics', 'daemonset.apps/keyvirt-node-agent', 'deployment.apps/keyvirt-operator', 'networkpolicy.networking.k8s.io/keyvirt-launcher-api']) {
+        assert.match(out, new RegExp(`${want.replaceAll('.', '\\.')} .*\\(server dry run\\)`), want);
+      }
+    } finally {
+      cluster.kubectl(['delete', 'namespace', ns, '--wait=false']);
+    }
   });
 
   void it('the dashboard is valid JSON whose queries name existing metrics', () => {
