@@ -112,7 +112,9 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
   });
 
   test('the API server accepts every rendered object (server-side dry run)', () => {
-    const out = cluster.kubectl(['apply', '--dry-run=server', '-n', ns, '-f', '-'], render());
+    // Every namespaced object names its namespace (the release's, or kube-system for the
+    // authentication-reader binding of the subresource server), so no -n here.
+    const out = cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], render());
     assert.match(out, /deployment\.apps\/keyvirt-operator .*\(server dry run\)/);
     assert.match(out, /daemonset\.apps\/keyvirt-node-agent .*\(server dry run\)/);
   });
