@@ -6,7 +6,8 @@
 // keyvirt.io:edit gets in → the serial console answers typed commands → an idle
 // console survives 60 s → a second console is 409 → VNC speaks RFB 003.008 →
 // guestinfo names the OS → pause stops the guest's counter, unpause resumes it →
-// soft-reboot gives a new boot id → bad input answers with a Status naming it → the
+// soft-reboot gives a new boot id → migrate moves it to the other node and the console
+// follows → bad input answers with a Status naming it → the
 // operator's port refuses anyone but the front proxy.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -17,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSubresourceOperator, stopOperator } from '../operator/operator-process.ts';
-import { apply, pvcDisk, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
+import { apply, getVm, pvcDisk, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
 import { apiRequest, type ApiUser, collect, openWebSocket, serviceAccountUser, subresourcePath } from './api-user.ts';
 
 const VM = 'sub-1';
@@ -169,6 +170,41 @@ void describe('subresources.keyvirt.io through the kube-apiserver', { timeout: 1
     const r = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'soft-reboot'), '{}');
     assert.equal(r.status, 202, r.body);
     await eventually('records of a new boot', async () => ((await readDiskRecords(image)).some((rec) => rec.bootId !== bootId) ? true : undefined), 180_000);
+  });
+
+  void it('migrate --to-node creates a VirtualMachineMigration that moves the VM there', async () => {
+    const from = getVm(cluster, s.namespace, VM)?.status?.nodeName;
+    const to = cluster.defaultNodes.find((n) => n !== from);
+    assert.ok(from !== undefined && to !== undefined, `nodes: ${from ?? '?'} → ${to ?? '?'}`);
+    const r = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'migrate'), JSON.stringify({ targetNode: to }));
+    assert.equal(r.status, 201, r.body);
+    const result = r.json() as { kind: string; migrationName: string };
+    assert.equal(result.kind, 'VirtualMachineMigrateResult');
+    const migration = JSON.parse(cluster.kubectl(['get', 'virtualmachinemigration', result.migrationName, '-n', s.namespace, '-o', 'json'])) as {
+      metadata: { annotations?: Record<string, string> };
+      spec: { vmName: string; targetNodeSelector?: Record<string, string> };
+    };
+    assert.equal(migration.spec.vmName, VM);
+    assert.deepEqual(migration.spec.targetNodeSelector, { 'kubernetes.io/hostname': to });
+    assert.equal(migration.metadata.annotations?.['keyvirt.io/requested-by'], allowed.name);
+    await eventually(
+      'the migration Succeeded',
+      () => (cluster.kubectl(['get', 'virtualmachinemigration', result.migrationName, '-n', s.namespace, '-o', 'jsonpath={.status.phase}']).trim() === 'Succeeded' ? true : undefined),
+      180_000,
+      1000,
+    );
+    await waitVm(cluster, { namespace: s.namespace, name: VM }, `Running on ${to}`, (v) => v.status?.phase === 'Running' && v.status.nodeName === to, 60_000);
+    const cancel = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'migrate-cancel'));
+    assert.equal(cancel.status, 404, 'nothing left to cancel');
+    // The console follows the VM to its new launcher.
+    const open = await openWebSocket(allowed, subresourcePath(s.namespace, VM, 'console'));
+    assert.ok(open.ok, open.ok ? '' : `${open.status} ${open.body}`);
+    const out = collect(open.ws);
+    open.ws.send(Buffer.from('\n'));
+    await new Promise((r) => setTimeout(r, 1000));
+    open.ws.send(Buffer.from('echo kv-$((8*8))-moved\n'));
+    await out.until(/kv-64-moved/, 30_000);
+    open.ws.close();
   });
 
   void it('bad requests answer with a Status that names what is wrong', async () => {
