@@ -24,6 +24,7 @@ import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
+import { LauncherLease } from './lease/launcher-lease.ts';
 import type { MigrationController } from './migration/controller.ts';
 import { launcherMetrics } from './metrics/launcher-metrics.ts';
 import packageJson from '../package.json' with { type: 'json' };
@@ -77,6 +78,31 @@ async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCa
   return modes;
 }
 
+/** A takeover moves these to new inodes: the configured list, else every writable disk on a storage domain. */
+export function disksToFence(config: LauncherConfig): string[] {
+  const names =
+    config.lease?.fenceDisks ?? config.template.disks.filter((d) => !d.readOnly && d.storageDomain !== undefined).map((d) => d.name);
+  return names.flatMap((name) => {
+    const disk = config.disks[name];
+    return disk === undefined ? [] : [disk.path];
+  });
+}
+
+/** Aborts the lease acquisition on SIGTERM/SIGINT (the launcher may wait for a lease for long). */
+function abortOnTermination(): { signal: AbortSignal; done: () => void } {
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort(new Error('termination requested while acquiring the lease'));
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return {
+    signal: abort.signal,
+    done: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
 /**
  * Everything up to a QEMU process whose QMP answers. The HTTP API listens before QEMU
  * starts so that the Starting phase (and a start failure) can be observed.
@@ -99,10 +125,14 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
         );
   const plan = planMachine({ config, accelerator: accelerator.accelerator, paths, diskCache, cloudInitSeed });
   const removeTaps = await prepareTaps(config, logger);
+  // A highly available VM's migration target keeps the guest paused (-S) until it holds the lease.
+  const startPaused = config.lease !== undefined && config.mode === 'migration-target';
+  let lease: LauncherLease | undefined;
   const supervisor = new VmSupervisor({
     logger,
     qemuBinary: config.qemu.binary,
-    qemuArgs: buildQemuArgs(plan),
+    qemuArgs: buildQemuArgs(startPaused ? { ...plan, startPaused } : plan),
+    afterQemuExit: async (status) => lease?.afterQemuExit(status),
     qmpSocket: paths.qmpSocket,
     accelerator: accelerator.accelerator,
     disks: plan.disks.map((d) => ({ name: d.name, path: d.path, cache: d.cache })),
@@ -120,6 +150,10 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
       vm: config.vm,
     };
   };
+  if (config.lease !== undefined) {
+    lease = new LauncherLease({ config: config.lease, disksToFence: disksToFence(config), vm: supervisor, logger });
+  }
+  const leased = lease;
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
   const metrics = await launcherMetrics({ supervisor, config, guestMiB: plan.memory.sizeMiB, token: options.token, logger });
   registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds, metrics });
@@ -133,6 +167,15 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     listenAddress: config.listen.address,
     stateDir: config.stateDir,
     logger,
+    ...(leased === undefined
+      ? {}
+      : {
+          lease: {
+            handOver: (successor: string) => leased.handOver(successor),
+            awaitHandover: () => leased.awaitHandover(),
+            fail: (reason: string, message: string) => supervisor.killForLease(reason, message),
+          },
+        }),
   });
   const address = await server.listen(config.listen.port, config.listen.address);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
@@ -140,6 +183,16 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   const serialLog = new SerialLogRotator({ path: paths.serialLog, log: logger.child({ component: 'serial-log' }) });
   serialLog.start();
   void supervisor.finished().then(() => serialLog.stop());
+  if (leased !== undefined && config.mode === 'run') {
+    const termination = abortOnTermination();
+    try {
+      await leased.acquire(termination.signal);
+    } finally {
+      termination.done();
+    }
+  } else if (leased !== undefined) {
+    await leased.noteSource();
+  }
   await supervisor.start();
   return { supervisor, server, migration, address, accelerator, info };
 }

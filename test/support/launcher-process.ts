@@ -128,6 +128,8 @@ export interface LauncherOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The launcher command (Node, its flags, the entry point); the sources on this Node by default. */
   readonly command?: readonly string[];
+  /** Runs the launcher in its own process group (its QEMU included), so that a test can signal the whole group. */
+  readonly detached?: boolean;
 }
 
 export interface LogLine {
@@ -204,7 +206,11 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
   await writeFile(configFile, JSON.stringify(options.configure === undefined ? base : options.configure(base), null, 2));
   const [cmd, ...args] = [...(options.netnsExec ?? []), ...(options.command ?? [process.execPath, launcherMain]), '--config', configFile];
   const startedAt = Date.now();
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KEYVIRT_LOG_LEVEL: 'info', ...options.env } });
+  const child = spawn(cmd, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KEYVIRT_LOG_LEVEL: 'info', ...options.env },
+    detached: options.detached === true,
+  });
   let output = '';
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const port = new Promise<number>((resolve, reject) => {

@@ -60,6 +60,8 @@ export type LeaseState = z.infer<typeof LeaseStateSchema>;
 /** The storage lease of a highly available VM as this launcher sees it (ADR 0063). */
 export const LeaseStatusSchema = z.object({
   state: LeaseStateSchema,
+  /** This launcher's own identity in the lease (a migration source hands the lease to its target's). */
+  holderId: z.string().optional(),
   /** The holder last read from the lease (this launcher once Held). */
   holder: z.string().optional(),
   generation: z.int().min(0).optional(),

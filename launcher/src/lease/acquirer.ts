@@ -44,6 +44,7 @@ export async function acquireLease(options: AcquireOptions): Promise<AcquiredLea
   for (;;) {
     options.signal?.throwIfAborted();
     let observation;
+    const readStartMs = now();
     try {
       observation = await readLease(file);
     } catch (err) {
@@ -67,7 +68,9 @@ export async function acquireLease(options: AcquireOptions): Promise<AcquiredLea
     log.info({ generation: step.generation, why: step.why, takeover: step.takeover }, 'claiming the lease');
     const claimedAtMs = now();
     try {
-      await writeLease(file, record);
+      // A claim decided on a read older than R (this process was frozen or the write's
+      // open hung) is dropped: the lease may have changed since.
+      await writeLease(file, record, () => now() - readStartMs < timing.renewIntervalMs);
     } catch (err) {
       log.warn({ err }, 'lease claim failed');
       watch = undefined;

@@ -88,13 +88,13 @@ export class LeaseHolder {
   /** After QEMU has exited: marks the lease released, unless it was fenced or is no longer ours. */
   async release(): Promise<boolean> {
     await this.stop();
-    if (this.#fenced !== undefined) return false;
+    if (this.#fenced !== undefined || !this.#withinDeadline()) return false;
     const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
     if (!check.holds) {
       this.#log.warn({ why: check.why }, 'lease not released: no longer ours');
       return false;
     }
-    await writeLease(this.#o.file, { ...check.record, counter: check.record.counter + 1, state: 'released' });
+    await writeLease(this.#o.file, { ...check.record, counter: check.record.counter + 1, state: 'released' }, () => this.#withinDeadline());
     this.#log.info({ generation: this.#record.generation }, 'lease released');
     return true;
   }
@@ -113,7 +113,7 @@ export class LeaseHolder {
     if (!check.holds) throw new LeaseHandoverError(`cannot hand the lease over: ${check.why}`);
     const next = handoverRecord(check.record, successor, successorNode);
     if (this.#checkDeadline()) throw new LeaseHandoverError('the lease expired before the hand-over');
-    await writeLease(this.#o.file, next);
+    await writeLease(this.#o.file, next, () => !this.#checkDeadline());
     clearInterval(this.#fenceTimer);
     this.#log.info({ successor, generation: next.generation }, 'lease handed over to the migration target');
     return next;
@@ -139,8 +139,8 @@ export class LeaseHolder {
         this.#fence('LeaseLost', check.why);
         return;
       }
-      const next = { ...check.record, counter: check.record.counter + 1 };
-      await writeLease(this.#o.file, next);
+      const next = { ...check.record, counter: check.record.counter + 1, node: this.#o.node };
+      await writeLease(this.#o.file, next, () => !this.#checkDeadline());
       if (this.#checkDeadline()) return;
       this.#record = next;
       this.#lastRenewalStartMs = Math.max(this.#lastRenewalStartMs, startMs);
@@ -149,6 +149,11 @@ export class LeaseHolder {
       this.#log.warn({ err }, 'lease renewal failed');
       this.#checkDeadline();
     }
+  }
+
+  /** Whether a write may still go out: the fence deadline has not passed (no fence raised from here). */
+  #withinDeadline(): boolean {
+    return !fenceDue(this.#now(), this.#lastRenewalStartMs, this.#o.timing);
   }
 
   /** True once fenced (now or before). */

@@ -32,11 +32,21 @@ export async function readLease(file: string): Promise<LeaseObservation> {
   }
 }
 
-/** Writes the record as the file's first block and waits until it is on stable storage. */
-export async function writeLease(file: string, record: LeaseRecord): Promise<void> {
+/** A holder's write was dropped because its fence deadline passed while the file was being opened. */
+export class LeaseWriteAbandonedError extends Error {
+  override name = 'LeaseWriteAbandonedError';
+}
+
+/**
+ * Writes the record as the file's first block and waits until it is on stable storage.
+ * `mayWrite` is asked again right before the block goes out (after the open, which may
+ * have hung or been frozen): a holder past its fence deadline must not write.
+ */
+export async function writeLease(file: string, record: LeaseRecord, mayWrite: () => boolean = () => true): Promise<void> {
   const block = encodeLeaseRecord(record);
   const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_DSYNC, 0o600);
   try {
+    if (!mayWrite()) throw new LeaseWriteAbandonedError('lease write abandoned: the fence deadline passed');
     const { bytesWritten } = await handle.write(block, 0, block.length, 0);
     if (bytesWritten !== block.length) throw new LeaseIoError(`short lease write: ${bytesWritten} of ${block.length} bytes`);
     await handle.datasync();

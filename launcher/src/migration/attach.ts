@@ -3,9 +3,11 @@
 // with its own token (both launchers of one VM mount the same per-VM token).
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { LauncherClient } from '../api/client.ts';
 import { MigrationClient } from '../api/migration-client.ts';
+import type { MigrationTarget } from '../api/migration.ts';
 import type { ApiServer } from '../http/server.ts';
-import { MigrationController, targetResumeReader, type MigratableVm } from './controller.ts';
+import { MigrationConflictError, MigrationController, targetResumeReader, type MigratableVm, type MigrationLease } from './controller.ts';
 import { registerMigrationRoutes } from './routes.ts';
 
 export interface AttachMigrationOptions {
@@ -19,6 +21,8 @@ export interface AttachMigrationOptions {
   readonly stateDir: string;
   readonly logger: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** A highly available VM's lease, without the target lookup (added here). */
+  readonly lease?: Omit<MigrationLease, 'targetIdentity'>;
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '']);
@@ -30,8 +34,21 @@ export function podAddress(listenAddress: string, env: NodeJS.ProcessEnv): strin
   return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
 }
 
+/** Reads the target launcher's lease identity from its status (same per-VM token). */
+function targetLeaseIdentity(token: string): (target: MigrationTarget) => Promise<string> {
+  return async (target) => {
+    if (target.launcherUrl === undefined) throw new MigrationConflictError('no target launcher URL');
+    const status = await new LauncherClient({ baseUrl: target.launcherUrl, token, timeoutMs: 2000 }).status();
+    const id = status.lease?.holderId;
+    if (id === undefined) throw new MigrationConflictError('the target launcher has no lease identity: it was not started for a highly available VM');
+    return id;
+  };
+}
+
 export function attachMigration(options: AttachMigrationOptions): MigrationController {
+  const lease = options.lease;
   const controller = new MigrationController({
+    ...(lease === undefined ? {} : { lease: { ...lease, targetIdentity: targetLeaseIdentity(options.token) } }),
     vm: options.vm,
     logger: options.logger,
     mode: options.mode,

@@ -16,7 +16,7 @@ import type {
 } from '../api/migration.ts';
 import { IncomingMigration } from './target.ts';
 import { SourceMigration, type TargetResumeReader } from './source.ts';
-import type { MigrationQmp } from './qmp-port.ts';
+import { emptyReturn, type MigrationQmp } from './qmp-port.ts';
 import { fencedQmp } from '../supervisor/handover.ts';
 
 /** The launcher's VM as migration sees it (the supervisor implements it). */
@@ -46,6 +46,18 @@ export class MigrationRequestError extends Error {
   override name = 'MigrationRequestError';
 }
 
+/** The storage lease of a highly available VM, as migration uses it (ADR 0063). */
+export interface MigrationLease {
+  /** Source: the target launcher's identity in the lease, read from its API. */
+  targetIdentity(target: MigrationTarget): Promise<string>;
+  /** Source, at `completed`: the target becomes the holder. */
+  handOver(successor: string): Promise<void>;
+  /** Target, once the incoming migration completed: resolves once this launcher holds the lease. */
+  awaitHandover(): Promise<void>;
+  /** Target: the lease could not be had; QEMU is killed and the VM ends Failed. */
+  fail(reason: string, message: string): void;
+}
+
 export interface MigrationControllerOptions {
   readonly vm: MigratableVm;
   readonly logger: Logger;
@@ -56,6 +68,8 @@ export interface MigrationControllerOptions {
   readonly tlsDir: string;
   readonly readTargetResume?: TargetResumeReader;
   readonly pollIntervalMs?: number;
+  /** Present for a highly available VM: pre-copy only, the lease passes to the target at completion. */
+  readonly lease?: MigrationLease;
 }
 
 export class MigrationController {
@@ -92,8 +106,20 @@ export class MigrationController {
     if (phase !== 'Running' && phase !== 'Paused') throw new MigrationConflictError(`cannot migrate a VM in phase ${phase}`);
     const qmp = vm.qmp;
     if (qmp === undefined) throw new MigrationConflictError('no QMP session with QEMU');
+    const lease = this.#o.lease;
+    if (lease !== undefined && request.policy.postCopy) {
+      throw new MigrationConflictError(
+        'post-copy is refused for a highly available VM: the target would run the guest before it holds the storage lease (pre-copy only)',
+      );
+    }
+    if (lease !== undefined && request.target.launcherUrl === undefined) {
+      throw new MigrationRequestError('target.launcherUrl is required for a highly available VM: the storage lease is handed to that launcher');
+    }
+    const successor = lease === undefined ? undefined : lease.targetIdentity(request.target);
+    successor?.catch(() => undefined);
     const migrationId = request.migrationId ?? randomUUID();
     const migration = new SourceMigration({
+      ...(lease === undefined || successor === undefined ? {} : { onCompleted: async () => lease.handOver(await successor) }),
       request,
       migrationId,
       qmp: fencedQmp(qmp, () => vm.guestHandedOver),
@@ -179,6 +205,21 @@ export class MigrationController {
 
   async #concludeIncoming(incoming: IncomingMigration, phase: 'Succeeded' | 'Failed' | 'Listening' | 'Receiving'): Promise<void> {
     const vm = this.#o.vm;
+    const lease = this.#o.lease;
+    if (phase === 'Succeeded' && lease !== undefined) {
+      // QEMU runs with -S: the guest stays paused until this launcher holds the lease.
+      vm.setPhase('WaitingForMigration', 'WaitingForLease');
+      try {
+        await lease.awaitHandover();
+      } catch (err) {
+        this.#log.error({ err }, 'the lease was not handed over; the guest never runs here');
+        lease.fail('LeaseNotHandedOver', (err as Error).message);
+        return;
+      }
+      await vm.qmp?.execute('cont', undefined, emptyReturn).catch((err: unknown) => this.#log.error({ err }, 'cont after the lease hand-over failed'));
+      vm.setPhase('Running', 'IncomingMigrationCompleted');
+      return;
+    }
     if (phase === 'Succeeded') {
       // RESUME usually moved the VM to Running already; a paused source stays paused.
       const running = incoming.status().resumedAtMicros !== null || vm.phase === 'Running';

@@ -48,6 +48,12 @@ export interface SourceMigrationOptions {
   readonly readTargetResume?: TargetResumeReader;
   /** Called once when QEMU reports the post-copy switch-over (the controller raises the supervisor's fence). */
   readonly onPostCopySwitch?: () => void;
+  /**
+   * Called once QEMU reports `completed`, before anything else (a highly available VM
+   * hands its storage lease to the target there, ADR 0063). A failure fails the
+   * migration: the target never got the guest's lease, and never runs it.
+   */
+  readonly onCompleted?: () => Promise<void>;
   /** Private directory under the launcher's state dir for the PEM files QEMU loads. */
   readonly tlsDir: string;
 }
@@ -76,6 +82,7 @@ export class SourceMigration {
   readonly #pollMs: number;
   readonly #readTargetResume: TargetResumeReader | undefined;
   readonly #onPostCopySwitch: (() => void) | undefined;
+  readonly #onCompleted: (() => Promise<void>) | undefined;
   readonly #tlsDir: string;
   readonly #schedule: ConvergenceSchedule;
   readonly #emitter = new EventEmitter<{ event: [MigrationEvent] }>();
@@ -102,6 +109,7 @@ export class SourceMigration {
     this.#pollMs = options.pollIntervalMs ?? 100;
     this.#readTargetResume = options.readTargetResume;
     this.#onPostCopySwitch = options.onPostCopySwitch;
+    this.#onCompleted = options.onCompleted;
     this.#tlsDir = options.tlsDir;
     this.#schedule = new ConvergenceSchedule(options.request.policy);
   }
@@ -282,6 +290,12 @@ export class SourceMigration {
   async #conclude(last: QueryMigrate, wasRunning: boolean): Promise<MigrationResult> {
     const status = last.status ?? 'none';
     if (status === 'completed') {
+      try {
+        await this.#onCompleted?.();
+      } catch (err) {
+        this.#log.error({ err }, 'migration completed but the hand-off failed; the target will not run the guest');
+        return this.#finish({ phase: 'Failed', reason: 'QemuFailed', message: `hand-off after completion failed: ${(err as Error).message}` }, last, false);
+      }
       const final = await this.#completedTimes(last);
       const resumedAt = await this.#targetResume();
       this.#log.info({ totalTimeMs: final['total-time'], downtimeMs: final.downtime }, 'migration completed');

@@ -61,6 +61,12 @@ export interface MachinePlan {
   serialLog?: string;
   /** `defer`: start as a live-migration target waiting for `migrate-incoming`. */
   incoming?: 'defer';
+  /**
+   * `-S`: the guest stays paused once the incoming migration completes, until the
+   * launcher sends `cont` (a highly available VM's target resumes it only once it holds
+   * the lease, ADR 0063).
+   */
+  startPaused?: boolean;
 }
 
 /** Maps the CPU model to `-cpu`: QEMU has no "host-model", see ADR 0041. */
@@ -96,6 +102,7 @@ export function buildQemuArgs(plan: MachinePlan): string[] {
     ...hostDeviceArgs(plan),
     ...consoleArgs(plan),
     ...(plan.incoming === undefined ? [] : ['-incoming', plan.incoming]),
+    ...(plan.startPaused === true ? ['-S'] : []),
   ];
 }
 

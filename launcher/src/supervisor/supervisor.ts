@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { GuestAgentClient } from '../agent/client.ts';
 import { GuestAgentMonitor } from '../agent/monitor.ts';
-import type { LauncherPhase, Status } from '../api/status.ts';
+import type { LauncherPhase, LeaseStatus, Status } from '../api/status.ts';
 import type { QmpClient } from '../qmp/client.ts';
 import { emptyReturnSchema, queryStatusSchema } from '../qmp/messages.ts';
 import type { QmpEvent } from '../qmp/messages.ts';
@@ -34,6 +34,11 @@ export interface SupervisorOptions {
   /** Guest-agent channel socket; undefined when the template has no agent. */
   guestAgent?: { socket: string; pollIntervalMs: number; retryIntervalMs: number };
   qmpConnectTimeoutMs?: number;
+  /**
+   * Runs once QEMU has exited, before the final status is published (a highly available
+   * VM's launcher releases its lease there). Failures are logged, never fatal.
+   */
+  afterQemuExit?: (status: Status) => Promise<void>;
   /** How long a hard power-off waits for `quit` before SIGKILL. */
   powerOffTimeoutMs?: number;
   now?: () => Date;
@@ -65,6 +70,9 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   /** Set once a post-copy migration has switched over: this QEMU must never run the guest again. */
   #handedOverAt: string | undefined;
   #times: Status['timestamps'];
+  #lease: LeaseStatus | undefined;
+  /** Set once the lease was lost: QEMU is killed (or never started). */
+  #leaseFence: { reason: string; message: string } | undefined;
   #finished: Promise<Status>;
   #finish: (status: Status) => void = () => undefined;
 
@@ -138,8 +146,38 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
       guestAgent: guestAgentStatus(agent),
       guest: guestStatus(agent),
       disks: this.#o.disks,
+      ...(this.#lease === undefined ? {} : { lease: { ...this.#lease } }),
       timestamps: { ...this.#times },
     };
+  }
+
+  /** Publishes the lease as this launcher sees it (ADR 0063). */
+  setLease(lease: LeaseStatus): void {
+    this.#lease = lease;
+    this.emit('status', this.status);
+  }
+
+  /**
+   * Self-fence (ADR 0063): SIGKILL to QEMU now, no QMP, no grace; the VM ends Failed
+   * with `reason` (LeaseLost, LeaseExpired). Before QEMU started, it never starts.
+   */
+  killForLease(reason: string, message: string): void {
+    if (this.#leaseFence !== undefined) return;
+    this.#leaseFence = { reason, message };
+    const child = this.#proc?.child;
+    if (child !== undefined && this.qemuAlive) {
+      child.kill('SIGKILL');
+      this.#intent = { reason, outcome: 'Failed' };
+      this.#message = message;
+    }
+    this.#log.error({ reason, why: message, qemuPid: this.#proc?.pid }, 'lease fence: qemu killed');
+    this.#lease = { ...(this.#lease ?? {}), state: 'Lost', reason };
+    if (this.#proc === undefined) {
+      this.setPhase('Failed', reason, message);
+      this.#finish(this.status);
+    } else {
+      this.emit('status', this.status);
+    }
   }
 
   /** Resolves with the final status once QEMU has exited. */
@@ -149,6 +187,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
 
   /** Starts QEMU and waits until QMP answers; a failure leaves the supervisor Failed. */
   async start(): Promise<void> {
+    if (this.#leaseFence !== undefined) throw new ActionConflictError(`QEMU not started: ${this.#leaseFence.message}`);
     this.#log.info({ binary: this.#o.qemuBinary, args: this.#o.qemuArgs }, 'starting qemu');
     const proc = spawnQemu(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
     this.#proc = proc;
@@ -364,6 +403,10 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     this.#runState = undefined;
     const [phase, reason, message] = this.#classifyExit(exit);
     this.#log.info({ exit, phase, reason }, 'qemu exited');
+    const after = this.#o.afterQemuExit;
+    if (after !== undefined) {
+      await after({ ...this.status, phase, reason, message }).catch((err: unknown) => this.#log.warn({ err }, 'after-exit step failed'));
+    }
     this.setPhase(phase, reason, message);
     this.#finish(this.status);
   }
