@@ -23,7 +23,8 @@ import { isFinished, isHaReplacement, selectLauncher } from '../vm/launcher-sele
 import { ANNOTATION_HA_REPLACED, ANNOTATION_HA_RESTARTS, LABEL_HA_REPLACEMENT, LABEL_MIGRATION_TARGET, haReplacementPodName } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
 import { wantsRunning } from '../vm/run-strategy.ts';
-import { parseKernelBoot, type VmWriter } from '../vm/vm-controller.ts';
+import { parseKernelBoot } from '../vm/kernel-boot.ts';
+import type { VmWriter } from '../vm/vm-patcher.ts';
 import { decideHa, type HaAction } from './ha-decision.ts';
 import { budgetState, recordRestart, type RestartBudget } from './restart-budget.ts';
 import { aheadOf, type RestartCandidate } from './restart-order.ts';

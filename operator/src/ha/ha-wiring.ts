@@ -18,7 +18,7 @@ import { LauncherObjects } from '../vm/launcher-objects.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
 import { LABEL_HA_REPLACEMENT, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
-import { vmPatcher } from '../vm/vm-controller.ts';
+import { vmPatcher } from '../vm/vm-patcher.ts';
 import { diskLookup, type VmControllerHandle } from '../vm/vm-wiring.ts';
 import { HaController, type ReplacementWriter } from './ha-controller.ts';
 import type { RestartBudget } from './restart-budget.ts';

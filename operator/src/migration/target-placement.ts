@@ -8,7 +8,7 @@ import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes
 import { mayEmulate, type LauncherPodInput, type LauncherSettings } from '../vm/launcher-pod.ts';
 import { launcherResources } from '../vm/launcher-resources.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
-import { parseKernelBoot } from '../vm/vm-controller.ts';
+import { parseKernelBoot } from '../vm/kernel-boot.ts';
 
 export interface TargetPlacementInput {
   vm: VirtualMachine;

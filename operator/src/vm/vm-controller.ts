@@ -5,24 +5,23 @@
 import type { VirtualMachine, VirtualMachineMigration, VirtualMachineStatus } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
-import { z } from 'zod';
 import type { Clock } from '../runtime/clock.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import { isNotFound } from '../runtime/kube-client.ts';
-import { keyOf, objectPath, refOfKey } from '../runtime/resource.ts';
 import { haCondition } from '../ha/ha-condition.ts';
 import { budgetState, DEFAULT_RESTART_BUDGET, type RestartBudget } from '../ha/restart-budget.ts';
 import { leaseDomainOf, resolveDisks, type DiskLookup } from './disk-volumes.ts';
 import type { LauncherFollowers } from './launcher-followers.ts';
 import { nodeFenced, reachability, type Reachability } from './launcher-reachability.ts';
 import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
-import { mayEmulate, type KernelBoot, type LauncherSettings } from './launcher-pod.ts';
+import { mayEmulate, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
 import { selectLauncher } from './launcher-selection.ts';
-import { ANNOTATION_HA_RESTARTS, ANNOTATION_KERNEL_BOOT, VM_FINALIZER, launcherPodName, virtualMachineType } from './names.ts';
+import { ANNOTATION_HA_RESTARTS, VM_FINALIZER, launcherPodName } from './names.ts';
+import { parseKernelBoot } from './kernel-boot.ts';
+import type { VmWriter } from './vm-patcher.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
 import { computeStatus, rfc3339, type StartBlocker } from './vm-status.ts';
@@ -41,10 +40,6 @@ export interface VmCaches {
   migrationUids(vm: VirtualMachine): ReadonlySet<string>;
 }
 
-/** The API writes the controller makes on the VM object itself (PATCH, never UPDATE). */
-export interface VmWriter {
-  patch(vm: VirtualMachine, body: unknown, type: 'merge' | 'json'): Promise<void>;
-}
 
 export interface VmControllerDeps {
   caches: VmCaches;
@@ -63,11 +58,6 @@ export interface VmControllerDeps {
   haBudget?: RestartBudget | undefined;
 }
 
-const kernelBootSchema = z.object({
-  kernel: z.string().startsWith('/'),
-  initrd: z.string().startsWith('/').optional(),
-  cmdline: z.string().max(4096).optional(),
-});
 
 /** Polling while something is in motion that no watch reports (a graceful stop's deadline). */
 const STOP_POLL_MS = 2000;
@@ -416,20 +406,6 @@ interface StepOutcome {
   restartCount: number | undefined;
 }
 
-/** The direct kernel boot the VM's annotation asks for, or why it cannot be used. */
-export function parseKernelBoot(vm: VirtualMachine): KernelBoot | undefined | string {
-  const raw = vm.metadata.annotations?.[ANNOTATION_KERNEL_BOOT];
-  if (raw === undefined) return undefined;
-  let json: unknown;
-  try {
-    json = JSON.parse(raw);
-  } catch {
-    return `annotation ${ANNOTATION_KERNEL_BOOT} is not JSON`;
-  }
-  const parsed = kernelBootSchema.safeParse(json);
-  return parsed.success ? parsed.data : `annotation ${ANNOTATION_KERNEL_BOOT}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`;
-}
-
 function countFailure(previous: VirtualMachineStatus['startFailure'], finishedAt: string, now: number): NonNullable<VirtualMachineStatus['startFailure']> {
   if (previous?.lastFailedStartTime === finishedAt) return previous;
   const count = (previous?.consecutiveFailCount ?? 0) + 1;
@@ -441,18 +417,4 @@ function crashLoopDeadline(failure: VirtualMachineStatus['startFailure'], now: n
   const retry = failure?.retryAfterTime;
   if (retry === undefined) return undefined;
   return Date.parse(retry) > now ? retry : undefined;
-}
-
-/** Patches the VM object (metadata, spec) with a merge or JSON patch. */
-export function vmPatcher(client: { patch(path: string, body: unknown, type: 'merge' | 'json'): Promise<unknown> }): VmWriter {
-  return {
-    patch: async (vm, body, type) => {
-      try {
-        await client.patch(objectPath(virtualMachineType, refOfKey(keyOf(vm.metadata))), body, type);
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
-    },
-  };
 }

@@ -20,7 +20,8 @@ import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachine
 import type { PlacementDecider } from './placement.ts';
 import type { RestartBudget } from '../ha/restart-budget.ts';
 import { VmStatusWriter } from './status-writer.ts';
-import { VmController, vmPatcher } from './vm-controller.ts';
+import { VmController } from './vm-controller.ts';
+import { vmPatcher } from './vm-patcher.ts';
 
 export interface VmControllerWiring {
   manager: Manager;
