@@ -2,11 +2,13 @@
 // local cluster, under the ServiceAccount and ClusterRole it ships with
 // (operator/deploy/rbac.yaml): a token for that account goes into a kubeconfig of its own.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { withClusterLock } from '../../hack/cluster/lock.ts';
 import type { TestCluster } from '../support/cluster.ts';
 import { TEST_RUN_LABEL, type Scratch } from './vm-fixtures.ts';
 
@@ -175,40 +177,78 @@ export function deleteDomainJobPods(cluster: TestCluster, domain: string): void 
 }
 
 // ---------------------------------------------------------------------------------
-// subresources.keyvirt.io (ADR 0066) for a suite's operator running on the host: a
-// serving certificate for the Service name the aggregator dials, the operator listening
-// on the bridge's gateway address (the kube-apiserver's own address), and the
-// APIService registered with a selector-less Service plus an EndpointSlice pointing at
-// that address and port. One APIService per cluster: the last suite to register wins,
-// and any suite's operator serves every namespace's VMs.
+// subresources.keyvirt.io (ADR 0066) for suites' operators running on the host. The
+// aggregator dials the Service `keyvirt-subresources` (no selector) at the endpoints of
+// its EndpointSlices: each suite adds a slice of its own (the bridge's gateway address,
+// which is the kube-apiserver's, and its operator's port) and removes it when its
+// operator exits, so suites running side by side all serve (any suite's operator serves
+// every namespace's VMs) and none pulls the API from under another. They share one
+// serving certificate for `<service>.keyvirt-system.svc`, made once under the cluster
+// lock in the cluster's PKI directory, so the APIService's caBundle fits every operator.
 
 export const SUBRESOURCE_SERVICE = 'keyvirt-subresources';
 export const SUBRESOURCE_APISERVICE = 'v1alpha1.subresources.keyvirt.io';
+const SLICE_LABEL = 'keyvirt.io/test-subresource-slice';
 
 function openssl(args: readonly string[], cwd: string): void {
   const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
 }
 
-/** A CA and a serving certificate for `<service>.keyvirt-system.svc`, in `dir`. */
-export async function subresourceServingCert(dir: string): Promise<{ caFile: string; certFile: string; keyFile: string }> {
-  const dns = `${SUBRESOURCE_SERVICE}.${OPERATOR_NAMESPACE}.svc`;
-  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'sub-ca.key', '-out', 'sub-ca.crt', '-subj', '/CN=keyvirt-subresources-test-ca', '-days', '2'], dir);
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'sub.key', '-out', 'sub.csr', '-subj', `/CN=${dns}`], dir);
-  await writeFile(path.join(dir, 'sub.ext'), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dns}\n`);
-  openssl(['x509', '-req', '-in', 'sub.csr', '-CA', 'sub-ca.crt', '-CAkey', 'sub-ca.key', '-CAcreateserial', '-days', '2', '-sha256', '-extfile', 'sub.ext', '-out', 'sub.crt'], dir);
-  return { caFile: path.join(dir, 'sub-ca.crt'), certFile: path.join(dir, 'sub.crt'), keyFile: path.join(dir, 'sub.key') };
+export interface SubresourceTls {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
 }
 
-/** Points the APIService at `host:port` (Service without selector + EndpointSlice). */
-export async function registerSubresourceApi(cluster: TestCluster, host: string, port: number, caFile: string): Promise<void> {
+/** The shared CA and serving certificate for `<service>.keyvirt-system.svc`, made if missing. */
+export async function subresourceServingCert(cluster: TestCluster): Promise<SubresourceTls> {
+  const dir = cluster.layout.pkiDir;
+  const files = { caFile: path.join(dir, 'subresources-ca.crt'), certFile: path.join(dir, 'subresources.crt'), keyFile: path.join(dir, 'subresources.key') };
+  await withClusterLock(cluster.layout, async () => {
+    if ([files.caFile, files.certFile, files.keyFile].every((f) => existsSync(f))) return;
+    const dns = `${SUBRESOURCE_SERVICE}.${OPERATOR_NAMESPACE}.svc`;
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources-ca.key', '-out', 'subresources-ca.crt', '-subj', '/CN=keyvirt-subresources-test-ca', '-days', '3650'], dir);
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources.key', '-out', 'subresources.csr', '-subj', `/CN=${dns}`], dir);
+    await writeFile(path.join(dir, 'subresources.ext'), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dns}\n`);
+    openssl(['x509', '-req', '-in', 'subresources.csr', '-CA', 'subresources-ca.crt', '-CAkey', 'subresources-ca.key', '-CAcreateserial', '-days', '3650', '-sha256', '-extfile', 'subresources.ext', '-out', 'subresources.crt'], dir);
+  });
+  return files;
+}
+
+const sliceList = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string() }), ports: z.array(z.object({ port: z.number() })).optional() })) });
+
+/** True when something accepts TCP connections at host:port. */
+function acceptsConnections(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    socket.setTimeout(2000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('close', () => resolve(false));
+  });
+}
+
+/**
+ * Adds `host:port` as an endpoint of the APIService's Service (a slice named after
+ * `id`), with the Service and APIService made if missing; slices of operators that no
+ * longer listen (a suite killed before it could remove its own) are removed.
+ */
+export async function registerSubresourceApi(cluster: TestCluster, id: string, host: string, port: number, caFile: string): Promise<void> {
   const caBundle = (await readFile(caFile)).toString('base64');
   const objects = [
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE }, spec: { ports: [{ name: 'https', port: 443, targetPort: port, protocol: 'TCP' }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: SUBRESOURCE_SERVICE, namespace: OPERATOR_NAMESPACE }, spec: { ports: [{ name: 'https', port: 443, targetPort: 8443, protocol: 'TCP' }] } },
     {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
-      metadata: { name: `${SUBRESOURCE_SERVICE}-host`, namespace: OPERATOR_NAMESPACE, labels: { 'kubernetes.io/service-name': SUBRESOURCE_SERVICE, 'endpointslice.kubernetes.io/managed-by': 'keyvirt-tests' } },
+      metadata: {
+        name: `${SUBRESOURCE_SERVICE}-${id}`,
+        namespace: OPERATOR_NAMESPACE,
+        labels: { 'kubernetes.io/service-name': SUBRESOURCE_SERVICE, 'endpointslice.kubernetes.io/managed-by': 'keyvirt-tests', [SLICE_LABEL]: 'true' },
+      },
       addressType: 'IPv4',
       endpoints: [{ addresses: [host], conditions: { ready: true } }],
       ports: [{ name: 'https', port, protocol: 'TCP' }],
@@ -221,6 +261,17 @@ export async function registerSubresourceApi(cluster: TestCluster, host: string,
     },
   ];
   cluster.kubectl(['apply', '--server-side', '--force-conflicts', '--field-manager=keyvirt-tests', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }));
+  const slices = sliceList.parse(JSON.parse(cluster.kubectl(['get', 'endpointslices', '-n', OPERATOR_NAMESPACE, '-l', `kubernetes.io/service-name=${SUBRESOURCE_SERVICE}`, '-o', 'json'])));
+  for (const slice of slices.items) {
+    const slicePort = slice.ports?.[0]?.port;
+    if (slice.metadata.name === `${SUBRESOURCE_SERVICE}-${id}` || slicePort === undefined || (await acceptsConnections(host, slicePort))) continue;
+    cluster.kubectl(['delete', 'endpointslice', slice.metadata.name, '-n', OPERATOR_NAMESPACE, '--ignore-not-found']);
+  }
+}
+
+/** Removes the slice `id` added. */
+export function unregisterSubresourceApi(cluster: TestCluster, id: string): void {
+  cluster.kubectl(['delete', 'endpointslice', `${SUBRESOURCE_SERVICE}-${id}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found']);
 }
 
 const apiServiceStatus = z.object({ status: z.object({ conditions: z.array(z.object({ type: z.string(), status: z.string(), message: z.string().optional() })).optional() }).optional() });
@@ -241,9 +292,12 @@ export async function waitSubresourceApiAvailable(cluster: TestCluster, timeoutM
 
 const subresourceListening = z.object({ msg: z.literal('subresource server listening'), port: z.number() });
 
-/** A suite's operator that also serves subresources.keyvirt.io, registered and Available. */
+/**
+ * A suite's operator that also serves subresources.keyvirt.io, registered and Available;
+ * its endpoint is removed when the operator exits.
+ */
 export async function startSubresourceOperator(cluster: TestCluster, s: Scratch, suite: string, extraArgs: readonly string[] = []): Promise<OperatorProcess & { subresourcePort: number }> {
-  const tls = await subresourceServingCert(s.dir);
+  const tls = await subresourceServingCert(cluster);
   const host = cluster.apiServer.host;
   const operator = await startSuiteOperator(cluster, s, suite, [
     '--subresources-address', `${host}:0`, '--subresources-cert-file', tls.certFile, '--subresources-key-file', tls.keyFile, ...extraArgs,
@@ -256,7 +310,15 @@ export async function startSubresourceOperator(cluster: TestCluster, s: Scratch,
     if (Date.now() > deadline) throw new Error(`the operator's subresource server did not listen within 60 s; log: ${path.join(s.dir, 'operator.log')}`);
     await new Promise((r) => setTimeout(r, 250));
   }
-  await registerSubresourceApi(cluster, host, port, tls.caFile);
+  const id = `${suite}-${s.runId}`;
+  await registerSubresourceApi(cluster, id, host, port, tls.caFile);
+  void operator.exited.then(() => {
+    try {
+      unregisterSubresourceApi(cluster, id);
+    } catch {
+      // the cluster may already be gone; the next registration prunes the slice
+    }
+  });
   await waitSubresourceApiAvailable(cluster);
   return Object.assign(operator, { subresourcePort: port });
 }
