@@ -268,6 +268,8 @@ export class Informer<T extends KubeObject> {
     const local = new AbortController();
     const abort = (): void => local.abort();
     signal.addEventListener('abort', abort, { once: true });
+    // Aborted before this watch began (e.g. right after a relist): it must not open at all.
+    if (signal.aborted) local.abort();
     let events = 0;
     let gone = false;
     try {
