@@ -15,6 +15,7 @@ import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { LauncherFollowers } from '../vm/launcher-followers.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
+import { NodeHealthChanges } from '../vm/launcher-reachability.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
 import { LABEL_HA_REPLACEMENT, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
@@ -100,12 +101,13 @@ export function addHaController(w: HaControllerWiring): Controller {
   c.watch(vms);
   c.watch(pods, mapToOwner(virtualMachineType));
   // A node's readiness or fencing concerns the VMs whose launchers it runs.
-  c.watch(nodes, (node) =>
+  const health = new NodeHealthChanges();
+  const vmsOnNode = (node: string): string[] =>
     pods
       .list()
-      .filter((p) => p.spec.nodeName === node.metadata.name && p.metadata.labels?.[LABEL_VM] !== undefined)
-      .map((p) => keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels?.[LABEL_VM] ?? '' })),
-  );
+      .filter((p) => p.spec.nodeName === node && p.metadata.labels?.[LABEL_VM] !== undefined)
+      .map((p) => keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels?.[LABEL_VM] ?? '' }));
+  c.watch(nodes, (node) => (health.changed(node) ? vmsOnNode(node.metadata.name) : []));
   manager.addController(c);
   manager.addLeaderRunnable({
     name: 'replacement-followers',

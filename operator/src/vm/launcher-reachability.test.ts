@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
-import { nodeFenced, reachability, type ReachabilityInput } from './launcher-reachability.ts';
+import { NodeHealthChanges, nodeFenced, reachability, type ReachabilityInput } from './launcher-reachability.ts';
 
 const pod: Pod = { metadata: { name: 'launcher-a', namespace: 'prod', uid: 'p1' }, spec: { containers: [], nodeName: 'n1' } };
 
@@ -54,4 +54,15 @@ describe('nodeFenced (fencing)', () => {
     { name: 'annotation other value', node: node('Unknown', { annotations: { 'keyvirt.io/node-fenced': 'yes' } }), want: false },
   ];
   for (const c of cases) it(c.name, () => assert.equal(nodeFenced(c.node), c.want));
+});
+
+describe('NodeHealthChanges', () => {
+  it('signals a new node and changes of readiness or fencing, not routine updates', () => {
+    const h = new NodeHealthChanges();
+    assert.equal(h.changed(node('True')), true, 'new');
+    assert.equal(h.changed(node('True')), false, 'same health');
+    assert.equal(h.changed(node('Unknown')), true, 'NotReady');
+    assert.equal(h.changed(node('False')), false, 'still not Ready');
+    assert.equal(h.changed(node('False', { annotations: { 'keyvirt.io/node-fenced': 'true' } })), true, 'fenced');
+  });
 });

@@ -55,3 +55,19 @@ export function reachability(input: ReachabilityInput): Reachability {
   }
   return { kind: 'reachable' };
 }
+
+/**
+ * Remembers each node's readiness and fencing: `changed` is true when a node event
+ * changes either (or the node is new), so that a node's routine status updates do not
+ * reconcile every VM it runs.
+ */
+export class NodeHealthChanges {
+  readonly #seen = new Map<string, string>();
+
+  changed(node: Node): boolean {
+    const signature = `${String(nodeReady(node))}/${String(nodeFenced(node))}`;
+    const before = this.#seen.get(node.metadata.name);
+    this.#seen.set(node.metadata.name, signature);
+    return before !== signature;
+  }
+}

@@ -14,6 +14,7 @@ import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { claimHolder } from './claim-sharing.ts';
 import type { DiskLookup } from './disk-volumes.ts';
 import { LauncherFollowers } from './launcher-followers.ts';
+import { NodeHealthChanges } from './launcher-reachability.ts';
 import { LauncherObjects } from './launcher-objects.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
 import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
@@ -126,7 +127,8 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
       .list()
       .filter((p) => p.spec.nodeName === node && p.metadata.labels?.[LABEL_VM] !== undefined)
       .map((p) => keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels?.[LABEL_VM] ?? '' }));
-  c.watch(nodes, (node) => [...new Set([...waiting(), ...onNode(node.metadata.name)])]);
+  const health = new NodeHealthChanges();
+  c.watch(nodes, (node) => [...new Set([...waiting(), ...(health.changed(node) ? onNode(node.metadata.name) : [])])]);
   c.watch(domains, (sd) =>
     vms
       .list()
