@@ -9,39 +9,25 @@
 // metrics token opens GET /v1/metrics only (401 on status and actions) and a token
 // derived from another key opens nothing.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { deriveMetricsToken, METRICS_TOKEN_FILE_NAME, VmMetricsSchema } from '@keyvirt/launcher/api';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { createSharedVm, removeSharedVm, startLauncher, waitForStatus, type LauncherProcess, type SharedVm } from '../support/launcher-process.ts';
+import { sampleValue, startMetricsNodeAgent, type MetricsNodeAgent } from './node-agent-process.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const BOOT_TIMEOUT_MS = 180_000;
-
-/** The value of one sample in Prometheus text, or undefined. */
-function sampleValue(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const body = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const have = Object.fromEntries([...body.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
-}
 
 void describe('per-VM metrics through the node agent', { timeout: 10 * 60_000 }, () => {
   let cluster: TestCluster;
   let dir: string;
   let vm: SharedVm;
   let launcher: LauncherProcess;
-  let agent: ChildProcess | undefined;
-  let agentOutput = '';
+  let agent: MetricsNodeAgent | undefined;
   const suffix = randomBytes(3).toString('hex');
   const nodeName = `kv-metrics-${suffix}`;
   const namespace = `kv-metrics-${suffix}`;
@@ -91,12 +77,7 @@ void describe('per-VM metrics through the node agent', { timeout: 10 * 60_000 },
   });
 
   after(async () => {
-    if (agent !== undefined && agent.exitCode === null) {
-      const exited = new Promise((resolve) => agent?.once('exit', resolve));
-      agent.kill('SIGTERM');
-      await Promise.race([exited, sleep(10_000)]);
-      if (agent.exitCode === null) agent.kill('SIGKILL');
-    }
+    await agent?.stop();
     cluster.kubectl(['delete', 'namespace', namespace, '--ignore-not-found', '--wait=false']);
     cluster.kubectl(['delete', 'node', nodeName, '--ignore-not-found', '--wait=false']);
     await launcher.dispose();
@@ -127,30 +108,9 @@ void describe('per-VM metrics through the node agent', { timeout: 10 * 60_000 },
   });
 
   void it("a running VM's vCPU seconds rise in the node agent's /metrics", async () => {
-    agent = spawn(process.execPath, [path.join(repoRoot, 'operator/src/node-agent/main.ts')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        KUBECONFIG: cluster.kubeconfig,
-        NODE_NAME: nodeName,
-        KEYVIRT_SYSFS_ROOT: path.join(repoRoot, 'test/fixtures/sysfs/passthrough-host'),
-        KEYVIRT_NODE_AGENT_INTERVAL_SECONDS: '60',
-        KEYVIRT_METRICS_ADDRESS: '127.0.0.1:0',
-        KEYVIRT_METRICS_KEY_FILE: path.join(dir, 'metrics-key'),
-        KEYVIRT_METRICS_INTERVAL_SECONDS: '1',
-        KEYVIRT_LOG_LEVEL: 'info',
-      },
-    });
-    const collect = (chunk: Buffer): void => {
-      agentOutput += chunk.toString();
-    };
-    agent.stdout?.on('data', collect);
-    agent.stderr?.on('data', collect);
-    const port = await eventually('the node agent serving /metrics', () => {
-      const line = agentOutput.split('\n').find((l) => l.includes('serving per-VM metrics'));
-      return line === undefined ? undefined : (JSON.parse(line) as { port: number }).port;
-    }, 60_000);
-    const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    agent = await startMetricsNodeAgent(cluster, nodeName, path.join(dir, 'metrics-key'));
+    const node = agent;
+    const scrape = (): Promise<string> => node.scrape();
     const vmLabels = { namespace, name: vmName, node: nodeName };
     const first = await eventually('vCPU seconds of the VM in /metrics', async () => {
       const text = await scrape();
