@@ -1,18 +1,32 @@
 // What the operator adds to a VM start: "kubectl apply → AgentConnected condition True"
 // on the local cluster (operator under its shipped RBAC, launcher pod on a simulated
-// node) next to "launcher start → guest agent connected" for the same guest run by a
-// bare launcher process, interleaved in the same run; medians reported.
+// node running the launcher image) next to "launcher start → guest agent connected" for
+// the same guest run by a bare launcher process started the way the image starts it,
+// interleaved in the same run. Watches (not polls) time each step of the apply: the
+// operator creating the launcher pod, the scheduler binding it, the node simulator
+// running it, and the VM's AgentConnected condition; per step the median and range.
+// At AgentConnected, the pod's cgroups (the node simulator's, as a kubelet's) give what
+// the pod is charged for memory, and QEMU's CPU time over its wall time, in the pod and
+// bare: the CPU share the guest's boot got. The simulator's pods share one CPU weight
+// (its `keyvirt` cgroup) against every other process of the host, so the bare launcher
+// also runs a second time from a cgroup placed as a pod's (`bare_cg`): the difference
+// between the two bare runs is the simulator's CPU weighting, not KeyVirt.
 //   npm run bench -- apply-to-running [--reps N]   (default 3)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import path from 'node:path';
+import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
 import { startLauncher } from '../support/launcher-process.ts';
+import { processMemory } from '../support/process-memory.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
-import { apply, getVm, scratch, testVm, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
+import { apply, scratch, testVm, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
 const TIMEOUT_MS = 300_000;
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -20,14 +34,63 @@ function median(values: readonly number[]): number {
   return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
 }
 
-async function bareLauncherMs(): Promise<{ ms: number; accel: string }> {
-  const launcher = await startLauncher();
+function spread(values: readonly number[]): string {
+  return `${Math.round(median(values))} [${Math.min(...values)}–${Math.max(...values)}]`;
+}
+
+interface BareRun {
+  ms: number;
+  accel: string;
+  /** QEMU's CPU time over its lifetime so far, per wall second. */
+  qemuCpuShare: number;
+}
+
+/** Removes an empty cgroup; the killed launcher and QEMU leave it a moment after their exit. */
+async function removeCgroup(dir: string): Promise<void> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await sleep(100);
+    }
+  }
+  throw new Error(`cgroup ${dir} is still busy`);
+}
+
+/** The launcher container's cgroups of a pod that no node runs: `keyvirt/<node>/<pod>/launcher`, the shares of a 200m request. */
+async function podLikeCgroup(id: string): Promise<{ dirs: string[]; cleanup: () => Promise<void> }> {
+  const rel = ['keyvirt', `bench-${id}`, 'pod', 'launcher'];
+  const dirs = ['cpu', 'memory'].map((c) => path.join('/sys/fs/cgroup', c, ...rel));
+  for (const dir of dirs) await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dirs[0] ?? '', 'cpu.shares'), `${Math.round((200 * 1024) / 1000)}`);
+  const cleanup = async (): Promise<void> => {
+    for (const controller of ['cpu', 'memory']) {
+      for (let depth = rel.length; depth >= 2; depth--) await removeCgroup(path.join('/sys/fs/cgroup', controller, ...rel.slice(0, depth)));
+    }
+  };
+  return { dirs, cleanup };
+}
+
+/** The launcher `command`, first moved into the cgroups `dirs` (with its QEMU, its child). */
+function inCgroups(dirs: readonly string[], command: readonly string[]): string[] {
+  const join = dirs.map((d) => `echo $$ > '${d}/cgroup.procs'`).join('; ');
+  return ['sh', '-c', `${join}; exec "$@"`, 'launcher', ...command];
+}
+
+async function bareLauncherMs(command: readonly string[]): Promise<BareRun> {
+  const launcher = await startLauncher({ command });
   try {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), TIMEOUT_MS);
     try {
       for await (const event of launcher.client.events(ac.signal)) {
-        if (event.type === 'status' && event.status.guestAgent.connected) return { ms: Date.now() - launcher.startedAt, accel: event.status.accelerator };
+        if (event.type === 'status' && event.status.guestAgent.connected) {
+          const ms = Date.now() - launcher.startedAt;
+          const qemuCpuShare = await cpuShare(event.status.qemu.pid ?? -1);
+          return { ms, accel: event.status.accelerator, qemuCpuShare };
+        }
       }
     } finally {
       clearTimeout(timer);
@@ -39,20 +102,123 @@ async function bareLauncherMs(): Promise<{ ms: number; accel: string }> {
   }
 }
 
-async function applyMs(cluster: TestCluster, s: Scratch, guest: TestGuest, name: string): Promise<{ ms: number; accel: string }> {
-  const started = Date.now();
-  apply(cluster, testVm(s, guest, { name }));
-  const deadline = started + TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const vm = getVm(cluster, s.namespace, name);
-    if (vm?.status?.conditions?.some((c) => c.type === 'AgentConnected' && c.status === 'True') === true) {
-      const ms = Date.now() - started;
-      cluster.kubectl(['delete', 'vm', name, '-n', s.namespace, '--wait=true', '--timeout=180s']);
-      return { ms, accel: vm.status.accelerator ?? 'unknown' };
-    }
-    await sleep(200);
+/** A process's CPU time per second of its life so far (1 = one CPU all the time). */
+async function cpuShare(pid: number): Promise<number> {
+  const [memory, stat, uptime] = await Promise.all([processMemory(pid), readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/uptime', 'utf8')]);
+  // starttime: field 22, in clock ticks (100 per second) since boot.
+  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const lifeMs = Number(uptime.split(' ')[0]) * 1000 - startTicks * 10;
+  return memory.cpuMs / lifeMs;
+}
+
+/** What the pod's launcher container is charged and runs, read from the node simulator's cgroups. */
+interface PodCgroupReading {
+  /** memory.usage_in_bytes of the container's memory cgroup (launcher, QEMU, their page cache). */
+  chargedMiB: number;
+  /** Resident and private memory of the launcher process (the container's `node`). */
+  launcherRssMiB: number;
+  launcherPrivateMiB: number;
+  qemuRssMiB: number;
+  qemuCpuShare: number;
+}
+
+async function podCgroupReading(node: string, podUid: string): Promise<PodCgroupReading> {
+  const dir = (controller: string): string => `/sys/fs/cgroup/${controller}/keyvirt/${node}/${podUid}/launcher`;
+  const usage = Number(await readFile(`${dir('memory')}/memory.usage_in_bytes`, 'utf8'));
+  const pids = (await readFile(`${dir('memory')}/cgroup.procs`, 'utf8')).split('\n').filter((l) => l !== '').map(Number);
+  let launcher: { rss: number; anon: number } | undefined;
+  let qemu: { rss: number; pid: number } | undefined;
+  for (const pid of pids) {
+    const exe = await readFile(`/proc/${pid}/cmdline`, 'utf8').then((c) => c.split('\0')[0] ?? '', () => '');
+    const m = await processMemory(pid).catch(() => undefined);
+    if (m === undefined) continue;
+    if (exe.endsWith('/node')) launcher = { rss: m.rssMiB, anon: m.anonMiB };
+    if (exe.includes('qemu-system')) qemu = { rss: m.rssMiB, pid };
   }
-  throw new Error(`VM ${name}: AgentConnected never became True`);
+  if (launcher === undefined || qemu === undefined) throw new Error(`pod ${podUid}: no launcher or QEMU process in its cgroup (${pids.join(', ')})`);
+  return {
+    chargedMiB: usage / 2 ** 20,
+    launcherRssMiB: launcher.rss,
+    launcherPrivateMiB: launcher.anon,
+    qemuRssMiB: qemu.rss,
+    qemuCpuShare: await cpuShare(qemu.pid),
+  };
+}
+
+/** `kubectl get -w` printing one line per change; `onLine` sees each line as it arrives. */
+function watch(cluster: TestCluster, args: readonly string[], onLine: (line: string) => void): ChildProcess {
+  const child = spawn(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'get', ...args, '--watch'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let buffered = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+  return child;
+}
+
+interface ApplySteps {
+  /** apply → the operator's launcher pod exists. */
+  podCreatedMs: number;
+  /** → the pod is bound to a node. */
+  podBoundMs: number;
+  /** → the pod is Running (the launcher process started). */
+  podRunningMs: number;
+  /** apply → AgentConnected True on the VM. */
+  ms: number;
+  accel: string;
+  pod: PodCgroupReading;
+}
+
+async function applyRun(cluster: TestCluster, s: Scratch, guest: TestGuest, name: string): Promise<ApplySteps> {
+  const seen: Partial<Record<'created' | 'bound' | 'running' | 'agent', number>> = {};
+  let accel = 'unknown';
+  let placed: { node: string; uid: string } | undefined;
+  let resolveAgent: () => void = () => undefined;
+  const agent = new Promise<void>((resolve) => (resolveAgent = resolve));
+  const mark = (step: keyof typeof seen): void => {
+    seen[step] ??= Date.now();
+  };
+  // Watches start before the apply; an empty first answer is the list before anything exists.
+  const pods = watch(cluster, ['pods', '-n', s.namespace, '-l', `keyvirt.io/vm=${name}`, '-o', 'jsonpath={.metadata.uid} node={.spec.nodeName} phase={.status.phase}{"\\n"}'], (line) => {
+    if (line.trim() === '') return;
+    mark('created');
+    const [uid, node] = line.split(' ');
+    if (node !== undefined && node !== 'node=') {
+      mark('bound');
+      placed = { uid: uid ?? '', node: node.slice('node='.length) };
+    }
+    if (/ phase=Running/.test(line)) mark('running');
+  });
+  const vms = watch(
+    cluster,
+    ['virtualmachines', '-n', s.namespace, '--field-selector', `metadata.name=${name}`, '-o', 'jsonpath={.status.accelerator} {.status.conditions[?(@.type=="AgentConnected")].status}{"\\n"}'],
+    (line) => {
+      const [acc, status] = line.trim().split(' ');
+      if (status === 'True') {
+        accel = acc ?? accel;
+        mark('agent');
+        resolveAgent();
+      }
+    },
+  );
+  try {
+    // Both watches list before the apply (kubectl prints nothing for an empty list): give them a moment.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const started = Date.now();
+    apply(cluster, testVm(s, guest, { name }));
+    const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`VM ${name}: AgentConnected never became True`)), TIMEOUT_MS).unref());
+    await Promise.race([agent, timer]);
+    const at = (step: keyof typeof seen): number => (seen[step] ?? NaN) - started;
+    if (placed === undefined) throw new Error(`VM ${name}: its launcher pod was never seen bound`);
+    const pod = await podCgroupReading(placed.node, placed.uid);
+    return { podCreatedMs: at('created'), podBoundMs: at('bound'), podRunningMs: at('running'), ms: at('agent'), accel, pod };
+  } finally {
+    pods.kill();
+    vms.kill();
+    cluster.kubectl(['delete', 'vm', name, '-n', s.namespace, '--wait=true', '--timeout=180s']);
+  }
 }
 
 export async function main(args: readonly string[]): Promise<void> {
@@ -60,6 +226,8 @@ export async function main(args: readonly string[]): Promise<void> {
   const reps = repsFlag >= 0 ? Number(args[repsFlag + 1]) : 3;
   if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
   const guest = await testGuest();
+  const build = buildLauncher(repoRoot, path.join(repoRoot, 'hack/.cache/launcher-build'));
+  const imageCommand = [process.execPath, ...LAUNCHER_NODE_FLAGS, build.entry];
   const cluster = await ensureCluster();
   const s = await scratch(cluster, 'kv-bench-apply');
   const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
@@ -73,23 +241,60 @@ export async function main(args: readonly string[]): Promise<void> {
   try {
     await operator.healthPort;
     const bare: number[] = [];
-    const applied: number[] = [];
+    const bareShares: number[] = [];
+    const bareCg: number[] = [];
+    const bareCgShares: number[] = [];
+    const runs: ApplySteps[] = [];
     let accel = '';
     for (let i = 0; i < reps; i++) {
-      const b = await bareLauncherMs();
-      const a = await applyMs(cluster, s, guest, `bench-${i}`);
+      // Alternate which goes first, so that neither always meets the other's aftermath.
+      let b: BareRun;
+      let a: ApplySteps;
+      const cgroup = await podLikeCgroup(`${s.runId}-${i}`);
+      let bc: BareRun;
+      try {
+        if (i % 2 === 0) {
+          b = await bareLauncherMs(imageCommand);
+          bc = await bareLauncherMs(inCgroups(cgroup.dirs, imageCommand));
+          a = await applyRun(cluster, s, guest, `bench-${i}`);
+        } else {
+          a = await applyRun(cluster, s, guest, `bench-${i}`);
+          bc = await bareLauncherMs(inCgroups(cgroup.dirs, imageCommand));
+          b = await bareLauncherMs(imageCommand);
+        }
+      } finally {
+        await cgroup.cleanup();
+      }
+      bareCg.push(bc.ms);
+      bareCgShares.push(bc.qemuCpuShare);
       bare.push(b.ms);
-      applied.push(a.ms);
+      bareShares.push(b.qemuCpuShare);
+      runs.push(a);
       accel = a.accel;
-      process.stdout.write(`rep ${i + 1}/${reps}: bare_ms=${b.ms} apply_ms=${a.ms} accel=${a.accel} (bare accel=${b.accel})\n`);
+      process.stdout.write(
+        `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} ` +
+          `qemu_cpu_share=${a.pod.qemuCpuShare.toFixed(2)} bare_qemu_cpu_share=${b.qemuCpuShare.toFixed(2)} bare_cg_qemu_cpu_share=${bc.qemuCpuShare.toFixed(2)} pod_charged_mib=${a.pod.chargedMiB.toFixed(1)} ` +
+          `launcher_rss_mib=${a.pod.launcherRssMiB.toFixed(1)} launcher_private_mib=${a.pod.launcherPrivateMiB.toFixed(1)} qemu_rss_mib=${a.pod.qemuRssMiB.toFixed(1)} accel=${a.accel} (bare accel=${b.accel})\n`,
+      );
     }
-    const bareMs = Math.round(median(bare));
-    const applyMsMedian = Math.round(median(applied));
-    process.stdout.write(`apply-to-running: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
-    process.stdout.write(`BENCH apply-to-running bare_ms=${bareMs} apply_ms=${applyMsMedian} overhead_ms=${applyMsMedian - bareMs} accel=${accel}\n`);
+    const overhead = runs.map((r, i) => r.ms - (bare[i] ?? NaN));
+    const overheadCg = runs.map((r, i) => r.ms - (bareCg[i] ?? NaN));
+    process.stdout.write(
+      `apply-to-running: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; apply → pod created ${spread(runs.map((r) => r.podCreatedMs))} ms, ` +
+        `→ bound ${spread(runs.map((r) => r.podBoundMs))} ms, → Running ${spread(runs.map((r) => r.podRunningMs))} ms, → AgentConnected ${spread(runs.map((r) => r.ms))} ms; ` +
+        `bare launcher ${spread(bare)} ms, from a pod's cgroup ${spread(bareCg)} ms; overhead ${spread(overhead)} ms, over the cgroup bare ${spread(overheadCg)} ms\n`,
+    );
+    process.stdout.write(
+      `BENCH apply-to-running bare_ms=${Math.round(median(bare))} apply_ms=${Math.round(median(runs.map((r) => r.ms)))} overhead_ms=${Math.round(median(overhead))} ` +
+        `overhead_min_ms=${Math.min(...overhead)} overhead_max_ms=${Math.max(...overhead)} bare_cg_ms=${Math.round(median(bareCg))} overhead_cg_ms=${Math.round(median(overheadCg))} ` +
+        `overhead_cg_min_ms=${Math.min(...overheadCg)} overhead_cg_max_ms=${Math.max(...overheadCg)} pod_running_ms=${Math.round(median(runs.map((r) => r.podRunningMs)))} ` +
+        `qemu_cpu_share=${median(runs.map((r) => r.pod.qemuCpuShare)).toFixed(2)} bare_qemu_cpu_share=${median(bareShares).toFixed(2)} bare_cg_qemu_cpu_share=${median(bareCgShares).toFixed(2)} ` +
+        `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +
+        `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} reps=${reps} accel=${accel}\n`,
+    );
   } finally {
     operator.kill('SIGTERM');
-    await Promise.race([operator.exited, sleep(20_000)]);
+    await Promise.race([operator.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]);
     operator.kill('SIGKILL');
     await s.cleanup();
     cluster.release();
