@@ -177,7 +177,7 @@ void describe('HaController', () => {
     assert.deepEqual(config.lease, { path: '/var/lib/keyvirt/lease/lease', nodeFenced: false });
     assert.equal(config.mode, 'run');
     assert.equal(h.vmPatches.length, 1);
-    assert.match(JSON.stringify(h.vmPatches[0]?.body), /keyvirt.io\/ha-restarts.*\[1767225600000\]/);
+    assert.deepEqual(h.vmPatches[0]?.body, [{ op: 'add', path: '/metadata/annotations/keyvirt.io~1ha-restarts', value: '[1767225600000]' }]);
     assert.deepEqual(h.events.map((e) => e.reason), ['HADetectedFailure', 'HAReplacementCreated']);
   });
 
@@ -188,6 +188,17 @@ void describe('HaController', () => {
     assert.equal(podBody(h).metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
     assert.match(JSON.stringify(podBody(h).spec.affinity), /"values":\["n2"\]/);
     assert.match(h.events[0]?.note ?? '', /launcher pod launcher-web on node n1 failed/);
+  });
+
+  void it('a second restart is counted guarded by the value seen (JSON patch test), not by the resourceVersion', async () => {
+    const before = JSON.stringify([start - 60_000]);
+    const h = harness([haVm('web', 0, { 'keyvirt.io/ha-restarts': before })], [launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2026-01-01T00:00:00Z' })], [nodeOf('n1', true), nodeOf('n2', true)]);
+    h.silent.set('prod/web', 3000);
+    await h.c.reconcile(ctx, 'prod/web');
+    const path = '/metadata/annotations/keyvirt.io~1ha-restarts';
+    assert.deepEqual(h.vmPatches[0]?.body, [{ op: 'test', path, value: before }, { op: 'replace', path, value: JSON.stringify([start - 60_000, start]) }]);
+    await h.c.reconcile(ctx, 'prod/web');
+    assert.equal(h.vmPatches.length, 1, 'a stale cache does not count the same replaced pod twice');
   });
 
   void it('a launcher heard recently on a NotReady node is not replaced', async () => {

@@ -132,9 +132,7 @@ export class HaController implements Reconciler {
       case 'wait':
         return { requeueAfterMs: WAIT_POLL_MS };
       case 'refuse': {
-        const once = `${key}/${current?.metadata.uid ?? ''}/${action.reason}`;
-        if (!this.#reported.has(once)) {
-          this.#reported.add(once);
+        if (this.#once(`${key}/${current?.metadata.uid ?? ''}/${action.reason}`)) {
           ctx.log.warn({ reason: action.reason }, 'launcher lost; HA restart refused');
           await this.#event(vm, { type: 'Warning', reason: action.reason === 'RestartBudgetExhausted' ? 'HARestartBudgetExhausted' : 'HANoSharedStorage', action: 'Restart', note: action.message });
         }
@@ -166,19 +164,29 @@ export class HaController implements Reconciler {
     const { current, now } = seen;
     const key = keyOf(vm.metadata);
     const oldUid = current?.metadata.uid ?? '';
-    if (!this.#pending.has(key)) {
-      this.#pending.set(key, { key, priority: vm.spec.highAvailability.priority, detectedAt: now });
+    if (!this.#pending.has(key)) this.#pending.set(key, { key, priority: vm.spec.highAvailability.priority, detectedAt: now });
+    if (this.#once(`${key}/${oldUid}/detected`)) {
       ctx.log.warn({ node: action.failedNode, reason: action.reason, fenced: action.nodeFenced }, 'launcher lost; starting an HA replacement');
       await this.#event(vm, { type: 'Warning', reason: 'HADetectedFailure', action: 'Restart', note: `launcher pod ${current?.metadata.name ?? ''} lost: ${action.message}` });
     }
     if (aheadOf(key, [...this.#pending.values()]).length > 0) return { requeueAfterMs: PRIORITY_WAIT_MS };
+    // Whatever happens next (created, unplaceable, failed), this VM no longer holds back the queue.
+    try {
+      return await this.#createReplacement(ctx, vm, action, { oldUid, now });
+    } finally {
+      this.#pending.delete(key);
+    }
+  }
+
+  async #createReplacement(ctx: ReconcileContext, vm: VirtualMachine, action: Extract<HaAction, { kind: 'replace' }>, seen: { oldUid: string; now: number }): Promise<ReconcileResult> {
+    const { oldUid, now } = seen;
+    const key = keyOf(vm.metadata);
     const lease = leaseDomainOf(vm, this.#d.disks);
     if ('problem' in lease) return {};
     const kernel = parseKernelBoot(vm);
     const resolution = await resolveDisks(vm, this.#d.disks, { leaseDomain: lease.domain });
     if (typeof kernel === 'string' || !resolution.ok) {
       ctx.log.warn('the replacement cannot be rendered (kernel boot or disks); waiting');
-      this.#pending.delete(key);
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
     }
     const emulate = mayEmulate(vm, this.#d.settings);
@@ -188,18 +196,14 @@ export class HaController implements Reconciler {
     const placement = this.#d.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, nodes, this.#d.caches.pods());
     if (placement.kind === 'Unschedulable') {
       ctx.log.warn({ message: placement.message }, 'no node for the HA replacement');
-      this.#pending.delete(key);
-      const once = `${key}/${oldUid}/Unschedulable`;
-      if (!this.#reported.has(once)) {
-        this.#reported.add(once);
+      if (this.#once(`${key}/${oldUid}/Unschedulable`)) {
         await this.#event(vm, { type: 'Warning', reason: 'HAReplacementUnschedulable', action: 'Restart', note: placement.message });
       }
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
     }
     if (!this.#counted.has(oldUid)) {
-      const annotations = { [ANNOTATION_HA_RESTARTS]: recordRestart(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, this.#d.budget) };
-      await this.#d.vmWriter.patch(vm, { metadata: { annotations, resourceVersion: vm.metadata.resourceVersion } }, 'merge');
-      this.#counted.add(oldUid);
+      await this.#countRestart(vm, now);
+      remember(this.#counted, oldUid);
     }
     const podName = haReplacementPodName(vm.metadata.name, oldUid);
     const created = await this.#d.launchers.createLauncher(
@@ -215,7 +219,6 @@ export class HaController implements Reconciler {
       },
       ctx.log,
     );
-    this.#pending.delete(key);
     if (created) {
       ctx.log.info({ pod: podName, node: placement.node, nodeFenced: action.nodeFenced }, 'HA replacement pod created');
       await this.#event(vm, {
@@ -226,6 +229,24 @@ export class HaController implements Reconciler {
       });
     }
     return { requeueAfterMs: WAIT_POLL_MS };
+  }
+
+  /**
+   * Adds a restart to the VM's budget annotation. Guarded by the annotation's value as
+   * this controller last saw it (a JSON patch `test`), not by the resourceVersion, which
+   * every status write moves: only a stale view of the annotation itself is refused.
+   */
+  async #countRestart(vm: VirtualMachine, now: number): Promise<void> {
+    const previous = vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS];
+    const value = recordRestart(previous, now, this.#d.budget);
+    const path = `/metadata/annotations/${ANNOTATION_HA_RESTARTS.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+    if (previous !== undefined) {
+      await this.#d.vmWriter.patch(vm, [{ op: 'test', path, value: previous }, { op: 'replace', path, value }], 'json');
+    } else if (vm.metadata.annotations === undefined) {
+      await this.#d.vmWriter.patch(vm, { metadata: { annotations: { [ANNOTATION_HA_RESTARTS]: value } } }, 'merge');
+    } else {
+      await this.#d.vmWriter.patch(vm, [{ op: 'add', path, value }], 'json');
+    }
   }
 
   async #promote(ctx: ReconcileContext, key: string, vm: VirtualMachine, replacement: Pod, action: Extract<HaAction, { kind: 'promote' }>): Promise<void> {
@@ -270,7 +291,7 @@ export class HaController implements Reconciler {
     const uid = launcher.metadata.uid ?? '';
     if (!this.#cleaned.has(uid)) {
       await this.#d.launchers.deleteTargetSecret({ namespace: launcher.metadata.namespace, name: launcher.metadata.name });
-      this.#cleaned.add(uid);
+      remember(this.#cleaned, uid);
     }
   }
 
@@ -295,7 +316,25 @@ export class HaController implements Reconciler {
     );
   }
 
+  /** True the first time `what` is seen (then remembered, boundedly). */
+  #once(what: string): boolean {
+    if (this.#reported.has(what)) return false;
+    remember(this.#reported, what);
+    return true;
+  }
+
   async #event(vm: VirtualMachine, event: RecordedEvent): Promise<void> {
     await this.#d.events.record({ apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata }, event);
+  }
+}
+
+/** What the controller remembers in memory is bounded: the oldest entries go first. */
+const MEMORY_BOUND = 4096;
+
+function remember(set: Set<string>, value: string): void {
+  set.add(value);
+  for (const old of set) {
+    if (set.size <= MEMORY_BOUND) break;
+    set.delete(old);
   }
 }
