@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
-import { KubeApiError, KubeTimeoutError, KubeTransportError } from '../runtime/kube-client.ts';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeApiError, KubeClient, KubeTimeoutError, KubeTransportError } from '../runtime/kube-client.ts';
 import { explainApiError, SUBRESOURCE_GROUP, type Attempt } from './api-errors.ts';
 import { EXIT, PluginError } from './errors.ts';
 
@@ -96,5 +99,31 @@ void describe('explainApiError', () => {
     assert.equal(explainApiError(own, vmAttempt), own);
     const other = new TypeError('y');
     assert.equal(explainApiError(other, vmAttempt), other);
+  });
+
+  void it("reads the aggregator's plain-text 503 as an unavailable subresource API", async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end('service unavailable\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: 'c', server: `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`, skipTLSVerify: true }],
+        users: [{ name: 'u', token: 't' }],
+        contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+        currentContext: 'x',
+      });
+      const err = await new KubeClient(kc, 'test').get('/apis/subresources.keyvirt.io/v1alpha1/namespaces/prod/virtualmachines/web-1/guestinfo').catch((e: unknown) => e);
+      assert.ok(err instanceof KubeApiError, String(err));
+      assert.equal(err.statusCode, 503);
+      const out = explainApiError(err, { ...consoleAttempt, resource: 'virtualmachines/guestinfo' });
+      assert.ok(out instanceof PluginError);
+      assert.equal(out.exitCode, EXIT.unreachable);
+      assert.match(out.message, /^the KeyVirt subresource API is unavailable: the API server cannot reach the operator behind APIService v1alpha1\.subresources\.keyvirt\.io/);
+    } finally {
+      server.close();
+    }
   });
 });

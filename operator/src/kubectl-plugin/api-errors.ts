@@ -61,6 +61,12 @@ export function explainApiError(err: unknown, a: Attempt): Error {
     case 409:
       return new StateError(`${objectWords(a)} in namespace "${a.namespace}": ${serverSays}`, { cause: err });
     case 503:
+      if (a.group === SUBRESOURCE_GROUP && /^service unavailable$/i.test(serverSays.trim())) {
+        return new UnreachableError(
+          `the KeyVirt subresource API is unavailable: the API server cannot reach the operator behind APIService v1alpha1.${SUBRESOURCE_GROUP} (kubectl get apiservice v1alpha1.${SUBRESOURCE_GROUP}; is the operator running?)`,
+          { cause: err },
+        );
+      }
       return new UnreachableError(`${a.resource} of ${objectWords(a)} in namespace "${a.namespace}" is unavailable: ${serverSays}`, { cause: err });
     default:
       return new PluginError(`${a.verb} ${a.resource} in namespace "${a.namespace}" failed: ${String(err.statusCode)} ${err.reason}: ${serverSays}`, 1, { cause: err });

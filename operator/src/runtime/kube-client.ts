@@ -163,8 +163,11 @@ export class KubeClient {
     } catch (err) {
       throw transportError(method, path, err, deadline);
     }
-    const parsed: unknown = text.length > 0 ? JSON.parse(text) : undefined;
-    if (response.status >= 200 && response.status < 300) return parsed;
+    // An error may come from a proxy in front of the API server (the aggregator's plain
+    // "service unavailable"): its text is the message, not a JSON parse failure.
+    const ok = response.status >= 200 && response.status < 300;
+    const parsed: unknown = text.length > 0 ? (ok ? JSON.parse(text) : parseOrText(text)) : undefined;
+    if (ok) return parsed;
     const status = statusBody.safeParse(parsed);
     const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
     const message = status.success ? (status.data.message ?? text) : text;
@@ -279,6 +282,14 @@ export class KubeClient {
     } catch (err) {
       throw transportError(method, path, err, deadline);
     }
+  }
+}
+
+function parseOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text.trim();
   }
 }
 
