@@ -1,51 +1,39 @@
-// Operator scale: N VMs on kwok-simulated nodes (their launcher pods are scheduled and
-// bound, never run), measured from the first `kubectl apply` until every launcher pod
-// is bound to a node; the operator's reconcile rate and RSS at that point.
-//   npm run bench -- operator-scale [--vms N] [--nodes M]   (default 1000 VMs, 10 nodes)
-// kwok gives pods loopback addresses (127.201.0.0/16), so the launcher followers'
-// connection attempts never leave the machine.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+// Operator scale: N VMs on kwok-simulated nodes (their launcher pods are created,
+// scheduled and bound, never run), one burst of `kubectl apply`, then:
+//   all_pods_ms        burst start → every launcher pod created (pods_after_burst_ms: from the burst's end)
+//   reconciles_per_s   VM reconciles over that time
+//   operator_rss_mib   the operator's RSS once every pod is bound (peak_rss_mib: its high-water mark)
+//   idle_cpu_pct       the operator's CPU over 30 s once nothing changes
+//   relist_ms          API server restarted: from it answering again until the operator's
+//                      VM and pod caches are whole again (resync: relist or resumed watch)
+//   api_requests_per_vm requests the operator sent (reads and writes, not watches), per VM
+// The operator talks to a kube-apiserver of its own (same etcd as the shared one) so that
+// restarting it disturbs nobody else. `--baseline <git rev>` first runs the same bench
+// against the operator of that revision, in the same invocation.
+//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV]
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import https from 'node:https';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { sleepOn, systemClock } from '../../operator/src/runtime/clock.ts';
+import { Informer } from '../../operator/src/runtime/informer.ts';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
-import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { operatorKubeconfig, probe, startOperator } from '../operator/operator-process.ts';
+import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
+import { coreTypes } from '../../operator/src/runtime/resource.ts';
+import { ensureCluster, type TestCluster } from '../support/cluster.ts';
+import { KWOK_TAINT, startKwokNodes } from '../support/kwok.ts';
+import { startSecondApiServer, type SecondApiServer } from '../support/second-api-server.ts';
+import { OPERATOR_NAMESPACE, operatorKubeconfig } from '../operator/operator-process.ts';
 import { scratch, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
-const KWOK_TAINT = 'kwok.x-k8s.io/node';
-
-/** kwok's only stage here: nodes become Ready (pods are bound by the kube-scheduler and never run). */
-const KWOK_STAGES = `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: node-initialize
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $now | Quote }}
-        message: kwok simulates this node
-        reason: KubeletReady
-        status: "True"
-        type: Ready
-      allocatable: { cpu: "1000", memory: 4Ti, pods: "1000" }
-      capacity: { cpu: "1000", memory: 4Ti, pods: "1000" }
-      nodeInfo:
-        kubeletVersion: kwok
-`;
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+const IDLE_WINDOW_MS = 30_000;
 
 function flag(args: readonly string[], name: string, fallback: number): number {
   const i = args.indexOf(name);
@@ -54,144 +42,333 @@ function flag(args: readonly string[], name: string, fallback: number): number {
   return v;
 }
 
-function kwokNodes(s: Scratch, count: number): unknown[] {
-  return Array.from({ length: count }, (_, i) => {
-    const name = `kwok-${s.runId}-${i}`;
-    return {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: {
-        name,
-        annotations: { [KWOK_TAINT]: 'fake' },
-        labels: { 'kubernetes.io/hostname': name, type: 'kwok', [TEST_RUN_LABEL]: s.runId, 'keyvirt.io/kvm': 'false' },
-      },
-      spec: { taints: [{ key: KWOK_TAINT, value: 'fake', effect: 'NoSchedule' }] },
-      status: { allocatable: { cpu: '1000', memory: '4Ti', pods: '1000' }, capacity: { cpu: '1000', memory: '4Ti', pods: '1000' } },
-    };
-  });
+function stringFlag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
 }
 
-function vmManifest(s: Scratch, i: number): unknown {
+function vmManifest(s: Scratch, kwokLabel: string, i: number): unknown {
   return {
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'VirtualMachine',
     metadata: { name: `scale-${i}`, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
     spec: {
       runStrategy: 'Always',
-      nodeSelector: { [TEST_RUN_LABEL]: s.runId },
+      nodeSelector: { [TEST_RUN_LABEL]: kwokLabel },
       tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
       template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
     },
   };
 }
 
-function boundPods(cluster: TestCluster, namespace: string): number {
-  const out = cluster.kubectl(['get', 'pods', '-n', namespace, '-l', 'keyvirt.io/vm', '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}']);
-  return out.split('\n').filter((l) => l.trim() !== '').length;
-}
-
-async function rssMiB(pid: number): Promise<number> {
+/** RSS, its high-water mark and CPU time of a process, from procfs. */
+async function procStats(pid: number): Promise<{ rssMiB: number; peakMiB: number; cpuMs: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  return kb / 1024;
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { rssMiB: kb('VmRSS') / 1024, peakMiB: kb('VmHWM') / 1024, cpuMs: (ticks * 1000) / 100 };
 }
 
-async function reconcileCount(port: number): Promise<number> {
-  const body = (await probe(port, '/metrics')).body;
+/** Sums the samples of `name` whose labels match every given pair. */
+function metricSum(text: string, name: string, labels: Record<string, string | RegExp> = {}): number {
   let total = 0;
-  for (const m of body.matchAll(/^keyvirt_reconcile_total\{controller="virtualmachine",result="[a-z]+"\} (\d+)/gm)) total += Number(m[1]);
+  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} ([0-9.e+-]+)$`, 'gm'))) {
+    const pairs = new Map([...(m[1] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((p) => [p[1] ?? '', p[2] ?? '']));
+    const ok = Object.entries(labels).every(([k, want]) => (typeof want === 'string' ? pairs.get(k) === want : want.test(pairs.get(k) ?? '')));
+    if (ok) total += Number(m[2]);
+  }
   return total;
 }
 
+async function httpText(url: string, options: https.RequestOptions = {}): Promise<string> {
+  if (url.startsWith('http:')) return (await fetch(url)).text();
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ...options, timeout: 30_000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+interface OperatorRun {
+  readonly pid: number;
+  readonly port: Promise<number>;
+  /** Every port its health server listened on: a manager that lost its lease starts over on a new one. */
+  readonly ports: readonly number[];
+  readonly exited: Promise<void>;
+  kill(): void;
+}
+
+/** Starts the operator of `tree` (a checkout holding operator/src/main.ts) with the run's kubeconfig. */
+function startOperatorFrom(tree: string, kubeconfig: string, s: Scratch, logFile: string, workers: number): OperatorRun {
+  const args = [
+    path.join(tree, 'operator/src/main.ts'),
+    '--kubeconfig', kubeconfig,
+    '--namespace', OPERATOR_NAMESPACE,
+    '--identity', `scale-${s.runId}`,
+    '--lease-name', `keyvirt-e2e-${s.runId}`,
+    '--health-address', '127.0.0.1:0',
+    '--metrics-address', '127.0.0.1:0',
+    '--allow-emulation', 'true',
+    '--vm-selector', `${TEST_RUN_LABEL}=${s.runId}`,
+    '--storage-domain-selector', `${TEST_RUN_LABEL}=${s.runId}`,
+    '--workers', String(workers),
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: kubeconfig } });
+  const out = createWriteStream(logFile, { flags: 'a' });
+  let resolvePort: (p: number) => void = () => undefined;
+  const port = new Promise<number>((r) => (resolvePort = r));
+  let pending = '';
+  const ports: number[] = [];
+  child.stdout?.on('data', (chunk: Buffer) => {
+    out.write(chunk);
+    pending += chunk.toString('utf8');
+    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      const m = /"port":(\d+).*"msg":"health and metrics server listening"/.exec(line);
+      if (m !== null) {
+        ports.push(Number(m[1]));
+        resolvePort(Number(m[1]));
+      }
+    }
+  });
+  child.stderr?.on('data', (chunk: Buffer) => out.write(chunk));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  if (child.pid === undefined) throw new Error('operator did not start');
+  return { pid: child.pid, port, ports, exited, kill: () => child.kill('SIGKILL') };
+}
+
+/** A checkout of the operator at `rev` (its own operator/ tree, the repository's node_modules). */
+async function treeAt(rev: string, dir: string): Promise<string> {
+  const tree = path.join(dir, `tree-${rev.replace(/[^a-zA-Z0-9]/g, '_')}`);
+  await mkdir(tree, { recursive: true });
+  const archive = execFileSync('git', ['-C', repoRoot, 'archive', rev, 'operator'], { maxBuffer: 1 << 28 });
+  execFileSync('tar', ['-x', '-C', tree], { input: archive });
+  await symlink(path.join(repoRoot, 'node_modules'), path.join(tree, 'node_modules'));
+  return tree;
+}
+
+/** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
+function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number> } {
+  const created = new Map<string, number>();
+  const bound = new Map<string, number>();
+  const schema = z.object({
+    metadata: z.object({ name: z.string(), namespace: z.string().optional(), resourceVersion: z.string().optional() }),
+    spec: z.object({ nodeName: z.string().optional() }),
+  });
+  const informer = new Informer({
+    client,
+    type: coreTypes.pod,
+    schema,
+    namespace,
+    labelSelector: 'keyvirt.io/vm',
+    log: pino({ level: 'warn' }),
+    sleep: sleepOn(systemClock),
+    pageSize: 500,
+    transform: stripUnreadMetadata,
+  });
+  const seen = (pod: z.infer<typeof schema>): void => {
+    const now = Date.now();
+    if (!created.has(pod.metadata.name)) created.set(pod.metadata.name, now);
+    if (pod.spec.nodeName !== undefined && !bound.has(pod.metadata.name)) bound.set(pod.metadata.name, now);
+  };
+  informer.addHandlers({ onAdd: seen, onUpdate: (_o, p) => seen(p) });
+  void informer.run(signal);
+  return { created, bound };
+}
+
 /** Drops the VMs' finalizers in parallel (the operator is gone by then). */
-async function releaseVms(cluster: TestCluster, s: Scratch, count: number): Promise<void> {
-  const kc = new KubeConfig();
-  kc.loadFromFile(cluster.kubeconfig);
-  const client = new KubeClient(kc, 'keyvirt-bench');
+async function releaseVms(client: KubeClient, s: Scratch, count: number): Promise<void> {
   for (let start = 0; start < count; start += 50) {
     await Promise.all(
       Array.from({ length: Math.min(50, count - start) }, (_, j) =>
-        client
-          .patch(`/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines/scale-${start + j}`, { metadata: { finalizers: null } }, 'merge')
-          .catch(() => undefined),
+        client.patch(`/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines/scale-${start + j}`, { metadata: { finalizers: null } }, 'merge').catch(() => undefined),
       ),
     );
+  }
+}
+
+interface Setting {
+  readonly cluster: TestCluster;
+  readonly admin: KubeClient;
+  readonly api: SecondApiServer;
+  readonly kwokLabel: string;
+  readonly vms: number;
+  readonly workers: number;
+  readonly tls: https.RequestOptions;
+  /** Kept after the run: the operators' logs. */
+  readonly logDir: string;
+}
+
+/** apiserver_request_total of the operator's own API server for what the operator reads and writes (not watches). */
+async function serverRequests(st: Setting): Promise<number> {
+  const text = await httpText(`${st.api.url}/metrics`, st.tls);
+  return metricSum(text, 'apiserver_request_total', {
+    verb: /^(GET|LIST|POST|PUT|PATCH|DELETE|APPLY|CREATE|UPDATE)$/,
+    resource: /^(virtualmachines|virtualmachinemigrations|storagedomains|migrationpolicies|pods|secrets|events|persistentvolumeclaims|poddisruptionbudgets|nodes|namespaces)$/,
+  });
+}
+
+async function runOnce(st: Setting, label: string, tree: string): Promise<string> {
+  const { cluster, vms } = st;
+  const s = await scratch(cluster, 'kv-bench-scale');
+  const stopWatch = new AbortController();
+  const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
+  const config = z
+    .looseObject({ clusters: z.array(z.looseObject({ cluster: z.looseObject({ server: z.string() }) })) })
+    .parse(JSON.parse(await readFile(kubeconfig, 'utf8')));
+  for (const c of config.clusters) c.cluster.server = st.api.url;
+  await writeFile(kubeconfig, JSON.stringify(config), { mode: 0o600 });
+  const logFile = path.join(st.logDir, `operator-${label}.log`);
+  const operator = startOperatorFrom(tree, kubeconfig, s, logFile, st.workers);
+  const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
+  try {
+    const port = await Promise.race([
+      operator.port,
+      operator.exited.then(async () => Promise.reject(new Error(`operator exited:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`))),
+    ]);
+    const latestPort = (): number => operator.ports.at(-1) ?? port;
+    const metrics = (): Promise<string> => httpText(`http://127.0.0.1:${latestPort()}/metrics`);
+    const operatorReady = async (): Promise<boolean> => {
+      try {
+        return (await fetch(`http://127.0.0.1:${latestPort()}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    };
+    while (!(await operatorReady())) await sleep(250);
+    const { created, bound } = podTimes(st.admin, s.namespace, stopWatch.signal);
+    const reconciles = async (): Promise<number> => metricSum(await metrics(), 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
+    const before = { reconciles: await reconciles(), requests: await serverRequests(st) };
+    const started = Date.now();
+    for (let i = 0; i < vms; i += 500) {
+      const items = Array.from({ length: Math.min(500, vms - i) }, (_, j) => vmManifest(s, st.kwokLabel, i + j));
+      cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+    }
+    const burstEnd = Date.now();
+    say(`${vms} VMs applied in ${burstEnd - started} ms`);
+    let lastReport = 0;
+    while (bound.size < vms) {
+      if (Date.now() - started > 30 * 60_000) throw new Error(`only ${bound.size}/${vms} launcher pods bound after 30 min`);
+      await sleep(250);
+      if (Date.now() - lastReport > 5000) {
+        lastReport = Date.now();
+        say(`${created.size} launcher pods created, ${bound.size} bound after ${Date.now() - started} ms`);
+      }
+    }
+    const lastCreated = Math.max(...created.values());
+    const allPodsMs = lastCreated - started;
+    const allBoundMs = Math.max(...bound.values()) - started;
+    const reconcileCount = (await reconciles()) - before.reconciles;
+    const atBound = await procStats(operator.pid);
+    // Settle: the operator has nothing left to do once its reconcile count stops moving.
+    let settled = await reconciles();
+    for (;;) {
+      await sleep(5000);
+      const now = await reconciles();
+      if (now === settled) break;
+      settled = now;
+    }
+    const requests = (await serverRequests(st)) - before.requests;
+    const idleFrom = { cpu: (await procStats(operator.pid)).cpuMs, requests: await serverRequests(st) };
+    await sleep(IDLE_WINDOW_MS);
+    const idle = await procStats(operator.pid);
+    const idleCpuPct = ((idle.cpuMs - idleFrom.cpu) / IDLE_WINDOW_MS) * 100;
+    const idleRequests = (await serverRequests(st)) - idleFrom.requests;
+    // API server restart: stopped, started again; the operator's caches must be whole again.
+    const informerEvents = async (): Promise<{ lists: number; connects: number }> => {
+      const text = await metrics();
+      const kinds = /^(VirtualMachine|Pod)$/;
+      return { lists: metricSum(text, 'keyvirt_informer_events_total', { kind: kinds, event: 'list' }), connects: metricSum(text, 'keyvirt_informer_events_total', { kind: kinds, event: 'connected' }) };
+    };
+    const beforeRestart = await informerEvents();
+    const managerLives = operator.ports.length;
+    const stopAt = Date.now();
+    await st.api.stop();
+    await sleep(5000);
+    await st.api.start();
+    const readyAt = Date.now();
+    const resynced = async (): Promise<'relist' | 'resume' | 'restart' | undefined> => {
+      // An outage longer than the renew deadline: the manager stepped down and started over with fresh caches.
+      if (operator.ports.length > managerLives) return (await operatorReady()) ? 'restart' : undefined;
+      const now = await informerEvents().catch(() => beforeRestart);
+      if (now.lists >= beforeRestart.lists + 2) return 'relist';
+      if (now.connects < beforeRestart.connects + 2 || now.lists !== beforeRestart.lists) return undefined;
+      // Resumed watches: give a relist the chance to show (a 410 arrives on the resumed watch).
+      await sleep(2000);
+      const later = await informerEvents().catch(() => beforeRestart);
+      return later.lists === beforeRestart.lists && operator.ports.length === managerLives ? 'resume' : undefined;
+    };
+    let resync: 'relist' | 'resume' | 'restart' | undefined;
+    while (resync === undefined) {
+      if (Date.now() - readyAt > 10 * 60_000) throw new Error('the operator did not resync within 10 min of the API server restart');
+      resync = await resynced();
+      if (resync === undefined) await sleep(100);
+    }
+    const relistMs = Date.now() - readyAt;
+    const restartTotalMs = Date.now() - stopAt;
+    const final = await procStats(operator.pid);
+    say(`${vms} VMs on kwok nodes; ${reconcileCount} reconciles; all bound after ${allBoundMs} ms; ${requests} API requests; idle: ${idleRequests} requests in ${IDLE_WINDOW_MS / 1000} s; after the restart: ${resync}, ${restartTotalMs} ms from the stop, RSS ${final.rssMiB.toFixed(1)} MiB`);
+    return (
+      `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconcileCount / (allPodsMs / 1000)).toFixed(1)} ` +
+      `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${(requests / vms).toFixed(2)} ` +
+      `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
+      `idle_requests=${idleRequests} resync=${resync} operator=${label}`
+    );
+  } finally {
+    stopWatch.abort();
+    operator.kill();
+    await operator.exited;
+    await releaseVms(st.admin, s, vms);
+    try {
+      cluster.kubectl(['delete', 'virtualmachines', '--all', '-n', s.namespace, '--wait=false']);
+    } finally {
+      await s.cleanup();
+    }
   }
 }
 
 export async function main(args: readonly string[]): Promise<void> {
   const vms = flag(args, '--vms', 1000);
   const nodeCount = flag(args, '--nodes', 10);
+  const workers = flag(args, '--workers', 8);
+  const baseline = stringFlag(args, '--baseline');
   const cluster = await ensureCluster();
-  const s = await scratch(cluster, 'kv-bench-scale');
-  let kwok: ChildProcess | undefined;
-  const operatorKc = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-  const operator = startOperator({
-    kubeconfig: operatorKc,
-    logFile: path.join(s.dir, 'operator.log'),
-    identity: `scale-${s.runId}`,
-    leaseName: `keyvirt-e2e-${s.runId}`,
-    vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
-    extraArgs: ['--workers', '8'],
-  });
+  const s = await scratch(cluster, 'kv-bench-scale-nodes');
+  const kc = new KubeConfig();
+  kc.loadFromFile(cluster.kubeconfig);
+  const admin = new KubeClient(kc, 'keyvirt-bench');
+  let api: SecondApiServer | undefined;
+  let kwok: { stop(): void } | undefined;
   try {
-    const kwokConfig = path.join(s.dir, 'kwok.yaml');
-    await writeFile(kwokConfig, KWOK_STAGES);
-    kwok = spawn(
-      path.join(cluster.layout.binDir, 'kwok'),
-      [
-        `--config=${kwokConfig}`,
-        `--kubeconfig=${cluster.kubeconfig}`,
-        '--node-lease-duration-seconds=40',
-        `--manage-nodes-with-label-selector=${TEST_RUN_LABEL}=${s.runId}`,
-        '--cidr=127.201.0.0/16',
-        '--node-ip=127.0.0.1',
-        '--server-address=127.0.0.1:0',
-      ],
-      { stdio: ['ignore', 'ignore', openSync(path.join(s.dir, 'kwok.log'), 'a')] },
-    );
-    cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: kwokNodes(s, nodeCount) }));
-    await eventually(
-      'kwok nodes Ready',
-      () => {
-        const ready = cluster.kubectl(['get', 'nodes', '-l', `${TEST_RUN_LABEL}=${s.runId}`, '-o', 'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}']);
-        return ready.split(' ').filter((r) => r === 'True').length === nodeCount ? true : undefined;
-      },
-      120_000,
-    );
+    kwok = await startKwokNodes(cluster, { label: { key: TEST_RUN_LABEL, value: s.runId }, count: nodeCount, namePrefix: `kwok-${s.runId}`, runPods: false, dir: s.dir });
     process.stdout.write(`operator-scale: ${nodeCount} kwok nodes Ready\n`);
-    const port = await operator.healthPort;
-    const before = await reconcileCount(port);
-    const started = Date.now();
-    for (let i = 0; i < vms; i += 100) {
-      const items = Array.from({ length: Math.min(100, vms - i) }, (_, j) => vmManifest(s, i + j));
-      cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+    const logDir = await mkdtemp(path.join(tmpdir(), 'keyvirt-operator-scale-'));
+    process.stdout.write(`operator-scale: operator and API server logs in ${logDir}\n`);
+    api = await startSecondApiServer(cluster, logDir);
+    const pki = cluster.layout.pkiDir;
+    const tls = { ca: await readFile(path.join(pki, 'ca.crt')), cert: await readFile(path.join(pki, 'admin.crt')), key: await readFile(path.join(pki, 'admin.key')) };
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, tls, logDir };
+    const lines: string[] = [];
+    if (baseline !== undefined) {
+      const line = await runOnce(setting, baseline, await treeAt(baseline, s.dir));
+      process.stdout.write(`${line}\n`);
+      lines.push(line);
     }
-    let bound = 0;
-    while (bound < vms) {
-      if (Date.now() - started > 30 * 60_000) throw new Error(`only ${bound}/${vms} launcher pods bound after 30 min`);
-      await sleep(2000);
-      bound = boundPods(cluster, s.namespace);
-      process.stdout.write(`operator-scale: ${bound}/${vms} launcher pods bound after ${Date.now() - started} ms\n`);
-    }
-    const allPodsMs = Date.now() - started;
-    const reconciles = (await reconcileCount(port)) - before;
-    const rss = await rssMiB(operator.pid);
-    process.stdout.write(`operator-scale: ${vms} VMs on ${nodeCount} kwok nodes; ${reconciles} reconciles\n`);
-    process.stdout.write(
-      `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconciles / (allPodsMs / 1000)).toFixed(1)} operator_rss_mib=${rss.toFixed(1)}\n`,
-    );
+    const line = await runOnce(setting, 'working-tree', repoRoot);
+    lines.push(line);
+    for (const l of lines) process.stdout.write(`${l}\n`);
   } finally {
-    operator.kill('SIGKILL');
-    await operator.exited;
-    await releaseVms(cluster, s, vms);
-    kwok?.kill('SIGTERM');
-    try {
-      cluster.kubectl(['delete', 'virtualmachines', '--all', '-n', s.namespace, '--wait=false']);
-      cluster.kubectl(['delete', 'nodes', '-l', `${TEST_RUN_LABEL}=${s.runId}`, '--wait=false', '--ignore-not-found']);
-    } finally {
-      await s.cleanup();
-    }
+    await api?.stop();
+    kwok?.stop();
+    await s.cleanup();
     cluster.release();
   }
 }
