@@ -3,10 +3,14 @@
 // pods, and the clock runs until the VM's guest agent is connected again on the other
 // node. detect_ms: power loss → the VM's Ready condition no longer True; restart_ms:
 // from there → Running with AgentConnected on the other node; total_ms: both. The
-// double-run checker watches the whole time (double_runs: rules broken). The crashed
-// node powers back on between repetitions. Medians over the repetitions; status polled
-// every 100 ms through kubectl (the figures carry that resolution).
+// double-run checker watches the whole time (double_runs: rules broken). Each repetition
+// also prints where the time went, from the VM's events: power loss → replacement pod
+// created, → lease acquired (the expiry wait L and the claim's 2·R), → agent connected
+// (pod start, disk fence, QEMU and the guest's boot). The crashed node powers back on
+// between repetitions. Medians over the repetitions; status polled every 100 ms through
+// kubectl (the figures carry that resolution).
 //   npm run bench -- ha-failover [--reps N]
+import { z } from 'zod';
 import { LeaseSchema } from '../../launcher/src/api/config.ts';
 import { eventually } from '../support/cluster.ts';
 import { condition, getVm } from '../operator/vm-fixtures.ts';
@@ -27,12 +31,25 @@ function median(values: readonly number[]): number {
   return v.length % 2 === 1 ? (v[mid] ?? Number.NaN) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
 }
 
+const eventList = z.object({ items: z.array(z.object({ reason: z.string().optional(), eventTime: z.string().nullish(), metadata: z.object({ creationTimestamp: z.string().optional() }) })) });
+
+/** Epoch ms of the latest event `reason` on the VM at or after `sinceMs`, if any. */
+function eventAt(sc: HaScenario, reason: string, sinceMs: number): number | undefined {
+  const out = sc.cluster.kubectl(['get', 'events.events.k8s.io', '-n', sc.s.namespace, '--field-selector', `regarding.name=${VM}`, '-o', 'json']);
+  const times = eventList.parse(JSON.parse(out)).items
+    .filter((e) => e.reason === reason)
+    .map((e) => Date.parse(e.eventTime ?? e.metadata.creationTimestamp ?? ''))
+    .filter((t) => Number.isFinite(t) && t >= sinceMs - 1000);
+  return times.length === 0 ? undefined : Math.max(...times);
+}
+
 async function failOnce(sc: HaScenario, rep: number): Promise<Sample> {
   const before = await sc.waitRunning(VM, 'running');
   const dead = before.status?.nodeName ?? '';
   const checker = await sc.watch(VM);
   try {
     const crashed = performance.now();
+    const crashedAt = Date.now();
     await sc.cluster.faults.crash(dead);
     await eventually('Ready no longer True', () => {
       const vm = getVm(sc.cluster, sc.s.namespace, VM);
@@ -46,7 +63,12 @@ async function failOnce(sc: HaScenario, rep: number): Promise<Sample> {
     const up = performance.now();
     const report = await checker.stop();
     const sample = { detectMs: detected - crashed, restartMs: up - detected, totalMs: up - crashed, doubleRuns: report.violations.length };
-    process.stdout.write(`rep=${rep} from=${dead} detect_ms=${Math.round(sample.detectMs)} restart_ms=${Math.round(sample.restartMs)} total_ms=${Math.round(sample.totalMs)} double_runs=${sample.doubleRuns}\n`);
+    const since = (reason: string): string => {
+      const at = eventAt(sc, reason, crashedAt);
+      return at === undefined ? 'NaN' : String(at - crashedAt);
+    };
+    process.stdout.write(`rep=${rep} from=${dead} detect_ms=${Math.round(sample.detectMs)} restart_ms=${Math.round(sample.restartMs)} total_ms=${Math.round(sample.totalMs)} double_runs=${sample.doubleRuns}`
+      + ` replacement_created_ms=${since('HAReplacementCreated')} lease_acquired_ms=${since('HALeaseAcquired')}\n`);
     for (const v of report.violations) process.stdout.write(`  double run: ${v}\n`);
     await sc.cluster.faults.restart(dead);
     return sample;
