@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { apiServerUrl, ports, serviceClusterIpRange } from '../../hack/cluster/layout.ts';
+import { aggregationFlags, frontProxyFiles } from '../../hack/cluster/front-proxy-pki.ts';
 import type { TestCluster } from './cluster.ts';
 
 function freePort(): Promise<number> {
@@ -58,6 +59,10 @@ export async function startSecondApiServer(cluster: TestCluster, dir: string): P
     `--service-account-signing-key-file=${pki('sa.key')}`,
     `--service-cluster-ip-range=${serviceClusterIpRange}`,
     '--endpoint-reconciler-type=none',
+    // The same aggregation set-up as the shared API server: both run the APIService
+    // availability check on the same objects, and a server without it would mark every
+    // aggregated API unavailable for both (its probe dials ClusterIPs nobody serves).
+    ...aggregationFlags(frontProxyFiles(layout.pkiDir)),
     '--profiling=false',
     '--v=1',
   ];
