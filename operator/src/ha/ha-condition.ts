@@ -4,10 +4,19 @@
 import type { Condition, VirtualMachine } from '@keyvirt/crds';
 import type { BudgetState, RestartBudget } from './restart-budget.ts';
 
-export function haCondition(vm: VirtualMachine, noSharedStorage: string | undefined, budget: BudgetState, limits: RestartBudget): Omit<Condition, 'lastTransitionTime'> | undefined {
+export function haCondition(
+  vm: VirtualMachine,
+  noSharedStorage: string | undefined,
+  budget: BudgetState,
+  limits: RestartBudget,
+  launcherWithoutLease = false,
+): Omit<Condition, 'lastTransitionTime'> | undefined {
   if (!vm.spec.highAvailability.enabled) return undefined;
   if (noSharedStorage !== undefined) {
     return { type: 'HighAvailability', status: 'False', reason: 'NoSharedStorage', message: `the VM is not restarted elsewhere: ${noSharedStorage}` };
+  }
+  if (launcherWithoutLease) {
+    return { type: 'HighAvailability', status: 'False', reason: 'LauncherWithoutLease', message: 'the launcher was started before high availability was enabled and holds no storage lease; restart the VM to protect it' };
   }
   if (budget.exhausted) {
     const until = budget.retryAt === undefined ? '' : `; the next one is allowed after ${new Date(budget.retryAt).toISOString()}`;

@@ -56,7 +56,7 @@ function launcherPod(vm: string, name: string, uid: string, node: string, at: { 
       uid,
       creationTimestamp: created,
       labels: { 'keyvirt.io/vm': vm, 'keyvirt.io/vm-uid': `${vm}-uid`, ...(replaces === undefined ? {} : { 'keyvirt.io/ha-replacement': replaces }) },
-      annotations: replaces === undefined ? {} : { 'keyvirt.io/ha-replaced': replaces },
+      annotations: { 'keyvirt.io/storage-lease': 'shared', ...(replaces === undefined ? {} : { 'keyvirt.io/ha-replaced': replaces }) },
       ownerReferences: [{ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name: vm, uid: `${vm}-uid`, controller: true }],
     },
     spec: { nodeName: node, containers: [{ name: 'launcher' }] },

@@ -134,7 +134,7 @@ export class HaController implements Reconciler {
       case 'refuse': {
         if (this.#once(`${key}/${current?.metadata.uid ?? ''}/${action.reason}`)) {
           ctx.log.warn({ reason: action.reason }, 'launcher lost; HA restart refused');
-          await this.#event(vm, { type: 'Warning', reason: action.reason === 'RestartBudgetExhausted' ? 'HARestartBudgetExhausted' : 'HANoSharedStorage', action: 'Restart', note: action.message });
+          await this.#event(vm, { type: 'Warning', reason: `HA${action.reason}`, action: 'Restart', note: action.message });
         }
         return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
       }

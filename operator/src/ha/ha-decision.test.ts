@@ -16,7 +16,8 @@ function vmOf(ha: boolean, runStrategy: 'Always' | 'RerunOnFailure' | 'Manual' =
   });
 }
 
-const current: Pod = { metadata: { name: 'launcher-web', namespace: 'prod', uid: 'old' }, spec: { containers: [], nodeName: 'n1' } };
+const current: Pod = { metadata: { name: 'launcher-web', namespace: 'prod', uid: 'old', annotations: { 'keyvirt.io/storage-lease': 'shared' } }, spec: { containers: [], nodeName: 'n1' } };
+const leaseless: Pod = { metadata: { name: 'launcher-web', namespace: 'prod', uid: 'old' }, spec: { containers: [], nodeName: 'n1' } };
 const replacement: Pod = {
   metadata: { name: 'launcher-web-abc', namespace: 'prod', uid: 'new', labels: { 'keyvirt.io/ha-replacement': 'old' } },
   spec: { containers: [], nodeName: 'n2' },
@@ -68,6 +69,10 @@ describe('decideHa', () => {
     { name: 'migration in progress', o: observe({ reach: silent, currentHeard: false, migrating: true }), want: 'none' },
     { name: 'no shared storage', o: observe({ reach: silent, currentHeard: false, noSharedStorage: 'local domain' }), want: 'refuse:NoSharedStorage' },
     { name: 'budget exhausted', o: observe({ reach: silent, currentHeard: false, budget: exhausted }), want: 'refuse:RestartBudgetExhausted' },
+    { name: 'launcher started without a lease (HA enabled later), silent: not replaced', o: observe({ current: leaseless, reach: silent, currentHeard: false }), want: 'refuse:LauncherWithoutLease' },
+    { name: 'launcher without a lease on a fenced node: replaced', o: observe({ current: leaseless, reach: fenced }), want: 'replace', fencedClaim: true },
+    { name: 'launcher without a lease, failed: replaced (its QEMU ended)', o: observe({ current: leaseless, currentHeard: false, currentState: { kind: 'finished', uid: 'old', succeeded: false, terminating: false, finishedAt: undefined } }), want: 'replace', fencedClaim: false },
+    { name: 'no shared storage wins over the missing lease', o: observe({ current: leaseless, reach: silent, currentHeard: false, noSharedStorage: 'nfs' }), want: 'refuse:NoSharedStorage' },
     { name: 'non-HA VM, silent: stays, Unknown', o: observe({ vm: vmOf(false), reach: silent, currentHeard: false }), want: 'none' },
     { name: 'non-HA VM, node NotReady: stays', o: observe({ vm: vmOf(false), reach: notReady, currentHeard: false }), want: 'none' },
     { name: 'non-HA Always VM on a fenced node: restarted', o: observe({ vm: vmOf(false), reach: fenced }), want: 'fenceRestart' },

@@ -8,7 +8,7 @@ import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { Reachability } from '../vm/launcher-reachability.ts';
 import type { LauncherPodState } from '../vm/run-strategy.ts';
-import { LABEL_HA_REPLACEMENT } from '../vm/names.ts';
+import { ANNOTATION_STORAGE_LEASE, LABEL_HA_REPLACEMENT } from '../vm/names.ts';
 import type { BudgetState } from './restart-budget.ts';
 
 export interface HaObservation {
@@ -33,13 +33,18 @@ export interface HaObservation {
   readonly budget: BudgetState;
 }
 
+/** The launcher pod was started with a storage lease (ANNOTATION_STORAGE_LEASE): its QEMU dies when the lease is lost. */
+export function podKeepsLease(pod: Pod | undefined): boolean {
+  return (pod?.metadata.annotations?.[ANNOTATION_STORAGE_LEASE] ?? '') !== '';
+}
+
 export type HaAction =
   | { readonly kind: 'none' }
   /** Wait for the replacement's launcher (lease acquisition, boot); poll again. */
   | { readonly kind: 'wait' }
   /** The launcher is lost: start a replacement on another node (after the budget and priority checks). */
   | { readonly kind: 'replace'; readonly failedNode: string; readonly nodeFenced: boolean; readonly reason: string; readonly message: string }
-  | { readonly kind: 'refuse'; readonly reason: 'NoSharedStorage' | 'RestartBudgetExhausted'; readonly message: string }
+  | { readonly kind: 'refuse'; readonly reason: 'NoSharedStorage' | 'RestartBudgetExhausted' | 'LauncherWithoutLease'; readonly message: string }
   /** The replacement holds the lease and runs: make it the VM's launcher and remove the old pod. */
   | { readonly kind: 'promote'; readonly oldUid: string | undefined; readonly takeover: boolean }
   /** The replacement is not needed (or not any more): delete it. */
@@ -76,6 +81,10 @@ export function decideHa(o: HaObservation): HaAction {
   if (!haEnabled(o.vm)) {
     // Without a lease nothing but fencing proves the old QEMU stopped (ADR 0064): a dead node's VM waits, Unknown.
     return o.reach.fenced && o.vm.spec.runStrategy === 'Always' ? { kind: 'fenceRestart', uid: o.currentState.uid, node } : { kind: 'none' };
+  }
+  if (o.noSharedStorage === undefined && !o.reach.fenced && !podKeepsLease(o.current)) {
+    // Its launcher holds no lease (HA was enabled while it ran): only fencing proves its QEMU gone.
+    return { kind: 'refuse', reason: 'LauncherWithoutLease', message: `launcher pod ${o.current?.metadata.name ?? ''} was started without a storage lease; restart the VM to protect it, or fence node ${node}` };
   }
   return restartOrRefuse(o, { kind: 'replace', failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message });
 }

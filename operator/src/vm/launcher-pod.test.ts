@@ -194,6 +194,7 @@ void describe('HA launcher pods (ADR 0064)', () => {
     assert.equal(pod.metadata.name, 'launcher-web-1-0123456789');
     assert.equal(pod.metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
     assert.equal(pod.metadata.annotations['keyvirt.io/ha-replaced'], 'old-uid');
+    assert.equal(pod.metadata.annotations['keyvirt.io/storage-lease'], 'shared');
     assert.equal(pod.spec.volumes.find((v) => v.name === 'launcher-config')?.secret?.secretName, 'launcher-web-1-0123456789');
     const secret = renderLauncherSecret(vm, 't', launcherConfig(input({ lease, haReplacement: replacement })), undefined, replacement) as { metadata: { name: string; labels: Record<string, string> } };
     assert.equal(secret.metadata.name, 'launcher-web-1-0123456789');

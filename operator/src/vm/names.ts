@@ -92,6 +92,12 @@ export function launcherSecretName(vmName: string): string {
  * controller never treats such a pod as the VM's launcher while the label is on it.
  */
 export const LABEL_HA_REPLACEMENT = 'keyvirt.io/ha-replacement';
+/**
+ * On a launcher pod that keeps a storage lease: the StorageDomain holding it. An HA VM
+ * whose pod lacks it (HA enabled while it ran) has a launcher that holds no lease: it
+ * is not restarted elsewhere on silence alone, since nothing would stop its QEMU.
+ */
+export const ANNOTATION_STORAGE_LEASE = 'keyvirt.io/storage-lease';
 /** On a promoted HA replacement: the UID of the launcher pod it replaced (for the record). */
 export const ANNOTATION_HA_REPLACED = 'keyvirt.io/ha-replaced';
 /** HA-controller-owned, on the VM: JSON list of the times (ms since the epoch) of its HA restarts, bounded. */

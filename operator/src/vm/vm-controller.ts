@@ -10,6 +10,7 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/c
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { haCondition } from '../ha/ha-condition.ts';
+import { podKeepsLease } from '../ha/ha-decision.ts';
 import { budgetState, DEFAULT_RESTART_BUDGET, type RestartBudget } from '../ha/restart-budget.ts';
 import { leaseDomainOf, resolveDisks, type DiskLookup } from './disk-volumes.ts';
 import type { LauncherFollowers } from './launcher-followers.ts';
@@ -221,7 +222,8 @@ export class VmController implements Reconciler {
     const reach = state.kind === 'active' && !state.terminating ? reachability({ pod, node, silentMs: this.#d.followers.silentMs(key, state.uid) }) : undefined;
     const budget = this.#d.haBudget ?? DEFAULT_RESTART_BUDGET;
     const lease = vm.spec.highAvailability.enabled ? leaseDomainOf(vm, this.#d.disks) : undefined;
-    const ha = haCondition(vm, lease !== undefined && 'problem' in lease ? lease.problem : undefined, budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, budget), budget);
+    const leaseless = state.kind === 'active' && lease !== undefined && !('problem' in lease) && !podKeepsLease(pod);
+    const ha = haCondition(vm, lease !== undefined && 'problem' in lease ? lease.problem : undefined, budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, budget), budget, leaseless);
     return { reach, ha };
   }
 
