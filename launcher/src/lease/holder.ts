@@ -77,11 +77,16 @@ export class LeaseHolder {
     this.#checkDeadline();
   }
 
-  /** Stops renewing (the fence timer too); waits for a renewal in flight. The lease stays as written. */
-  async stop(): Promise<void> {
+  /** Stops renewing (the fence timer too) without waiting for a renewal in flight (it may hang). */
+  halt(): void {
     this.#stopped = true;
     clearTimeout(this.#renewTimer);
     clearInterval(this.#fenceTimer);
+  }
+
+  /** Stops renewing (the fence timer too); waits for a renewal in flight. The lease stays as written. */
+  async stop(): Promise<void> {
+    this.halt();
     await this.#inFlight;
   }
 

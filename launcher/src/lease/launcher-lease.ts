@@ -126,16 +126,32 @@ export class LauncherLease {
     this.#status({ state: 'Held', holder: this.self, generation: record.generation, takeover: this.#takeover });
   }
 
-  /** Once QEMU has exited: release the lease, unless it was lost or handed over. */
+  /**
+   * Once QEMU has exited: release the lease, unless it was lost or handed over. Lease
+   * I/O that hangs must not keep the launcher alive: after F the lease is left to expire.
+   */
   async afterQemuExit(status: Status): Promise<void> {
     const holder = this.#holder;
     if (holder === undefined) return;
-    if (holder.fenced !== undefined) {
-      await holder.stop();
+    if (holder.fenced !== undefined || status.reason === 'Migrated') {
+      holder.halt();
       return;
     }
-    if (status.reason === 'Migrated') return;
-    if (await holder.release()) this.#status({ state: 'Released', holder: this.self, generation: holder.generation });
+    const timeout = new AbortController();
+    const released = await Promise.race([
+      holder.release().catch((err: unknown) => {
+        this.#log.warn({ err }, 'lease release failed; it will expire');
+        return false;
+      }),
+      sleep(this.#timing.fenceTimeoutMs, 'timeout' as const, { signal: timeout.signal }).catch(() => false as const),
+    ]);
+    timeout.abort();
+    if (released === 'timeout') {
+      holder.halt();
+      this.#log.warn('lease release hung; it will expire');
+    } else if (released) {
+      this.#status({ state: 'Released', holder: this.self, generation: holder.generation });
+    }
   }
 
   /** Migration source, once QEMU reported `completed`: the target becomes the holder. */
