@@ -118,6 +118,7 @@ export class KubeClient {
   readonly #timeoutMs: number;
   readonly #bucket: TokenBucket | undefined;
   #observer: KubeRequestObserver | undefined;
+  #dispatcher: ReturnType<RequestContext['getDispatcher']> | undefined;
 
   constructor(kc: KubeConfig, fieldManager: string, options: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
@@ -258,6 +259,19 @@ export class KubeClient {
     return ctx;
   }
 
+  /**
+   * One connection pool for every request of this client. client-node's
+   * applySecurityAuthentication makes a new undici Agent per request context: used as is,
+   * every request paid a TLS handshake and left its own idle connection behind until the
+   * keep-alive timeout (memory and API-server work growing with the request rate). The
+   * credentials' headers still come from each request's context; the TLS material of a
+   * loaded kubeconfig does not change.
+   */
+  #dispatcherOf(ctx: RequestContext): ReturnType<RequestContext['getDispatcher']> {
+    this.#dispatcher ??= ctx.getDispatcher();
+    return this.#dispatcher;
+  }
+
   async #send(
     ctx: RequestContext,
     method: KubeMethod,
@@ -276,7 +290,7 @@ export class KubeClient {
         method,
         headers,
         body,
-        dispatcher: ctx.getDispatcher(),
+        dispatcher: this.#dispatcherOf(ctx),
         signal: options.signal,
       });
     } catch (err) {
