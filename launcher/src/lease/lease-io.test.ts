@@ -161,6 +161,38 @@ void describe('lease on a real file', () => {
   });
 });
 
+void describe('holder on a manual monotonic clock', () => {
+  void it('fences LeaseExpired once its clock passes F after the last renewal start, though the file is healthy', async () => {
+    await withDir(async (dir) => {
+      const file = path.join(dir, 'lease');
+      let clock = 1000;
+      const acquired = await acquireLease({ file, self: 'me', node: 'n', timing, nodeFenced: false, logger, onStatus: () => undefined, now: () => clock });
+      const fences: FenceReason[] = [];
+      const holder = new LeaseHolder({
+        file,
+        self: 'me',
+        node: 'n',
+        acquired: acquired.record,
+        acquiredAtMs: acquired.claimedAtMs,
+        timing,
+        logger,
+        onFence: (r) => fences.push(r),
+        now: () => clock,
+      });
+      holder.start();
+      await new Promise((r) => setTimeout(r, 350));
+      assert.deepEqual(fences, []);
+      assert.ok(holder.renewals >= 2);
+      // Every renewal so far started at the reading 1000: F later on this clock, the holder fences.
+      clock += timing.fenceTimeoutMs;
+      const t0 = performance.now();
+      while (fences.length === 0 && performance.now() - t0 < 1000) await new Promise((r) => setTimeout(r, 5));
+      assert.deepEqual(fences, ['LeaseExpired']);
+      assert.ok(performance.now() - t0 < 150, 'the 100 ms fence timer acts without waiting for I/O');
+    });
+  });
+});
+
 void describe('takeover disk fence', () => {
   void it('moves the disk to a new inode: an old descriptor writes only to the orphan', async () => {
     await withDir(async (dir) => {
