@@ -253,7 +253,14 @@ export class SubresourceServer {
     }
     const stream = launcher;
     const log = this.#log.child({ namespace: route.namespace, name: route.name, subresource: route.subresource, user: user.username });
+    // ws calls back only for a handshake it completes: a user gone meanwhile must not
+    // leave the launcher's stream (and its one-session slot) open.
+    let adopted = false;
+    socket.once('close', () => {
+      if (!adopted) stream.destroy();
+    });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      adopted = true;
       log.info('stream session opened');
       void bridgeWebSocket(ws, stream, log).then((endedBy) => log.info({ endedBy }, 'stream session closed'));
     });
