@@ -76,6 +76,9 @@ export function openLauncherStream(options: LauncherStreamOptions): Promise<Dupl
         return;
       }
       socket.setTimeout(0);
+      // A launcher pod gone without a FIN (its node died) is noticed by the kernel's probes.
+      socket.setKeepAlive(true, 30_000);
+      socket.setNoDelay(true);
       if (head.length > 0) socket.unshift(head);
       resolve(socket);
     });
