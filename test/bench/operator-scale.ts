@@ -256,7 +256,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
     let lastReport = 0;
     while (bound.size < vms) {
-      if (Date.now() - started > 30 * 60_000) throw new Error(`only ${bound.size}/${vms} launcher pods bound after 30 min`);
+      if (Date.now() - started > 90 * 60_000) throw new Error(`only ${bound.size}/${vms} launcher pods bound after 90 min`);
       await sleep(250);
       if (Date.now() - lastReport > 5000) {
         lastReport = Date.now();
@@ -281,6 +281,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     await sleep(IDLE_WINDOW_MS);
     const idle = await procStats(operator.pid);
     const idleCpuPct = ((idle.cpuMs - idleFrom.cpu) / IDLE_WINDOW_MS) * 100;
+    const settledRss = idle.rssMiB;
     const idleRequests = (await serverRequests(st)) - idleFrom.requests;
     // API server restart: stopped, started again; the operator's caches must be whole again.
     const informerEvents = async (): Promise<{ lists: number; connects: number }> => {
@@ -319,7 +320,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     return (
       `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconcileCount / (allPodsMs / 1000)).toFixed(1)} ` +
       `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${(requests / vms).toFixed(2)} ` +
-      `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
+      `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} operator=${label}`
     );
   } finally {
