@@ -187,12 +187,16 @@ void describe('subresources.keyvirt.io through the kube-apiserver', { timeout: 1
     assert.equal(migration.spec.vmName, VM);
     assert.deepEqual(migration.spec.targetNodeSelector, { 'kubernetes.io/hostname': to });
     assert.equal(migration.metadata.annotations?.['keyvirt.io/requested-by'], allowed.name);
-    await eventually(
-      'the migration Succeeded',
-      () => (cluster.kubectl(['get', 'virtualmachinemigration', result.migrationName, '-n', s.namespace, '-o', 'jsonpath={.status.phase}']).trim() === 'Succeeded' ? true : undefined),
+    const final = await eventually(
+      'the migration finished',
+      () => {
+        const out = cluster.kubectl(['get', 'virtualmachinemigration', result.migrationName, '-n', s.namespace, '-o', 'jsonpath={.status.phase} {.status.failureReason} {.status.conditions[*].message}']).trim();
+        return /^(Succeeded|Failed|Cancelled)\b/.test(out) ? out : undefined;
+      },
       180_000,
       1000,
     );
+    assert.match(final, /^Succeeded/);
     await waitVm(cluster, { namespace: s.namespace, name: VM }, `Running on ${to}`, (v) => v.status?.phase === 'Running' && v.status.nodeName === to, 60_000);
     const cancel = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'migrate-cancel'));
     assert.equal(cancel.status, 404, 'nothing left to cancel');
