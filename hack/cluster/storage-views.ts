@@ -4,7 +4,11 @@
 // or fail (bindfs gone: I/O errors) while the other nodes and the host keep reading the
 // same files directly. Teardown never touches a view's files: it aborts the FUSE
 // connection first (every waiting request fails at once), then detaches the mount.
+// Views are mounted under /run, outside every tree a container's root binds recursively
+// (the repository, /usr, /etc, /opt): a view that hangs must never be carried into the
+// pods of other nodes, whose start would then hang remounting it read-only.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,8 +21,9 @@ export class StorageViewError extends Error {
 
 export type StorageViewState = 'serving' | 'hung' | 'failed' | 'absent';
 
+/** One directory per cluster (several clones of the repository may run clusters). */
 function viewsDir(layout: ClusterLayout): string {
-  return path.join(layout.stateDir, 'storage-views');
+  return path.join('/run/keyvirt-storage-views', createHash('sha256').update(layout.root).digest('hex').slice(0, 12));
 }
 
 /** Where node `node`'s view is mounted. */

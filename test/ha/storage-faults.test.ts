@@ -2,8 +2,9 @@
 // reach the shared directory through the node's own FUSE view, so that hanging the view
 // stops their writes (while the host, and every other node, still write the same
 // directory) and failing it makes them fail; an API-only partition (cutNetwork) leaves
-// the storage alone; restoring brings writes back; and deleting a node whose view hangs
-// finishes promptly and leaves no mount behind.
+// the storage alone; restoring brings writes back; a hung view of one node never reaches
+// the pods of another; and deleting a node whose view hangs finishes promptly and leaves
+// no mount behind.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { apply, busyboxPod, createNamespace, deleteNamespace, waitPodPhase } from '../cluster/test-pods.ts';
+import { nodeStorageView } from '../../hack/cluster/nodes.ts';
 
 /** Appends a line every 100 ms to /shared/<file>; a failed write is reported on stdout and retried. */
 const writer = (file: string): string => `i=0; while true; do i=$((i+1)); echo $i >> /shared/${file} || echo write-failed; sleep 0.1; done`;
@@ -112,6 +114,20 @@ void describe('storage faults on one node', { timeout: 20 * 60_000 }, () => {
     await writerPod('writer-after', 'after');
   });
 
+  void it('while one node\'s view hangs, a pod on another node starts and writes', async () => {
+    const other = (await cluster.createNode('kvt-storage-o', { storageRoot: root })).name;
+    nodes.push(other);
+    await cluster.faults.storageHang(node);
+    const saved = node;
+    try {
+      node = other;
+      await writerPod('writer-other', 'other');
+    } finally {
+      node = saved;
+      await cluster.faults.storageRestore(saved);
+    }
+  });
+
   void it('deleting a node whose view hangs is prompt and leaves no mount', async () => {
     const second = (await cluster.createNode('kvt-storage-h', { storageRoot: root })).name;
     nodes.push(second);
@@ -129,7 +145,7 @@ void describe('storage faults on one node', { timeout: 20 * 60_000 }, () => {
     nodes.splice(nodes.indexOf(second), 1);
     const elapsed = Date.now() - started;
     assert.ok(elapsed < 30_000, `node deleted in ${elapsed} ms`);
-    assert.deepEqual(mountedUnder(path.join(cluster.layout.stateDir, 'storage-views', second)), []);
+    assert.deepEqual(mountedUnder(nodeStorageView(cluster.layout, second)), []);
     assert.ok(fs.existsSync(path.join(root, 'data', 'delete')), 'the shared files stay');
   });
 });
