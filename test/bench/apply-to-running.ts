@@ -4,7 +4,8 @@
 // the same guest run by a bare launcher process started the way the image starts it,
 // interleaved in the same run. Watches (not polls) time each step of the apply: the
 // operator creating the launcher pod, the scheduler binding it, the node simulator
-// running it, and the VM's AgentConnected condition; per step the median and range.
+// running it, its launcher spawning QEMU and seeing the agent (the launcher's log as the
+// simulator keeps it), and the VM's AgentConnected condition; per step the median and range.
 // At AgentConnected, the pod's cgroups (the node simulator's, as a kubelet's) give what
 // the pod is charged for memory, and QEMU's CPU time over its wall time, in the pod and
 // bare: the CPU share the guest's boot got. The simulator's pods share one CPU weight
@@ -145,6 +146,26 @@ async function podCgroupReading(node: string, podUid: string): Promise<PodCgroup
   };
 }
 
+/** When the pod's launcher spawned QEMU and saw the agent, from the log the node simulator keeps of it. */
+async function launcherLogTimes(node: string, podUid: string): Promise<{ qemuSpawned: number; agentConnected: number }> {
+  const file = path.join(repoRoot, '.keyvirt', 'nodes', node, 'pods', podUid, 'launcher.log');
+  const time = (text: string, msg: string): number => {
+    for (const line of text.split('\n')) {
+      if (!line.includes(`"msg":"${msg}"`)) continue;
+      const parsed = JSON.parse(line) as { time?: unknown };
+      if (typeof parsed.time === 'number') return parsed.time;
+    }
+    return NaN;
+  };
+  // The status can overtake the log line on its way to the file.
+  for (let attempt = 0; ; attempt++) {
+    const text = await readFile(file, 'utf8').catch(() => '');
+    const agentConnected = time(text, 'guest agent connected');
+    if (!Number.isNaN(agentConnected) || attempt >= 40) return { qemuSpawned: time(text, 'qemu spawned'), agentConnected };
+    await sleep(50);
+  }
+}
+
 /** `kubectl get -w` printing one line per change; `onLine` sees each line as it arrives. */
 function watch(cluster: TestCluster, args: readonly string[], onLine: (line: string) => void): ChildProcess {
   const child = spawn(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'get', ...args, '--watch'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -165,6 +186,10 @@ interface ApplySteps {
   podBoundMs: number;
   /** → the pod is Running (the launcher process started). */
   podRunningMs: number;
+  /** → the pod's launcher spawned QEMU (its log, written by the node simulator). */
+  qemuSpawnedMs: number;
+  /** → the pod's launcher logged the guest agent connected. */
+  agentLoggedMs: number;
   /** apply → AgentConnected True on the VM. */
   ms: number;
   accel: string;
@@ -213,7 +238,17 @@ async function applyRun(cluster: TestCluster, s: Scratch, guest: TestGuest, name
     const at = (step: keyof typeof seen): number => (seen[step] ?? NaN) - started;
     if (placed === undefined) throw new Error(`VM ${name}: its launcher pod was never seen bound`);
     const pod = await podCgroupReading(placed.node, placed.uid);
-    return { podCreatedMs: at('created'), podBoundMs: at('bound'), podRunningMs: at('running'), ms: at('agent'), accel, pod };
+    const log = await launcherLogTimes(placed.node, placed.uid);
+    return {
+      podCreatedMs: at('created'),
+      podBoundMs: at('bound'),
+      podRunningMs: at('running'),
+      qemuSpawnedMs: log.qemuSpawned - started,
+      agentLoggedMs: log.agentConnected - started,
+      ms: at('agent'),
+      accel,
+      pod,
+    };
   } finally {
     pods.kill();
     vms.kill();
@@ -272,7 +307,7 @@ export async function main(args: readonly string[]): Promise<void> {
       runs.push(a);
       accel = a.accel;
       process.stdout.write(
-        `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} ` +
+        `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} qemu_spawned_ms=${a.qemuSpawnedMs} agent_logged_ms=${a.agentLoggedMs} ` +
           `qemu_cpu_share=${a.pod.qemuCpuShare.toFixed(2)} bare_qemu_cpu_share=${b.qemuCpuShare.toFixed(2)} bare_cg_qemu_cpu_share=${bc.qemuCpuShare.toFixed(2)} pod_charged_mib=${a.pod.chargedMiB.toFixed(1)} ` +
           `launcher_rss_mib=${a.pod.launcherRssMiB.toFixed(1)} launcher_private_mib=${a.pod.launcherPrivateMiB.toFixed(1)} qemu_rss_mib=${a.pod.qemuRssMiB.toFixed(1)} accel=${a.accel} (bare accel=${b.accel})\n`,
       );
@@ -281,13 +316,16 @@ export async function main(args: readonly string[]): Promise<void> {
     const overheadCg = runs.map((r, i) => r.ms - (bareCg[i] ?? NaN));
     process.stdout.write(
       `apply-to-running: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; apply → pod created ${spread(runs.map((r) => r.podCreatedMs))} ms, ` +
-        `→ bound ${spread(runs.map((r) => r.podBoundMs))} ms, → Running ${spread(runs.map((r) => r.podRunningMs))} ms, → AgentConnected ${spread(runs.map((r) => r.ms))} ms; ` +
+        `→ bound ${spread(runs.map((r) => r.podBoundMs))} ms, → Running ${spread(runs.map((r) => r.podRunningMs))} ms, → QEMU spawned ${spread(runs.map((r) => r.qemuSpawnedMs))} ms, ` +
+        `→ launcher sees the agent ${spread(runs.map((r) => r.agentLoggedMs))} ms, → AgentConnected on the VM ${spread(runs.map((r) => r.ms))} ms ` +
+        `(status path ${spread(runs.map((r) => r.ms - r.agentLoggedMs))} ms); ` +
         `bare launcher ${spread(bare)} ms, from a pod's cgroup ${spread(bareCg)} ms; overhead ${spread(overhead)} ms, over the cgroup bare ${spread(overheadCg)} ms\n`,
     );
     process.stdout.write(
       `BENCH apply-to-running bare_ms=${Math.round(median(bare))} apply_ms=${Math.round(median(runs.map((r) => r.ms)))} overhead_ms=${Math.round(median(overhead))} ` +
         `overhead_min_ms=${Math.min(...overhead)} overhead_max_ms=${Math.max(...overhead)} bare_cg_ms=${Math.round(median(bareCg))} overhead_cg_ms=${Math.round(median(overheadCg))} ` +
-        `overhead_cg_min_ms=${Math.min(...overheadCg)} overhead_cg_max_ms=${Math.max(...overheadCg)} pod_running_ms=${Math.round(median(runs.map((r) => r.podRunningMs)))} ` +
+        `overhead_cg_min_ms=${Math.min(...overheadCg)} overhead_cg_max_ms=${Math.max(...overheadCg)} pod_running_ms=${Math.round(median(runs.map((r) => r.podRunningMs)))} qemu_spawned_ms=${Math.round(median(runs.map((r) => r.qemuSpawnedMs)))} ` +
+        `status_path_ms=${Math.round(median(runs.map((r) => r.ms - r.agentLoggedMs)))} ` +
         `qemu_cpu_share=${median(runs.map((r) => r.pod.qemuCpuShare)).toFixed(2)} bare_qemu_cpu_share=${median(bareShares).toFixed(2)} bare_cg_qemu_cpu_share=${median(bareCgShares).toFixed(2)} ` +
         `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +
         `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} reps=${reps} accel=${accel}\n`,
