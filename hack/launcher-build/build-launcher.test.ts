@@ -69,6 +69,14 @@ describe('launcher build', () => {
     assert.equal(execFileSync(process.execPath, [changed.entry], { encoding: 'utf8' }), '9.9.9 12 m²\n');
   });
 
+  it('refuses an import from outside the sources its hash covers', () => {
+    const repo = miniRepo('outside');
+    fs.mkdirSync(path.join(repo, 'operator/src'), { recursive: true });
+    fs.writeFileSync(path.join(repo, 'operator/src/inside.ts'), 'export const x: number = 1;\n');
+    fs.writeFileSync(path.join(repo, 'launcher/src/shape.ts'), "export { x as area } from '../../operator/src/inside.ts';\n");
+    assert.throws(() => buildLauncher(repo, path.join(repo, 'cache')), (err: unknown) => err instanceof LauncherBuildError && err.message.includes('operator/src/inside.ts'));
+  });
+
   it('names a missing import', () => {
     const repo = miniRepo('missing');
     fs.writeFileSync(path.join(repo, 'launcher/src/shape.ts'), "export { area } from './gone.ts';\n");

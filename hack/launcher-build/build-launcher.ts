@@ -100,8 +100,14 @@ function collect(repoRoot: string, entry: string): SourceTree {
   const files = new Map<string, string>();
   const crdsEntry = path.join(repoRoot, 'crds', 'src', 'index.ts');
   const pending = [entry];
+  const hashed = [path.join(repoRoot, 'launcher', 'src'), path.join(repoRoot, 'crds', 'src')];
+  const manifest = path.join(repoRoot, 'launcher', 'package.json');
   const enqueue = (file: string): string => {
     if (!fs.existsSync(file)) throw new LauncherBuildError(`import of a missing file: ${path.relative(repoRoot, file)}`);
+    // The content hash covers these alone: anything else would leave a build stale.
+    if (file !== manifest && !hashed.some((dir) => file.startsWith(`${dir}${path.sep}`))) {
+      throw new LauncherBuildError(`import of ${path.relative(repoRoot, file)}, outside the launcher's and crds' sources`);
+    }
     if (!out.has(file)) {
       out.set(file, outPath(repoRoot, file));
       pending.push(file);
