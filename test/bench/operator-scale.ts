@@ -12,7 +12,7 @@
 // against the operator of that revision, in the same invocation.
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV]
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import https from 'node:https';
@@ -105,7 +105,12 @@ interface OperatorRun {
   kill(): void;
 }
 
-/** Starts the operator of `tree` (a checkout holding operator/src/main.ts) with the run's kubeconfig. */
+/**
+ * Starts the operator of `tree` (a checkout holding operator/src/main.ts) with the run's
+ * kubeconfig. Its output goes straight to `logFile` (a pipe read by this process would
+ * hold the operator's writes whenever this process is busy); the file is read for the
+ * health server's port.
+ */
 function startOperatorFrom(tree: string, kubeconfig: string, s: Scratch, logFile: string, workers: number): OperatorRun {
   const args = [
     path.join(tree, 'operator/src/main.ts'),
@@ -120,29 +125,53 @@ function startOperatorFrom(tree: string, kubeconfig: string, s: Scratch, logFile
     '--storage-domain-selector', `${TEST_RUN_LABEL}=${s.runId}`,
     '--workers', String(workers),
   ];
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KUBECONFIG: kubeconfig } });
-  const out = createWriteStream(logFile, { flags: 'a' });
-  let resolvePort: (p: number) => void = () => undefined;
-  const port = new Promise<number>((r) => (resolvePort = r));
-  let pending = '';
+  const fd = openSync(logFile, 'a');
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: kubeconfig } });
+  closeSync(fd);
   const ports: number[] = [];
-  child.stdout?.on('data', (chunk: Buffer) => {
-    out.write(chunk);
-    pending += chunk.toString('utf8');
+  let offset = 0;
+  let pending = '';
+  const scan = async (): Promise<void> => {
+    const text = await readFile(logFile);
+    pending += text.subarray(offset).toString('utf8');
+    offset = text.length;
     for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-      const line = pending.slice(0, nl);
+      const m = /"port":(\d+).*"msg":"health and metrics server listening"/.exec(pending.slice(0, nl));
       pending = pending.slice(nl + 1);
-      const m = /"port":(\d+).*"msg":"health and metrics server listening"/.exec(line);
-      if (m !== null) {
-        ports.push(Number(m[1]));
-        resolvePort(Number(m[1]));
-      }
+      if (m !== null) ports.push(Number(m[1]));
     }
-  });
-  child.stderr?.on('data', (chunk: Buffer) => out.write(chunk));
+  };
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let alive = true;
+  void exited.then(() => (alive = false));
+  const port = (async (): Promise<number> => {
+    while (ports.length === 0) {
+      if (!alive) throw new Error(`operator exited:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`);
+      await sleep(200);
+      await scan();
+    }
+    return ports[0] ?? 0;
+  })();
+  // Keeps noticing new lives of the manager (a new health port) until the process ends.
+  void (async (): Promise<void> => {
+    while (alive) {
+      await sleep(500);
+      await scan();
+    }
+  })();
   if (child.pid === undefined) throw new Error('operator did not start');
   return { pid: child.pid, port, ports, exited, kill: () => child.kill('SIGKILL') };
+}
+
+/** `kubectl apply` of `items`, without blocking this process (its watches keep timing pods meanwhile). */
+function applyAsync(cluster: TestCluster, items: readonly unknown[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kubectl apply failed (${String(code)}): ${err.slice(0, 2000)}`))));
+    child.stdin.end(JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+  });
 }
 
 /** A checkout of the operator at `rev` (its own operator/ tree, the repository's node_modules). */
@@ -230,10 +259,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
   const operator = startOperatorFrom(tree, kubeconfig, s, logFile, st.workers);
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
-    const port = await Promise.race([
-      operator.port,
-      operator.exited.then(async () => Promise.reject(new Error(`operator exited:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`))),
-    ]);
+    const port = await operator.port;
     const latestPort = (): number => operator.ports.at(-1) ?? port;
     const metrics = (): Promise<string> => httpText(`http://127.0.0.1:${latestPort()}/metrics`);
     const operatorReady = async (): Promise<boolean> => {
@@ -250,7 +276,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const started = Date.now();
     for (let i = 0; i < vms; i += 500) {
       const items = Array.from({ length: Math.min(500, vms - i) }, (_, j) => vmManifest(s, st.kwokLabel, i + j));
-      cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+      await applyAsync(cluster, items);
     }
     const burstEnd = Date.now();
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
