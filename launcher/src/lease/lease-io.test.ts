@@ -40,6 +40,32 @@ async function hold(file: string, self: string, onFence: (reason: FenceReason) =
   return holder;
 }
 
+/** Breaks a renewing holder's lease I/O (atomically, see below) and checks it fences LeaseExpired within F. */
+async function faultedHolder(dir: string, file: string, fault: 'fails' | 'hangs'): Promise<void> {
+  const fences: [FenceReason, number][] = [];
+  const holder = await hold(file, 'first', (r) => fences.push([r, performance.now()]));
+  await new Promise((r) => setTimeout(r, 300));
+  const renewalsBefore = holder.renewals;
+  const brokenAt = performance.now();
+  // Replaced atomically: a missing file would read as an empty lease (LeaseLost).
+  const replacement = path.join(dir, 'replacement');
+  if (fault === 'fails') {
+    await mkdir(path.join(dir, 'a-directory'));
+    await symlink(path.join(dir, 'a-directory'), replacement);
+  } else {
+    await run('mkfifo', [replacement]);
+  }
+  await rename(replacement, file);
+  const t0 = performance.now();
+  while (fences.length === 0 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(renewalsBefore >= 1);
+  assert.equal(fences[0]?.[0], 'LeaseExpired');
+  const after = (fences[0]?.[1] ?? Infinity) - brokenAt;
+  // The last renewal that succeeded started at most R before the fault.
+  assert.ok(after <= timing.fenceTimeoutMs + 150, `fenced ${Math.round(after)} ms after the fault`);
+  assert.ok(after >= timing.fenceTimeoutMs - timing.renewIntervalMs - 50, `fenced ${Math.round(after)} ms after the fault: too early`);
+}
+
 void describe('lease on a real file', () => {
   void it('a free lease is acquired without takeover; a second claimant waits while it is renewed, then takes over after L once renewals stop', async () => {
     await withDir(async (dir) => {
@@ -101,33 +127,17 @@ void describe('lease on a real file', () => {
     void it(`a holder whose lease I/O ${fault} fences LeaseExpired within F`, async () => {
       await withDir(async (dir) => {
         const file = path.join(dir, 'lease');
-        const fences: [FenceReason, number][] = [];
-        let renewalsBefore = 0;
-        const holder = await hold(file, 'first', (r) => fences.push([r, performance.now()]));
-        await new Promise((r) => setTimeout(r, 300));
-        renewalsBefore = holder.renewals;
-        const brokenAt = performance.now();
-        // Replaced atomically: a missing file would read as an empty lease (LeaseLost).
-        const replacement = path.join(dir, 'replacement');
-        if (fault === 'fails') {
-          await mkdir(path.join(dir, 'a-directory'));
-          await symlink(path.join(dir, 'a-directory'), replacement);
-        } else {
-          await run('mkfifo', [replacement]);
-        }
-        await rename(replacement, file);
-        const t0 = performance.now();
-        while (fences.length === 0 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
-        assert.ok(renewalsBefore >= 1);
-        assert.equal(fences[0]?.[0], 'LeaseExpired');
-        const after = (fences[0]?.[1] ?? Infinity) - brokenAt;
-        // The last renewal that succeeded started at most R before the fault.
-        assert.ok(after <= timing.fenceTimeoutMs + 150, `fenced ${Math.round(after)} ms after the fault`);
-        assert.ok(after >= timing.fenceTimeoutMs - timing.renewIntervalMs - 50, `fenced ${Math.round(after)} ms after the fault: too early`);
-        if (fault === 'hangs') {
-          // Unblock the threadpool thread stuck in open().
+        try {
+          await faultedHolder(dir, file, fault);
+        } finally {
+          // Unblock a threadpool thread stuck in open() on the FIFO (a renewal's read waits
+          // for a writer, its write for a reader), whatever the outcome: the test process
+          // could not exit otherwise.
+          const reader = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch(() => undefined);
           const writer = await open(file, constants.O_WRONLY | constants.O_NONBLOCK).catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 50));
           await writer?.close();
+          await reader?.close();
         }
       });
     });
