@@ -2,7 +2,8 @@
 // the test guest) on one lease file: post-copy is refused; pre-copy completes, the
 // source hands the lease to the target, and the target's guest resumes only after the
 // target holds it (its QEMU runs with -S). The source does not release the lease it
-// handed over; the target renews it and releases it after a clean stop.
+// handed over; the target renews it and releases it after a clean stop. A target never
+// handed the lease kills its paused QEMU after L: the guest never runs there.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,7 +21,8 @@ import {
   waitForStatus,
   type LauncherProcess,
 } from '../support/launcher-process.ts';
-import { leaseRecord, withLease } from './lease-support.ts';
+import { ensureLeaseDirectory, writeLease } from '../../launcher/src/lease/lease-file.ts';
+import { F_MS, goneAt, L_MS, leaseFile, leaseRecord, R_MS, withLease } from './lease-support.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 
@@ -90,4 +92,50 @@ void test('an HA VM migrates pre-copy only; the target runs the guest only once 
   const released = await leaseRecord(vm);
   assert.deepEqual([released?.holder, released?.state], ['pod-dst', 'released']);
   t.diagnostic(`TCG: the target resumed the guest ${Math.round(guestPauseMs)} ms after the source wrote the hand-over`);
+});
+
+// The source never hands the lease over (here: a source that holds none, as one that
+// died between `completed` and the hand-over would leave it): the target's guest stays
+// paused, and after L the target kills its QEMU. The guest never ran there.
+void test('an HA target that is never handed the lease never runs the guest', { timeout: 600_000 }, async (t) => {
+  const vm = await createSharedVm({ diskFormat: 'raw' });
+  t.after(() => removeSharedVm(vm));
+  await ensureLeaseDirectory(leaseFile(vm));
+  await writeLease(leaseFile(vm), {
+    version: 1,
+    holder: 'pod-gone',
+    node: 'dead-node',
+    generation: 4,
+    counter: 9,
+    state: 'held',
+    renewIntervalMs: R_MS,
+    fenceTimeoutMs: F_MS,
+    acquireTimeoutMs: L_MS,
+  });
+  const source = await startLauncher({ vm, name: 'ha-mig-nolease-src' });
+  t.after(() => source.dispose());
+  await waitForStatus(source, (s) => s.phase === 'Running', BOOT_TIMEOUT_MS, 'source Running');
+  await waitForCounter(source, 3, BOOT_TIMEOUT_MS);
+  const target = await startLauncher({ vm, name: 'ha-mig-nolease-dst', mode: 'migration-target', configure: withLease(vm, 'pod-dst') });
+  t.after(() => target.dispose());
+  await startMigration(source, target, {});
+  const { result } = await migrationOutcome(source, 120_000);
+  assert.equal(result.phase, 'Succeeded', JSON.stringify(result));
+  const waiting = await waitForStatus(target, (s) => s.reason === 'WaitingForLease', 10_000, 'target WaitingForLease');
+  assert.equal(waiting.phase, 'WaitingForMigration');
+  const targetQemu = waiting.qemu.pid;
+  assert.ok(targetQemu !== undefined);
+  await goneAt(targetQemu, L_MS + 5000);
+  const goneAtWall = Date.now();
+  const waitingSince = target.logs().find((l) => l.msg === 'phase changed' && l.reason === 'WaitingForLease')?.time;
+  assert.ok(typeof waitingSince === 'number');
+  const waitedMs = goneAtWall - waitingSince;
+  assert.ok(waitedMs >= L_MS - 1000, `the target gave up after ${Math.round(waitedMs)} ms`);
+  assert.equal((await target.exited).code, 1);
+  const ended = target.logs().find((l) => l.msg === 'vm ended');
+  assert.deepEqual([ended?.phase, ended?.reason], ['Failed', 'LeaseNotHandedOver']);
+  assert.equal(target.logs().filter((l) => l.msg === 'guest resumed on the target').length, 0, 'the target guest never resumed');
+  assert.deepEqual(await target.counters(), [], 'the target guest printed nothing');
+  assert.equal((await leaseRecord(vm))?.holder, 'pod-gone', 'the target never wrote the lease');
+  t.diagnostic(`TCG: the target waited ${Math.round(waitedMs)} ms for a hand-over (L=${L_MS} ms), then killed its paused QEMU`);
 });
