@@ -1,21 +1,22 @@
 // Operator scale: N VMs on kwok-simulated nodes (their launcher pods are created,
-// scheduled and bound, never run), one burst of `kubectl apply`, then:
+// scheduled and bound, never run), created in one burst (32 creations in flight), then:
 //   all_pods_ms        burst start → every launcher pod created (pods_after_burst_ms: from the burst's end)
 //   reconciles_per_s   VM reconciles over that time
 //   operator_rss_mib   the operator's RSS once every pod is bound (peak_rss_mib: its high-water mark)
 //   idle_cpu_pct       the operator's CPU over 30 s once nothing changes
-//   relist_ms          API server restarted: from it answering again until the operator's
-//                      VM and pod caches are whole again (resync: relist or resumed watch)
-//   api_requests_per_vm requests the operator sent (reads and writes, not watches), per VM
-// The operator talks to a kube-apiserver of its own (same etcd as the shared one) so that
-// restarting it disturbs nobody else. `--baseline <git rev>` first runs the same bench
+//   relist_ms          the API server away for 15 s (as a restart looks to the operator: every
+//                      connection cut, new ones refused): from it answering again until the
+//                      operator's caches are whole again (resync: relist, resumed watch, or a
+//                      manager that stepped down and started over with fresh caches)
+//   api_requests_per_vm requests the operator counted (reads and writes, not watches), per VM
+// The operator reaches the shared API server through a loopback proxy of the bench's own,
+// so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
 // against the operator of that revision, in the same invocation.
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV]
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import https from 'node:https';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -28,12 +29,16 @@ import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { KWOK_TAINT, startKwokNodes } from '../support/kwok.ts';
-import { startSecondApiServer, type SecondApiServer } from '../support/second-api-server.ts';
+import { startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
 import { OPERATOR_NAMESPACE, operatorKubeconfig } from '../operator/operator-process.ts';
 import { scratch, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const IDLE_WINDOW_MS = 30_000;
+/** How long the API server is away: a kube-apiserver restart here took 15–25 s, longer than the lease's renew deadline. */
+const OUTAGE_MS = 15_000;
+/** VM creations in flight during the burst. */
+const BURST_IN_FLIGHT = 32;
 
 function flag(args: readonly string[], name: string, fallback: number): number {
   const i = args.indexOf(name);
@@ -82,18 +87,8 @@ function metricSum(text: string, name: string, labels: Record<string, string | R
   return total;
 }
 
-async function httpText(url: string, options: https.RequestOptions = {}): Promise<string> {
-  if (url.startsWith('http:')) return (await fetch(url)).text();
-  return new Promise((resolve, reject) => {
-    https
-      .get(url, { ...options, timeout: 30_000 }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
+async function httpText(url: string): Promise<string> {
+  return (await fetch(url)).text();
 }
 
 interface OperatorRun {
@@ -163,15 +158,16 @@ function startOperatorFrom(tree: string, kubeconfig: string, s: Scratch, logFile
   return { pid: child.pid, port, ports, exited, kill: () => child.kill('SIGKILL') };
 }
 
-/** `kubectl apply` of `items`, without blocking this process (its watches keep timing pods meanwhile). */
-function applyAsync(cluster: TestCluster, items: readonly unknown[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cluster.kubectlPath, ['--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`kubectl apply failed (${String(code)}): ${err.slice(0, 2000)}`))));
-    child.stdin.end(JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
-  });
+/** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
+async function createAll(client: KubeClient, namespace: string, items: readonly unknown[], inFlight: number): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++];
+      await client.create(`/apis/keyvirt.io/v1alpha1/namespaces/${namespace}/virtualmachines`, item);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, () => worker()));
 }
 
 /** A checkout of the operator at `rev` (its own operator/ tree, the repository's node_modules). */
@@ -227,22 +223,18 @@ async function releaseVms(client: KubeClient, s: Scratch, count: number): Promis
 interface Setting {
   readonly cluster: TestCluster;
   readonly admin: KubeClient;
-  readonly api: SecondApiServer;
+  readonly api: ApiOutageProxy;
   readonly kwokLabel: string;
   readonly vms: number;
   readonly workers: number;
-  readonly tls: https.RequestOptions;
   /** Kept after the run: the operators' logs. */
   readonly logDir: string;
 }
 
-/** apiserver_request_total of the operator's own API server for what the operator reads and writes (not watches). */
-async function serverRequests(st: Setting): Promise<number> {
-  const text = await httpText(`${st.api.url}/metrics`, st.tls);
-  return metricSum(text, 'apiserver_request_total', {
-    verb: /^(GET|LIST|POST|PUT|PATCH|DELETE|APPLY|CREATE|UPDATE)$/,
-    resource: /^(virtualmachines|virtualmachinemigrations|storagedomains|migrationpolicies|pods|secrets|events|persistentvolumeclaims|poddisruptionbudgets|nodes|namespaces)$/,
-  });
+/** Requests the operator counted (reads and writes, not watches); undefined for an operator that does not count them. */
+function operatorRequests(metricsText: string): number | undefined {
+  if (!metricsText.includes('keyvirt_api_requests_total')) return undefined;
+  return metricSum(metricsText, 'keyvirt_api_requests_total', { class: /^(read|write|status)$/ });
 }
 
 async function runOnce(st: Setting, label: string, tree: string): Promise<string> {
@@ -272,12 +264,9 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     while (!(await operatorReady())) await sleep(250);
     const { created, bound } = podTimes(st.admin, s.namespace, stopWatch.signal);
     const reconciles = async (): Promise<number> => metricSum(await metrics(), 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
-    const before = { reconciles: await reconciles(), requests: await serverRequests(st) };
+    const before = { reconciles: await reconciles(), requests: operatorRequests(await metrics()) ?? 0 };
     const started = Date.now();
-    for (let i = 0; i < vms; i += 500) {
-      const items = Array.from({ length: Math.min(500, vms - i) }, (_, j) => vmManifest(s, st.kwokLabel, i + j));
-      await applyAsync(cluster, items);
-    }
+    await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
     let lastReport = 0;
@@ -302,13 +291,15 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
       if (now === settled) break;
       settled = now;
     }
-    const requests = (await serverRequests(st)) - before.requests;
-    const idleFrom = { cpu: (await procStats(operator.pid)).cpuMs, requests: await serverRequests(st) };
+    const counted = operatorRequests(await metrics());
+    const requests = counted === undefined ? undefined : counted - before.requests;
+    const idleFrom = { cpu: (await procStats(operator.pid)).cpuMs, requests: counted ?? 0 };
     await sleep(IDLE_WINDOW_MS);
     const idle = await procStats(operator.pid);
     const idleCpuPct = ((idle.cpuMs - idleFrom.cpu) / IDLE_WINDOW_MS) * 100;
     const settledRss = idle.rssMiB;
-    const idleRequests = (await serverRequests(st)) - idleFrom.requests;
+    const idleCounted = operatorRequests(await metrics());
+    const idleRequests = idleCounted === undefined ? 'n/a' : String(idleCounted - idleFrom.requests);
     // API server restart: stopped, started again; the operator's caches must be whole again.
     const informerEvents = async (): Promise<{ lists: number; connects: number }> => {
       const text = await metrics();
@@ -318,9 +309,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const beforeRestart = await informerEvents();
     const managerLives = operator.ports.length;
     const stopAt = Date.now();
-    await st.api.stop();
-    await sleep(5000);
-    await st.api.start();
+    await st.api.outage(OUTAGE_MS);
     const readyAt = Date.now();
     const resynced = async (): Promise<'relist' | 'resume' | 'restart' | undefined> => {
       // An outage longer than the renew deadline: the manager stepped down and started over with fresh caches.
@@ -342,10 +331,10 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const relistMs = Date.now() - readyAt;
     const restartTotalMs = Date.now() - stopAt;
     const final = await procStats(operator.pid);
-    say(`${vms} VMs on kwok nodes; ${reconcileCount} reconciles; all bound after ${allBoundMs} ms; ${requests} API requests; idle: ${idleRequests} requests in ${IDLE_WINDOW_MS / 1000} s; after the restart: ${resync}, ${restartTotalMs} ms from the stop, RSS ${final.rssMiB.toFixed(1)} MiB`);
+    say(`${vms} VMs on kwok nodes; ${reconcileCount} reconciles; all bound after ${allBoundMs} ms; ${requests ?? 'uncounted'} API requests; idle: ${idleRequests} requests in ${IDLE_WINDOW_MS / 1000} s; after the restart: ${resync}, ${restartTotalMs} ms from the stop, RSS ${final.rssMiB.toFixed(1)} MiB`);
     return (
       `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconcileCount / (allPodsMs / 1000)).toFixed(1)} ` +
-      `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${(requests / vms).toFixed(2)} ` +
+      `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${requests === undefined ? 'n/a' : (requests / vms).toFixed(2)} ` +
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} operator=${label}`
     );
@@ -372,17 +361,15 @@ export async function main(args: readonly string[]): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const admin = new KubeClient(kc, 'keyvirt-bench');
-  let api: SecondApiServer | undefined;
+  let api: ApiOutageProxy | undefined;
   let kwok: { stop(): void } | undefined;
   try {
     kwok = await startKwokNodes(cluster, { label: { key: TEST_RUN_LABEL, value: s.runId }, count: nodeCount, namePrefix: `kwok-${s.runId}`, runPods: false, dir: s.dir });
     process.stdout.write(`operator-scale: ${nodeCount} kwok nodes Ready\n`);
     const logDir = await mkdtemp(path.join(tmpdir(), 'keyvirt-operator-scale-'));
-    process.stdout.write(`operator-scale: operator and API server logs in ${logDir}\n`);
-    api = await startSecondApiServer(cluster, logDir);
-    const pki = cluster.layout.pkiDir;
-    const tls = { ca: await readFile(path.join(pki, 'ca.crt')), cert: await readFile(path.join(pki, 'admin.crt')), key: await readFile(path.join(pki, 'admin.key')) };
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, tls, logDir };
+    process.stdout.write(`operator-scale: operator logs in ${logDir}\n`);
+    api = await startApiOutageProxy({ host: cluster.apiServer.host, port: cluster.apiServer.port });
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir };
     const lines: string[] = [];
     if (baseline !== undefined) {
       const line = await runOnce(setting, baseline, await treeAt(baseline, s.dir));
@@ -393,7 +380,7 @@ export async function main(args: readonly string[]): Promise<void> {
     lines.push(line);
     for (const l of lines) process.stdout.write(`${l}\n`);
   } finally {
-    await api?.stop();
+    await api?.close();
     kwok?.stop();
     await s.cleanup();
     cluster.release();
