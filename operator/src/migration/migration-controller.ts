@@ -318,7 +318,7 @@ export class MigrationController implements Reconciler {
   }
 
   #postCopyGate(s: Scope, vm: VirtualMachine): PostCopyGate<ReturnType<MigrationPolicySource['resolve']>['policy']> {
-    return gatePostCopy(this.#resolve(s, vm).policy, s.status?.targetNode ?? s.target?.spec.nodeName, this.#d.caches.nodes());
+    return gatePostCopy(this.#resolve(s, vm).policy, s.status?.targetNode ?? s.target?.spec.nodeName, this.#d.caches.nodes(), vm.spec.highAvailability.enabled);
   }
 
   /** TargetReady and Running: start the source once, then follow it to the end. */

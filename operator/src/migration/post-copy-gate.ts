@@ -15,9 +15,20 @@ export interface PostCopyGate<P extends { readonly postCopy: boolean }> {
   readonly notice?: string;
 }
 
-/** The policy handed to both launchers: post-copy kept only when the target node is labelled capable; pure. */
-export function gatePostCopy<P extends { readonly postCopy: boolean }>(policy: P, targetNodeName: string | undefined, nodes: readonly Node[]): PostCopyGate<P> {
+/**
+ * The policy handed to both launchers: post-copy kept only when the target node is
+ * labelled capable and the VM holds no storage lease (a highly available VM's lease
+ * passes to the target only once the source has stopped, docs/adr/0063; the target's
+ * launcher refuses post-copy); pure.
+ */
+export function gatePostCopy<P extends { readonly postCopy: boolean }>(policy: P, targetNodeName: string | undefined, nodes: readonly Node[], highlyAvailable = false): PostCopyGate<P> {
   if (!policy.postCopy) return { policy };
+  if (highlyAvailable) {
+    return {
+      policy: { ...policy, postCopy: false },
+      notice: 'post-copy is allowed but the VM is highly available: its storage lease passes to the target only after the source has stopped, which post-copy cannot wait for; pre-copy only',
+    };
+  }
   const node = nodes.find((n) => n.metadata.name === targetNodeName);
   if (node?.metadata.labels?.[POSTCOPY_NODE_LABEL] === 'true') return { policy };
   const why = node === undefined
