@@ -5,8 +5,9 @@
 // guest under QEMU (TCG here). Cases: kubectl finds the plugin → errors name what is
 // wrong (403 without RBAC on virtualmachines/console, VM not found, already running,
 // unknown flag, unknown context) with their exit codes → console types a command and
-// reads the reply, Ctrl+] leaves → vnc --proxy-only yields the RFB handshake →
-// guestinfo → pause → Paused and the guest counter stops, unpause → Running →
+// reads the reply, Ctrl+] leaves, piped and in a pty → vnc --proxy-only yields the RFB handshake →
+// guestinfo → port-forward up to the API server (no kubelet streaming on simulated
+// nodes) → pause → Paused and the guest counter stops, unpause → Running →
 // soft-reboot → a new boot id → migrate --wait → the VM on another node →
 // stop --wait → Stopped, start --wait → Running, restart --wait → a new launcher pod.
 import assert from 'node:assert/strict';
@@ -163,6 +164,24 @@ void describe('kubectl keyvirt on the local cluster', { timeout: 25 * 60_000 }, 
     }
   });
 
+  void it('console in a terminal (a pty from script(1)): raw mode, the guest echoes what is typed, Ctrl+] leaves with exit 0', async () => {
+    // The console is free again once the previous session's close has reached the server.
+    const command = `${cluster.kubectlPath} keyvirt console ${VM}`;
+    const c = start('script', ['-qfec', command, '/dev/null'], { ...env, KUBECONFIG: userConfig, TERM: 'dumb' });
+    try {
+      await c.until('stdout', /Escape character is \^\]/, 60_000);
+      c.child.stdin.write('\r');
+      await new Promise((r) => setTimeout(r, 1000));
+      c.child.stdin.write('echo kv-$((5*5))-tty\r');
+      await c.until('stdout', /kv-25-tty/, 30_000);
+      c.child.stdin.write(Buffer.from([0x1d]));
+      assert.equal(await c.exited, 0, c.stdout());
+      assert.match(c.stdout(), /Console closed\./);
+    } finally {
+      c.child.kill('SIGKILL');
+    }
+  });
+
   void it('vnc --proxy-only prints the port, which yields the RFB handshake of the guest display', async () => {
     const v = start('kubectl-keyvirt', ['--kubeconfig', userConfig, 'vnc', VM, '--proxy-only'], env);
     try {
@@ -187,6 +206,25 @@ void describe('kubectl keyvirt on the local cluster', { timeout: 25 * 60_000 }, 
     const info = JSON.parse(json.stdout) as { kind: string; os?: { id?: string } };
     assert.equal(info.kind, 'VirtualMachineGuestInfo');
     assert.equal(info.os?.id, 'debian');
+  });
+
+  void it('port-forward listens locally; the simulated node serves no kubelet streaming, and the error names the launcher pod and the API server answer', async () => {
+    const f = start('kubectl-keyvirt', ['--kubeconfig', userConfig, 'port-forward', VM, ':22'], env);
+    try {
+      const out = await f.until('stdout', /^Forwarding from 127\.0\.0\.1:\d+ -> 22$/m, 30_000);
+      const port = Number(/127\.0\.0\.1:(\d+) -> 22/.exec(out)?.[1]);
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        socket.once('close', () => resolve());
+        socket.once('error', () => resolve());
+        socket.resume();
+      });
+      await f.until('stderr', /^port-forward: .*(Pod "launcher-plug-1"|pods\/portforward).*in namespace "[^"]+"/m, 30_000);
+      f.child.kill('SIGTERM');
+      assert.equal(await f.exited, 0, f.stderr());
+    } finally {
+      f.child.kill('SIGKILL');
+    }
   });
 
   void it('pause → Paused and the guest counter stops; pausing again is refused; unpause → Running and it moves on', async () => {
