@@ -140,7 +140,7 @@ export const VERBS: readonly VerbSpec[] = [
     flags: [],
     examples: [
       { command: 'kubectl keyvirt console web-1', description: 'Open the serial console of web-1 (Ctrl+] to leave)' },
-      { command: "printf 'uname -a\\n' | kubectl keyvirt console web-1", description: 'Type a line into the console and print what comes back' },
+      { command: "(printf 'uname -a\\n'; sleep 2; printf '\\035') | kubectl keyvirt console web-1", description: 'Type a line, print what comes back for 2 s, then leave (\\035 is Ctrl+])' },
     ],
   },
   {
