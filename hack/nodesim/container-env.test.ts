@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { expandReferences } from './container-env.ts';
-import { initScript } from './container-process.ts';
+import { childPids, initScript } from './container-process.ts';
 
 describe('container environment', () => {
   it('expands $(VAR) references and keeps unknown ones and $$ escapes', () => {
@@ -27,5 +28,27 @@ describe('container init script', () => {
     assert.match(script, /\/usr\/bin\/mount -o remount,bind,ro '\/state\/root\/data'/);
     assert.match(script, /\/usr\/sbin\/pivot_root \. \.keyvirt-old-root/);
     assert.ok(script.trimEnd().endsWith(`exec /usr/bin/setpriv '--bounding-set=-all,+chown' '--inh-caps=-all,+chown' '--no-new-privs' -- "$@"`));
+  });
+});
+
+describe('container init script as its PID namespace\'s init', () => {
+  it('ends on a SIGTERM that arrives while the container is being set up', async () => {
+    const script = initScript({
+      cgroupProcFiles: [], hostname: 'pod-1', workingDir: '/', mounts: [],
+      root: { dir: '/state/root', imagePaths: [], hiddenPaths: [], revealedPaths: [] },
+      security: { privileged: false, capabilities: [], noNewPrivs: true, readOnlyRoot: false, runAsUser: undefined, runAsGroup: undefined },
+    });
+    // The script's own prologue (its traps), then set-up steps that take a while, then the exec.
+    const prologue = script.split('\n').filter((l) => l.startsWith('trap ')).join('\n');
+    const child = spawn('/usr/bin/unshare', ['--pid', '--fork', '--kill-child=SIGKILL', '--', '/bin/sh', '-c', `${prologue}\n/bin/sleep 0.5\n/bin/sleep 0.5\nexec /bin/sleep 30`]);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await new Promise((r) => setTimeout(r, 200));
+    const init = childPids(child.pid ?? 0)[0];
+    assert.ok(init !== undefined, 'the namespace init runs');
+    process.kill(init, 'SIGTERM');
+    const started = Date.now();
+    const code = await exited;
+    assert.ok(Date.now() - started < 5000, 'ended during set-up, not after the container ran');
+    assert.equal(code, 143);
   });
 });

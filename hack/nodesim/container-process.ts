@@ -43,7 +43,10 @@ export interface ContainerExit {
 /** The init script PID 1 runs before exec'ing the container's argv. */
 export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'root' | 'security' | 'workingDir'>): string {
   // Host tools by absolute path: the container's PATH may put other tools (busybox) first.
-  const lines = ['set -e', ...READ_ONLY_BIND_FUNCTION];
+  // The script is its PID namespace's init, which the kernel spares every signal it has no
+  // handler for: without the trap a pod deleted while its container is being set up would
+  // miss its SIGTERM and start the container anyway.
+  const lines = ["trap 'exit 143' TERM", "trap 'exit 130' INT", 'set -e', ...READ_ONLY_BIND_FUNCTION];
   for (const file of launch.cgroupProcFiles) lines.push(`echo $$ > ${shellQuote(file)}`);
   lines.push(`/usr/bin/hostname ${shellQuote(launch.hostname)}`);
   lines.push(...rootAssemblyScript(launch.root, launch.security.privileged));
