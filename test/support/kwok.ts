@@ -34,8 +34,8 @@ spec:
         reason: KubeletReady
         status: "True"
         type: Ready
-      allocatable: { cpu: "1000", memory: 4Ti, pods: "1000" }
-      capacity: { cpu: "1000", memory: 4Ti, pods: "1000" }
+      allocatable: { cpu: "1000", memory: 4Ti, pods: "20000" }
+      capacity: { cpu: "1000", memory: 4Ti, pods: "20000" }
       nodeInfo:
         kubeletVersion: kwok
 `;
@@ -162,7 +162,7 @@ export async function startKwokNodes(cluster: TestCluster, o: KwokOptions): Prom
         labels: { 'kubernetes.io/hostname': name, type: 'kwok', [o.label.key]: o.label.value, 'keyvirt.io/kvm': 'false' },
       },
       spec: { taints: [{ key: KWOK_TAINT, value: 'fake', effect: 'NoSchedule' }] },
-      status: { allocatable: { cpu: '1000', memory: '4Ti', pods: '1000' }, capacity: { cpu: '1000', memory: '4Ti', pods: '1000' } },
+      status: { allocatable: { cpu: '1000', memory: '4Ti', pods: '20000' }, capacity: { cpu: '1000', memory: '4Ti', pods: '20000' } },
     }));
     cluster.kubectl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: nodes }));
     await eventually(
