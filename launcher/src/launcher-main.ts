@@ -54,6 +54,11 @@ async function run(logger: Logger): Promise<number> {
   try {
     launched = await launch({ config, token, logger: log });
   } catch (err) {
+    // Terminated before QEMU ran (e.g. while waiting for a storage lease): nothing failed.
+    if (stopping) {
+      log.info({ err }, 'terminated before the VM started');
+      return EXIT_CODES.stopped;
+    }
     log.fatal({ err }, 'the VM could not be started');
     return EXIT_CODES.startFailed;
   }
