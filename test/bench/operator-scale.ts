@@ -283,12 +283,14 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const allBoundMs = Math.max(...bound.values()) - started;
     const reconcileCount = (await reconciles()) - before.reconciles;
     const atBound = await procStats(operator.pid);
-    // Settle: the operator has nothing left to do once its reconcile count stops moving.
+    // Settle: the burst is over once reconciles trickle (node heartbeats still wake the few
+    // VMs that wait for a node), or after 10 min.
     let settled = await reconciles();
-    for (;;) {
+    const settleDeadline = Date.now() + 10 * 60_000;
+    while (Date.now() < settleDeadline) {
       await sleep(5000);
       const now = await reconciles();
-      if (now === settled) break;
+      if (now - settled <= Math.max(5, vms / 1000)) break;
       settled = now;
     }
     const counted = operatorRequests(await metrics());
