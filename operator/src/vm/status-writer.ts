@@ -14,8 +14,13 @@ import { virtualMachineType } from './names.ts';
 
 const warningPhases = new Set(['Failed', 'CrashLoop', 'Unschedulable']);
 
+/** JSON with every object's keys sorted: a status parsed from the API (the schema's key order) equals the same status as computed. */
 function stable(status: VirtualMachineStatus | undefined): string {
-  return JSON.stringify(status ?? {});
+  return JSON.stringify(status ?? {}, (_key, value: unknown) =>
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : value,
+  );
 }
 
 function same(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus | undefined): boolean {
