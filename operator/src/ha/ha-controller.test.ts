@@ -287,4 +287,53 @@ void describe('HaController', () => {
     const created = h.api.writes.filter((w) => w.call === 'POST /api/v1/namespaces/prod/pods').map((w) => (w.body as { metadata: { labels: Record<string, string> } }).metadata.labels['keyvirt.io/vm']);
     assert.deepEqual(created, ['high', 'low']);
   });
+
+  void it('a terminating replacement that holds the lease and runs is never promoted, and the old pod is kept', async () => {
+    const old = launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2026-01-01T00:00:00Z' });
+    const base = launcherPod('web', 'launcher-web-abc', 'new-uid', 'n2', { created: '2026-01-01T00:00:05Z', replaces: 'old-uid' });
+    const terminating: Pod = { ...base, metadata: { ...base.metadata, deletionTimestamp: '2026-01-01T00:00:20Z' } };
+    const h = harness([haVm('web', 0)], [old, terminating], [nodeOf('n1', true), nodeOf('n2', true)]);
+    h.silent.set('prod/web', 100);
+    h.replacementStatus.set('new-uid', { phase: 'Running', lease: { state: 'Held', generation: 3, takeover: true } } as LauncherStatus);
+    await h.c.reconcile(ctx, 'prod/web');
+    assert.deepEqual(h.promoted, []);
+    assert.deepEqual(h.api.calls('DELETE'), [], 'neither the old pod force-deleted nor the terminating one deleted again');
+  });
+
+  void it('the replacement is deleted once, not on every reconcile while the cache lags or it terminates', async () => {
+    const old = launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2026-01-01T00:00:00Z' });
+    const replacement = launcherPod('web', 'launcher-web-abc', 'new-uid', 'n2', { created: '2026-01-01T00:00:05Z', replaces: 'old-uid' });
+    const pods = [old, replacement];
+    const h = harness([haVm('web', 0)], pods, [nodeOf('n1', true), nodeOf('n2', true)]);
+    h.silent.set('prod/web', 200);
+    h.replacementStatus.set('new-uid', { phase: 'Starting', lease: { state: 'WaitingForExpiry', holderSilentMs: 3000 } } as LauncherStatus);
+    for (let i = 0; i < 3; i++) await h.c.reconcile(ctx, 'prod/web');
+    pods[1] = { ...replacement, metadata: { ...replacement.metadata, deletionTimestamp: '2026-01-01T00:00:30Z' } };
+    for (let i = 0; i < 3; i++) await h.c.reconcile(ctx, 'prod/web');
+    assert.deepEqual(h.api.calls('DELETE /api/v1/namespaces/prod/pods'), ['DELETE /api/v1/namespaces/prod/pods/launcher-web-abc']);
+    assert.deepEqual(h.events.map((e) => e.reason), ['HAReplacementDeleted']);
+  });
+
+  void it('a replacement stuck not running on another node is replaced on a third one, never on the failed node', async () => {
+    const failed: Pod = { ...launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2025-12-31T23:50:00Z' }), status: { phase: 'Failed' } };
+    const base = launcherPod('web', 'launcher-web-abc', 'new-uid', 'n2', { created: '2025-12-31T23:58:00Z', replaces: 'old-uid' });
+    const stuck: Pod = { ...base, status: { phase: 'Pending' } };
+    const h = harness([haVm('web', 0)], [failed, stuck], [nodeOf('n1', true), nodeOf('n2', true), nodeOf('n3', true)]);
+    await h.c.reconcile(ctx, 'prod/web');
+    assert.ok(h.api.calls('DELETE').includes('DELETE /api/v1/namespaces/prod/pods/launcher-web-abc'), 'the stuck replacement is deleted');
+    const pod = podBody(h);
+    assert.match(JSON.stringify(pod.spec.affinity), /"values":\["n3"\]/, 'placed on neither the failed node nor the stuck one');
+    assert.notEqual(pod.metadata.name, 'launcher-web-abc');
+    assert.equal(pod.metadata.labels['keyvirt.io/ha-replacement'], 'old-uid');
+  });
+
+  void it('a replacement stuck on the only other node: kept, nothing placed on the failed node', async () => {
+    const failed: Pod = { ...launcherPod('web', 'launcher-web', 'old-uid', 'n1', { created: '2025-12-31T23:50:00Z' }), status: { phase: 'Failed' } };
+    const base = launcherPod('web', 'launcher-web-abc', 'new-uid', 'n2', { created: '2025-12-31T23:58:00Z', replaces: 'old-uid' });
+    const h = harness([haVm('web', 0)], [failed, { ...base, status: { phase: 'Pending' } }], [nodeOf('n1', true), nodeOf('n2', true)]);
+    await h.c.reconcile(ctx, 'prod/web');
+    assert.deepEqual(h.api.calls('DELETE'), []);
+    assert.deepEqual(h.api.calls('POST /api/v1/namespaces/prod/pods'), []);
+    assert.deepEqual(h.events.map((e) => e.reason), ['HADetectedFailure', 'HAReplacementUnschedulable']);
+  });
 });

@@ -16,7 +16,7 @@ import type { EventSink, RecordedEvent } from '../runtime/event-recorder.ts';
 import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes.ts';
 import type { LauncherFollowers } from '../vm/launcher-followers.ts';
 import { mayEmulate, type LauncherSettings } from '../vm/launcher-pod.ts';
-import { nodeFenced, reachability, LAUNCHER_SILENCE_MS } from '../vm/launcher-reachability.ts';
+import { nodeFenced, nodeReady, reachability, LAUNCHER_SILENCE_MS } from '../vm/launcher-reachability.ts';
 import { launcherResources } from '../vm/launcher-resources.ts';
 import type { LauncherObjects } from '../vm/launcher-objects.ts';
 import { isFinished, isHaReplacement, selectLauncher } from '../vm/launcher-selection.ts';
@@ -25,7 +25,7 @@ import type { PlacementDecider } from '../vm/placement.ts';
 import { wantsRunning } from '../vm/run-strategy.ts';
 import { parseKernelBoot } from '../vm/kernel-boot.ts';
 import type { VmWriter } from '../vm/vm-patcher.ts';
-import { decideHa, type HaAction } from './ha-decision.ts';
+import { decideHa, liveReplacement, type HaAction, type ReplaceAction } from './ha-decision.ts';
 import { budgetState, recordRestart, type RestartBudget } from './restart-budget.ts';
 import { aheadOf, type RestartCandidate } from './restart-order.ts';
 import { keyOf } from '../runtime/resource.ts';
@@ -83,6 +83,8 @@ export class HaController implements Reconciler {
   readonly #reported = new Set<string>();
   /** Promoted pods whose clean-up (old pod, replacement Secret) is done. */
   readonly #cleaned = new Set<string>();
+  /** Pod UIDs this controller deleted (`<uid>`) or force-deleted (`<uid>/force`): a stale cache never repeats a deletion. */
+  readonly #deleted = new Set<string>();
 
   constructor(deps: HaControllerDeps) {
     this.#d = deps;
@@ -99,13 +101,15 @@ export class HaController implements Reconciler {
     const pods = this.#d.caches.podsOfVm(vm);
     const selection = selectLauncher(vm, pods, this.#d.caches.migrationUids(vm), now);
     await this.#cleanUp(ctx, vm, pods, selection.pod);
-    const replacement = selection.haReplacement;
+    const replacements = pods.filter((p) => isHaReplacement(p) && !isFinished(p) && p.metadata.ownerReferences?.some((r) => r.controller === true && r.uid === vm.metadata.uid) === true);
+    const replacement = liveReplacement(replacements, this.#deleted);
     this.#followReplacement(key, replacement);
     const active = selection.state.kind === 'active' ? selection.pod : undefined;
     const current = selection.pod;
     const silentMs = active === undefined ? undefined : this.#d.current.silentMs(key, active.metadata.uid ?? '');
     const threshold = this.#d.silenceThresholdMs ?? LAUNCHER_SILENCE_MS;
-    const node = this.#d.caches.nodes().find((n) => n.metadata.name === active?.spec.nodeName);
+    const nodes = this.#d.caches.nodes();
+    const node = nodes.find((n) => n.metadata.name === active?.spec.nodeName);
     const lease = leaseDomainOf(vm, this.#d.disks);
     const action = decideHa({
       vm,
@@ -114,8 +118,11 @@ export class HaController implements Reconciler {
       currentState: selection.state,
       reach: reachability({ pod: active, node, silentMs, silenceThresholdMs: threshold }),
       currentHeard: silentMs !== undefined && silentMs < threshold,
-      replacement,
+      replacements,
+      deleteIssued: this.#deleted,
       replacementStatus: replacement === undefined ? undefined : this.#d.replacements.latest(key, replacement.metadata.uid ?? ''),
+      healthyNodes: new Set(nodes.filter((n) => nodeReady(n) && !nodeFenced(n)).map((n) => n.metadata.name)),
+      now,
       migrating: pods.some((p) => !isFinished(p) && p.metadata.labels?.[LABEL_MIGRATION_TARGET] !== undefined),
       noSharedStorage: 'problem' in lease ? lease.problem : undefined,
       budget: budgetState(vm.metadata.annotations?.[ANNOTATION_HA_RESTARTS], now, this.#d.budget),
@@ -140,7 +147,7 @@ export class HaController implements Reconciler {
       }
       case 'fenceRestart':
         ctx.log.warn({ node: action.node }, 'node fenced; deleting the launcher pod of a non-HA VM so that it starts elsewhere');
-        await this.#d.launchers.deletePod({ namespace: vm.metadata.namespace, name: current?.metadata.name ?? '' }, action.uid, true);
+        await this.#deletePod(current, true);
         await this.#event(vm, { type: 'Warning', reason: 'NodeFenced', action: 'Restart', note: `node ${action.node} is fenced: launcher pod ${current?.metadata.name ?? ''} deleted, the VM starts on another node` });
         return {};
       case 'replace':
@@ -149,18 +156,32 @@ export class HaController implements Reconciler {
         if (replacement !== undefined) await this.#promote(ctx, key, vm, replacement, action);
         return {};
       case 'deleteReplacement':
-        if (replacement !== undefined) {
-          ctx.log.info({ pod: replacement.metadata.name, reason: action.reason }, 'deleting the HA replacement pod');
-          await this.#d.launchers.deletePod({ namespace: vm.metadata.namespace, name: replacement.metadata.name }, replacement.metadata.uid ?? '');
-          await this.#d.launchers.deleteTargetSecret({ namespace: vm.metadata.namespace, name: replacement.metadata.name });
-          this.#d.replacements.forget(key);
-          await this.#event(vm, { type: 'Normal', reason: 'HAReplacementDeleted', action: 'Restart', note: `replacement pod ${replacement.metadata.name} deleted: ${action.message}` });
-        }
+        if (replacement !== undefined) await this.#deleteReplacement(ctx, vm, replacement, action);
         return {};
     }
   }
 
-  async #replace(ctx: ReconcileContext, vm: VirtualMachine, action: Extract<HaAction, { kind: 'replace' }>, seen: { current: Pod | undefined; now: number }): Promise<ReconcileResult> {
+  /** Deletes a replacement (graceful: its launcher releases what it holds) and its Secret, once. */
+  async #deleteReplacement(ctx: ReconcileContext, vm: VirtualMachine, replacement: Pod, why: { reason: string; message: string }): Promise<void> {
+    if (replacement.metadata.deletionTimestamp !== undefined || this.#deleted.has(replacement.metadata.uid ?? '')) return;
+    ctx.log.info({ pod: replacement.metadata.name, reason: why.reason }, 'deleting the HA replacement pod');
+    await this.#deletePod(replacement, false);
+    await this.#d.launchers.deleteTargetSecret({ namespace: vm.metadata.namespace, name: replacement.metadata.name });
+    this.#d.replacements.forget(keyOf(vm.metadata));
+    await this.#event(vm, { type: 'Normal', reason: 'HAReplacementDeleted', action: 'Restart', note: `replacement pod ${replacement.metadata.name} deleted: ${why.message}` });
+  }
+
+  /** Deletes a pod guarded by its UID, at most once per UID and kind (graceful or forced) in this process. */
+  async #deletePod(pod: Pod | undefined, force: boolean): Promise<void> {
+    const uid = pod?.metadata.uid ?? '';
+    if (pod === undefined || uid === '') return;
+    const what = force ? `${uid}/force` : uid;
+    if (this.#deleted.has(what)) return;
+    await this.#d.launchers.deletePod({ namespace: pod.metadata.namespace, name: pod.metadata.name }, uid, force);
+    remember(this.#deleted, what);
+  }
+
+  async #replace(ctx: ReconcileContext, vm: VirtualMachine, action: ReplaceAction, seen: { current: Pod | undefined; now: number }): Promise<ReconcileResult> {
     const { current, now } = seen;
     const key = keyOf(vm.metadata);
     const oldUid = current?.metadata.uid ?? '';
@@ -178,7 +199,7 @@ export class HaController implements Reconciler {
     }
   }
 
-  async #createReplacement(ctx: ReconcileContext, vm: VirtualMachine, action: Extract<HaAction, { kind: 'replace' }>, seen: { oldUid: string; now: number }): Promise<ReconcileResult> {
+  async #createReplacement(ctx: ReconcileContext, vm: VirtualMachine, action: ReplaceAction, seen: { oldUid: string; now: number }): Promise<ReconcileResult> {
     const { oldUid, now } = seen;
     const key = keyOf(vm.metadata);
     const lease = leaseDomainOf(vm, this.#d.disks);
@@ -191,8 +212,8 @@ export class HaController implements Reconciler {
     }
     const emulate = mayEmulate(vm, this.#d.settings);
     const resources = launcherResources(vm.spec.template, emulate);
-    // Never the failed node, never a fenced one: as a migration target is placed, by the VM scheduler.
-    const nodes = this.#d.caches.nodes().filter((n) => n.metadata.name !== action.failedNode && !nodeFenced(n));
+    // Never the failed node nor one a replacement is stuck on, never a fenced one: as a migration target is placed, by the VM scheduler.
+    const nodes = this.#d.caches.nodes().filter((n) => !action.exclude.includes(n.metadata.name) && !nodeFenced(n));
     const placement = this.#d.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, nodes, this.#d.caches.pods());
     if (placement.kind === 'Unschedulable') {
       ctx.log.warn({ message: placement.message }, 'no node for the HA replacement');
@@ -205,7 +226,8 @@ export class HaController implements Reconciler {
       await this.#countRestart(vm, now);
       remember(this.#counted, oldUid);
     }
-    const podName = haReplacementPodName(vm.metadata.name, oldUid);
+    if (action.supersedes !== undefined) await this.#deleteReplacement(ctx, vm, action.supersedes, action);
+    const podName = haReplacementPodName(vm.metadata.name, action.nameSeed);
     const created = await this.#d.launchers.createLauncher(
       {
         vm,
@@ -275,18 +297,18 @@ export class HaController implements Reconciler {
    */
   async #cleanUp(ctx: ReconcileContext, vm: VirtualMachine, pods: readonly Pod[], launcher: Pod | undefined): Promise<void> {
     for (const p of pods) {
-      if (isHaReplacement(p) && isFinished(p) && p.metadata.deletionTimestamp === undefined) {
+      if (isHaReplacement(p) && isFinished(p) && p.metadata.deletionTimestamp === undefined && !this.#deleted.has(p.metadata.uid ?? '')) {
         ctx.log.info({ pod: p.metadata.name }, 'deleting a finished HA replacement pod');
-        await this.#d.launchers.deletePod({ namespace: p.metadata.namespace, name: p.metadata.name }, p.metadata.uid ?? '');
+        await this.#deletePod(p, false);
         await this.#d.launchers.deleteTargetSecret({ namespace: p.metadata.namespace, name: p.metadata.name });
       }
     }
     const replaced = launcher?.metadata.annotations?.[ANNOTATION_HA_REPLACED];
     if (launcher === undefined || replaced === undefined || replaced === '' || isHaReplacement(launcher)) return;
     const old = pods.find((p) => p.metadata.uid === replaced);
-    if (old !== undefined) {
+    if (old !== undefined && !this.#deleted.has(`${replaced}/force`)) {
       ctx.log.info({ pod: old.metadata.name }, 'force-deleting the replaced launcher pod');
-      await this.#d.launchers.deletePod({ namespace: old.metadata.namespace, name: old.metadata.name }, replaced, true);
+      await this.#deletePod(old, true);
     }
     const uid = launcher.metadata.uid ?? '';
     if (!this.#cleaned.has(uid)) {

@@ -22,10 +22,16 @@ export interface HaObservation {
   readonly reach: Reachability;
   /** The current launcher was heard within the silence threshold (heartbeats included). */
   readonly currentHeard: boolean;
-  /** The active HA replacement pod, if one exists. */
-  readonly replacement: Pod | undefined;
-  /** What the replacement's launcher reports, once heard. */
+  /** The VM's HA replacement pods not finished, terminating ones included (any order). */
+  readonly replacements: readonly Pod[];
+  /** UIDs of replacement pods whose deletion this process issued (the cache may not show it yet). */
+  readonly deleteIssued: ReadonlySet<string>;
+  /** What the live replacement's launcher (liveReplacement) reports, once heard. */
   readonly replacementStatus: LauncherStatus | undefined;
+  /** Nodes that exist, are Ready and not fenced: a replacement elsewhere is bound to a bad node. */
+  readonly healthyNodes: ReadonlySet<string>;
+  /** Wall-clock time of the observation (ms), against the pods' creation times. */
+  readonly now: number;
   /** A migration target of the VM is active: a migration owns the VM's pods. */
   readonly migrating: boolean;
   /** Why the VM cannot be restarted by HA (no shared posix domain), if it cannot. */
@@ -43,7 +49,7 @@ export type HaAction =
   /** Wait for the replacement's launcher (lease acquisition, boot); poll again. */
   | { readonly kind: 'wait' }
   /** The launcher is lost: start a replacement on another node (after the budget and priority checks). */
-  | { readonly kind: 'replace'; readonly failedNode: string; readonly nodeFenced: boolean; readonly reason: string; readonly message: string }
+  | ReplaceAction
   | { readonly kind: 'refuse'; readonly reason: 'NoSharedStorage' | 'RestartBudgetExhausted' | 'LauncherWithoutLease'; readonly message: string }
   /** The replacement holds the lease and runs: make it the VM's launcher and remove the old pod. */
   | { readonly kind: 'promote'; readonly oldUid: string | undefined; readonly takeover: boolean }
@@ -51,6 +57,57 @@ export type HaAction =
   | { readonly kind: 'deleteReplacement'; readonly reason: 'LauncherHeardAgain' | 'VMNotRunning' | 'Superseded'; readonly message: string }
   /** A VM that is not HA, on a fenced node: remove its pod at once so that its run strategy starts it elsewhere. */
   | { readonly kind: 'fenceRestart'; readonly uid: string; readonly node: string };
+
+export interface ReplaceAction {
+  readonly kind: 'replace';
+  readonly failedNode: string;
+  readonly nodeFenced: boolean;
+  readonly reason: string;
+  readonly message: string;
+  /** Nodes the replacement must not be placed on: the failed node, and those of stuck replacements. */
+  readonly exclude: readonly string[];
+  /**
+   * The pod UID the replacement's name derives from (haReplacementPodName): the old pod's,
+   * or that of the newest replacement being given up, whose name may still be taken.
+   */
+  readonly nameSeed: string;
+  /** A live replacement that is stuck: deleted once the new one has a node. */
+  readonly supersedes: Pod | undefined;
+}
+
+/** A replacement not running past this age, its launcher never reporting the lease held, is replaced elsewhere. */
+export const REPLACEMENT_STUCK_MS = 60_000;
+
+/** A deletion of the pod was issued: it is terminating, or this process deleted it and the cache does not show it yet. */
+export function retiring(pod: Pod, deleteIssued: ReadonlySet<string>): boolean {
+  return pod.metadata.deletionTimestamp !== undefined || deleteIssued.has(pod.metadata.uid ?? '');
+}
+
+/** Newest first: creation time, then name (creation times have a one-second resolution). */
+function newestFirst(a: Pod, b: Pod): number {
+  const ta = a.metadata.creationTimestamp ?? '';
+  const tb = b.metadata.creationTimestamp ?? '';
+  if (ta !== tb) return ta < tb ? 1 : -1;
+  return a.metadata.name < b.metadata.name ? 1 : a.metadata.name > b.metadata.name ? -1 : 0;
+}
+
+/** The replacement that counts: the newest one no deletion was issued for. A terminating pod is never promoted. */
+export function liveReplacement(replacements: readonly Pod[], deleteIssued: ReadonlySet<string>): Pod | undefined {
+  return replacements.filter((p) => !retiring(p, deleteIssued)).sort(newestFirst)[0];
+}
+
+/**
+ * A replacement that will not run where it is: bound to a node that is gone, not Ready or
+ * fenced, or not running REPLACEMENT_STUCK_MS after its creation (Pending, ContainerCreating
+ * on a node whose storage is broken). One whose launcher holds the lease is never stuck.
+ */
+export function replacementStuck(pod: Pod, status: LauncherStatus | undefined, o: Pick<HaObservation, 'healthyNodes' | 'now'>): boolean {
+  if (status?.lease?.state === 'Held') return false;
+  const node = pod.spec.nodeName;
+  if (node !== undefined && !o.healthyNodes.has(node)) return true;
+  const created = Date.parse(pod.metadata.creationTimestamp ?? '');
+  return pod.status?.phase !== 'Running' && Number.isFinite(created) && o.now - created > REPLACEMENT_STUCK_MS;
+}
 
 /** The replacement's launcher reports the lease held and the guest running. */
 export function replacementHoldsLease(status: LauncherStatus | undefined): boolean {
@@ -69,8 +126,43 @@ function haEnabled(vm: VirtualMachine): boolean {
 }
 
 export function decideHa(o: HaObservation): HaAction {
-  const replacement = o.replacement;
-  if (replacement !== undefined) return decideWithReplacement(o, replacement);
+  const live = liveReplacement(o.replacements, o.deleteIssued);
+  if (live !== undefined) {
+    const action = decideWithReplacement(o, live);
+    return action.kind === 'wait' && replacementStuck(live, o.replacementStatus, o) ? replaceStuck(o, live) : action;
+  }
+  const action = decideWithoutReplacement(o);
+  if (action.kind !== 'replace') return action;
+  // Replacements given up on (deleted, terminating) may still hold the name derived from the old pod.
+  const given = o.replacements.filter((p) => retiring(p, o.deleteIssued)).sort(newestFirst)[0];
+  return { ...action, exclude: exclusions(o, action.failedNode, undefined), nameSeed: given?.metadata.uid ?? action.nameSeed };
+}
+
+/** The failed node, and the nodes of every replacement of the VM that is stuck (`also` included). */
+function exclusions(o: HaObservation, failedNode: string, also: Pod | undefined): string[] {
+  const stuck = o.replacements.filter((p) => p === also || replacementStuck(p, undefined, o));
+  const nodes = [failedNode, ...stuck.map((p) => p.spec.nodeName ?? '')].filter((n) => n !== '');
+  return [...new Set(nodes)];
+}
+
+/** A stuck replacement is replaced elsewhere (counted as the same restart); it is deleted once the new one has a node. */
+function replaceStuck(o: HaObservation, stuck: Pod): HaAction {
+  const oldPod = o.current !== undefined && o.current.metadata.uid === stuck.metadata.labels?.[LABEL_HA_REPLACEMENT] ? o.current : undefined;
+  const failedNode = oldPod?.spec.nodeName ?? '';
+  const where = stuck.spec.nodeName ?? '(no node)';
+  return restartOrRefuse(o, {
+    kind: 'replace',
+    failedNode,
+    nodeFenced: o.reach.kind === 'unreachable' && o.reach.fenced,
+    reason: 'ReplacementStuck',
+    message: `replacement pod ${stuck.metadata.name} on ${where} does not run`,
+    exclude: exclusions(o, failedNode, stuck),
+    nameSeed: stuck.metadata.uid ?? '',
+    supersedes: stuck,
+  });
+}
+
+function decideWithoutReplacement(o: HaObservation): HaAction {
   if (!o.wantsRunning || o.migrating) return { kind: 'none' };
   const failed = launcherFailed(o);
   if (failed !== undefined) return restartOrRefuse(o, failed);
@@ -86,7 +178,11 @@ export function decideHa(o: HaObservation): HaAction {
     // Its launcher holds no lease (HA was enabled while it ran): only fencing proves its QEMU gone.
     return { kind: 'refuse', reason: 'LauncherWithoutLease', message: `launcher pod ${o.current?.metadata.name ?? ''} was started without a storage lease; restart the VM to protect it, or fence node ${node}` };
   }
-  return restartOrRefuse(o, { kind: 'replace', failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message });
+  return restartOrRefuse(o, replaceOf(o, { failedNode: node, nodeFenced: o.reach.fenced, reason: o.reach.reason, message: o.reach.message }));
+}
+
+function replaceOf(o: HaObservation, what: Pick<ReplaceAction, 'failedNode' | 'nodeFenced' | 'reason' | 'message'>): ReplaceAction {
+  return { kind: 'replace', ...what, exclude: [what.failedNode], nameSeed: o.currentState.kind === 'none' ? '' : o.currentState.uid, supersedes: undefined };
 }
 
 /**
@@ -94,14 +190,14 @@ export function decideHa(o: HaObservation): HaAction {
  * replaced on another node at once, rather than restarted by the run strategy after its
  * crash-loop delay, possibly on the node that lost its storage.
  */
-function launcherFailed(o: HaObservation): Extract<HaAction, { kind: 'replace' }> | undefined {
+function launcherFailed(o: HaObservation): ReplaceAction | undefined {
   const s = o.currentState;
   const node = o.current?.spec.nodeName;
   if (!haEnabled(o.vm) || s.kind !== 'finished' || s.succeeded || s.terminating || node === undefined) return undefined;
-  return { kind: 'replace', failedNode: node, nodeFenced: false, reason: 'LauncherFailed', message: `launcher pod ${o.current?.metadata.name ?? ''} on node ${node} failed` };
+  return replaceOf(o, { failedNode: node, nodeFenced: false, reason: 'LauncherFailed', message: `launcher pod ${o.current?.metadata.name ?? ''} on node ${node} failed` });
 }
 
-function restartOrRefuse(o: HaObservation, replace: Extract<HaAction, { kind: 'replace' }>): HaAction {
+function restartOrRefuse(o: HaObservation, replace: ReplaceAction): HaAction {
   if (o.noSharedStorage !== undefined) return { kind: 'refuse', reason: 'NoSharedStorage', message: o.noSharedStorage };
   if (o.budget.exhausted) {
     return {
