@@ -4,7 +4,7 @@ import { VirtualMachine } from '@keyvirt/crds';
 import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { Reachability } from '../vm/launcher-reachability.ts';
-import { decideHa, type HaObservation } from './ha-decision.ts';
+import { decideHa, type HaAction, type HaObservation } from './ha-decision.ts';
 import { budgetState } from './restart-budget.ts';
 
 function vmOf(ha: boolean, runStrategy: 'Always' | 'RerunOnFailure' | 'Manual' = 'Always'): VirtualMachine {
@@ -29,6 +29,15 @@ const fenced: Reachability = { kind: 'unreachable', reason: 'NodeUnreachable', m
 
 function launcher(phase: LauncherStatus['phase'], lease: NonNullable<LauncherStatus['lease']>['state'] | undefined): LauncherStatus {
   return { phase, ...(lease === undefined ? {} : { lease: { state: lease, generation: 2, takeover: true } }) } as LauncherStatus;
+}
+
+/** Decides `o` and asserts the action: its kind (with the reason of a refusal or a deletion), and the launcher a promotion replaces. */
+function decideExpecting(o: HaObservation, want: string): HaAction {
+  const a = decideHa(o);
+  const got = a.kind === 'refuse' || a.kind === 'deleteReplacement' ? `${a.kind}:${a.reason}` : a.kind;
+  assert.equal(got, want);
+  if (a.kind === 'promote') assert.equal(a.oldUid, 'old');
+  return a;
 }
 
 function observe(over: Partial<HaObservation>): HaObservation {
@@ -94,14 +103,11 @@ describe('decideHa', () => {
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const a = decideHa(c.o);
-      const got = a.kind === 'refuse' || a.kind === 'deleteReplacement' ? `${a.kind}:${a.reason}` : a.kind;
-      assert.equal(got, c.want);
+      const a = decideExpecting(c.o, c.want);
       if (a.kind === 'replace') {
         assert.equal(a.nodeFenced, c.fencedClaim);
         assert.equal(a.failedNode, 'n1');
       }
-      if (a.kind === 'promote') assert.equal(a.oldUid, 'old');
     });
   }
 });
@@ -139,15 +145,12 @@ describe('decideHa: replacements being deleted, stuck ones, and where a replacem
   ];
   for (const c of cases) {
     it(c.name, () => {
-      const a = decideHa(c.o);
-      const got = a.kind === 'refuse' || a.kind === 'deleteReplacement' ? `${a.kind}:${a.reason}` : a.kind;
-      assert.equal(got, c.want);
+      const a = decideExpecting(c.o, c.want);
       if (a.kind === 'replace') {
         assert.deepEqual(a.exclude, c.exclude);
         assert.equal(a.nameSeed, c.nameSeed);
         assert.equal(a.supersedes?.metadata.uid, c.supersedes);
       }
-      if (a.kind === 'promote') assert.equal(a.oldUid, 'old');
     });
   }
 });
