@@ -11,32 +11,17 @@
 // soft-reboot → a new boot id → migrate --wait → the VM on another node →
 // stop --wait → Stopped, start --wait → Running, restart --wait → a new launcher pod.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
+import { maxCounterOfBoot, readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSubresourceOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, getVm, launcherPods, pvcDisk, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
-import { serviceAccountUser } from '../subresources/api-user.ts';
+import { chartUserRoles, serviceAccountUser } from '../subresources/api-user.ts';
 import { pluginOnPath, runToEnd, start, tokenKubeconfig, type Finished } from './plugin-process.ts';
 
 const VM = 'plug-1';
-const repo = path.resolve(import.meta.dirname, '..', '..');
-
-function userRoles(): string {
-  const r = spawnSync(path.join(repo, 'hack/.cache/k8s/bin/helm'), ['template', 'keyvirt', path.join(repo, 'charts/keyvirt'), '--kube-version', '1.34.0', '--show-only', 'templates/user-roles.yaml'], {
-    encoding: 'utf8',
-    env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') },
-  });
-  if (r.status !== 0) throw new Error(`helm template: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function maxCounter(image: string, bootId: string): Promise<number> {
-  return Math.max(0, ...(await readDiskRecords(image)).filter((r) => r.bootId === bootId).map((r) => r.n));
-}
 
 function shown(r: Finished): string {
   return `exit ${String(r.code)}; stdout: ${r.stdout}; stderr: ${r.stderr}`;
@@ -90,7 +75,7 @@ void describe('kubectl keyvirt on the local cluster', { timeout: 25 * 60_000 }, 
     s = await scratch(cluster, 'kv-e2e-plugin');
     image = await pvcDisk(cluster, s, 'plug-1-data');
     operator = await startSubresourceOperator(cluster, s, 'plugin');
-    cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', '-'], userRoles());
+    cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', '-'], chartUserRoles());
     const user = await serviceAccountUser(cluster, s.namespace, 'vm-user');
     const stranger = await serviceAccountUser(cluster, s.namespace, 'stranger');
     const viewer = await serviceAccountUser(cluster, s.namespace, 'viewer');
@@ -236,13 +221,13 @@ void describe('kubectl keyvirt on the local cluster', { timeout: 25 * 60_000 }, 
     await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Paused', (v) => v.status?.phase === 'Paused', 60_000);
     const again = await keyvirt(['pause', VM]);
     assert.equal(again.code, 5, shown(again));
-    const pausedAt = await maxCounter(image, bootId);
+    const pausedAt = await maxCounterOfBoot(image, bootId);
     await new Promise((r) => setTimeout(r, 3000));
-    assert.equal(await maxCounter(image, bootId), pausedAt, 'the counter stood still while paused');
+    assert.equal(await maxCounterOfBoot(image, bootId), pausedAt, 'the counter stood still while paused');
     const u = await keyvirt(['unpause', VM]);
     assert.equal(u.code, 0, shown(u));
     await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Running again', (v) => v.status?.phase === 'Running', 60_000);
-    await eventually('the counter moving again', async () => ((await maxCounter(image, bootId)) > pausedAt ? true : undefined), 30_000);
+    await eventually('the counter moving again', async () => ((await maxCounterOfBoot(image, bootId)) > pausedAt ? true : undefined), 30_000);
   });
 
   void it('soft-reboot → a new boot id in the same launcher pod', async () => {

@@ -1,11 +1,25 @@
 // A user of the subresource API as a person would be: a ServiceAccount token, the
 // kube-apiserver's URL and CA, and nothing else — every request goes through the
 // kube-apiserver (which authenticates, authorises and proxies to the aggregated API).
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import type { TestCluster } from '../support/cluster.ts';
+
+const repo = path.resolve(import.meta.dirname, '..', '..');
+
+/** The chart's aggregated user ClusterRoles (keyvirt.io:view, edit, admin), rendered by helm. */
+export function chartUserRoles(): string {
+  const helm = path.join(repo, 'hack/.cache/k8s/bin/helm');
+  const r = spawnSync(helm, ['template', 'keyvirt', path.join(repo, 'charts/keyvirt'), '--kube-version', '1.34.0', '--show-only', 'templates/user-roles.yaml'], {
+    encoding: 'utf8',
+    env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') },
+  });
+  if (r.status !== 0) throw new Error(`helm template: ${r.stderr}`);
+  return r.stdout;
+}
 
 export interface ApiUser {
   readonly name: string;

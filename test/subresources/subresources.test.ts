@@ -16,28 +16,13 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
+import { maxCounterOfBoot, readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSubresourceOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, getVm, pvcDisk, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
-import { apiRequest, type ApiUser, collect, openWebSocket, serviceAccountUser, subresourcePath } from './api-user.ts';
+import { apiRequest, type ApiUser, chartUserRoles, collect, openWebSocket, serviceAccountUser, subresourcePath } from './api-user.ts';
 
 const VM = 'sub-1';
-const repo = path.resolve(import.meta.dirname, '..', '..');
 const IDLE_MS = 60_000;
-
-function userRoles(): string {
-  const helm = path.join(repo, 'hack/.cache/k8s/bin/helm');
-  const r = spawnSync(helm, ['template', 'keyvirt', path.join(repo, 'charts/keyvirt'), '--kube-version', '1.34.0', '--show-only', 'templates/user-roles.yaml'], {
-    encoding: 'utf8',
-    env: { ...process.env, HELM_CACHE_HOME: path.join(repo, 'hack/.cache/helm') },
-  });
-  if (r.status !== 0) throw new Error(`helm template: ${r.stderr}`);
-  return r.stdout;
-}
-
-async function maxCounter(image: string, bootId: string): Promise<number> {
-  return Math.max(0, ...(await readDiskRecords(image)).filter((r) => r.bootId === bootId).map((r) => r.n));
-}
 
 void describe('subresources.keyvirt.io through the kube-apiserver', { timeout: 15 * 60_000 }, () => {
   let cluster: TestCluster;
@@ -54,7 +39,7 @@ void describe('subresources.keyvirt.io through the kube-apiserver', { timeout: 1
     s = await scratch(cluster, 'kv-e2e-sub');
     image = await pvcDisk(cluster, s, 'sub-1-data');
     operator = await startSubresourceOperator(cluster, s, 'sub');
-    cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', '-'], userRoles());
+    cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', '-'], chartUserRoles());
     allowed = await serviceAccountUser(cluster, s.namespace, 'vm-user');
     stranger = await serviceAccountUser(cluster, s.namespace, 'stranger');
     cluster.kubectl(['create', 'rolebinding', 'vm-user-edit', '-n', s.namespace, '--clusterrole=keyvirt.io:edit', `--serviceaccount=${s.namespace}:vm-user`]);
@@ -156,13 +141,13 @@ void describe('subresources.keyvirt.io through the kube-apiserver', { timeout: 1
     await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Paused', (v) => v.status?.phase === 'Paused', 60_000);
     const twice = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'pause'));
     assert.equal(twice.status, 409, twice.body);
-    const pausedAt = await maxCounter(image, bootId);
+    const pausedAt = await maxCounterOfBoot(image, bootId);
     await new Promise((r) => setTimeout(r, 3000));
-    assert.equal(await maxCounter(image, bootId), pausedAt, 'the counter stood still while paused');
+    assert.equal(await maxCounterOfBoot(image, bootId), pausedAt, 'the counter stood still while paused');
     const u = await apiRequest(allowed, 'PUT', subresourcePath(s.namespace, VM, 'unpause'));
     assert.equal(u.status, 202, u.body);
     await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Running again', (v) => v.status?.phase === 'Running', 60_000);
-    await eventually('the counter moving again', async () => ((await maxCounter(image, bootId)) > pausedAt ? true : undefined), 30_000);
+    await eventually('the counter moving again', async () => ((await maxCounterOfBoot(image, bootId)) > pausedAt ? true : undefined), 30_000);
   });
 
   void it('soft-reboot → a new boot id', async () => {

@@ -244,6 +244,11 @@ export async function readDiskRecords(image: string, format: DiskFormat = 'raw')
   }
 }
 
+/** The highest counter the guest wrote to its raw disk `image` during boot `bootId` (0 when none). */
+export async function maxCounterOfBoot(image: string, bootId: string): Promise<number> {
+  return Math.max(0, ...(await readDiskRecords(image)).filter((r) => r.bootId === bootId).map((r) => r.n));
+}
+
 // ---------------------------------------------------------------------------
 // NoCloud seed
 
