@@ -11,100 +11,93 @@ import { eventually, type TestCluster } from './cluster.ts';
 export const KWOK_TAINT = 'kwok.x-k8s.io/node';
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
-const NODE_STAGE = `apiVersion: kwok.x-k8s.io/v1alpha1
+interface StageMatch {
+  readonly key: string;
+  readonly operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  readonly values?: readonly string[];
+}
+
+/** The object's Ready condition is not True (yet). */
+const NOT_READY: StageMatch = { key: '.status.conditions.[] | select( .type == "Ready" ) | .status', operator: 'NotIn', values: ['True'] };
+
+/**
+ * A kwok Stage: `kind` objects matching every expression move on to `next`, either a
+ * status template (YAML lines; `$now` is the time of the transition) or their deletion.
+ */
+function stage(name: string, kind: 'Node' | 'Pod', match: readonly StageMatch[], next: { statusTemplate: string } | { delete: true }): string {
+  const expressions = match
+    .map((m) => `    - key: '${m.key}'\n      operator: '${m.operator}'\n${m.values === undefined ? '' : `      values: [${m.values.map((v) => `'${v}'`).join(', ')}]\n`}`)
+    .join('');
+  const then =
+    'delete' in next
+      ? '    delete: true\n'
+      : `    statusTemplate: |\n      {{ $now := Now }}\n${next.statusTemplate.replace(/^(?=.)/gm, '      ')}`;
+  return `apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: node-initialize
+  name: ${name}
 spec:
   resourceRef:
     apiGroup: v1
-    kind: Node
+    kind: ${kind}
   selector:
     matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $now | Quote }}
-        message: kwok simulates this node
-        reason: KubeletReady
-        status: "True"
-        type: Ready
-      allocatable: { cpu: "1000", memory: 4Ti, pods: "20000" }
-      capacity: { cpu: "1000", memory: 4Ti, pods: "20000" }
-      nodeInfo:
-        kubeletVersion: kwok
-`;
+${expressions}  next:
+${then}`;
+}
+
+const NODE_STAGE = stage('node-initialize', 'Node', [NOT_READY], {
+  statusTemplate: `conditions:
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: kwok simulates this node
+  reason: KubeletReady
+  status: "True"
+  type: Ready
+allocatable: { cpu: "1000", memory: 4Ti, pods: "20000" }
+capacity: { cpu: "1000", memory: 4Ti, pods: "20000" }
+nodeInfo:
+  kubeletVersion: kwok
+`,
+});
 
 /** kwok's own pod-ready and pod-delete stages (kustomize/stage/pod/fast), trimmed to what a launcher pod has. */
 const POD_STAGES = `---
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-ready
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
-      operator: 'In'
-      values: ['Pending']
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: 'NotIn'
-      values: ['True']
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Initialized
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: Ready
-      - lastTransitionTime: {{ $now | Quote }}
-        status: "True"
-        type: ContainersReady
-      containerStatuses:
-      {{ range .spec.containers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-      {{ with $podIPs }}
-      podIP: {{ index . 0 | Quote }}
-      {{ end }}
-      phase: Running
-      startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: pod-delete
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'Exists'
-  next:
-    delete: true
-`;
+${stage(
+  'pod-ready',
+  'Pod',
+  [{ key: '.metadata.deletionTimestamp', operator: 'DoesNotExist' }, { key: '.status.phase', operator: 'In', values: ['Pending'] }, NOT_READY],
+  {
+    statusTemplate: `conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+{{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+{{ with $podIPs }}
+podIP: {{ index . 0 | Quote }}
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+`,
+  },
+)}---
+${stage('pod-delete', 'Pod', [{ key: '.metadata.deletionTimestamp', operator: 'Exists' }], { delete: true })}`;
 
 /** Builds kwok if its pinned build is not cached (a cold build takes minutes). */
 export function ensureKwokBinary(): void {
