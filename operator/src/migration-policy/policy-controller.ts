@@ -11,7 +11,7 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/c
 import type { Namespace } from '../runtime/core-schemas.ts';
 import { isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { objectPath } from '../runtime/resource.ts';
-import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, sameStatus, type WrittenStatus } from '../runtime/status-patch.ts';
 import { rfc3339 } from '../vm/vm-status.ts';
 import { migrationPolicyType } from './names.ts';
 import { migrationPolicyStatus } from './policy-status.ts';
@@ -27,14 +27,6 @@ export interface PolicyControllerDeps {
   caches: PolicyCaches;
   client: Pick<KubeClient, 'patch'>;
   clock: Clock;
-}
-
-function stable(status: MigrationPolicyStatus | undefined): string {
-  return JSON.stringify(status ?? {});
-}
-
-function same(a: MigrationPolicyStatus | undefined, b: MigrationPolicyStatus | undefined): boolean {
-  return stable(a) === stable(b);
 }
 
 export class MigrationPolicyController implements Reconciler {
@@ -53,7 +45,7 @@ export class MigrationPolicyController implements Reconciler {
       return {};
     }
     const id = `${key}/${policy.metadata.uid ?? ''}`;
-    const fresh = freshestStatus({ status: policy.status, resourceVersion: policy.metadata.resourceVersion }, this.#written.get(id), same);
+    const fresh = freshestStatus({ status: policy.status, resourceVersion: policy.metadata.resourceVersion }, this.#written.get(id), sameStatus);
     if (fresh.written === undefined) this.#written.delete(id);
     const previous = fresh.status;
     const next = migrationPolicyStatus({
@@ -64,7 +56,7 @@ export class MigrationPolicyController implements Reconciler {
       previous,
       now: rfc3339(this.#d.clock.now()),
     });
-    if (same(previous, next)) return {};
+    if (sameStatus(previous, next)) return {};
     let answer: unknown;
     try {
       answer = await this.#d.client.patch(objectPath(migrationPolicyType, { name: key }, 'status'), guardedStatusPatch(next, fresh.resourceVersion), 'json');

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { isConflict, type KubeClient } from '../runtime/kube-client.ts';
 import { keyOf, objectPath } from '../runtime/resource.ts';
-import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, sameStatus, type WrittenStatus } from '../runtime/status-patch.ts';
 import { virtualMachineMigrationType } from '../vm/names.ts';
 import { rfc3339 } from '../vm/vm-status.ts';
 import { isFinal } from './phases.ts';
@@ -65,14 +65,6 @@ export function withPhase(previous: VirtualMachineMigrationStatus | undefined, p
   return { ...previous, phase, phaseTransitionTime: previous?.phase === phase && previous.phaseTransitionTime !== undefined ? previous.phaseTransitionTime : now };
 }
 
-function stable(status: VirtualMachineMigrationStatus | undefined): string {
-  return JSON.stringify(status ?? {});
-}
-
-function same(a: VirtualMachineMigrationStatus | undefined, b: VirtualMachineMigrationStatus | undefined): boolean {
-  return stable(a) === stable(b);
-}
-
 const WARNING_PHASES = new Set<string>(['Failed']);
 
 /** A status this operator wrote for the migration with `uid` (a name may be reused by a new object). */
@@ -99,7 +91,7 @@ export class MigrationStatusWriter {
     const key = keyOf(m.metadata);
     const remembered = this.#written.get(key);
     const mine = remembered !== undefined && remembered.uid === (m.metadata.uid ?? '') && !isFinal(m.status?.phase) ? remembered.written : undefined;
-    const fresh = freshestStatus({ status: m.status, resourceVersion: m.metadata.resourceVersion }, mine, same);
+    const fresh = freshestStatus({ status: m.status, resourceVersion: m.metadata.resourceVersion }, mine, sameStatus);
     if (fresh.written === undefined) this.#written.delete(key);
     return fresh;
   }
@@ -116,7 +108,7 @@ export class MigrationStatusWriter {
   async write(m: VirtualMachineMigration, next: VirtualMachineMigrationStatus, log: Logger): Promise<void> {
     const key = keyOf(m.metadata);
     const { status: previous, resourceVersion } = this.#freshest(m);
-    if (same(previous, next)) return;
+    if (sameStatus(previous, next)) return;
     const path = objectPath(virtualMachineMigrationType, { namespace: m.metadata.namespace, name: m.metadata.name }, 'status');
     let answer: unknown;
     try {

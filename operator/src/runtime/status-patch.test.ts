@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { freshestStatus, guardedStatusPatch, resourceVersionOf } from './status-patch.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, sameStatus } from './status-patch.ts';
 
 const same = (a: string | undefined, b: string | undefined): boolean => a === b;
 
@@ -33,5 +33,12 @@ void describe('status-patch', () => {
   void it('reads the resourceVersion of an answer, or nothing', () => {
     assert.equal(resourceVersionOf({ metadata: { resourceVersion: '9' } }), '9');
     assert.equal(resourceVersionOf(undefined), undefined);
+  });
+
+  void it('compares statuses whatever the order of their keys, arrays in order', () => {
+    assert.ok(sameStatus({ phase: 'Active', capacity: { used: 1, free: 2 } }, { capacity: { free: 2, used: 1 }, phase: 'Active' }));
+    assert.ok(sameStatus(undefined, {}));
+    assert.ok(!sameStatus({ phase: 'Active' }, { phase: 'Maintenance' }));
+    assert.ok(!sameStatus({ conditions: [{ type: 'A' }, { type: 'B' }] }, { conditions: [{ type: 'B' }, { type: 'A' }] }), 'list order counts');
   });
 });

@@ -12,7 +12,7 @@ import type { EventSink } from '../runtime/event-recorder.ts';
 import { isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { controllerReference } from '../runtime/owner-mapping.ts';
 import { objectPath } from '../runtime/resource.ts';
-import { guardedStatusPatch, resourceVersionOf } from '../runtime/status-patch.ts';
+import { guardedStatusPatch, resourceVersionOf, sameStatus } from '../runtime/status-patch.ts';
 import { storageDomainType } from '../vm/names.ts';
 import { BackingVolumeError, planBackingVolume, type BackingVolumePlan, type OwnerRef } from './backing-volume.ts';
 import { deleteBackingVolume, syncBackingVolume } from './backing-volume-sync.ts';
@@ -60,10 +60,6 @@ function pendingReason(pod: Pod | undefined): string | undefined {
   const waiting = pod.status.containerStatuses?.[0]?.state?.waiting;
   if (waiting?.reason !== undefined) return `the probe pod is waiting: ${waiting.reason}${waiting.message === undefined ? '' : ` (${waiting.message})`}`;
   return pod.status.message === undefined ? undefined : `the probe pod is pending: ${pod.status.message}`;
-}
-
-function stable(status: StorageDomainStatus | undefined): string {
-  return JSON.stringify(status ?? {});
 }
 
 export class StorageDomainController implements Reconciler {
@@ -248,13 +244,13 @@ export class StorageDomainController implements Reconciler {
 
   /** The freshest status: what this operator wrote last until the cache shows it. */
   #currentStatus(sd: StorageDomain, memory: DomainMemory): StorageDomainStatus | undefined {
-    if (memory.written !== undefined && stable(memory.written) === stable(sd.status)) memory.written = undefined;
+    if (memory.written !== undefined && sameStatus(memory.written, sd.status)) memory.written = undefined;
     return memory.written ?? sd.status;
   }
 
   async #writeStatus(sd: StorageDomain, memory: DomainMemory, next: StorageDomainStatus, log: Logger): Promise<void> {
     const previous = this.#currentStatus(sd, memory);
-    if (stable(previous) === stable(next)) return;
+    if (sameStatus(previous, next)) return;
     // Guarded by the version the status was computed from (ADR 0102): a stale write gets 409.
     const version = memory.written === undefined ? sd.metadata.resourceVersion : (memory.writtenResourceVersion ?? sd.metadata.resourceVersion);
     let answer: unknown;

@@ -9,23 +9,10 @@ import type { Logger } from 'pino';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { isConflict, type KubeClient } from '../runtime/kube-client.ts';
 import { objectPath } from '../runtime/resource.ts';
-import { freshestStatus, guardedStatusPatch, resourceVersionOf, type WrittenStatus } from '../runtime/status-patch.ts';
+import { freshestStatus, guardedStatusPatch, resourceVersionOf, sameStatus, type WrittenStatus } from '../runtime/status-patch.ts';
 import { virtualMachineType } from './names.ts';
 
 const warningPhases = new Set(['Failed', 'CrashLoop', 'Unschedulable']);
-
-/** JSON with every object's keys sorted: a status parsed from the API (the schema's key order) equals the same status as computed. */
-function stable(status: VirtualMachineStatus | undefined): string {
-  return JSON.stringify(status ?? {}, (_key, value: unknown) =>
-    typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : value,
-  );
-}
-
-function same(a: VirtualMachineStatus | undefined, b: VirtualMachineStatus | undefined): boolean {
-  return stable(a) === stable(b);
-}
 
 function readyReason(status: VirtualMachineStatus | undefined): { reason: string; message: string } | undefined {
   const ready = status?.conditions?.find((c) => c.type === 'Ready');
@@ -45,7 +32,7 @@ export class VmStatusWriter {
 
   #freshest(vm: VirtualMachine): { status: VirtualMachineStatus | undefined; resourceVersion: string | undefined } {
     const uid = vm.metadata.uid ?? vm.metadata.name;
-    const fresh = freshestStatus({ status: vm.status, resourceVersion: vm.metadata.resourceVersion }, this.#written.get(uid), same);
+    const fresh = freshestStatus({ status: vm.status, resourceVersion: vm.metadata.resourceVersion }, this.#written.get(uid), sameStatus);
     if (fresh.written === undefined) this.#written.delete(uid);
     return fresh;
   }
@@ -59,7 +46,7 @@ export class VmStatusWriter {
   async write(vm: VirtualMachine, next: VirtualMachineStatus, log: Logger): Promise<boolean> {
     const uid = vm.metadata.uid ?? vm.metadata.name;
     const { status: previous, resourceVersion } = this.#freshest(vm);
-    if (same(previous, next)) return false;
+    if (sameStatus(previous, next)) return false;
     const path = objectPath(virtualMachineType, { namespace: vm.metadata.namespace, name: vm.metadata.name }, 'status');
     let answer: unknown;
     try {
