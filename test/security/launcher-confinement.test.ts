@@ -137,7 +137,8 @@ void describe('launcher confinement on a simulated node', { timeout: 20 * 60_000
     const pod = launcherPods(cluster, s.namespace, 'vm-a')[0];
     assert.ok(pod !== undefined);
     const procs = containerProcesses(pod.metadata.uid, 'launcher');
-    const launcher = procs.find((p) => p.cmdline.includes('launcher/src/main.ts'));
+    // The launcher runs as its image carries it: built JavaScript (hack/launcher-build), launcher/src/main.js.
+    const launcher = procs.find((p) => /launcher\/src\/main\.(ts|js)\b/.test(p.cmdline));
     const qemu = procs.find((p) => p.cmdline.includes('qemu-system'));
     assert.ok(launcher !== undefined && qemu !== undefined, `launcher and QEMU in the pod's cgroup: ${procs.map((p) => p.cmdline.slice(0, 80)).join(' | ')}`);
 
