@@ -194,12 +194,20 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     const { dir: marker, volumes, volumeMounts } = shared();
     apply(cluster, busyboxPod(ns, {
       name: 'graceful', nodeName: nodeA,
-      script: `trap "echo got-term > ${marker}/term; exit 0" TERM; while true; do sleep 0.2; done`,
+      script: `trap "echo got-term > ${marker}/term; exit 0" TERM; touch ${marker}/graceful-ready; while true; do sleep 0.2; done`,
       extraSpec: { volumes }, container: { volumeMounts },
     }));
-    apply(cluster, busyboxPod(ns, { name: 'stubborn', nodeName: nodeA, script: 'trap "" TERM; while true; do sleep 0.2; done' }));
+    apply(cluster, busyboxPod(ns, {
+      name: 'stubborn', nodeName: nodeA,
+      script: `trap "" TERM; touch ${marker}/stubborn-ready; while true; do sleep 0.2; done`,
+      extraSpec: { volumes }, container: { volumeMounts },
+    }));
     await waitPodPhase(cluster, ns, 'graceful', ['Running']);
     await waitPodPhase(cluster, ns, 'stubborn', ['Running']);
+    // Both traps set: the simulator reports Running once the container's init runs, before
+    // the container's own program has set its signal handlers (a deletion during set-up
+    // ends the container at once, as it should).
+    await eventually('both containers past their traps', () => (fs.existsSync(path.join(marker, 'graceful-ready')) && fs.existsSync(path.join(marker, 'stubborn-ready')) ? true : undefined), 60_000, 100);
     const started = Date.now();
     cluster.kubectl(['delete', 'pod', 'graceful', 'stubborn', '-n', ns, '--wait=false']);
     await waitPodGone(cluster, ns, 'graceful');
