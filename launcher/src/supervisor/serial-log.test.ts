@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { open, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { open, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -28,6 +28,7 @@ void test('a log written through an O_APPEND descriptor (as QEMU writes it) stay
   assert.match(current, /the last line\n$/);
   const previous = await readFile(`${file}.1`, 'utf8');
   assert.ok(previous.length > 64 * 1024 && previous.startsWith('line '));
+  assert.deepEqual((await readdir(dir)).sort(), ['serial.log', 'serial.log.1'], 'the copy aside is renamed into place');
 });
 
 void test('a missing log is no error', async () => {

@@ -1,12 +1,13 @@
 // Keeps the serial console log bounded. QEMU copies everything the guest writes to its
 // serial port into `serial.log` (chardev `logfile=`, opened O_APPEND because of
 // `logappend=on`), and a guest may write without end. Every check interval the file's
-// size is looked at; past `maxBytes` its content is copied to `serial.log.1` (the
-// previous generation is replaced) and the file is truncated in place: QEMU's next
+// size is looked at; past `maxBytes` its content is copied aside and renamed over
+// `serial.log.1` (the previous generation is replaced at once, so a reader of
+// `serial.log.1` never sees a partial copy) and the file is truncated in place: QEMU's next
 // append lands at offset 0, so its descriptor never needs reopening ("copytruncate").
 // Output written between the copy and the truncation is lost — a few milliseconds of
 // console. On disk the log takes at most 2 × maxBytes plus one interval of output.
-import { copyFile, stat, truncate } from 'node:fs/promises';
+import { copyFile, rename, stat, truncate } from 'node:fs/promises';
 import type { Logger } from 'pino';
 
 export interface SerialLogOptions {
@@ -55,7 +56,8 @@ export class SerialLogRotator {
     try {
       const size = (await stat(this.#o.path)).size;
       if (size <= this.#maxBytes) return;
-      await copyFile(this.#o.path, `${this.#o.path}.1`);
+      await copyFile(this.#o.path, `${this.#o.path}.1.tmp`);
+      await rename(`${this.#o.path}.1.tmp`, `${this.#o.path}.1`);
       await truncate(this.#o.path, 0);
       this.#rotations++;
       this.#o.log.info({ size, rotations: this.#rotations }, 'serial log rotated');
