@@ -49,7 +49,8 @@ export function daemonPid(layout: ClusterLayout, name: string, marker: string): 
   return pid;
 }
 
-function processState(pid: number): string | undefined {
+/** The state letter of /proc/<pid>/stat (R, S, T, Z, …), or undefined when the process is gone. */
+export function processState(pid: number): string | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { daemonPid, isAlive, startDaemon } from './daemons.ts';
+import { daemonPid, isAlive, processState, startDaemon } from './daemons.ts';
 import type { ClusterLayout } from './layout.ts';
 
 export class StorageViewError extends Error {
@@ -72,15 +72,6 @@ function viewMounts(layout: ClusterLayout, node: string): MountEntry[] {
 
 function bindfsPid(layout: ClusterLayout, node: string): number | undefined {
   return daemonPid(layout, daemonName(node), storageViewMountPoint(layout, node));
-}
-
-function processState(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
 }
 
 /** serving (bindfs answering), hung (stopped), failed (mounted, bindfs gone) or absent (no view). */
