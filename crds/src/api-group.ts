@@ -12,4 +12,5 @@ export const PLURALS = {
   VirtualMachineMigration: 'virtualmachinemigrations',
   StorageDomain: 'storagedomains',
   MigrationPolicy: 'migrationpolicies',
+  VirtualMachineImage: 'virtualmachineimages',
 } as const;

@@ -75,6 +75,7 @@ void test('each CRD has its names, scope, status subresource and printer columns
     VirtualMachineMigration: ['vmm', 'Namespaced'],
     StorageDomain: ['sd', 'Cluster'],
     MigrationPolicy: ['mp', 'Cluster'],
+    VirtualMachineImage: ['vmimage', 'Namespaced'],
   } as const;
   for (const kind of KINDS) {
     const info = kindInfo(kind);

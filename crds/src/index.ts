@@ -7,6 +7,7 @@ export * from './virtualmachine/v1alpha1.ts';
 export * from './virtualmachinemigration/v1alpha1.ts';
 export * from './storagedomain/v1alpha1.ts';
 export * from './migrationpolicy/v1alpha1.ts';
+export * from './virtualmachineimage/v1alpha1.ts';
 export * from './kinds.ts';
 export * from './validate.ts';
 export type { CelValidation, ValidationRule } from './validation-rule.ts';

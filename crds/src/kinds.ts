@@ -5,9 +5,10 @@ import { GROUP, PLURALS } from './api-group.ts';
 import { MigrationPolicy } from './migrationpolicy/v1alpha1.ts';
 import { StorageDomain } from './storagedomain/v1alpha1.ts';
 import { VirtualMachine } from './virtualmachine/v1alpha1.ts';
+import { VirtualMachineImage } from './virtualmachineimage/v1alpha1.ts';
 import { VirtualMachineMigration } from './virtualmachinemigration/v1alpha1.ts';
 
-export const KINDS = ['VirtualMachine', 'VirtualMachineMigration', 'StorageDomain', 'MigrationPolicy'] as const;
+export const KINDS = ['VirtualMachine', 'VirtualMachineMigration', 'StorageDomain', 'MigrationPolicy', 'VirtualMachineImage'] as const;
 export type KeyVirtKind = (typeof KINDS)[number];
 
 export type Scope = 'Namespaced' | 'Cluster';
@@ -89,6 +90,15 @@ const KIND_INFO: Readonly<Record<KeyVirtKind, KindInfo>> = {
     { name: 'Auto-Converge', type: 'boolean', jsonPath: '.spec.allowAutoConverge', description: 'Auto-converge allowed.' },
     { name: 'Post-Copy', type: 'boolean', jsonPath: '.spec.allowPostCopy', description: 'Post-copy allowed.' },
     { name: 'VMs', type: 'integer', jsonPath: '.status.matchedVirtualMachines', description: 'VMs the policy applies to.' },
+  ]),
+  VirtualMachineImage: info('VirtualMachineImage', { plural: PLURALS.VirtualMachineImage, shortName: 'vmimage', scope: 'Namespaced' }, VirtualMachineImage, [
+    phase,
+    { name: 'Progress', type: 'string', jsonPath: '.status.progress.display', description: 'How far the import is, with its rate.' },
+    { name: 'Size', type: 'string', jsonPath: '.status.size', description: 'The disk size the guest sees.' },
+    { name: 'Format', type: 'string', jsonPath: '.status.format', description: 'The stored format.' },
+    { name: 'Domain', type: 'string', jsonPath: '.spec.storageDomain', description: 'The StorageDomain holding the image.' },
+    { name: 'Reason', type: 'string', jsonPath: '.status.reason', description: 'Why the import failed.', priority: 1 },
+    { name: 'Source-Format', type: 'string', jsonPath: '.status.sourceFormat', description: 'The format detected in the source.', priority: 1 },
   ]),
 };
 

@@ -33,7 +33,7 @@ void test('validateObject dispatches on kind and rejects foreign objects', () =>
   assert.deepEqual(validateObject({ apiVersion: 'v1', kind: 'Pod' }), { ok: false, issues: [{ path: 'apiVersion', message: 'apiVersion must be keyvirt.io/v1alpha1' }] });
   assert.deepEqual(validateObject({ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachineInstance' }), {
     ok: false,
-    issues: [{ path: 'kind', message: 'kind must be one of: VirtualMachine, VirtualMachineMigration, StorageDomain, MigrationPolicy' }],
+    issues: [{ path: 'kind', message: 'kind must be one of: VirtualMachine, VirtualMachineMigration, StorageDomain, MigrationPolicy, VirtualMachineImage' }],
   });
   assert.deepEqual(validateObject(null), { ok: false, issues: [{ path: '', message: 'the object must be a mapping' }] });
   assert.ok(validateObject(minimalVm).ok);
