@@ -11,6 +11,7 @@ apt_packages=(
   genisoimage cpio xz-utils zstd kmod iproute2 util-linux procps
   bridge-utils iptables psmisc gcc libc6-dev e2fsprogs bindfs
   containerd runc containernetworking-plugins
+  syslinux syslinux-common mtools dosfstools fdisk mmdebstrap
 )
 
 missing=()

@@ -6,7 +6,9 @@
 # The result is cached under hack/.cache/guest/<hash>/, the hash covering this
 # script, everything under hack/guest/, the kernel package version and the exact
 # busybox / qemu-ga / library files copied in. A cached build costs ~0.2 s.
-# Prints the build directory (vmlinux, initramfs.cpio.gz, cmdline, manifest.json).
+# Prints the build directory: vmlinux, initramfs.cpio.gz and cmdline for a direct kernel
+# boot, disk.qcow2 (the same kernel and initramfs behind syslinux on a bootable disk),
+# manifest.json.
 #
 # Usage: hack/guest/build.sh [--force]
 set -euo pipefail
@@ -25,6 +27,8 @@ qemu_ga_bin=/usr/sbin/qemu-ga
 # (no `cmd | grep -q` under pipefail: grep exiting early would fail the pipeline)
 [ -x "$busybox_bin" ] && grep -qx init <<<"$("$busybox_bin" --list)" || die "busybox-static is not installed"
 [ -x "$qemu_ga_bin" ] || die "qemu-guest-agent is not installed"
+for tool in syslinux mkfs.vfat mcopy sfdisk; do command -v "$tool" >/dev/null || die "$tool is not installed (hack/bootstrap.sh)"; done
+[ -f /usr/lib/syslinux/mbr/mbr.bin ] || die "syslinux-common is not installed (hack/bootstrap.sh)"
 
 # The kernel: whatever linux-image-amd64 currently points to. apt-cache takes
 # seconds on a busy machine, so the answer is remembered until the package lists change.
@@ -51,6 +55,7 @@ input_hash() {
     echo "kernel $kernel_pkg $kernel_pkg_version"
     dpkg-query -W -f='${Version}\n' e2fsprogs 2>/dev/null || true
     gcc -dumpfullversion
+    sha256sum /usr/lib/syslinux/mbr/mbr.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$(command -v syslinux)" "$(command -v mkfs.vfat)"
     (cd "$here" && find . -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$busybox_bin" "$qemu_ga_bin" "${qemu_ga_libs[@]}"
   } | sha256sum | cut -c1-16
@@ -221,6 +226,28 @@ mknod -m 666 "$rootfs/dev/null" c 1 3
 (cd "$rootfs" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 > "$work/initramfs.cpio.gz"
 cmdline="console=ttyS0 quiet panic=-1 scsi_mod.scan=sync mitigations=off clocksource=hpet no_timer_check i8042.noaux"
 printf '%s\n' "$cmdline" > "$work/cmdline"
+
+# --- the bootable disk: an MBR (syslinux's boot code) and one FAT partition holding
+# syslinux, the compressed kernel (syslinux cannot load the ELF vmlinux), the same
+# initramfs and the same command line. SeaBIOS boots it like any disk. ---
+disk_mib=64
+part_start_mib=1
+cp "$kernel_dir/pkg/boot/vmlinuz-$kver" "$work/vmlinuz"
+printf 'DEFAULT keyvirt\nPROMPT 0\nTIMEOUT 0\nLABEL keyvirt\n  LINUX /vmlinuz\n  INITRD /initrd.gz\n  APPEND %s\n' "$cmdline" > "$work/syslinux.cfg"
+part="$work/boot.fat"
+mkfs.vfat -C -n KVBOOT -i 4b564254 "$part" $(((disk_mib - part_start_mib) * 1024)) >/dev/null
+syslinux --install "$part"
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$part" "$work/vmlinuz" ::/vmlinuz
+mcopy -i "$part" "$work/initramfs.cpio.gz" ::/initrd.gz
+mcopy -i "$part" "$work/syslinux.cfg" ::/syslinux.cfg
+raw="$work/disk.raw"
+truncate -s "${disk_mib}M" "$raw"
+printf "label: dos\nlabel-id: 0x4b564254\nstart=%d, type=6, bootable\n" $((part_start_mib * 2048)) | sfdisk -q "$raw" >/dev/null
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$raw" bs=440 count=1 conv=notrunc status=none
+dd if="$part" of="$raw" bs=1M seek="$part_start_mib" conv=notrunc,sparse status=none
+qemu-img convert -q -f raw -O qcow2 "$raw" "$work/disk.qcow2"
+rm -f "$part" "$raw" "$work/syslinux.cfg" "$work/vmlinuz"
 busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || echo unknown)
 qemu_ga_version=$("$qemu_ga_bin" --version | awk 'NR == 1 {print $NF}')
 cat > "$work/manifest.json" <<EOF
@@ -228,6 +255,8 @@ cat > "$work/manifest.json" <<EOF
   "hash": "$hash",
   "kernel": "vmlinux",
   "initrd": "initramfs.cpio.gz",
+  "disk": "disk.qcow2",
+  "diskBytes": $((disk_mib * 1024 * 1024)),
   "cmdline": "$cmdline",
   "kernelRelease": "$kver",
   "kernelPackage": "$kernel_pkg",
@@ -239,12 +268,12 @@ cat > "$work/manifest.json" <<EOF
 }
 EOF
 mkdir -p "$out.new"
-mv "$work/vmlinux" "$work/initramfs.cpio.gz" "$work/cmdline" "$out.new/"
+mv "$work/vmlinux" "$work/initramfs.cpio.gz" "$work/cmdline" "$work/disk.qcow2" "$out.new/"
 mv "$work/manifest.json" "$out.new/manifest.json"
 rm -rf "$out"
 mv "$out.new" "$out"
 ln -sfn "$hash" "$cache/current"
 # builds nobody has produced for a few days go (a running test may still use a recent one)
 find "$cache" -mindepth 1 -maxdepth 1 -type d -regex '.*/[0-9a-f]\{16\}' ! -name "$hash" -mtime +2 -exec rm -rf {} +
-log "built $out in $(($(date +%s) - started)) s ($(du -h "$out/vmlinux" | cut -f1) vmlinux, $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs)"
+log "built $out in $(($(date +%s) - started)) s ($(du -h "$out/vmlinux" | cut -f1) vmlinux, $(du -h "$out/initramfs.cpio.gz" | cut -f1) initramfs, $(du -h "$out/disk.qcow2" | cut -f1) disk)"
 echo "$out"
