@@ -4,7 +4,7 @@ import { VirtualMachine } from '@keyvirt/crds';
 import { claimHolder } from './claim-sharing.ts';
 import { resolveDisks } from './disk-volumes.ts';
 
-function vm(name: string, o: { claim?: string; created?: string; phase?: string; launcherPod?: string; namespace?: string; deleting?: boolean; domainDisk?: boolean } = {}): VirtualMachine {
+function vm(name: string, o: { claim?: string; created?: string; phase?: string; launcherPod?: string; namespace?: string; deleting?: boolean; domainDisk?: boolean; readOnly?: boolean } = {}): VirtualMachine {
   return VirtualMachine.parse({
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'VirtualMachine',
@@ -19,7 +19,7 @@ function vm(name: string, o: { claim?: string; created?: string; phase?: string;
       runStrategy: 'Always',
       template: {
         memory: { size: '1Gi' },
-        disks: [o.domainDisk === true ? { name: 'root', storageDomain: { name: 'sd', size: '1Gi' } } : { name: 'root', persistentVolumeClaim: { claimName: o.claim ?? 'data' } }],
+        disks: [o.domainDisk === true ? { name: 'root', storageDomain: { name: 'sd', size: '1Gi' } } : { name: 'root', readOnly: o.readOnly ?? false, persistentVolumeClaim: { claimName: o.claim ?? 'data' } }],
       },
     },
     ...(o.phase === undefined && o.launcherPod === undefined ? {} : { status: { ...(o.phase === undefined ? {} : { phase: o.phase }), ...(o.launcherPod === undefined ? {} : { launcherPod: o.launcherPod }) } }),
@@ -40,6 +40,10 @@ void test('one claim, one VM: the running VM, else the older one, holds it', () 
     ['an older VM being deleted while it still runs holds it', vm('b'), [vm('a', { deleting: true, phase: 'Stopping', launcherPod: 'launcher-a' })], 'prod/a'],
     ["a claim named like another VM's per-disk claim is that VM's", vm('b', { claim: 'keyvirt-disk-a-root' }), [vm('a', { domainDisk: true, created: '2026-01-03T00:00:00Z' })], undefined],
     ["…and a running one holds it", vm('b', { claim: 'keyvirt-disk-a-root' }), [vm('a', { domainDisk: true, phase: 'Running', launcherPod: 'launcher-a' })], 'prod/a'],
+    ['readers share: both read-only', vm('b', { readOnly: true }), [vm('a', { readOnly: true, phase: 'Running', launcherPod: 'launcher-a' })], undefined],
+    ['a reader is blocked by a running writer', vm('b', { readOnly: true }), [vm('a', { phase: 'Running', launcherPod: 'launcher-a' })], 'prod/a'],
+    ['a writer is blocked by an older reader', vm('b', { created: '2026-01-02T00:00:00Z' }), [vm('a', { readOnly: true })], 'prod/a'],
+    ["a read-only disk named like another VM's per-disk claim still conflicts", vm('b', { claim: 'keyvirt-disk-a-root', readOnly: true }), [vm('a', { domainDisk: true, phase: 'Running', launcherPod: 'launcher-a' })], 'prod/a'],
   ];
   for (const [name, subject, all, expected] of cases) {
     const claim = subject.spec.template.disks[0]?.persistentVolumeClaim?.claimName ?? '';
