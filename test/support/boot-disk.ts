@@ -1,77 +1,29 @@
-// A bootable raw disk of the test guest, for VMs whose launcher pods may not mount
-// host directories: a namespace at Pod Security `baseline` refuses the hostPath
-// volumes of a direct kernel boot (the `keyvirt.io/kernel-boot` annotation). The disk
-// is a FAT file system holding the Debian kernel's bzImage (`vmlinuz`, the same kernel
-// as the guest's ELF `vmlinux`), the guest's initramfs and a SYSLINUX configuration
-// with the guest's command line, behind SYSLINUX's boot sector; SeaBIOS boots it from
-// the VM's first disk. Built once per guest build (hack/.cache/boot-disk/<guest hash>),
-// copied for each VM, and handed to the VM as a PersistentVolumeClaim.
+// Disk claims for VMs whose launcher pods may not mount host directories: a namespace
+// at Pod Security `baseline` refuses the hostPath volumes of a direct kernel boot (the
+// `keyvirt.io/kernel-boot` annotation) and of posix domains. The test guest's bootable
+// disk (hack/guest/build.sh: syslinux, the compressed kernel and the same initramfs and
+// command line) is copied as a raw image onto a ReadWriteMany hostPath
+// PersistentVolume — the pod sees only its claim — and SeaBIOS boots it.
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, type TestCluster } from './cluster.ts';
 import type { TestGuest } from './guest.ts';
 
 const run = promisify(execFile);
-const repoRoot = path.resolve(import.meta.dirname, '..', '..');
-const cacheRoot = path.join(repoRoot, 'hack/.cache/boot-disk');
-/** The disk's size: kernel and initramfs take ~15 MiB. */
+/** Size of a blank disk (the boot disk keeps its own, 64 MiB). */
 const DISK_MIB = 64;
 
 export class BootDiskError extends Error {
   override readonly name = 'BootDiskError';
 }
 
-/** The bzImage of the guest's kernel, from the Debian package hack/guest unpacked. */
-async function guestVmlinuz(guest: TestGuest): Promise<string> {
-  const packages = path.join(repoRoot, 'hack/.cache/guest/kernel');
-  const want = `vmlinuz-${guest.kernelRelease}`;
-  for (const dir of await readdir(packages)) {
-    const candidate = path.join(packages, dir, 'pkg/boot', want);
-    if ((await stat(candidate).catch(() => undefined))?.isFile() === true) return candidate;
-  }
-  throw new BootDiskError(`no ${want} under ${packages} (hack/guest/build.sh unpacks the kernel package there)`);
-}
-
-function syslinuxConfig(cmdline: string): string {
-  return ['DEFAULT guest', 'PROMPT 0', 'TIMEOUT 0', 'LABEL guest', '  KERNEL vmlinuz', '  INITRD initrd.gz', `  APPEND ${cmdline}`, ''].join('\n');
-}
-
-let cached: Promise<string> | undefined;
-
-async function build(guest: TestGuest): Promise<string> {
-  const dir = path.join(cacheRoot, guest.hash);
-  const disk = path.join(dir, 'boot.raw');
-  if ((await stat(disk).catch(() => undefined))?.isFile() === true) return disk;
-  await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `boot.raw.tmp-${process.pid}`);
-  const config = path.join(dir, `syslinux.cfg.tmp-${process.pid}`);
-  try {
-    await rm(tmp, { force: true });
-    await run('mkfs.vfat', ['-C', '-n', 'KVBOOT', tmp, String(DISK_MIB * 1024)]);
-    await writeFile(config, syslinuxConfig(guest.cmdline));
-    await run('mcopy', ['-i', tmp, await guestVmlinuz(guest), '::vmlinuz']);
-    await run('mcopy', ['-i', tmp, guest.initrd, '::initrd.gz']);
-    await run('mcopy', ['-i', tmp, config, '::syslinux.cfg']);
-    await run('syslinux', ['--install', tmp]);
-    await rename(tmp, disk);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new BootDiskError(`building the boot disk in ${dir} failed (mkfs.vfat, mtools, syslinux): ${(err as Error).message}`, { cause: err });
-  } finally {
-    await rm(config, { force: true });
-  }
+/** The test guest's bootable disk (qcow2) from its build directory. */
+export async function guestBootDisk(guest: TestGuest): Promise<string> {
+  const disk = path.join(guest.dir, 'disk.qcow2');
+  if ((await stat(disk).catch(() => undefined))?.isFile() !== true) throw new BootDiskError(`the test guest build ${guest.dir} has no disk.qcow2 (hack/guest/build.sh makes it)`);
   return disk;
-}
-
-/** The cached bootable disk of the test guest (built on first use, well under a second after). */
-export function guestBootDisk(guest: TestGuest): Promise<string> {
-  cached ??= build(guest).catch((err: unknown) => {
-    cached = undefined;
-    throw err;
-  });
-  return cached;
 }
 
 export interface ClaimOptions {
@@ -94,7 +46,7 @@ export interface ClaimOptions {
 export async function diskClaim(cluster: TestCluster, o: ClaimOptions): Promise<string> {
   await mkdir(o.volumeDir, { recursive: true });
   const image = path.join(o.volumeDir, 'disk.img');
-  if (o.boot !== undefined) await copyFile(await guestBootDisk(o.boot), image);
+  if (o.boot !== undefined) await run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', await guestBootDisk(o.boot), image]);
   else await run('qemu-img', ['create', '-q', '-f', 'raw', image, `${o.sizeMiB ?? DISK_MIB}M`]);
   const size = `${o.sizeMiB ?? DISK_MIB}Mi`;
   const pvName = `${o.namespace}-${o.claimName}`;
