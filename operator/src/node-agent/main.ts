@@ -12,12 +12,18 @@
 // Per-VM metrics (docs/adr/0069), off unless KEYVIRT_METRICS_ADDRESS (host:port of
 // /metrics) is set: KEYVIRT_METRICS_KEY_FILE (the cluster's metrics key, required then),
 // KEYVIRT_METRICS_INTERVAL_SECONDS (15), KEYVIRT_METRICS_TIMEOUT_SECONDS (5).
+// Device plugins for /dev/kvm, /dev/net/tun, /dev/vhost-net (docs/adr/0079), on unless
+// KEYVIRT_DEVICE_PLUGINS=false: KEYVIRT_DEVICE_PLUGIN_DIR (the kubelet's device-plugins
+// directory, /var/lib/kubelet/device-plugins), KEYVIRT_DEVICE_PLUGIN_UNITS (110 per device).
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { readFile } from 'node:fs/promises';
 import { HealthServer } from '../runtime/health-server.ts';
+import { DEFAULT_UNITS, MAX_UNITS } from './device-plugin/devices.ts';
+import { runDevicePlugins } from './device-plugin/device-plugins.ts';
+import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
 import { kubeLauncherPodApi, kubeNodeApi } from './kube-node-api.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -36,6 +42,14 @@ const Env = z.object({
   KEYVIRT_METRICS_KEY_FILE: z.string().min(1).optional(),
   KEYVIRT_METRICS_INTERVAL_SECONDS: z.coerce.number().min(1).max(3600).default(15),
   KEYVIRT_METRICS_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(60).default(5),
+  KEYVIRT_DEVICE_PLUGINS: z.enum(['true', 'false'], { error: 'KEYVIRT_DEVICE_PLUGINS must be true or false' }).default('true'),
+  KEYVIRT_DEVICE_PLUGIN_DIR: z.string().min(1).default(DEFAULT_DEVICE_PLUGIN_DIR),
+  KEYVIRT_DEVICE_PLUGIN_UNITS: z.coerce
+    .number()
+    .int()
+    .min(1, { error: 'KEYVIRT_DEVICE_PLUGIN_UNITS must be at least 1' })
+    .max(MAX_UNITS, { error: `KEYVIRT_DEVICE_PLUGIN_UNITS must be at most ${MAX_UNITS}` })
+    .default(DEFAULT_UNITS),
 });
 
 class MetricsConfigError extends Error {
@@ -92,6 +106,12 @@ async function main(): Promise<void> {
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await Promise.all([
     runMetrics(env, config, log, controller.signal),
+    env.KEYVIRT_DEVICE_PLUGINS === 'true'
+      ? runDevicePlugins(
+          { pluginDir: env.KEYVIRT_DEVICE_PLUGIN_DIR, devRoot: env.KEYVIRT_DEV_ROOT, units: env.KEYVIRT_DEVICE_PLUGIN_UNITS, log: log.child({ component: 'device-plugins' }) },
+          controller.signal,
+        )
+      : Promise.resolve(),
     runNodeAgent(
       {
         api: kubeNodeApi(config),
