@@ -30,6 +30,8 @@ export interface ReleaseOptions {
   readonly vmNamespaces: readonly string[];
   /** RE2 pattern of the hostPath directories launcher pods may mount (storage domains, kernels). */
   readonly hostPathPattern: string;
+  /** The API server as pods reach it (there is no kube-proxy here: never the `kubernetes` Service's ClusterIP). */
+  readonly apiServer: { readonly host: string; readonly port: number };
   /** Image values (operator, launcher, nodeAgent); the chart's defaults when absent. */
   readonly images?: Readonly<Record<'operator' | 'launcher' | 'nodeAgent', { repository: string; tag: string; pullPolicy: string }>>;
 }
@@ -55,6 +57,7 @@ export function releaseValues(o: ReleaseOptions): Record<string, unknown> {
     launcher: { ...image('launcher'), hostPathPattern: o.hostPathPattern },
     nodeAgent: { ...image('nodeAgent'), nodeSelector: onSuiteNodes.nodeSelector },
     allowEmulation: true,
+    kubernetesApi: { host: o.apiServer.host, port: o.apiServer.port },
     networkPolicy: { enabled: true, vmNamespaces: o.vmNamespaces },
     subresources: { registerAPIService: false },
     userRoles: { create: false },

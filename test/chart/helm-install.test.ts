@@ -84,7 +84,7 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
     await diskClaim(cluster, { namespace: s.namespace, claimName: `${VM}-root`, volumeDir: path.join(s.dir, 'root'), labels: pvLabels, boot: guest });
     recordsImage = await diskClaim(cluster, { namespace: s.namespace, claimName: `${VM}-records`, volumeDir: path.join(s.dir, 'records'), labels: pvLabels });
     valuesFile = writeValues(s.dir, releaseValues({
-      release, namespace: releaseNs, runId: s.runId, vmNamespaces: [s.namespace],
+      release, namespace: releaseNs, runId: s.runId, vmNamespaces: [s.namespace], apiServer: cluster.apiServer,
       // Claims are PersistentVolumes here: no launcher hostPath but /dev/kvm.
       hostPathPattern: `^${s.dir}/`,
     }));

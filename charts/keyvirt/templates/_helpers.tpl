@@ -5,6 +5,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
+{{- /* KUBERNETES_SERVICE_HOST/PORT set to kubernetesApi (clusters without kube-proxy); nothing when unset. */ -}}
+{{- define "keyvirt.apiServerEnv" -}}
+{{- with .Values.kubernetesApi.host -}}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ . | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ $.Values.kubernetesApi.port | quote }}
+{{- end -}}
+{{- end }}
+
 {{- define "keyvirt.image" -}}
 {{- $tag := .image.tag | default .root.Chart.AppVersion -}}
 {{ printf "%s:%s" .image.repository $tag }}
