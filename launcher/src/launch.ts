@@ -20,6 +20,7 @@ import type { DiskCacheMode } from './qemu/command-line.ts';
 import { probeDiskCacheMode } from './qemu/disk-cache.ts';
 import { planMachine } from './qemu/machine-plan.ts';
 import { prepareTap, removeTap } from './network/tap.ts';
+import { startConfiguredPodNetwork } from './network/pod-network.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
@@ -192,6 +193,13 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     }
   } else if (leased !== undefined) {
     await leased.noteSource();
+  }
+  const networkWait = abortOnTermination();
+  try {
+    const podNetwork = await startConfiguredPodNetwork(config, logger, networkWait.signal);
+    if (podNetwork !== undefined) void supervisor.finished().then(() => podNetwork.close());
+  } finally {
+    networkWait.done();
   }
   await supervisor.start();
   return { supervisor, server, migration, address, accelerator, info };

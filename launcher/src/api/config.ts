@@ -42,6 +42,10 @@ export const ResolvedInterfaceSchema = z.object({
     .max(64)
     .optional()
     .describe('masquerade binding: overrides the forwards derived from the template ports (pod port = guest port)'),
+  podNetwork: z
+    .boolean()
+    .optional()
+    .describe('The node agent prepares the pod network (ADR 0094): QEMU opens its tap kvtap0 and the launcher serves the guest its lease by DHCP; otherwise masquerade runs in QEMU user-mode networking'),
 });
 
 export const DirectKernelBootSchema = z

@@ -10,3 +10,4 @@ export * from './migration-tuning.ts';
 export * from './vm-metrics.ts';
 export * from './guest-info.ts';
 export * from './stream-client.ts';
+export * from './pod-network.ts';

@@ -3,6 +3,7 @@
 // command line is built from. Pure: probing (accelerator, O_DIRECT) happens before.
 import { parseQuantity } from '@keyvirt/crds';
 import type { LauncherConfig } from '../api/config.ts';
+import { POD_NETWORK_TAP } from '../api/pod-network.ts';
 import type { Accelerator, DiskCacheMode, MachinePlan, PlannedDisk, PlannedInterface, PortForward } from './command-line.ts';
 import { SATA_PORTS } from './command-line.ts';
 
@@ -61,6 +62,7 @@ function planInterfaces(config: LauncherConfig): PlannedInterface[] {
   return config.template.interfaces.map((iface): PlannedInterface => {
     const resolved = config.interfaces[iface.name] ?? {};
     const common = { name: iface.name, model: iface.model, macAddress: iface.macAddress };
+    if (resolved.podNetwork === true) return { ...common, backend: 'tap', tapDevice: POD_NETWORK_TAP };
     if (iface.binding === 'bridge') {
       if (resolved.tapDevice === undefined) throw new MachinePlanError(`interface ${iface.name} uses the bridge binding but the configuration names no tap device`);
       return { ...common, backend: 'tap', tapDevice: resolved.tapDevice };
