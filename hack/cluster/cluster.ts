@@ -9,6 +9,7 @@ import { controlPlaneDown, controlPlaneRunning, controlPlaneUp } from './control
 import type { ClusterLayout } from './layout.ts';
 import { kubectl } from './kubectl.ts';
 import { defaultNodeNames, startNode, stopAllNodes } from './nodes.ts';
+import { stopAllRealNodes } from './real-nodes.ts';
 
 export interface StartStep {
   readonly name: string;
@@ -87,6 +88,8 @@ export function clusterRunning(layout: ClusterLayout): boolean {
 
 /** Tears everything down: nodes, control plane, bridge, cgroups, cluster data. */
 export async function clusterDown(layout: ClusterLayout, log: Logger): Promise<void> {
+  // Real nodes first: they hold node slots that stopAllNodes would otherwise take for simulated ones.
+  await stopAllRealNodes(layout, log);
   await stopAllNodes(layout, log);
   await controlPlaneDown(layout, log, { wipe: true });
   fs.rmSync(layout.nodesDir, { recursive: true, force: true });

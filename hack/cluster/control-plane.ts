@@ -78,10 +78,15 @@ function components(layout: ClusterLayout): Component[] {
           `--etcd-servers=${etcdUrl}`, `--bind-address=${apiServerHost}`, `--advertise-address=${apiServerHost}`,
           `--secure-port=${ports.apiServer}`, `--cert-dir=${path.join(layout.runDir, 'apiserver-certs')}`,
           `--tls-cert-file=${pki('apiserver.crt')}`, `--tls-private-key-file=${pki('apiserver.key')}`,
-          `--client-ca-file=${pki('ca.crt')}`, '--authorization-mode=RBAC', '--allow-privileged=true',
+          `--client-ca-file=${pki('ca.crt')}`, '--authorization-mode=Node,RBAC', '--allow-privileged=true',
           // Off by default upstream, on in most production clusters: an ownerReference with
           // blockOwnerDeletion needs `update` on the owner's finalizers subresource.
-          '--enable-admission-plugins=OwnerReferencesPermissionEnforcement',
+          '--enable-admission-plugins=OwnerReferencesPermissionEnforcement,NodeRestriction',
+          // Real kubelets (hack/cluster/real-nodes.ts): the API server presents its own client
+          // certificate to them and verifies theirs; nodes are reached at their InternalIP.
+          `--kubelet-client-certificate=${pki('apiserver-kubelet-client.crt')}`,
+          `--kubelet-client-key=${pki('apiserver-kubelet-client.key')}`,
+          `--kubelet-certificate-authority=${pki('ca.crt')}`, '--kubelet-preferred-address-types=InternalIP,Hostname',
           `--service-account-issuer=${apiServerUrl}`, `--service-account-key-file=${pki('sa.pub')}`,
           `--service-account-signing-key-file=${pki('sa.key')}`, `--service-cluster-ip-range=${serviceClusterIpRange}`,
           '--profiling=false', '--v=1',
@@ -166,7 +171,7 @@ export async function controlPlaneUp(layout: ClusterLayout, log: Logger): Promis
 }
 
 /**
- * A kube-apiserver started before the aggregation flags existed is restarted once with
+ * A kube-apiserver started before the aggregation or kubelet flags existed is restarted once with
  * them — only when no other process uses the cluster (the API server is stateless;
  * etcd keeps everything). With other users it is left running and a warning says why
  * aggregated APIs cannot become Available.
@@ -178,14 +183,14 @@ async function restartIfFlagsMissing(layout: ClusterLayout, log: Logger, compone
   } catch {
     return pid;
   }
-  if (cmdline.includes('--requestheader-client-ca-file=')) return pid;
+  if (cmdline.includes('--requestheader-client-ca-file=') && cmdline.includes('--kubelet-client-certificate=')) return pid;
   const others = liveUsers(layout).filter((p) => p !== process.pid);
   if (others.length > 0) {
-    log.warn({ users: others }, 'kube-apiserver runs without the aggregation flags and the cluster is in use; aggregated APIs stay unavailable until it restarts');
+    log.warn({ users: others }, 'kube-apiserver runs without the aggregation or kubelet flags and the cluster is in use; aggregated APIs and real nodes stay unavailable until it restarts');
     return pid;
   }
   await stopDaemon(layout, component.spec.name, component.spec.marker);
-  log.info({ component: component.spec.name }, 'restarting with the aggregation flags');
+  log.info({ component: component.spec.name }, 'restarting with the aggregation and kubelet flags');
   return undefined;
 }
 

@@ -64,7 +64,8 @@ export function nodeIndexOf(layout: ClusterLayout, name: string): number | undef
   return undefined;
 }
 
-function claimIndex(layout: ClusterLayout, name: string): number {
+/** Claims a free node slot (1..15) for `name`, or returns the one it holds; real nodes share these slots. */
+export function claimIndex(layout: ClusterLayout, name: string): number {
   fs.mkdirSync(layout.nodesDir, { recursive: true });
   const held = nodeIndexOf(layout, name);
   if (held !== undefined) return held;
@@ -77,6 +78,11 @@ function claimIndex(layout: ClusterLayout, name: string): number {
     }
   }
   throw new RangeError(`no free node slot: at most ${network.maxNodeIndex} simulated nodes`);
+}
+
+/** Frees a node slot claimed with `claimIndex`. */
+export function releaseNodeIndex(layout: ClusterLayout, index: number): void {
+  fs.rmSync(indexFile(layout, index), { force: true });
 }
 
 function ensureNodeNetwork(index: number): void {

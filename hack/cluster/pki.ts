@@ -20,6 +20,8 @@ export const clientIdentities: readonly ClientIdentity[] = [
   { file: 'viewer', user: 'keyvirt-viewer', groups: [] },
   { file: 'controller-manager', user: 'system:kube-controller-manager', groups: [] },
   { file: 'scheduler', user: 'system:kube-scheduler', groups: [] },
+  // The API server's identity towards kubelets (logs, exec, port-forward on real nodes).
+  { file: 'apiserver-kubelet-client', user: 'kube-apiserver-kubelet-client', groups: [] },
 ];
 
 function openssl(args: readonly string[], cwd: string): void {
