@@ -18,6 +18,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { storageJobPod } from '../../operator/src/storage/storage-job.ts';
 import { renderLauncherPod } from '../../operator/src/vm/launcher-pod.ts';
+import { KVM_RESOURCE } from '../../operator/src/node-agent/device-plugin/resource-names.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -106,7 +107,7 @@ void describe('operator and node agent service accounts against the real API ser
       vm,
       settings: { image: LAUNCHER_IMAGE, args: [], imagePullPolicy: 'Never', allowEmulation: true },
       affinity: {},
-      nodeHasKvm: true,
+      devices: [KVM_RESOURCE],
       disks: [{
         name: 'root', source: { hostPath: { path: '/tmp/keyvirt-sec/domain', type: 'Directory' } }, format: 'qcow2', readOnly: false,
         path: `/var/run/keyvirt/domains/sd/images/${ns}/web-1/root.qcow2`,
@@ -189,7 +190,7 @@ void describe('operator and node agent service accounts against the real API ser
         vm,
         settings: { image: LAUNCHER_IMAGE, args: [], imagePullPolicy: 'Never', allowEmulation: true },
         affinity: {},
-        nodeHasKvm: false,
+        devices: [],
         disks: [{
           name: 'root', source: { hostPath: { path: '/tmp/keyvirt-sec/domain', type: 'Directory' } }, format: 'raw', readOnly: false,
           path: `/var/run/keyvirt/domains/sd/images/${ns}/web-1/root.raw`,
@@ -319,7 +320,7 @@ void describe('operator and node agent service accounts against the real API ser
         }),
         settings: { image: LAUNCHER_IMAGE, args: [], imagePullPolicy: 'Never', allowEmulation: true },
         affinity: {},
-        nodeHasKvm: false,
+        devices: [],
         disks: [options.hostPathDisk
           ? { name: 'root', source: { hostPath: { path: '/var/lib/keyvirt/sd', type: 'Directory' } }, format: 'raw', readOnly: false, path: '/var/run/keyvirt/domains/sd/images/x/web-1/root.raw', mounts: [{ subPath: 'images/x/web-1/root.raw', mountPath: '/var/run/keyvirt/domains/sd/images/x/web-1/root.raw', readOnly: false }] }
           : { name: 'root', source: { persistentVolumeClaim: { claimName: 'web-1-root' } }, format: 'raw', readOnly: false, path: '/var/run/keyvirt/disks/root/disk.img', mounts: [{ mountPath: '/var/run/keyvirt/disks/root', readOnly: false }] }],

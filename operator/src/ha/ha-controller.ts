@@ -233,7 +233,7 @@ export class HaController implements Reconciler {
         vm,
         settings: this.#d.settings,
         affinity: placement.affinity,
-        nodeHasKvm: placement.nodeHasKvm,
+        devices: placement.devices,
         disks: resolution.disks,
         kernelBoot: kernel,
         lease: { domain: lease, nodeFenced: action.nodeFenced },

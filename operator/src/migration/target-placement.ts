@@ -62,7 +62,7 @@ export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacem
       vm,
       settings: t.settings,
       affinity: placement.affinity,
-      nodeHasKvm: placement.nodeHasKvm,
+      devices: placement.devices,
       disks: resolution.disks,
       kernelBoot: kernel,
       lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },

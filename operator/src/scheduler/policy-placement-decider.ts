@@ -2,6 +2,7 @@
 // the cluster's weighting policy, and the pinning affinity for the launcher pod.
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 import type { PlacementDecider, PlacementQuery, VmPlacement, VmUnschedulable } from '../vm/placement.ts';
+import { advertisedDevices } from '../node-agent/device-plugin/resource-names.ts';
 import { KVM_LABEL } from '../node-agent/node-label-keys.ts';
 import { DEFAULT_SCHEDULING_POLICY, type SchedulingPolicy } from './placement-types.ts';
 import { placementRequestForVm } from './vm-placement-request.ts';
@@ -32,6 +33,7 @@ export function policyPlacementDecider(options: PolicyPlacementDeciderOptions = 
         node: result.node,
         affinity: { ...result.affinity },
         nodeHasKvm: chosen?.metadata.labels?.[KVM_LABEL] === 'true',
+        devices: advertisedDevices(chosen?.status?.allocatable),
       };
     },
   };

@@ -20,7 +20,7 @@ const input: LauncherPodInput = {
   vm,
   settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: true },
   affinity: {},
-  nodeHasKvm: false,
+  devices: [],
   disks: [],
 };
 

@@ -23,7 +23,7 @@ void describe('launcher pod state volume', () => {
           vm,
           settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: true },
           affinity: {},
-          nodeHasKvm: false,
+          devices: [],
           disks: [],
         },
         'hash',

@@ -6,6 +6,7 @@ import { LauncherConfigSchema } from '@keyvirt/launcher/api';
 import { z } from 'zod';
 import { configHash, launcherConfig, renderLauncherPod, renderLauncherSecret, type LauncherPodInput } from './launcher-pod.ts';
 import { memoryOverheadBytes } from './launcher-resources.ts';
+import { KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE } from '../node-agent/device-plugin/resource-names.ts';
 
 const vm = VirtualMachine.parse({
   apiVersion: 'keyvirt.io/v1alpha1',
@@ -34,7 +35,7 @@ const podShape = z.object({
       z.object({
         image: z.string(),
         args: z.array(z.string()),
-        resources: z.object({ requests: z.record(z.string(), z.string()) }),
+        resources: z.object({ requests: z.record(z.string(), z.string()), limits: z.record(z.string(), z.string()).optional() }),
         volumeMounts: z.array(z.object({ name: z.string(), mountPath: z.string() })),
       }),
     ),
@@ -47,7 +48,7 @@ function input(over: Partial<LauncherPodInput> = {}): LauncherPodInput {
     vm,
     settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: true },
     affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } } },
-    nodeHasKvm: false,
+    devices: [],
     disks: [
       {
         name: 'root', source: { hostPath: { path: '/srv/sd', type: 'Directory' } }, format: 'qcow2', readOnly: false,
@@ -87,12 +88,34 @@ void describe('launcher pod', () => {
     assert.deepEqual(container.args, ['--config', '/var/run/keyvirt/launcher/config.json']);
   });
 
-  void it('mounts each disk volume and /dev/kvm only on a KVM node', () => {
-    const plain = podShape.parse(renderLauncherPod(input(), 'h'));
-    assert.deepEqual(plain.spec.volumes.map((v) => v.name), ['launcher-config', 'state', 'disk-root', 'disk-data']);
-    const kvm = podShape.parse(renderLauncherPod(input({ nodeHasKvm: true }), 'h'));
-    assert.ok(kvm.spec.volumes.some((v) => v.name === 'kvm'));
-    assert.ok(kvm.spec.containers[0]?.volumeMounts.some((m) => m.mountPath === '/dev/kvm'));
+  void it('mounts each disk volume and never a device node', () => {
+    const kvmNode = podShape.parse(renderLauncherPod(input({ devices: [KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE] }), 'h'));
+    assert.deepEqual(kvmNode.spec.volumes.map((v) => v.name), ['launcher-config', 'state', 'disk-root', 'disk-data']);
+    assert.ok(!kvmNode.spec.containers[0]?.volumeMounts.some((m) => m.mountPath.startsWith('/dev')));
+  });
+
+  void describe('node devices come from the device plugins as extended resources (requests = limits)', () => {
+    const bridged = VirtualMachine.parse({
+      ...vm,
+      spec: { ...vm.spec, template: { ...vm.spec.template, interfaces: [{ name: 'lan', binding: 'bridge' }] } },
+    });
+    const cases: { name: string; vm: VirtualMachine; devices: string[]; want: Record<string, string> }[] = [
+      { name: 'a node without device plugins: nothing', vm, devices: [], want: {} },
+      { name: 'kvm advertised: kvm', vm, devices: [KVM_RESOURCE], want: { [KVM_RESOURCE]: '1' } },
+      { name: 'masquerade NIC: no tun', vm, devices: [KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE], want: { [KVM_RESOURCE]: '1' } },
+      { name: 'bridge NIC: kvm and tun', vm: bridged, devices: [KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE], want: { [KVM_RESOURCE]: '1', [TUN_RESOURCE]: '1' } },
+      { name: 'bridge NIC, tun not advertised: kvm', vm: bridged, devices: [KVM_RESOURCE], want: { [KVM_RESOURCE]: '1' } },
+      { name: 'bridge NIC, kvm not advertised: tun', vm: bridged, devices: [TUN_RESOURCE], want: { [TUN_RESOURCE]: '1' } },
+    ];
+    for (const c of cases) {
+      void it(c.name, () => {
+        const container = podShape.parse(renderLauncherPod(input({ vm: c.vm, devices: c.devices }), 'h')).spec.containers[0];
+        const only = (list: Record<string, string> | undefined): Record<string, string> =>
+          Object.fromEntries(Object.entries(list ?? {}).filter(([k]) => k.startsWith('devices.keyvirt.io/')));
+        assert.deepEqual(only(container?.resources.requests), c.want);
+        assert.deepEqual(only(container?.resources.limits), c.want);
+      });
+    }
   });
 
   void it('mounts a direct kernel boot read-only and passes it to the launcher', () => {

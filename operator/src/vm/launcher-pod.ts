@@ -1,5 +1,7 @@
 // Renders a VM's launcher pod and the Secret it mounts (the per-VM API token and the
 // launcher configuration). Pure: every decision (node, disks, image) is an input.
+// Node devices (/dev/kvm, /dev/net/tun) come from the node agent's device plugins as
+// extended resources, never as hostPath volumes (ADR 0079).
 // The pod is hardened (ADR 0108): no capabilities but NET_ADMIN for a bridge NIC's tap,
 // no privilege escalation, RuntimeDefault seccomp, a read-only root filesystem, and only
 // the VM's own disk images and templates mounted (ADR 0106).
@@ -9,6 +11,7 @@ import type { VirtualMachine } from '@keyvirt/crds';
 import { LAUNCHER_CONFIG_API_VERSION, LEASE_HOLDER_ENV, LEASE_NODE_ENV, type LauncherConfigInput } from '@keyvirt/launcher/api';
 import { controllerReference } from '../runtime/owner-mapping.ts';
 import type { LeaseDomain, ResolvedDisk, VolumeSource } from './disk-volumes.ts';
+import { launcherDeviceRequests } from './launcher-devices.ts';
 import { launcherResources } from './launcher-resources.ts';
 import {
   ANNOTATION_CONFIG_HASH,
@@ -65,8 +68,8 @@ export interface LauncherPodInput {
   vm: VirtualMachine;
   settings: LauncherSettings;
   affinity: Record<string, unknown>;
-  /** Whether the chosen node offers hardware KVM (then /dev/kvm is mounted). */
-  nodeHasKvm: boolean;
+  /** The device resources the chosen node advertises (devices.keyvirt.io/…): the pod requests those the VM needs. */
+  devices: readonly string[];
   disks: readonly ResolvedDisk[];
   kernelBoot?: KernelBoot | undefined;
   /** Render a migration target instead of the VM's own launcher (ADR 0081). */
@@ -239,13 +242,15 @@ function kernelMounts(boot: KernelBoot | undefined): { volumes: Volume[]; mounts
 export function renderLauncherPod(input: LauncherPodInput, hash: string): unknown {
   const { vm, settings } = input;
   const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings));
+  // Extended resources: requests equal limits.
+  const devices = launcherDeviceRequests(vm, input.devices);
+  const limits = { ...resources.limits, ...devices };
   const kernel = kernelMounts(input.kernelBoot);
   const volumes: Volume[] = [
     { name: 'launcher-config', secret: { secretName: secretNameOf(input), defaultMode: 0o400 } },
     { name: 'state', emptyDir: { sizeLimit: STATE_SIZE_LIMIT } },
     ...input.disks.map(diskVolume),
     ...kernel.volumes,
-    ...(input.nodeHasKvm ? [{ name: 'kvm', hostPath: { path: '/dev/kvm', type: 'CharDevice' } }] : []),
     ...(input.lease === undefined ? [] : [{ name: 'ha-lease', ...input.lease.domain.source }]),
   ];
   const mounts: unknown[] = [
@@ -253,7 +258,6 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
     { name: 'state', mountPath: STATE_DIR },
     ...diskMounts(input.disks),
     ...kernel.mounts,
-    ...(input.nodeHasKvm ? [{ name: 'kvm', mountPath: '/dev/kvm' }] : []),
     ...(input.lease === undefined ? [] : [{ name: 'ha-lease', mountPath: LEASE_DIR, subPath: input.lease.domain.leaseDir, readOnly: false }]),
   ];
   // The lease holder is this pod: its UID (and node, for the record) from the downward API.
@@ -297,7 +301,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
           args: [...settings.args, '--config', CONFIG_FILE],
           ...(env.length > 0 ? { env } : {}),
           ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
-          resources: { requests: resources.requests, ...(Object.keys(resources.limits).length > 0 ? { limits: resources.limits } : {}) },
+          resources: { requests: { ...resources.requests, ...devices }, ...(Object.keys(limits).length > 0 ? { limits } : {}) },
           volumeMounts: mounts,
           securityContext: launcherSecurityContext(vm),
           readinessProbe: { tcpSocket: { port: LAUNCHER_PORT }, periodSeconds: 5 },

@@ -1,6 +1,7 @@
 // How the VM controller asks where a launcher pod may run. The answer becomes required
 // node affinity on the pod, so the kube-scheduler still checks fit and binds.
 import { parseQuantity, type VirtualMachine } from '@keyvirt/crds';
+import { advertisedDevices } from '../node-agent/device-plugin/resource-names.ts';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 
 export interface VmPlacement {
@@ -8,8 +9,10 @@ export interface VmPlacement {
   readonly node: string;
   /** core/v1 Affinity for the launcher pod: the VM's own plus a required term for `node`. */
   readonly affinity: Record<string, unknown>;
-  /** The node offers hardware KVM (the launcher pod then mounts /dev/kvm). */
+  /** The node offers hardware KVM. */
   readonly nodeHasKvm: boolean;
+  /** The device resources the node advertises (devices.keyvirt.io/…, allocatable above zero). */
+  readonly devices: readonly string[];
 }
 
 export interface VmUnschedulable {
@@ -104,7 +107,13 @@ export const fitDecider: PlacementDecider = {
       else if (best === undefined || verdict.free > best.free) best = { node, free: verdict.free };
     }
     if (best !== undefined) {
-      return { kind: 'Placement', node: best.node.metadata.name, affinity: pinToNode(best.node, query.vm), nodeHasKvm: nodeHasKvm(best.node) };
+      return {
+        kind: 'Placement',
+        node: best.node.metadata.name,
+        affinity: pinToNode(best.node, query.vm),
+        nodeHasKvm: nodeHasKvm(best.node),
+        devices: advertisedDevices(best.node.status?.allocatable),
+      };
     }
     const parts = [...reasons].sort((a, b) => b[1] - a[1]).map(([why, n]) => `${n} ${why}`);
     return {

@@ -331,7 +331,7 @@ export class VmController implements Reconciler {
           vm,
           settings: this.#d.settings,
           affinity: placement.affinity,
-          nodeHasKvm: placement.nodeHasKvm,
+          devices: placement.devices,
           disks: resolution.disks,
           kernelBoot: kernel,
           lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },

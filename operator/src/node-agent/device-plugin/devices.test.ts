@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { allocate, AllocationError, DEVICE_KINDS, KVM_RESOURCE, listResponse, TUN_RESOURCE, unitIds, type DeviceKind, type DeviceNodeState } from './devices.ts';
 import { AllocateRequest, AllocateResponse, ListAndWatchResponse } from './protocol.ts';
+import { advertisedDevices } from './resource-names.ts';
 
 function kind(resource: string): DeviceKind {
   const found = DEVICE_KINDS.find((k) => k.resource === resource);
@@ -87,4 +88,16 @@ void describe('messages from the socket', () => {
     { name: 'more than 256 containers', value: { container_requests: Array.from({ length: 257 }, () => ({ devices_ids: ['kvm-0'] })) }, ok: false },
   ];
   for (const c of cases) void it(`${c.ok ? 'accepts' : 'refuses'} ${c.name}`, () => assert.equal(AllocateRequest.safeParse(c.value).success, c.ok));
+});
+
+void describe('devices a node advertises', () => {
+  const cases: { name: string; allocatable: Record<string, string> | undefined; want: string[] }[] = [
+    { name: 'no status', allocatable: undefined, want: [] },
+    { name: 'kvm and tun', allocatable: { cpu: '8', 'devices.keyvirt.io/tun': '110', 'devices.keyvirt.io/kvm': '110' }, want: [KVM_RESOURCE, TUN_RESOURCE] },
+    { name: 'kvm unhealthy (no units)', allocatable: { 'devices.keyvirt.io/kvm': '0', 'devices.keyvirt.io/tun': '110' }, want: [TUN_RESOURCE] },
+    { name: 'other extended resources', allocatable: { 'keyvirt.io/pci-10de-1eb8': '2', 'devices.kubevirt.io/kvm': '1k' }, want: [] },
+    { name: 'a thousand units, as the API server writes them', allocatable: { 'devices.keyvirt.io/kvm': '1k' }, want: [KVM_RESOURCE] },
+    { name: 'a quantity that is not one', allocatable: { 'devices.keyvirt.io/kvm': 'many' }, want: [] },
+  ];
+  for (const c of cases) void it(c.name, () => assert.deepEqual(advertisedDevices(c.allocatable), c.want));
 });

@@ -2,11 +2,9 @@
 // decisions about them: the shareable units a resource advertises, their health, and
 // what an allocation gives a container (the device node, read-write; nothing else).
 import { HEALTHY, UNHEALTHY, type AllocateRequest, type AllocateResponse, type Device, type ListAndWatchResponse } from './protocol.ts';
+import { KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE } from './resource-names.ts';
 
-export const DEVICE_RESOURCE_PREFIX = 'devices.keyvirt.io/';
-export const KVM_RESOURCE = `${DEVICE_RESOURCE_PREFIX}kvm`;
-export const TUN_RESOURCE = `${DEVICE_RESOURCE_PREFIX}tun`;
-export const VHOST_NET_RESOURCE = `${DEVICE_RESOURCE_PREFIX}vhost-net`;
+export { DEVICE_RESOURCE_PREFIX, KVM_RESOURCE, TUN_RESOURCE, VHOST_NET_RESOURCE } from './resource-names.ts';
 
 export interface DeviceKind {
   /** The extended resource pods request. */
