@@ -12,7 +12,9 @@
 // (its `keyvirt` cgroup) against every other process of the host, so the bare launcher
 // also runs a second time from a cgroup placed as a pod's (`bare_cg`): the difference
 // between the two bare runs is the simulator's CPU weighting, not KeyVirt.
-//   npm run bench -- apply-to-running [--reps N]   (default 3)
+// Each repetition also applies the same VM onto a real kubelet + containerd node
+// (apply-to-running-real.ts): `real_node_apply_ms`, unless --no-real-nodes.
+//   npm run bench -- apply-to-running [--reps N] [--no-real-nodes]   (default 3)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -25,6 +27,7 @@ import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, scratch, testVm, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
+import { startRealNodeBench, type RealNodeBench, type RealNodeRun } from './apply-to-running-real.ts';
 
 const TIMEOUT_MS = 300_000;
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -273,8 +276,11 @@ export async function main(args: readonly string[]): Promise<void> {
     leaseName: `keyvirt-e2e-${s.runId}`,
     vmSelector: `${TEST_RUN_LABEL}=${s.runId}`,
   });
+  let realBench: RealNodeBench | undefined;
   try {
     await operator.healthPort;
+    if (!args.includes('--no-real-nodes')) realBench = await startRealNodeBench(cluster, s, guest);
+    const realRuns: RealNodeRun[] = [];
     const bare: number[] = [];
     const bareShares: number[] = [];
     const bareCg: number[] = [];
@@ -306,6 +312,11 @@ export async function main(args: readonly string[]): Promise<void> {
       bareShares.push(b.qemuCpuShare);
       runs.push(a);
       accel = a.accel;
+      if (realBench !== undefined) {
+        const r = await realBench.run(`bench-real-${i}`);
+        realRuns.push(r);
+        process.stdout.write(`rep ${i + 1}/${reps}: real_node_apply_ms=${r.ms} node=${r.node} accel=${r.accel}\n`);
+      }
       process.stdout.write(
         `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} qemu_spawned_ms=${a.qemuSpawnedMs} agent_logged_ms=${a.agentLoggedMs} ` +
           `qemu_cpu_share=${a.pod.qemuCpuShare.toFixed(2)} bare_qemu_cpu_share=${b.qemuCpuShare.toFixed(2)} bare_cg_qemu_cpu_share=${bc.qemuCpuShare.toFixed(2)} pod_charged_mib=${a.pod.chargedMiB.toFixed(1)} ` +
@@ -328,9 +339,12 @@ export async function main(args: readonly string[]): Promise<void> {
         `status_path_ms=${Math.round(median(runs.map((r) => r.ms - r.agentLoggedMs)))} ` +
         `qemu_cpu_share=${median(runs.map((r) => r.pod.qemuCpuShare)).toFixed(2)} bare_qemu_cpu_share=${median(bareShares).toFixed(2)} bare_cg_qemu_cpu_share=${median(bareCgShares).toFixed(2)} ` +
         `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +
-        `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} reps=${reps} accel=${accel}\n`,
+        `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} ` +
+        (realRuns.length > 0 ? `real_node_apply_ms=${Math.round(median(realRuns.map((r) => r.ms)))} real_node_apply_min_ms=${Math.min(...realRuns.map((r) => r.ms))} real_node_apply_max_ms=${Math.max(...realRuns.map((r) => r.ms))} real_node_accel=${realRuns[0]?.accel ?? ''} ` : '') +
+        `reps=${reps} accel=${accel}\n`,
     );
   } finally {
+    await realBench?.dispose();
     operator.kill('SIGTERM');
     await Promise.race([operator.exited, new Promise((resolve) => setTimeout(resolve, 20_000))]);
     operator.kill('SIGKILL');

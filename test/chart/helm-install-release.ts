@@ -34,28 +34,41 @@ export interface ReleaseOptions {
   readonly apiServer: { readonly host: string; readonly port: number };
   /** Image values (operator, launcher, nodeAgent); the chart's defaults when absent. */
   readonly images?: Readonly<Record<'operator' | 'launcher' | 'nodeAgent', { repository: string; tag: string; pullPolicy: string }>>;
+  /** Where the operator and the node agent run; by default the nodes labelled with the run id (throwaway nodes). */
+  readonly placement?: { readonly nodeSelector: Readonly<Record<string, string>>; readonly tolerations: readonly unknown[] };
+  /** Operator replicas (default 1); more than one are spread over nodes, one per node. */
+  readonly operatorReplicas?: number;
 }
 
 export const TEST_RUN_LABEL = 'keyvirt.io/test-run';
 
 /** The values a suite's release is installed with (written to a file: the patterns need no --set escaping). */
 export function releaseValues(o: ReleaseOptions): Record<string, unknown> {
-  const onSuiteNodes = {
+  const onSuiteNodes = o.placement ?? {
     nodeSelector: { [TEST_RUN_LABEL]: o.runId },
     tolerations: [{ key: throwawayTaintKey, operator: 'Exists', effect: 'NoSchedule' }],
+  };
+  const replicas = o.operatorReplicas ?? 1;
+  const spread = {
+    podAntiAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: [
+        { labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'keyvirt-operator', 'app.kubernetes.io/instance': o.release } }, topologyKey: 'kubernetes.io/hostname' },
+      ],
+    },
   };
   const image = (part: 'operator' | 'launcher' | 'nodeAgent'): Record<string, unknown> => (o.images === undefined ? {} : { image: o.images[part] });
   return {
     operator: {
       ...image('operator'),
-      // One replica: leader election still runs, and a rolling upgrade hands over to a new pod.
-      replicas: 1,
+      // One replica by default: leader election still runs, and a rolling upgrade hands over to a new pod.
+      replicas,
+      ...(replicas > 1 ? { affinity: spread } : {}),
       vmSelector: `${TEST_RUN_LABEL}=${o.runId}`,
       storageDomainSelector: `${TEST_RUN_LABEL}=${o.runId}`,
       ...onSuiteNodes,
     },
     launcher: { ...image('launcher'), hostPathPattern: o.hostPathPattern },
-    nodeAgent: { ...image('nodeAgent'), nodeSelector: onSuiteNodes.nodeSelector },
+    nodeAgent: { ...image('nodeAgent'), nodeSelector: onSuiteNodes.nodeSelector, tolerations: onSuiteNodes.tolerations },
     allowEmulation: true,
     kubernetesApi: { host: o.apiServer.host, port: o.apiServer.port },
     networkPolicy: { enabled: true, vmNamespaces: o.vmNamespaces },
