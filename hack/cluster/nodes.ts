@@ -29,6 +29,12 @@ export interface NodeOptions {
    * this node's storage away from it alone.
    */
   readonly storageRoot?: string;
+  /**
+   * `builtin` (the default): the node agent's device plugins run inside the simulator;
+   * `external`: only the kubelet side runs, and a node agent process registers on
+   * <nodes dir>/<name>/device-plugins/kubelet.sock.
+   */
+  readonly devicePlugin?: 'builtin' | 'external';
 }
 
 export interface SimulatedNode {
@@ -133,9 +139,12 @@ function kubernetesVersion(): string {
 function simulatorCodeHash(): string {
   const hash = createHash('sha256');
   const nodesim = path.join(import.meta.dirname, '../nodesim');
+  const devicePlugin = path.join(import.meta.dirname, '../../operator/src/node-agent/device-plugin');
   const files = [
     ...fs.readdirSync(nodesim).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).sort().map((f) => path.join(nodesim, f)),
     path.join(import.meta.dirname, 'layout.ts'), path.join(import.meta.dirname, 'host-network.ts'),
+    // The node agent's device plugins, which the simulator runs in its own process.
+    ...fs.readdirSync(devicePlugin).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).sort().map((f) => path.join(devicePlugin, f)),
   ];
   for (const file of files) hash.update(file).update(fs.readFileSync(file));
   return hash.digest('hex').slice(0, 16);
@@ -172,6 +181,7 @@ export async function startNode(layout: ClusterLayout, name: string, log: Logger
         path.join(import.meta.dirname, '../nodesim/main.ts'), `--node-name=${name}`, `--node-index=${index}`,
         `--kubeconfig=${layout.kubeconfig}`, `--state-dir=${stateDir}`, `--kubernetes-version=${kubernetesVersion()}`,
         `--cpu=${options.cpu ?? '8'}`, `--memory=${options.memory ?? '16Gi'}`, ...labels, ...taints, ...storage,
+        `--device-plugin=${options.devicePlugin ?? 'builtin'}`,
       ],
     });
     fs.writeFileSync(hashFile, `${codeHash}\n`);

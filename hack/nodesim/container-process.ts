@@ -19,6 +19,13 @@ export interface BindMount {
   readonly readOnly: boolean;
 }
 
+/** A host device node given to the container; without `w` in permissions it is bound read-only. */
+export interface DeviceNode {
+  readonly hostPath: string;
+  readonly containerPath: string;
+  readonly permissions: string;
+}
+
 export interface ContainerLaunch {
   readonly argv: readonly string[];
   readonly env: Readonly<Record<string, string>>;
@@ -28,6 +35,8 @@ export interface ContainerLaunch {
   readonly netns: string | undefined;
   /** Targets are paths inside the container. */
   readonly mounts: readonly BindMount[];
+  /** Device nodes from the device plugins (container-root.ts: the container's /dev has no others). */
+  readonly devices?: readonly DeviceNode[] | undefined;
   readonly root: ContainerRoot;
   readonly security: ContainerSecurity;
   readonly cgroupProcFiles: readonly string[];
@@ -41,7 +50,7 @@ export interface ContainerExit {
 }
 
 /** The init script PID 1 runs before exec'ing the container's argv. */
-export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'hostname' | 'mounts' | 'root' | 'security' | 'workingDir'>): string {
+export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'devices' | 'hostname' | 'mounts' | 'root' | 'security' | 'workingDir'>): string {
   // Host tools by absolute path: the container's PATH may put other tools (busybox) first.
   // The script is its PID namespace's init, which the kernel spares every signal it has no
   // handler for: without the trap a pod deleted while its container is being set up would
@@ -55,6 +64,14 @@ export function initScript(launch: Pick<ContainerLaunch, 'cgroupProcFiles' | 'ho
     lines.push(`if [ -d ${shellQuote(m.source)} ]; then /usr/bin/mkdir -p ${target}; else /usr/bin/mkdir -p "$(/usr/bin/dirname ${target})"; [ -e ${target} ] || : > ${target}; fi`);
     lines.push(`/usr/bin/mount --bind ${shellQuote(m.source)} ${target}`);
     if (m.readOnly) lines.push(`/usr/bin/mount -o remount,bind,ro ${target}`);
+  }
+  // Device nodes go over the container's own /dev (a tmpfs without nodev), each bound from the host.
+  for (const d of launch.devices ?? []) {
+    const target = shellQuote(path.posix.join(launch.root.dir, d.containerPath));
+    lines.push(`[ -c ${shellQuote(d.hostPath)} ] || { echo ${shellQuote(`keyvirt-nodesim: device ${d.hostPath} is not a character device`)} >&2; exit 126; }`);
+    lines.push(`/usr/bin/mkdir -p "$(/usr/bin/dirname ${target})"; [ -e ${target} ] || : > ${target}`);
+    lines.push(`/usr/bin/mount --bind ${shellQuote(d.hostPath)} ${target}`);
+    if (!d.permissions.includes('w')) lines.push(`/usr/bin/mount -o remount,bind,ro ${target}`);
   }
   lines.push(`/usr/bin/mkdir -p ${shellQuote(path.posix.join(launch.root.dir, launch.workingDir))} 2>/dev/null || true`);
   lines.push(...pivotScript(launch.root, launch.security.readOnlyRoot));

@@ -21,6 +21,7 @@ const argsSchema = z.object({
   taint: z.array(z.string().regex(/^[^=:]+(=[^:]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$/)).default([]),
   'storage-root': z.string().min(1).optional(),
   'storage-view': z.string().min(1).optional(),
+  'device-plugin': z.enum(['builtin', 'external']).default('builtin'),
 }).refine((a) => (a['storage-root'] === undefined) === (a['storage-view'] === undefined), {
   message: '--storage-root and --storage-view go together', path: ['storage-view'],
 });
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     'state-dir': { type: 'string' }, 'kubernetes-version': { type: 'string' }, cpu: { type: 'string' },
     memory: { type: 'string' }, pods: { type: 'string' }, label: { type: 'string', multiple: true },
     taint: { type: 'string', multiple: true }, 'storage-root': { type: 'string' }, 'storage-view': { type: 'string' },
+    'device-plugin': { type: 'string' },
   },
 });
 const args = argsSchema.parse(values);
@@ -65,6 +67,7 @@ const agent = new NodeAgent({
   }),
   kubernetesVersion: args['kubernetes-version'],
   leaseDurationSeconds: 40,
+  devicePlugin: args['device-plugin'],
   storageView: args['storage-root'] === undefined || args['storage-view'] === undefined
     ? undefined
     : checkStorageView({ root: args['storage-root'], mountPoint: args['storage-view'] }),

@@ -1,5 +1,9 @@
 // The simulated kubelet of one node: registers the Node, renews its Lease and
-// status, watches the pods bound to it and runs each through a PodRunner.
+// status, watches the pods bound to it and runs each through a PodRunner. Its device
+// manager (device-manager.ts) takes device-plugin registrations on
+// <state-dir>/device-plugins/kubelet.sock; with `devicePlugin: 'builtin'` the node agent's
+// device plugins (operator/src/node-agent/device-plugin) run in this process, as the node
+// agent's DaemonSet pod would on the node, and pods wait for them to register.
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,6 +19,9 @@ import type { NodeSlice } from '../cluster/layout.ts';
 import { joinNodeFreezer } from './cgroups.ts';
 import type { ImageTableOptions } from './images.ts';
 import { deleteStalePodNetworks } from './pod-network.ts';
+import { runDevicePlugins } from '../../operator/src/node-agent/device-plugin/device-plugins.ts';
+import { DEFAULT_UNITS, DEVICE_KINDS } from '../../operator/src/node-agent/device-plugin/devices.ts';
+import { DeviceManager } from './device-manager.ts';
 import { PodRunner } from './pod-runner.ts';
 import type { PodApi } from './pod-runner.ts';
 import type { StorageView } from './storage-view.ts';
@@ -32,6 +39,8 @@ export interface NodeAgentOptions {
   readonly leaseDurationSeconds: number;
   /** Host paths under `storageView.root` are reached through the node's own mirror of it. */
   readonly storageView?: StorageView;
+  /** Run the node agent's device plugins in this process, or leave registration to another process. */
+  readonly devicePlugin: 'builtin' | 'external';
 }
 
 function isStatus(err: unknown, code: number): boolean {
@@ -76,6 +85,9 @@ export class NodeAgent {
   readonly #usedIps = new Set<string>();
   readonly #abort = new AbortController();
   #informer: ListWatch<V1Pod> | undefined;
+  readonly #devices: DeviceManager;
+  #statusPatch: Promise<void> | undefined;
+  #statusDirty = false;
 
   constructor(opts: NodeAgentOptions, log: Logger) {
     this.#opts = opts;
@@ -85,12 +97,20 @@ export class NodeAgent {
     this.#core = this.#kc.makeApiClient(CoreV1Api);
     this.#coordination = this.#kc.makeApiClient(CoordinationV1Api);
     this.#slice = nodeSlice(opts.index);
+    this.#devices = new DeviceManager({ dir: this.devicePluginDir, log, onChange: () => this.#patchStatusSoon() });
+  }
+
+  /** The kubelet's device-plugins directory of this node. */
+  get devicePluginDir(): string {
+    return path.join(this.#opts.stateDir, 'device-plugins');
   }
 
   async run(): Promise<void> {
     joinNodeFreezer(this.#opts.name);
     deleteStalePodNetworks(this.#opts.index, new Set());
     await this.#register();
+    await this.#devices.start();
+    if (this.#opts.devicePlugin === 'builtin') await this.#startBuiltinDevicePlugins();
     void this.#heartbeatLoop();
     this.#watchPods();
     this.#log.info({ nodeIp: this.#slice.nodeIp, podCidr: this.#slice.podCidr }, 'node running');
@@ -117,6 +137,36 @@ export class NodeAgent {
     }
   }
 
+  /** Starts the node agent's plugins here and waits (at most 15 s) until each device of the host is registered. */
+  async #startBuiltinDevicePlugins(): Promise<void> {
+    const log = this.#log.child({ component: 'device-plugins' });
+    runDevicePlugins({ pluginDir: this.devicePluginDir, devRoot: '/dev', units: DEFAULT_UNITS, log }, this.#abort.signal)
+      .catch((err: unknown) => log.error({ err }, 'device plugins failed'));
+    const present = DEVICE_KINDS.filter((k) => fs.existsSync(k.hostPath)).map((k) => k.resource);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && !present.every((r) => this.#devices.registered().includes(r))) await sleep(100);
+    this.#log.info({ present, registered: this.#devices.registered() }, 'device plugins registered');
+  }
+
+  /** Coalesced status write after the device manager's resources changed. */
+  #patchStatusSoon(): void {
+    this.#statusDirty = true;
+    if (this.#statusPatch !== undefined) return;
+    this.#statusPatch = (async () => {
+      while (this.#statusDirty && !this.#abort.signal.aborted) {
+        this.#statusDirty = false;
+        try {
+          await this.#core.patchNodeStatus({ name: this.#opts.name, body: { status: this.#nodeStatus() } }, mergePatch);
+        } catch (err) {
+          this.#log.warn({ err }, 'node status update failed; sending it again');
+          this.#statusDirty = true;
+          await sleep(1000);
+        }
+      }
+      this.#statusPatch = undefined;
+    })();
+  }
+
   #nodeStatus(): V1NodeStatus {
     const now = new Date();
     const cond = (type: string, status: string, reason: string, message: string): NonNullable<V1NodeStatus['conditions']>[number] => ({
@@ -124,9 +174,10 @@ export class NodeAgent {
     });
     const { cpu, memory, pods } = this.#opts.capacity;
     const resources = { cpu, memory, pods: `${pods}`, 'ephemeral-storage': '100Gi' };
+    const devices = this.#devices.resources();
     return {
-      capacity: resources,
-      allocatable: resources,
+      capacity: { ...resources, ...devices.capacity },
+      allocatable: { ...resources, ...devices.allocatable },
       addresses: [{ type: 'InternalIP', address: this.#slice.nodeIp }, { type: 'Hostname', address: this.#opts.name }],
       conditions: [
         cond('MemoryPressure', 'False', 'KubeletHasSufficientMemory', 'kubelet has sufficient memory available'),
@@ -265,6 +316,7 @@ export class NodeAgent {
       allocateIp: (preferred) => this.#allocateIp(preferred),
       releaseIp: (ip) => this.#usedIps.delete(ip),
       storageView: this.#opts.storageView,
+      devices: this.#devices,
     }, pod);
     this.#runners.set(uid, created);
     created.start();
@@ -287,5 +339,6 @@ export class NodeAgent {
     this.#abort.abort();
     await this.#informer?.stop();
     await Promise.all([...this.#runners.values()].map((r) => r.terminate(graceSeconds, false).catch(() => undefined)));
+    await this.#devices.stop();
   }
 }

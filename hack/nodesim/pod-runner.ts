@@ -1,5 +1,5 @@
-// One pod on a simulated node: sandbox (network namespace + address), volumes,
-// init containers in order, then the containers under the pod's restart policy,
+// One pod on a simulated node: sandbox (network namespace + address), device-plugin
+// allocations (device-manager.ts), volumes, init containers in order, then the containers under the pod's restart policy,
 // termination messages collected as each run ends, status written back on every
 // change, and graceful termination.
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
@@ -26,6 +26,14 @@ import type { TerminationLog } from './termination-message.ts';
 import { hasExpiringVolumes, materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
 import type { MaterialisedVolume, VolumeApi } from './volumes.ts';
 import type { StorageView } from './storage-view.ts';
+import { DeviceAllocationError, DevicesNotReadyError, NO_DEVICES } from './device-manager.ts';
+import type { ContainerDevices } from './device-manager.ts';
+
+/** The node's device manager as a pod sees it. */
+export interface DeviceAllocator {
+  allocate(podUid: string, container: string, resources: Readonly<Record<string, string>>): Promise<ContainerDevices>;
+  release(podUid: string): void;
+}
 
 /** What a pod runner needs from the API server. */
 export interface PodApi extends VolumeApi {
@@ -46,6 +54,8 @@ export interface PodRunnerContext {
   readonly releaseIp: (ip: string) => void;
   /** The node's own view of the shared storage, when it has one. */
   readonly storageView?: StorageView;
+  /** The node's device manager; without one no container gets a device. */
+  readonly devices?: DeviceAllocator | undefined;
 }
 
 function limitsOf(container: V1Container): ContainerLimits {
@@ -86,6 +96,7 @@ export class PodRunner {
   readonly #dir: string;
   #netns: string | undefined;
   #volumes = new Map<string, MaterialisedVolume>();
+  #devices = new Map<string, ContainerDevices>();
   #pushing: Promise<void> | undefined;
   #dirty = false;
   #terminating: Promise<void> | undefined;
@@ -146,6 +157,10 @@ export class PodRunner {
     this.#push();
     this.#createSandbox();
     this.#push();
+    if (!(await this.#allocateDevices())) {
+      this.#markAllDone();
+      return;
+    }
     await this.#prepareVolumes();
     for (const rec of this.#record.containers.filter((c) => c.init)) {
       const spec = (this.#pod.spec?.initContainers ?? []).find((c) => c.name === rec.name);
@@ -178,6 +193,37 @@ export class PodRunner {
     }
     this.#record.sandboxReady = true;
     this.#log.info({ podIp: this.#record.podIp }, 'sandbox ready');
+  }
+
+  /**
+   * Allocates every container's device-plugin resources (limits, else requests), as the
+   * kubelet does at admission; waits while a registered resource has too few units, and
+   * fails the pod (UnexpectedAdmissionError) when a plugin refuses. False when it failed.
+   */
+  async #allocateDevices(): Promise<boolean> {
+    const containers = [...(this.#pod.spec?.initContainers ?? []), ...(this.#pod.spec?.containers ?? [])];
+    for (;;) {
+      try {
+        for (const c of containers) {
+          const wanted = c.resources?.limits ?? c.resources?.requests ?? {};
+          const manager = this.#ctx.devices;
+          this.#devices.set(c.name, manager === undefined || Object.keys(wanted).length === 0 ? NO_DEVICES : await manager.allocate(this.uid, c.name, wanted));
+        }
+        this.#record.problem = undefined;
+        return true;
+      } catch (err) {
+        if (err instanceof DeviceAllocationError) {
+          this.#log.warn({ err }, 'device allocation failed');
+          // The kubelet rejects the pod at admission: it fails without running a container.
+          this.#record.problem = { reason: 'UnexpectedAdmissionError', message: `Allocate failed due to ${err.message}` };
+          return false;
+        }
+        if (!(err instanceof DevicesNotReadyError)) throw err;
+        this.#record.problem = { reason: 'ContainerCreating', message: err.message };
+        this.#push();
+        await sleep(2000, undefined, { signal: this.#abort.signal });
+      }
+    }
   }
 
   async #prepareVolumes(): Promise<void> {
@@ -222,13 +268,16 @@ export class PodRunner {
       const source = m.subPath === undefined || m.subPath === '' ? volume.hostPath : subPathSource(volume.hostPath, m.subPath);
       return { source, target: m.mountPath, readOnly: m.readOnly === true || volume.readOnly };
     });
+    const allocated = this.#devices.get(spec.name) ?? NO_DEVICES;
+    for (const m of allocated.mounts) mounts.push({ source: m.hostPath, target: m.containerPath, readOnly: m.readOnly });
+    for (const [name, value] of Object.entries(allocated.envs)) env[name] ??= value;
     const containerDir = path.join(this.#dir, 'containers', spec.name);
     const terminationLog = prepareTerminationLog(containerDir, spec);
     if (terminationLog !== undefined) mounts.push({ source: terminationLog.hostPath, target: terminationLog.containerPath, readOnly: false });
     const rootDir = path.join(containerDir, 'root');
     fs.mkdirSync(rootDir, { recursive: true });
     const launch: ContainerLaunch = {
-      argv, env, hostname, mounts,
+      argv, env, hostname, mounts, devices: allocated.devices,
       root: { dir: rootDir, imagePaths: image.rootPaths, hiddenPaths: image.hiddenPaths, revealedPaths: image.revealedPaths },
       security: containerSecurity(this.#pod, spec),
       workingDir: spec.workingDir ?? '/',
@@ -382,6 +431,7 @@ export class PodRunner {
     if (this.#netns !== undefined) deletePodNetwork(this.#netns);
     if (this.#record.podIp !== undefined && this.#netns !== undefined) this.#ctx.releaseIp(this.#record.podIp);
     removePodCgroups(this.#ctx.nodeName, this.uid);
+    this.#ctx.devices?.release(this.uid);
     fs.rmSync(path.join(this.#dir, 'volumes'), { recursive: true, force: true });
     fs.rmSync(path.join(this.#dir, 'containers'), { recursive: true, force: true });
   }
