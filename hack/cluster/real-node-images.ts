@@ -136,27 +136,36 @@ export function busyboxImage(): ImageArchive {
   });
 }
 
-function goModuleDir(module: string): string {
-  const modCache = execFileSync('/usr/local/go/bin/go', ['env', 'GOMODCACHE'], { encoding: 'utf8' }).trim();
-  return path.join(modCache, module);
+/**
+ * An image of the project built by hack/images/build.sh (podman; `pause`, `operator`,
+ * `launcher`, `node-agent`), exported once per content hash as a docker archive (both its
+ * tags: the content hash the reference names, and its version).
+ */
+export function projectImage(name: string): ImageArchive {
+  const script = path.join(repoRoot, 'hack/images/build.sh');
+  const run = (args: readonly string[]): string => {
+    try {
+      return execFileSync('bash', [script, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      const stderr = (err as { stderr?: unknown }).stderr;
+      throw new NodeImageError(`hack/images/build.sh ${args.join(' ')}: ${typeof stderr === 'string' ? stderr.trim() : String(err)}`);
+    }
+  };
+  const ref = run([name]).trim().split('\n').at(-1)?.split(' ')[1];
+  if (ref === undefined || !/^[^\s:]+\/[^\s:]+:[0-9a-f]{16}$/.test(ref)) throw new NodeImageError(`hack/images/build.sh ${name} named no content-hash reference`);
+  fs.mkdirSync(imageCacheDir, { recursive: true });
+  const file = path.join(imageCacheDir, `${name}-${ref.slice(ref.lastIndexOf(':') + 1)}.docker.tar`);
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.tmp-${process.pid}`;
+    run(['export', name, tmp]);
+    fs.renameSync(tmp, file);
+  }
+  return { ref, file, sha256: sha256Of(file) };
 }
 
-/** Kubernetes' pause (build/pause/linux/pause.c of the pinned release), linked statically, alone in the image. */
+/** containerd's sandbox image: Kubernetes' pause, from hack/images/build.sh. */
 export function pauseImage(): ImageArchive {
-  const pins = fs.readFileSync(path.join(repoRoot, 'hack/k8s/pins.env'), 'utf8');
-  const version = /^KUBERNETES_VERSION=(\S+)/m.exec(pins)?.[1];
-  if (version === undefined) throw new NodeImageError('hack/k8s/pins.env names no KUBERNETES_VERSION');
-  const source = path.join(goModuleDir(`k8s.io/kubernetes@${version}`), 'build/pause/linux/pause.c');
-  if (!fs.existsSync(source)) throw new NodeImageError(`${source} is missing: run hack/k8s/build.sh control-plane first`);
-  return buildImageArchive({
-    repository: 'keyvirt/pause',
-    fill: (rootfs) => {
-      execFileSync('gcc', ['-Os', '-static', '-DVERSION=keyvirt', '-o', path.join(rootfs, 'pause'), source], { stdio: ['ignore', 'ignore', 'pipe'] });
-      execFileSync('strip', [path.join(rootfs, 'pause')]);
-    },
-    entrypoint: ['/pause'],
-    user: '65535:65535',
-  });
+  return projectImage('pause');
 }
 
 /** Imports `image` into the node's containerd (namespace k8s.io) unless the node already has that archive. */

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
@@ -76,6 +77,22 @@ function httpGet(url: string): Promise<string> {
   });
 }
 
+/** Status of GET https://<node>:10250<path>, verifying the kubelet's certificate against the cluster CA. */
+function kubeletGet(pkiDir: string, nodeIp: string, urlPath: string, client?: string): Promise<number> {
+  const read = (name: string): Buffer => fs.readFileSync(path.join(pkiDir, name));
+  return new Promise((resolve, reject) => {
+    const req = https.get({
+      host: nodeIp, port: 10250, path: urlPath, timeout: 10_000, ca: read('ca.crt'),
+      ...(client === undefined ? {} : { cert: read(`${client}.crt`), key: read(`${client}.key`) }),
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout: ${nodeIp}`)));
+    req.on('error', reject);
+  });
+}
+
 describe('real nodes', { timeout: 20 * 60_000 }, () => {
   let real: RealNodes;
   let image: ImageArchive;
@@ -112,6 +129,15 @@ describe('real nodes', { timeout: 20 * 60_000 }, () => {
       assert.ok(fs.existsSync(path.join(node.devicePluginDir, 'kubelet.sock')), `${node.name}'s kubelet serves its device-plugin socket in its own directory`);
     }
     assert.notEqual(real.nodes[0]?.devicePluginDir, real.nodes[1]?.devicePluginDir);
+  });
+
+  it('serves its kubelet API under a certificate for its address, to the API server only', async () => {
+    const pkiDir = real.cluster.layout.pkiDir;
+    for (const node of real.nodes) {
+      assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods'), 401, 'no client certificate: unauthenticated');
+      assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods', 'viewer'), 403, 'a cluster user without nodes/proxy: forbidden');
+      assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods', 'apiserver-kubelet-client'), 200, 'the API server\'s identity');
+    }
   });
 
   it('runs a pod from a locally built image on each node, addressed from its pod CIDR', async () => {
