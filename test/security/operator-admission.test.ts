@@ -101,7 +101,7 @@ void describe('operator and node agent service accounts against the real API ser
     metadata: { name: 'web-1', namespace: ns, uid: '6a1b5cf2-0000-4000-8000-000000000001' },
     spec: { runStrategy: 'Always', template: { cpu: { cores: 1 }, memory: { size: '256Mi' }, allowEmulation: true } },
   });
-  /** A launcher pod as the operator renders it: a domain disk and its template, /dev/kvm, a direct kernel boot. */
+  /** A launcher pod as the operator renders it: a domain disk and its template, /dev/kvm from the device plugin. */
   const launcherPod = (): Record<string, unknown> => {
     const pod = renderLauncherPod({
       vm,
@@ -116,7 +116,6 @@ void describe('operator and node agent service accounts against the real API ser
           { subPath: 'templates/base', mountPath: '/var/run/keyvirt/domains/sd/templates/base', readOnly: true },
         ],
       }],
-      kernelBoot: { kernel: '/tmp/keyvirt-sec/guest/vmlinux' },
     }, 'hash');
     return z.looseObject({}).parse(pod);
   };

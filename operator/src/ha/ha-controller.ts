@@ -23,7 +23,6 @@ import { isFinished, isHaReplacement, selectLauncher } from '../vm/launcher-sele
 import { ANNOTATION_HA_REPLACED, ANNOTATION_HA_RESTARTS, LABEL_HA_REPLACEMENT, LABEL_MIGRATION_TARGET, haReplacementPodName } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
 import { wantsRunning } from '../vm/run-strategy.ts';
-import { parseKernelBoot } from '../vm/kernel-boot.ts';
 import type { VmWriter } from '../vm/vm-patcher.ts';
 import { decideHa, liveReplacement, type HaAction, type ReplaceAction } from './ha-decision.ts';
 import { budgetState, recordRestart, type RestartBudget } from './restart-budget.ts';
@@ -204,10 +203,9 @@ export class HaController implements Reconciler {
     const key = keyOf(vm.metadata);
     const lease = leaseDomainOf(vm, this.#d.disks);
     if ('problem' in lease) return {};
-    const kernel = parseKernelBoot(vm);
     const resolution = await resolveDisks(vm, this.#d.disks, { leaseDomain: lease.domain });
-    if (typeof kernel === 'string' || !resolution.ok) {
-      ctx.log.warn('the replacement cannot be rendered (kernel boot or disks); waiting');
+    if (!resolution.ok) {
+      ctx.log.warn('the replacement cannot be rendered (disks); waiting');
       return { requeueAfterMs: UNSCHEDULABLE_RETRY_MS };
     }
     const emulate = mayEmulate(vm, this.#d.settings);
@@ -235,7 +233,6 @@ export class HaController implements Reconciler {
         affinity: placement.affinity,
         devices: placement.devices,
         disks: resolution.disks,
-        kernelBoot: kernel,
         lease: { domain: lease, nodeFenced: action.nodeFenced },
         haReplacement: { podName, replacedUid: oldUid },
       },

@@ -8,7 +8,6 @@ import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes
 import { mayEmulate, type LauncherPodInput, type LauncherSettings } from '../vm/launcher-pod.ts';
 import { launcherResources } from '../vm/launcher-resources.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
-import { parseKernelBoot } from '../vm/kernel-boot.ts';
 
 export interface TargetPlacementInput {
   vm: VirtualMachine;
@@ -33,8 +32,6 @@ export function vmForTarget(vm: VirtualMachine, migration: VirtualMachineMigrati
 }
 
 export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacement> {
-  const kernel = parseKernelBoot(t.vm);
-  if (typeof kernel === 'string') return { kind: 'problem', reason: 'InvalidKernelBoot', message: kernel, transient: false };
   // An HA VM's target mounts its lease and image directory as its launcher does (ADR 0064): the source hands the lease over.
   const lease = t.vm.spec.highAvailability.enabled ? leaseDomainOf(t.vm, t.disks) : undefined;
   const leaseDomain = lease === undefined || 'problem' in lease ? undefined : lease;
@@ -64,7 +61,6 @@ export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacem
       affinity: placement.affinity,
       devices: placement.devices,
       disks: resolution.disks,
-      kernelBoot: kernel,
       lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },
     },
   };

@@ -118,11 +118,11 @@ void describe('launcher pod', () => {
     }
   });
 
-  void it('mounts a direct kernel boot read-only and passes it to the launcher', () => {
-    const boot = { kernel: '/guest/vmlinux', initrd: '/guest/initramfs.cpio.gz', cmdline: 'console=ttyS0' };
-    const pod = podShape.parse(renderLauncherPod(input({ kernelBoot: boot }), 'h'));
-    assert.ok(pod.spec.containers[0]?.volumeMounts.some((m) => m.mountPath === '/guest'));
-    assert.deepEqual(launcherConfig(input({ kernelBoot: boot })).directKernelBoot, boot);
+  void it('never mounts a host path nor asks for a direct kernel boot, whatever the VM carries', () => {
+    const annotated = { ...vm, metadata: { ...vm.metadata, annotations: { 'keyvirt.io/kernel-boot': JSON.stringify({ kernel: '/x/vmlinux', initrd: '/x/initrd' }) } } };
+    const pod = podShape.parse(renderLauncherPod(input({ vm: annotated }), 'h'));
+    assert.ok(!pod.spec.containers[0]?.volumeMounts.some((m) => m.mountPath === '/x'));
+    assert.equal(launcherConfig(input({ vm: annotated })).directKernelBoot, undefined);
   });
 
   void it('writes a configuration the launcher accepts, with each disk at its mount path', () => {

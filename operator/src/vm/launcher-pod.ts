@@ -6,7 +6,6 @@
 // no privilege escalation, RuntimeDefault seccomp, a read-only root filesystem, and only
 // the VM's own disk images and templates mounted (ADR 0106).
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import type { VirtualMachine } from '@keyvirt/crds';
 import { LAUNCHER_CONFIG_API_VERSION, LEASE_HOLDER_ENV, LEASE_NODE_ENV, type LauncherConfigInput } from '@keyvirt/launcher/api';
 import { controllerReference } from '../runtime/owner-mapping.ts';
@@ -46,12 +45,6 @@ export const TOKEN_FILE = `${CONFIG_DIR}/token`;
 export const LEASE_DIR = '/var/lib/keyvirt/lease';
 export const LEASE_FILE = `${LEASE_DIR}/lease`;
 
-export interface KernelBoot {
-  kernel: string;
-  initrd?: string | undefined;
-  cmdline?: string | undefined;
-}
-
 /** How the operator runs launchers (from its own configuration). */
 export interface LauncherSettings {
   image: string;
@@ -71,7 +64,6 @@ export interface LauncherPodInput {
   /** The device resources the chosen node advertises (devices.keyvirt.io/…): the pod requests those the VM needs. */
   devices: readonly string[];
   disks: readonly ResolvedDisk[];
-  kernelBoot?: KernelBoot | undefined;
   /** Render a migration target instead of the VM's own launcher (ADR 0081). */
   migrationTarget?: MigrationTargetNaming | undefined;
   /** The storage lease of an HA VM (ADR 0064); absent for other VMs: no lease at all. */
@@ -144,7 +136,6 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     tokenFile: TOKEN_FILE,
     stateDir: STATE_DIR,
     allowEmulation: mayEmulate(vm, input.settings),
-    ...(input.kernelBoot === undefined ? {} : { directKernelBoot: input.kernelBoot }),
     ...(input.lease === undefined ? {} : { lease: { path: LEASE_FILE, nodeFenced: input.lease.nodeFenced } }),
   };
 }
@@ -228,16 +219,6 @@ export function launcherSecurityContext(vm: VirtualMachine): Record<string, unkn
   };
 }
 
-/** Read-only hostPath mounts for the kernel and initrd directories of a direct kernel boot. */
-function kernelMounts(boot: KernelBoot | undefined): { volumes: Volume[]; mounts: unknown[] } {
-  if (boot === undefined) return { volumes: [], mounts: [] };
-  const dirs = [...new Set([boot.kernel, boot.initrd].filter((f): f is string => f !== undefined).map((f) => path.dirname(f)))];
-  return {
-    volumes: dirs.map((dir, i) => ({ name: `kernel-boot-${i}`, hostPath: { path: dir, type: 'Directory' } })),
-    mounts: dirs.map((dir, i) => ({ name: `kernel-boot-${i}`, mountPath: dir, readOnly: true })),
-  };
-}
-
 /** The launcher pod. `configHash` ties the pod to the Secret content it started with. */
 export function renderLauncherPod(input: LauncherPodInput, hash: string): unknown {
   const { vm, settings } = input;
@@ -245,19 +226,16 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
   // Extended resources: requests equal limits.
   const devices = launcherDeviceRequests(vm, input.devices);
   const limits = { ...resources.limits, ...devices };
-  const kernel = kernelMounts(input.kernelBoot);
   const volumes: Volume[] = [
     { name: 'launcher-config', secret: { secretName: secretNameOf(input), defaultMode: 0o400 } },
     { name: 'state', emptyDir: { sizeLimit: STATE_SIZE_LIMIT } },
     ...input.disks.map(diskVolume),
-    ...kernel.volumes,
     ...(input.lease === undefined ? [] : [{ name: 'ha-lease', ...input.lease.domain.source }]),
   ];
   const mounts: unknown[] = [
     { name: 'launcher-config', mountPath: CONFIG_DIR, readOnly: true },
     { name: 'state', mountPath: STATE_DIR },
     ...diskMounts(input.disks),
-    ...kernel.mounts,
     ...(input.lease === undefined ? [] : [{ name: 'ha-lease', mountPath: LEASE_DIR, subPath: input.lease.domain.leaseDir, readOnly: false }]),
   ];
   // The lease holder is this pod: its UID (and node, for the record) from the downward API.

@@ -58,12 +58,6 @@ export const ANNOTATION_REQUEST = 'keyvirt.io/request';
 export const ANNOTATION_DESIRED_STATE = 'keyvirt.io/desired-state';
 /** Operator-owned: the UID of the launcher pod a restart request replaces. */
 export const ANNOTATION_RESTART_OF = 'keyvirt.io/restart-of';
-/**
- * Boot a kernel directly (JSON `{kernel, initrd?, cmdline?}`, absolute paths on the
- * node): a development and test feature, the files are mounted read-only from the node.
- */
-export const ANNOTATION_KERNEL_BOOT = 'keyvirt.io/kernel-boot';
-
 /** On the launcher pod: the hash of the launcher config it was started with. */
 export const ANNOTATION_CONFIG_HASH = 'keyvirt.io/launcher-config-hash';
 /** On the launcher pod: the memory it requests beyond the guest RAM, in bytes. */

@@ -21,7 +21,6 @@ import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
 import { selectLauncher } from './launcher-selection.ts';
 import { ANNOTATION_HA_RESTARTS, VM_FINALIZER, launcherPodName } from './names.ts';
-import { parseKernelBoot } from './kernel-boot.ts';
 import type { VmWriter } from './vm-patcher.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
@@ -286,11 +285,6 @@ export class VmController implements Reconciler {
       out.requeueAfterMs = Date.parse(until) - now + 100;
       return;
     }
-    const kernel = parseKernelBoot(vm);
-    if (typeof kernel === 'string') {
-      out.blocker = { phase: 'Failed', reason: 'InvalidKernelBoot', message: kernel };
-      return;
-    }
     // An HA VM holds a storage lease on its first disk's (posix) domain; without one it runs unprotected.
     const lease = vm.spec.highAvailability.enabled ? leaseDomainOf(vm, this.#d.disks) : undefined;
     const leaseDomain = lease === undefined || 'problem' in lease ? undefined : lease;
@@ -333,7 +327,6 @@ export class VmController implements Reconciler {
           affinity: placement.affinity,
           devices: placement.devices,
           disks: resolution.disks,
-          kernelBoot: kernel,
           lease: leaseDomain === undefined ? undefined : { domain: leaseDomain, nodeFenced: false },
         },
         ctx.log,
