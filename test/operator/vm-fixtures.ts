@@ -1,16 +1,19 @@
-// What the operator's end-to-end suites share: a namespace of their own, a disk for the
-// test guest on a PersistentVolume, the VM manifest that boots the test guest directly
-// from its kernel, and typed reads of VMs and launcher pods through kubectl.
+// What the operator's end-to-end suites share: a namespace of their own with the test
+// guest's bootable disk on a read-only claim, a data disk on a PersistentVolume, the VM
+// manifest that boots the test guest from that disk through the firmware, and typed
+// reads of VMs and launcher pods through kubectl.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { VirtualMachine, type VirtualMachineInput } from '@keyvirt/crds';
 import { z } from 'zod';
 import { eventually, type TestCluster } from '../support/cluster.ts';
-import { createBlankDisk, type TestGuest } from '../support/guest.ts';
+import { copyBootDisk, createBlankDisk, testGuest, type TestGuest } from '../support/guest.ts';
 
 export const TEST_RUN_LABEL = 'keyvirt.io/test-run';
+/** The claim every scratch namespace has: the test guest's bootable disk (raw), attached read-only by every test VM. */
+export const GUEST_BOOT_CLAIM = 'guest-boot';
 
 export interface Scratch {
   readonly runId: string;
@@ -25,7 +28,7 @@ export async function scratch(cluster: TestCluster, prefix: string): Promise<Scr
   const namespace = `${prefix}-${runId}`;
   const dir = await mkdtemp(path.join(tmpdir(), `${prefix}-`));
   cluster.kubectl(['create', 'namespace', namespace]);
-  return {
+  const s: Scratch = {
     runId,
     namespace,
     dir,
@@ -46,13 +49,18 @@ export async function scratch(cluster: TestCluster, prefix: string): Promise<Scr
       }
     },
   };
+  const guest = await testGuest();
+  await claimVolume(cluster, s, GUEST_BOOT_CLAIM, async (volumeDir) => {
+    await copyBootDisk(guest, path.join(volumeDir, 'disk.img'), 'raw');
+  });
+  return s;
 }
 
-/** A raw disk image on a hostPath PersistentVolume, bound to claim `claimName` in the namespace. */
-export async function pvcDisk(cluster: TestCluster, s: Scratch, claimName: string): Promise<string> {
+/** A hostPath PersistentVolume (ReadWriteMany) over a fresh directory that `fill` writes, bound to claim `claimName`. */
+async function claimVolume(cluster: TestCluster, s: Scratch, claimName: string, fill: (volumeDir: string) => Promise<void>): Promise<string> {
   const volumeDir = path.join(s.dir, claimName);
-  await import('node:fs/promises').then((fs) => fs.mkdir(volumeDir, { recursive: true }));
-  const image = await createBlankDisk(volumeDir, { format: 'raw', name: 'disk.img', sizeMiB: 64 });
+  await mkdir(volumeDir, { recursive: true });
+  await fill(volumeDir);
   const pvName = `${s.namespace}-${claimName}`;
   const manifests = [
     {
@@ -81,6 +89,15 @@ export async function pvcDisk(cluster: TestCluster, s: Scratch, claimName: strin
     () => (cluster.kubectl(['get', 'pvc', claimName, '-n', s.namespace, '-o', 'jsonpath={.status.phase}']) === 'Bound' ? true : undefined),
     60_000,
   );
+  return volumeDir;
+}
+
+/** A blank raw disk image (64 MiB) on a hostPath PersistentVolume, bound to claim `claimName` in the namespace. */
+export async function pvcDisk(cluster: TestCluster, s: Scratch, claimName: string): Promise<string> {
+  let image = '';
+  await claimVolume(cluster, s, claimName, async (volumeDir) => {
+    image = await createBlankDisk(volumeDir, { format: 'raw', name: 'disk.img', sizeMiB: 64 });
+  });
   return image;
 }
 
@@ -92,9 +109,15 @@ export interface VmOptions {
   storageDomain?: string;
 }
 
-/** A VM that boots the test guest's kernel directly, with a masquerade NIC and the guest agent. */
-export function testVm(s: Scratch, guest: TestGuest, o: VmOptions): VirtualMachineInput {
-  const disks: NonNullable<VirtualMachineInput['spec']['template']['disks']> = [];
+/** The test guest's boot disk as a VM lists it: the scratch namespace's read-only claim, first in the boot order. */
+export const GUEST_BOOT_DISK = { name: 'boot', bootOrder: 1, readOnly: true, persistentVolumeClaim: { claimName: GUEST_BOOT_CLAIM } } as const;
+
+/**
+ * A VM that boots the test guest from its disk (the firmware, then syslinux), with a masquerade NIC
+ * and the guest agent. The guest's counter goes to the first writable blank disk (`claimName`'s).
+ */
+export function testVm(s: Scratch, _guest: TestGuest, o: VmOptions): VirtualMachineInput {
+  const disks: NonNullable<VirtualMachineInput['spec']['template']['disks']> = [{ ...GUEST_BOOT_DISK }];
   if (o.claimName !== undefined) disks.push({ name: 'data', persistentVolumeClaim: { claimName: o.claimName } });
   if (o.storageDomain !== undefined) disks.push({ name: 'root', storageDomain: { name: o.storageDomain, size: '64Mi', format: 'raw' } });
   return {
@@ -104,7 +127,6 @@ export function testVm(s: Scratch, guest: TestGuest, o: VmOptions): VirtualMachi
       name: o.name,
       namespace: s.namespace,
       labels: { [TEST_RUN_LABEL]: s.runId },
-      annotations: { 'keyvirt.io/kernel-boot': JSON.stringify({ kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline }) },
     },
     spec: {
       runStrategy: o.runStrategy ?? 'Always',

@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { StorageDomain, StorageDomainSpec, VirtualMachine, type StorageDomainInput } from '@keyvirt/crds';
 import { readDocuments, REPO_ROOT } from '../../crds/src/manifest-files.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { testGuest, type TestGuest } from '../support/guest.ts';
+import { copyBootDisk, testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, condition, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
@@ -74,7 +74,7 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
     localDir = path.join(s.dir, 'local');
     await mkdir(path.join(posixDir, 'templates'), { recursive: true });
     await mkdir(path.join(localDir, 'templates'), { recursive: true });
-    for (const dir of [posixDir, localDir]) await run('qemu-img', ['create', '-q', '-f', 'raw', path.join(dir, 'templates', 'base'), '64M']);
+    for (const dir of [posixDir, localDir]) await copyBootDisk(guest, path.join(dir, 'templates', 'base'), 'qcow2');
     const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
     operator = startOperator({
       kubeconfig,
@@ -130,7 +130,7 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
 
   void it('a VM on it runs from a qcow2 overlay the operator created there, and is LiveMigratable', async () => {
     const manifest = testVm(s, guest, { name: 'vm-posix' });
-    manifest.spec.template.disks = [{ name: 'root', storageDomain: { name: names.posix, size: '64Mi', format: 'qcow2', backingImage: 'base' } }];
+    manifest.spec.template.disks = [{ name: 'root', bootOrder: 1, storageDomain: { name: names.posix, size: '64Mi', format: 'qcow2', backingImage: 'base' } }];
     apply(cluster, manifest);
     const vm = await waitVm(cluster, { namespace: s.namespace, name: 'vm-posix' }, 'Running', (v) => v.status?.phase === 'Running', 300_000);
     assert.deepEqual(condition(vm, 'LiveMigratable'), { ...condition(vm, 'LiveMigratable'), status: 'True', reason: 'Migratable' });
@@ -171,14 +171,13 @@ void describe('posix StorageDomains on the local cluster', { timeout: 15 * 60_00
     const sampleDir = path.join(s.dir, 'sample');
     await mkdir(path.join(sampleDir, 'templates'), { recursive: true });
     const backing = sample.spec.template.disks[0]?.storageDomain?.backingImage ?? '';
-    await run('qemu-img', ['create', '-q', '-f', 'raw', path.join(sampleDir, 'templates', backing), '1G']);
+    await copyBootDisk(guest, path.join(sampleDir, 'templates', backing), 'qcow2');
     const spec = StorageDomainSpec.parse({ ...sd.spec, posix: { path: sampleDir } });
     apply(cluster, { apiVersion: sd.apiVersion, kind: sd.kind, metadata: { name: names.sample, labels: { [TEST_RUN_LABEL]: s.runId } }, spec });
     await waitDomain(names.sample, 'Active', (d) => d.status?.phase === 'Active');
-    const boot = testVm(s, guest, { name: 'x' }).metadata?.annotations ?? {};
     apply(cluster, {
       ...sample,
-      metadata: { name: sample.metadata.name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId }, annotations: boot },
+      metadata: { name: sample.metadata.name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
       spec: {
         ...sample.spec,
         template: {

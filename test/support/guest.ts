@@ -35,6 +35,8 @@ const manifestSchema = z.object({
   hash: z.string().regex(/^[0-9a-f]{16}$/),
   kernel: z.string().min(1),
   initrd: z.string().min(1),
+  disk: z.string().min(1),
+  diskBytes: z.number().int().positive(),
   cmdline: z.string().min(1),
   kernelRelease: z.string().min(1),
   kernelPackage: z.string().min(1),
@@ -56,6 +58,10 @@ export interface TestGuest {
   readonly initrd: string;
   /** Recommended `-append` line: serial console on ttyS0, quiet, fast. */
   readonly cmdline: string;
+  /** The bootable disk (qcow2): the same kernel, initramfs and command line behind syslinux, booted by the firmware. */
+  readonly disk: string;
+  /** The disk's virtual size. */
+  readonly diskBytes: number;
   readonly kernelRelease: string;
   readonly kernelPackageVersion: string;
   /** qemu-ga is inside the initramfs and starts when the agent channel exists. */
@@ -92,6 +98,8 @@ async function buildGuest(): Promise<TestGuest> {
     kernel: path.join(dir, m.kernel),
     initrd: path.join(dir, m.initrd),
     cmdline: m.cmdline,
+    disk: path.join(dir, m.disk),
+    diskBytes: m.diskBytes,
     kernelRelease: m.kernelRelease,
     kernelPackageVersion: m.kernelPackageVersion,
     hasGuestAgent: m.qemuGaVersion !== '',
@@ -202,6 +210,15 @@ export interface DiskOptions {
 export async function createBlankDisk(dir: string, options: DiskOptions): Promise<string> {
   const file = path.join(dir, options.name ?? `disk.${options.format}`);
   await run('qemu-img', ['create', '-q', '-f', options.format, file, `${options.sizeMiB ?? 64}M`]);
+  return file;
+}
+
+/**
+ * Writes a copy of the guest's bootable disk to `file` (raw or qcow2, standalone) and
+ * returns its path: a VM's own boot disk, or a backing image on a storage domain.
+ */
+export async function copyBootDisk(guest: Pick<TestGuest, 'disk'>, file: string, format: DiskFormat): Promise<string> {
+  await run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', format, guest.disk, file]);
   return file;
 }
 

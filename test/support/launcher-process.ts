@@ -112,6 +112,26 @@ export function launcherConfig(vm: SharedVm, pod: LauncherPod): LauncherConfigIn
   };
 }
 
+/**
+ * A `configure` that boots the test guest from its disk (the firmware, then syslinux) instead of
+ * its kernel: the build's qcow2 attached read-only, first in the boot order, as `testVm()` does
+ * through the operator (ADR 0087).
+ */
+export function bootFromDisk(guest: TestGuest): (config: LauncherConfigInput) => LauncherConfigInput {
+  return (config) => {
+    const rest = { ...config };
+    delete rest.directKernelBoot;
+    return {
+      ...rest,
+      template: {
+        ...config.template,
+        disks: [{ name: 'boot', bootOrder: 1, readOnly: true, persistentVolumeClaim: { claimName: 'guest-boot' } }, ...(config.template.disks ?? [])],
+      },
+      disks: { ...config.disks, boot: { path: guest.disk, format: 'qcow2' } },
+    };
+  };
+}
+
 export interface LauncherOptions {
   /** The VM to run; when absent a fresh raw-disk VM is created for this launcher alone. */
   readonly vm?: SharedVm;
