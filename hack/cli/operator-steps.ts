@@ -3,8 +3,8 @@
 // ServiceAccount and ClusterRole it ships with (operator/deploy/rbac.yaml), then a
 // sample StorageDomain and VM (examples/vm-local-dev.yaml) are applied: a posix domain
 // (the nodes share this machine's file system), so the sample VM can live-migrate; it
-// boots the test guest's kernel directly.
-import { execFileSync } from 'node:child_process';
+// boots the test guest from its disk, a qcow2 overlay over the domain's
+// `keyvirt-test-guest` backing image (guest-images.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -13,6 +13,7 @@ import type { StartStep } from '../cluster/cluster.ts';
 import { daemonPid, startDaemon, stopDaemon, waitFor } from '../cluster/daemons.ts';
 import type { ClusterLayout } from '../cluster/layout.ts';
 import { kubectl } from '../cluster/kubectl.ts';
+import { installGuestImages } from './guest-images.ts';
 
 const NAME = 'keyvirt-operator';
 const MARKER = '--identity=local-operator';
@@ -20,7 +21,6 @@ export const OPERATOR_HEALTH_PORT = 18080;
 const SAMPLE = 'examples/vm-local-dev.yaml';
 /** The sample posix domain's directory: the same on every node of the local cluster. */
 const SAMPLE_DOMAIN_PATH = '/var/lib/keyvirt/shared';
-const SAMPLE_BACKING_IMAGE = 'keyvirt-test-guest';
 
 function operatorKubeconfigPath(layout: ClusterLayout): string {
   return path.join(layout.stateDir, 'operator.kubeconfig');
@@ -82,21 +82,10 @@ async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> 
   log.info({ pid, health: `http://127.0.0.1:${OPERATOR_HEALTH_PORT}/healthz` }, 'operator running');
 }
 
-/** The sample: its domain directory with a blank backing image, and the VM booting the test guest's kernel. */
+/** The sample: its domain directory with the guest images as backing images, and the VM booting from its disk. */
 function applySample(layout: ClusterLayout, log: Logger): void {
-  const guestDir = execFileSync('bash', [path.join(layout.root, 'hack/guest/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-    .trim()
-    .split('\n')
-    .at(-1);
-  if (guestDir === undefined) throw new Error('hack/guest/build.sh printed no build directory');
-  const manifest = JSON.parse(fs.readFileSync(path.join(guestDir, 'manifest.json'), 'utf8')) as { kernel: string; initrd: string; cmdline: string };
-  const templates = path.join(SAMPLE_DOMAIN_PATH, 'templates');
-  fs.mkdirSync(templates, { recursive: true });
-  const backing = path.join(templates, SAMPLE_BACKING_IMAGE);
-  if (!fs.existsSync(backing)) execFileSync('qemu-img', ['create', '-q', '-f', 'raw', backing, '1G']);
+  installGuestImages(layout.root, SAMPLE_DOMAIN_PATH, log);
   kubectl(layout, ['apply', '-f', path.join(layout.root, SAMPLE)]);
-  const boot = JSON.stringify({ kernel: path.join(guestDir, manifest.kernel), initrd: path.join(guestDir, manifest.initrd), cmdline: manifest.cmdline });
-  kubectl(layout, ['annotate', '--overwrite', 'vm', 'dev-1', '-n', 'default', `keyvirt.io/kernel-boot=${boot}`]);
   log.info({ sample: SAMPLE }, 'sample StorageDomain and VM applied');
 }
 
