@@ -6,6 +6,7 @@
 // operator creating the launcher pod, the scheduler binding it, the node simulator
 // running it, its launcher spawning QEMU and seeing the agent (the launcher's log as the
 // simulator keeps it), and the VM's AgentConnected condition; per step the median and range.
+// Both boot the test guest from its disk through the firmware, as every VM does (`boot=disk`).
 // At AgentConnected, the pod's cgroups (the node simulator's, as a kubelet's) give what
 // the pod is charged for memory, and QEMU's CPU time over its wall time, in the pod and
 // bare: the CPU share the guest's boot got. The simulator's pods share one CPU weight
@@ -21,7 +22,7 @@ import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
-import { startLauncher } from '../support/launcher-process.ts';
+import { bootFromDisk, startLauncher } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
@@ -84,7 +85,8 @@ function inCgroups(dirs: readonly string[], command: readonly string[]): string[
 }
 
 async function bareLauncherMs(command: readonly string[]): Promise<BareRun> {
-  const launcher = await startLauncher({ command });
+  // The same boot as through the operator: the guest's disk, through the firmware (ADR 0087).
+  const launcher = await startLauncher({ command, configure: bootFromDisk(await testGuest()) });
   try {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), TIMEOUT_MS);
@@ -341,7 +343,7 @@ export async function main(args: readonly string[]): Promise<void> {
         `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +
         `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} ` +
         (realRuns.length > 0 ? `real_node_apply_ms=${Math.round(median(realRuns.map((r) => r.ms)))} real_node_apply_min_ms=${Math.min(...realRuns.map((r) => r.ms))} real_node_apply_max_ms=${Math.max(...realRuns.map((r) => r.ms))} real_node_accel=${realRuns[0]?.accel ?? ''} ` : '') +
-        `reps=${reps} accel=${accel}\n`,
+        `boot=disk reps=${reps} accel=${accel}\n`,
     );
   } finally {
     await realBench?.dispose();
