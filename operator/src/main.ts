@@ -16,6 +16,7 @@ import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { readMetricsKey } from './vm/launcher-metrics-token.ts';
 import { policyPlacementDecider } from './scheduler/policy-placement-decider.ts';
 import { addMigrationPolicyController } from './migration-policy/policy-wiring.ts';
+import { addImageController, DEFAULT_IMAGE_PROGRESS_INTERVAL_MS, DEFAULT_IMAGE_RETRY_MS } from './image/image-wiring.ts';
 import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
 import { addVmController } from './vm/vm-wiring.ts';
 import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
@@ -43,6 +44,8 @@ const settingsSchema = z.object({
   launcherImage: z.string().min(1).default(`keyvirt/launcher:${VERSION}`),
   launcherPullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
   allowEmulation: boolFlag.default(false),
+  /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network in the launcher. */
+  podNetwork: z.enum(['node-agent', 'user-mode'], { error: 'pod-network must be node-agent or user-mode' }).default('user-mode'),
   workers: z.coerce.number().int().min(1).max(64).default(4),
   /** Manage only the VMs whose labels match (a Kubernetes label selector); all when empty. */
   vmSelector: z.string().optional(),
@@ -84,6 +87,7 @@ const FLAGS = {
   launcherImage: 'launcher-image',
   launcherPullPolicy: 'launcher-pull-policy',
   allowEmulation: 'allow-emulation',
+  podNetwork: 'pod-network',
   workers: 'workers',
   vmSelector: 'vm-selector',
   storageDomainSelector: 'storage-domain-selector',
@@ -145,6 +149,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       args: [],
       imagePullPolicy: ctx.settings.launcherPullPolicy,
       allowEmulation: ctx.settings.allowEmulation,
+      podNetwork: ctx.settings.podNetwork,
       metricsKey: ctx.settings.metricsKeyFile === undefined ? undefined : readMetricsKey(ctx.settings.metricsKeyFile),
     };
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };
@@ -166,6 +171,21 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
         imagePullPolicy: ctx.settings.launcherPullPolicy,
         probeIntervalMs: DEFAULT_PROBE_INTERVAL_MS,
         retryAfterFailureMs: DEFAULT_RETRY_AFTER_FAILURE_MS,
+      },
+    });
+  },
+  (ctx) => {
+    addImageController({
+      ...ctx,
+      observer: ctx.metrics,
+      imageSelector: ctx.settings.vmSelector,
+      domainSelector: ctx.settings.storageDomainSelector ?? ctx.settings.vmSelector,
+      settings: {
+        namespace: ctx.settings.namespace,
+        image: ctx.settings.launcherImage,
+        imagePullPolicy: ctx.settings.launcherPullPolicy,
+        retryAfterFailureMs: DEFAULT_IMAGE_RETRY_MS,
+        progressIntervalMs: DEFAULT_IMAGE_PROGRESS_INTERVAL_MS,
       },
     });
   },

@@ -65,8 +65,13 @@ export class DomainJobs {
   }
 
   async start(spec: StorageJobSpec, signal: AbortSignal): Promise<void> {
+    await this.startPod(spec.namespace, storageJobPod(spec), signal);
+  }
+
+  /** Creates a job pod rendered elsewhere (image imports), remembering its UID as `start` does. */
+  async startPod(namespace: string, pod: Record<string, unknown>, signal: AbortSignal): Promise<void> {
     try {
-      const answer = created.safeParse(await this.#d.client.create(collectionPath(coreTypes.pod, spec.namespace), storageJobPod(spec), signal));
+      const answer = created.safeParse(await this.#d.client.create(collectionPath(coreTypes.pod, namespace), pod, signal));
       const uid = answer.success ? answer.data.metadata.uid : undefined;
       if (uid !== undefined) this.#created.add(uid);
     } catch (err) {

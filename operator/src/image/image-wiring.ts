@@ -1,0 +1,65 @@
+// Builds the VirtualMachineImage controller on a manager: informers for images, the
+// domains they go onto and the storage job pods, and the key mapping from each to
+// images.
+import { StorageDomain, VirtualMachineImage } from '@keyvirt/crds';
+import type { Logger } from 'pino';
+import type { Clock } from '../runtime/clock.ts';
+import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { podSchema } from '../runtime/core-schemas.ts';
+import type { EventSink } from '../runtime/event-recorder.ts';
+import type { KubeClient } from '../runtime/kube-client.ts';
+import type { Manager } from '../runtime/manager.ts';
+import { coreTypes, keyOf } from '../runtime/resource.ts';
+import { STORAGE_JOB_SELECTOR } from '../storage/names.ts';
+import { storageDomainType } from '../vm/names.ts';
+import { ImageController, type ImageSettings } from './image-controller.ts';
+import { ANNOTATION_IMAGE } from './import-job.ts';
+import { readImportProgress } from './import-progress.ts';
+import { virtualMachineImageType } from './names.ts';
+
+export interface ImageControllerWiring {
+  manager: Manager;
+  client: KubeClient;
+  log: Logger;
+  clock: Clock;
+  events: EventSink;
+  observer?: ControllerObserver;
+  settings: ImageSettings;
+  /** Manage only the images whose labels match (a label selector). */
+  imageSelector?: string | undefined;
+  /** The domains this operator manages (the StorageDomain controller's selector). */
+  domainSelector?: string | undefined;
+}
+
+function selector(labelSelector: string | undefined): { labelSelector?: string } {
+  return labelSelector === undefined || labelSelector === '' ? {} : { labelSelector };
+}
+
+export const DEFAULT_IMAGE_RETRY_MS = 30_000;
+export const DEFAULT_IMAGE_PROGRESS_INTERVAL_MS = 2_000;
+
+export function addImageController(w: ImageControllerWiring): Controller {
+  const { manager } = w;
+  const images = manager.informer(virtualMachineImageType, VirtualMachineImage, selector(w.imageSelector));
+  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector));
+  const jobPods = manager.informer(coreTypes.pod, podSchema, { labelSelector: STORAGE_JOB_SELECTOR });
+  const reconciler = new ImageController({
+    caches: { image: (key) => images.get(key), domain: (name) => domains.get(name), jobPods: () => jobPods.list() },
+    client: w.client,
+    events: w.events,
+    clock: w.clock,
+    settings: w.settings,
+    progress: readImportProgress,
+  });
+  const controller = new Controller({ name: 'virtualmachineimage', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
+  controller.watch(images);
+  // Job pods name their image in an annotation (their controller is the domain); only the
+  // controller's own checks (namespace, name, owner UID) decide whether a pod counts.
+  controller.watch(jobPods, (pod) => {
+    const key = pod.metadata.annotations?.[ANNOTATION_IMAGE];
+    return key === undefined || !key.includes('/') ? [] : [key];
+  });
+  controller.watch(domains, (sd) => images.list().filter((i) => i.spec.storageDomain === sd.metadata.name).map((i) => keyOf({ namespace: i.metadata.namespace, name: i.metadata.name })));
+  manager.addController(controller);
+  return controller;
+}
