@@ -112,18 +112,38 @@ function differingTunables(plan: RealNodePlan): string[] {
   return out;
 }
 
-function writeNodeFiles(layout: ClusterLayout, plan: RealNodePlan, sandboxImage: string): void {
+/** The configuration files of a node and their contents. */
+function nodeFiles(layout: ClusterLayout, plan: RealNodePlan, sandboxImage: string): Array<{ file: string; text: string }> {
   const ca = path.join(layout.pkiDir, 'ca.crt');
+  return [
+    { file: plan.containerdConfig, text: containerdConfigText(plan, sandboxImage) },
+    { file: path.join(plan.cniConfDir, '10-keyvirt-real-node.conflist'), text: cniConfigText(plan) },
+    { file: plan.kubeletConfig, text: kubeletConfigText(plan, ca) },
+    { file: plan.kubeletKubeconfig, text: kubeletKubeconfigText(plan, ca) },
+  ];
+}
+
+/** True when the running node was started from this code's configuration (files and kubelet flags). */
+function upToDate(layout: ClusterLayout, plan: RealNodePlan, sandboxImage: string, kubeletPid: number): boolean {
+  for (const { file, text } of nodeFiles(layout, plan, sandboxImage)) {
+    try {
+      if (fs.readFileSync(file, 'utf8') !== text) return false;
+    } catch {
+      return false;
+    }
+  }
+  const cmdline = readCmdline(kubeletPid) ?? '';
+  return kubeletArgs(plan).every((arg) => cmdline.includes(` ${arg} `));
+}
+
+function writeNodeFiles(layout: ClusterLayout, plan: RealNodePlan, sandboxImage: string): void {
   for (const dir of [plan.kubeletRootDir, plan.containerdRoot, plan.containerdState, plan.cniConfDir, ...Object.values(plan.privateDirs)]) {
     fs.mkdirSync(dir, { recursive: true });
   }
   // The bind targets must exist on the host; they stay empty there.
   for (const target of privateHostPaths) fs.mkdirSync(target, { recursive: true });
   mintRealNodeCertificates(layout.pkiDir, plan);
-  fs.writeFileSync(plan.containerdConfig, containerdConfigText(plan, sandboxImage));
-  fs.writeFileSync(path.join(plan.cniConfDir, '10-keyvirt-real-node.conflist'), cniConfigText(plan));
-  fs.writeFileSync(plan.kubeletConfig, kubeletConfigText(plan, ca));
-  fs.writeFileSync(plan.kubeletKubeconfig, kubeletKubeconfigText(plan, ca), { mode: 0o600 });
+  for (const { file, text } of nodeFiles(layout, plan, sandboxImage)) fs.writeFileSync(file, text, { mode: 0o600 });
 }
 
 async function waitContainerd(plan: RealNodePlan, pid: number, logPath: string): Promise<void> {
@@ -148,9 +168,8 @@ export async function startRealNode(layout: ClusterLayout, name: string, log: Lo
   const kubeletBin = buildKubelet(layout);
   const pause = pauseImage();
   let pids = running(layout, plan);
-  const sandboxConfigured = fs.existsSync(plan.containerdConfig) && fs.readFileSync(plan.containerdConfig, 'utf8') === containerdConfigText(plan, pause.ref);
-  if (pids.containerd === undefined || pids.kubelet === undefined || !sandboxConfigured) {
-    if (pids.containerd !== undefined || pids.kubelet !== undefined) log.info({ node: name }, 'real node incomplete or outdated; starting it afresh');
+  if (pids.containerd === undefined || pids.kubelet === undefined || !upToDate(layout, plan, pause.ref, pids.kubelet)) {
+    if (pids.containerd !== undefined || pids.kubelet !== undefined) log.info({ node: name }, 'real node incomplete or started from another configuration; starting it afresh');
     await stopRealNodeProcesses(layout, plan);
     fs.rmSync(plan.dir, { recursive: true, force: true });
     writeNodeFiles(layout, plan, pause.ref);
