@@ -15,6 +15,9 @@
 // Device plugins for /dev/kvm, /dev/net/tun, /dev/vhost-net (docs/adr/0079), on unless
 // KEYVIRT_DEVICE_PLUGINS=false: KEYVIRT_DEVICE_PLUGIN_DIR (the kubelet's device-plugins
 // directory, /var/lib/kubelet/device-plugins), KEYVIRT_DEVICE_PLUGIN_UNITS (110 per device).
+// Pod network set-up of launcher pods (docs/adr/0094), off unless KEYVIRT_POD_NETWORK=true
+// (then privileged: it enters pods' network namespaces through KEYVIRT_PROC_ROOT):
+// KEYVIRT_POD_NETWORK_INTERVAL_MS (1000), KEYVIRT_LAUNCHER_UID (0, the taps' owner).
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
@@ -26,6 +29,7 @@ import { runDevicePlugins } from './device-plugin/device-plugins.ts';
 import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
 import { kubeLauncherPodApi, kubeNodeApi } from './kube-node-api.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
+import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
 import { runVmMetrics } from './vm-metrics-loop.ts';
 
@@ -44,6 +48,9 @@ const Env = z.object({
   KEYVIRT_METRICS_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(60).default(5),
   KEYVIRT_DEVICE_PLUGINS: z.enum(['true', 'false'], { error: 'KEYVIRT_DEVICE_PLUGINS must be true or false' }).default('true'),
   KEYVIRT_DEVICE_PLUGIN_DIR: z.string().min(1).default(DEFAULT_DEVICE_PLUGIN_DIR),
+  KEYVIRT_POD_NETWORK: z.enum(['true', 'false'], { error: 'KEYVIRT_POD_NETWORK must be true or false' }).default('false'),
+  KEYVIRT_POD_NETWORK_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  KEYVIRT_LAUNCHER_UID: z.coerce.number().int().min(0).max(2_147_483_647).default(0),
   KEYVIRT_DEVICE_PLUGIN_UNITS: z.coerce
     .number()
     .int()
@@ -109,6 +116,15 @@ async function main(): Promise<void> {
     env.KEYVIRT_DEVICE_PLUGINS === 'true'
       ? runDevicePlugins(
           { pluginDir: env.KEYVIRT_DEVICE_PLUGIN_DIR, devRoot: env.KEYVIRT_DEV_ROOT, units: env.KEYVIRT_DEVICE_PLUGIN_UNITS, log: log.child({ component: 'device-plugins' }) },
+          controller.signal,
+        )
+      : Promise.resolve(),
+    env.KEYVIRT_POD_NETWORK === 'true'
+      ? runPodNetworkSetup(
+          {
+            api: kubePodNetworkApi(config), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, launcherUid: env.KEYVIRT_LAUNCHER_UID,
+            intervalMs: env.KEYVIRT_POD_NETWORK_INTERVAL_MS, log: log.child({ component: 'pod-network' }),
+          },
           controller.signal,
         )
       : Promise.resolve(),

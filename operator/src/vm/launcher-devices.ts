@@ -6,11 +6,13 @@
 // schedulable there, and without the device the launcher emulates or refuses to start.
 import type { VirtualMachine } from '@keyvirt/crds';
 import { KVM_RESOURCE, TUN_RESOURCE } from '../node-agent/device-plugin/resource-names.ts';
+import { needsTun, type PodNetworkMode } from './launcher-pod-network.ts';
 
 /** Extended resource → count for the launcher container's requests and limits. */
-export function launcherDeviceRequests(vm: VirtualMachine, advertised: readonly string[]): Record<string, string> {
+export function launcherDeviceRequests(vm: VirtualMachine, advertised: readonly string[], podNetwork?: PodNetworkMode): Record<string, string> {
   const wanted: Record<string, string> = {};
   if (advertised.includes(KVM_RESOURCE)) wanted[KVM_RESOURCE] = '1';
-  if (advertised.includes(TUN_RESOURCE) && vm.spec.template.interfaces.some((i) => i.binding === 'bridge')) wanted[TUN_RESOURCE] = '1';
+  // A node-made tap (ADR 0094) or the launcher's own for a bridge NIC.
+  if (advertised.includes(TUN_RESOURCE) && needsTun(vm, podNetwork)) wanted[TUN_RESOURCE] = '1';
   return wanted;
 }

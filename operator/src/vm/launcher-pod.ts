@@ -12,6 +12,7 @@ import { controllerReference } from '../runtime/owner-mapping.ts';
 import type { LeaseDomain, ResolvedDisk, VolumeSource } from './disk-volumes.ts';
 import { launcherDeviceRequests } from './launcher-devices.ts';
 import { launcherResources } from './launcher-resources.ts';
+import { launcherMakesTap, podNetworkAnnotations, podNetworkConfig, type PodNetworkMode } from './launcher-pod-network.ts';
 import {
   ANNOTATION_CONFIG_HASH,
   ANNOTATION_MEMORY_OVERHEAD,
@@ -55,6 +56,8 @@ export interface LauncherSettings {
   allowEmulation: boolean;
   /** The cluster's metrics key: launcher Secrets then carry the VM's read-only metrics token (ADR 0069). */
   metricsKey?: Buffer | undefined;
+  /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network. */
+  podNetwork?: PodNetworkMode | undefined;
 }
 
 export interface LauncherPodInput {
@@ -136,6 +139,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     tokenFile: TOKEN_FILE,
     stateDir: STATE_DIR,
     allowEmulation: mayEmulate(vm, input.settings),
+    ...podNetworkConfig(vm, input.settings.podNetwork),
     ...(input.lease === undefined ? {} : { lease: { path: LEASE_FILE, nodeFenced: input.lease.nodeFenced } }),
   };
 }
@@ -208,8 +212,8 @@ function diskMounts(disks: readonly ResolvedDisk[]): unknown[] {
  * user-mode network and need none). Root in the container, without capabilities: the
  * images on hostPath and NFS domains are root's and /dev/kvm is root's (ADR 0108).
  */
-export function launcherSecurityContext(vm: VirtualMachine): Record<string, unknown> {
-  const bridged = vm.spec.template.interfaces.some((i) => i.binding === 'bridge');
+export function launcherSecurityContext(vm: VirtualMachine, podNetwork?: PodNetworkMode): Record<string, unknown> {
+  const bridged = launcherMakesTap(vm, podNetwork);
   return {
     privileged: false,
     allowPrivilegeEscalation: false,
@@ -224,7 +228,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
   const { vm, settings } = input;
   const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings));
   // Extended resources: requests equal limits.
-  const devices = launcherDeviceRequests(vm, input.devices);
+  const devices = launcherDeviceRequests(vm, input.devices, settings.podNetwork);
   const limits = { ...resources.limits, ...devices };
   const volumes: Volume[] = [
     { name: 'launcher-config', secret: { secretName: secretNameOf(input), defaultMode: 0o400 } },
@@ -258,6 +262,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
         [ANNOTATION_MEMORY_OVERHEAD]: String(resources.overheadBytes),
         ...(input.haReplacement === undefined ? {} : { [ANNOTATION_HA_REPLACED]: input.haReplacement.replacedUid }),
         ...(input.lease === undefined ? {} : { [ANNOTATION_STORAGE_LEASE]: input.lease.domain.domain }),
+        ...podNetworkAnnotations(vm, settings.podNetwork),
       },
       ownerReferences: [controllerReference(virtualMachineType, vm)],
     },
@@ -281,7 +286,7 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
           ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
           resources: { requests: { ...resources.requests, ...devices }, ...(Object.keys(limits).length > 0 ? { limits } : {}) },
           volumeMounts: mounts,
-          securityContext: launcherSecurityContext(vm),
+          securityContext: launcherSecurityContext(vm, settings.podNetwork),
           readinessProbe: { tcpSocket: { port: LAUNCHER_PORT }, periodSeconds: 5 },
         },
       ],

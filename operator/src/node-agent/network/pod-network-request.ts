@@ -6,7 +6,7 @@
 // another shape, or whose VM does not own it, is refused with a reason.
 import { z } from 'zod';
 import { LABEL_VM, LABEL_VM_UID } from '../../vm/names.ts';
-import { ANNOTATION_POD_NETWORK, POD_NETWORK_NODE_AGENT } from '../../vm/pod-network-annotation.ts';
+import { ANNOTATION_POD_NETWORK, POD_NETWORK_NODE_AGENT } from '../../vm/launcher-pod-network.ts';
 import { isLauncherPort } from './pod-network-plan.ts';
 import type { ForwardedPort } from './pod-network-plan.ts';
 
