@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { parseQuantity, StorageDomain, type StorageDomainInput } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { testGuest, type TestGuest } from '../support/guest.ts';
+import { copyBootDisk, testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 
@@ -142,9 +142,9 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
   void it('creates a VM disk on the domain and refuses maintenance while the VM runs', async () => {
     // A thin qcow2 overlay on a backing image in the domain's templates/, as the sample VM uses.
     await mkdir(path.join(domainDir, 'templates'));
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(domainDir, 'templates', 'base'), '96M']);
+    await copyBootDisk(guest, path.join(domainDir, 'templates', 'base'), 'qcow2');
     const manifest = testVm(s, guest, { name: 'vm-a', storageDomain: name });
-    manifest.spec.template.disks = [{ name: 'root', storageDomain: { name, size: '128Mi', format: 'qcow2', backingImage: 'base' } }];
+    manifest.spec.template.disks = [{ name: 'root', bootOrder: 1, storageDomain: { name, size: '128Mi', format: 'qcow2', backingImage: 'base' } }];
     apply(cluster, manifest);
     const sd = await waitDomain('lists the disk of vm-a', (d) => (d.status?.disks ?? []).some((x) => x.vmName === 'vm-a' && x.diskName === 'root'));
     assert.equal(sd.status?.diskCount, 1);
