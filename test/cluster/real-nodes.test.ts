@@ -11,6 +11,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { KubectlError } from '../../hack/cluster/kubectl.ts';
 import { eventually } from '../support/cluster.ts';
 import { busyboxImage, ensureRealNodes, realNodeDevicePluginDir, realNodeLabel, realNodeTaint, realNodeToleration } from '../support/real-nodes.ts';
 import type { ImageArchive, RealNodes } from '../support/real-nodes.ts';
@@ -197,6 +198,20 @@ describe('real nodes', { timeout: 20 * 60_000 }, () => {
       assert.ok(ip !== undefined);
       const body = real.cluster.kubectl(['-n', namespace, 'exec', podName(from.name), '--', 'timeout', '10', 'wget', '-q', '-O', '-', `http://${ip}:8080/`]);
       assert.equal(body.trim(), `${podName(to.name)} on ${to.name}`);
+    }
+  });
+
+  it('routes between the host and the pods: the host reaches each pod, each pod the API server address', async () => {
+    for (const node of real.nodes) {
+      const ip = pod(node.name).status.podIP;
+      assert.ok(ip !== undefined);
+      assert.equal((await httpGet(`http://${ip}:8080/`)).trim(), `${podName(node.name)} on ${node.name}`);
+      // Plain HTTP to the API server's TLS port: its own 400 answer proves the round trip.
+      const url = `http://${real.cluster.apiServer.host}:${real.cluster.apiServer.port}/`;
+      assert.throws(
+        () => real.cluster.kubectl(['-n', namespace, 'exec', podName(node.name), '--', 'timeout', '10', 'wget', '-q', '-O', '-', url]),
+        (err: unknown) => err instanceof KubectlError && /400 Bad Request/.test(err.stderr),
+      );
     }
   });
 
