@@ -171,13 +171,26 @@ export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
 
 export const MAC_ADDRESS_PATTERN = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;
 
-export const Port = z
-  .object({
-    name: z.string().max(15).optional().describe('An optional port name (IANA service name).'),
-    port: int32(1, 65535).describe('The port number (1-65535).'),
-    protocol: z.enum(PORT_PROTOCOLS).default('TCP').describe('TCP (the default) or UDP.'),
-  })
-  .describe('A port forwarded from the launcher pod to the guest.');
+/** The launcher's own ports in its pod (its API, its ephemeral range): never forwarded to the guest. */
+export const LAUNCHER_RESERVED_PORTS = { api: 8443, ephemeralFirst: 49152, ephemeralLast: 49215 } as const;
+
+export const Port = withRules(
+  z
+    .object({
+      name: z.string().max(15).optional().describe('An optional port name (IANA service name).'),
+      port: int32(1, 65535).describe('The port number (1-65535; not 8443 nor 49152-49215, the launcher\'s own).'),
+      protocol: z.enum(PORT_PROTOCOLS).default('TCP').describe('TCP (the default) or UDP.'),
+    })
+    .describe('A port forwarded from the launcher pod to the guest.'),
+  [
+    {
+      cel: `self.port != ${LAUNCHER_RESERVED_PORTS.api} && (self.port < ${LAUNCHER_RESERVED_PORTS.ephemeralFirst} || self.port > ${LAUNCHER_RESERVED_PORTS.ephemeralLast})`,
+      message: `port ${LAUNCHER_RESERVED_PORTS.api} and ports ${LAUNCHER_RESERVED_PORTS.ephemeralFirst}-${LAUNCHER_RESERVED_PORTS.ephemeralLast} are the launcher's own`,
+      fieldPath: '.port',
+      violations: (p) => unless(p.port !== LAUNCHER_RESERVED_PORTS.api && (p.port < LAUNCHER_RESERVED_PORTS.ephemeralFirst || p.port > LAUNCHER_RESERVED_PORTS.ephemeralLast), ['port']),
+    },
+  ],
+);
 export type Port = z.infer<typeof Port>;
 
 const MacAddress = withRules(
