@@ -94,8 +94,6 @@ build_debian() {
       --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
       --setup-hook="sync-in $archives /var/cache/apt/archives/" \
       --customize-hook="sync-out /var/cache/apt/archives $archives" \
-      --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
-      --customize-hook='cp /etc/dpkg/dpkg.cfg.d/99mmdebstrap "$1"/etc/dpkg/dpkg.cfg.d/ 2>/dev/null || true' \
       "$debian_suite" "$tar" \
       "deb $debian_mirror $debian_suite main" \
       "deb $debian_mirror $debian_suite-updates main" \

@@ -104,7 +104,11 @@ export function runtimeTreeHash(repoRoot: string, kind: TreeKind): string {
   const hash = createHash('sha256');
   hash.update(`${kind}\n`);
   hash.update(fs.readFileSync(import.meta.filename));
-  hash.update(fs.readFileSync(path.join(repoRoot, 'package-lock.json')));
+  // The dependencies as locked (name, version, integrity): a devDependency changes nothing.
+  const packages = readLock(repoRoot);
+  for (const key of productionClosure(packages, WORKSPACES[kind], (k) => fs.existsSync(path.join(repoRoot, k)))) {
+    hash.update(`${key} ${JSON.stringify(packages[key])}\n`);
+  }
   if (kind === 'launcher') hash.update(`launcher build ${launcherBuildHash(repoRoot)}\n`);
   else {
     for (const ws of WORKSPACES.operator) {
