@@ -57,6 +57,7 @@ http_download() {
   url="$KEYVIRT_URL"
   resume=""
   [ -s "$dl" ] && resume="-C -"
+  rm -f "$work/sum"
   curl_opts="--silent --show-error --location --max-redirs 5 --proto =http,https --proto-redir =http,https --connect-timeout 20 --speed-limit 1 --speed-time 120"
   if [ -n "\${KEYVIRT_SHA256:-}" ] && [ -z "$resume" ]; then
     rm -f "$work/fifo"; mkfifo "$work/fifo"
@@ -95,7 +96,7 @@ oci_download() {
   code=$(registry_get -H "Accept: $accept" -o "$work/manifest" "$base/manifests/$KEYVIRT_OCI_REF") || fail RegistryError "$KEYVIRT_REGISTRY: $(head -c 500 "$work/curl.err")" keep
   case "$code" in 404) fail SourceNotFound "$KEYVIRT_REPOSITORY:$KEYVIRT_OCI_REF is not in $KEYVIRT_REGISTRY" ;; 200) ;; *) fail RegistryError "manifest: HTTP $code" ;; esac
   if grep -q '"manifests"' "$work/manifest"; then fail RegistryError "$KEYVIRT_OCI_REF is an image index: name a single-platform manifest by its digest"; fi
-  tr -d ' \\n\\r\\t' < "$work/manifest" | sed 's/"layers":\\[/\\n/' | tail -n 1 | sed 's/\\].*//' | tr '{' '\\n' | sed -n 's/.*"mediaType":"\\([^"]*\\)".*"digest":"\\(sha256:[0-9a-f]\\{64\\}\\)".*"size":\\([0-9]*\\).*/\\1 \\2 \\3/p; s/.*"mediaType":"\\([^"]*\\)".*"size":\\([0-9]*\\).*"digest":"\\(sha256:[0-9a-f]\\{64\\}\\)".*/\\1 \\3 \\2/p' > "$work/layers"
+  { tr -d ' \\n\\r\\t' < "$work/manifest"; echo; } | sed 's/"layers":\\[/\\n/' | tail -n 1 | sed 's/\\].*//' | tr '{' '\\n' | sed -n 's/.*"mediaType":"\\([^"]*\\)".*"digest":"\\(sha256:[0-9a-f]\\{64\\}\\)".*"size":\\([0-9]*\\).*/\\1 \\2 \\3/p; s/.*"mediaType":"\\([^"]*\\)".*"size":\\([0-9]*\\).*"digest":"\\(sha256:[0-9a-f]\\{64\\}\\)".*/\\1 \\3 \\2/p' > "$work/layers"
   [ -s "$work/layers" ] || fail RegistryError "the manifest lists no layers"
   found=""
   # The last layer that carries disk/ wins, as in the image's file system.
