@@ -10,7 +10,7 @@ apt_packages=(
   qemu-system-x86 qemu-utils qemu-guest-agent busybox-static
   genisoimage cpio xz-utils zstd kmod iproute2 util-linux procps
   bridge-utils iptables psmisc gcc libc6-dev e2fsprogs bindfs
-  containerd runc containernetworking-plugins
+  containerd runc containernetworking-plugins podman
   syslinux syslinux-common mtools dosfstools fdisk mmdebstrap
 )
 
