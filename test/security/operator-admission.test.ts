@@ -229,6 +229,7 @@ void describe('operator and node agent service accounts against the real API ser
     ['the node\'s root as hostPath', (p) => { p.spec.volumes.push({ name: 'host', hostPath: { path: '/' } }); }, /hostPath directories matching/],
     ['the kubelet\'s pods as hostPath', (p) => { p.spec.volumes.push({ name: 'host', hostPath: { path: '/var/lib/kubelet/pods' } }); }, /hostPath directories matching/],
     ['/dev/kvm as a directory', (p) => { p.spec.volumes.push({ name: 'kvm2', hostPath: { path: '/dev/kvm', type: 'Directory' } }); }, /hostPath directories matching/],
+    ['/dev/kvm as a hostPath character device', (p) => { p.spec.volumes.push({ name: 'kvm2', hostPath: { path: '/dev/kvm', type: 'CharDevice' } }); }, /devices come from the device plugins/],
     ['a projected volume', (p) => { p.spec.volumes.push({ name: 'p', projected: { sources: [] } }); }, /mount only secret/],
     ['an init container', (p) => { p.spec.initContainers = [{ name: 'init', image: LAUNCHER_IMAGE }]; }, /no init or ephemeral containers/],
     ['a host port', (p) => { p.spec.containers[0] = { ...p.spec.containers[0], ports: [{ containerPort: 8443, hostPort: 8443 }] }; }, /no host ports/],
