@@ -15,7 +15,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end }}
 
+{{- /* registry/repository:tag; the registry is the image's own, else imageRegistry, else none (docs/adr/0059). */ -}}
 {{- define "keyvirt.image" -}}
 {{- $tag := .image.tag | default .root.Chart.AppVersion -}}
+{{- $registry := .image.registry | default .root.Values.imageRegistry | default "" -}}
+{{- if $registry -}}
+{{ printf "%s/%s:%s" $registry .image.repository $tag }}
+{{- else -}}
 {{ printf "%s:%s" .image.repository $tag }}
+{{- end }}
 {{- end }}
