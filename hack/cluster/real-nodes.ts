@@ -238,8 +238,21 @@ async function stopRealNodeProcesses(layout: ClusterLayout, plan: RealNodePlan):
   await killNodeWorkloads(plan);
 }
 
-/** Stops a real node: kubelet, every container, containerd; frees its network, cgroups and state. */
-export async function stopRealNode(layout: ClusterLayout, name: string, log: Logger, options: { deleteObject: boolean }): Promise<void> {
+export interface StopRealNodeOptions {
+  /** Also delete the Node object. */
+  readonly deleteObject: boolean;
+  /**
+   * Keep the node's slot, so that it comes back with the same address and pod CIDR
+   * (default: while its Node object stays).
+   */
+  readonly keepSlot?: boolean;
+}
+
+/**
+ * Stops a real node: kubelet, every container (SIGKILL), containerd; removes its network,
+ * cgroups and state. As the Node object stays, this is the node's power loss.
+ */
+export async function stopRealNode(layout: ClusterLayout, name: string, log: Logger, options: StopRealNodeOptions): Promise<void> {
   const index = nodeIndexOf(layout, name);
   // The index only shapes addresses; paths, markers and the cgroup root do not depend on it.
   const plan = planOf(layout, name, index ?? 1);
@@ -256,7 +269,7 @@ export async function stopRealNode(layout: ClusterLayout, name: string, log: Log
       await sleep(250);
     }
   }
-  if (index !== undefined) releaseNodeIndex(layout, index);
+  if (index !== undefined && !(options.keepSlot ?? !options.deleteObject)) releaseNodeIndex(layout, index);
   if (options.deleteObject) {
     try {
       kubectl(layout, ['delete', 'node', name, '--ignore-not-found', '--wait=false']);
@@ -269,7 +282,7 @@ export async function stopRealNode(layout: ClusterLayout, name: string, log: Log
 
 /** Stops every real node (cluster teardown comes first to this, before the simulated nodes). */
 export async function stopAllRealNodes(layout: ClusterLayout, log: Logger): Promise<void> {
-  for (const name of knownRealNodes(layout)) await stopRealNode(layout, name, log, { deleteObject: false });
+  for (const name of knownRealNodes(layout)) await stopRealNode(layout, name, log, { deleteObject: false, keepSlot: false });
 }
 
 /** Starts the default real nodes, one after the other. */
