@@ -67,6 +67,9 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
   let valuesFile: string;
   let recordsImage: string;
   const nodes: string[] = [];
+  /** The later steps need the release: without it they fail at once instead of waiting out their timeouts. */
+  let installed = false;
+  const needRelease = (): void => assert.ok(installed, 'the release did not install (see the first test)');
 
   const operatorPods = (): z.infer<typeof podNames>['items'] =>
     podNames.parse(JSON.parse(cluster.kubectl(['get', 'pods', '-n', releaseNs, '-l', 'app.kubernetes.io/name=keyvirt-operator', '-o', 'json']))).items;
@@ -116,9 +119,11 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
     assert.equal(daemonSet.status?.numberReady, nodes.length);
     const where = cluster.kubectl(['get', 'pods', '-n', releaseNs, '-o', 'jsonpath={range .items[*]}{.spec.nodeName}{"\\n"}{end}']).split('\n').filter((n) => n !== '');
     for (const n of where) assert.ok(nodes.includes(n), `pod of the release on ${n}, outside the suite's nodes`);
+    installed = true;
   });
 
   test('a VM from examples/ runs in a namespace enforcing Pod Security baseline, with guest-agent information', async () => {
+    needRelease();
     // The namespace really enforces: a hostPath pod is refused there.
     const refused = (() => {
       try {
@@ -140,6 +145,7 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
   });
 
   test('helm upgrade with a changed value rolls the operator; the VM keeps its launcher and its boot', async () => {
+    needRelease();
     const before = getVm(cluster, s.namespace, VM);
     const launcherUid = launcherPods(cluster, s.namespace, VM)[0]?.metadata.uid;
     assert.ok(launcherUid !== undefined);
@@ -164,6 +170,7 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
   });
 
   test('helm uninstall leaves the CRDs and nothing of the release but its leader Lease', async () => {
+    needRelease();
     cluster.kubectl(['delete', 'virtualmachine', VM, '-n', s.namespace, '--wait=true', '--timeout=180s']);
     await eventually('the launcher pod gone', () => (launcherPods(cluster, s.namespace, VM).length === 0 ? true : undefined), 120_000, 1000);
     const out = helmOk(cluster, ['uninstall', release, '-n', releaseNs, '--wait', '--timeout', '3m']);

@@ -1,30 +1,17 @@
-// Disk claims for VMs whose launcher pods may not mount host directories: a namespace
-// at Pod Security `baseline` refuses the hostPath volumes of a direct kernel boot (the
-// `keyvirt.io/kernel-boot` annotation) and of posix domains. The test guest's bootable
-// disk (hack/guest/build.sh: syslinux, the compressed kernel and the same initramfs and
-// command line) is copied as a raw image onto a ReadWriteMany hostPath
-// PersistentVolume — the pod sees only its claim — and SeaBIOS boots it.
+// Disk claims for VMs whose launcher pods may not mount host directories (a namespace at
+// Pod Security `baseline` refuses hostPath volumes): a raw image — the test guest's
+// bootable disk (hack/guest/build.sh) or a blank one — on a ReadWriteMany hostPath
+// PersistentVolume, so the pod sees only its claim.
 import { execFile } from 'node:child_process';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, type TestCluster } from './cluster.ts';
-import type { TestGuest } from './guest.ts';
+import { copyBootDisk, type TestGuest } from './guest.ts';
 
 const run = promisify(execFile);
-/** Size of a blank disk (the boot disk keeps its own, 64 MiB). */
+/** Size of a blank disk and of the claim (the boot disk is 64 MiB). */
 const DISK_MIB = 64;
-
-export class BootDiskError extends Error {
-  override readonly name = 'BootDiskError';
-}
-
-/** The test guest's bootable disk (qcow2) from its build directory. */
-export async function guestBootDisk(guest: TestGuest): Promise<string> {
-  const disk = path.join(guest.dir, 'disk.qcow2');
-  if ((await stat(disk).catch(() => undefined))?.isFile() !== true) throw new BootDiskError(`the test guest build ${guest.dir} has no disk.qcow2 (hack/guest/build.sh makes it)`);
-  return disk;
-}
 
 export interface ClaimOptions {
   /** The claim's namespace. */
@@ -46,7 +33,7 @@ export interface ClaimOptions {
 export async function diskClaim(cluster: TestCluster, o: ClaimOptions): Promise<string> {
   await mkdir(o.volumeDir, { recursive: true });
   const image = path.join(o.volumeDir, 'disk.img');
-  if (o.boot !== undefined) await run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', await guestBootDisk(o.boot), image]);
+  if (o.boot !== undefined) await copyBootDisk(o.boot, image, 'raw');
   else await run('qemu-img', ['create', '-q', '-f', 'raw', image, `${o.sizeMiB ?? DISK_MIB}M`]);
   const size = `${o.sizeMiB ?? DISK_MIB}Mi`;
   const pvName = `${o.namespace}-${o.claimName}`;
