@@ -9,128 +9,56 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { VirtualMachineImage, type VirtualMachineImageInput, type StorageDomainInput } from '@keyvirt/crds';
-import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
-import { apply, scratch, type Scratch, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
+import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
+import { apply, scratch, type Scratch } from '../operator/vm-fixtures.ts';
+import { imageBench, type ImageBench } from './image-fixtures.ts';
 
 const SUITE = 'image-import';
-const repoRoot = path.resolve(import.meta.dirname, '../..');
-const SERVER_PORT = 8080;
 /** Bytes per second the server sends: the ~24 MiB source takes about 6 s. */
 const SERVER_RATE = 4 * 1024 * 1024;
-
-const podView = z.object({ status: z.object({ phase: z.string().optional(), podIP: z.string().optional() }).optional() });
 
 void describe('VirtualMachineImage: import from a URL inside the cluster onto a StorageDomain', { timeout: 20 * 60_000 }, () => {
   let cluster: TestCluster;
   let s: Scratch;
   let operator: OperatorProcess;
-  let domain: string;
-  let domainDir: string;
-  let srvDir: string;
-  let serverIp: string;
+  let b: ImageBench;
   let source: Buffer;
 
-  const getImage = (name: string): VirtualMachineImage | undefined => {
-    const out = cluster.kubectl(['get', 'virtualmachineimage', name, '-n', s.namespace, '-o', 'json', '--ignore-not-found']);
-    return out.trim() === '' ? undefined : VirtualMachineImage.parse(JSON.parse(out));
-  };
-  const waitImage = (name: string, what: string, ok: (i: VirtualMachineImage) => boolean, timeoutMs = 240_000): Promise<VirtualMachineImage> =>
-    eventually(`image ${name} ${what}`, () => {
-      const i = getImage(name);
-      return i !== undefined && ok(i) ? i : undefined;
-    }, timeoutMs, 300);
-  const image = (name: string, url: string, extra: { sha256?: string; format?: 'qcow2' | 'raw' } = {}): VirtualMachineImageInput => ({
-    apiVersion: 'keyvirt.io/v1alpha1',
-    kind: 'VirtualMachineImage',
-    metadata: { name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: { storageDomain: domain, format: extra.format ?? 'raw', source: { http: { url, ...(extra.sha256 === undefined ? {} : { sha256: extra.sha256 }) } } },
-  });
-  const url = (file: string): string => `http://${serverIp}:${SERVER_PORT}/${file}`;
   /** Everything under the namespace's image directory on the domain (hidden work directories included). */
-  const imageFiles = async (): Promise<string[]> => (await readdir(path.join(domainDir, 'vmimages', s.namespace)).catch(() => [] as string[])).sort();
+  const imageFiles = async (): Promise<string[]> => (await readdir(path.join(b.domainDir, 'vmimages', s.namespace)).catch(() => [] as string[])).sort();
 
   before(async () => {
     cluster = await ensureCluster();
     s = await scratch(cluster, 'kv-e2e-img');
-    domain = `sd-img-${s.runId}`;
-    domainDir = path.join(s.dir, 'domain');
-    srvDir = path.join(s.dir, 'srv');
-    await mkdir(domainDir);
-    await mkdir(srvDir);
-    // The source: a 256 MiB qcow2 with 24 MiB of data in two places.
-    const qcow2 = path.join(srvDir, 'disk.qcow2');
-    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '256M']);
-    execFileSync('qemu-io', ['-c', 'write -P 0x5a 0 16M', '-c', 'write -P 0xa5 200M 8M', qcow2], { stdio: 'ignore' });
-    source = await readFile(qcow2);
-    const corrupt = Buffer.from(source);
-    corrupt.writeBigUInt64BE(0x12345n, 40); // the L1 table offset, off a cluster boundary
-    await writeFile(path.join(srvDir, 'corrupt.qcow2'), corrupt);
     operator = await startSuiteOperator(cluster, s, SUITE);
-    const manifest: StorageDomainInput = {
-      apiVersion: 'keyvirt.io/v1alpha1',
-      kind: 'StorageDomain',
-      metadata: { name: domain, labels: { [TEST_RUN_LABEL]: s.runId } },
-      spec: { type: 'local', local: { path: domainDir }, thresholds: { warningPercent: 99, criticalFreeGiB: 0 } },
-    };
-    apply(cluster, manifest);
-    apply(cluster, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'image-server', namespace: s.namespace },
-      spec: {
-        restartPolicy: 'Never',
-        automountServiceAccountToken: false,
-        terminationGracePeriodSeconds: 2,
-        containers: [
-          {
-            name: 'server',
-            image: 'keyvirt/operator:dev',
-            imagePullPolicy: 'Never',
-            command: ['node', path.join(repoRoot, 'test/image/image-server.ts'), '/srv', String(SERVER_PORT), String(SERVER_RATE)],
-            volumeMounts: [{ name: 'srv', mountPath: '/srv', readOnly: true }],
-          },
-        ],
-        volumes: [{ name: 'srv', hostPath: { path: srvDir, type: 'Directory' } }],
+    b = await imageBench(cluster, s, {
+      rate: SERVER_RATE,
+      fill: async (srvDir) => {
+        // The source: a 256 MiB qcow2 with 24 MiB of data in two places.
+        const qcow2 = path.join(srvDir, 'disk.qcow2');
+        execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '256M']);
+        execFileSync('qemu-io', ['-c', 'write -P 0x5a 0 16M', '-c', 'write -P 0xa5 200M 8M', qcow2], { stdio: 'ignore' });
+        source = await readFile(qcow2);
+        const corrupt = Buffer.from(source);
+        corrupt.writeBigUInt64BE(0x12345n, 40); // the L1 table offset, off a cluster boundary
+        await writeFile(path.join(srvDir, 'corrupt.qcow2'), corrupt);
       },
     });
-    serverIp = await eventually('the image server pod runs', () => {
-      const pod = podView.parse(JSON.parse(cluster.kubectl(['get', 'pod', 'image-server', '-n', s.namespace, '-o', 'json'])));
-      return pod.status?.phase === 'Running' ? pod.status.podIP : undefined;
-    }, 120_000);
-    await eventually(`StorageDomain ${domain} Active`, () => {
-      const out = cluster.kubectl(['get', 'storagedomain', domain, '-o', 'jsonpath={.status.phase}']);
-      return out === 'Active' ? true : undefined;
-    }, 240_000, 1000);
   });
 
   after(async () => {
-    // Images go while the operator runs (their finalizer removes the file); then everything else.
-    cluster.kubectl(['delete', 'virtualmachineimages', '--all', '-n', s.namespace, '--wait=false', '--ignore-not-found']);
-    await eventually('images gone', () => (cluster.kubectl(['get', 'virtualmachineimages', '-n', s.namespace, '-o', 'name']).trim() === '' ? true : undefined), 120_000, 1000).catch(() => undefined);
-    await stopOperator(operator);
-    for (const name of cluster.kubectl(['get', 'virtualmachineimages', '-n', s.namespace, '-o', 'name']).split('\n').filter((l) => l !== '')) {
-      cluster.kubectl(['patch', '-n', s.namespace, name, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
-    }
-    cluster.kubectl(['patch', 'storagedomain', domain, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
-    cluster.kubectl(['delete', 'storagedomain', domain, '--ignore-not-found', '--wait=false']);
-    deleteDomainJobPods(cluster, domain);
-    cluster.kubectl(['delete', 'pod', `keyvirt-sd-probe-${domain}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
-    cluster.kubectl(['delete', 'pvc', `keyvirt-sd-${domain}`, '-n', OPERATOR_NAMESPACE, '--ignore-not-found', '--wait=false']);
-    cluster.kubectl(['delete', 'pv', `keyvirt-sd-${domain}`, '--ignore-not-found', '--wait=false']);
-    await s.cleanup();
+    await b.cleanup(() => stopOperator(operator));
   });
 
   void it('downloads, verifies and converts an image, with its progress in status', async () => {
     const sha256 = createHash('sha256').update(source).digest('hex');
-    apply(cluster, image('from-url', url('disk.qcow2'), { sha256 }));
+    apply(cluster, b.httpImage('from-url', b.url('disk.qcow2'), { sha256 }));
     const seen: { bytes: number; percent?: number | undefined; display?: string | undefined }[] = [];
-    const ready = await waitImage('from-url', 'Ready', (i) => {
+    const ready = await b.waitImage('from-url', 'Ready', (i) => {
       const p = i.status?.progress;
       if (i.status?.phase === 'Importing' && p !== undefined && p.bytes > 0 && (p.percent ?? 0) < 100) seen.push({ bytes: p.bytes, percent: p.percent, display: p.display });
       assert.notEqual(i.status?.phase, 'Failed', JSON.stringify(i.status));
@@ -148,8 +76,8 @@ void describe('VirtualMachineImage: import from a URL inside the cluster onto a 
     assert.equal(st?.progress?.percent, 100);
     assert.equal(st?.path, `vmimages/${s.namespace}/from-url.raw`);
     assert.equal(st?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
-    const stored = path.join(domainDir, 'vmimages', s.namespace, 'from-url.raw');
-    execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', path.join(srvDir, 'disk.qcow2'), stored]);
+    const stored = path.join(b.domainDir, 'vmimages', s.namespace, 'from-url.raw');
+    execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', path.join(b.srvDir, 'disk.qcow2'), stored]);
     assert.deepEqual(await imageFiles(), ['from-url.raw'], 'only the image: no work directory left');
     const row = cluster.kubectl(['get', 'virtualmachineimage', 'from-url', '-n', s.namespace, '--no-headers']);
     assert.match(row, /^from-url\s+Ready\s+100%\s+256Mi\s+raw\s+/);
@@ -163,8 +91,8 @@ void describe('VirtualMachineImage: import from a URL inside the cluster onto a 
   for (const [what, file, extra, reason] of failures) {
     void it(`ends Failed with ${reason} on ${what}, leaving no half image`, async () => {
       const name = `bad-${reason.toLowerCase()}`;
-      apply(cluster, image(name, url(file), { ...extra, format: 'qcow2' }));
-      const failed = await waitImage(name, 'Failed', (i) => i.status?.phase === 'Failed');
+      apply(cluster, b.httpImage(name, b.url(file), { ...extra, format: 'qcow2' }));
+      const failed = await b.waitImage(name, 'Failed', (i) => i.status?.phase === 'Failed');
       assert.equal(failed.status?.reason, reason, JSON.stringify(failed.status));
       assert.equal(failed.status?.conditions?.find((c) => c.type === 'Ready')?.reason, reason);
       assert.ok((failed.status?.message ?? '') !== '');
@@ -174,10 +102,10 @@ void describe('VirtualMachineImage: import from a URL inside the cluster onto a 
   }
 
   void it('deleting an image removes its file from the domain', async () => {
-    const stored = path.join(domainDir, 'vmimages', s.namespace, 'from-url.raw');
+    const stored = path.join(b.domainDir, 'vmimages', s.namespace, 'from-url.raw');
     assert.ok((await imageFiles()).includes('from-url.raw'));
     cluster.kubectl(['delete', 'virtualmachineimage', 'from-url', '-n', s.namespace, '--wait=false']);
-    await eventually('image from-url gone', () => (getImage('from-url') === undefined ? true : undefined), 120_000, 500);
+    await eventually('image from-url gone', () => (b.getImage('from-url') === undefined ? true : undefined), 120_000, 500);
     assert.ok(!(await imageFiles()).includes('from-url.raw'), `${stored} removed`);
   });
 });

@@ -1,0 +1,94 @@
+// An image import through KeyVirt next to a plain `qemu-img convert` of the same file,
+// interleaved in the same run on the local cluster: a qcow2 (2 GiB virtual, --data-mib
+// of data; 512 MiB by default) served over HTTP by a pod inside the cluster is imported
+// as raw onto a local StorageDomain by the real operator and its job pod (download with
+// the SHA-256 taken on the way, format check, qemu-img convert, rename), and the same
+// qcow2 is converted to raw by `qemu-img convert` on this machine into the same
+// directory. `import_ms` is the job's own time (start of the importer to the image in
+// place, as it reports in status.importDurationMs); `e2e_ms` is kubectl apply → Ready
+// (pod start and status polling included); `ratio` = import_ms / qemu_img_convert_ms.
+// No guest runs: the accelerator plays no part.
+//   npm run bench -- image-import [--reps N] [--data-mib M]   (defaults 3, 512)
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ensureCluster } from '../support/cluster.ts';
+import { startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
+import { apply, scratch } from '../operator/vm-fixtures.ts';
+import { imageBench } from '../image/image-fixtures.ts';
+
+const run = promisify(execFile);
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
+}
+
+function option(args: readonly string[], name: string, fallback: number): number {
+  const at = args.indexOf(name);
+  const value = at >= 0 ? Number(args[at + 1]) : fallback;
+  if (!Number.isInteger(value) || value <= 0) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function main(args: readonly string[]): Promise<void> {
+  const reps = option(args, '--reps', 3);
+  const dataMib = option(args, '--data-mib', 512);
+  const cluster = await ensureCluster();
+  const s = await scratch(cluster, 'kv-bench-img');
+  const operator = await startSuiteOperator(cluster, s, 'image-import-bench');
+  let source = '';
+  const b = await imageBench(cluster, s, {
+    rate: 0,
+    fill: async (srvDir) => {
+      source = path.join(srvDir, 'disk.qcow2');
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', source, '2G']);
+      // Data in 64 MiB runs with a different byte each, spread over the disk.
+      const commands = Array.from({ length: Math.ceil(dataMib / 64) }, (_, i) => ['-c', `write -P ${(i % 250) + 1} ${i * 128}M 64M`]).flat();
+      await run('qemu-io', [...commands, source]);
+    },
+  });
+  try {
+    const bytes = (await stat(source)).size;
+    const sha256 = await sha256Of(source);
+    const imports: number[] = [];
+    const e2e: number[] = [];
+    const converts: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const baseline = path.join(b.domainDir, `baseline-${i}.raw`);
+      const t0 = performance.now();
+      await run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', source, baseline]);
+      converts.push(Math.round(performance.now() - t0));
+      await rm(baseline);
+      const name = `bench-${i}`;
+      const t1 = performance.now();
+      apply(cluster, b.httpImage(name, b.url('disk.qcow2'), { sha256, format: 'raw' }));
+      const ready = await b.waitImage(name, 'Ready', (img) => {
+        if (img.status?.phase === 'Failed') throw new Error(`import failed: ${img.status.reason ?? ''} ${img.status.message ?? ''}`);
+        return img.status?.phase === 'Ready';
+      }, 900_000);
+      e2e.push(Math.round(performance.now() - t1));
+      imports.push(ready.status?.importDurationMs ?? NaN);
+      process.stdout.write(`rep ${i + 1}/${reps}: import_ms=${imports.at(-1)} e2e_ms=${e2e.at(-1)} qemu_img_convert_ms=${converts.at(-1)}\n`);
+      cluster.kubectl(['delete', 'virtualmachineimage', name, '-n', s.namespace, '--wait=true', '--timeout=120s']);
+    }
+    const importMs = median(imports);
+    const convertMs = median(converts);
+    process.stdout.write(
+      `BENCH image-import bytes=${bytes} virtual_bytes=${2 * 1024 ** 3} format=qcow2->raw checksum=sha256 reps=${reps} import_ms=${importMs} e2e_ms=${median(e2e)} qemu_img_convert_ms=${convertMs} ratio=${(importMs / convertMs).toFixed(2)} import_ms_all=${imports.join(',')} qemu_img_convert_ms_all=${converts.join(',')} load=${loadavg()[0]?.toFixed(1) ?? '?'}\n`,
+    );
+  } finally {
+    await b.cleanup(() => stopOperator(operator));
+  }
+}
