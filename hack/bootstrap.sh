@@ -12,6 +12,7 @@ apt_packages=(
   bridge-utils iptables psmisc gcc libc6-dev e2fsprogs bindfs
   containerd runc containernetworking-plugins podman
   syslinux syslinux-common mtools dosfstools fdisk mmdebstrap
+  curl docker-registry
 )
 
 missing=()
