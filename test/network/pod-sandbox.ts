@@ -1,7 +1,8 @@
 // A pod's network namespace as a CNI leaves it, for the pod-network suites: a netns
-// with `eth0` (veth) holding the "pod IP" in a /24 of 10.79.0.0/16, a default route via
-// the root namespace's end of the veth (the "node", .1), and a client namespace on the
-// same "node" bridge playing another pod. Subnets are picked per process; the root
+// with `eth0` (veth) holding the "pod IP" in a /24 of 10.76.0.0/16 (used by nothing
+// else: the cluster has 10.77.0.0/24, test peers 10.78.0.0/24, real nodes' pods
+// 10.79.<k>.0/24), a default route via the root namespace's end of the veth (the
+// "node", .1), and a client namespace on the same "node" bridge playing another pod. Subnets are picked per process; the root
 // namespace does not forward, traffic flows node/client ↔ pod only.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -28,7 +29,7 @@ async function ip(...args: string[]): Promise<void> {
 export async function createPodSandbox(tag: string): Promise<PodSandbox> {
   const id = `${tag}${process.pid % 10_000}`;
   const third = (process.pid % 200) + 20;
-  const subnet = `10.79.${third}`;
+  const subnet = `10.76.${third}`;
   const netns = `kv-pod-${id}`;
   const clientNs = `kv-cli-${id}`;
   const bridge = `kvn${id}`.slice(0, 15);
