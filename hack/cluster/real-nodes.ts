@@ -37,6 +37,8 @@ export interface RealNode {
   readonly kubeletRootDir: string;
   /** The host directory this node's kubelet knows as /var/lib/kubelet/device-plugins. */
   readonly devicePluginDir: string;
+  /** One file per kernel tunable (`kernel.panic`, …) the kubelet sees in place of the host's value. */
+  readonly tunablesDir: string;
 }
 
 /** Where every real node keeps its state: .keyvirt/real-nodes/<name>. */
@@ -207,7 +209,7 @@ export async function startRealNode(layout: ClusterLayout, name: string, log: Lo
 function realNodeOf(layout: ClusterLayout, plan: RealNodePlan): RealNode {
   return {
     name: plan.name, nodeIp: plan.nodeIp, podCidr: plan.podCidr, containerdSocket: plan.containerdSocket,
-    kubeletRootDir: plan.kubeletRootDir, devicePluginDir: realNodeDevicePluginDir(layout, plan.name),
+    kubeletRootDir: plan.kubeletRootDir, devicePluginDir: realNodeDevicePluginDir(layout, plan.name), tunablesDir: plan.tunablesDir,
   };
 }
 
@@ -219,6 +221,14 @@ function runningPlans(layout: ClusterLayout): RealNodePlan[] {
     if (index !== undefined) out.push(planOf(layout, name, index));
   }
   return out;
+}
+
+/**
+ * The pids of a real node's containerd and kubelet (undefined when not running); both
+ * live in the node's network and mount namespaces (`nsenter --target <pid> --net --mount`).
+ */
+export function realNodePids(layout: ClusterLayout, name: string): { containerd?: number; kubelet?: number } {
+  return running(layout, planOf(layout, name, nodeIndexOf(layout, name) ?? 1));
 }
 
 /** Names of the real nodes that have state on this host. */

@@ -13,6 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { KubectlError } from '../../hack/cluster/kubectl.ts';
 import { eventually } from '../support/cluster.ts';
+import { kubeletKernelTunables } from '../../hack/cluster/real-node-config.ts';
+import { realNodePids } from '../../hack/cluster/real-nodes.ts';
 import { busyboxImage, ensureRealNodes, realNodeDevicePluginDir, realNodeLabel, realNodeTaint, realNodeToleration } from '../support/real-nodes.ts';
 import type { ImageArchive, RealNodes } from '../support/real-nodes.ts';
 
@@ -138,6 +140,26 @@ describe('real nodes', { timeout: 20 * 60_000 }, () => {
       assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods'), 401, 'no client certificate: unauthenticated');
       assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods', 'viewer'), 403, 'a cluster user without nodes/proxy: forbidden');
       assert.equal(await kubeletGet(pkiDir, node.nodeIp, '/pods', 'apiserver-kubelet-client'), 200, 'the API server\'s identity');
+    }
+  });
+
+  it('leaves the host kernel tunables alone: the kubelet sees its own values, read-only, in its mount namespace', () => {
+    for (const node of real.nodes) {
+      const kubelet = realNodePids(real.cluster.layout, node.name).kubelet;
+      assert.ok(kubelet !== undefined);
+      for (const [key, wanted] of Object.entries(kubeletKernelTunables)) {
+        // Through /proc/<pid>/root, paths resolve in that process's mount namespace.
+        const seen = fs.readFileSync(`/proc/${kubelet}/root/proc/sys/${key}`, 'utf8').trim();
+        assert.equal(seen, wanted, `${node.name}'s kubelet sees ${key}=${wanted}`);
+      }
+      // Each tunable the host held otherwise when the node started: still otherwise on the host, read-only for the kubelet.
+      const mounts = fs.readFileSync(`/proc/${kubelet}/mountinfo`, 'utf8').split('\n');
+      for (const file of fs.readdirSync(node.tunablesDir)) {
+        const key = file.replaceAll('.', '/');
+        assert.notEqual(fs.readFileSync(`/proc/sys/${key}`, 'utf8').trim(), kubeletKernelTunables[key], `the host's ${key} is unchanged`);
+        const mount = mounts.find((m) => m.split(' ')[4] === `/proc/sys/${key}`);
+        assert.ok(mount?.split(' ')[5]?.split(',').includes('ro') === true, `${key} is a read-only mount for the kubelet: ${mount}`);
+      }
     }
   });
 
