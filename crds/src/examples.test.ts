@@ -12,7 +12,7 @@ const files = readdirSync(examplesDir).filter((f) => f.endsWith('.yaml'));
 
 void test('the examples cover every kind', () => {
   const kinds = new Set(files.flatMap((f) => readDocuments(join(examplesDir, f)).map((d) => (d as { kind?: string }).kind)));
-  assert.deepEqual([...kinds].sort(), ['MigrationPolicy', 'StorageDomain', 'VirtualMachine', 'VirtualMachineMigration']);
+  assert.deepEqual([...kinds].sort(), ['MigrationPolicy', 'StorageDomain', 'VirtualMachine', 'VirtualMachineImage', 'VirtualMachineMigration']);
 });
 
 for (const file of files) {
