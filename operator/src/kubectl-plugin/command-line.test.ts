@@ -41,7 +41,7 @@ void describe('parseCommandLine', () => {
 
   const rejected: { argv: string[]; message: RegExp; verb?: string }[] = [
     { argv: ['frobnicate', 'vm'], message: /^unknown verb "frobnicate"$/ },
-    { argv: ['image-upload', 'x'], message: /"image-upload" is not available: KeyVirt has no image kind yet/ },
+    { argv: ['image-upload', 'x'], message: /"image-upload" is not available: uploads are not served yet/ },
     { argv: ['start'], message: /"start" needs VM/, verb: 'start' },
     { argv: ['start', 'a', 'b'], message: /"start" takes 1 argument\(s\); unexpected "b"/, verb: 'start' },
     { argv: ['start', 'vm', '--force'], message: /unknown flag --force for "start"/, verb: 'start' },

@@ -7,7 +7,7 @@ void describe('help', () => {
   void it('the overview lists every verb, image-upload as not available, and the exit codes', () => {
     const text = overviewHelp();
     for (const v of VERBS) assert.match(text, new RegExp(`^  ${v.name} +${v.summary.replace(/[()]/g, '\\$&')}$`, 'm'));
-    assert.match(text, /Not available yet:\n  image-upload +KeyVirt has no image kind yet/);
+    assert.match(text, /Not available yet:\n  image-upload +uploads are not served yet/);
     assert.match(text, /3 not found/);
     assert.match(text, /4 not allowed \(authentication or RBAC\)/);
     assert.match(text, /-n, --namespace NS/);

@@ -216,7 +216,7 @@ export const VERBS: readonly VerbSpec[] = [
 
 /** Verbs left out on purpose, with the reason `help` gives. */
 export const NOT_YET: readonly { name: string; reason: string }[] = [
-  { name: 'image-upload', reason: 'KeyVirt has no image kind yet: put images on a storage domain (templates/<name>) instead' },
+  { name: 'image-upload', reason: 'uploads are not served yet: import the image with a VirtualMachineImage from a URL or a registry' },
 ];
 
 export function verbSpec(name: string): VerbSpec | undefined {
