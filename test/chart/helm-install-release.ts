@@ -38,6 +38,13 @@ export interface ReleaseOptions {
   readonly placement?: { readonly nodeSelector: Readonly<Record<string, string>>; readonly tolerations: readonly unknown[] };
   /** Operator replicas (default 1); more than one are spread over nodes, one per node. */
   readonly operatorReplicas?: number;
+  /**
+   * The node agent prepares launcher pods' networks (chart default). Off by default here:
+   * on a simulated node the agent's hostPath /proc is its own PID namespace's, so it never
+   * finds a pod's process; the node agent image has neither `ip` nor `iptables`. VMs then
+   * use QEMU's user-mode network (masquerade as before).
+   */
+  readonly podNetwork?: boolean;
 }
 
 export const TEST_RUN_LABEL = 'keyvirt.io/test-run';
@@ -68,7 +75,7 @@ export function releaseValues(o: ReleaseOptions): Record<string, unknown> {
       ...onSuiteNodes,
     },
     launcher: { ...image('launcher'), hostPathPattern: o.hostPathPattern },
-    nodeAgent: { ...image('nodeAgent'), nodeSelector: onSuiteNodes.nodeSelector, tolerations: onSuiteNodes.tolerations },
+    nodeAgent: { ...image('nodeAgent'), nodeSelector: onSuiteNodes.nodeSelector, tolerations: onSuiteNodes.tolerations, podNetwork: { enabled: o.podNetwork ?? false } },
     allowEmulation: true,
     kubernetesApi: { host: o.apiServer.host, port: o.apiServer.port },
     networkPolicy: { enabled: true, vmNamespaces: o.vmNamespaces },
