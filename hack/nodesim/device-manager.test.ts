@@ -1,6 +1,7 @@
 // The simulator's kubelet side against the node agent's device plugins, over real gRPC
 // unix sockets in a temporary directory; the "host /dev" is a directory whose kvm entry
 // points at a real character device (/dev/null), so that it can disappear and come back.
+/* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { runDevicePlugins } from '../../operator/src/node-agent/device-plugin/device-plugins.ts';
 import { DEVICE_KINDS, KVM_RESOURCE, TUN_RESOURCE } from '../../operator/src/node-agent/device-plugin/devices.ts';
+import type { V1Pod } from '@kubernetes/client-node';
 import { DeviceManager, DevicesNotReadyError, registrationProblem } from './device-manager.ts';
+import { materialiseVolumes, VolumeNotReadyError } from './volumes.ts';
 
 const log = pino({ level: process.env.KEYVIRT_LOG_LEVEL ?? 'silent' });
 
@@ -120,4 +123,36 @@ void describe('registrations the device manager refuses', () => {
       else assert.match(problem ?? '', c.problem);
     });
   }
+});
+
+void describe("the kubelet's device-plugin directory as a pod's hostPath", () => {
+  const api = {
+    readSecret: () => Promise.resolve(undefined),
+    readConfigMap: () => Promise.resolve(undefined),
+    readPersistentVolumeClaim: () => Promise.resolve(undefined),
+    readPersistentVolume: () => Promise.resolve(undefined),
+    requestServiceAccountToken: () => Promise.resolve(''),
+  };
+  const pod = (hostPath: string): V1Pod => ({ metadata: { namespace: 'ns' }, spec: { containers: [], volumes: [{ name: 'plugins', hostPath: { path: hostPath, type: 'Directory' } }] } });
+
+  for (const hostPath of ['/var/lib/kubelet/device-plugins', '/var/lib/kubelet/device-plugins/', '/var/lib/kubelet/../kubelet/device-plugins']) {
+    void it(`${hostPath} is this node's own directory`, async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyvirt-dp-'));
+      try {
+        const volumes = await materialiseVolumes(api, pod(hostPath), path.join(dir, 'volumes'), undefined, dir);
+        assert.equal(volumes.get('plugins')?.hostPath, dir);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  void it('another kubelet path is not', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyvirt-dp-'));
+    try {
+      await assert.rejects(materialiseVolumes(api, pod('/var/lib/kubelet/device-plugins-not'), path.join(dir, 'volumes'), undefined, dir), VolumeNotReadyError);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -317,6 +317,7 @@ export class NodeAgent {
       releaseIp: (ip) => this.#usedIps.delete(ip),
       storageView: this.#opts.storageView,
       devices: this.#devices,
+      devicePluginDir: this.devicePluginDir,
     }, pod);
     this.#runners.set(uid, created);
     created.start();

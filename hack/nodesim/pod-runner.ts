@@ -56,6 +56,8 @@ export interface PodRunnerContext {
   readonly storageView?: StorageView;
   /** The node's device manager; without one no container gets a device. */
   readonly devices?: DeviceAllocator | undefined;
+  /** The node's kubelet device-plugin directory (what a hostPath of /var/lib/kubelet/device-plugins mounts). */
+  readonly devicePluginDir?: string | undefined;
 }
 
 function limitsOf(container: V1Container): ContainerLimits {
@@ -230,7 +232,7 @@ export class PodRunner {
     const volumesDir = path.join(this.#dir, 'volumes');
     for (;;) {
       try {
-        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView);
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView, this.#ctx.devicePluginDir);
         this.#record.problem = undefined;
         break;
       } catch (err) {
@@ -248,7 +250,7 @@ export class PodRunner {
     for (;;) {
       try {
         await sleep(10 * 60_000, undefined, { signal: this.#abort.signal });
-        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView);
+        this.#volumes = await materialiseVolumes(this.#ctx.api, this.#pod, volumesDir, this.#ctx.storageView, this.#ctx.devicePluginDir);
       } catch (err) {
         if (this.#abort.signal.aborted) return;
         this.#log.warn({ err }, 'volume refresh failed');

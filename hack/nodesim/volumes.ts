@@ -146,10 +146,15 @@ async function claimDirectory(api: VolumeApi, namespace: string, claimName: stri
   return dir;
 }
 
-function hostPathVolume(volume: V1Volume, view: StorageView | undefined): string {
+/** The kubelet's device-plugin directory as pods name it (a device plugin's DaemonSet mounts it). */
+export const KUBELET_DEVICE_PLUGIN_PATH = '/var/lib/kubelet/device-plugins';
+
+function hostPathVolume(volume: V1Volume, view: StorageView | undefined, devicePluginDir: string | undefined): string {
   const hp = volume.hostPath;
   if (hp === undefined) throw new VolumeNotReadyError(`volume ${volume.name} is not a hostPath`);
-  const nodePath = throughStorageView(view, hp.path);
+  // This node's "kubelet" keeps its device-plugin directory in its own state directory.
+  const kubeletDir = devicePluginDir !== undefined && path.posix.normalize(hp.path).replace(/\/$/, '') === KUBELET_DEVICE_PLUGIN_PATH;
+  const nodePath = kubeletDir ? devicePluginDir : throughStorageView(view, hp.path);
   if (hp.type === 'DirectoryOrCreate') fs.mkdirSync(nodePath, { recursive: true });
   if (hp.type === 'FileOrCreate' && !fs.existsSync(nodePath)) {
     fs.mkdirSync(path.dirname(nodePath), { recursive: true });
@@ -159,13 +164,20 @@ function hostPathVolume(volume: V1Volume, view: StorageView | undefined): string
   return nodePath;
 }
 
-async function materialiseOne(api: VolumeApi, pod: V1Pod, volume: V1Volume, dir: string, view: StorageView | undefined): Promise<MaterialisedVolume> {
+/** Where this node keeps what pods reach by host path. */
+interface NodePaths {
+  readonly view: StorageView | undefined;
+  readonly devicePluginDir: string | undefined;
+}
+
+async function materialiseOne(api: VolumeApi, pod: V1Pod, volume: V1Volume, dir: string, node: NodePaths): Promise<MaterialisedVolume> {
+  const { view, devicePluginDir } = node;
   const namespace = pod.metadata?.namespace ?? 'default';
   if (volume.emptyDir !== undefined) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o777 });
     return { hostPath: dir, readOnly: false };
   }
-  if (volume.hostPath !== undefined) return { hostPath: hostPathVolume(volume, view), readOnly: false };
+  if (volume.hostPath !== undefined) return { hostPath: hostPathVolume(volume, view, devicePluginDir), readOnly: false };
   if (volume.persistentVolumeClaim !== undefined) {
     const { claimName, readOnly } = volume.persistentVolumeClaim;
     return { hostPath: await claimDirectory(api, namespace, claimName, view), readOnly: readOnly === true };
@@ -221,10 +233,13 @@ export function subPathSource(volumeDir: string, subPath: string): string {
  * storage root through the node's storage view, when it has one); throws
  * VolumeNotReadyError when one cannot be yet.
  */
-export async function materialiseVolumes(api: VolumeApi, pod: V1Pod, volumesDir: string, view?: StorageView): Promise<Map<string, MaterialisedVolume>> {
+/** `devicePluginDir`: where a hostPath of the kubelet's device-plugin directory leads on this node. */
+export async function materialiseVolumes(
+  api: VolumeApi, pod: V1Pod, volumesDir: string, view?: StorageView, devicePluginDir?: string,
+): Promise<Map<string, MaterialisedVolume>> {
   const out = new Map<string, MaterialisedVolume>();
   for (const volume of pod.spec?.volumes ?? []) {
-    out.set(volume.name, await materialiseOne(api, pod, volume, path.join(volumesDir, volume.name), view));
+    out.set(volume.name, await materialiseOne(api, pod, volume, path.join(volumesDir, volume.name), { view, devicePluginDir }));
   }
   return out;
 }
