@@ -188,3 +188,24 @@ void test('a held monitor (paused guest) does not report the agent gone', async 
   await new Promise((resolve) => setTimeout(resolve, 400));
   assert.deepEqual(changes, [false]);
 });
+
+void test('the monitor reports a host name the guest sets after the agent connected (cloud-init)', async (t) => {
+  let hostName = 'debian';
+  const fake = await fakeAgent(t, (cmd, sock) => {
+    if (cmd.execute === 'guest-get-host-name') send(sock, { return: { 'host-name': hostName } });
+    else agent(cmd, sock);
+  });
+  const monitor = new GuestAgentMonitor({ path: fake.path, logger, pollIntervalMs: 30, retryIntervalMs: 30, syncTimeoutMs: 100, commandTimeoutMs: 100 });
+  const ac = new AbortController();
+  const running = monitor.run(ac.signal);
+  t.after(async () => {
+    ac.abort();
+    await running;
+  });
+  await new Promise<void>((resolve) => monitor.once('change', () => resolve()));
+  assert.equal(monitor.snapshot.hostName, 'debian');
+  hostName = 'web-1';
+  const next = await new Promise<string | undefined>((resolve) => monitor.once('change', (s) => resolve(s.hostName)));
+  assert.equal(next, 'web-1');
+  assert.equal(monitor.snapshot.connected, true);
+});

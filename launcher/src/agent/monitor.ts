@@ -120,8 +120,10 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
       if (client === undefined) throw new Error('no client');
       await client.ping();
       const interfaces = await client.networkInterfaces();
-      if (JSON.stringify(interfaces) !== JSON.stringify(this.#snapshot.interfaces)) {
-        this.#update({ ...this.#snapshot, interfaces });
+      // The host name changes after boot (cloud-init sets it once the agent is up): read on every poll.
+      const hostName = (await client.hostName().catch(() => undefined)) ?? this.#snapshot.hostName;
+      if (JSON.stringify(interfaces) !== JSON.stringify(this.#snapshot.interfaces) || hostName !== this.#snapshot.hostName) {
+        this.#update({ ...this.#snapshot, interfaces, ...(hostName === undefined ? {} : { hostName }) });
       } else {
         this.#snapshot = { ...this.#snapshot, lastSeen: this.#now().toISOString() };
       }
