@@ -14,6 +14,7 @@
 # (the chart's appVersion; pause: its upstream version). REGISTRY is
 # $KEYVIRT_IMAGE_REGISTRY, default `localhost`.
 set -euo pipefail
+shopt -s inherit_errexit
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here="$root/hack/images"
 cache=${KEYVIRT_IMAGE_CACHE:-$root/hack/.cache/images}
@@ -21,6 +22,9 @@ registry=${KEYVIRT_IMAGE_REGISTRY:-localhost}
 node="$root/node_modules/.bin/node"
 app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$root/charts/keyvirt/Chart.yaml")
 mkdir -p "$cache/refs"
+# One build at a time per cache (suites, benchmarks and the real nodes may ask at once).
+exec 9>"$cache/.lock"
+flock 9
 
 log() { printf 'images: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -57,7 +61,7 @@ build_pause() {
   src="$gomod/build/pause"
   [ -f "$src/linux/pause.c" ] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$KUBERNETES_VERSION ($gomod)"
   tag=$(sed -n 's/^TAG ?= *//p' "$src/Makefile")
-  hash=$(content_hash "$KUBERNETES_VERSION" "$tag" "$(gcc --version | head -1)" "$src/linux/pause.c" "$here/pause/Containerfile" "${BASH_SOURCE[0]}")
+  hash=$(content_hash "$KUBERNETES_VERSION" "$tag" "$(gcc --version | head -1)" "$src/linux/pause.c" "$here/pause/Containerfile" "$(declare -f build_pause podman_build)")
   ref="$registry/keyvirt/pause:$hash"
   if ! podman image exists "$ref"; then
     local dir="$cache/pause-$hash"
@@ -74,7 +78,9 @@ build_pause() {
 debian_suite=bookworm
 debian_mirror=http://deb.debian.org/debian
 debian_security=http://deb.debian.org/debian-security
-debian_hash() { content_hash "$debian_suite $debian_mirror $debian_security" "$(mmdebstrap --version)" "${BASH_SOURCE[0]}"; }
+# The recipe alone (this function's text), so that an edit elsewhere in this file does not
+# rebuild the base.
+debian_hash() { content_hash "$debian_suite $debian_mirror $debian_security" "$(mmdebstrap --version)" "$(declare -f build_debian)"; }
 
 build_debian() {
   local hash ref archives
@@ -125,7 +131,7 @@ build_app() { # name kind containerfile [extra podman build args...]
   local base tree hash ref
   base=$(build_debian | cut -d' ' -f2)
   tree=$("$node" --no-warnings "$here/runtime-tree.ts" hash "$kind")
-  hash=$(content_hash "$base" "$tree" "$("$node" --version)" "$file" "${BASH_SOURCE[0]}" "$@")
+  hash=$(content_hash "$base" "$tree" "$("$node" --version)" "$file" "$(declare -f build_app app_context podman_build)" "$here/runtime-tree.ts")
   ref="$registry/keyvirt/$name:$hash"
   if ! podman image exists "$ref"; then
     local context; context=$(app_context "$kind" "$tree")

@@ -121,6 +121,9 @@ export function runtimeTreeHash(repoRoot: string, kind: TreeKind): string {
   return hash.digest('hex').slice(0, 16);
 }
 
+/** Files of a package Node never loads: type declarations and source maps (no --enable-source-maps). */
+const NOT_RUNTIME = /\.(d\.[cm]?ts|map)$/;
+
 function copyPackages(repoRoot: string, dest: string, kind: TreeKind): void {
   const packages = readLock(repoRoot);
   const keys = productionClosure(packages, WORKSPACES[kind], (key) => fs.existsSync(path.join(repoRoot, key)));
@@ -128,7 +131,10 @@ function copyPackages(repoRoot: string, dest: string, kind: TreeKind): void {
     const from = path.join(repoRoot, key);
     if (!fs.existsSync(from)) throw new RuntimeTreeError(`${key} is in package-lock.json but not installed: run npm ci`);
     // Nested node_modules of a package are copied as their own keys (when needed).
-    fs.cpSync(from, path.join(dest, key), { recursive: true, filter: (src) => src === from || path.relative(from, src).split(path.sep)[0] !== 'node_modules' });
+    fs.cpSync(from, path.join(dest, key), {
+      recursive: true,
+      filter: (src) => src === from || (path.relative(from, src).split(path.sep)[0] !== 'node_modules' && !NOT_RUNTIME.test(src)),
+    });
   }
 }
 
