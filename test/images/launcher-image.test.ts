@@ -1,7 +1,7 @@
 // The launcher image (launcher/Containerfile) run by podman through testcontainers, as a
-// launcher pod runs it: root without capabilities, no new privileges, /dev/kvm passed
-// in as a device, the configuration the operator would write, the VM's disk and the
-// test guest's kernel mounted in. It must boot the guest with the QEMU and Node.js the
+// launcher pod runs it: root without capabilities, no new privileges, a read-only root
+// file system, /dev/kvm passed in as a device, the configuration the operator would
+// write, the VM's disk and the test guest's kernel mounted in. It must boot the guest with the QEMU and Node.js the
 // image carries and report Running with the guest agent. The accelerator is whatever
 // the launcher finds: KVM when the host CPU advertises vmx/svm and /dev/kvm opens in
 // the container, TCG otherwise (on this host: TCG, see REFERENCES).
@@ -27,6 +27,12 @@ class DeviceContainer extends GenericContainer {
     // (HostConfig.Devices is untyped in dockerode's types: only this class sets it.)
     const devices = z.array(DeviceMapping).parse(this.hostConfig.Devices ?? []);
     this.hostConfig.Devices = [...devices, { PathOnHost: device, PathInContainer: device, CgroupPermissions: 'rwm' }];
+    return this;
+  }
+
+  /** The launcher pod's `readOnlyRootFilesystem: true`. */
+  withReadOnlyRootFilesystem(): this {
+    this.hostConfig.ReadonlyRootfs = true;
     return this;
   }
 }
@@ -79,6 +85,7 @@ void describe('launcher image', { timeout: 600_000 }, () => {
       .withPullPolicy(NEVER_PULL)
       .withNetworkMode('host')
       .withDevice('/dev/kvm')
+      .withReadOnlyRootFilesystem()
       .withDroppedCapabilities('ALL')
       .withSecurityOpt('no-new-privileges')
       .withBindMounts([
