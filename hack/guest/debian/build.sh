@@ -43,7 +43,7 @@ root_partuuid=4b564244-02
 cmdline="console=tty0 console=ttyS0,115200n8 root=PARTUUID=$root_partuuid ro rootwait"
 
 # The package versions apt would install today (the host's lists follow the same suites).
-versions=$(apt-cache policy "${packages[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}')
+versions=$(apt-cache policy "${packages[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1; sub(/:$/, "", p)} /Candidate:/ {print p, $2}')
 [ -n "$versions" ] || die "apt-cache knows none of the packages (apt-get update?)"
 hash=$({
   echo "$suite $mirror $security $disk_mib $boot_mib $cmdline"

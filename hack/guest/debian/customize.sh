@@ -14,9 +14,8 @@ printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "
 rm -f "$tree/var/lib/dbus/machine-id" "$tree"/etc/ssh/ssh_host_*
 # cloud-init: NoCloud (the seed KeyVirt attaches), nothing else probed.
 install -D -m 0644 "$here/cloud.cfg" "$tree/etc/cloud/cloud.cfg.d/90-keyvirt.cfg"
-# The network: whatever cloud-init writes (ifupdown), DHCP on the first NIC by default.
-grep -q '^source /etc/network/interfaces.d' "$tree/etc/network/interfaces" 2>/dev/null ||
-  printf 'source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n' > "$tree/etc/network/interfaces"
+# The network: cloud-init renders its config (version 1 or 2; DHCP on the first NIC when
+# none is given) for netplan, which hands it to systemd-networkd.
 # Periodic jobs a short-lived guest has no use for.
 for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
   ln -sf /dev/null "$tree/etc/systemd/system/$unit"
