@@ -7,6 +7,8 @@
 // directory. `import_ms` is the job's own time (start of the importer to the image in
 // place, as it reports in status.importDurationMs); `e2e_ms` is kubectl apply → Ready
 // (pod start and status polling included); `ratio` = import_ms / qemu_img_convert_ms.
+// The same convert also runs in a pod on the simulated nodes, timed inside it
+// (`qemu_img_convert_pod_ms`, `ratio_pod`): the pods there share one CPU weight.
 // No guest runs: the accelerator plays no part.
 //   npm run bench -- image-import [--reps N] [--data-mib M]   (defaults 3, 512)
 import { execFile } from 'node:child_process';
@@ -16,7 +18,8 @@ import { rm, stat } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ensureCluster } from '../support/cluster.ts';
+import { z } from 'zod';
+import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 import { startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, scratch } from '../operator/vm-fixtures.ts';
 import { imageBench } from '../image/image-fixtures.ts';
@@ -42,6 +45,52 @@ async function sha256Of(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+const terminated = z.object({
+  status: z
+    .object({
+      phase: z.string().optional(),
+      containerStatuses: z.array(z.object({ state: z.object({ terminated: z.object({ message: z.string().optional() }).optional() }).optional() })).optional(),
+    })
+    .optional(),
+});
+
+/**
+ * The same `qemu-img convert` run in a pod on the simulated nodes, timed inside the pod:
+ * the importer's job pod shares the nodes' CPU weight with every other pod, which a
+ * process of this machine does not.
+ */
+async function convertInPod(cluster: TestCluster, namespace: string, dirs: { srvDir: string; domainDir: string }, rep: number): Promise<number> {
+  const name = `convert-${rep}`;
+  const script = `s=$(date +%s%3N); qemu-img convert -q -f qcow2 -O raw /srv/disk.qcow2 /out/pod-baseline.raw; e=$(date +%s%3N); rm -f /out/pod-baseline.raw; echo $((e - s)) > /dev/termination-log`;
+  apply(cluster, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace },
+    spec: {
+      restartPolicy: 'Never',
+      automountServiceAccountToken: false,
+      containers: [
+        {
+          name: 'convert',
+          image: 'keyvirt/host:dev',
+          imagePullPolicy: 'Never',
+          command: ['sh', '-c', script],
+          volumeMounts: [{ name: 'srv', mountPath: '/srv', readOnly: true }, { name: 'out', mountPath: '/out' }],
+        },
+      ],
+      volumes: [{ name: 'srv', hostPath: { path: dirs.srvDir, type: 'Directory' } }, { name: 'out', hostPath: { path: dirs.domainDir, type: 'Directory' } }],
+    },
+  });
+  const ms = await eventually(`pod ${name} done`, () => {
+    const pod = terminated.parse(JSON.parse(cluster.kubectl(['get', 'pod', name, '-n', namespace, '-o', 'json'])));
+    if (pod.status?.phase === 'Failed') throw new Error(`pod ${name} failed`);
+    const message = pod.status?.containerStatuses?.[0]?.state?.terminated?.message;
+    return pod.status?.phase === 'Succeeded' && message !== undefined ? Number(message.trim()) : undefined;
+  }, 600_000, 500);
+  cluster.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=false']);
+  return ms;
+}
+
 export async function main(args: readonly string[]): Promise<void> {
   const reps = option(args, '--reps', 3);
   const dataMib = option(args, '--data-mib', 512);
@@ -65,12 +114,14 @@ export async function main(args: readonly string[]): Promise<void> {
     const imports: number[] = [];
     const e2e: number[] = [];
     const converts: number[] = [];
+    const podConverts: number[] = [];
     for (let i = 0; i < reps; i++) {
       const baseline = path.join(b.domainDir, `baseline-${i}.raw`);
       const t0 = performance.now();
       await run('qemu-img', ['convert', '-q', '-f', 'qcow2', '-O', 'raw', source, baseline]);
       converts.push(Math.round(performance.now() - t0));
       await rm(baseline);
+      podConverts.push(await convertInPod(cluster, s.namespace, b, i));
       const name = `bench-${i}`;
       const t1 = performance.now();
       apply(cluster, b.httpImage(name, b.url('disk.qcow2'), { sha256, format: 'raw' }));
@@ -80,13 +131,13 @@ export async function main(args: readonly string[]): Promise<void> {
       }, 900_000);
       e2e.push(Math.round(performance.now() - t1));
       imports.push(ready.status?.importDurationMs ?? NaN);
-      process.stdout.write(`rep ${i + 1}/${reps}: import_ms=${imports.at(-1)} e2e_ms=${e2e.at(-1)} qemu_img_convert_ms=${converts.at(-1)}\n`);
+      process.stdout.write(`rep ${i + 1}/${reps}: import_ms=${imports.at(-1)} e2e_ms=${e2e.at(-1)} qemu_img_convert_ms=${converts.at(-1)} qemu_img_convert_pod_ms=${podConverts.at(-1)}\n`);
       cluster.kubectl(['delete', 'virtualmachineimage', name, '-n', s.namespace, '--wait=true', '--timeout=120s']);
     }
     const importMs = median(imports);
     const convertMs = median(converts);
     process.stdout.write(
-      `BENCH image-import bytes=${bytes} virtual_bytes=${2 * 1024 ** 3} format=qcow2->raw checksum=sha256 reps=${reps} import_ms=${importMs} e2e_ms=${median(e2e)} qemu_img_convert_ms=${convertMs} ratio=${(importMs / convertMs).toFixed(2)} import_ms_all=${imports.join(',')} qemu_img_convert_ms_all=${converts.join(',')} load=${loadavg()[0]?.toFixed(1) ?? '?'}\n`,
+      `BENCH image-import bytes=${bytes} virtual_bytes=${2 * 1024 ** 3} format=qcow2->raw checksum=sha256 reps=${reps} import_ms=${importMs} e2e_ms=${median(e2e)} qemu_img_convert_ms=${convertMs} ratio=${(importMs / convertMs).toFixed(2)} qemu_img_convert_pod_ms=${median(podConverts)} ratio_pod=${(importMs / median(podConverts)).toFixed(2)} import_ms_all=${imports.join(',')} qemu_img_convert_ms_all=${converts.join(',')} load=${loadavg()[0]?.toFixed(1) ?? '?'}\n`,
     );
   } finally {
     await b.cleanup(() => stopOperator(operator));

@@ -208,7 +208,7 @@ export class ImageController implements Reconciler {
   ): { job: JobView; requeueAfterMs?: number } {
     if (outcome.state === 'succeeded') {
       if (result === undefined || 'failed' in result) return this.#failed(ctx, memory, now, 'ImportFailed', 'the import job ended without reporting its image');
-      ctx.log.info({ durationMs: result.durationMs, sourceFormat: result.sourceFormat }, 'image imported');
+      ctx.log.info({ durationMs: result.durationMs, downloadMs: result.downloadMs, convertMs: result.convertMs, sourceFormat: result.sourceFormat }, 'image imported');
       return { job: { state: 'succeeded', result, path } };
     }
     if (result !== undefined && 'failed' in result) return this.#failed(ctx, memory, now, result.reason, result.message);

@@ -183,6 +183,8 @@ export const ImportResult = z.union([
     allocatedBytes: count,
     sourceBytes: count,
     durationMs: count,
+    downloadMs: count.optional(),
+    convertMs: count.optional(),
     capacityBytes: count,
     usedBytes: count,
     freeBytes: count,

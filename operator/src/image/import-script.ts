@@ -168,7 +168,7 @@ report() {
   bytes=$(cat "$work/bytes" 2>/dev/null || echo 0)
   set -- $(df -P -k "$root" | tail -n 1)
   now=$(date +%s%3N)
-  result="{\\"op\\":\\"import\\",\\"format\\":\\"$KEYVIRT_FORMAT\\",\\"sourceFormat\\":\\"\${srcfmt:-$KEYVIRT_FORMAT}\\",\\"virtualSize\\":\${tfmt:-0},\\"allocatedBytes\\":$((alloc * 1024)),\\"sourceBytes\\":$bytes,\\"durationMs\\":$((now - started)),\\"capacityBytes\\":$(($2 * 1024)),\\"usedBytes\\":$(($3 * 1024)),\\"freeBytes\\":$(($4 * 1024))}"
+  result="{\\"op\\":\\"import\\",\\"format\\":\\"$KEYVIRT_FORMAT\\",\\"sourceFormat\\":\\"\${srcfmt:-$KEYVIRT_FORMAT}\\",\\"virtualSize\\":\${tfmt:-0},\\"allocatedBytes\\":$((alloc * 1024)),\\"sourceBytes\\":$bytes,\\"durationMs\\":$((now - started)),\\"downloadMs\\":$((\${downloaded:-$started} - started)),\\"convertMs\\":$((\${converted:-$now} - \${downloaded:-$now})),\\"capacityBytes\\":$(($2 * 1024)),\\"usedBytes\\":$(($3 * 1024)),\\"freeBytes\\":$(($4 * 1024))}"
   echo "$result"
   if [ -e "$log" ] || [ -n "\${KEYVIRT_RESULT_FILE:-}" ]; then printf '%s' "$result" > "$log"; fi
 }
@@ -195,8 +195,10 @@ case "$KEYVIRT_SOURCE" in
   *) fail ImportFailed "unknown source $KEYVIRT_SOURCE" ;;
 esac
 stat -c %s "$dl" > "$work/bytes"
+downloaded=$(date +%s%3N)
 inspect
 convert
+converted=$(date +%s%3N)
 report
 kill "$ticker" 2>/dev/null
 [ -n "\${server:-}" ] && kill "$server" 2>/dev/null
