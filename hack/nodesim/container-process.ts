@@ -110,11 +110,15 @@ export class ContainerProcess {
     fs.writeFileSync(launch.scriptPath, initScript(launch));
     const log = fs.openSync(launch.logPath, 'a');
     const enterNet = launch.netns === undefined ? [] : ['/usr/bin/nsenter', `--net=/run/netns/${launch.netns}`, '--'];
+    // A hostPath volume of the node's /proc (the node agent's) must be the node's procfs, as
+    // under a kubelet: the script then runs on the node's /proc, and the container still gets
+    // its own at <root>/proc (rootAssemblyScript mounts it from inside the new PID namespace).
+    const mountProc = launch.mounts.some((m) => m.source === '/proc' || m.source.startsWith('/proc/')) ? [] : ['--mount-proc'];
     try {
       this.#child = spawn('/usr/bin/setpriv', [
         '--pdeathsig', 'KILL', '--',
         '/usr/bin/unshare', '--pid', '--fork', '--kill-child=SIGKILL', '--mount', '--uts',
-        '--propagation', 'private', '--mount-proc', '--',
+        '--propagation', 'private', ...mountProc, '--',
         ...enterNet, '/bin/sh', launch.scriptPath, ...launch.argv,
       ], { env: { ...launch.env }, stdio: ['ignore', log, log], cwd: '/' });
     } finally {
