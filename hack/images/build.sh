@@ -44,11 +44,12 @@ tag_and_record() { # name hash-ref version-tag
 }
 
 # podman build with the host's containers.conf and the build's own settings; no network
-# unless a step names it (only the launcher's apt step does).
+# unless a step names it (only the launcher's apt step does). Layers are cached: a
+# launcher whose sources changed reuses its QEMU layer and adds only the new tree.
 podman_build() { # ref containerfile context [extra podman build args...]
   local ref=$1 file=$2 context=$3; shift 3
   local started=$SECONDS
-  podman build --quiet --pull=never --layers=false --network none --file "$file" --tag "$ref" "$@" "$context" >/dev/null
+  podman build --quiet --pull=never --layers --network none --file "$file" --tag "$ref" "$@" "$context" >/dev/null
   log "built $ref in $((SECONDS - started)) s"
 }
 
