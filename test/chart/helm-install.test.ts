@@ -53,6 +53,10 @@ function exampleVm(s: Scratch): VirtualMachineInput {
         // No hardware KVM on this machine's nodes: TCG.
         allowEmulation: true,
         disks: [...example.spec.template.disks, { name: 'records', persistentVolumeClaim: { claimName: `${VM}-records` } }],
+        // Without the node agent's pod network (helm-install-release.ts) a port forward is
+        // QEMU's user-mode hostfwd in the pod, and a launcher without capabilities cannot
+        // bind port 22 there: no forwarded port.
+        interfaces: example.spec.template.interfaces.map((nic) => ({ ...nic, ports: undefined })),
       },
     },
   };
