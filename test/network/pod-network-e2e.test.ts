@@ -10,26 +10,22 @@
 // bridge: the guest agent reports the pod IP on the guest NIC (status), and the host
 // reaches the guest on it.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import path from 'node:path';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { z } from 'zod';
 import type { VirtualMachine } from '@keyvirt/crds';
 import type { SimulatedNode } from '../../hack/cluster/nodes.ts';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, launcherPods, scratch, type Scratch, testVm, waitVm } from '../operator/vm-fixtures.ts';
+import { startChartNodeAgent } from './chart-node-agent.ts';
 
 const run = promisify(execFile);
-const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const ECHO_PORT = 7000;
 const ECHO_USER_DATA = `#!/bin/sh\nexec nc -ll -p ${ECHO_PORT} -e /bin/cat\n`;
 const BOOT_TIMEOUT_MS = 600_000;
 
-const Rendered = z.object({ kind: z.string(), metadata: z.object({ name: z.string() }).loose() }).loose();
-const DaemonSet = z.object({ spec: z.object({ template: z.object({ metadata: z.object({ labels: z.record(z.string(), z.string()) }).loose(), spec: z.record(z.string(), z.unknown()) }) }) });
 
 /** One line through the guest's echo from the host; '' when nothing answers. */
 async function echo(host: string, line: string): Promise<string> {
@@ -51,27 +47,6 @@ void describe('the guest on the pod network through the operator (local cluster,
   let release: string;
   const clusterScoped: string[][] = [];
 
-  /** The chart's node agent (pod network on; device plugins are the simulator's own) in a pod pinned to `nodeName`. */
-  const startNodeAgent = (nodeName: string): void => {
-    const helm = path.join(repoRoot, 'hack/.cache/k8s/bin/helm');
-    const out = execFileSync(helm, [
-      'template', release, path.join(repoRoot, 'charts/keyvirt'), '--namespace', s.namespace, '--kube-version', '1.34.0',
-      '--set', 'nodeAgent.podNetwork.enabled=true', '--set', 'nodeAgent.devicePlugins.enabled=false', '--set', 'monitoring.vmMetrics.enabled=false',
-      '--show-only', 'templates/node-agent.yaml',
-    ], { encoding: 'utf8' });
-    const docs = out.split(/^---$/m).map((d) => d.trim()).filter((d) => d !== '')
-      .map((d) => Rendered.parse(JSON.parse(cluster.kubectl(['create', '--dry-run=client', '-o', 'json', '-f', '-'], d))));
-    for (const doc of docs) {
-      if (doc.kind === 'DaemonSet') {
-        const template = DaemonSet.parse(doc).spec.template;
-        apply(cluster, { apiVersion: 'v1', kind: 'Pod', metadata: { name: `node-agent-${nodeName}`, namespace: s.namespace, labels: template.metadata.labels }, spec: { ...template.spec, nodeName } });
-      } else {
-        apply(cluster, doc);
-        if (doc.kind.startsWith('ClusterRole')) clusterScoped.push([doc.kind.toLowerCase(), doc.metadata.name]);
-      }
-    }
-  };
-
   const networkVm = (name: string, binding: 'masquerade' | 'bridge'): ReturnType<typeof testVm> => {
     const vm = testVm(s, guest, { name });
     vm.spec.template.interfaces = [{ name: 'default', binding }];
@@ -87,7 +62,7 @@ void describe('the guest on the pod network through the operator (local cluster,
     s = await scratch(cluster, 'kv-e2e-net');
     release = `net-${s.runId}`;
     node = await cluster.createNode('kvt-net');
-    startNodeAgent(node.name);
+    clusterScoped.push(...startChartNodeAgent(cluster, release, s.namespace, node.name));
     operator = await startSuiteOperator(cluster, s, 'pod-network', ['--pod-network', 'node-agent']);
   });
 

@@ -37,7 +37,7 @@ export class DhcpServer {
 
   constructor(options: DhcpServerOptions) {
     this.#o = options;
-    this.#log = options.logger.child({ component: 'dhcp' });
+    this.#log = options.logger;
   }
 
   /** Replies sent so far. */
