@@ -82,20 +82,33 @@ export type DiskBus = (typeof DISK_BUSES)[number];
 export const DISK_FORMATS = ['qcow2', 'raw'] as const;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
 
-export const StorageDomainDiskSource = z
-  .object({
-    name: dnsSubdomain('storageDomain.name').describe('The StorageDomain (cluster-scoped) that holds the disk image.'),
-    size: byteSize('storageDomain.size', DISK_SIZE_MIN, DISK_SIZE_MAX).describe(`The virtual disk size (${DISK_SIZE_MIN}-${DISK_SIZE_MAX}).`),
-    format: z.enum(DISK_FORMATS, { error: 'format must be qcow2 or raw' }).default('qcow2').describe('qcow2 (thin, supports a backing image, the default) or raw (preallocated).'),
-    backingImage: z
-      .string()
-      .min(1)
-      .max(253)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: 'backingImage must be an image name such as debian-12' })
-      .optional()
-      .describe('An image in the storage domain to clone from (copy-on-write for qcow2).'),
-  })
-  .describe('A disk image KeyVirt creates and owns on a StorageDomain.');
+export const StorageDomainDiskSource = withRules(
+  z
+    .object({
+      name: dnsSubdomain('storageDomain.name').describe('The StorageDomain (cluster-scoped) that holds the disk image.'),
+      size: byteSize('storageDomain.size', DISK_SIZE_MIN, DISK_SIZE_MAX).describe(`The virtual disk size (${DISK_SIZE_MIN}-${DISK_SIZE_MAX}).`),
+      format: z.enum(DISK_FORMATS, { error: 'format must be qcow2 or raw' }).default('qcow2').describe('qcow2 (thin, supports a backing image, the default) or raw (preallocated).'),
+      backingImage: z
+        .string()
+        .min(1)
+        .max(253)
+        .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: 'backingImage must be an image name such as debian-12' })
+        .optional()
+        .describe('An image in the storage domain to clone from (copy-on-write for qcow2).'),
+      image: dnsSubdomain('storageDomain.image')
+        .optional()
+        .describe('A VirtualMachineImage of the VM namespace, imported as qcow2 onto this domain, to clone from (copy-on-write for qcow2, a full copy for raw); the disk is made once the image is there.'),
+    })
+    .describe('A disk image KeyVirt creates and owns on a StorageDomain.'),
+  [
+    {
+      cel: '!(has(self.backingImage) && has(self.image))',
+      message: 'storageDomain names a backingImage or an image, not both',
+      fieldPath: '.image',
+      violations: (d) => unless(d.backingImage === undefined || d.image === undefined, ['image']),
+    },
+  ],
+);
 export type StorageDomainDiskSource = z.infer<typeof StorageDomainDiskSource>;
 
 export const PersistentVolumeClaimDiskSource = z

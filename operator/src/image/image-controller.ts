@@ -27,6 +27,8 @@ export interface ImageCaches {
   domain(name: string): StorageDomain | undefined;
   /** Storage job pods (every namespace). */
   jobPods(): readonly Pod[];
+  /** The VMs of `namespace` with a disk on `domain` over image `name`. */
+  vmsUsing(namespace: string, name: string, domain: string): readonly string[];
 }
 
 export interface ImageSettings {
@@ -228,6 +230,12 @@ export class ImageController implements Reconciler {
   async #finalize(ctx: ReconcileContext, image: VirtualMachineImage, place: DomainPlace): Promise<ReconcileResult> {
     const finalizers = image.metadata.finalizers ?? [];
     if (!finalizers.includes(IMAGE_FINALIZER)) return {};
+    // Disks made over the image read it as their backing file: it stays while a VM names it.
+    const users = this.#d.caches.vmsUsing(image.metadata.namespace ?? 'default', image.metadata.name, image.spec.storageDomain);
+    if (users.length > 0) {
+      ctx.log.info({ vms: users }, 'image deletion waits for the VMs whose disks use it');
+      return { requeueAfterMs: this.#d.settings.retryAfterFailureMs };
+    }
     if (place.view.state === 'ready') {
       const importing = await this.#jobs.find(this.#jobSpec('import', image, place), ctx.signal);
       if (importing.pod !== undefined) await this.#jobs.remove(importing.pod, ctx.signal);

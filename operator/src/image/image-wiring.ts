@@ -1,7 +1,7 @@
 // Builds the VirtualMachineImage controller on a manager: informers for images, the
-// domains they go onto and the storage job pods, and the key mapping from each to
-// images.
-import { StorageDomain, VirtualMachineImage } from '@keyvirt/crds';
+// domains they go onto, the storage job pods and the VMs whose disks use images, and
+// the key mapping from each to images.
+import { StorageDomain, VirtualMachine, VirtualMachineImage } from '@keyvirt/crds';
 import type { Logger } from 'pino';
 import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
@@ -11,7 +11,7 @@ import type { KubeClient } from '../runtime/kube-client.ts';
 import type { Manager } from '../runtime/manager.ts';
 import { coreTypes, keyOf } from '../runtime/resource.ts';
 import { STORAGE_JOB_SELECTOR } from '../storage/names.ts';
-import { storageDomainType } from '../vm/names.ts';
+import { storageDomainType, virtualMachineType } from '../vm/names.ts';
 import { ImageController, type ImageSettings } from './image-controller.ts';
 import { ANNOTATION_IMAGE } from './import-job.ts';
 import { readImportProgress } from './import-progress.ts';
@@ -43,8 +43,20 @@ export function addImageController(w: ImageControllerWiring): Controller {
   const images = manager.informer(virtualMachineImageType, VirtualMachineImage, selector(w.imageSelector));
   const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector));
   const jobPods = manager.informer(coreTypes.pod, podSchema, { labelSelector: STORAGE_JOB_SELECTOR });
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.imageSelector));
+  const imagesOf = (vm: VirtualMachine): { name: string; domain: string }[] =>
+    vm.spec.template.disks.flatMap((d) => (d.storageDomain?.image === undefined ? [] : [{ name: d.storageDomain.image, domain: d.storageDomain.name }]));
   const reconciler = new ImageController({
-    caches: { image: (key) => images.get(key), domain: (name) => domains.get(name), jobPods: () => jobPods.list() },
+    caches: {
+      image: (key) => images.get(key),
+      domain: (name) => domains.get(name),
+      jobPods: () => jobPods.list(),
+      vmsUsing: (namespace, name, domain) =>
+        vms
+          .list()
+          .filter((vm) => (vm.metadata.namespace ?? 'default') === namespace && imagesOf(vm).some((i) => i.name === name && i.domain === domain))
+          .map((vm) => vm.metadata.name),
+    },
     client: w.client,
     events: w.events,
     clock: w.clock,
@@ -59,6 +71,7 @@ export function addImageController(w: ImageControllerWiring): Controller {
     const key = pod.metadata.annotations?.[ANNOTATION_IMAGE];
     return key === undefined || !key.includes('/') ? [] : [key];
   });
+  controller.watch(vms, (vm) => imagesOf(vm).map((i) => keyOf({ namespace: vm.metadata.namespace, name: i.name })));
   controller.watch(domains, (sd) => images.list().filter((i) => i.spec.storageDomain === sd.metadata.name).map((i) => keyOf({ namespace: i.metadata.namespace, name: i.metadata.name })));
   manager.addController(controller);
   return controller;

@@ -1,6 +1,6 @@
 // Which disk images should exist on a domain (from the VMs that reference it), and
 // which VMs count as running for maintenance.
-import { parseQuantity, type VirtualMachine } from '@keyvirt/crds';
+import { parseQuantity, virtualMachineImagePath, type StorageDomainDiskSource, type VirtualMachine } from '@keyvirt/crds';
 import { diskKey, type DiskRef } from './names.ts';
 
 export interface WantedDisk extends DiskRef {
@@ -14,6 +14,16 @@ export interface WantedDisk extends DiskRef {
 
 /** Where backing images (templates) live on a domain. */
 export const TEMPLATES_DIR = 'templates';
+
+/**
+ * The backing file of a disk, relative to the domain root: a template, or a
+ * VirtualMachineImage of the VM's own namespace (stored as qcow2; a tenant cannot name
+ * another namespace's image, and the file exists only once the import renamed it in).
+ */
+export function diskBacking(namespace: string, source: Pick<StorageDomainDiskSource, 'backingImage' | 'image'>): string | undefined {
+  if (source.image !== undefined) return virtualMachineImagePath(namespace, source.image, 'qcow2');
+  return source.backingImage === undefined ? undefined : `${TEMPLATES_DIR}/${source.backingImage}`;
+}
 
 /** The image file of a StorageDomain disk without its extension, relative to the domain root. */
 export function diskImageBase(d: DiskRef): string {
@@ -51,7 +61,7 @@ export function wantedDisks(vms: readonly VirtualMachine[], domain: string): Map
         format: source.format,
         size: source.size,
         sizeBytes: Math.ceil(parseQuantity(source.size) ?? 0),
-        backing: source.backingImage === undefined ? undefined : `${TEMPLATES_DIR}/${source.backingImage}`,
+        backing: diskBacking(namespace, source),
       });
     }
   }

@@ -11,7 +11,7 @@
 import type { Disk, StorageDomain, VirtualMachine } from '@keyvirt/crds';
 import { storageDomainIsShared } from '@keyvirt/crds';
 import { domainDiskState } from '../storage/disk-listing.ts';
-import { TEMPLATES_DIR } from '../storage/domain-disks.ts';
+import { diskBacking } from '../storage/domain-disks.ts';
 
 /** Where StorageDomain files appear in the launcher pod: `<DOMAINS_DIR>/<domain>/<path on the domain>`. */
 export const DOMAINS_DIR = '/var/run/keyvirt/domains';
@@ -167,8 +167,8 @@ function resolveDomainDisk(vm: VirtualMachine, disk: Disk, lookup: DiskLookup, o
       ? [{ subPath: imageDir, mountPath: inPod(imageDir), readOnly: false }]
       : [{ subPath: image, mountPath: inPod(image), readOnly: disk.readOnly }];
   // A raw disk is a full copy of its template; only a qcow2 overlay reads it at run time.
-  if (source.backingImage !== undefined && source.format === 'qcow2') {
-    const template = `${TEMPLATES_DIR}/${source.backingImage}`;
+  const template = diskBacking(namespace, source);
+  if (template !== undefined && source.format === 'qcow2') {
     mounts.push({ subPath: template, mountPath: inPod(template), readOnly: true });
   }
   return {
