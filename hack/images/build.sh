@@ -7,6 +7,7 @@
 #   build.sh export IMAGE FILE     writes IMAGE as a docker archive that
 #                                  `ctr -n k8s.io images import FILE` and `podman load` accept
 #   build.sh ref IMAGE             prints the reference the last build of IMAGE made
+#   build.sh prune                 removes older builds (every content-hash tag but the last)
 #
 # IMAGE: pause, debian, operator, launcher, node-agent (default: pause operator launcher
 # node-agent). Each image is tagged twice: REGISTRY/keyvirt/NAME:HASH (what `build.sh`
@@ -66,7 +67,8 @@ build_pause() {
   ref="$registry/keyvirt/pause:$hash"
   if ! podman image exists "$ref"; then
     local dir="$cache/pause-$hash"
-    rm -rf "$dir" && mkdir -p "$dir"
+    find "$cache" -maxdepth 1 -name 'pause-*' -exec rm -rf {} +
+    mkdir -p "$dir"
     # Upstream's flags (build/pause/Makefile), the version stamped as upstream does.
     gcc -Os -Wall -Werror -static -DVERSION="v$tag-$KUBERNETES_VERSION" -o "$dir/pause" "$src/linux/pause.c"
     strip "$dir/pause"
@@ -116,6 +118,8 @@ build_debian() {
 # The build context: the pinned Node.js binary and the application tree (runtime-tree.ts).
 app_context() { # kind hash -> prints the context directory
   local dir="$cache/context-$1-$2"
+  # Only the current context of a kind is kept (each holds Node.js and a tree).
+  find "$cache" -maxdepth 1 -name "context-$1-*" ! -name "context-$1-$2" -exec rm -rf {} +
   if [ ! -f "$dir/.complete" ]; then
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$dir.tmp"
@@ -172,6 +176,14 @@ case "${1:-}" in
     # A docker archive keeps names and tags; containerd 1.6 imports it as is, both tags.
     podman save --quiet --multi-image-archive --format docker-archive --output "$3" "$ref" ${version_ref:+"$version_ref"}
     echo "$2 $ref $3"
+    ;;
+  prune)
+    # Removes every content-hash build but the last of each image (refs/; also builds of
+    # other checkouts that share this host's podman), then layers no image uses.
+    mapfile -t keep < <(cat "$cache"/refs/* 2>/dev/null)
+    podman images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$registry/keyvirt/[a-z-]+:[0-9a-f]{16}\$" |
+      grep -v -x -F -f <(printf '%s\n' "${keep[@]}") | xargs -r podman rmi >/dev/null || true
+    podman image prune --force >/dev/null
     ;;
   ref)
     [ $# -eq 2 ] || die "usage: build.sh ref IMAGE"
