@@ -4,7 +4,8 @@
 // bootable disk as a qcow2 under /disk/ in a gzip layer), and the importer pulls the
 // layer, checks its digest and stores the disk as raw on a local StorageDomain; the
 // result is compared with the pushed disk byte for byte (as the guest sees it). A tag
-// that is not there ends Failed with SourceNotFound.
+// that is not there ends Failed with SourceNotFound. A VM then boots (TCG) from a qcow2
+// disk over the image imported as qcow2, and the image's file stays while the VM exists.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -14,9 +15,9 @@ import { after, before, describe, it } from 'node:test';
 import type { VirtualMachineImageInput } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { copyBootDisk, testGuest } from '../support/guest.ts';
+import { copyBootDisk, testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
-import { apply, scratch, type Scratch, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
+import { apply, condition, getVm, scratch, type Scratch, TEST_RUN_LABEL, testVm, waitVm } from '../operator/vm-fixtures.ts';
 import { imageBench, type ImageBench } from './image-fixtures.ts';
 
 const REGISTRY_PORT = 5000;
@@ -48,11 +49,13 @@ void describe('VirtualMachineImage: import a containerDisk from a registry insid
   let registry: string;
   let disk: string;
 
-  const ociImage = (name: string, reference: string): VirtualMachineImageInput => ({
+  let guest: TestGuest;
+
+  const ociImage = (name: string, reference: string, format: 'qcow2' | 'raw' = 'raw'): VirtualMachineImageInput => ({
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'VirtualMachineImage',
     metadata: { name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: { storageDomain: b.domain, format: 'raw', source: { oci: { reference, insecure: true } } },
+    spec: { storageDomain: b.domain, format, source: { oci: { reference, insecure: true } } },
   });
 
   before(async () => {
@@ -97,7 +100,8 @@ void describe('VirtualMachineImage: import a containerDisk from a registry insid
     // The containerDisk: the guest's bootable disk as disk/disk.qcow2 in one gzip layer.
     const layerDir = path.join(s.dir, 'layer');
     await mkdir(path.join(layerDir, 'disk'), { recursive: true });
-    disk = await copyBootDisk(await testGuest(), path.join(layerDir, 'disk', 'disk.qcow2'), 'qcow2');
+    guest = await testGuest();
+    disk = await copyBootDisk(guest, path.join(layerDir, 'disk', 'disk.qcow2'), 'qcow2');
     execFileSync('tar', ['-czf', path.join(s.dir, 'layer.tar.gz'), '-C', layerDir, 'disk']);
     const layer = await readFile(path.join(s.dir, 'layer.tar.gz'));
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
@@ -136,5 +140,26 @@ void describe('VirtualMachineImage: import a containerDisk from a registry insid
     const failed = await b.waitImage('no-tag', 'Failed', (i) => i.status?.phase === 'Failed');
     assert.equal(failed.status?.reason, 'SourceNotFound', JSON.stringify(failed.status));
     assert.ok(!(await readdir(path.join(b.domainDir, 'vmimages', s.namespace))).some((f) => f.includes('no-tag')));
+  });
+  void it('a VM boots from a disk over the imported image; the image stays while the VM exists', async () => {
+    apply(cluster, ociImage('guest-base', `${registry}/${REPOSITORY}:v1`, 'qcow2'));
+    await b.waitImage('guest-base', 'Ready', (i) => i.status?.phase === 'Ready');
+    const vm = testVm(s, guest, { name: 'from-image' });
+    const size = `${Math.ceil(guest.diskBytes / (1024 * 1024))}Mi`;
+    vm.spec.template.disks = [{ name: 'root', bootOrder: 1, storageDomain: { name: b.domain, size, format: 'qcow2', image: 'guest-base' } }];
+    apply(cluster, vm);
+    const running = await waitVm(cluster, { namespace: s.namespace, name: 'from-image' }, 'guest agent connected', (v) => condition(v, 'AgentConnected')?.status === 'True', 600_000);
+    assert.equal(running.status?.phase, 'Running');
+    const overlay = path.join(b.domainDir, 'images', s.namespace, 'from-image', 'root.qcow2');
+    const info = z.object({ 'backing-filename': z.string() }).parse(JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', overlay], { encoding: 'utf8' })));
+    assert.equal(info['backing-filename'], `../../../vmimages/${s.namespace}/guest-base.qcow2`);
+    cluster.kubectl(['delete', 'virtualmachineimage', 'guest-base', '-n', s.namespace, '--wait=false']);
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    assert.ok(b.getImage('guest-base')?.metadata.deletionTimestamp !== undefined, 'the image is being deleted…');
+    assert.ok((await readdir(path.join(b.domainDir, 'vmimages', s.namespace))).includes('guest-base.qcow2'), '…but its file stays while the VM uses it');
+    cluster.kubectl(['delete', 'virtualmachine', 'from-image', '-n', s.namespace, '--wait=false']);
+    await eventually('VM from-image gone', () => (getVm(cluster, s.namespace, 'from-image') === undefined ? true : undefined), 300_000, 1000);
+    await eventually('image guest-base gone', () => (b.getImage('guest-base') === undefined ? true : undefined), 180_000, 1000);
+    assert.ok(!(await readdir(path.join(b.domainDir, 'vmimages', s.namespace))).includes('guest-base.qcow2'), 'the file goes with the image');
   });
 });
