@@ -1,11 +1,13 @@
 // KeyVirt's own images for the real nodes: built (or found by content hash) by
-// hack/images/build.sh, exported once per content hash as archives that containerd's
-// `ctr images import` accepts, and named by their content-hash tags, so a pod names
-// exactly the image this tree built.
+// hack/images/build.sh, exported as archives that containerd's `ctr images import`
+// accepts, and named by the content-hash tag the archive itself carries (build.sh exports
+// the last build of an image, which a concurrent build of a changed tree may have
+// replaced), so a pod names exactly the image its node imported.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
 import type { ImageArchive } from '../support/real-nodes.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -29,6 +31,14 @@ export interface KeyVirtImages {
   readonly archives: readonly ImageArchive[];
   /** The chart's image values: the content-hash tags, never pulled (no registry here). */
   readonly values: Readonly<Record<'operator' | 'launcher' | 'nodeAgent', ChartImage>>;
+}
+
+const DockerManifest = z.array(z.object({ RepoTags: z.array(z.string()).optional() })).min(1);
+
+/** The content-hash reference a docker archive carries (its `repository:<16 hex>` tag). */
+function archiveRef(file: string, repository: string): string | undefined {
+  const manifest = DockerManifest.parse(JSON.parse(execFileSync('tar', ['-xOf', file, 'manifest.json'], { encoding: 'utf8', maxBuffer: 1024 * 1024 })));
+  return manifest.flatMap((m) => m.RepoTags ?? []).find((t) => t.startsWith(`${repository}:`) && /:[0-9a-f]{16}$/.test(t));
 }
 
 function splitRef(ref: string): { repository: string; tag: string } {
@@ -55,15 +65,20 @@ export function keyvirtImages(): KeyVirtImages {
   const archives: ImageArchive[] = [];
   const values: Partial<Record<'operator' | 'launcher' | 'nodeAgent', ChartImage>> = {};
   for (const image of IMAGES) {
-    const ref = refs.get(image);
-    if (ref === undefined) throw new KeyVirtImageError(`hack/images/build.sh printed no reference for ${image}: ${out.trim()}`);
-    const { repository, tag } = splitRef(ref);
-    const file = path.join(archiveDir, `keyvirt-${image}-${tag}.tar`);
-    if (!fs.existsSync(file)) {
-      const tmp = `${file}.tmp-${process.pid}`;
+    const built = refs.get(image);
+    if (built === undefined) throw new KeyVirtImageError(`hack/images/build.sh printed no reference for ${image}: ${out.trim()}`);
+    const { repository } = splitRef(built);
+    let file = path.join(archiveDir, `keyvirt-${image}-${splitRef(built).tag}.tar`);
+    if (!fs.existsSync(file) || archiveRef(file, repository) !== built) {
+      const tmp = path.join(archiveDir, `keyvirt-${image}.tmp-${process.pid}`);
       execFileSync('bash', [buildScript, 'export', image, tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const carried = archiveRef(tmp, repository);
+      if (carried === undefined) throw new KeyVirtImageError(`the ${image} archive carries no ${repository}:<content hash> tag`);
+      file = path.join(archiveDir, `keyvirt-${image}-${splitRef(carried).tag}.tar`);
       fs.renameSync(tmp, file);
     }
+    const ref = archiveRef(file, repository) ?? built;
+    const { tag } = splitRef(ref);
     const sha256 = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
     archives.push({ ref, file, sha256 });
     values[image === 'node-agent' ? 'nodeAgent' : image] = { repository, tag, pullPolicy: 'Never' };
