@@ -101,6 +101,15 @@ void describe('VirtualMachineImage: import from a URL inside the cluster onto a 
     });
   }
 
+  void it('deleting an image mid-import stops its job and leaves nothing on the domain', async () => {
+    apply(cluster, b.httpImage('cut-short', b.url('disk.qcow2'), { format: 'qcow2' }));
+    await b.waitImage('cut-short', 'importing', (i) => i.status?.phase === 'Importing' && (i.status.progress?.bytes ?? 0) > 0);
+    cluster.kubectl(['delete', 'virtualmachineimage', 'cut-short', '-n', s.namespace, '--wait=false']);
+    await eventually('image cut-short gone', () => (b.getImage('cut-short') === undefined ? true : undefined), 120_000, 500);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.deepEqual((await imageFiles()).filter((f) => f.includes('cut-short')), [], 'no image, no download');
+  });
+
   void it('deleting an image removes its file from the domain', async () => {
     const stored = path.join(b.domainDir, 'vmimages', s.namespace, 'from-url.raw');
     assert.ok((await imageFiles()).includes('from-url.raw'));

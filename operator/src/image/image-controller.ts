@@ -75,6 +75,9 @@ function isSettled(status: VirtualMachineImageStatus | undefined): boolean {
   return status?.phase === 'Ready' || (status?.phase === 'Failed' && !isTransientFailure(status.reason ?? ''));
 }
 
+/** How long a stopped import is given before its image's file is removed. */
+const IMPORT_STOP_MS = 10_000;
+
 function sourceOf(image: VirtualMachineImage): { source?: ImageSource; sourceProblem?: string } {
   try {
     return { source: importSource(image) };
@@ -238,7 +241,12 @@ export class ImageController implements Reconciler {
     }
     if (place.view.state === 'ready') {
       const importing = await this.#jobs.find(this.#jobSpec('import', image, place), ctx.signal);
-      if (importing.pod !== undefined) await this.#jobs.remove(importing.pod, ctx.signal);
+      if (importing.pod !== undefined) {
+        // Its process may still run on the node for a moment after the pod object goes:
+        // the file is removed only after that, so that a late rename cannot bring it back.
+        await this.#jobs.remove(importing.pod, ctx.signal);
+        return { requeueAfterMs: IMPORT_STOP_MS };
+      }
       const spec = this.#jobSpec('delete', image, place);
       const run = await this.#jobs.find(spec, ctx.signal);
       if (run.pod === undefined) {
