@@ -56,7 +56,7 @@ input_hash() {
     dpkg-query -W -f='${Version}\n' e2fsprogs 2>/dev/null || true
     gcc -dumpfullversion
     sha256sum /usr/lib/syslinux/mbr/mbr.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$(command -v syslinux)" "$(command -v mkfs.vfat)"
-    (cd "$here" && find . -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum)
+    (cd "$here" && find . -path ./debian -prune -o -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$busybox_bin" "$qemu_ga_bin" "${qemu_ga_libs[@]}"
   } | sha256sum | cut -c1-16
 }
