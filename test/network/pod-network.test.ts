@@ -5,7 +5,8 @@
 // test guest taking its address by DHCP (busybox udhcpc) and running a TCP echo (nc)
 // from its user-data.
 // masquerade, no ports listed: another pod reaches the guest's port on the pod IP, the
-// launcher's own API stays the launcher's, the guest cannot reach the launcher.
+// launcher's own API stays the launcher's, the guest cannot reach the launcher; with a
+// port list, a port not on it does not reach the guest.
 // bridge: the guest agent reports the pod IP on the guest's NIC, and another pod
 // reaches the guest on it while the launcher API still answers on the pod IP.
 import assert from 'node:assert/strict';
@@ -41,14 +42,31 @@ async function eventuallyEcho(netns: string, host: string, line: string, timeout
   }
 }
 
+/** Runs `fn` with a namespace whose veth joins the pod's kvbr0 as the guest's tap does (10.0.2.3/24: the guest's segment). */
+async function onGuestSegment<T>(sandbox: PodSandbox, fn: (probe: string) => Promise<T>): Promise<T> {
+  const probe = `kv-probe-${process.pid % 10_000}`;
+  await run('ip', ['netns', 'add', probe]);
+  try {
+    await run('ip', ['link', 'add', 'kvprobe0', 'type', 'veth', 'peer', 'name', 'p0', 'netns', probe]);
+    await run('ip', ['link', 'set', 'kvprobe0', 'netns', sandbox.netns]);
+    await run('ip', ['-n', sandbox.netns, 'link', 'set', 'kvprobe0', 'master', 'kvbr0', 'up']);
+    await run('ip', ['-n', probe, 'addr', 'add', '10.0.2.3/24', 'dev', 'p0']);
+    await run('ip', ['-n', probe, 'link', 'set', 'p0', 'up']);
+    return await fn(probe);
+  } finally {
+    await run('ip', ['netns', 'del', probe]).catch(() => undefined);
+    await run('ip', ['-n', sandbox.netns, 'link', 'del', 'kvprobe0']).catch(() => undefined);
+  }
+}
+
 function guestIpv4(status: Status): string[] {
   return status.guest.interfaces
     .filter((i) => i.macAddress?.toLowerCase() === GUEST_MAC)
     .flatMap((i) => i.ipAddresses.filter((a) => a.family === 'ipv4').map((a) => a.address));
 }
 
-async function startPodLauncher(sandbox: PodSandbox, vm: SharedVm, binding: 'masquerade' | 'bridge', name: string): Promise<LauncherProcess> {
-  const outcome = await setUpPodNetwork(nsenterRunner(sandbox.netnsPath), { binding, launcherUid: 0 });
+async function startPodLauncher(sandbox: PodSandbox, vm: SharedVm, binding: 'masquerade' | 'bridge', name: string, ports?: { port: number; protocol: 'TCP' | 'UDP' }[]): Promise<LauncherProcess> {
+  const outcome = await setUpPodNetwork(nsenterRunner(sandbox.netnsPath), { binding, launcherUid: 0, ports });
   assert.equal(outcome.result, 'prepared');
   return startLauncher({
     vm,
@@ -95,22 +113,37 @@ void describe('the guest on the pod network (real launcher without capabilities,
     void it('the guest cannot reach the launcher (only DHCP is open to it)', async () => {
       assert.ok(launcher !== undefined);
       const port = new URL(launcher.baseUrl).port;
-      // From the guest's side of the bridge: a namespace whose veth joins kvbr0 as the guest's tap does.
-      const probe = `kv-probe-${process.pid % 10_000}`;
-      await run('ip', ['netns', 'add', probe]);
-      try {
-        await run('ip', ['link', 'add', 'kvprobe0', 'type', 'veth', 'peer', 'name', 'p0', 'netns', probe]);
-        await run('ip', ['link', 'set', 'kvprobe0', 'netns', sandbox.netns]);
-        await run('ip', ['-n', sandbox.netns, 'link', 'set', 'kvprobe0', 'master', 'kvbr0', 'up']);
-        await run('ip', ['-n', probe, 'addr', 'add', '10.0.2.3/24', 'dev', 'p0']);
-        await run('ip', ['-n', probe, 'link', 'set', 'p0', 'up']);
+      await onGuestSegment(sandbox, async (probe) => {
         assert.equal(await echo(probe, '10.0.2.2', ECHO_PORT, 'guest-side'), 'guest-side', 'the probe sits on the guest\'s segment');
         const refused = await run('ip', ['netns', 'exec', probe, 'busybox', 'nc', '-w', '3', '10.0.2.1', port]).then(() => false, () => true);
         assert.ok(refused, 'the launcher API is closed to the guest side');
-      } finally {
-        await run('ip', ['netns', 'del', probe]).catch(() => undefined);
-        await run('ip', ['-n', sandbox.netns, 'link', 'del', 'kvprobe0']).catch(() => undefined);
-      }
+      });
+    });
+  });
+
+  void describe('masquerade with ports listed', () => {
+    let sandbox: PodSandbox;
+    let vm: SharedVm;
+    let launcher: LauncherProcess | undefined;
+    before(async () => {
+      sandbox = await createPodSandbox('p');
+      vm = await createSharedVm({ diskFormat: 'raw', userData: ECHO_USER_DATA });
+      launcher = await startPodLauncher(sandbox, vm, 'masquerade', 'pod-ports', [{ port: 22, protocol: 'TCP' }]);
+    });
+    after(async () => {
+      await launcher?.dispose();
+      await removeSharedVm(vm);
+      await sandbox.destroy();
+    });
+
+    void it('a port not listed does not reach the guest', async () => {
+      assert.ok(launcher !== undefined);
+      await waitForStatus(launcher, (s) => (guestIpv4(s).length > 0 ? guestIpv4(s) : undefined), BOOT_TIMEOUT_MS, 'the guest agent reporting an address');
+      // The guest listens on 7000 (seen from its own segment); only 22 is forwarded.
+      await onGuestSegment(sandbox, async (probe) => {
+        assert.equal(await eventuallyEcho(probe, '10.0.2.2', 'guest-side', 60_000), 'guest-side');
+      });
+      assert.equal(await echo(sandbox.client.netns, sandbox.podIp, ECHO_PORT, 'not-forwarded'), '');
     });
   });
 
