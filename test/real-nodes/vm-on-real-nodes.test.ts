@@ -146,11 +146,12 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     await eventually('records on the domain disk', async () => ((await bootsOn(records)).length === 1 ? true : undefined), 120_000, 1000);
     const firstBoot = await bootsOn(records);
 
-    patchVm({ spec: { runStrategy: 'Halted' } });
+    // An HA VM runs Always (the CRD's rule): stopping it turns HA off in the same patch.
+    patchVm({ spec: { runStrategy: 'Halted', highAvailability: { enabled: false, priority: 50 } } });
     await waitVm(cluster, vmRef(), 'Stopped', (v) => v.status?.phase === 'Stopped', 240_000);
     await eventually('the launcher pod gone', () => (launcherPods(cluster, s.namespace, VM).length === 0 ? true : undefined), 120_000, 1000);
 
-    patchVm({ spec: { runStrategy: 'Always' } });
+    patchVm({ spec: { runStrategy: 'Always', highAvailability: { enabled: true, priority: 50 } } });
     await waitVm(cluster, vmRef(), 'Running again', (v) => guestUp(v) && nodeNames.includes(v.status?.nodeName ?? ''), 600_000);
     const boots = await eventually('a second boot writing records', async () => {
       const b = await bootsOn(records);
@@ -182,6 +183,8 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     const last = Math.max(...(await readDiskRecords(records)).map((r) => r.n));
     await eventually('the guest counting on after the hand-over', async () => (Math.max(...(await readDiskRecords(records)).map((r) => r.n)) > last + 5 ? true : undefined), 60_000, 1000);
     assert.deepEqual(await bootsOn(records), bootsBefore, 'the same boots: the migrated guest did not reboot');
+    const report = await checker.report();
+    assert.deepEqual(report.violations, [], `during the migration: ${describeDoubleRuns(report)}`);
   });
 
   test('power loss of the VM\'s real node: it runs again on the other one, never twice', async (t) => {
