@@ -145,20 +145,22 @@ build_app() { # name kind containerfile [extra podman build args...]
   tag_and_record "$name" "$ref" "$app_version"
 }
 
-build_launcher() {
-  # The launcher's packages come from Debian's archive: its apt step has the host's
-  # network and the apt caches mounted, so a rebuild downloads nothing it has.
+# Images whose Containerfile installs Debian packages: the apt step has the host's
+# network and the apt caches mounted, so a rebuild downloads nothing it has.
+build_app_with_apt() { # name kind containerfile
   mkdir -p "$cache/apt/archives" "$cache/apt/lists"
-  build_app launcher launcher "$root/launcher/Containerfile" \
+  build_app "$1" "$2" "$3" \
     --network host --volume "$cache/apt/archives:/var/cache/apt/archives" --volume "$cache/apt/lists:/var/lib/apt/lists"
 }
+
+build_launcher() { build_app_with_apt launcher launcher "$root/launcher/Containerfile"; }
 
 build_one() {
   case "$1" in
     pause) build_pause ;;
     debian) build_debian ;;
     operator) build_app operator operator "$root/operator/Containerfile" ;;
-    node-agent) build_app node-agent operator "$root/operator/src/node-agent/Containerfile" ;;
+    node-agent) build_app_with_apt node-agent operator "$root/operator/src/node-agent/Containerfile" ;;
     launcher) build_launcher ;;
     *) die "unknown image $1 (pause, debian, operator, launcher, node-agent)" ;;
   esac
