@@ -244,7 +244,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   if (settings.subresourcesCertFile !== undefined && settings.subresourcesKeyFile !== undefined) {
-    const subresources = { address: settings.subresourcesAddress, certFile: settings.subresourcesCertFile, keyFile: settings.subresourcesKeyFile };
+    const subresources = { address: settings.subresourcesAddress, certFile: settings.subresourcesCertFile, keyFile: settings.subresourcesKeyFile, operatorNamespace: settings.namespace };
     startSubresourceServer(client, log, subresources, stop.signal).catch((err: unknown) => {
       log.fatal({ err }, 'subresource server failed');
       process.exit(1);

@@ -119,7 +119,7 @@ void describe('kubectl keyvirt on the local cluster', { timeout: 25 * 60_000 }, 
       { who: userConfig, args: ['migrate-cancel', VM], code: 3, message: /^error: VirtualMachine "plug-1" in namespace "[^"]+": .*no migration in progress/m },
       { who: userConfig, args: ['console', VM, '--follow'], code: 2, message: /^error: unknown flag --follow for "console"\nSee "kubectl keyvirt console --help"\.$/m },
       { who: userConfig, args: ['--context', 'staging', 'pause', VM], code: 1, message: /^error: context "staging" not found in .*user\.kubeconfig \(contexts: user\)$/m },
-      { who: userConfig, args: ['image-upload', 'disk.img'], code: 2, message: /uploads are not served yet/ },
+      { who: userConfig, args: ['image-upload', 'disk.img'], code: 2, message: /^error: --file is required/m },
     ];
     for (const c of cases) {
       const r = await keyvirt(c.args, c.who);

@@ -50,13 +50,17 @@ function percentOf(bytes: number, total: number): number | undefined {
   return Math.max(0, Math.min(100, Math.floor((bytes * 100) / total)));
 }
 
+/** The progress display of an upload import whose job waits for the bytes (the plugin waits for it before it sends). */
+export const UPLOAD_WAITING = 'waiting for upload';
+
 function progressOf(job: Extract<JobView, { state: 'running' }>): VirtualMachineImageStatus['progress'] {
   const doc = job.progress;
   if (doc === undefined) return { bytes: 0, display: 'starting' };
   const percent = percentOf(doc.bytes, doc.totalBytes);
   const rate = job.bytesPerSecond === undefined ? undefined : Math.max(0, Math.round(job.bytesPerSecond));
   const amount = percent === undefined ? humanBytes(doc.bytes) : `${percent}%`;
-  const display = doc.stage === 'downloading' || doc.stage === 'starting' ? `${amount}${rate === undefined ? '' : ` ${humanBytes(rate)}/s`}` : `${amount} ${doc.stage}`;
+  const moving = doc.stage === 'downloading' || doc.stage === 'uploading' || doc.stage === 'starting';
+  const display = doc.stage === 'waiting' ? UPLOAD_WAITING : moving ? `${amount}${rate === undefined ? '' : ` ${humanBytes(rate)}/s`}` : `${amount} ${doc.stage}`;
   return {
     bytes: doc.bytes,
     ...(doc.totalBytes > 0 ? { totalBytes: doc.totalBytes } : {}),

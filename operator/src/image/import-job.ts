@@ -4,13 +4,13 @@
 // namespaced image cannot own a pod in another namespace, and only pods the operator
 // put there are trusted. The image they serve is named in an annotation. They hold no
 // credentials and get no more than the domain's claim and a small /tmp.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { virtualMachineImagePath, type ImageFormat, type VirtualMachineImage } from '@keyvirt/crds';
 import { z } from 'zod';
 import type { OwnerRef } from '../storage/backing-volume.ts';
 import { ANNOTATION_DOMAIN, LABEL_COMPONENT, LABEL_JOB_KIND, LABEL_MANAGED_BY, MANAGED_BY, STORAGE_JOB_COMPONENT } from '../storage/names.ts';
 import { DOMAIN_MOUNT, TERMINATION_LOG } from '../storage/storage-job.ts';
-import { IMPORT_PROGRESS_PORT, IMPORT_SCRIPT } from './import-script.ts';
+import { IMPORT_PROGRESS_PORT, IMPORT_SCRIPT, IMPORT_UPLOAD_PORT } from './import-script.ts';
 
 /** On image job pods: the image (namespace/name) the job works for. */
 export const ANNOTATION_IMAGE = 'keyvirt.io/virtual-machine-image';
@@ -20,7 +20,17 @@ const IMPORT_DEADLINE_SECONDS = 6 * 3600;
 
 export type ImageSource =
   | { readonly kind: 'http'; readonly url: string; readonly sha256?: string | undefined }
-  | { readonly kind: 'oci'; readonly scheme: 'http' | 'https'; readonly registry: string; readonly repository: string; readonly reference: string };
+  | { readonly kind: 'oci'; readonly scheme: 'http' | 'https'; readonly registry: string; readonly repository: string; readonly reference: string }
+  /** The image arrives through the upload subresource; the token is the job's own secret for its upload port. */
+  | { readonly kind: 'upload'; readonly token: string };
+
+/** The environment variable that carries an upload job's token (read back from the pod by the upload relay). */
+export const UPLOAD_TOKEN_ENV = 'KEYVIRT_UPLOAD_TOKEN';
+
+/** A fresh token for one upload job: 256 random bits, hex. */
+export function newUploadToken(): string {
+  return randomBytes(32).toString('hex');
+}
 
 export interface ImageJobSpec {
   readonly op: 'import' | 'delete';
@@ -73,12 +83,19 @@ export function importSource(image: VirtualMachineImage): ImageSource {
     const [repository, reference] = at >= 0 ? [rest.slice(0, at), rest.slice(at + 1)] : colon >= 0 ? [rest.slice(0, colon), rest.slice(colon + 1)] : [rest, 'latest'];
     return { kind: 'oci', scheme: oci.insecure ? 'http' : 'https', registry, repository, reference };
   }
-  if (image.spec.source.upload !== undefined) throw new ImageSourceError('upload imports are not served by this operator version');
+  if (image.spec.source.upload !== undefined) return { kind: 'upload', token: newUploadToken() };
   throw new ImageSourceError('imports from a PersistentVolumeClaim are not served by this operator version');
 }
 
 function sourceEnv(source: ImageSource | undefined): { name: string; value: string }[] {
   if (source === undefined) return [];
+  if (source.kind === 'upload') {
+    return [
+      { name: 'KEYVIRT_SOURCE', value: 'upload' },
+      { name: UPLOAD_TOKEN_ENV, value: source.token },
+      { name: 'KEYVIRT_UPLOAD_PORT', value: String(IMPORT_UPLOAD_PORT) },
+    ];
+  }
   if (source.kind === 'http') {
     return [
       { name: 'KEYVIRT_SOURCE', value: 'http' },
@@ -152,7 +169,14 @@ export function imageJobPod(spec: ImageJobSpec): Record<string, unknown> {
           ...(spec.imagePullPolicy === undefined ? {} : { imagePullPolicy: spec.imagePullPolicy }),
           command: ['sh', '-c', IMPORT_SCRIPT],
           env: imageJobEnv(spec),
-          ...(spec.op === 'import' ? { ports: [{ name: 'progress', containerPort: IMPORT_PROGRESS_PORT, protocol: 'TCP' }] } : {}),
+          ...(spec.op === 'import'
+            ? {
+                ports: [
+                  { name: 'progress', containerPort: IMPORT_PROGRESS_PORT, protocol: 'TCP' },
+                  ...(spec.source?.kind === 'upload' ? [{ name: 'upload', containerPort: IMPORT_UPLOAD_PORT, protocol: 'TCP' }] : []),
+                ],
+              }
+            : {}),
           volumeMounts: [{ name: 'domain', mountPath: DOMAIN_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
           terminationMessagePath: TERMINATION_LOG,
           terminationMessagePolicy: 'FallbackToLogsOnError',
@@ -213,6 +237,6 @@ export function parseImportResult(message: string | undefined): ImportResult | u
 export const ImportProgressDocument = z.object({
   bytes: count,
   totalBytes: count,
-  stage: z.enum(['starting', 'downloading', 'verifying', 'inspecting', 'converting']),
+  stage: z.enum(['starting', 'waiting', 'uploading', 'downloading', 'verifying', 'inspecting', 'converting']),
 });
 export type ImportProgressDocument = z.infer<typeof ImportProgressDocument>;

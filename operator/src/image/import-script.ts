@@ -14,6 +14,28 @@
 export const IMPORT_PROGRESS_PORT = 8470;
 /** The path of the progress document on that port. */
 export const IMPORT_PROGRESS_PATH = '/progress';
+/** The port an upload import receives the image on (busybox httpd, a CGI behind Basic auth with the job's token). */
+export const IMPORT_UPLOAD_PORT = 8471;
+/** The path the operator POSTs an upload to on that port. */
+export const IMPORT_UPLOAD_PATH = '/cgi-bin/upload';
+/** The Basic-auth user of the upload port (the password is the job's token). */
+export const IMPORT_UPLOAD_USER = 'keyvirt';
+
+// The CGI that receives an upload: one POST with a Content-Length, written where a
+// download goes; a second upload, a short body or another method is refused. busybox
+// httpd checks the Basic-auth token before it runs it. Its first lines (work, dl) are
+// written by the script.
+const UPLOAD_CGI = `answer() { printf 'Status: %s\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$1" "$2"; exit 0; }
+[ "$REQUEST_METHOD" = POST ] || answer '405 Method Not Allowed' 'POST the image'
+case "\${CONTENT_LENGTH:-}" in ''|*[!0-9]*) answer '411 Length Required' 'a Content-Length is required' ;; esac
+mkdir "$work/receiving" 2>/dev/null || answer '409 Conflict' 'this import has already received an upload'
+printf '%s' "$CONTENT_LENGTH" > "$work/total"
+head -c "$CONTENT_LENGTH" > "$dl"
+got=$(stat -c %s "$dl")
+if [ "$got" != "$CONTENT_LENGTH" ]; then rm -f "$dl"; rmdir "$work/receiving"; answer '400 Bad Request' "the upload ended after $got of $CONTENT_LENGTH bytes"; fi
+: > "$work/received"
+answer '200 OK' "received $got bytes"
+`;
 
 export const IMPORT_SCRIPT = `set -u
 root="\${KEYVIRT_DOMAIN_ROOT:-/domain}"
@@ -33,6 +55,7 @@ fail() {
   echo "import failed: $1: $2" >&2
   [ -n "\${ticker:-}" ] && kill "$ticker" 2>/dev/null
   [ -n "\${server:-}" ] && kill "$server" 2>/dev/null
+  [ -n "\${uploader:-}" ] && kill "$uploader" 2>/dev/null
   clean "\${3:-clean}"
   exit 1
 }
@@ -121,6 +144,27 @@ oci_download() {
   done < "$work/layers.rev"
   [ -n "$found" ] || fail NoDiskInImage "no layer of $KEYVIRT_OCI_REF has a file under disk/"
 }
+# --- upload: received by a CGI behind busybox httpd's Basic auth (the job's token) ---
+upload_receive() {
+  [ -n "\${KEYVIRT_UPLOAD_TOKEN:-}" ] || fail ImportFailed "the upload job has no token"
+  up="\${KEYVIRT_UPLOAD_DIR:-/tmp/upload}"
+  rm -rf "$up"; mkdir -p "$up/www/cgi-bin"
+  printf '/cgi-bin:${IMPORT_UPLOAD_USER}:%s\\n' "$KEYVIRT_UPLOAD_TOKEN" > "$up/httpd.conf"
+  rm -f "$dl" "$work/received"; rmdir "$work/receiving" 2>/dev/null
+  { printf '#!/bin/sh\\nwork=%s\\ndl=%s\\n' "$work" "$dl"; cat <<'CGI'
+${UPLOAD_CGI}CGI
+  } > "$up/www/cgi-bin/upload"
+  chmod 0500 "$up/www/cgi-bin/upload"
+  set_stage waiting
+  busybox httpd -f -p "\${KEYVIRT_UPLOAD_PORT:-${IMPORT_UPLOAD_PORT}}" -h "$up/www" -c "$up/httpd.conf" &
+  uploader=$!
+  while [ ! -e "$work/received" ]; do
+    [ -d "$work/receiving" ] && set_stage uploading
+    sleep 1
+  done
+  kill "$uploader" 2>/dev/null
+  uploader=""
+}
 # --- inspect, convert, put in place ---
 hex() { od -An -tx1 -j "$1" -N "$2" "$dl" | tr -d ' \\n'; }
 inspect() {
@@ -192,6 +236,7 @@ set_stage downloading
 case "$KEYVIRT_SOURCE" in
   http) http_download ;;
   oci) oci_download ;;
+  upload) upload_receive ;;
   *) fail ImportFailed "unknown source $KEYVIRT_SOURCE" ;;
 esac
 stat -c %s "$dl" > "$work/bytes"

@@ -19,7 +19,13 @@ export interface Attempt {
 }
 
 function objectWords(a: Attempt): string {
-  const kind = a.resource.startsWith('virtualmachinemigrations') ? 'VirtualMachineMigration' : a.resource.startsWith('pods') ? 'Pod' : 'VirtualMachine';
+  const kind = a.resource.startsWith('virtualmachinemigrations')
+    ? 'VirtualMachineMigration'
+    : a.resource.startsWith('virtualmachineimages')
+      ? 'VirtualMachineImage'
+      : a.resource.startsWith('pods')
+        ? 'Pod'
+        : 'VirtualMachine';
   return a.name !== undefined ? `${kind} "${a.name}"` : `${kind}s`;
 }
 

@@ -41,7 +41,8 @@ void describe('parseCommandLine', () => {
 
   const rejected: { argv: string[]; message: RegExp; verb?: string }[] = [
     { argv: ['frobnicate', 'vm'], message: /^unknown verb "frobnicate"$/ },
-    { argv: ['image-upload', 'x'], message: /"image-upload" is not available: uploads are not served yet/ },
+    { argv: ['image-upload'], message: /"image-upload" needs IMAGE/, verb: 'image-upload' },
+    { argv: ['image-upload', 'x', '--file'], message: /flag --file needs a value \(PATH\)/, verb: 'image-upload' },
     { argv: ['start'], message: /"start" needs VM/, verb: 'start' },
     { argv: ['start', 'a', 'b'], message: /"start" takes 1 argument\(s\); unexpected "b"/, verb: 'start' },
     { argv: ['start', 'vm', '--force'], message: /unknown flag --force for "start"/, verb: 'start' },

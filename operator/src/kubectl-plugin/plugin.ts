@@ -8,6 +8,7 @@ import { booleanFlag, numberFlag, parseCommandLine, stringFlag, type ParsedComma
 import { runConsole } from './console.ts';
 import { EXIT, PluginError, UsageError } from './errors.ts';
 import { overviewHelp, verbHelp } from './help.ts';
+import { runImageUpload } from './image-upload.ts';
 import { KeyVirtApi, type VmRef } from './keyvirt-api.ts';
 import { loadKubeconfig, type LoadedKubeconfig } from './kubeconfig.ts';
 import { forwardPorts, parsePortMapping } from './port-forward.ts';
@@ -69,6 +70,8 @@ async function runVerb(s: Session): Promise<number> {
       return EXIT.ok;
     case 'guestinfo':
       return guestInfo(s);
+    case 'image-upload':
+      return imageUpload(s);
     case 'console':
       await runConsole(s.api, vmRef(s, first), s.io);
       return EXIT.ok;
@@ -94,6 +97,17 @@ async function guestInfo(s: Session): Promise<number> {
   const format = stringFlag(s.cmd.flags, 'output') ?? 'text';
   if (format !== 'text' && format !== 'json') throw new UsageError(`--output is text or json, not ${JSON.stringify(format)}`, 'guestinfo');
   await runGuestInfo(s.api, vmRef(s, s.cmd.positionals[0] ?? ''), format, (text) => s.io.stdout.write(text));
+  return EXIT.ok;
+}
+
+async function imageUpload(s: Session): Promise<number> {
+  const file = stringFlag(s.cmd.flags, 'file');
+  if (file === undefined) throw new UsageError('--file is required: the image file to upload', 'image-upload');
+  const kube = new KubeClient(s.loaded.kc, 'kubectl-keyvirt', { requestTimeoutMs: s.timeoutMs });
+  await runImageUpload(kube, s.loaded.kc, vmRef(s, s.cmd.positionals[0] ?? ''), { file, timeoutSeconds: numberFlag(s.cmd.flags, 'timeout') ?? 600 }, {
+    out: s.out,
+    progress: (line) => s.io.stderr.write(`${line}\n`),
+  });
   return EXIT.ok;
 }
 

@@ -205,6 +205,21 @@ export const VERBS: readonly VerbSpec[] = [
     ],
   },
   {
+    name: 'image-upload',
+    summary: 'Upload a disk image file into a VirtualMachineImage',
+    details:
+      'Streams FILE through the API server to the virtualmachineimages/upload subresource of IMAGE (a VirtualMachineImage with source upload: {}), showing the bytes sent, then waits until the image is Ready or prints why it failed. The file may be raw, qcow2, VMDK (monolithic), VPC or VHDX; it is checked and converted like a download.',
+    args: [{ name: 'IMAGE', description: 'The VirtualMachineImage' }],
+    flags: [
+      { name: 'file', short: 'f', kind: 'string', valueName: 'PATH', description: 'The image file to upload (required)' },
+      { name: 'timeout', kind: 'integer', valueName: 'SECONDS', description: 'How long to wait for the import job and for Ready (default 600)', min: 1, max: 86_400 },
+    ],
+    examples: [
+      { command: 'kubectl keyvirt image-upload debian-12 --file ./debian-12.qcow2', description: 'Upload a local qcow2 into the image debian-12 and wait until it is Ready' },
+      { command: 'kubectl keyvirt image-upload disk-1 -f disk.img -n team-a', description: 'Upload a raw disk into team-a/disk-1' },
+    ],
+  },
+  {
     name: 'version',
     summary: "Print the plugin's version and the API server's",
     details: 'Prints the plugin version; with a reachable cluster also the API server version and whether the KeyVirt APIs are served.',
@@ -215,9 +230,7 @@ export const VERBS: readonly VerbSpec[] = [
 ];
 
 /** Verbs left out on purpose, with the reason `help` gives. */
-export const NOT_YET: readonly { name: string; reason: string }[] = [
-  { name: 'image-upload', reason: 'uploads are not served yet: import the image with a VirtualMachineImage from a URL or a registry' },
-];
+export const NOT_YET: readonly { name: string; reason: string }[] = [];
 
 export function verbSpec(name: string): VerbSpec | undefined {
   return VERBS.find((v) => v.name === name);

@@ -9,10 +9,12 @@ import { SUBRESOURCE_GROUP, SUBRESOURCE_VERSION, type SubresourceName } from './
 
 export interface AccessQuestion {
   readonly user: RemoteUser;
-  readonly verb: 'get' | 'update';
+  readonly verb: 'get' | 'update' | 'create';
   readonly namespace: string;
   readonly name: string;
-  readonly subresource: SubresourceName;
+  readonly subresource: SubresourceName | 'upload';
+  /** virtualmachines unless said. */
+  readonly resource?: 'virtualmachines' | 'virtualmachineimages' | undefined;
 }
 
 export type AccessAnswer = { allowed: true } | { allowed: false; message: string };
@@ -29,7 +31,7 @@ export function subjectAccessReview(q: AccessQuestion): Record<string, unknown> 
       resourceAttributes: {
         group: SUBRESOURCE_GROUP,
         version: SUBRESOURCE_VERSION,
-        resource: 'virtualmachines',
+        resource: q.resource ?? 'virtualmachines',
         subresource: q.subresource,
         namespace: q.namespace,
         name: q.name,
@@ -51,7 +53,7 @@ export function readAccessAnswer(q: AccessQuestion, answer: unknown): AccessAnsw
   return {
     allowed: false,
     message:
-      `user ${JSON.stringify(q.user.username)} cannot ${q.verb} resource "virtualmachines/${q.subresource}" in API group "${SUBRESOURCE_GROUP}" ` +
+      `user ${JSON.stringify(q.user.username)} cannot ${q.verb} resource "${q.resource ?? 'virtualmachines'}/${q.subresource}" in API group "${SUBRESOURCE_GROUP}" ` +
       `in the namespace ${JSON.stringify(q.namespace)}${why === undefined || why === '' ? '' : `: ${why}`}`,
   };
 }

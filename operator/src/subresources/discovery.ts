@@ -1,7 +1,7 @@
 // The discovery documents the kube-apiserver's aggregator reads to mark the APIService
 // Available and to list the group (legacy discovery: the aggregator falls back to it
 // when /apis does not answer in the aggregated format).
-import { SUBRESOURCE_GROUP, SUBRESOURCE_VERSION, SUBRESOURCES } from './request-routing.ts';
+import { IMAGE_UPLOAD, SUBRESOURCE_GROUP, SUBRESOURCE_VERSION, SUBRESOURCES } from './request-routing.ts';
 
 const groupVersion = `${SUBRESOURCE_GROUP}/${SUBRESOURCE_VERSION}`;
 
@@ -33,6 +33,8 @@ export function discoveryDocument(document: 'apis' | 'group' | 'version'): Recor
             kind: 'VirtualMachine',
             verbs: [spec.verb],
           })),
+          { name: 'virtualmachineimages', singularName: 'virtualmachineimage', namespaced: true, kind: 'VirtualMachineImage', verbs: [] },
+          { name: `virtualmachineimages/${IMAGE_UPLOAD}`, singularName: '', namespaced: true, kind: 'VirtualMachineImage', verbs: ['create', 'update'] },
         ],
       };
   }

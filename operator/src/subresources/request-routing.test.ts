@@ -16,6 +16,8 @@ const routed: { name: string; method: string; path: string; upgrade?: boolean; w
   { name: 'pause', method: 'PUT', path: `${base}/pause`, want: { kind: 'subresource', namespace: 'ns-1', name: 'vm-1', subresource: 'pause', verb: 'update', stream: false } },
   { name: 'soft-reboot', method: 'PUT', path: `${base}/soft-reboot`, want: { kind: 'subresource', namespace: 'ns-1', name: 'vm-1', subresource: 'soft-reboot', verb: 'update', stream: false } },
   { name: 'guestinfo', method: 'GET', path: `${base}/guestinfo`, want: { kind: 'subresource', namespace: 'ns-1', name: 'vm-1', subresource: 'guestinfo', verb: 'get', stream: false } },
+  { name: 'image upload by PUT', method: 'PUT', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/img-1/upload', want: { kind: 'image-upload', namespace: 'ns-1', name: 'img-1', resource: 'virtualmachineimages', subresource: 'upload', verb: 'update' } },
+  { name: 'image upload by POST', method: 'POST', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/img-1/upload', want: { kind: 'image-upload', namespace: 'ns-1', name: 'img-1', resource: 'virtualmachineimages', subresource: 'upload', verb: 'create' } },
   { name: 'percent-encoded name', method: 'PUT', path: base.replace('vm-1', 'vm%2D1') + '/migrate', want: { kind: 'subresource', namespace: 'ns-1', name: 'vm-1', subresource: 'migrate', verb: 'update', stream: false } },
 ];
 
@@ -36,6 +38,10 @@ const refused: { name: string; method: string; path: string | undefined; upgrade
   { name: 'too deep', method: 'PUT', path: `${base}/pause/now`, code: 404, message: /expected/ },
   { name: 'bad namespace', method: 'PUT', path: base.replace('ns-1', 'NS_1') + '/pause', code: 400, message: /namespace "NS_1"/ },
   { name: 'bad name', method: 'PUT', path: base.replace('vm-1', '..') + '/pause', code: 400, message: /name "\.\."/ },
+  { name: 'image upload by GET', method: 'GET', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/img-1/upload', code: 405, message: /use PUT or POST/ },
+  { name: 'image upload as a websocket', method: 'PUT', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/img-1/upload', upgrade: true, code: 400, message: /not a websocket/ },
+  { name: 'unknown image subresource', method: 'PUT', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/img-1/download', code: 404, message: /virtualmachineimages has no subresource "download"/ },
+  { name: 'bad image name', method: 'PUT', path: '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachineimages/..%2Fx/upload', code: 400, message: /not a valid VirtualMachineImage name/ },
   { name: 'pause by GET', method: 'GET', path: `${base}/pause`, code: 405, message: /use PUT/ },
   { name: 'console by PUT', method: 'PUT', path: `${base}/console`, code: 405, message: /use GET/ },
   { name: 'console without upgrade', method: 'GET', path: `${base}/console`, code: 400, message: /websocket/ },

@@ -21,10 +21,14 @@ export const SUBRESOURCES = {
 
 export type SubresourceName = keyof typeof SUBRESOURCES;
 
+/** The one subresource of virtualmachineimages: the image's bytes as the request body (PUT or POST; RBAC update or create). */
+export const IMAGE_UPLOAD = 'upload';
+
 export type RoutedRequest =
   | { kind: 'health' }
   | { kind: 'discovery'; document: 'apis' | 'group' | 'version' }
-  | { kind: 'subresource'; namespace: string; name: string; subresource: SubresourceName; verb: 'get' | 'update'; stream: boolean };
+  | { kind: 'subresource'; namespace: string; name: string; subresource: SubresourceName; verb: 'get' | 'update'; stream: boolean }
+  | { kind: 'image-upload'; namespace: string; name: string; resource: 'virtualmachineimages'; subresource: typeof IMAGE_UPLOAD; verb: 'create' | 'update' };
 
 /** DNS-1123 label (namespaces) and subdomain (VM names are labels here, ADR 0105, but any valid name is routed). */
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -47,6 +51,15 @@ function routeDiscovery(method: string, segments: readonly string[]): RoutedRequ
 }
 
 const SUBRESOURCE_PATH = `/apis/${SUBRESOURCE_GROUP}/${SUBRESOURCE_VERSION}/namespaces/<namespace>/virtualmachines/<name>/<subresource>`;
+
+function routeImageUpload(method: string, namespace: string, name: string, subresource: string, upgrade: boolean): RoutedRequest {
+  if (!NAMESPACE.test(namespace)) throw badRequest(`namespace ${JSON.stringify(namespace.slice(0, 80))} is not a valid namespace name`);
+  if (!NAME.test(name)) throw badRequest(`name ${JSON.stringify(name.slice(0, 80))} is not a valid VirtualMachineImage name`);
+  if (subresource !== IMAGE_UPLOAD) throw notFound(`virtualmachineimages has no subresource ${JSON.stringify(subresource.slice(0, 80))}; known: ${IMAGE_UPLOAD}`);
+  if (method !== 'PUT' && method !== 'POST') throw methodNotAllowed(method, `virtualmachineimages/${IMAGE_UPLOAD} (use PUT or POST)`);
+  if (upgrade) throw badRequest(`virtualmachineimages/${IMAGE_UPLOAD} is not a websocket`);
+  return { kind: 'image-upload', namespace, name, resource: 'virtualmachineimages', subresource: IMAGE_UPLOAD, verb: method === 'PUT' ? 'update' : 'create' };
+}
 
 function routeSubresource(method: string, segments: readonly string[], upgrade: boolean): RoutedRequest {
   const [, group, version, nsWord, namespace = '', plural, name = '', subresource = ''] = segments;
@@ -77,7 +90,12 @@ export function routeRequest(method: string, segments: readonly string[], upgrad
     return { kind: 'health' };
   }
   if (root !== 'apis') throw notFound(`the path /${segments.join('/')} is not served here`);
-  return segments.length <= 3 ? routeDiscovery(method, segments) : routeSubresource(method, segments, upgrade);
+  if (segments.length <= 3) return routeDiscovery(method, segments);
+  const [, group, version, nsWord, namespace = '', plural, name = '', subresource = ''] = segments;
+  if (segments.length === 8 && group === SUBRESOURCE_GROUP && version === SUBRESOURCE_VERSION && nsWord === 'namespaces' && plural === 'virtualmachineimages') {
+    return routeImageUpload(method, namespace, name, subresource, upgrade);
+  }
+  return routeSubresource(method, segments, upgrade);
 }
 
 /** The request target split into decoded segments; a 400 for anything but an origin-form path. */

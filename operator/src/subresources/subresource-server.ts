@@ -16,6 +16,7 @@ import { WebSocketServer } from 'ws';
 import { openLauncherStream } from '@keyvirt/launcher/api';
 import { review } from './access-review.ts';
 import { discoveryDocument } from './discovery.ts';
+import { readUploadImage, relayUpload, uploadLength, uploadTarget } from './image-upload.ts';
 import { SubresourceError } from './errors.ts';
 import { checkFrontProxy, remoteUser, type FrontProxyConfig, type RemoteUser } from './front-proxy.ts';
 import { launcherEndpoint, readVm, type SubresourceKube } from './launcher-endpoint.ts';
@@ -26,6 +27,7 @@ import { launcherFailure } from './vm-actions.ts';
 
 export const STREAM_SUBPROTOCOL = 'plain.keyvirt.io';
 const MAX_BODY_BYTES = 64 * 1024;
+const BODY_DEADLINE_MS = 30_000;
 const LAUNCHER_CONNECT_TIMEOUT_MS = 10_000;
 
 export interface SubresourceServerOptions {
@@ -37,9 +39,12 @@ export interface SubresourceServerOptions {
   frontProxy: () => FrontProxyConfig | undefined;
   /** The launcher API's base URL for a pod IP; the VM controller's by default. */
   launcherUrl?: (ip: string) => string;
+  /** The operator's namespace, where image import jobs run; without it uploads are not served. */
+  operatorNamespace?: string | undefined;
 }
 
-type Subresource = Extract<RoutedRequest, { kind: 'subresource' }>;
+type Subresource = Extract<RoutedRequest, { kind: 'subresource' | 'image-upload' }>;
+type ImageUpload = Extract<RoutedRequest, { kind: 'image-upload' }>;
 
 function sendStatus(res: ServerResponse, err: SubresourceError): void {
   send(res, err.code, err.toStatus());
@@ -70,10 +75,15 @@ async function readBody(req: IncomingMessage): Promise<string> {
   if (declared > MAX_BODY_BYTES) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw tooLarge();
-    chunks.push(chunk);
+  const deadline = setTimeout(() => req.destroy(new SubresourceError(408, 'BadRequest', 'the request body took too long')), BODY_DEADLINE_MS);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } finally {
+    clearTimeout(deadline);
   }
   return Buffer.concat(chunks).toString('utf8');
 }
@@ -107,7 +117,8 @@ export class SubresourceServer {
       ca: this.#o.frontProxy()?.caPem,
       maxHeaderSize: 16 * 1024,
       headersTimeout: 10_000,
-      requestTimeout: 30_000,
+      // An upload streams for as long as the image takes; small bodies have their own deadline (readBody).
+      requestTimeout: 0,
       keepAliveTimeout: 60_000,
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -123,6 +134,7 @@ export class SubresourceServer {
         socket.destroy();
       });
     });
+    server.setTimeout(120_000, (socket) => socket.destroy());
     server.on('tlsClientError', (err: Error) => this.#log.debug({ err }, 'TLS handshake failed'));
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -170,7 +182,8 @@ export class SubresourceServer {
   async #authorise(req: IncomingMessage, route: Subresource, config: FrontProxyConfig): Promise<RemoteUser> {
     const user = remoteUser(req.headersDistinct, config);
     if (user === undefined) throw new SubresourceError(401, 'Unauthorized', 'the request carries no authenticated user');
-    const answer = await review(this.#o.client, { user, verb: route.verb, namespace: route.namespace, name: route.name, subresource: route.subresource });
+    const resource = route.kind === 'image-upload' ? route.resource : 'virtualmachines';
+    const answer = await review(this.#o.client, { user, verb: route.verb, namespace: route.namespace, name: route.name, subresource: route.subresource, resource });
     if (!answer.allowed) throw new SubresourceError(403, 'Forbidden', answer.message);
     return user;
   }
@@ -187,6 +200,10 @@ export class SubresourceServer {
         return;
       }
       const user = await this.#authorise(req, route, config);
+      if (route.kind === 'image-upload') {
+        await this.#upload(req, res, route, user);
+        return;
+      }
       const body = await readBody(req);
       const vm = await readVm(this.#o.client, route.namespace, route.name);
       const log = this.#log.child({ namespace: route.namespace, name: route.name, subresource: route.subresource, user: user.username });
@@ -219,6 +236,20 @@ export class SubresourceServer {
       if (!res.headersSent) sendStatus(res, status);
       else res.end();
     }
+  }
+
+  /** The image's bytes, relayed as a stream to its import job (ADR 0097). */
+  async #upload(req: IncomingMessage, res: ServerResponse, route: ImageUpload, user: RemoteUser): Promise<void> {
+    const operatorNamespace = this.#o.operatorNamespace;
+    if (operatorNamespace === undefined) throw new SubresourceError(503, 'ServiceUnavailable', 'this server does not serve uploads');
+    const length = uploadLength(req.headers['content-length']);
+    const image = await readUploadImage(this.#o.client, route.namespace, route.name);
+    const target = await uploadTarget(this.#o.client, image, operatorNamespace);
+    const log = this.#log.child({ namespace: route.namespace, name: route.name, subresource: 'upload', user: user.username, job: target.podName });
+    log.info({ bytes: length }, 'image upload started');
+    const said = await relayUpload(req, target, length);
+    log.info({ bytes: length }, 'image upload relayed');
+    send(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 200, message: said });
   }
 
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -12,6 +12,8 @@ export interface SubresourceSettings {
   address: string;
   certFile: string;
   keyFile: string;
+  /** The operator's namespace (image import jobs run there: uploads are relayed to them). */
+  operatorNamespace?: string | undefined;
 }
 
 export async function startSubresourceServer(client: KubeClient, log: Logger, settings: SubresourceSettings, signal: AbortSignal): Promise<AddressInfo | undefined> {
@@ -19,7 +21,7 @@ export async function startSubresourceServer(client: KubeClient, log: Logger, se
   const source = new FrontProxySource(client, sublog);
   await source.load(signal);
   if (signal.aborted) return undefined;
-  const server = new SubresourceServer({ client, log, certFile: settings.certFile, keyFile: settings.keyFile, frontProxy: () => source.current });
+  const server = new SubresourceServer({ client, log, certFile: settings.certFile, keyFile: settings.keyFile, frontProxy: () => source.current, operatorNamespace: settings.operatorNamespace });
   const colon = settings.address.lastIndexOf(':');
   const address = await server.listen(settings.address.slice(0, colon), Number(settings.address.slice(colon + 1)));
   source.keepFresh(signal, (config) => {

@@ -1,0 +1,134 @@
+// The importer script's upload source, run for real on this machine (sh, busybox
+// httpd, qemu-img): it waits on its upload port behind the job's token, refuses a
+// wrong token, a GET and a body cut short (and takes a new upload after it), then
+// checks, converts and renames what it received, like a download.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseImportResult } from './import-job.ts';
+import { IMPORT_SCRIPT, IMPORT_UPLOAD_PATH, IMPORT_UPLOAD_USER } from './import-script.ts';
+
+const TOKEN = 'a'.repeat(64);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function post(port: number, body: Buffer, auth: string | undefined, method = 'POST'): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${String(port)}${IMPORT_UPLOAD_PATH}`, {
+    method,
+    headers: { 'content-type': 'application/octet-stream', ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(auth).toString('base64')}` }) },
+    ...(method === 'GET' ? {} : { body }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+/** Headers promising `declared` bytes, then `sent` bytes, then the connection closes. */
+function cutShort(port: number, declared: number, sent: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      const auth = Buffer.from(`${IMPORT_UPLOAD_USER}:${TOKEN}`).toString('base64');
+      socket.write(`POST ${IMPORT_UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${auth}\r\nContent-Length: ${String(declared)}\r\n\r\n`);
+      socket.end(sent);
+    });
+    socket.on('data', () => undefined);
+    socket.once('error', reject);
+    socket.once('close', () => resolve());
+  });
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await probe().catch(() => undefined);
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${String(timeoutMs)} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+void describe('importer script: upload source', { timeout: 120_000 }, () => {
+  let dir: string;
+  let qcow2: Buffer;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'keyvirt-upload-'));
+    const q = path.join(dir, 'src.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', q, '32M']);
+    execFileSync('qemu-io', ['-c', 'write -P 0x5a 0 2M', '-c', 'write -P 0xa5 20M 1M', q], { stdio: 'ignore' });
+    qcow2 = await readFile(q);
+  });
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const start = async (name: string, format: 'raw' | 'qcow2'): Promise<{ port: number; root: string; done: Promise<number>; resultFile: string }> => {
+    const root = await mkdtemp(path.join(dir, 'domain-'));
+    const port = await freePort();
+    const resultFile = path.join(dir, `${name}.result`);
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      KEYVIRT_DOMAIN_ROOT: root,
+      KEYVIRT_RESULT_FILE: resultFile,
+      KEYVIRT_PROGRESS_DIR: path.join(dir, `${name}.www`),
+      KEYVIRT_PROGRESS_PORT: String(await freePort()),
+      KEYVIRT_UPLOAD_DIR: path.join(dir, `${name}.upload`),
+      KEYVIRT_UPLOAD_PORT: String(port),
+      KEYVIRT_UPLOAD_TOKEN: TOKEN,
+      KEYVIRT_OP: 'import',
+      KEYVIRT_SOURCE: 'upload',
+      KEYVIRT_TARGET: `vmimages/ns/${name}.${format}`,
+      KEYVIRT_WORK: `vmimages/ns/.${name}.uid.import`,
+      KEYVIRT_FORMAT: format,
+    };
+    const done = new Promise<number>((resolve) => {
+      execFile('sh', ['-c', IMPORT_SCRIPT], { env }, (err) => resolve(err === null ? 0 : typeof err.code === 'number' ? err.code : -1));
+    });
+    await eventually('the upload port answers', async () => ((await post(port, Buffer.alloc(0), undefined, 'GET')).status === 401 ? true : undefined));
+    return { port, root, done, resultFile };
+  };
+
+  void it('refuses strangers and broken uploads, then imports a qcow2 upload into raw with the same bytes', async () => {
+    const job = await start('up', 'raw');
+    assert.equal((await post(job.port, qcow2, undefined)).status, 401, 'no token');
+    assert.equal((await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${'b'.repeat(64)}`)).status, 401, 'a wrong token');
+    assert.equal((await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${TOKEN}`, 'GET')).status, 405, 'not a POST');
+    await cutShort(job.port, qcow2.length, qcow2.subarray(0, 4096));
+    const ok = await eventually('a whole upload is taken after a short one', async () => {
+      const r = await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${TOKEN}`);
+      return r.status === 200 ? r : undefined;
+    });
+    assert.match(ok.text, new RegExp(`received ${String(qcow2.length)} bytes`));
+    assert.equal(await job.done, 0);
+    const result = parseImportResult(await readFile(job.resultFile, 'utf8'));
+    assert.ok(result !== undefined && !('failed' in result), JSON.stringify(result));
+    assert.equal(result.sourceFormat, 'qcow2');
+    assert.equal(result.sourceBytes, qcow2.length);
+    execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', path.join(dir, 'src.qcow2'), path.join(job.root, 'vmimages/ns/up.raw')]);
+    assert.deepEqual(await readdir(path.join(job.root, 'vmimages/ns')), ['up.raw'], 'no work directory left');
+  });
+
+  void it('a corrupt upload fails with CorruptImage and leaves nothing', async () => {
+    const job = await start('bad', 'qcow2');
+    const corrupt = Buffer.from(qcow2);
+    corrupt.writeBigUInt64BE(0x12345n, 40);
+    assert.equal((await post(job.port, corrupt, `${IMPORT_UPLOAD_USER}:${TOKEN}`)).status, 200);
+    assert.notEqual(await job.done, 0);
+    const result = parseImportResult(await readFile(job.resultFile, 'utf8'));
+    assert.ok(result !== undefined && 'failed' in result, JSON.stringify(result));
+    assert.equal(result.reason, 'CorruptImage');
+    assert.deepEqual(await readdir(path.join(job.root, 'vmimages/ns')), [], 'nothing on the domain');
+  });
+});
