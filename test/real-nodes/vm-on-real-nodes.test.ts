@@ -153,11 +153,8 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
 
     patchVm({ spec: { runStrategy: 'Always', highAvailability: { enabled: true, priority: 50 } } });
     await waitVm(cluster, vmRef(), 'Running again', (v) => guestUp(v) && nodeNames.includes(v.status?.nodeName ?? ''), 600_000);
-    const boots = await eventually('a second boot writing records', async () => {
-      const b = await bootsOn(records);
-      return b.length === 2 ? b : undefined;
-    }, 120_000, 1000);
-    assert.ok(boots.includes(firstBoot[0] ?? ''), `the first boot's records are still there: ${boots.join(', ')}`);
+    // Each boot writes its ring from the start of the disk, over the records of the one before.
+    await eventually('a new boot writing records', async () => ((await bootsOn(records)).some((b) => !firstBoot.includes(b)) ? true : undefined), 120_000, 1000);
   });
 
   test('live migration to the other real node keeps the boot', async () => {
@@ -182,7 +179,8 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     assert.notEqual(after.status?.launcherPod, before?.status?.launcherPod);
     const last = Math.max(...(await readDiskRecords(records)).map((r) => r.n));
     await eventually('the guest counting on after the hand-over', async () => (Math.max(...(await readDiskRecords(records)).map((r) => r.n)) > last + 5 ? true : undefined), 60_000, 1000);
-    assert.deepEqual(await bootsOn(records), bootsBefore, 'the same boots: the migrated guest did not reboot');
+    const bootsAfter = await bootsOn(records);
+    assert.ok(bootsAfter.every((b) => bootsBefore.includes(b)), `no new boot: the migrated guest did not reboot (${bootsBefore.join(', ')} → ${bootsAfter.join(', ')})`);
     const report = await checker.report();
     assert.deepEqual(report.violations, [], `during the migration: ${describeDoubleRuns(report)}`);
   });
@@ -197,11 +195,7 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     await stopRealNode(cluster.layout, dead, log, { deleteObject: false });
     const moved = await waitVm(cluster, vmRef(), 'running on the other real node', (v) => guestUp(v) && v.status?.nodeName !== dead && nodeNames.includes(v.status?.nodeName ?? ''), 600_000);
     t.diagnostic(`power loss of ${dead} → running with its agent on ${moved.status?.nodeName ?? '?'} after ${Date.now() - crashed} ms (TCG)`);
-    const boots = await eventually('a new boot writing records', async () => {
-      const b = await bootsOn(records);
-      return b.length === bootsBefore.length + 1 ? b : undefined;
-    }, 120_000, 1000);
-    assert.ok(bootsBefore.every((b) => boots.includes(b)));
+    await eventually('a new boot writing records', async () => ((await bootsOn(records)).some((b) => !bootsBefore.includes(b)) ? true : undefined), 120_000, 1000);
     const report = await (checker ?? DoubleRunChecker.start({ namespace: s.namespace, name: VM, disk: records })).report();
     assert.deepEqual(report.violations, [], describeDoubleRuns(report));
     await startRealNode(cluster.layout, dead, log);
