@@ -5,10 +5,12 @@
 # No image is downloaded and nothing is mounted: mke2fs -d and mtools write the file
 # systems from the unpacked tree. See docs/adr/0088-debian-guest-image.md.
 #
-# Cached under hack/.cache/guest-debian/<hash>/ (debian-12.qcow2, manifest.json), the hash
-# covering this directory and the candidate versions of the packages installed; the
-# downloaded .debs are kept in hack/.cache/guest-debian/apt/archives, so a rebuild after
-# a package update downloads only what changed. Prints the build directory.
+# Cached under $KEYVIRT_CACHE_HOME/guest-debian/<hash>/ (debian-12.qcow2, manifest.json;
+# KEYVIRT_CACHE_HOME defaults to ~/.cache/keyvirt: the build is keyed by its content, so
+# every checkout on the host shares it), the hash covering this directory and the
+# candidate versions of the packages installed; the downloaded .debs are kept in
+# $KEYVIRT_CACHE_HOME/guest-debian/apt/archives, so a rebuild after a package update
+# downloads only what changed. Prints the build directory.
 #
 # Usage: hack/guest/debian/build.sh [--force | --if-built]
 #   --if-built  print the build directory only when this build is cached; never build
@@ -16,7 +18,7 @@ set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-cache="$root/hack/.cache/guest-debian"
+cache="${KEYVIRT_CACHE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/keyvirt}/guest-debian"
 force=0
 if_built=0
 case "${1:-}" in
