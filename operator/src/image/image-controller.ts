@@ -10,7 +10,7 @@ import type { Clock } from '../runtime/clock.ts';
 import type { ReconcileContext, Reconciler, ReconcileResult } from '../runtime/controller.ts';
 import type { Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
-import { isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
+import { isAlreadyExists, isConflict, isNotFound, type KubeClient } from '../runtime/kube-client.ts';
 import { controllerReference } from '../runtime/owner-mapping.ts';
 import { objectPath } from '../runtime/resource.ts';
 import { guardedStatusPatch, resourceVersionOf, sameStatus } from '../runtime/status-patch.ts';
@@ -21,6 +21,9 @@ import { storageDomainType } from '../vm/names.ts';
 import { imageStatus, isTransientFailure, type DomainView, type JobView } from './image-status.ts';
 import { imageJobPod, imageJobPodName, imagePaths, ImageSourceError, importSource, parseImportResult, type ImageJobSpec, type ImageSource, type ImportProgressDocument, type ImportResult } from './import-job.ts';
 import { IMAGE_FINALIZER, virtualMachineImageType } from './names.ts';
+import { findPvcReader, pvcReaderPod, pvcReaderUrl } from './pvc-reader.ts';
+import { IMPORT_UPLOAD_USER } from './import-script.ts';
+import { newUploadToken } from './import-job.ts';
 
 export interface ImageCaches {
   image(key: string): VirtualMachineImage | undefined;
@@ -61,6 +64,8 @@ interface ImageMemory {
   failure?: { reason: string; message: string; atMs: number };
   written?: VirtualMachineImageStatus;
   writtenResourceVersion?: string | undefined;
+  /** The token of the image's claim reader (a pvc source); lost with the process, when the reader is made anew. */
+  readerToken?: string;
 }
 
 interface DomainPlace {
@@ -175,22 +180,11 @@ export class ImageController implements Reconciler {
     const spec = this.#jobSpec('import', image, place, source);
     const now = this.#d.clock.now();
     const run = await this.#jobs.find(spec, ctx.signal);
-    if (run.pod === undefined) {
-      const failure = memory.failure;
-      if (failure !== undefined && now - failure.atMs < this.#d.settings.retryAfterFailureMs) {
-        const retryInMs = failure.atMs + this.#d.settings.retryAfterFailureMs - now;
-        return { job: { state: 'failed', reason: failure.reason, message: failure.message, retryInMs }, requeueAfterMs: retryInMs };
-      }
-      memory.failure = undefined;
-      memory.sample = undefined;
-      memory.bytesPerSecond = undefined;
-      await this.#jobs.startPod(spec.namespace, imageJobPod(spec), ctx.signal);
-      ctx.log.info({ job: spec.name, source: source.kind }, 'import job started');
-      return { job: { state: 'running' }, requeueAfterMs: this.#d.settings.progressIntervalMs };
-    }
+    if (run.pod === undefined) return this.#startImport(ctx, image, spec, source, memory);
     if (run.outcome?.state === 'succeeded' || run.outcome?.state === 'failed') {
       const message = run.pod.status?.containerStatuses?.[0]?.state?.terminated?.message;
       await this.#jobs.remove(run.pod, ctx.signal);
+      if (source.kind === 'pvc') await this.#removeClaimReader(ctx, image, memory);
       return this.#finished(ctx, memory, now, { outcome: run.outcome, result: parseImportResult(message), path: spec.target });
     }
     const progress = run.pod.status?.phase === 'Running' ? await this.#d.progress(run.pod, ctx.signal) : undefined;
@@ -203,6 +197,66 @@ export class ImageController implements Reconciler {
       memory.sample = { bytes: progress.bytes, atMs: now };
     }
     return { job: { state: 'running', progress, bytesPerSecond: memory.bytesPerSecond }, requeueAfterMs: this.#d.settings.progressIntervalMs };
+  }
+
+  /** A new import job, after the pause that follows a transient failure; a pvc source first needs its claim reader. */
+  async #startImport(ctx: ReconcileContext, image: VirtualMachineImage, spec: ImageJobSpec & JobPlace, source: ImageSource, memory: ImageMemory): Promise<{ job: JobView; requeueAfterMs?: number }> {
+    const now = this.#d.clock.now();
+    const failure = memory.failure;
+    if (failure !== undefined && now - failure.atMs < this.#d.settings.retryAfterFailureMs) {
+      const retryInMs = failure.atMs + this.#d.settings.retryAfterFailureMs - now;
+      return { job: { state: 'failed', reason: failure.reason, message: failure.message, retryInMs }, requeueAfterMs: retryInMs };
+    }
+    let startSpec = spec;
+    if (source.kind === 'pvc') {
+      const resolved = await this.#claimReader(ctx, image, source.claimName, memory);
+      if (resolved === undefined) return { job: { state: 'running' }, requeueAfterMs: this.#d.settings.progressIntervalMs };
+      startSpec = { ...spec, source: resolved };
+    }
+    memory.failure = undefined;
+    memory.sample = undefined;
+    memory.bytesPerSecond = undefined;
+    await this.#jobs.startPod(spec.namespace, imageJobPod(startSpec), ctx.signal);
+    ctx.log.info({ job: spec.name, source: source.kind }, 'import job started');
+    return { job: { state: 'running' }, requeueAfterMs: this.#d.settings.progressIntervalMs };
+  }
+
+  /**
+   * The claim reader of a pvc source, started if missing; the HTTP source the import job
+   * downloads once it runs, undefined until then. A reader whose token this process does
+   * not know (an operator restart) is replaced.
+   */
+  async #claimReader(ctx: ReconcileContext, image: VirtualMachineImage, claimName: string, memory: ImageMemory): Promise<ImageSource | undefined> {
+    const reader = findPvcReader(this.#d.caches.jobPods(), image);
+    const token = memory.readerToken;
+    if (reader !== undefined && token !== undefined) {
+      const url = pvcReaderUrl(reader);
+      return url === undefined ? undefined : { kind: 'http', url, credentials: `${IMPORT_UPLOAD_USER}:${token}` };
+    }
+    if (reader !== undefined) {
+      await this.#removeClaimReader(ctx, image, memory);
+      return undefined;
+    }
+    memory.readerToken = newUploadToken();
+    const pod = pvcReaderPod({ image, claimName, token: memory.readerToken, launcherImage: this.#d.settings.image, imagePullPolicy: this.#d.settings.imagePullPolicy });
+    try {
+      await this.#d.client.create(`/api/v1/namespaces/${image.metadata.namespace ?? 'default'}/pods`, pod, ctx.signal);
+      ctx.log.info({ claim: claimName }, 'claim reader started');
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+    }
+    return undefined;
+  }
+
+  async #removeClaimReader(ctx: ReconcileContext, image: VirtualMachineImage, memory: ImageMemory): Promise<void> {
+    memory.readerToken = undefined;
+    const reader = findPvcReader(this.#d.caches.jobPods(), image);
+    if (reader === undefined) return;
+    try {
+      await this.#d.client.delete(`/api/v1/namespaces/${reader.metadata.namespace ?? 'default'}/pods/${reader.metadata.name}`, ctx.signal);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
 
   #finished(

@@ -103,7 +103,7 @@ void describe('import jobs', () => {
     assert.equal(importSource(image(undefined, { oci: { reference: `r.example/x@${digest}`, insecure: false } })).kind, 'oci');
     assert.deepEqual(importSource(image(undefined, { oci: { reference: `r.example/x@${digest}`, insecure: false } })), { kind: 'oci', scheme: 'https', registry: 'r.example', repository: 'x', reference: digest });
     assert.deepEqual(importSource(image(undefined, { oci: { reference: 'r.example/x', insecure: false } })), { kind: 'oci', scheme: 'https', registry: 'r.example', repository: 'x', reference: 'latest' });
-    assert.throws(() => importSource(image(undefined, { pvc: { claimName: 'c' } })), /PersistentVolumeClaim/);
+    assert.deepEqual(importSource(image(undefined, { pvc: { claimName: 'c' } })), { kind: 'pvc', claimName: 'c' });
   });
 
   void it('renders a storage-job pod without credentials, with the progress port and the image annotation', () => {

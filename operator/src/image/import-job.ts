@@ -19,7 +19,9 @@ export const ANNOTATION_IMAGE = 'keyvirt.io/virtual-machine-image';
 const IMPORT_DEADLINE_SECONDS = 6 * 3600;
 
 export type ImageSource =
-  | { readonly kind: 'http'; readonly url: string; readonly sha256?: string | undefined }
+  | { readonly kind: 'http'; readonly url: string; readonly sha256?: string | undefined; readonly credentials?: string | undefined }
+  /** A claim of the image's namespace: a reader pod serves it, then the job downloads it (ADR 0098). */
+  | { readonly kind: 'pvc'; readonly claimName: string }
   | { readonly kind: 'oci'; readonly scheme: 'http' | 'https'; readonly registry: string; readonly repository: string; readonly reference: string }
   /** The image arrives through the upload subresource; the token is the job's own secret for its upload port. */
   | { readonly kind: 'upload'; readonly token: string };
@@ -84,7 +86,9 @@ export function importSource(image: VirtualMachineImage): ImageSource {
     return { kind: 'oci', scheme: oci.insecure ? 'http' : 'https', registry, repository, reference };
   }
   if (image.spec.source.upload !== undefined) return { kind: 'upload', token: newUploadToken() };
-  throw new ImageSourceError('imports from a PersistentVolumeClaim are not served by this operator version');
+  const pvc = image.spec.source.pvc;
+  if (pvc !== undefined) return { kind: 'pvc', claimName: pvc.claimName };
+  throw new ImageSourceError('the image names no source');
 }
 
 function sourceEnv(source: ImageSource | undefined): { name: string; value: string }[] {
@@ -96,10 +100,12 @@ function sourceEnv(source: ImageSource | undefined): { name: string; value: stri
       { name: 'KEYVIRT_UPLOAD_PORT', value: String(IMPORT_UPLOAD_PORT) },
     ];
   }
+  if (source.kind === 'pvc') return [{ name: 'KEYVIRT_SOURCE', value: 'pvc-unresolved' }];
   if (source.kind === 'http') {
     return [
       { name: 'KEYVIRT_SOURCE', value: 'http' },
       { name: 'KEYVIRT_URL', value: source.url },
+      ...(source.credentials === undefined ? [] : [{ name: 'KEYVIRT_HTTP_CREDENTIALS', value: source.credentials }]),
       ...(source.sha256 === undefined ? [] : [{ name: 'KEYVIRT_SHA256', value: source.sha256 }]),
     ];
   }

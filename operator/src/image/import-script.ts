@@ -81,7 +81,12 @@ http_download() {
   resume=""
   [ -s "$dl" ] && resume="-C -"
   rm -f "$work/sum"
-  curl_opts="--silent --show-error --location --max-redirs 5 --proto =http,https --proto-redir =http,https --connect-timeout 20 --speed-limit 1 --speed-time 120"
+  if [ -n "\${KEYVIRT_HTTP_CREDENTIALS:-}" ]; then
+    printf 'user = "%s"\\n' "$KEYVIRT_HTTP_CREDENTIALS" > "$www.curlrc"
+  else
+    : > "$www.curlrc"
+  fi
+  curl_opts="-K $www.curlrc --silent --show-error --location --max-redirs 5 --proto =http,https --proto-redir =http,https --connect-timeout 20 --speed-limit 1 --speed-time 120"
   if [ -n "\${KEYVIRT_SHA256:-}" ] && [ -z "$resume" ]; then
     rm -f "$work/fifo"; mkfifo "$work/fifo"
     sha256sum < "$work/fifo" > "$work/sum" &
