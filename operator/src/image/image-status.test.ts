@@ -41,6 +41,20 @@ void describe('imageStatus', () => {
       check: (s) => assert.equal(s.progress?.display, '100% converting'),
     },
     {
+      name: 'an upload job waiting for its bytes says so',
+      domain: ready,
+      job: { state: 'running', progress: { bytes: 0, totalBytes: 0, stage: 'waiting' } },
+      phase: 'Importing',
+      check: (s) => assert.equal(s.progress?.display, 'waiting for upload'),
+    },
+    {
+      name: 'an upload shows percent and rate like a download',
+      domain: ready,
+      job: { state: 'running', progress: { bytes: 64 * 1024 ** 2, totalBytes: 256 * 1024 ** 2, stage: 'uploading' }, bytesPerSecond: 30 * 1024 ** 2 },
+      phase: 'Importing',
+      check: (s) => assert.equal(s.progress?.display, '25% 30Mi/s'),
+    },
+    {
       name: 'an unknown total shows bytes',
       domain: ready,
       job: { state: 'running', progress: { bytes: 3 * 1024 ** 2, totalBytes: 0, stage: 'downloading' } },
