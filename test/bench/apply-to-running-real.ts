@@ -1,16 +1,16 @@
 // The real-node part of `npm run bench -- apply-to-running`: the same VM as the
 // simulated part, applied with its launcher pod pinned to a real kubelet + containerd
-// node (the launcher image hack/images builds, imported into each node's containerd),
-// timed from `kubectl apply` to the VM's AgentConnected condition True. Its own
-// operator (from source on the host, like the simulated part's) is told that launcher
-// image and manages only this part's VMs. TCG here.
-import path from 'node:path';
+// node (the images hack/images builds, imported into each node's containerd), timed
+// from `kubectl apply` to the VM's AgentConnected condition True. The operator is a
+// chart release of its own on the real nodes (test/chart/helm-install-release.ts: its
+// admission policy admits exactly the launcher image it runs), managing only this
+// part's VMs. TCG here.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestCluster } from '../support/cluster.ts';
 import type { TestGuest } from '../support/guest.ts';
 import { ensureRealNodes, realNodeLabel, realNodeToleration } from '../support/real-nodes.ts';
 import { keyvirtImages } from '../real-nodes/keyvirt-images.ts';
-import { operatorKubeconfig, startOperator, stopOperator } from '../operator/operator-process.ts';
+import { chartDir, helm, helmOk, releaseValues, writeValues } from '../chart/helm-install-release.ts';
 import { apply, condition, getVm, TEST_RUN_LABEL, testVm, type Scratch } from '../operator/vm-fixtures.ts';
 
 const TIMEOUT_MS = 300_000;
@@ -30,17 +30,16 @@ export interface RealNodeBench {
 export async function startRealNodeBench(cluster: TestCluster, s: Scratch, guest: TestGuest): Promise<RealNodeBench> {
   const images = keyvirtImages();
   const real = await ensureRealNodes(images.archives);
-  const launcher = images.values.launcher;
   const runLabel = `${s.runId}-real`;
-  const operator = startOperator({
-    kubeconfig: await operatorKubeconfig(cluster, path.join(s.dir, 'operator-real.kubeconfig')),
-    logFile: path.join(s.dir, 'operator-real.log'),
-    identity: `bench-real-${s.runId}`,
-    leaseName: `keyvirt-e2e-${runLabel}`,
-    vmSelector: `${TEST_RUN_LABEL}=${runLabel}`,
-    extraArgs: ['--launcher-image', `${launcher.repository}:${launcher.tag}`, '--launcher-pull-policy', 'Never'],
+  const release = `kv-bench-${s.runId}`;
+  const releaseNs = `kv-bench-sys-${s.runId}`;
+  const values = releaseValues({
+    release, namespace: releaseNs, runId: runLabel, vmNamespaces: [s.namespace], apiServer: cluster.apiServer,
+    hostPathPattern: `^${s.dir}/`,
+    images: images.values,
+    placement: { nodeSelector: { [realNodeLabel]: 'true' }, tolerations: [realNodeToleration] },
   });
-  await operator.healthPort;
+  helmOk(cluster, ['install', release, chartDir, '-n', releaseNs, '--create-namespace', '-f', writeValues(s.dir, values, 'values-real.json'), '--wait', '--timeout', '10m']);
   const nodes = real.nodes.map((n) => n.name);
   return {
     run: async (name) => {
@@ -62,14 +61,15 @@ export async function startRealNodeBench(cluster: TestCluster, s: Scratch, guest
           }
           await sleep(100);
         }
-        throw new Error(`VM ${name} on a real node: AgentConnected never became True (operator log ${path.join(s.dir, 'operator-real.log')})`);
+        throw new Error(`VM ${name} on a real node: AgentConnected never became True (kubectl logs -n ${releaseNs} deploy/keyvirt-operator)`);
       } finally {
         cluster.kubectl(['delete', 'vm', name, '-n', s.namespace, '--wait=true', '--timeout=180s']);
       }
     },
-    dispose: async () => {
-      await stopOperator(operator);
-      cluster.kubectl(['delete', 'lease', `keyvirt-e2e-${runLabel}`, '-n', 'keyvirt-system', '--ignore-not-found']);
+    dispose: () => {
+      helm(cluster, ['uninstall', release, '-n', releaseNs, '--wait', '--timeout', '3m']);
+      cluster.kubectl(['delete', 'namespace', releaseNs, '--wait=false', '--ignore-not-found']);
+      return Promise.resolve();
     },
   };
 }
