@@ -16,7 +16,7 @@ import { copyBootDisk, testGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSubresourceOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, scratch, type Scratch, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
 import { pluginOnPath, runToEnd, tokenKubeconfig, type Finished } from '../plugin/plugin-process.ts';
-import { chartUserRoles, serviceAccountUser } from '../subresources/api-user.ts';
+import { apiRequest, chartUserRoles, serviceAccountUser, type ApiUser } from '../subresources/api-user.ts';
 import { imageBench, type ImageBench } from './image-fixtures.ts';
 
 const SUITE = 'image-upload';
@@ -33,6 +33,7 @@ void describe('VirtualMachineImage: upload through kubectl keyvirt and the aggre
   let env: NodeJS.ProcessEnv;
   let userConfig: string;
   let viewerConfig: string;
+  let viewerUser: ApiUser;
   let disk: string;
   let corrupt: string;
 
@@ -64,6 +65,7 @@ void describe('VirtualMachineImage: upload through kubectl keyvirt and the aggre
     cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', '-'], chartUserRoles());
     const user = await serviceAccountUser(cluster, s.namespace, 'uploader');
     const viewer = await serviceAccountUser(cluster, s.namespace, 'viewer');
+    viewerUser = viewer;
     cluster.kubectl(['create', 'rolebinding', 'uploader-edit', '-n', s.namespace, '--clusterrole=keyvirt.io:edit', `--serviceaccount=${s.namespace}:uploader`]);
     cluster.kubectl(['create', 'rolebinding', 'viewer-view', '-n', s.namespace, '--clusterrole=keyvirt.io:view', `--serviceaccount=${s.namespace}:viewer`]);
     env = await pluginOnPath(s.dir);
@@ -98,6 +100,12 @@ void describe('VirtualMachineImage: upload through kubectl keyvirt and the aggre
     const r = await upload('not-yours', disk, viewerConfig);
     assert.equal(r.code, 4, shown(r));
     assert.match(r.stderr, new RegExp(`^error: forbidden: you may not update virtualmachineimages/upload \\(API group subresources\\.keyvirt\\.io\\) in namespace "${s.namespace}"`, 'm'));
+    // The API itself refuses, whatever the client asks first: a raw PUT and POST as that user.
+    const uploadUrl = `/apis/subresources.keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachineimages/not-yours/upload`;
+    for (const method of ['PUT', 'POST']) {
+      const raw = await apiRequest(viewerUser, method, uploadUrl, 'not an image');
+      assert.equal(raw.status, 403, `${method}: ${raw.body}`);
+    }
     const still = b.getImage('not-yours');
     assert.equal(still?.status?.phase, 'Importing', JSON.stringify(still?.status));
     assert.equal(still.status?.progress?.display, 'waiting for upload');
