@@ -4,6 +4,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { LauncherClient } from '../api/client.ts';
+import { httpFetch } from '../api/http-fetch.ts';
 import { MigrationClient } from '../api/migration-client.ts';
 import type { MigrationTarget } from '../api/migration.ts';
 import type { ApiServer } from '../http/server.ts';
@@ -38,7 +39,7 @@ export function podAddress(listenAddress: string, env: NodeJS.ProcessEnv): strin
 function targetLeaseIdentity(token: string): (target: MigrationTarget) => Promise<string> {
   return async (target) => {
     if (target.launcherUrl === undefined) throw new MigrationConflictError('no target launcher URL');
-    const status = await new LauncherClient({ baseUrl: target.launcherUrl, token, timeoutMs: 2000 }).status();
+    const status = await new LauncherClient({ baseUrl: target.launcherUrl, token, timeoutMs: 2000, fetch: httpFetch }).status();
     const id = status.lease?.holderId;
     if (id === undefined) throw new MigrationConflictError('the target launcher has no lease identity: it was not started for a highly available VM');
     return id;
@@ -56,7 +57,7 @@ export function attachMigration(options: AttachMigrationOptions): MigrationContr
     tlsDir: path.join(options.stateDir, 'migration-tls'),
     readTargetResume: targetResumeReader((target, signal) => {
       if (target.launcherUrl === undefined) throw new Error('no target launcher URL');
-      return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000 }).incoming(signal);
+      return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000, fetch: httpFetch }).incoming(signal);
     }),
   });
   registerMigrationRoutes(options.server, controller);
