@@ -3,7 +3,7 @@
 // wrong token, a GET and a body cut short (and takes a new upload after it), then
 // checks, converts and renames what it received, like a download.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -11,6 +11,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseImportResult } from './import-job.ts';
 import { IMPORT_SCRIPT, IMPORT_UPLOAD_PATH, IMPORT_UPLOAD_USER } from './import-script.ts';
+import { Readable } from 'node:stream';
+import { relayUpload } from '../subresources/image-upload.ts';
+import { SubresourceError } from '../subresources/errors.ts';
 
 const TOKEN = 'a'.repeat(64);
 
@@ -61,6 +64,7 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
 void describe('importer script: upload source', { timeout: 120_000 }, () => {
   let dir: string;
   let qcow2: Buffer;
+  const jobs: number[] = [];
 
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'keyvirt-upload-'));
@@ -71,6 +75,14 @@ void describe('importer script: upload source', { timeout: 120_000 }, () => {
   });
 
   after(async () => {
+    // A failed case leaves its script waiting on the upload port: its process group goes (httpd included).
+    for (const pid of jobs) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already ended
+      }
+    }
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -93,17 +105,19 @@ void describe('importer script: upload source', { timeout: 120_000 }, () => {
       KEYVIRT_WORK: `vmimages/ns/.${name}.uid.import`,
       KEYVIRT_FORMAT: format,
     };
-    const done = new Promise<number>((resolve) => {
-      execFile('sh', ['-c', IMPORT_SCRIPT], { env }, (err) => resolve(err === null ? 0 : typeof err.code === 'number' ? err.code : -1));
-    });
+    const child = spawn('sh', ['-c', IMPORT_SCRIPT], { env, detached: true, stdio: 'ignore' });
+    if (child.pid !== undefined) jobs.push(child.pid);
+    const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
     await eventually('the upload port answers', async () => ((await post(port, Buffer.alloc(0), undefined, 'GET')).status === 401 ? true : undefined));
     return { port, root, done, resultFile };
   };
 
   void it('refuses strangers and broken uploads, then imports a qcow2 upload into raw with the same bytes', async () => {
     const job = await start('up', 'raw');
-    assert.equal((await post(job.port, qcow2, undefined)).status, 401, 'no token');
-    assert.equal((await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${'b'.repeat(64)}`)).status, 401, 'a wrong token');
+    // Small bodies: busybox answers from the headers and closes, which would cut a large body's write short.
+    const small = qcow2.subarray(0, 512);
+    assert.equal((await post(job.port, small, undefined)).status, 401, 'no token');
+    assert.equal((await post(job.port, small, `${IMPORT_UPLOAD_USER}:${'b'.repeat(64)}`)).status, 401, 'a wrong token');
     assert.equal((await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${TOKEN}`, 'GET')).status, 405, 'not a POST');
     await cutShort(job.port, qcow2.length, qcow2.subarray(0, 4096));
     const ok = await eventually('a whole upload is taken after a short one', async () => {
@@ -118,6 +132,20 @@ void describe('importer script: upload source', { timeout: 120_000 }, () => {
     assert.equal(result.sourceBytes, qcow2.length);
     execFileSync('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', path.join(dir, 'src.qcow2'), path.join(job.root, 'vmimages/ns/up.raw')]);
     assert.deepEqual(await readdir(path.join(job.root, 'vmimages/ns')), ['up.raw'], 'no work directory left');
+  });
+
+  void it("the operator's relay streams to it with the token; with another token the importer refuses it", async () => {
+    const job = await start('relay', 'qcow2');
+    const chunks = (): Readable => Readable.from((function* () { for (let at = 0; at < qcow2.length; at += 65536) yield qcow2.subarray(at, at + 65536); })());
+    await assert.rejects(
+      relayUpload(chunks(), { ip: '127.0.0.1', token: 'b'.repeat(64), podName: 'p' }, qcow2.length, job.port),
+      // busybox answers 401 and closes while the body is still being written: either the answer or the broken write is reported.
+      (err: unknown) => err instanceof SubresourceError && err.code === 502 && /answered 401|broke off/.test(err.message),
+    );
+    const said = await relayUpload(chunks(), { ip: '127.0.0.1', token: TOKEN, podName: 'p' }, qcow2.length, job.port);
+    assert.match(said, new RegExp(`received ${String(qcow2.length)} bytes`));
+    assert.equal(await job.done, 0);
+    assert.ok((await readFile(path.join(job.root, 'vmimages/ns/relay.qcow2'))).equals(qcow2), 'a qcow2 kept as it is: the same bytes');
   });
 
   void it('a corrupt upload fails with CorruptImage and leaves nothing', async () => {

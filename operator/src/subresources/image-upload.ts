@@ -6,7 +6,7 @@
 // as controller, the image named in its annotation); its upload port answers only
 // requests with the per-job token the operator put into its environment.
 import http from 'node:http';
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { API_VERSION } from '@keyvirt/crds';
 import { z } from 'zod';
@@ -93,7 +93,7 @@ export function uploadLength(header: string | undefined): number {
 const MAX_ANSWER_BYTES = 4096;
 
 /** Streams `req` (its body: `length` bytes) to the job pod; resolves with what the importer said once it has the whole image. */
-export async function relayUpload(req: IncomingMessage, target: UploadTarget, length: number, port = IMPORT_UPLOAD_PORT): Promise<string> {
+export async function relayUpload(req: Readable, target: UploadTarget, length: number, port = IMPORT_UPLOAD_PORT): Promise<string> {
   const auth = Buffer.from(`${IMPORT_UPLOAD_USER}:${target.token}`).toString('base64');
   const upstream = http.request({
     host: target.ip,
@@ -118,13 +118,15 @@ export async function relayUpload(req: IncomingMessage, target: UploadTarget, le
     upstream.once('error', reject);
   });
   answer.catch(() => undefined);
+  let got: { code: number; text: string };
   try {
     await pipeline(req, upstream);
   } catch (err) {
+    // The importer may have refused (409, 400) and closed before the whole body was sent: its answer says why.
+    const early = await Promise.race([answer, new Promise<undefined>((r) => setTimeout(r, 1000, undefined))]).catch(() => undefined);
     upstream.destroy();
-    throw new SubresourceError(502, 'ServiceUnavailable', `the upload to the import job broke off: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    if (early === undefined) throw new SubresourceError(502, 'ServiceUnavailable', `the upload to the import job broke off: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
-  let got: { code: number; text: string };
   try {
     got = await answer;
   } catch (err) {
