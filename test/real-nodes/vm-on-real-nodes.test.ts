@@ -4,12 +4,13 @@
 // holding the test guest's boot disk, a blank disk on a posix StorageDomain (the host
 // directory every node sees) for its counter records and its storage lease — goes
 // through its life: Running with guest-agent information → stopped → started again
-// (a new boot) → live-migrated to the other real node (the same boot) → the power loss
+// (a new boot) → `helm upgrade` rolls the operators (the same launcher and boot) → live-migrated to the other real node (the same boot) → the power loss
 // of its node (kubelet, containerd and every container of the node killed): it runs
-// again on the other real node, never twice (the double-run checker) → deleted. Real
+// again on the other real node, never twice (the double-run checker) → deleted → `helm
+// uninstall` leaves no object of the release. Real
 // QEMU under TCG (no usable hardware KVM here). Design: docs/adr/0084.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -21,7 +22,7 @@ import { describeDoubleRuns, DoubleRunChecker } from '../support/double-run-chec
 import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
 import { ensureRealNodes, realNodeLabel, realNodeToleration, type RealNodes } from '../support/real-nodes.ts';
 import { condition, getVm, launcherPods, scratch, type Scratch, waitVm } from '../operator/vm-fixtures.ts';
-import { chartDir, helm, helmOk, releaseValues, TEST_RUN_LABEL, writeValues } from '../chart/helm-install-release.ts';
+import { chartDir, helm, helmOk, objectsWhere, releaseValues, TEST_RUN_LABEL, writeValues } from '../chart/helm-install-release.ts';
 import { keyvirtImages } from './keyvirt-images.ts';
 
 const VM = 'real-1-vm';
@@ -46,6 +47,7 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
   let records: string;
   let nodeNames: string[] = [];
   let checker: DoubleRunChecker | undefined;
+  let valuesFile = '';
   const log = pino({ level: process.env.KEYVIRT_LOG_LEVEL ?? 'warn', base: { suite: 'real-nodes-e2e' } });
 
   const vmRef = (): { namespace: string; name: string } => ({ namespace: s.namespace, name: VM });
@@ -74,7 +76,8 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
       placement: { nodeSelector: { [realNodeLabel]: 'true' }, tolerations: [realNodeToleration] },
       operatorReplicas: 2,
     });
-    helmOk(cluster, ['install', release, chartDir, '-n', releaseNs, '--create-namespace', '-f', writeValues(s.dir, values), '--wait', '--timeout', '10m']);
+    valuesFile = writeValues(s.dir, values);
+    helmOk(cluster, ['install', release, chartDir, '-n', releaseNs, '--create-namespace', '-f', valuesFile, '--wait', '--timeout', '10m']);
     cluster.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'StorageDomain',
       metadata: { name: domain, labels },
@@ -157,13 +160,35 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     await eventually('a new boot writing records', async () => ((await bootsOn(records)).some((b) => !firstBoot.includes(b)) ? true : undefined), 120_000, 1000);
   });
 
+  test('helm upgrade with a changed value rolls both operator replicas; the VM keeps its launcher pod and its boot', async () => {
+    const operatorPods = (): { name: string; ready: boolean }[] =>
+      (JSON.parse(cluster.kubectl(['get', 'pods', '-n', releaseNs, '-l', `app.kubernetes.io/name=keyvirt-operator,app.kubernetes.io/instance=${release}`, '-o', 'json'])) as { items: { metadata: { name: string; deletionTimestamp?: string }; status?: { conditions?: { type: string; status: string }[] } }[] }).items
+        .filter((p) => p.metadata.deletionTimestamp === undefined)
+        .map((p) => ({ name: p.metadata.name, ready: p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true }));
+    const oldOperators = operatorPods().map((p) => p.name);
+    assert.equal(oldOperators.length, 2, `two operator replicas before the upgrade: ${oldOperators.join(', ')}`);
+    const launcherUid = launcherPods(cluster, s.namespace, VM)[0]?.metadata.uid;
+    assert.ok(launcherUid !== undefined);
+    const bootsBefore = await bootsOn(records);
+    const out = helmOk(cluster, ['upgrade', release, chartDir, '-n', releaseNs, '-f', valuesFile, '--set', 'operator.logLevel=debug', '--wait', '--timeout', '8m']);
+    assert.match(out, /REVISION: 2/);
+    await eventually('two new operator pods Ready', () => {
+      const now = operatorPods();
+      return now.length === 2 && now.every((p) => p.ready && !oldOperators.includes(p.name)) ? true : undefined;
+    }, 300_000, 1000);
+    await waitVm(cluster, vmRef(), 'Running after the upgrade', (v) => guestUp(v), 120_000);
+    assert.equal(launcherPods(cluster, s.namespace, VM)[0]?.metadata.uid, launcherUid, 'the same launcher pod');
+    const last = Math.max(...(await readDiskRecords(records)).map((r) => r.n));
+    await eventually('the guest counting on', async () => (Math.max(...(await readDiskRecords(records)).map((r) => r.n)) > last + 5 ? true : undefined), 60_000, 1000);
+    assert.deepEqual(await bootsOn(records), bootsBefore, 'the same guest boot');
+  });
+
   test('live migration to the other real node keeps the boot', async () => {
     const before = getVm(cluster, s.namespace, VM);
     const source = before?.status?.nodeName ?? '';
     const target = nodeNames.find((n) => n !== source);
     assert.ok(target !== undefined, `a second real node besides ${source}`);
     const bootsBefore = await bootsOn(records);
-    checker = DoubleRunChecker.start({ namespace: s.namespace, name: VM, disk: records });
     const migration = `${VM}-to-${target}`;
     cluster.kubectl(['apply', '-f', '-'], JSON.stringify({
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachineMigration',
@@ -174,6 +199,14 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
       const m = VirtualMachineMigration.parse(JSON.parse(cluster.kubectl(['get', 'virtualmachinemigration', migration, '-n', s.namespace, '-o', 'json'])));
       return m.status?.phase === 'Succeeded' || m.status?.phase === 'Failed' || m.status?.phase === 'Cancelled' ? m : undefined;
     }, 600_000, 1000);
+    if (done.status?.phase !== 'Succeeded') {
+      for (const pod of [done.status?.sourcePod, done.status?.targetPod]) {
+        if (pod === undefined) continue;
+        try {
+          writeFileSync(`/tmp/kv-realnode-${pod}.log`, cluster.kubectl(['logs', pod, '-n', s.namespace, '--all-containers']));
+        } catch { /* gone */ }
+      }
+    }
     assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status));
     const after = await waitVm(cluster, vmRef(), `Running on ${target}`, (v) => guestUp(v) && v.status?.nodeName === target, 120_000);
     assert.notEqual(after.status?.launcherPod, before?.status?.launcherPod);
@@ -181,8 +214,9 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     await eventually('the guest counting on after the hand-over', async () => (Math.max(...(await readDiskRecords(records)).map((r) => r.n)) > last + 5 ? true : undefined), 60_000, 1000);
     const bootsAfter = await bootsOn(records);
     assert.ok(bootsAfter.every((b) => bootsBefore.includes(b)), `no new boot: the migrated guest did not reboot (${bootsBefore.join(', ')} → ${bootsAfter.join(', ')})`);
-    const report = await checker.report();
-    assert.deepEqual(report.violations, [], `during the migration: ${describeDoubleRuns(report)}`);
+    // (No process-level double-run check here: during a live migration the target QEMU
+    // exists beside the source by design, paused until the hand-over; the guest's own
+    // records above show one boot counting on.)
   });
 
   test('power loss of the VM\'s real node: it runs again on the other one, never twice', async (t) => {
@@ -190,13 +224,14 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     const dead = before?.status?.nodeName ?? '';
     assert.ok(nodeNames.includes(dead));
     const bootsBefore = await bootsOn(records);
+    checker = DoubleRunChecker.start({ namespace: s.namespace, name: VM, disk: records });
     const crashed = Date.now();
     // Kubelet, every container and containerd killed: nothing of the node answers any more.
     await stopRealNode(cluster.layout, dead, log, { deleteObject: false });
     const moved = await waitVm(cluster, vmRef(), 'running on the other real node', (v) => guestUp(v) && v.status?.nodeName !== dead && nodeNames.includes(v.status?.nodeName ?? ''), 600_000);
     t.diagnostic(`power loss of ${dead} → running with its agent on ${moved.status?.nodeName ?? '?'} after ${Date.now() - crashed} ms (TCG)`);
     await eventually('a new boot writing records', async () => ((await bootsOn(records)).some((b) => !bootsBefore.includes(b)) ? true : undefined), 120_000, 1000);
-    const report = await (checker ?? DoubleRunChecker.start({ namespace: s.namespace, name: VM, disk: records })).report();
+    const report = await checker.report();
     assert.deepEqual(report.violations, [], describeDoubleRuns(report));
     await startRealNode(cluster.layout, dead, log);
   });
@@ -205,5 +240,13 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     cluster.kubectl(['delete', 'virtualmachine', VM, '-n', s.namespace, '--wait=true', '--timeout=180s']);
     await eventually('no launcher pod left', () => (launcherPods(cluster, s.namespace, VM).length === 0 ? true : undefined), 120_000, 1000);
     assert.equal(getVm(cluster, s.namespace, VM), undefined);
+  });
+
+  test('helm uninstall removes every object of the release from the real nodes', async () => {
+    const out = helmOk(cluster, ['uninstall', release, '-n', releaseNs, '--wait', '--timeout', '3m']);
+    assert.match(out, /uninstalled/);
+    const labelled = (): string[] => objectsWhere(cluster, { labelSelector: `app.kubernetes.io/instance=${release}` });
+    await eventually('the release\'s pods gone', () => (labelled().some((o) => /\/Pod\//.test(o)) ? undefined : true), 180_000, 2000);
+    assert.deepEqual(labelled(), [], 'no object labelled with the release');
   });
 });
