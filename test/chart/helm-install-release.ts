@@ -69,7 +69,8 @@ export function releaseValues(o: ReleaseOptions): Record<string, unknown> {
       ...image('operator'),
       // One replica by default: leader election still runs, and a rolling upgrade hands over to a new pod.
       replicas,
-      ...(replicas > 1 ? { affinity: spread } : {}),
+      // One per node (required anti-affinity): an upgrade must replace a pod before it starts one.
+      ...(replicas > 1 ? { affinity: spread, updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } } } : {}),
       vmSelector: `${TEST_RUN_LABEL}=${o.runId}`,
       storageDomainSelector: `${TEST_RUN_LABEL}=${o.runId}`,
       ...onSuiteNodes,
