@@ -180,7 +180,9 @@ describe('KeyVirt on real kubelet nodes', { timeout: 45 * 60_000 }, () => {
     assert.equal(launcherPods(cluster, s.namespace, VM)[0]?.metadata.uid, launcherUid, 'the same launcher pod');
     const last = Math.max(...(await readDiskRecords(records)).map((r) => r.n));
     await eventually('the guest counting on', async () => (Math.max(...(await readDiskRecords(records)).map((r) => r.n)) > last + 5 ? true : undefined), 60_000, 1000);
-    assert.deepEqual(await bootsOn(records), bootsBefore, 'the same guest boot');
+    // The ring may still hold an earlier boot's records before, overwritten since: no new boot is what counts.
+    const bootsAfter = await bootsOn(records);
+    assert.ok(bootsAfter.every((b) => bootsBefore.includes(b)), `the same guest boot (${bootsBefore.join(', ')} → ${bootsAfter.join(', ')})`);
   });
 
   test('live migration to the other real node keeps the boot', async () => {
