@@ -114,8 +114,27 @@ export function candidateLabels(input: Pick<LauncherPodInput, 'migrationTarget' 
   return replacement === undefined ? {} : { [LABEL_HA_REPLACEMENT]: replacement.replacedUid };
 }
 
+/** True for a label key the operator sets or reads itself: the VM's author may not set it on a pod. */
+function reservedLabelKey(key: string): boolean {
+  const prefix = key.includes('/') ? key.slice(0, key.indexOf('/')) : '';
+  return prefix === 'keyvirt.io' || prefix.endsWith('.keyvirt.io') || key === LABEL_COMPONENT || key === LABEL_MANAGED_BY;
+}
+
+/**
+ * The VM's own labels as the launcher pod carries them, so that a Service (or any
+ * selector) on the VM's labels selects its launcher pod; keys under keyvirt.io and the
+ * operator's own app.kubernetes.io keys are left out (ADR 0099).
+ */
+export function copiedVmLabels(vm: VirtualMachine): Record<string, string> {
+  const copied: Record<string, string> = {};
+  for (const [key, value] of Object.entries(vm.metadata.labels ?? {})) {
+    if (!reservedLabelKey(key)) copied[key] = value;
+  }
+  return copied;
+}
+
 function labelsOf(input: LauncherPodInput): Record<string, string> {
-  return { ...labels(input.vm), ...candidateLabels(input) };
+  return { ...copiedVmLabels(input.vm), ...labels(input.vm), ...candidateLabels(input) };
 }
 
 export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {
