@@ -41,7 +41,7 @@ const settingsSchema = z.object({
   leaseDurationMs: z.coerce.number().int().min(1000).default(15_000),
   renewDeadlineMs: z.coerce.number().int().min(500).default(10_000),
   retryPeriodMs: z.coerce.number().int().min(100).default(2_000),
-  launcherImage: z.string().min(1).default(`keyvirt/launcher:${VERSION}`),
+  launcherImage: z.string().min(1).default(`localhost/keyvirt/launcher:${VERSION}`),
   launcherPullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
   allowEmulation: boolFlag.default(false),
   /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network in the launcher. */

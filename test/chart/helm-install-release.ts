@@ -33,7 +33,7 @@ export interface ReleaseOptions {
   /** The API server as pods reach it (there is no kube-proxy here: never the `kubernetes` Service's ClusterIP). */
   readonly apiServer: { readonly host: string; readonly port: number };
   /** Image values (operator, launcher, nodeAgent); the chart's defaults when absent. */
-  readonly images?: Readonly<Record<'operator' | 'launcher' | 'nodeAgent', { repository: string; tag: string; pullPolicy: string }>>;
+  readonly images?: Readonly<Record<'operator' | 'launcher' | 'nodeAgent', { registry: string; repository: string; tag: string; pullPolicy: string }>>;
   /** Where the operator and the node agent run; by default the nodes labelled with the run id (throwaway nodes). */
   readonly placement?: { readonly nodeSelector: Readonly<Record<string, string>>; readonly tolerations: readonly unknown[] };
   /** Operator replicas (default 1); more than one are spread over nodes, one per node. */

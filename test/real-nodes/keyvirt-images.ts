@@ -22,6 +22,7 @@ export class KeyVirtImageError extends Error {
 }
 
 export interface ChartImage {
+  readonly registry: string;
   readonly repository: string;
   readonly tag: string;
   readonly pullPolicy: 'Never';
@@ -81,7 +82,8 @@ export function keyvirtImages(): KeyVirtImages {
     const { tag } = splitRef(ref);
     const sha256 = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
     archives.push({ ref, file, sha256 });
-    values[image === 'node-agent' ? 'nodeAgent' : image] = { repository, tag, pullPolicy: 'Never' };
+    const slash = repository.indexOf('/');
+    values[image === 'node-agent' ? 'nodeAgent' : image] = { registry: repository.slice(0, slash), repository: repository.slice(slash + 1), tag, pullPolicy: 'Never' };
   }
   const { operator, launcher, nodeAgent } = values;
   if (operator === undefined || launcher === undefined || nodeAgent === undefined) throw new KeyVirtImageError('an image is missing');
