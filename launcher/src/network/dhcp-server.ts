@@ -16,6 +16,9 @@ import type { GuestOffer } from './dhcp-reply.ts';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
+/** Replies the server sends in a burst, and per second after it: a client needs a handful per lease; a guest flooding requests gets no more (nor log lines). */
+export const DHCP_REPLY_BURST = 20;
+export const DHCP_REPLIES_PER_SECOND = 5;
 
 export class DhcpServerError extends Error {
   override name = 'DhcpServerError';
@@ -27,6 +30,9 @@ export interface DhcpServerOptions {
   /** Ports, for tests that run unprivileged on high ports. */
   serverPort?: number;
   clientPort?: number;
+  /** The reply bucket (DHCP_REPLY_BURST, DHCP_REPLIES_PER_SECOND by default). */
+  replyBurst?: number;
+  repliesPerSecond?: number;
 }
 
 export class DhcpServer {
@@ -34,10 +40,30 @@ export class DhcpServer {
   readonly #log: Logger;
   #sockets: dgram.Socket[] = [];
   #answered = 0;
+  #tokens: number;
+  #refilledAt = Date.now();
+  #throttled = 0;
 
   constructor(options: DhcpServerOptions) {
     this.#o = options;
     this.#log = options.logger;
+    this.#tokens = options.replyBurst ?? DHCP_REPLY_BURST;
+  }
+
+  /** Answerable requests left unanswered because the guest asked too often. */
+  get throttled(): number {
+    return this.#throttled;
+  }
+
+  /** Takes one reply from the bucket; false when the guest has used them up. */
+  #mayReply(): boolean {
+    const now = Date.now();
+    const burst = this.#o.replyBurst ?? DHCP_REPLY_BURST;
+    this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilledAt) / 1000) * (this.#o.repliesPerSecond ?? DHCP_REPLIES_PER_SECOND));
+    this.#refilledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
   }
 
   /** Replies sent so far. */
@@ -80,6 +106,10 @@ export class DhcpServer {
       throw err;
     }
     if (reply === undefined) return;
+    if (!this.#mayReply()) {
+      if (this.#throttled++ % 1000 === 0) this.#log.warn({ throttled: this.#throttled }, 'DHCP requests throttled');
+      return;
+    }
     const packet = encodeDhcpReply(reply);
     sender.send(packet, this.#o.clientPort ?? DHCP_CLIENT_PORT, '255.255.255.255', (err) => {
       if (err !== null) this.#log.warn({ err }, 'DHCP reply not sent');
