@@ -220,7 +220,7 @@ void describe('operator and node agent service accounts against the real API ser
   });
 
   const shapes: [string, PodMutation, RegExp][] = [
-    ['another image', (p) => { p.spec.containers[0] = { ...p.spec.containers[0], image: 'busybox:1.36' }; }, /configured launcher image keyvirt\/launcher:0\.1\.0/],
+    ['another image', (p) => { p.spec.containers[0] = { ...p.spec.containers[0], image: 'busybox:1.36' }; }, /configured launcher image localhost\/keyvirt\/launcher:0\.1\.0/],
     ['SYS_ADMIN', (p) => { p.spec.containers[0] = { ...p.spec.containers[0], securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'], add: ['SYS_ADMIN'] } } }; }, /unprivileged/],
     ['privilege escalation', (p) => { p.spec.containers[0] = { ...p.spec.containers[0], securityContext: { capabilities: { drop: ['ALL'] } } }; }, /unprivileged/],
     ['the host network', (p) => { p.spec.hostNetwork = true; }, /no host namespace/],
@@ -240,6 +240,15 @@ void describe('operator and node agent service accounts against the real API ser
       denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated(mutate)), 'operator-pods', message);
     });
   }
+
+  void it('depends on no object beside the policies: with every ConfigMap of the namespace gone, other users write pods and the operator is still held', () => {
+    // A binding whose parameter object is missing denies whatever it matches before its
+    // match conditions run: during `helm uninstall` that was every pod write in the cluster.
+    cluster.kubectl(['delete', 'configmap', '--all', '-n', ns, '--wait=true']);
+    const plain = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'plain', namespace: ns }, spec: { containers: [{ name: 'c', image: 'busybox:1.36' }] } };
+    assert.match(cluster.kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], JSON.stringify(plain)), /pod\/plain/);
+    denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated((p) => { p.spec.hostNetwork = true; })), 'operator-pods', /no host namespace/);
+  });
 
   void it('touches only Secrets it manages: no list, no overwrite or deletion of a Secret it does not own', () => {
     cluster.kubectl(['create', 'secret', 'generic', 'launcher-victim', '-n', ns, '--from-literal=password=s3cret']);
