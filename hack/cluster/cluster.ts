@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { controlPlaneDown, controlPlaneRunning, controlPlaneUp } from './control-plane.ts';
 import type { ClusterLayout } from './layout.ts';
 import { kubectl } from './kubectl.ts';
+import { kubeProxyDown, kubeProxyUp } from './kube-proxy.ts';
 import { defaultNodeNames, startNode, stopAllNodes } from './nodes.ts';
 import { stopAllRealNodes } from './real-nodes.ts';
 
@@ -51,6 +52,7 @@ export function applyCrds(layout: ClusterLayout, log: Logger): string[] {
 export const clusterSteps: readonly StartStep[] = [
   { name: 'build the pinned Kubernetes binaries', run: (layout) => Promise.resolve(buildBinaries(layout)) },
   { name: 'start the control plane', run: controlPlaneUp },
+  { name: 'route the Service CIDR onto the bridge and start kube-proxy', run: kubeProxyUp },
   {
     name: 'start the simulated nodes',
     run: async (layout: ClusterLayout, log: Logger): Promise<void> => {
@@ -91,6 +93,7 @@ export async function clusterDown(layout: ClusterLayout, log: Logger): Promise<v
   // Real nodes first: they hold node slots that stopAllNodes would otherwise take for simulated ones.
   await stopAllRealNodes(layout, log);
   await stopAllNodes(layout, log);
+  await kubeProxyDown(layout, log);
   await controlPlaneDown(layout, log, { wipe: true });
   fs.rmSync(layout.nodesDir, { recursive: true, force: true });
   fs.rmSync(ownerFile(layout), { force: true });

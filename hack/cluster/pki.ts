@@ -22,6 +22,9 @@ export const clientIdentities: readonly ClientIdentity[] = [
   { file: 'scheduler', user: 'system:kube-scheduler', groups: [] },
   // The API server's identity towards kubelets (logs, exec, port-forward on real nodes).
   { file: 'apiserver-kubelet-client', user: 'kube-apiserver-kubelet-client', groups: [] },
+  // kube-proxy in the host's namespace (ADR 0099): the default ClusterRoleBinding
+  // system:node-proxier grants this user what kube-proxy needs.
+  { file: 'kube-proxy', user: 'system:kube-proxy', groups: [] },
 ];
 
 function openssl(args: readonly string[], cwd: string): void {
