@@ -73,7 +73,8 @@ async function prepareTaps(config: LauncherConfig, logger: Logger): Promise<() =
   };
 }
 
-async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCacheMode>> {
+/** The cache mode of every configured disk (O_DIRECT where its file system allows it). */
+export async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCacheMode>> {
   const modes: Record<string, DiskCacheMode> = {};
   for (const [name, disk] of Object.entries(config.disks)) modes[name] = await probeDiskCacheMode(disk.path);
   return modes;

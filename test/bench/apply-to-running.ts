@@ -22,7 +22,7 @@ import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
-import { bootFromDisk, startLauncher } from '../support/launcher-process.ts';
+import { startLauncher } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
@@ -86,7 +86,7 @@ function inCgroups(dirs: readonly string[], command: readonly string[]): string[
 
 async function bareLauncherMs(command: readonly string[]): Promise<BareRun> {
   // The same boot as through the operator: the guest's disk, through the firmware (ADR 0087).
-  const launcher = await startLauncher({ command, configure: bootFromDisk(await testGuest()) });
+  const launcher = await startLauncher({ command });
   try {
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), TIMEOUT_MS);

@@ -1,7 +1,7 @@
 // The test guest's counter records survive a hard kill of QEMU, and the guest never
-// writes over a disk that holds anything but its own records: on a pc machine with a
-// foreign-data virtio-blk disk and a blank virtio-scsi disk it skips the first and
-// stores its records on the second; a NoCloud seed on a read-only virtio disk is read
+// writes over a disk that holds anything but its own records: on a pc machine booted
+// from its read-only disk, with a foreign-data virtio-blk disk and a blank virtio-scsi
+// disk, it skips the boot and foreign disks and stores its records on the blank one; a NoCloud seed on a read-only virtio disk is read
 // and left alone.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -60,8 +60,9 @@ void describe('test guest disk records (pc machine, virtio-blk + virtio-scsi)', 
     const started = await vm!.waitForSerial(/keyvirt-guest: counter boot=\S+ disk=(\S+)/, 240_000);
     assert.equal(started[1], '/dev/sda');
     const serial = await vm!.readSerial();
-    assert.match(serial, /disk \/dev\/vda holds other data/);
-    assert.match(serial, /disk \/dev\/vdb (not writable|holds other data)/, 'the seed disk is left alone');
+    assert.match(serial, /disk \/dev\/vda (not writable|holds other data)/, 'the read-only boot disk is left alone');
+    assert.match(serial, /disk \/dev\/vdb holds other data/);
+    assert.match(serial, /disk \/dev\/vdc (not writable|holds other data)/, 'the seed disk is left alone');
   });
 
   void it('reads a NoCloud seed attached as a read-only virtio disk', async () => {

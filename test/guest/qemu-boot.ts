@@ -1,5 +1,5 @@
-// Boots the test guest under a plain qemu-system-x86_64 (no launcher) for the guest's
-// own tests: QMP and the agent channel on unix sockets in a temp dir, the serial
+// Boots the test guest from its disk under a plain qemu-system-x86_64 (no launcher) for
+// the guest's own tests: QMP and the agent channel on unix sockets in a temp dir, the serial
 // console into a file there. Every boot owns its dir and process; dispose() kills the
 // process (by its pid) and removes the dir.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -88,7 +88,9 @@ async function qemuArgs(dir: string, accelerator: Accelerator, options: BootOpti
     '-machine', `${options.machine ?? 'q35'},accel=${accelerator}`,
     '-cpu', accelerator === 'kvm' ? 'host' : 'qemu64',
     '-m', String(options.memoryMiB ?? 256), '-smp', '1',
-    '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.cmdline,
+    // The guest boots from its disk through the firmware (SeaBIOS, syslinux), read-only, as every VM does (ADR 0087).
+    '-drive', `file=${guest.disk},format=qcow2,if=none,id=boot0,readonly=on`, '-device', 'virtio-blk-pci,drive=boot0,bootindex=1',
+    '-boot', 'strict=on',
     '-chardev', `socket,id=serial0,path=${path.join(dir, 'serial.sock')},server=on,wait=off,logfile=${path.join(dir, 'serial.log')}`,
     '-serial', 'chardev:serial0',
     '-chardev', `socket,id=qmp0,path=${path.join(dir, 'qmp.sock')},server=on,wait=off`, '-mon', 'chardev=qmp0,mode=control',

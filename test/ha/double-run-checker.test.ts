@@ -34,7 +34,10 @@ void describe('double-run checker on real QEMUs', { timeout: 10 * 60_000 }, () =
     const child = spawn('qemu-system-x86_64', [
       '-name', `guest=${namespace}_${vm},debug-threads=on`, '-nodefaults', '-no-user-config', '-display', 'none',
       '-machine', 'q35,accel=tcg', '-cpu', 'qemu64', '-m', '128', '-smp', '1',
-      '-kernel', guest.kernel, '-initrd', guest.initrd, '-append', guest.cmdline, '-serial', 'null',
+      '-serial', 'null',
+      // The guest boots from its disk (read-only, shared by both QEMUs) through the firmware (ADR 0087).
+      '-blockdev', `driver=file,node-name=b0,filename=${guest.disk},read-only=on`,
+      '-blockdev', 'driver=qcow2,node-name=boot0,file=b0,read-only=on', '-device', 'virtio-blk-pci,drive=boot0,bootindex=1', '-boot', 'strict=on',
       // Both QEMUs open the one disk: image locking off, as two nodes without a shared lock manager would.
       '-blockdev', `driver=file,node-name=f0,filename=${disk},locking=off,cache.direct=off`,
       '-blockdev', 'driver=raw,node-name=d0,file=f0', '-device', 'virtio-blk-pci,drive=d0',

@@ -1,7 +1,8 @@
 // The launcher image (launcher/Containerfile) run by podman through testcontainers, as a
 // launcher pod runs it: root without capabilities, no new privileges, a read-only root
 // file system, /dev/kvm passed in as a device, the configuration the operator would
-// write, the VM's disk and the test guest's kernel mounted in. It must boot the guest with the QEMU and Node.js the
+// write, the VM's disk and the test guest's boot disk mounted in. It must boot the guest
+// from its disk through the firmware with the QEMU and Node.js the
 // image carries and report Running with the guest agent. The accelerator is whatever
 // the launcher finds: KVM when the host CPU advertises vmx/svm and /dev/kvm opens in
 // the container, TCG otherwise (on this host: TCG, see REFERENCES).
@@ -79,7 +80,6 @@ void describe('launcher image', { timeout: 600_000 }, () => {
     const configFile = path.join(dir, 'config.json');
     await writeFile(configFile, JSON.stringify(launcherConfig(vm, { mode: 'run', address: '127.0.0.1', tokenFile, stateDir })));
     await chmod(configFile, 0o400);
-    const guestDirs = [...new Set([vm.guest.kernel, vm.guest.initrd].map((f) => path.dirname(f)))];
     const output = containerOutput();
     const container: StartedTestContainer = await new DeviceContainer(ref)
       .withPullPolicy(NEVER_PULL)
@@ -91,7 +91,8 @@ void describe('launcher image', { timeout: 600_000 }, () => {
       .withBindMounts([
         { source: dir, target: dir, mode: 'rw' },
         { source: vm.storageDir, target: vm.storageDir, mode: 'rw' },
-        ...guestDirs.map((d) => ({ source: d, target: d, mode: 'ro' as const })),
+        // The test guest's boot disk, read-only, as the guest-boot claim is mounted in a launcher pod.
+        { source: path.dirname(vm.guest.disk), target: path.dirname(vm.guest.disk), mode: 'ro' },
       ])
       .withEnvironment({ KEYVIRT_LOG_LEVEL: 'info' })
       .withCommand(['--config', configFile])

@@ -17,6 +17,7 @@ import { AgentCommandError } from '../../launcher/src/agent/errors.ts';
 import { chooseAccelerator } from '../../launcher/src/qemu/accelerator.ts';
 import { buildQemuArgs } from '../../launcher/src/qemu/command-line.ts';
 import type { MachinePlan } from '../../launcher/src/qemu/command-line.ts';
+import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
 import { QmpClient } from '../../launcher/src/qmp/client.ts';
 import { QmpDisconnectedError, QmpExecuteError } from '../../launcher/src/qmp/errors.ts';
 import type { QmpEvent } from '../../launcher/src/qmp/messages.ts';
@@ -43,10 +44,15 @@ async function startQemu(t: { after: (fn: () => Promise<void>) => void }, withGu
     accelerator,
     cpu: { model: 'host-model', sockets: 1, cores: 1, threads: 1 },
     memory: { sizeMiB: 256 },
-    disks: [{ name: 'root', path: disk, format: 'qcow2', bus: 'virtio', readOnly: false, cache: 'none' }],
+    disks: [
+      // The guest boots from its disk through the firmware, as every VM does (ADR 0087).
+      ...(guest === undefined
+        ? []
+        : [{ name: 'boot', path: guest.disk, format: 'qcow2' as const, bus: 'virtio' as const, bootOrder: 1, readOnly: true, cache: await probeDiskCacheMode(guest.disk) }]),
+      { name: 'root', path: disk, format: 'qcow2', bus: 'virtio', readOnly: false, cache: 'none' },
+    ],
     interfaces: [{ name: 'default', model: 'virtio', backend: 'user', macAddress: '52:54:00:4b:56:02', portForwards: [] }],
     hostDevices: [],
-    directKernelBoot: guest === undefined ? undefined : { kernel: guest.kernel, initrd: guest.initrd, cmdline: guest.cmdline },
     sockets: { qmp: path.join(dir, 'qmp.sock'), serial: path.join(dir, 'serial.sock'), guestAgent: path.join(dir, 'qga.sock') },
     serialLog: path.join(dir, 'serial.log'),
   };

@@ -1,6 +1,6 @@
-// The KeyVirt test guest as tests and benchmarks see it: where its kernel and
-// initramfs are (built on first use by hack/guest/build.sh, cached by content hash),
-// the kernel command line it wants, and what it does that a test can check —
+// The KeyVirt test guest as tests and benchmarks see it: where its bootable disk is
+// (built on first use by hack/guest/build.sh, cached by content hash; the firmware
+// boots it like any VM's disk, ADR 0087), and what it does that a test can check —
 // the counter it prints on the serial console and writes to its first disk, the
 // NoCloud seed it reads, the memory-dirtying workload it runs on request.
 // See docs/adr/0030-test-guest.md.
@@ -33,11 +33,8 @@ export class GuestImageError extends Error {
 
 const manifestSchema = z.object({
   hash: z.string().regex(/^[0-9a-f]{16}$/),
-  kernel: z.string().min(1),
-  initrd: z.string().min(1),
   disk: z.string().min(1),
   diskBytes: z.number().int().positive(),
-  cmdline: z.string().min(1),
   kernelRelease: z.string().min(1),
   kernelPackage: z.string().min(1),
   kernelPackageVersion: z.string().min(1),
@@ -52,13 +49,7 @@ export interface TestGuest {
   readonly dir: string;
   /** Content hash of the build inputs (scripts, sources, package versions). */
   readonly hash: string;
-  /** ELF vmlinux, for `qemu-system-x86_64 -kernel` (boots through the PVH entry). */
-  readonly kernel: string;
-  /** gzip'd newc cpio, for `-initrd`. */
-  readonly initrd: string;
-  /** Recommended `-append` line: serial console on ttyS0, quiet, fast. */
-  readonly cmdline: string;
-  /** The bootable disk (qcow2): the same kernel, initramfs and command line behind syslinux, booted by the firmware. */
+  /** The bootable disk (qcow2): the kernel, initramfs and command line behind syslinux, booted by the firmware. */
   readonly disk: string;
   /** The disk's virtual size. */
   readonly diskBytes: number;
@@ -95,9 +86,6 @@ async function buildGuest(): Promise<TestGuest> {
   return {
     dir,
     hash: m.hash,
-    kernel: path.join(dir, m.kernel),
-    initrd: path.join(dir, m.initrd),
-    cmdline: m.cmdline,
     disk: path.join(dir, m.disk),
     diskBytes: m.diskBytes,
     kernelRelease: m.kernelRelease,

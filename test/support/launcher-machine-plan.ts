@@ -2,9 +2,8 @@
 // same seed), for benchmarks that run the identical guest under bare QEMU next to it.
 import { LauncherConfigSchema } from '@keyvirt/launcher/api';
 import { buildNoCloudSeed } from '../../launcher/src/cloud-init/seed.ts';
-import { statePaths } from '../../launcher/src/launch.ts';
+import { probeDisks, statePaths } from '../../launcher/src/launch.ts';
 import type { Accelerator, MachinePlan } from '../../launcher/src/qemu/command-line.ts';
-import { probeDiskCacheMode } from '../../launcher/src/qemu/disk-cache.ts';
 import { planMachine } from '../../launcher/src/qemu/machine-plan.ts';
 import { launcherConfig, type SharedVm } from './launcher-process.ts';
 
@@ -17,7 +16,7 @@ export async function launcherMachinePlan(vm: SharedVm, accelerator: Accelerator
     config,
     accelerator,
     paths: statePaths(stateDir),
-    diskCache: { root: await probeDiskCacheMode(vm.disk) },
+    diskCache: await probeDisks(config),
     ...(seed === undefined ? {} : { cloudInitSeed: seed }),
   });
 }

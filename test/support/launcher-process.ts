@@ -1,8 +1,8 @@
 // Runs the real launcher (node launcher/src/main.ts) as a launcher pod would, for the
 // launcher and migration suites and the benchmarks. A VM is a disk image on "shared
-// storage", a token and a uid; every launcher of one VM (a source in `run` mode, a
-// target in `migration-target` mode, optionally inside a peer network namespace) mounts
-// the same disk. Each launcher owns a temp dir (configuration, token file, state dir);
+// storage", a token and a uid; it boots from the test guest's disk (read-only). Every
+// launcher of one VM (a source in `run` mode, a target in `migration-target` mode,
+// optionally inside a peer network namespace) mounts the same disks. Each launcher owns a temp dir (configuration, token file, state dir);
 // dispose() kills what is still running by pid (the launcher and the QEMU it started)
 // and removes that dir — and the VM's storage when the launcher created it.
 import assert from 'node:assert/strict';
@@ -85,7 +85,12 @@ export interface LauncherPod {
   readonly stateDir: string;
 }
 
-/** The launcher configuration of the VM, as the operator would write it for one pod. */
+/**
+ * The launcher configuration of the VM, as the operator would write it for one pod. The guest
+ * boots from its disk through the firmware (ADR 0087): the test guest's bootable qcow2 is the
+ * read-only `boot` disk, first in the boot order (as `testVm()` attaches the `guest-boot` claim
+ * through the operator); the counter writes to `root`, the first writable blank disk.
+ */
 export function launcherConfig(vm: SharedVm, pod: LauncherPod): LauncherConfigInput {
   return {
     apiVersion: 'launcher.keyvirt.io/v1',
@@ -93,7 +98,10 @@ export function launcherConfig(vm: SharedVm, pod: LauncherPod): LauncherConfigIn
     template: {
       cpu: { model: 'host-model', sockets: 1, cores: 1, threads: 1 },
       memory: { size: vm.memory },
-      disks: [{ name: 'root', persistentVolumeClaim: { claimName: 'guest-1-root' } }],
+      disks: [
+        { name: 'boot', bootOrder: 1, readOnly: true, persistentVolumeClaim: { claimName: 'guest-boot' } },
+        { name: 'root', persistentVolumeClaim: { claimName: 'guest-1-root' } },
+      ],
       interfaces: [{ name: 'default', binding: 'masquerade', macAddress: '52:54:00:4b:56:01' }],
       guestAgent: true,
       allowEmulation: true,
@@ -101,34 +109,13 @@ export function launcherConfig(vm: SharedVm, pod: LauncherPod): LauncherConfigIn
     },
     mode: pod.mode,
     terminationGracePeriodSeconds: 60,
-    disks: { root: { path: vm.disk, format: vm.diskFormat } },
+    disks: { boot: { path: vm.guest.disk, format: 'qcow2' }, root: { path: vm.disk, format: vm.diskFormat } },
     listen: { address: pod.address, port: 0 },
     tokenFile: pod.tokenFile,
     stateDir: pod.stateDir,
     allowEmulation: true,
-    directKernelBoot: { kernel: vm.guest.kernel, initrd: vm.guest.initrd, cmdline: vm.guest.cmdline },
     qemu: { vnc: false },
     guestAgent: { pollIntervalMs: 500, retryIntervalMs: 300 },
-  };
-}
-
-/**
- * A `configure` that boots the test guest from its disk (the firmware, then syslinux) instead of
- * its kernel: the build's qcow2 attached read-only, first in the boot order, as `testVm()` does
- * through the operator (ADR 0087).
- */
-export function bootFromDisk(guest: TestGuest): (config: LauncherConfigInput) => LauncherConfigInput {
-  return (config) => {
-    const rest = { ...config };
-    delete rest.directKernelBoot;
-    return {
-      ...rest,
-      template: {
-        ...config.template,
-        disks: [{ name: 'boot', bootOrder: 1, readOnly: true, persistentVolumeClaim: { claimName: 'guest-boot' } }, ...(config.template.disks ?? [])],
-      },
-      disks: { ...config.disks, boot: { path: guest.disk, format: 'qcow2' } },
-    };
   };
 }
 

@@ -48,14 +48,6 @@ export const ResolvedInterfaceSchema = z.object({
     .describe('The node agent prepares the pod network (ADR 0094): QEMU opens its tap kvtap0 and the launcher serves the guest its lease by DHCP; otherwise masquerade runs in QEMU user-mode networking'),
 });
 
-export const DirectKernelBootSchema = z
-  .object({
-    kernel: absolutePath,
-    initrd: absolutePath.optional(),
-    cmdline: z.string().max(4096).optional(),
-  })
-  .describe('Boot a kernel directly instead of through the firmware and the boot disk');
-
 export const LEASE_HOLDER_ENV = 'KEYVIRT_POD_UID';
 export const LEASE_NODE_ENV = 'KEYVIRT_NODE_NAME';
 /** ρ: the bound assumed on how far two hosts' monotonic clock rates differ (ADR 0063). */
@@ -123,7 +115,6 @@ export const LauncherConfigSchema = z.object({
   tokenFile: absolutePath.describe('File holding the bearer token the operator presents'),
   stateDir: absolutePath.describe('Writable directory for sockets, the seed image and logs'),
   allowEmulation: z.boolean().default(false).describe('Allow TCG when KVM is unusable (the template may also allow it)'),
-  directKernelBoot: DirectKernelBootSchema.optional(),
   qemu: z
     .object({
       binary: z.string().default('qemu-system-x86_64'),

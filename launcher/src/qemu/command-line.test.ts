@@ -173,13 +173,9 @@ const cases: Case[] = [
   },
   { name: 'VNC on a unix socket', plan: { sockets: { qmp: '/s/q', serial: '/s/s', vnc: '/s/vnc' } }, flag: '-vnc', want: ['unix:/s/vnc'] },
   { name: 'no VNC: no display', plan: {}, flag: '-display', want: ['none'] },
-  {
-    name: 'direct kernel boot',
-    plan: { directKernelBoot: { kernel: '/g/vmlinux', initrd: '/g/initrd', cmdline: 'console=ttyS0 quiet' } },
-    flag: '-append',
-    want: ['console=ttyS0 quiet'],
-  },
+  { name: 'firmware boot: strict boot order', plan: {}, flag: '-boot', want: ['strict=on'] },
   { name: 'firmware boot has no -kernel', plan: {}, flag: '-kernel', want: [] },
+  { name: 'firmware boot has no -initrd', plan: {}, flag: '-initrd', want: [] },
   { name: 'migration target', plan: { incoming: 'defer' }, flag: '-incoming', want: ['defer'] },
   { name: 'SMBIOS uuid', plan: { uuid: '5f8e0c0a-7a4e-4a57-9a43-1b0d7b1f3c11' }, flag: '-uuid', want: ['5f8e0c0a-7a4e-4a57-9a43-1b0d7b1f3c11'] },
 ];

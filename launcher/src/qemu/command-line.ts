@@ -55,7 +55,6 @@ export interface MachinePlan {
   hostDevices: PlannedHostDevice[];
   /** NoCloud seed image (ISO 9660, label `cidata`). */
   cloudInitSeed?: string;
-  directKernelBoot?: { kernel: string; initrd?: string; cmdline?: string };
   sockets: { qmp: string; serial: string; guestAgent?: string; vnc?: string };
   /** Copy of everything the guest writes to its serial console. */
   serialLog?: string;
@@ -96,7 +95,9 @@ export function buildQemuArgs(plan: MachinePlan): string[] {
   return [
     ...baseArgs(plan),
     ...cpuAndMemoryArgs(plan),
-    ...bootArgs(plan),
+    // The firmware boots the disks in their boot order and nothing else: no -kernel (ADR 0087).
+    '-boot',
+    'strict=on',
     ...diskArgs(plan),
     ...nicArgs(plan),
     ...hostDeviceArgs(plan),
@@ -158,16 +159,6 @@ function cpuAndMemoryArgs(plan: MachinePlan): string[] {
       `memory-backend-file,${opts({ id: 'mem0', size: `${memory.sizeMiB}M`, 'mem-path': memory.hugepages.path, share: true, prealloc: true })}`,
     );
   }
-  return args;
-}
-
-function bootArgs(plan: MachinePlan): string[] {
-  const k = plan.directKernelBoot;
-  const args = ['-boot', 'strict=on'];
-  if (k === undefined) return args;
-  args.push('-kernel', k.kernel);
-  if (k.initrd !== undefined) args.push('-initrd', k.initrd);
-  if (k.cmdline !== undefined) args.push('-append', k.cmdline);
   return args;
 }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseLauncherConfig } from '../config.ts';
+import { buildQemuArgs } from './command-line.ts';
 import { MachinePlanError, memoryMiB, planMachine } from './machine-plan.ts';
 import type { PlanInputs } from './machine-plan.ts';
 
@@ -82,4 +83,10 @@ void test('memory sizes convert to MiB', () => {
   assert.equal(memoryMiB('256Mi'), 256);
   assert.equal(memoryMiB('1G'), 954);
   assert.throws(() => memoryMiB('0'), MachinePlanError);
+});
+
+void test('a configuration that names a kernel to boot still boots from its disks: the launcher has no direct kernel boot', () => {
+  const args = buildQemuArgs(planMachine(inputs({ directKernelBoot: { kernel: '/x/vmlinux', initrd: '/x/initrd', cmdline: 'init=/bin/sh' } })));
+  for (const flag of ['-kernel', '-initrd', '-append']) assert.ok(!args.includes(flag), `${flag} in ${args.join(' ')}`);
+  assert.deepEqual(args.slice(args.indexOf('-boot'), args.indexOf('-boot') + 2), ['-boot', 'strict=on']);
 });

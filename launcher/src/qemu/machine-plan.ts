@@ -101,7 +101,6 @@ export function planMachine(inputs: PlanInputs): MachinePlan {
     interfaces: planInterfaces(config),
     hostDevices,
     cloudInitSeed: inputs.cloudInitSeed,
-    directKernelBoot: config.directKernelBoot,
     sockets: {
       qmp: paths.qmpSocket,
       serial: paths.serialSocket,
