@@ -21,20 +21,46 @@ export const IMPORT_UPLOAD_PATH = '/cgi-bin/upload';
 /** The Basic-auth user of the upload port (the password is the job's token). */
 export const IMPORT_UPLOAD_USER = 'keyvirt';
 
-// The CGI that receives an upload: one POST with a Content-Length, written where a
-// download goes; a second upload, a short body or another method is refused. busybox
-// httpd checks the Basic-auth token before it runs it. Its first lines (work, dl) are
-// written by the script.
+// The CGI that receives an upload (ADR 0097, ADR 0109), in parts: a POST with
+// `?offset=N&size=T` appends its body at byte N of an image of T bytes; a POST without a
+// query is the whole image at once (offset 0, size its Content-Length). The file on the
+// domain only ever holds whole parts: a part cut short is cut off again (truncate), so
+// an interrupted upload resumes at the last whole part; a part at another offset, a
+// second sender at once, another size or bytes past the size are refused and harm
+// nothing. A part without a body answers where the upload stands. busybox httpd checks
+// the Basic-auth token before it runs it. Its first lines (work, dl) are written by the script.
 const UPLOAD_CGI = `answer() { printf 'Status: %s\\r\\nContent-Type: text/plain\\r\\n\\r\\n%s\\n' "$1" "$2"; exit 0; }
+release() { rmdir "$work/receiving" 2>/dev/null; answer "$1" "$2"; }
 [ "$REQUEST_METHOD" = POST ] || answer '405 Method Not Allowed' 'POST the image'
-case "\${CONTENT_LENGTH:-}" in ''|*[!0-9]*) answer '411 Length Required' 'a Content-Length is required' ;; esac
-mkdir "$work/receiving" 2>/dev/null || answer '409 Conflict' 'this import has already received an upload'
-printf '%s' "$CONTENT_LENGTH" > "$work/total"
-head -c "$CONTENT_LENGTH" > "$dl"
+len=\${CONTENT_LENGTH:-}
+# busybox httpd leaves CONTENT_LENGTH unset for an empty body: a part without one asks where the upload stands.
+[ -z "$len" ] && [ -n "\${QUERY_STRING:-}" ] && len=0
+case "$len" in ''|*[!0-9]*) answer '411 Length Required' 'a Content-Length is required' ;; esac
+if [ -n "\${QUERY_STRING:-}" ]; then
+  offset=$(printf '%s' "$QUERY_STRING" | sed -n 's/^offset=\\([0-9]\\{1,15\\}\\)&size=\\([0-9]\\{1,15\\}\\)$/\\1/p')
+  size=$(printf '%s' "$QUERY_STRING" | sed -n 's/^offset=\\([0-9]\\{1,15\\}\\)&size=\\([0-9]\\{1,15\\}\\)$/\\2/p')
+  [ -n "$offset" ] && [ -n "$size" ] || answer '400 Bad Request' 'offset and size must be byte counts (?offset=N&size=T)'
+else
+  offset=0; size=$len
+  [ "$len" -gt 0 ] || answer '400 Bad Request' 'the upload is empty'
+fi
+[ "$size" -gt 0 ] || answer '400 Bad Request' 'size: the image is empty'
+[ -e "$work/received" ] && answer '409 Conflict' "this import has already received all $(cat "$work/total") bytes"
+mkdir "$work/receiving" 2>/dev/null || answer '409 Conflict' 'another part of this upload is being received; retry when it is done'
+have=$(stat -c %s "$dl" 2>/dev/null || echo 0)
+[ "$have" = 0 ] && printf '%s' "$size" > "$work/total"
+total=$(cat "$work/total")
+[ "$total" = "$size" ] || release '409 Conflict' "size: the upload was begun for $total bytes, not $size"
+[ "$offset" = "$have" ] || release '409 Conflict' "offset: the upload is at byte $have of $total, not $offset"
+[ $((offset + len)) -le "$size" ] || release '400 Bad Request' "the part of $len bytes at byte $offset ends past the size $size"
+head -c "$len" >> "$dl"
 got=$(stat -c %s "$dl")
-if [ "$got" != "$CONTENT_LENGTH" ]; then rm -f "$dl"; rmdir "$work/receiving"; answer '400 Bad Request' "the upload ended after $got of $CONTENT_LENGTH bytes"; fi
-: > "$work/received"
-answer '200 OK' "received $got bytes"
+if [ "$got" != $((offset + len)) ]; then
+  truncate -s "$offset" "$dl"
+  release '400 Bad Request' "the part ended after $((got - offset)) of $len bytes; the upload is at byte $offset of $total"
+fi
+[ "$got" = "$total" ] && : > "$work/received"
+release '200 OK' "the upload is at byte $got of $total"
 `;
 
 export const IMPORT_SCRIPT = `set -u
@@ -164,7 +190,7 @@ ${UPLOAD_CGI}CGI
   busybox httpd -f -p "\${KEYVIRT_UPLOAD_PORT:-${IMPORT_UPLOAD_PORT}}" -h "$up/www" -c "$up/httpd.conf" &
   uploader=$!
   while [ ! -e "$work/received" ]; do
-    [ -d "$work/receiving" ] && set_stage uploading
+    { [ -d "$work/receiving" ] || [ -s "$dl" ]; } && set_stage uploading
     sleep 1
   done
   kill "$uploader" 2>/dev/null

@@ -28,8 +28,8 @@ function freePort(): Promise<number> {
   });
 }
 
-async function post(port: number, body: Buffer, auth: string | undefined, method = 'POST'): Promise<{ status: number; text: string }> {
-  const res = await fetch(`http://127.0.0.1:${String(port)}${IMPORT_UPLOAD_PATH}`, {
+async function post(port: number, body: Buffer, auth: string | undefined, method = 'POST', query = ''): Promise<{ status: number; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${String(port)}${IMPORT_UPLOAD_PATH}${query}`, {
     method,
     headers: { 'content-type': 'application/octet-stream', ...(auth === undefined ? {} : { authorization: `Basic ${Buffer.from(auth).toString('base64')}` }) },
     ...(method === 'GET' ? {} : { body }),
@@ -38,11 +38,11 @@ async function post(port: number, body: Buffer, auth: string | undefined, method
 }
 
 /** Headers promising `declared` bytes, then `sent` bytes, then the connection closes. */
-function cutShort(port: number, declared: number, sent: Buffer): Promise<void> {
+function cutShort(port: number, declared: number, sent: Buffer, query = ''): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1', () => {
       const auth = Buffer.from(`${IMPORT_UPLOAD_USER}:${TOKEN}`).toString('base64');
-      socket.write(`POST ${IMPORT_UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${auth}\r\nContent-Length: ${String(declared)}\r\n\r\n`);
+      socket.write(`POST ${IMPORT_UPLOAD_PATH}${query} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${auth}\r\nContent-Length: ${String(declared)}\r\n\r\n`);
       socket.end(sent);
     });
     socket.on('data', () => undefined);
@@ -124,7 +124,7 @@ void describe('importer script: upload source', { timeout: 120_000 }, () => {
       const r = await post(job.port, qcow2, `${IMPORT_UPLOAD_USER}:${TOKEN}`);
       return r.status === 200 ? r : undefined;
     });
-    assert.match(ok.text, new RegExp(`received ${String(qcow2.length)} bytes`));
+    assert.match(ok.text, new RegExp(`the upload is at byte ${String(qcow2.length)} of ${String(qcow2.length)}$`, 'm'));
     assert.equal(await job.done, 0);
     const result = parseImportResult(await readFile(job.resultFile, 'utf8'));
     assert.ok(result !== undefined && !('failed' in result), JSON.stringify(result));
@@ -138,14 +138,53 @@ void describe('importer script: upload source', { timeout: 120_000 }, () => {
     const job = await start('relay', 'qcow2');
     const chunks = (): Readable => Readable.from((function* () { for (let at = 0; at < qcow2.length; at += 65536) yield qcow2.subarray(at, at + 65536); })());
     await assert.rejects(
-      relayUpload(chunks(), { ip: '127.0.0.1', token: 'b'.repeat(64), podName: 'p' }, qcow2.length, job.port),
+      relayUpload(chunks(), { ip: '127.0.0.1', token: 'b'.repeat(64), podName: 'p' }, { length: qcow2.length }, job.port),
       // busybox answers 401 and closes while the body is still being written: either the answer or the broken write is reported.
       (err: unknown) => err instanceof SubresourceError && err.code === 502 && /answered 401|broke off/.test(err.message),
     );
-    const said = await relayUpload(chunks(), { ip: '127.0.0.1', token: TOKEN, podName: 'p' }, qcow2.length, job.port);
-    assert.match(said, new RegExp(`received ${String(qcow2.length)} bytes`));
+    const said = await relayUpload(chunks(), { ip: '127.0.0.1', token: TOKEN, podName: 'p' }, { length: qcow2.length }, job.port);
+    assert.match(said, new RegExp(`the upload is at byte ${String(qcow2.length)} of ${String(qcow2.length)}$`, 'm'));
     assert.equal(await job.done, 0);
     assert.ok((await readFile(path.join(job.root, 'vmimages/ns/relay.qcow2'))).equals(qcow2), 'a qcow2 kept as it is: the same bytes');
+  });
+
+  void it('in parts: offsets checked, a part cut short cut off again, bad parts refused harmlessly, resumed to the same bytes', async () => {
+    const job = await start('parts', 'qcow2');
+    const auth = `${IMPORT_UPLOAD_USER}:${TOKEN}`;
+    const size = qcow2.length;
+    const part = (offset: number, body: Buffer, total = size): Promise<{ status: number; text: string }> =>
+      post(job.port, body, auth, 'POST', `?offset=${String(offset)}&size=${String(total)}`);
+    const work = path.join(job.root, 'vmimages/ns/.parts.uid.import/source');
+    const held = async (): Promise<number> => (await readFile(work).catch(() => Buffer.alloc(0))).length;
+    const probe = await part(0, Buffer.alloc(0));
+    assert.deepEqual([probe.status, probe.text.trim()], [200, `the upload is at byte 0 of ${String(size)}`], 'an empty part says where the upload stands');
+    const first = 1024 * 1024;
+    assert.equal((await part(0, qcow2.subarray(0, first))).status, 200);
+    // A part cut short: the file keeps the whole parts only.
+    await cutShort(job.port, 1024 * 1024, qcow2.subarray(first, first + 300_000), `?offset=${String(first)}&size=${String(size)}`);
+    await eventually('the cut part is cut off again', async () => ((await held()) === first ? true : undefined));
+    const refusals: [string, () => Promise<{ status: number; text: string }>, number, RegExp][] = [
+      ['a part at another offset', () => part(first + 10, qcow2.subarray(first + 10, first + 20)), 409, new RegExp(`offset: the upload is at byte ${String(first)} of ${String(size)}, not ${String(first + 10)}`)],
+      ['a part of another size', () => part(first, qcow2.subarray(first, first + 10), size + 1), 409, new RegExp(`size: the upload was begun for ${String(size)} bytes`)],
+      ['a part past the size', () => part(first, Buffer.alloc(size), size), 400, /ends past the size/],
+      ['a garbage query', () => post(job.port, qcow2.subarray(first, first + 10), auth, 'POST', '?offset=-1&size=x'), 400, /offset and size must be byte counts/],
+    ];
+    for (const [what, answer, status, message] of refusals) {
+      const r = await answer();
+      assert.equal(r.status, status, `${what}: ${r.text}`);
+      assert.match(r.text, message, what);
+      assert.equal(await held(), first, `${what} harms nothing`);
+    }
+    const resumed = await part(0, Buffer.alloc(0));
+    assert.equal(resumed.status, 409);
+    assert.match(resumed.text, new RegExp(`the upload is at byte ${String(first)} of`));
+    for (let at = first; at < size; at += 1024 * 1024) {
+      const r = await part(at, qcow2.subarray(at, Math.min(size, at + 1024 * 1024)));
+      assert.equal(r.status, 200, r.text);
+    }
+    assert.equal(await job.done, 0);
+    assert.ok((await readFile(path.join(job.root, 'vmimages/ns/parts.qcow2'))).equals(qcow2), 'the same bytes as sent in one piece');
+    assert.deepEqual(await readdir(path.join(job.root, 'vmimages/ns')), ['parts.qcow2'], 'no work directory left');
   });
 
   void it('a corrupt upload fails with CorruptImage and leaves nothing', async () => {

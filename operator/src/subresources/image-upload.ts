@@ -90,15 +90,49 @@ export function uploadLength(header: string | undefined): number {
   return length;
 }
 
+/** The largest part of an upload in parts (ADR 0109): the client sizes its parts by its rate so that each ends well within the API server's request timeout. */
+export const MAX_UPLOAD_PART_BYTES = 64 * 1024 * 1024;
+
+/** One request of an upload: the whole image (no query), or the part at `offset` of an image of `size` bytes. */
+export interface UploadPart {
+  readonly length: number;
+  readonly part?: { readonly offset: number; readonly size: number };
+}
+
+const COUNT = /^\d{1,15}$/;
+
+/** The part a request carries, from its target's query and its Content-Length; a 400/411/413 naming the field otherwise. Pure. */
+export function uploadPart(target: string | undefined, contentLength: string | undefined): UploadPart {
+  const at = (target ?? '').indexOf('?');
+  const query = new URLSearchParams(at < 0 ? '' : (target ?? '').slice(at + 1));
+  const keys = [...query.keys()];
+  if (keys.length === 0) return { length: uploadLength(contentLength) };
+  const unknown = keys.find((k) => k !== 'offset' && k !== 'size');
+  if (unknown !== undefined) throw badRequest(`query parameter ${JSON.stringify(unknown.slice(0, 40))} is not known: an upload in parts takes offset and size`);
+  for (const field of ['offset', 'size'] as const) {
+    const values = query.getAll(field);
+    if (values.length !== 1 || !COUNT.test(values[0] ?? '')) throw badRequest(`${field} must be given once, as a byte count (0 to 15 digits)`);
+  }
+  const offset = Number(query.get('offset'));
+  const size = Number(query.get('size'));
+  if (size === 0) throw badRequest('size: the image is empty');
+  if (contentLength === undefined || !COUNT.test(contentLength)) throw new SubresourceError(411, 'BadRequest', 'a part of an upload needs a Content-Length header');
+  const length = Number(contentLength);
+  if (length > MAX_UPLOAD_PART_BYTES) throw new SubresourceError(413, 'RequestEntityTooLarge', `a part of an upload holds at most ${MAX_UPLOAD_PART_BYTES} bytes, not ${length}`);
+  if (offset + length > size) throw badRequest(`the part of ${length} bytes at offset ${offset} ends past the size ${size}`);
+  return { length, part: { offset, size } };
+}
+
 const MAX_ANSWER_BYTES = 4096;
 
-/** Streams `req` (its body: `length` bytes) to the job pod; resolves with what the importer said once it has the whole image. */
-export async function relayUpload(req: Readable, target: UploadTarget, length: number, port = IMPORT_UPLOAD_PORT): Promise<string> {
+/** Streams `req` (its body: `upload.length` bytes, the whole image or one part) to the job pod; resolves with what the importer said once it has the whole image. */
+export async function relayUpload(req: Readable, target: UploadTarget, upload: UploadPart, port = IMPORT_UPLOAD_PORT): Promise<string> {
+  const { length, part } = upload;
   const auth = Buffer.from(`${IMPORT_UPLOAD_USER}:${target.token}`).toString('base64');
   const upstream = http.request({
     host: target.ip,
     port,
-    path: IMPORT_UPLOAD_PATH,
+    path: part === undefined ? IMPORT_UPLOAD_PATH : `${IMPORT_UPLOAD_PATH}?offset=${String(part.offset)}&size=${String(part.size)}`,
     method: 'POST',
     headers: { 'content-type': 'application/octet-stream', 'content-length': String(length), authorization: `Basic ${auth}` },
     timeout: 60_000,

@@ -16,7 +16,7 @@ import { WebSocketServer } from 'ws';
 import { openLauncherStream } from '@keyvirt/launcher/api';
 import { review } from './access-review.ts';
 import { discoveryDocument } from './discovery.ts';
-import { readUploadImage, relayUpload, uploadLength, uploadTarget } from './image-upload.ts';
+import { readUploadImage, relayUpload, uploadPart, uploadTarget } from './image-upload.ts';
 import { SubresourceError } from './errors.ts';
 import { checkFrontProxy, remoteUser, type FrontProxyConfig, type RemoteUser } from './front-proxy.ts';
 import { launcherEndpoint, readVm, type SubresourceKube } from './launcher-endpoint.ts';
@@ -242,13 +242,13 @@ export class SubresourceServer {
   async #upload(req: IncomingMessage, res: ServerResponse, route: ImageUpload, user: RemoteUser): Promise<void> {
     const operatorNamespace = this.#o.operatorNamespace;
     if (operatorNamespace === undefined) throw new SubresourceError(503, 'ServiceUnavailable', 'this server does not serve uploads');
-    const length = uploadLength(req.headers['content-length']);
+    const upload = uploadPart(req.url, req.headers['content-length']);
     const image = await readUploadImage(this.#o.client, route.namespace, route.name);
     const target = await uploadTarget(this.#o.client, image, operatorNamespace);
     const log = this.#log.child({ namespace: route.namespace, name: route.name, subresource: 'upload', user: user.username, job: target.podName });
-    log.info({ bytes: length }, 'image upload started');
-    const said = await relayUpload(req, target, length);
-    log.info({ bytes: length }, 'image upload relayed');
+    log.info({ bytes: upload.length, offset: upload.part?.offset, size: upload.part?.size }, 'image upload started');
+    const said = await relayUpload(req, target, upload);
+    log.info({ bytes: upload.length, offset: upload.part?.offset }, 'image upload relayed');
     send(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 200, message: said });
   }
 
