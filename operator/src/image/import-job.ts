@@ -9,7 +9,7 @@ import { virtualMachineImagePath, type ImageFormat, type VirtualMachineImage } f
 import { z } from 'zod';
 import type { OwnerRef } from '../storage/backing-volume.ts';
 import { ANNOTATION_DOMAIN, LABEL_COMPONENT, LABEL_JOB_KIND, LABEL_MANAGED_BY, MANAGED_BY, STORAGE_JOB_COMPONENT } from '../storage/names.ts';
-import { DOMAIN_MOUNT, TERMINATION_LOG } from '../storage/storage-job.ts';
+import { domainJobPod } from '../storage/storage-job.ts';
 import { IMPORT_PROGRESS_PORT, IMPORT_SCRIPT, IMPORT_UPLOAD_PORT } from './import-script.ts';
 
 /** On image job pods: the image (namespace/name) the job works for. */
@@ -139,66 +139,30 @@ export function imagePaths(image: VirtualMachineImage): { target: string; work: 
   };
 }
 
-/** The job pod for `spec`. */
+/** The job pod for `spec`: a storage job of the domain (one builder for both, storage-job.ts). */
 export function imageJobPod(spec: ImageJobSpec): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: {
-      name: spec.name,
-      namespace: spec.namespace,
-      labels: { [LABEL_COMPONENT]: STORAGE_JOB_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_JOB_KIND]: `${spec.op}-image` },
-      annotations: { [ANNOTATION_DOMAIN]: spec.domain, [ANNOTATION_IMAGE]: spec.imageKey },
-      ownerReferences: [spec.owner],
-    },
-    spec: {
-      restartPolicy: 'Never',
-      automountServiceAccountToken: false,
-      enableServiceLinks: false,
-      activeDeadlineSeconds: spec.op === 'import' ? IMPORT_DEADLINE_SECONDS : 900,
-      terminationGracePeriodSeconds: 5,
-      ...(spec.nodeName === undefined
-        ? {}
-        : {
-            affinity: {
-              nodeAffinity: {
-                requiredDuringSchedulingIgnoredDuringExecution: {
-                  nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [spec.nodeName] }] }],
-                },
-              },
-            },
-          }),
-      containers: [
-        {
-          name: 'storage',
-          image: spec.image,
-          ...(spec.imagePullPolicy === undefined ? {} : { imagePullPolicy: spec.imagePullPolicy }),
-          command: ['sh', '-c', IMPORT_SCRIPT],
-          env: imageJobEnv(spec),
-          ...(spec.op === 'import'
-            ? {
-                ports: [
-                  { name: 'progress', containerPort: IMPORT_PROGRESS_PORT, protocol: 'TCP' },
-                  ...(spec.source?.kind === 'upload' ? [{ name: 'upload', containerPort: IMPORT_UPLOAD_PORT, protocol: 'TCP' }] : []),
-                ],
-              }
-            : {}),
-          volumeMounts: [{ name: 'domain', mountPath: DOMAIN_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
-          terminationMessagePath: TERMINATION_LOG,
-          terminationMessagePolicy: 'FallbackToLogsOnError',
-          resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { memory: '512Mi' } },
-          securityContext: {
-            privileged: false,
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
-        },
-      ],
-      volumes: [{ name: 'domain', persistentVolumeClaim: { claimName: spec.claimName } }, { name: 'tmp', emptyDir: { sizeLimit: '16Mi' } }],
-    },
-  };
+  return domainJobPod({
+    name: spec.name,
+    namespace: spec.namespace,
+    labels: { [LABEL_COMPONENT]: STORAGE_JOB_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_JOB_KIND]: `${spec.op}-image` },
+    annotations: { [ANNOTATION_DOMAIN]: spec.domain, [ANNOTATION_IMAGE]: spec.imageKey },
+    owner: spec.owner,
+    image: spec.image,
+    imagePullPolicy: spec.imagePullPolicy,
+    nodeName: spec.nodeName,
+    claimName: spec.claimName,
+    script: IMPORT_SCRIPT,
+    env: imageJobEnv(spec),
+    ports:
+      spec.op === 'import'
+        ? [
+            { name: 'progress', containerPort: IMPORT_PROGRESS_PORT, protocol: 'TCP' },
+            ...(spec.source?.kind === 'upload' ? [{ name: 'upload', containerPort: IMPORT_UPLOAD_PORT, protocol: 'TCP' as const }] : []),
+          ]
+        : undefined,
+    activeDeadlineSeconds: spec.op === 'import' ? IMPORT_DEADLINE_SECONDS : 900,
+    resources: { requests: { cpu: '100m', memory: '64Mi' }, limits: { memory: '512Mi' } },
+  });
 }
 
 const count = z.number().int().nonnegative();

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { API_VERSION, type VirtualMachineImage } from '@keyvirt/crds';
 import type { Pod } from '../runtime/core-schemas.ts';
 import { LABEL_COMPONENT, LABEL_JOB_KIND, LABEL_MANAGED_BY, MANAGED_BY, STORAGE_JOB_COMPONENT } from '../storage/names.ts';
+import { STORAGE_POD_SECURITY_CONTEXT } from '../storage/storage-job.ts';
 import { ANNOTATION_IMAGE } from './import-job.ts';
 import { IMPORT_UPLOAD_USER } from './import-script.ts';
 
@@ -73,13 +74,7 @@ export function pvcReaderPod(spec: PvcReaderSpec): Record<string, unknown> {
             { name: 'tmp', mountPath: '/tmp' },
           ],
           resources: { requests: { cpu: '50m', memory: '16Mi' }, limits: { memory: '64Mi' } },
-          securityContext: {
-            privileged: false,
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          securityContext: STORAGE_POD_SECURITY_CONTEXT,
         },
       ],
       volumes: [

@@ -132,29 +132,61 @@ export function operationEnv(operation: StorageJobOperation): { name: string; va
   return env;
 }
 
-/** The job pod for `spec`. */
-export function storageJobPod(spec: StorageJobSpec): Record<string, unknown> {
-  const annotations: Record<string, string> = { [ANNOTATION_DOMAIN]: spec.domain };
-  if (spec.disk !== undefined) annotations[ANNOTATION_DISK] = spec.disk;
+/** The container security of every pod that works on storage: root over root-owned files, without a capability (ADR 0108). */
+export const STORAGE_POD_SECURITY_CONTEXT = {
+  privileged: false,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+} as const;
+
+type EnvVar = { readonly name: string; readonly value: string };
+type ContainerPort = { readonly name: string; readonly containerPort: number; readonly protocol: 'TCP' };
+
+/**
+ * What tells one job pod on a domain from another (a storage job, an image import or
+ * delete): everything else they share — no credentials, no service links, never
+ * restarted, the domain's claim at /domain and a small /tmp, the result in the
+ * termination log, pinned to the domain's node when it has one.
+ */
+export interface DomainJobPodSpec {
+  readonly name: string;
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly owner: OwnerRef;
+  /** The container image (the launcher's: it has qemu-img). */
+  readonly image: string;
+  readonly imagePullPolicy?: string | undefined;
+  /** The node the domain lives on, for local domains. */
+  readonly nodeName?: string | undefined;
+  readonly claimName: string;
+  /** The POSIX sh script the container runs. */
+  readonly script: string;
+  readonly env: readonly EnvVar[];
+  readonly ports?: readonly ContainerPort[] | undefined;
+  readonly activeDeadlineSeconds: number;
+  readonly resources: { readonly requests: { readonly cpu: string; readonly memory: string }; readonly limits: { readonly memory: string } };
+}
+
+/** A job pod on a domain (storage and image jobs alike). */
+export function domainJobPod(spec: DomainJobPodSpec): Record<string, unknown> {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       name: spec.name,
       namespace: spec.namespace,
-      labels: {
-        [LABEL_COMPONENT]: STORAGE_JOB_COMPONENT,
-        [LABEL_MANAGED_BY]: MANAGED_BY,
-        [LABEL_JOB_KIND]: spec.operation.op,
-      },
-      annotations,
+      labels: spec.labels,
+      annotations: spec.annotations,
       ownerReferences: [spec.owner],
     },
     spec: {
       restartPolicy: 'Never',
       automountServiceAccountToken: false,
       enableServiceLinks: false,
-      activeDeadlineSeconds: 900,
+      activeDeadlineSeconds: spec.activeDeadlineSeconds,
       terminationGracePeriodSeconds: 5,
       ...(spec.nodeName === undefined
         ? {}
@@ -172,25 +204,40 @@ export function storageJobPod(spec: StorageJobSpec): Record<string, unknown> {
           name: 'storage',
           image: spec.image,
           ...(spec.imagePullPolicy === undefined ? {} : { imagePullPolicy: spec.imagePullPolicy }),
-          command: ['sh', '-c', STORAGE_JOB_SCRIPT],
-          env: operationEnv(spec.operation),
+          command: ['sh', '-c', spec.script],
+          env: spec.env,
+          ...(spec.ports === undefined ? {} : { ports: spec.ports }),
           volumeMounts: [{ name: 'domain', mountPath: DOMAIN_MOUNT }, { name: 'tmp', mountPath: '/tmp' }],
           terminationMessagePath: TERMINATION_LOG,
           terminationMessagePolicy: 'FallbackToLogsOnError',
-          resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
-          // Root over the domain's root-owned files, without a capability (ADR 0108).
-          securityContext: {
-            privileged: false,
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            capabilities: { drop: ['ALL'] },
-            seccompProfile: { type: 'RuntimeDefault' },
-          },
+          resources: spec.resources,
+          securityContext: STORAGE_POD_SECURITY_CONTEXT,
         },
       ],
       volumes: [{ name: 'domain', persistentVolumeClaim: { claimName: spec.claimName } }, { name: 'tmp', emptyDir: { sizeLimit: '16Mi' } }],
     },
   };
+}
+
+/** The job pod for `spec`. */
+export function storageJobPod(spec: StorageJobSpec): Record<string, unknown> {
+  const annotations: Record<string, string> = { [ANNOTATION_DOMAIN]: spec.domain };
+  if (spec.disk !== undefined) annotations[ANNOTATION_DISK] = spec.disk;
+  return domainJobPod({
+    name: spec.name,
+    namespace: spec.namespace,
+    labels: { [LABEL_COMPONENT]: STORAGE_JOB_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_JOB_KIND]: spec.operation.op },
+    annotations,
+    owner: spec.owner,
+    image: spec.image,
+    imagePullPolicy: spec.imagePullPolicy,
+    nodeName: spec.nodeName,
+    claimName: spec.claimName,
+    script: STORAGE_JOB_SCRIPT,
+    env: operationEnv(spec.operation),
+    activeDeadlineSeconds: 900,
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '256Mi' } },
+  });
 }
 
 export type JobOutcome =
