@@ -1,8 +1,10 @@
 // `kubectl keyvirt image-upload IMAGE --file PATH`: waits until the image's import job
-// receives, streams the file through the API server to virtualmachineimages/upload
-// (ADR 0097) with its length, shows the bytes sent, then waits for the image to be
-// Ready or prints why it failed. The file is read as a stream: memory stays bounded
-// and the API server's pace sets the reading pace.
+// receives, sends the file through the API server to virtualmachineimages/upload in
+// parts sized to end well within the API server's request timeout (ADR 0097, 0109),
+// from where the import job stands (so running it again after an interruption resumes),
+// shows the bytes sent, then waits for the image to be Ready or prints why it failed.
+// Each part is read as a stream: memory stays bounded and the API server's pace sets
+// the reading pace.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import http from 'node:http';
@@ -30,7 +32,7 @@ export const ImageView = z.object({
       size: z.string().optional(),
       format: z.string().optional(),
       sourceFormat: z.string().optional(),
-      progress: z.looseObject({ display: z.string().optional() }).optional(),
+      progress: z.looseObject({ display: z.string().optional(), bytes: z.number().optional() }).optional(),
     })
     .optional(),
 });
@@ -39,6 +41,8 @@ export type ImageView = z.infer<typeof ImageView>;
 export interface ImageUploadOptions {
   readonly file: string;
   readonly timeoutSeconds: number;
+  /** Bytes per second at most (--limit-rate). */
+  readonly limitRate?: number | undefined;
   /** Between two looks at the image's status. */
   readonly pollMs?: number;
 }
@@ -65,7 +69,11 @@ export function uploadReadiness(image: ImageView): 'send' | 'wait' | { readonly 
   const phase = image.status?.phase;
   if (phase === 'Ready') return { why: `${what} is already Ready: an upload goes to a new image` };
   if (phase === 'Failed') return { why: `${what} failed: ${image.status?.reason ?? 'Failed'}: ${image.status?.message ?? ''}` };
-  return image.status?.progress?.display === UPLOAD_WAITING ? 'send' : 'wait';
+  const progress = image.status?.progress;
+  if (progress?.display === UPLOAD_WAITING) return 'send';
+  // Part of an upload received, the rest to come (an interrupted upload): "37%" or "37% 2Mi/s", no later stage named.
+  const receiving = (progress?.bytes ?? 0) > 0 && /^\d+%( \S+\/s)?$/.test(progress?.display ?? '');
+  return receiving ? 'send' : 'wait';
 }
 
 /** "12.0 MiB / 48.0 MiB (25%)" */
@@ -91,16 +99,63 @@ interface Sending {
   readonly file: string;
   readonly size: number;
   readonly attempt: Attempt;
+  /** Bytes per second at most; unlimited when undefined. */
+  readonly limitRate?: number | undefined;
 }
 
-async function sendFile({ kc, ref, file, size, attempt }: Sending, io: ImageUploadIo): Promise<string> {
-  const cluster = kc.getCurrentCluster();
+interface PartAnswer {
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** A part aims at this long: well within the API server's request timeout (60 s by default) at any rate (ADR 0109). */
+const PART_TARGET_MS = 10_000;
+export const MIN_PART_BYTES = 256 * 1024;
+export const MAX_PART_BYTES = 64 * 1024 * 1024;
+const FIRST_PART_BYTES = 4 * 1024 * 1024;
+/** A part that moves no byte for this long is given up and sent again. */
+const PART_STALL_MS = 120_000;
+/** Failed parts in a row (transport errors, 5xx) before the upload is given up. */
+const MAX_FAILURES = 5;
+
+/** The size of the next part for the rate the last one went at, in 64 KiB steps. Pure. */
+export function nextPartBytes(lastBytes: number, lastMs: number): number {
+  if (lastBytes <= 0 || lastMs <= 0) return FIRST_PART_BYTES;
+  const wanted = (lastBytes / lastMs) * PART_TARGET_MS;
+  const step = 64 * 1024;
+  return Math.min(MAX_PART_BYTES, Math.max(MIN_PART_BYTES, Math.floor(wanted / step) * step));
+}
+
+/** Where the upload stands according to an answer of the subresource ("the upload is at byte N of T"), if it says. Pure. */
+export function standing(message: string): { readonly at: number; readonly size: number } | undefined {
+  const m = /the upload is at byte (\d{1,15}) of (\d{1,15})/.exec(message);
+  return m === null ? undefined : { at: Number(m[1]), size: Number(m[2]) };
+}
+
+/** Holds the stream to `bytesPerSecond` from its first byte on. */
+function rateLimit(bytesPerSecond: number): Transform {
+  let passed = 0;
+  let since = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done): void {
+      if (since === 0) since = Date.now();
+      passed += chunk.length;
+      const due = since + (passed / bytesPerSecond) * 1000;
+      setTimeout(() => done(null, chunk), Math.max(0, due - Date.now()));
+    },
+  });
+}
+
+/** One PUT of the subresource with the part [offset, offset+length) of the file as its body. */
+async function putPart(s: Sending, offset: number, length: number, onBytes: (n: number) => void): Promise<PartAnswer> {
+  const cluster = s.kc.getCurrentCluster();
   if (cluster === null) throw new PluginError('the kubeconfig has no current cluster', 1);
-  const path = uploadPath(ref);
-  const url = new URL(cluster.server.replace(/\/$/, '') + path);
-  const options: https.RequestOptions = { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), accept: 'application/json' } };
-  await kc.applyToHTTPSOptions(options);
+  const url = new URL(`${cluster.server.replace(/\/$/, '')}${uploadPath(s.ref)}?offset=${String(offset)}&size=${String(s.size)}`);
+  const options: https.RequestOptions = { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(length), accept: 'application/json' } };
+  await s.kc.applyToHTTPSOptions(options);
   const request = url.protocol === 'https:' ? https.request(url, options) : http.request(url, options);
+  request.setTimeout(PART_STALL_MS, () => request.destroy(new KubeTransportError(`no progress for ${String(PART_STALL_MS / 1000)} s`)));
   const answer = new Promise<{ code: number; text: string }>((resolve, reject) => {
     request.once('response', (res) => {
       const parts: Buffer[] = [];
@@ -111,40 +166,114 @@ async function sendFile({ kc, ref, file, size, attempt }: Sending, io: ImageUplo
     request.once('error', reject);
   });
   answer.catch(() => undefined);
-  let sent = 0;
-  let shownAt = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, done): void {
-      sent += chunk.length;
-      const now = Date.now();
-      if (now - shownAt >= 1000 || sent === size) {
-        shownAt = now;
-        io.progress(sentLine(sent, size));
-      }
-      done(null, chunk);
-    },
+  if (length === 0) {
+    request.end();
+  } else {
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, done): void {
+        onBytes(chunk.length);
+        done(null, chunk);
+      },
+    });
+    const stages = [createReadStream(s.file, { start: offset, end: offset + length - 1 }), ...(s.limitRate === undefined ? [] : [rateLimit(s.limitRate)]), counter];
+    try {
+      await pipeline([...stages, request]);
+    } catch (err) {
+      // The server may have answered (403, 409) and closed before the body was sent: its answer says more.
+      const early = await Promise.race([answer, sleep(2000).then(() => undefined)]).catch(() => undefined);
+      if (early === undefined) throw new KubeTransportError(`PUT ${url.pathname} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+  const got = await answer.catch((err: unknown) => {
+    throw new KubeTransportError(`PUT ${url.pathname}: no answer`, { cause: err });
   });
-  try {
-    await pipeline(createReadStream(file), counter, request);
-  } catch (err) {
-    // The server may have answered (403, 409) and closed before the body was sent: its answer says more.
-    const early = await Promise.race([answer, sleep(2000).then(() => undefined)]).catch(() => undefined);
-    if (early === undefined) throw explainApiError(new KubeTransportError(`PUT ${path} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), attempt);
-  }
-  let got: { code: number; text: string };
-  try {
-    got = await answer;
-  } catch (err) {
-    throw explainApiError(new KubeTransportError(`PUT ${path}: no answer`, { cause: err }), attempt);
-  }
   let parsed: z.infer<typeof statusBody> = {};
   try {
     parsed = statusBody.parse(JSON.parse(got.text));
   } catch {
     parsed = { message: got.text.trim() };
   }
-  if (got.code >= 200 && got.code < 300) return parsed.message ?? 'received';
-  throw explainApiError(new KubeApiError(got.code, parsed.reason ?? 'Unknown', parsed.message ?? `HTTP ${String(got.code)}`, { method: 'PUT', path }), attempt);
+  return { code: got.code, reason: parsed.reason ?? 'Unknown', message: parsed.message ?? `HTTP ${String(got.code)}` };
+}
+
+function refused(s: Sending, a: PartAnswer): never {
+  throw explainApiError(new KubeApiError(a.code, a.reason, a.message, { method: 'PUT', path: uploadPath(s.ref) }), s.attempt);
+}
+
+/** Where the import job stands (an empty part asks): 0 for a new upload, the bytes it holds after an interruption, 'done' when it has all. */
+async function uploadStanding(s: Sending): Promise<number | 'done'> {
+  for (let failures = 0; ; failures++) {
+    let probe: PartAnswer;
+    try {
+      probe = await putPart(s, 0, 0, () => undefined);
+    } catch (err) {
+      if (!(err instanceof KubeTransportError) || failures >= MAX_FAILURES) throw explainApiError(err, s.attempt);
+      await sleep(2000);
+      continue;
+    }
+    if (/already received all/.test(probe.message)) return 'done';
+    const where = standing(probe.message);
+    if (where !== undefined && (probe.code === 200 || probe.code === 409)) {
+      if (where.size !== s.size) throw new StateError(`VirtualMachineImage "${s.ref.name}" is receiving an upload of ${String(where.size)} bytes, not of this file's ${String(s.size)}`);
+      return where.at;
+    }
+    // A part still being cut off after an interruption: it is over within a moment.
+    if (!/being received/.test(probe.message) || failures >= MAX_FAILURES) refused(s, probe);
+    await sleep(1000);
+  }
+}
+
+/**
+ * Sends the file in parts, each sized to end within PART_TARGET_MS, from where the
+ * import job stands: an interrupted upload, or one resumed by running the command
+ * again, goes on from the last whole part (ADR 0109).
+ */
+async function sendFile(s: Sending, io: ImageUploadIo): Promise<void> {
+  let failures = 0;
+  let partBytes = FIRST_PART_BYTES;
+  let offset: number | undefined;
+  let shownAt = 0;
+  for (;;) {
+    if (offset === undefined) {
+      const at = await uploadStanding(s);
+      if (at === 'done') return;
+      if (at > 0) io.progress(`resuming the upload at ${sentLine(at, s.size).replace(/^uploaded /, '')}`);
+      offset = at;
+    }
+    if (offset >= s.size) return;
+    const length = Math.min(partBytes, s.size - offset);
+    const started = Date.now();
+    const base = offset;
+    let sent = 0;
+    let answer: PartAnswer;
+    try {
+      answer = await putPart(s, base, length, (n) => {
+        sent += n;
+        const now = Date.now();
+        if (now - shownAt >= 1000 || base + sent === s.size) {
+          shownAt = now;
+          io.progress(sentLine(base + sent, s.size));
+        }
+      });
+    } catch (err) {
+      if (!(err instanceof KubeTransportError) || ++failures > MAX_FAILURES) throw explainApiError(err, s.attempt);
+      io.progress(`the part at byte ${String(base)} broke off (${err.message}); asking where the upload stands`);
+      offset = undefined;
+      await sleep(2000);
+      continue;
+    }
+    const where = standing(answer.message);
+    if (answer.code === 200 && where !== undefined) {
+      failures = 0;
+      offset = where.at;
+      partBytes = nextPartBytes(length, Date.now() - started);
+      continue;
+    }
+    // Another offset (a part that landed without its answer) or a relay that broke: ask again.
+    if ((answer.code !== 409 && answer.code < 500) || ++failures > MAX_FAILURES) refused(s, answer);
+    offset = undefined;
+    await sleep(1000);
+  }
 }
 
 /** Whether the user may update virtualmachineimages/upload of `ref` (SelfSubjectAccessReview, which every user may create). */
@@ -219,7 +348,7 @@ export async function runImageUpload(kube: KubeClient, kc: KubeConfig, ref: VmRe
   const w: Watching = { kube, ref, attempt: getAttempt, deadline: Date.now() + options.timeoutSeconds * 1000, pollMs: options.pollMs ?? 1000, timeoutSeconds: options.timeoutSeconds };
   await untilReceiving(w);
   io.out(`Uploading ${options.file} (${String(size)} bytes) to VirtualMachineImage "${ref.name}" in namespace "${ref.namespace}"`);
-  await sendFile({ kc, ref, file: options.file, size, attempt: putAttempt }, io);
+  await sendFile({ kc, ref, file: options.file, size, attempt: putAttempt, limitRate: options.limitRate }, io);
   io.out('Upload complete; the image is checked and stored');
   const image = await untilSettled(w);
   io.out(`VirtualMachineImage "${ref.name}" is Ready: ${image.status?.size ?? '?'} ${image.status?.format ?? ''} (uploaded as ${image.status?.sourceFormat ?? '?'})`);

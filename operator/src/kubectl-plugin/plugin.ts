@@ -104,7 +104,7 @@ async function imageUpload(s: Session): Promise<number> {
   const file = stringFlag(s.cmd.flags, 'file');
   if (file === undefined) throw new UsageError('--file is required: the image file to upload', 'image-upload');
   const kube = new KubeClient(s.loaded.kc, 'kubectl-keyvirt', { requestTimeoutMs: s.timeoutMs });
-  await runImageUpload(kube, s.loaded.kc, vmRef(s, s.cmd.positionals[0] ?? ''), { file, timeoutSeconds: numberFlag(s.cmd.flags, 'timeout') ?? 600 }, {
+  await runImageUpload(kube, s.loaded.kc, vmRef(s, s.cmd.positionals[0] ?? ''), { file, timeoutSeconds: numberFlag(s.cmd.flags, 'timeout') ?? 600, limitRate: numberFlag(s.cmd.flags, 'limit-rate') }, {
     out: s.out,
     progress: (line) => s.io.stderr.write(`${line}\n`),
   });

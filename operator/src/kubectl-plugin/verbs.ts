@@ -208,11 +208,12 @@ export const VERBS: readonly VerbSpec[] = [
     name: 'image-upload',
     summary: 'Upload a disk image file into a VirtualMachineImage',
     details:
-      'Streams FILE through the API server to the virtualmachineimages/upload subresource of IMAGE (a VirtualMachineImage with source upload: {}), showing the bytes sent, then waits until the image is Ready or prints why it failed. The file may be raw, qcow2, VMDK (monolithic), VPC or VHDX; it is checked and converted like a download.',
+      'Sends FILE through the API server to the virtualmachineimages/upload subresource of IMAGE (a VirtualMachineImage with source upload: {}) in parts, each well within the API server\'s request timeout, showing the bytes sent; run again after an interruption, it resumes where the upload stands. Then it waits until the image is Ready or prints why it failed. The file may be raw, qcow2, VMDK (monolithic), VPC or VHDX; it is checked and converted like a download.',
     args: [{ name: 'IMAGE', description: 'The VirtualMachineImage' }],
     flags: [
       { name: 'file', short: 'f', kind: 'string', valueName: 'PATH', description: 'The image file to upload (required)' },
       { name: 'timeout', kind: 'integer', valueName: 'SECONDS', description: 'How long to wait for the import job and for Ready (default 600)', min: 1, max: 86_400 },
+      { name: 'limit-rate', kind: 'integer', valueName: 'BYTES', description: 'Send at most BYTES per second (default: unlimited)', min: 1024, max: 2 ** 40 },
     ],
     examples: [
       { command: 'kubectl keyvirt image-upload debian-12 --file ./debian-12.qcow2', description: 'Upload a local qcow2 into the image debian-12 and wait until it is Ready' },
