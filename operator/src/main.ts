@@ -4,13 +4,13 @@
 // SIGTERM/SIGINT; starts over with fresh caches when it loses the leader lease.
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { OperatorMetrics } from './metrics.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import { EventRecorder } from './runtime/event-recorder.ts';
 import { KubeClient } from './runtime/kube-client.ts';
+import { loadApiAccess } from './runtime/api-access.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { readMetricsKey } from './vm/launcher-metrics-token.ts';
@@ -123,13 +123,6 @@ function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
   return settingsSchema.parse(raw);
 }
 
-function kubeConfig(settings: Settings): KubeConfig {
-  const kc = new KubeConfig();
-  if (settings.kubeconfig !== undefined) kc.loadFromFile(settings.kubeconfig);
-  else kc.loadFromDefault();
-  return kc;
-}
-
 /** Everything a controller needs to register itself on the manager. */
 export interface ControllerContext {
   manager: Manager;
@@ -231,7 +224,7 @@ async function main(): Promise<number> {
   const settings = readSettings(process.argv.slice(2), process.env);
   const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
   log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
-  const client = new KubeClient(kubeConfig(settings), 'keyvirt-operator', { rateLimit: { qps: settings.apiQps, burst: settings.apiBurst } });
+  const client = new KubeClient(await loadApiAccess(settings.kubeconfig, process.env), 'keyvirt-operator', { rateLimit: { qps: settings.apiQps, burst: settings.apiBurst } });
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stop.signal.aborted) {

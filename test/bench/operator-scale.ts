@@ -15,9 +15,10 @@
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV]
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -106,9 +107,10 @@ interface OperatorRun {
  * hold the operator's writes whenever this process is busy); the file is read for the
  * health server's port.
  */
-function startOperatorFrom(tree: string, kubeconfig: string, s: Scratch, logFile: string, workers: number): OperatorRun {
+function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, workers: number): OperatorRun {
   const args = [
-    path.join(tree, 'operator/src/main.ts'),
+    ...tree.nodeFlags,
+    path.join(tree.dir, 'operator/src/main.ts'),
     '--kubeconfig', kubeconfig,
     '--namespace', OPERATOR_NAMESPACE,
     '--identity', `scale-${s.runId}`,
@@ -180,6 +182,43 @@ async function treeAt(rev: string, dir: string): Promise<string> {
   return tree;
 }
 
+/** The Node flags the operator image runs `tree`'s operator with (none before they existed). */
+async function nodeFlagsOf(tree: string): Promise<readonly string[]> {
+  const file = path.join(tree, 'operator/src/runtime/node-flags.ts');
+  try {
+    await access(file);
+  } catch {
+    return [];
+  }
+  const mod = z.object({ OPERATOR_NODE_FLAGS: z.array(z.string()).readonly() }).parse(await import(pathToFileURL(file).href));
+  return mod.OPERATOR_NODE_FLAGS;
+}
+
+/** The kube-apiserver serving `port` (its CPU is the pace of a burst), if this machine runs it. */
+async function apiServerPid(port: number): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = cmdline.split('\0');
+    if ((args[0] ?? '').endsWith('kube-apiserver') && args.includes(`--secure-port=${port}`)) return Number(entry);
+  }
+  return undefined;
+}
+
+/** From now until the returned function is called: the operator's and the API server's CPU (% of one core) and the load average. */
+async function cpuShares(operatorPid: number, apiPid: number | undefined): Promise<() => Promise<{ operatorPct: string; apiServerPct: string; load: string }>> {
+  const start = Date.now();
+  const op = (await procStats(operatorPid)).cpuMs;
+  const api = apiPid === undefined ? undefined : (await procStats(apiPid)).cpuMs;
+  const loadBefore = loadavg()[0] ?? 0;
+  return async () => {
+    const ms = Date.now() - start;
+    const pct = (now: number, then: number): string => (((now - then) / ms) * 100).toFixed(0);
+    const apiServerPct = apiPid === undefined || api === undefined ? 'n/a' : pct((await procStats(apiPid)).cpuMs, api);
+    return { operatorPct: pct((await procStats(operatorPid)).cpuMs, op), apiServerPct, load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}` };
+  };
+}
+
 /** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
 function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number> } {
   const created = new Map<string, number>();
@@ -227,6 +266,8 @@ interface Setting {
   readonly kwokLabel: string;
   readonly vms: number;
   readonly workers: number;
+  /** The API server's process, when it runs on this machine: its CPU during the burst. */
+  readonly apiServerPid: number | undefined;
   /** Kept after the run: the operators' logs. */
   readonly logDir: string;
 }
@@ -248,7 +289,8 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
   for (const c of config.clusters) c.cluster.server = st.api.url;
   await writeFile(kubeconfig, JSON.stringify(config), { mode: 0o600 });
   const logFile = path.join(st.logDir, `operator-${label}.log`);
-  const operator = startOperatorFrom(tree, kubeconfig, s, logFile, st.workers);
+  const nodeFlags = await nodeFlagsOf(tree);
+  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, st.workers);
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
     const port = await operator.port;
@@ -265,6 +307,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const { created, bound } = podTimes(st.admin, s.namespace, stopWatch.signal);
     const reconciles = async (): Promise<number> => metricSum(await metrics(), 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
     const before = { reconciles: await reconciles(), requests: operatorRequests(await metrics()) ?? 0 };
+    const burstCpu = await cpuShares(operator.pid, st.apiServerPid);
     const started = Date.now();
     await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
@@ -283,6 +326,7 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const allBoundMs = Math.max(...bound.values()) - started;
     const reconcileCount = (await reconciles()) - before.reconciles;
     const atBound = await procStats(operator.pid);
+    const burst = await burstCpu();
     // Settle: the burst is over once reconciles trickle (node heartbeats still wake the few
     // VMs that wait for a node), or after 10 min.
     let settled = await reconciles();
@@ -334,12 +378,15 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const restartTotalMs = Date.now() - stopAt;
     const final = await procStats(operator.pid);
     say(`${vms} VMs on kwok nodes; ${reconcileCount} reconciles; all bound after ${allBoundMs} ms; ${requests ?? 'uncounted'} API requests; idle: ${idleRequests} requests in ${IDLE_WINDOW_MS / 1000} s; after the restart: ${resync}, ${restartTotalMs} ms from the stop, RSS ${final.rssMiB.toFixed(1)} MiB`);
-    return (
+    const line =
       `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconcileCount / (allPodsMs / 1000)).toFixed(1)} ` +
       `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${requests === undefined ? 'n/a' : (requests / vms).toFixed(2)} ` +
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
-      `idle_requests=${idleRequests} resync=${resync} operator=${label}`
-    );
+      `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
+      `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} operator=${label}`;
+    // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
+    process.stdout.write(`${line}\n`);
+    return line;
   } finally {
     stopWatch.abort();
     operator.kill();
@@ -371,15 +418,11 @@ export async function main(args: readonly string[]): Promise<void> {
     const logDir = await mkdtemp(path.join(tmpdir(), 'keyvirt-operator-scale-'));
     process.stdout.write(`operator-scale: operator logs in ${logDir}\n`);
     api = await startApiOutageProxy({ host: cluster.apiServer.host, port: cluster.apiServer.port });
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir };
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port) };
     const lines: string[] = [];
-    if (baseline !== undefined) {
-      const line = await runOnce(setting, baseline, await treeAt(baseline, s.dir));
-      process.stdout.write(`${line}\n`);
-      lines.push(line);
-    }
-    const line = await runOnce(setting, 'working-tree', repoRoot);
-    lines.push(line);
+    if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir)));
+    lines.push(await runOnce(setting, 'working-tree', repoRoot));
+    // Every run's line again, together, once all are done.
     for (const l of lines) process.stdout.write(`${l}\n`);
   } finally {
     await api?.close();

@@ -1,14 +1,17 @@
-// A small JSON REST client for the Kubernetes API. Authentication and TLS come from
-// @kubernetes/client-node's KubeConfig (the same request context its own Watch uses);
-// bodies stay plain JSON so that every caller parses them with its own zod schema.
+// A small JSON REST client for the Kubernetes API. Authentication and TLS come from an
+// ApiEndpoint (api-access.ts, the operator's own) or from @kubernetes/client-node's
+// KubeConfig (the same request context its own Watch uses); bodies stay plain JSON so that every caller parses them with its own zod schema.
 // Every request has a deadline (the client's default, or the caller's `timeoutMs`):
 // a stalled API server or connection fails the request with KubeTimeoutError instead
 // of holding the caller for the transport's minutes-long defaults. A watch's deadline
 // covers its establishment; the open stream is bounded by the informer's own timeouts.
 // An optional client-side rate limit (rate-limiter.ts) paces requests — status writes
 // first; watches and Lease requests (leader election must renew on time) are never held.
-import { type KubeConfig, RequestContext } from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import type { KubeConfig } from '@kubernetes/client-node';
+// The request context alone: the package's index loads every generated model (~50 MiB).
+import { RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import { type Dispatcher, fetch } from 'undici';
+import type { ApiEndpoint } from './api-access.ts';
 import { z } from 'zod';
 import { systemClock, type Clock } from './clock.ts';
 import { type RateLimit, type RequestLane, TokenBucket } from './rate-limiter.ts';
@@ -106,25 +109,36 @@ function classify(method: KubeMethod, path: string): RequestClass {
 
 const exemptPath = /^\/apis\/coordination\.k8s\.io\//;
 
+/** Where one request goes and how it authenticates. */
+interface RequestTarget {
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly dispatcher: Dispatcher | undefined;
+}
+
 /** One open watch: lines are parsed JSON values; `done` settles when the stream ends. */
 export interface WatchStream {
   readonly done: Promise<void>;
 }
 
 export class KubeClient {
-  readonly #kc: KubeConfig;
+  readonly #access: KubeConfig | ApiEndpoint;
   readonly #server: string;
   readonly fieldManager: string;
   readonly #timeoutMs: number;
   readonly #bucket: TokenBucket | undefined;
   #observer: KubeRequestObserver | undefined;
-  #dispatcher: ReturnType<RequestContext['getDispatcher']> | undefined;
+  #dispatcher: Dispatcher | undefined;
 
-  constructor(kc: KubeConfig, fieldManager: string, options: KubeClientOptions = {}) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.#kc = kc;
-    this.#server = cluster.server.replace(/\/$/, '');
+  constructor(access: KubeConfig | ApiEndpoint, fieldManager: string, options: KubeClientOptions = {}) {
+    let server: string;
+    if ('getCurrentCluster' in access) {
+      const cluster = access.getCurrentCluster();
+      if (!cluster) throw new Error('kubeconfig has no current cluster');
+      server = cluster.server;
+    } else server = access.server;
+    this.#access = access;
+    this.#server = server.replace(/\/$/, '');
     this.fieldManager = fieldManager;
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#bucket = options.rateLimit === undefined ? undefined : new TokenBucket(options.rateLimit, options.clock ?? systemClock);
@@ -249,14 +263,16 @@ export class KubeClient {
     return { done };
   }
 
-  async #context(method: KubeMethod, path: string, options: RequestOptions): Promise<RequestContext> {
+  async #context(method: KubeMethod, path: string, options: RequestOptions): Promise<RequestTarget> {
     const url = new URL(this.#server + path);
     for (const [k, v] of Object.entries(options.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
+    const access = this.#access;
+    if (!('applySecurityAuthentication' in access)) return { url: url.toString(), headers: await access.headers(), dispatcher: access.dispatcher };
     const ctx = new RequestContext(url.toString(), method);
-    await this.#kc.applySecurityAuthentication(ctx);
-    return ctx;
+    await access.applySecurityAuthentication(ctx);
+    return { url: ctx.getUrl(), headers: ctx.getHeaders(), dispatcher: this.#dispatcherOf(ctx) };
   }
 
   /**
@@ -267,30 +283,30 @@ export class KubeClient {
    * credentials' headers still come from each request's context; the TLS material of a
    * loaded kubeconfig does not change.
    */
-  #dispatcherOf(ctx: RequestContext): ReturnType<RequestContext['getDispatcher']> {
+  #dispatcherOf(ctx: RequestContext): Dispatcher | undefined {
     this.#dispatcher ??= ctx.getDispatcher();
     return this.#dispatcher;
   }
 
   async #send(
-    ctx: RequestContext,
+    ctx: RequestTarget,
     method: KubeMethod,
     path: string,
     options: RequestOptions,
     deadline: AbortSignal,
   ): Promise<Awaited<ReturnType<typeof fetch>>> {
-    const headers: Record<string, string> = { ...ctx.getHeaders(), accept: 'application/json' };
+    const headers: Record<string, string> = { ...ctx.headers, accept: 'application/json' };
     let body: string | undefined;
     if (options.body !== undefined) {
       headers['content-type'] = method === 'PATCH' ? patchContentType[options.patchType ?? 'merge'] : 'application/json';
       body = JSON.stringify(options.body);
     }
     try {
-      return await fetch(ctx.getUrl(), {
+      return await fetch(ctx.url, {
         method,
         headers,
         body,
-        dispatcher: this.#dispatcherOf(ctx),
+        ...(ctx.dispatcher === undefined ? {} : { dispatcher: ctx.dispatcher }),
         signal: options.signal,
       });
     } catch (err) {
