@@ -1,24 +1,15 @@
 // Builds the launcher disruption-budget controller on a manager: the VM informer (shared
 // with the VM controller, same selector) and an informer on the budgets it manages.
 import { VirtualMachine } from '@keyvirt/crds';
-import type { Logger } from 'pino';
-import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { podDisruptionBudgetSchema } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { virtualMachineType } from '../vm/names.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
 import { BUDGET_SELECTOR, podDisruptionBudgetType } from './budget-spec.ts';
 
-export interface BudgetControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
-  events: EventSink;
+export interface BudgetControllerWiring extends ControllerWiringBase {
   observer?: ControllerObserver;
   /** The VM controller's selector: only its VMs get budgets. */
   vmSelector?: string | undefined;
@@ -26,7 +17,7 @@ export interface BudgetControllerWiring {
 
 export function addDisruptionBudgetController(w: BudgetControllerWiring): Controller {
   const { manager } = w;
-  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   const budgets = manager.informer(podDisruptionBudgetType, podDisruptionBudgetSchema, { labelSelector: BUDGET_SELECTOR });
   const reconciler = new DisruptionBudgetController({
     caches: { vm: (k) => vms.get(k), budget: (k) => budgets.get(k) },

@@ -2,24 +2,15 @@
 // node its status names (old and new), a migration to the node it evacuates and to the
 // node of its VM.
 import { VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
-import type { Logger } from 'pino';
-import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { nodeSchema } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { coreTypes, keyOf } from '../runtime/resource.ts';
 import { virtualMachineType } from '../vm/names.ts';
 import { EvacuationController } from './evacuation-controller.ts';
 import { ANNOTATION_EVACUATION_NODE, migrationType } from './names.ts';
 
-export interface EvacuationControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
-  events: EventSink;
+export interface EvacuationControllerWiring extends ControllerWiringBase {
   observer?: ControllerObserver;
   /** The VM controller's selector: only its VMs are moved. */
   vmSelector?: string | undefined;
@@ -28,9 +19,9 @@ export interface EvacuationControllerWiring {
 export function addEvacuationController(w: EvacuationControllerWiring): Controller {
   const { manager } = w;
   const nodes = manager.informer(coreTypes.node, nodeSchema);
-  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   // The same informer as the migration controller's: evacuation migrations carry their VM's labels.
-  const migrations = manager.informer(migrationType, VirtualMachineMigration, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const migrations = manager.informer(migrationType, VirtualMachineMigration, selectorOption(w.vmSelector));
   const reconciler = new EvacuationController({
     caches: { node: (name) => nodes.get(name), vms: () => vms.list(), migrations: () => migrations.list() },
     client: w.client,

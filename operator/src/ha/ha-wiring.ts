@@ -3,14 +3,12 @@
 // and the keyvirt_ha_restarts_total counter.
 import { StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
 import { Counter } from 'prom-client';
-import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../metrics.ts';
-import { type Clock, sleepOn } from '../runtime/clock.ts';
+import { sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { nodeSchema, podSchema, type Pod } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
 import type { KubeClient } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { LauncherFollowers } from '../vm/launcher-followers.ts';
@@ -24,13 +22,8 @@ import { diskLookup, type VmControllerHandle } from '../vm/vm-wiring.ts';
 import { HaController, type ReplacementWriter } from './ha-controller.ts';
 import type { RestartBudget } from './restart-budget.ts';
 
-export interface HaControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
+export interface HaControllerWiring extends ControllerWiringBase {
   metrics: OperatorMetrics;
-  events: EventSink;
   settings: LauncherSettings;
   placement: PlacementDecider;
   budget: RestartBudget;
@@ -54,7 +47,7 @@ function replacementWriter(client: KubeClient): ReplacementWriter {
 
 export function addHaController(w: HaControllerWiring): Controller {
   const { manager, client } = w;
-  const selector = w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector };
+  const selector = selectorOption(w.vmSelector);
   const vms = manager.informer(virtualMachineType, VirtualMachine, selector);
   const pods = manager.informer(coreTypes.pod, podSchema);
   const nodes = manager.informer(coreTypes.node, nodeSchema);

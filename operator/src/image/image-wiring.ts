@@ -2,13 +2,9 @@
 // domains they go onto, the storage job pods and the VMs whose disks use images, and
 // the key mapping from each to images.
 import { StorageDomain, VirtualMachine, VirtualMachineImage } from '@keyvirt/crds';
-import type { Logger } from 'pino';
-import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { podSchema } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { coreTypes, keyOf } from '../runtime/resource.ts';
 import { STORAGE_JOB_SELECTOR } from '../storage/names.ts';
 import { storageDomainType, virtualMachineType } from '../vm/names.ts';
@@ -17,12 +13,7 @@ import { ANNOTATION_IMAGE } from './import-job.ts';
 import { readImportProgress } from './import-progress.ts';
 import { virtualMachineImageType } from './names.ts';
 
-export interface ImageControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
-  events: EventSink;
+export interface ImageControllerWiring extends ControllerWiringBase {
   observer?: ControllerObserver;
   settings: ImageSettings;
   /** Manage only the images whose labels match (a label selector). */
@@ -31,19 +22,15 @@ export interface ImageControllerWiring {
   domainSelector?: string | undefined;
 }
 
-function selector(labelSelector: string | undefined): { labelSelector?: string } {
-  return labelSelector === undefined || labelSelector === '' ? {} : { labelSelector };
-}
-
 export const DEFAULT_IMAGE_RETRY_MS = 30_000;
 export const DEFAULT_IMAGE_PROGRESS_INTERVAL_MS = 2_000;
 
 export function addImageController(w: ImageControllerWiring): Controller {
   const { manager } = w;
-  const images = manager.informer(virtualMachineImageType, VirtualMachineImage, selector(w.imageSelector));
-  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector));
+  const images = manager.informer(virtualMachineImageType, VirtualMachineImage, selectorOption(w.imageSelector));
+  const domains = manager.informer(storageDomainType, StorageDomain, selectorOption(w.domainSelector));
   const jobPods = manager.informer(coreTypes.pod, podSchema, { labelSelector: STORAGE_JOB_SELECTOR });
-  const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.imageSelector));
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.imageSelector));
   const imagesOf = (vm: VirtualMachine): { name: string; domain: string }[] =>
     vm.spec.template.disks.flatMap((d) => (d.storageDomain?.image === undefined ? [] : [{ name: d.storageDomain.image, domain: d.storageDomain.name }]));
   const reconciler = new ImageController({

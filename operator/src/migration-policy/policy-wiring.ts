@@ -5,6 +5,7 @@ import { MigrationPolicy, VirtualMachine } from '@keyvirt/crds';
 import type { Logger } from 'pino';
 import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { selectorOption } from '../runtime/controller-wiring.ts';
 import { namespaceSchema } from '../runtime/core-schemas.ts';
 import type { KubeClient } from '../runtime/kube-client.ts';
 import type { Manager } from '../runtime/manager.ts';
@@ -29,14 +30,10 @@ export interface MigrationPolicyWiring {
   vmSelector?: string | undefined;
 }
 
-function selector(labelSelector: string | undefined): { labelSelector?: string } {
-  return labelSelector === undefined || labelSelector === '' ? {} : { labelSelector };
-}
-
 export function addMigrationPolicyController(w: MigrationPolicyWiring): Controller {
   const { manager } = w;
-  const policies = manager.informer(migrationPolicyType, MigrationPolicy, selector(w.policySelector ?? w.vmSelector));
-  const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.vmSelector));
+  const policies = manager.informer(migrationPolicyType, MigrationPolicy, selectorOption(w.policySelector ?? w.vmSelector));
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   const namespaces = manager.informer(coreTypes.namespace, namespaceSchema);
   const reconciler = new MigrationPolicyController({
     caches: {

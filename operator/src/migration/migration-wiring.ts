@@ -2,14 +2,12 @@
 // with the VM controller where they are the same), the key mapping from pods and VMs
 // to migrations, the source-stream followers.
 import { MigrationPolicy, StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
-import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../metrics.ts';
-import { type Clock, sleepOn } from '../runtime/clock.ts';
+import { sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { namespaceSchema, nodeSchema, podSchema, type Pod } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { migrationPolicyType } from '../migration-policy/names.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
@@ -24,13 +22,8 @@ import { isFinal } from './phases.ts';
 import { clusterPolicySource, type MigrationPolicySource } from './policy-source.ts';
 
 
-export interface MigrationControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
+export interface MigrationControllerWiring extends ControllerWiringBase {
   metrics: OperatorMetrics;
-  events: EventSink;
   settings: LauncherSettings;
   placement: PlacementDecider;
   workers: number;
@@ -60,10 +53,10 @@ function objectWriter(client: KubeClient): MigrationObjectWriter {
 
 export function addMigrationController(w: MigrationControllerWiring): Controller {
   const { manager, client } = w;
-  const selector = w.vmSelector === undefined || w.vmSelector === '' ? undefined : w.vmSelector;
-  const vms = manager.informer(virtualMachineType, VirtualMachine, selector === undefined ? {} : { labelSelector: selector });
+  const selector = selectorOption(w.vmSelector);
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selector);
   // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
-  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selector === undefined ? {} : { labelSelector: selector });
+  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selector);
   const pods = manager.informer(coreTypes.pod, podSchema);
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);

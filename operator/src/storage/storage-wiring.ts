@@ -1,13 +1,9 @@
 // Builds the StorageDomain controller on a manager: informers for domains, the VMs
 // that use them and the storage job pods, and the key mapping from each to domains.
 import { StorageDomain, VirtualMachine } from '@keyvirt/crds';
-import type { Logger } from 'pino';
-import type { Clock } from '../runtime/clock.ts';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { podSchema } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
-import type { KubeClient } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes } from '../runtime/resource.ts';
 import { storageDomainType, virtualMachineType } from '../vm/names.ts';
@@ -15,12 +11,7 @@ import { domainCapacity, type DomainCapacity } from './domain-capacity-metrics.t
 import { STORAGE_JOB_SELECTOR } from './names.ts';
 import { StorageDomainController, type StorageSettings } from './storage-domain-controller.ts';
 
-export interface StorageControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
-  events: EventSink;
+export interface StorageControllerWiring extends ControllerWiringBase {
   observer?: ControllerObserver;
   /** Where the held-deletion gauge reads from. */
   metrics?: {
@@ -38,17 +29,13 @@ export interface StorageControllerWiring {
   vmSelector?: string | undefined;
 }
 
-function selector(labelSelector: string | undefined): { labelSelector?: string } {
-  return labelSelector === undefined || labelSelector === '' ? {} : { labelSelector };
-}
-
 export const DEFAULT_PROBE_INTERVAL_MS = 60_000;
 export const DEFAULT_RETRY_AFTER_FAILURE_MS = 30_000;
 
 export function addStorageDomainController(w: StorageControllerWiring): Controller {
   const { manager } = w;
-  const domains = manager.informer(storageDomainType, StorageDomain, selector(w.domainSelector ?? w.vmSelector));
-  const vms = manager.informer(virtualMachineType, VirtualMachine, selector(w.vmSelector));
+  const domains = manager.informer(storageDomainType, StorageDomain, selectorOption(w.domainSelector ?? w.vmSelector));
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   // Jobs run where their claim is: the operator's namespace, or a VM's namespace for storageClass disks.
   const jobPods = manager.informer(coreTypes.pod, podSchema, { labelSelector: STORAGE_JOB_SELECTOR });
   const reconciler = new StorageDomainController({

@@ -1,14 +1,12 @@
 // Builds the VirtualMachine controller on a manager: its informers, the key mapping from
 // pods, nodes and storage domains to VMs, the launcher followers, and the metrics.
 import { StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
-import type { Logger } from 'pino';
 import type { OperatorMetrics } from '../metrics.ts';
-import { type Clock, sleepOn } from '../runtime/clock.ts';
+import { sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
+import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
 import { nodeSchema, persistentVolumeClaimSchema, podSchema } from '../runtime/core-schemas.ts';
-import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
-import type { Manager } from '../runtime/manager.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { claimHolder } from './claim-sharing.ts';
@@ -24,13 +22,8 @@ import { VmStatusWriter } from './status-writer.ts';
 import { VmController } from './vm-controller.ts';
 import { vmPatcher } from './vm-patcher.ts';
 
-export interface VmControllerWiring {
-  manager: Manager;
-  client: KubeClient;
-  log: Logger;
-  clock: Clock;
+export interface VmControllerWiring extends ControllerWiringBase {
   metrics: OperatorMetrics;
-  events: EventSink;
   settings: LauncherSettings;
   placement: PlacementDecider;
   workers: number;
@@ -64,7 +57,7 @@ export function diskLookup(client: KubeClient, storageDomain: DiskLookup['storag
 
 export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const { manager, client } = w;
-  const vms = manager.informer(virtualMachineType, VirtualMachine, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   // The pod cache holds launcher pods only (every controller's pod informer shares it), indexed by VM.
   manager.restrictCache(coreTypes.pod, { labelSelector: LABEL_VM });
   const pods = manager.informer(coreTypes.pod, podSchema);
@@ -72,7 +65,7 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
   // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
-  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, w.vmSelector === undefined || w.vmSelector === '' ? {} : { labelSelector: w.vmSelector });
+  const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selectorOption(w.vmSelector));
   const log = w.log.child({ controller: 'virtualmachine' });
 
   const ref: { controller?: Controller } = {};
