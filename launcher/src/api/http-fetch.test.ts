@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../../hack/launcher-build/build-launcher.ts';
+import { bundleLauncherScript, LAUNCHER_NODE_FLAGS } from '../../../hack/launcher-build/build-launcher.ts';
 import { httpFetch } from './http-fetch.ts';
 import { LauncherHttpError, LauncherTransport, LauncherUnreachableError } from './transport.ts';
 import { z } from 'zod';
@@ -67,21 +69,42 @@ describe('httpFetch (launcher-to-launcher calls over node:http)', () => {
     await assert.rejects(httpFetch('https://127.0.0.1/'), /https: URLs are not served/);
   });
 
-  it('works in the built launcher under lite mode, where the global fetch cannot (no WebAssembly)', { timeout: 120_000 }, () => {
-    const build = buildLauncher(repoRoot, path.join(repoRoot, 'hack', '.cache', 'launcher-build'));
-    const apiDir = path.join(build.dir, 'launcher', 'src', 'api');
-    const script = [
-      "import http from 'node:http';",
-      `import { httpFetch } from ${JSON.stringify(path.join(apiDir, 'http-fetch.js'))};`,
-      `import { LauncherClient } from ${JSON.stringify(path.join(apiDir, 'client.js'))};`,
-      "const server = http.createServer((req, res) => res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'Unauthorized', message: req.headers.authorization ?? '' } })));",
-      "await new Promise((r) => server.listen(0, '127.0.0.1', r));",
-      'const baseUrl = `http://127.0.0.1:${server.address().port}`;',
-      'const outcome = async (fetch) => { try { await new LauncherClient({ baseUrl, token: "t", timeoutMs: 5000, ...(fetch ? { fetch } : {}) }).info(); return "answered"; } catch (err) { return `${err.name}: ${err.message} ${err.cause?.cause?.message ?? ""}`; } };',
-      'console.log(JSON.stringify({ httpFetch: await outcome(httpFetch), globalFetch: await outcome(undefined) }));',
-      'server.close();',
-    ].join('\n');
-    const out = execFileSync(process.execPath, [...LAUNCHER_NODE_FLAGS, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  it('works as the launcher is built, under lite mode, where the global fetch cannot (no WebAssembly)', { timeout: 120_000 }, () => {
+    // A probe bundled with the launcher's own build options (hack/launcher-build), run with its flags.
+    const dir = mkdtempSync(path.join(tmpdir(), 'kv-http-fetch-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const apiDir = path.join(repoRoot, 'launcher', 'src', 'api');
+    const probe = path.join(dir, 'probe.ts');
+    writeFileSync(
+      probe,
+      [
+        "import http from 'node:http';",
+        `import { httpFetch } from ${JSON.stringify(path.join(apiDir, 'http-fetch.ts'))};`,
+        `import { LauncherClient } from ${JSON.stringify(path.join(apiDir, 'client.ts'))};`,
+        'async function main(): Promise<void> {',
+        "  const server = http.createServer((req, res) => res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'Unauthorized', message: req.headers.authorization ?? '' } })));",
+        "  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));",
+        '  const address = server.address();',
+        "  const baseUrl = `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`;",
+        '  const outcome = async (fetch?: typeof httpFetch): Promise<string> => {',
+        '    try {',
+        '      await new LauncherClient({ baseUrl, token: "t", timeoutMs: 5000, ...(fetch ? { fetch } : {}) }).info();',
+        '      return "answered";',
+        '    } catch (err) {',
+        '      const e = err as Error & { cause?: { cause?: Error } };',
+        '      return `${e.name}: ${e.message} ${e.cause?.cause?.message ?? ""}`;',
+        '    }',
+        '  };',
+        '  console.log(JSON.stringify({ httpFetch: await outcome(httpFetch), globalFetch: await outcome() }));',
+        '  server.close();',
+        '}',
+        'void main();',
+        '',
+      ].join('\n'),
+    );
+    const script = path.join(dir, 'probe.cjs');
+    bundleLauncherScript(repoRoot, script, probe);
+    const out = execFileSync(process.execPath, [...LAUNCHER_NODE_FLAGS, script], { encoding: 'utf8', timeout: 60_000 });
     const result = JSON.parse(out) as { httpFetch: string; globalFetch: string };
     assert.match(result.httpFetch, /^LauncherHttpError: GET \/v1\/info: HTTP 401 Unauthorized: Bearer t/);
     // Why the launcher does not use the global fetch for these calls:
