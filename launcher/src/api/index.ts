@@ -11,3 +11,4 @@ export * from './vm-metrics.ts';
 export * from './guest-info.ts';
 export * from './stream-client.ts';
 export * from './pod-network.ts';
+export * from './request-path.ts';

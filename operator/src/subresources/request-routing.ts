@@ -2,6 +2,7 @@
 // websocket upgrade — pure, table-tested. The paths are the contract of ADR 0066:
 // discovery at /apis, /apis/<group>, /apis/<group>/<version>; subresources at
 // /apis/<group>/<version>/namespaces/<ns>/virtualmachines/<name>/<subresource>.
+import { splitRequestPath } from '@keyvirt/launcher/api';
 import { badRequest, notFound, SubresourceError } from './errors.ts';
 
 export const SUBRESOURCE_GROUP = 'subresources.keyvirt.io';
@@ -98,19 +99,9 @@ export function routeRequest(method: string, segments: readonly string[], upgrad
   return routeSubresource(method, segments, upgrade);
 }
 
-/** The request target split into decoded segments; a 400 for anything but an origin-form path. */
-export function pathSegments(target: string | undefined): string[] {
-  if (target === undefined || !target.startsWith('/')) throw badRequest('the request target must be an absolute path');
-  const end = target.search(/[?#]/);
-  const path = end < 0 ? target : target.slice(0, end);
-  const segments: string[] = [];
-  for (const part of path.split('/')) {
-    if (part === '') continue;
-    try {
-      segments.push(decodeURIComponent(part));
-    } catch {
-      throw badRequest('the request path has an invalid percent-encoding');
-    }
-  }
-  return segments;
+/** The request target split into decoded segments (the launcher's splitter); a 400 for anything but an origin-form path. */
+export function pathSegments(target: string | undefined): readonly string[] {
+  const split = splitRequestPath(target);
+  if (!('problem' in split)) return split.segments;
+  throw badRequest(split.problem === 'not-origin-form' ? 'the request target must be an absolute path' : 'the request path has an invalid percent-encoding');
 }
