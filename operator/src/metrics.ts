@@ -42,7 +42,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
   readonly #badObjects: Counter<'kind'>;
   readonly #leader: Gauge;
   readonly #launcherEvents: Counter<'event'>;
-  readonly #apiRequests: Counter<'verb' | 'class' | 'code'>;
+  readonly #apiRequests: Counter<'verb' | 'class' | 'code' | 'resource'>;
   #vmSources: VmPhaseSource[] = [];
   #storageSources: StorageDiskSource[] = [];
   #capacitySources: StorageCapacitySource[] = [];
@@ -102,8 +102,8 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
     });
     this.#apiRequests = new Counter({
       name: 'keyvirt_api_requests_total',
-      help: 'Requests to the Kubernetes API server, per verb, class (read, write, status, watch) and HTTP code (0: no answer).',
-      labelNames: ['verb', 'class', 'code'],
+      help: 'Requests to the Kubernetes API server, per verb, class (read, write, status, watch), resource and HTTP code (0: no answer).',
+      labelNames: ['verb', 'class', 'code', 'resource'],
       registers,
     });
     const storageSources = (): StorageDiskSource[] => this.#storageSources;
@@ -226,7 +226,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
     this.#launcherEvents.inc({ event });
   }
 
-  onApiRequest(method: KubeMethod, cls: RequestClass, code: number): void {
-    this.#apiRequests.inc({ verb: method, class: cls, code: String(code) });
+  onApiRequest(method: KubeMethod, cls: RequestClass, code: number, resource = 'other'): void {
+    this.#apiRequests.inc({ verb: method, class: cls, code: String(code), resource });
   }
 }

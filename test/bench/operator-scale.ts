@@ -272,6 +272,27 @@ interface Setting {
   readonly logDir: string;
 }
 
+/** Requests per VM by verb and resource (`POST:pods=1.00,…`), from the counters' difference; empty for an operator that does not label them. */
+function requestsByResource(before: string, after: string, vms: number): string {
+  const sums = (text: string): Map<string, number> => {
+    const out = new Map<string, number>();
+    for (const m of text.matchAll(/^keyvirt_api_requests_total\{([^}]*)\} ([0-9.e+-]+)$/gm)) {
+      const labels = new Map([...(m[1] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((p) => [p[1] ?? '', p[2] ?? '']));
+      if (labels.get('class') === 'watch' || !labels.has('resource')) continue;
+      const key = `${labels.get('verb') ?? ''}:${labels.get('resource') ?? ''}${labels.get('class') === 'status' ? '/status' : ''}`;
+      out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+    }
+    return out;
+  };
+  const b = sums(before);
+  return [...sums(after)]
+    .map(([k, v]): [string, number] => [k, (v - (b.get(k) ?? 0)) / vms])
+    .filter(([, v]) => v >= 0.005)
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k}=${v.toFixed(2)}`)
+    .join(',');
+}
+
 /** Requests the operator counted (reads and writes, not watches); undefined for an operator that does not count them. */
 function operatorRequests(metricsText: string): number | undefined {
   if (!metricsText.includes('keyvirt_api_requests_total')) return undefined;
@@ -306,7 +327,8 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     while (!(await operatorReady())) await sleep(250);
     const { created, bound } = podTimes(st.admin, s.namespace, stopWatch.signal);
     const reconciles = async (): Promise<number> => metricSum(await metrics(), 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
-    const before = { reconciles: await reconciles(), requests: operatorRequests(await metrics()) ?? 0 };
+    const metricsBefore = await metrics();
+    const before = { reconciles: await reconciles(), requests: operatorRequests(metricsBefore) ?? 0 };
     const burstCpu = await cpuShares(operator.pid, st.apiServerPid);
     const started = Date.now();
     await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
@@ -337,7 +359,9 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
       if (now - settled <= Math.max(5, vms / 1000)) break;
       settled = now;
     }
-    const counted = operatorRequests(await metrics());
+    const metricsSettled = await metrics();
+    const counted = operatorRequests(metricsSettled);
+    const byResource = requestsByResource(metricsBefore, metricsSettled, vms) || 'n/a';
     const requests = counted === undefined ? undefined : counted - before.requests;
     const idleFrom = { cpu: (await procStats(operator.pid)).cpuMs, requests: counted ?? 0 };
     await sleep(IDLE_WINDOW_MS);
@@ -383,7 +407,8 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
       `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${requests === undefined ? 'n/a' : (requests / vms).toFixed(2)} ` +
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
-      `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} operator=${label}`;
+      `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
+      `requests_per_vm_by_resource=${byResource} operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
     process.stdout.write(`${line}\n`);
     return line;

@@ -99,7 +99,19 @@ export type RequestClass = 'read' | 'write' | 'status' | 'watch';
 
 /** Sees every request the client sends, with its answer's HTTP code (0: no answer). */
 export interface KubeRequestObserver {
-  onApiRequest(method: KubeMethod, cls: RequestClass, code: number): void;
+  onApiRequest(method: KubeMethod, cls: RequestClass, code: number, resource: string): void;
+}
+
+/**
+ * The resource a request path names (`pods`, `virtualmachines`, `leases` …), for
+ * counting requests per resource: a bounded set, never an object's name.
+ */
+export function resourceOf(path: string): string {
+  const parts = path.split('?')[0]?.split('/').filter((p) => p !== '') ?? [];
+  // /api/v1/… or /apis/<group>/<version>/…
+  const rest = parts[0] === 'api' ? parts.slice(2) : parts.slice(3);
+  const resource = rest[0] === 'namespaces' && rest.length >= 3 ? rest[2] : rest[0];
+  return resource !== undefined && /^[a-z0-9]{1,63}$/.test(resource) ? resource : 'other';
 }
 
 function classify(method: KubeMethod, path: string): RequestClass {
@@ -168,10 +180,10 @@ export class KubeClient {
     try {
       response = await this.#send(ctx, method, path, { ...options, signal }, deadline);
     } catch (err) {
-      this.#observer?.onApiRequest(method, cls, 0);
+      this.#observer?.onApiRequest(method, cls, 0, resourceOf(path));
       throw err;
     }
-    this.#observer?.onApiRequest(method, cls, response.status);
+    this.#observer?.onApiRequest(method, cls, response.status, resourceOf(path));
     let text: string;
     try {
       text = await response.text();
@@ -225,12 +237,12 @@ export class KubeClient {
     try {
       response = await this.#send(ctx, 'GET', path, { ...options, signal: AbortSignal.any([signal, establish.signal]) }, establish.signal);
     } catch (err) {
-      this.#observer?.onApiRequest('GET', 'watch', 0);
+      this.#observer?.onApiRequest('GET', 'watch', 0, resourceOf(path));
       throw err;
     } finally {
       clearTimeout(timer);
     }
-    this.#observer?.onApiRequest('GET', 'watch', response.status);
+    this.#observer?.onApiRequest('GET', 'watch', response.status, resourceOf(path));
     if (response.status !== 200 || response.body === null) {
       const text = await response.text();
       const status = statusBody.safeParse(JSON.parse(text.length > 0 ? text : '{}'));
