@@ -3,9 +3,9 @@
 // hostPath claim) behind masquerade with no ports listed, on a throwaway simulated node
 // whose chart node agent prepares the pod network; cloud-init NoCloud gives it a host name
 // and a user with this run's SSH key. `ssh` from the host over the cluster bridge to the
-// pod IP runs `hostname` and gets that name back. Real QEMU (TCG here).
-// A Service in front of the VM is not exercised: the local cluster runs no kube-proxy and
-// its ClusterIPs are never dialled (docs/adr/0096).
+// pod IP runs `hostname` and gets that name back; then the same through a ClusterIP Service
+// selecting the VM's label (port 22 → 22), dialled only once the ClusterIP routes onto the
+// cluster bridge and the host's kube-proxy has written its rules (ADR 0099). Real QEMU (TCG here).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
@@ -18,12 +18,14 @@ import { cloudConfig, debianGuest, dhcpNetworkConfig } from '../support/debian-g
 import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, launcherPods, scratch, type Scratch, TEST_RUN_LABEL, waitVm } from '../operator/vm-fixtures.ts';
 import { startChartNodeAgent } from './chart-node-agent.ts';
+import { createService, waitServiceRouted, type ServicePort } from './service-rules.ts';
 
 const run = promisify(execFile);
 const VM = 'net-ssh';
 const HOSTNAME = 'kv-ssh-guest';
 const USER = 'kv';
 const CLAIM = 'debian-root';
+const SSH_PORT: ServicePort = { name: 'ssh', port: 22, targetPort: 22 };
 
 void describe('ssh into the Debian guest on its pod IP (local cluster, real QEMU)', { timeout: 40 * 60_000 }, () => {
   let cluster: TestCluster;
@@ -76,7 +78,7 @@ void describe('ssh into the Debian guest on its pod IP (local cluster, real QEMU
     const publicKey = (await readFile(`${key}.pub`, 'utf8')).trim();
     apply(cluster, {
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine',
-      metadata: { name: VM, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
+      metadata: { name: VM, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId, app: `ssh-${s.runId}` } },
       spec: {
         runStrategy: 'Always', terminationGracePeriodSeconds: 30,
         nodeSelector: { 'kubernetes.io/hostname': node?.name ?? '' },
@@ -97,13 +99,21 @@ void describe('ssh into the Debian guest on its pod IP (local cluster, real QEMU
       (v) => v.status?.phase === 'Running' && (v.status.interfaces?.[0]?.ipAddresses ?? []).includes('10.0.2.2'), 1_500_000);
     const podIp = launcherPods(cluster, s.namespace, VM)[0]?.status?.podIP;
     assert.ok(podIp !== undefined);
-    const ssh = ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', `${USER}@${podIp}`, 'hostname'];
+    const ssh = (host: string): string[] =>
+      ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', `${USER}@${host}`, 'hostname'];
     // sshd may start after the agent reports the address.
     const got = await eventually('ssh answering on the pod IP', async () => {
-      const r = await run('ssh', ssh, { timeout: 60_000 }).catch(() => undefined);
+      const r = await run('ssh', ssh(podIp), { timeout: 60_000 }).catch(() => undefined);
       return r?.stdout.trim() || undefined;
     }, 600_000, 3000);
     assert.equal(got, HOSTNAME);
     t.diagnostic(`ssh ${USER}@${podIp} hostname → ${got} ${Date.now() - started} ms after apply (accel=tcg)`);
+
+    // The same through a Service selecting the VM's label (copied onto its launcher pod).
+    const clusterIp = createService(cluster, s.namespace, 'ssh', { app: `ssh-${s.runId}` }, SSH_PORT);
+    await waitServiceRouted(cluster, { namespace: s.namespace, name: 'ssh', clusterIp, port: SSH_PORT }, podIp, 120_000);
+    const viaService = (await run('ssh', ssh(clusterIp), { timeout: 60_000 })).stdout.trim();
+    assert.equal(viaService, HOSTNAME);
+    t.diagnostic(`ssh ${USER}@${clusterIp} (Service ssh → ${podIp}:22) hostname → ${viaService} (accel=tcg)`);
   });
 });
