@@ -1,5 +1,9 @@
 // Kubernetes Events (events.k8s.io/v1) about objects the operator manages. Controllers
 // call it on transitions only; a failure to record an event is logged, never fatal.
+// Recording does not hold the reconcile: the write goes out in the background (as
+// client-go's broadcaster does), at most MAX_EVENTS_IN_FLIGHT at a time — past that,
+// as in a burst of thousands of VMs, events are dropped (counted in the log) rather
+// than queued without bound.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { KubeClient } from './kube-client.ts';
@@ -24,6 +28,9 @@ export interface EventSink {
   record(target: EventTarget, event: RecordedEvent): Promise<void>;
 }
 
+/** Event writes in flight; more are dropped (client-go's broadcaster queues 1,000). */
+export const MAX_EVENTS_IN_FLIGHT = 1000;
+
 function microTime(ms: number): string {
   return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
@@ -34,6 +41,9 @@ export class EventRecorder implements EventSink {
   readonly #instance: string;
   readonly #log: Logger;
   readonly #now: () => number;
+  #inFlight = 0;
+  #dropped = 0;
+  readonly #writes = new Set<Promise<void>>();
 
   constructor(opts: { client: Pick<KubeClient, 'create'>; controller: string; instance: string; log: Logger; now: () => number }) {
     this.#client = opts.client;
@@ -43,7 +53,28 @@ export class EventRecorder implements EventSink {
     this.#now = opts.now;
   }
 
-  async record(target: EventTarget, event: RecordedEvent): Promise<void> {
+  /** Starts the event's write and returns at once (dropped when MAX_EVENTS_IN_FLIGHT are in flight). */
+  record(target: EventTarget, event: RecordedEvent): Promise<void> {
+    if (this.#inFlight >= MAX_EVENTS_IN_FLIGHT) {
+      this.#dropped += 1;
+      if (this.#dropped === 1 || this.#dropped % 1000 === 0) this.#log.warn({ dropped: this.#dropped, reason: event.reason }, 'too many events in flight, event dropped');
+      return Promise.resolve();
+    }
+    this.#inFlight += 1;
+    const write = this.#write(target, event).finally(() => {
+      this.#inFlight -= 1;
+      this.#writes.delete(write);
+    });
+    this.#writes.add(write);
+    return Promise.resolve();
+  }
+
+  /** Resolves once every event write started so far has ended. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.#writes]);
+  }
+
+  async #write(target: EventTarget, event: RecordedEvent): Promise<void> {
     const namespace = target.metadata.namespace ?? 'default';
     const body = {
       apiVersion: 'events.k8s.io/v1',
