@@ -418,7 +418,10 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     await operator.exited;
     await releaseVms(st.admin, s, vms);
     try {
-      cluster.kubectl(['delete', 'virtualmachines', '--all', '-n', s.namespace, '--wait=false']);
+      // One delete-collection each (kubectl deletes one object per request): the VMs, then
+      // their pods, which no kubelet ever ends (grace period 0).
+      await st.admin.request('DELETE', `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, { timeoutMs: 300_000 });
+      await st.admin.request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 });
     } finally {
       await s.cleanup();
     }
