@@ -3,15 +3,14 @@
 // through its own storage view when asked), a posix StorageDomain under the suite's
 // temp directory, one VM booting the test guest from a blank raw disk on it, the
 // continuous double-run checker on that VM, and the timing of its fail-over.
-import { cp } from 'node:fs/promises';
-import { lstatSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { StorageDomain, type VirtualMachine, type VirtualMachineInput } from '@keyvirt/crds';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { DoubleRunChecker } from '../support/double-run-checker.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, startSuiteOperator, stopOperator, type OperatorProcess } from '../operator/operator-process.ts';
+import { keepEvidence } from '../operator/scenario-evidence.ts';
 import { apply, condition, getVm, scratch, TEST_RUN_LABEL, testVm, waitVm, type Scratch } from '../operator/vm-fixtures.ts';
 
 export interface HaScenarioOptions {
@@ -60,7 +59,7 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
   let operator: OperatorProcess | undefined;
   const dispose = async (): Promise<void> => {
     if (operator !== undefined) await stopOperator(operator);
-    await keepEvidence(cluster, s, nodes);
+    await keepEvidence('HA scenario', cluster, s, nodes);
     try {
       await s.cleanup();
     } finally {
@@ -130,18 +129,3 @@ export function vmNode(cluster: TestCluster, ref: { namespace: string; name: str
   return getVm(cluster, ref.namespace, ref.name)?.status?.nodeName;
 }
 
-/**
- * Copies the operator log and the logs the throwaway nodes hold of their pods to a temp
- * directory that outlives the nodes, for the post-mortem of a failed run.
- */
-async function keepEvidence(cluster: TestCluster, s: Scratch, nodes: readonly string[]): Promise<void> {
-  const dest = path.join(tmpdir(), `${path.basename(s.dir)}-evidence`);
-  // Logs only: never the Secrets and keys the pods hold.
-  const logs = (src: string): boolean => {
-    const st = lstatSync(src, { throwIfNoEntry: false });
-    return st !== undefined && (st.isDirectory() || (st.isFile() && /\.log(\.\d+)?$/.test(src) && st.size < 16 * 1024 * 1024));
-  };
-  await cp(path.join(s.dir, 'operator.log'), path.join(dest, 'operator.log')).catch(() => undefined);
-  for (const n of nodes) await cp(path.join(cluster.layout.nodesDir, n, 'pods'), path.join(dest, n), { recursive: true, filter: logs }).catch(() => undefined);
-  process.stderr.write(`HA scenario evidence: ${dest}\n`);
-}

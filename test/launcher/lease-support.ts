@@ -1,5 +1,5 @@
 // Launchers of one highly available VM on one lease file, for the lease suites: the
-// lease configuration a launcher pod would get, and small probes (QEMU alive, the
+// lease configuration a launcher pod would get, and small probes (QEMU gone, the
 // record on the lease file, QEMU's exit time).
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { LauncherConfigInput } from '@keyvirt/launcher/api';
 import { readLease } from '../../launcher/src/lease/lease-file.ts';
 import type { LeaseRecord } from '../../launcher/src/lease/record.ts';
-import type { SharedVm } from '../support/launcher-process.ts';
+import { processAlive, type SharedVm } from '../support/launcher-process.ts';
 
 /** The default constants (ADR 0063): the suites run with what production runs with. */
 export const R_MS = 1000;
@@ -23,19 +23,10 @@ export function withLease(vm: SharedVm, holderId: string): (c: LauncherConfigInp
   return (c) => ({ ...c, lease: { path: leaseFile(vm), holderId, fenceDisks: ['root'] } });
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Polls every 10 ms until `pid` is gone; resolves with performance.now() then. */
 export async function goneAt(pid: number, timeoutMs: number): Promise<number> {
   const deadline = performance.now() + timeoutMs;
-  while (alive(pid)) {
+  while (processAlive(pid)) {
     if (performance.now() > deadline) throw new Error(`process ${pid} still alive after ${timeoutMs} ms`);
     await sleep(10);
   }

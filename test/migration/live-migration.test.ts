@@ -9,36 +9,24 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorBodySchema, LauncherHttpError, MigrationClient } from '../../launcher/src/api/index.ts';
 import { readDiskRecords } from '../support/guest.ts';
-import { createPeerHost } from '../support/netns.ts';
 import {
   assertCounterContinues,
-  createSharedVm,
   migrationOutcome,
   mintMigrationTls,
-  removeSharedVm,
   startLauncher,
   startMigration,
   waitForCounter,
   waitForStatus,
 } from '../support/launcher-process.ts';
+import { peerTarget, runningSource } from './migration-pair.ts';
 
 const BOOT_TIMEOUT_MS = 120_000;
 
 
 void test('live migration between launchers across network namespaces, and rollbacks', { timeout: 900_000 }, async (t) => {
-  const vm = await createSharedVm();
-  t.after(() => removeSharedVm(vm));
-  const peer = await createPeerHost();
-  t.after(() => peer.destroy());
-
-  const first = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'source' });
-  t.after(() => first.dispose());
-  await waitForStatus(first, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
-  const before = await waitForCounter(first, 5, BOOT_TIMEOUT_MS);
-  const bootId = before[0]?.bootId ?? '';
-
-  const second = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'target' });
-  t.after(() => second.dispose());
+  const run = await runningSource(t, { name: 'source', bootTimeoutMs: BOOT_TIMEOUT_MS, counters: 5 });
+  const { vm, peer, source: first, bootId } = run;
+  const second = await peerTarget(t, run, 'target');
 
   await t.test('bad or misplaced migration requests are refused and the VM keeps running', async () => {
     const bad = await fetch(`${first.baseUrl}/v1/migrations`, {

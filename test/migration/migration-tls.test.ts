@@ -19,18 +19,15 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { MIGRATION_TLS_HOSTNAME, type IncomingMigrationStatus, type MigrationTlsClientCredentialsInput } from '../../launcher/src/api/index.ts';
-import { createPeerHost } from '../support/netns.ts';
 import {
   assertCounterContinues,
-  createSharedVm,
   migrationOutcome,
   mintMigrationTls,
-  removeSharedVm,
-  startLauncher,
   waitForCounter,
   waitForStatus,
   type LauncherProcess,
 } from '../support/launcher-process.ts';
+import { peerTarget, runningSource } from './migration-pair.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 /** QEMU_VM_FILE_MAGIC and QEMU_VM_FILE_VERSION: how every QEMU migration stream begins. */
@@ -122,18 +119,9 @@ async function assertNoTlsFiles(launcher: LauncherProcess): Promise<void> {
 }
 
 void test('migration over TLS: strangers and impostors achieve nothing, the real migration goes through', { timeout: 900_000 }, async (t) => {
-  const vm = await createSharedVm();
-  t.after(() => removeSharedVm(vm));
-  const peer = await createPeerHost();
-  t.after(() => peer.destroy());
-
-  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: 'tls-source' });
-  t.after(() => source.dispose());
-  await waitForStatus(source, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
-  const bootId = (await waitForCounter(source, 5, BOOT_TIMEOUT_MS))[0]?.bootId ?? '';
-
-  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: 'tls-target' });
-  t.after(() => target.dispose());
+  const run = await runningSource(t, { name: 'tls-source', bootTimeoutMs: BOOT_TIMEOUT_MS, counters: 5 });
+  const { peer, source, bootId } = run;
+  const target = await peerTarget(t, run, 'tls-target');
   await waitForStatus(target, (s) => s.phase === 'WaitingForMigration', 60_000, 'WaitingForMigration');
   const credentials = await mintMigrationTls(peer.address, 'tls-migration');
   const foreign = await mintMigrationTls(peer.address, 'another-migration');

@@ -7,41 +7,25 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createPeerHost } from '../support/netns.ts';
 import {
   assertCounterContinues,
-  createSharedVm,
   migrationOutcome,
-  removeSharedVm,
-  startLauncher,
   startMigration,
   waitForCounter,
   waitForStatus,
   type LauncherProcess,
 } from '../support/launcher-process.ts';
+import { peerTarget, runningSource } from './migration-pair.ts';
 import type { MigrationResult } from '@keyvirt/launcher/api';
 
 const BOOT_TIMEOUT_MS = 240_000;
 /** 8 MiB/s keeps a 256 MiB guest migrating (pre-copy or post-copy) for half a minute: long enough to delete the pod midway. */
 const SLOW_BANDWIDTH = 8 * 1024 * 1024;
 
-/**
- * A fresh VM running under a source launcher in the root namespace (agent connected,
- * counter going) and a target launcher for it in a peer namespace; all removed after `t`.
- */
+/** The source (its guest counting) and, in a peer namespace, the target of a migration; all removed after `t`. */
 async function sourceAndTarget(t: TestContext, name: string): Promise<{ source: LauncherProcess; target: LauncherProcess; bootId: string }> {
-  const vm = await createSharedVm();
-  t.after(() => removeSharedVm(vm));
-  const peer = await createPeerHost();
-  t.after(() => peer.destroy());
-  const source = await startLauncher({ vm, mode: 'run', address: peer.rootAddress, name: `${name}-source` });
-  t.after(() => source.dispose());
-  t.diagnostic(`accelerator=${(await source.client.info()).accelerator}`);
-  await waitForStatus(source, (s) => s.phase === 'Running' && s.guestAgent.connected, BOOT_TIMEOUT_MS, 'Running with the agent connected');
-  const bootId = (await waitForCounter(source, 3, BOOT_TIMEOUT_MS))[0]?.bootId ?? '';
-  const target = await startLauncher({ vm, mode: 'migration-target', address: peer.address, netnsExec: peer.exec, name: `${name}-target` });
-  t.after(() => target.dispose());
-  return { source, target, bootId };
+  const run = await runningSource(t, { name: `${name}-source`, bootTimeoutMs: BOOT_TIMEOUT_MS, counters: 3 });
+  return { source: run.source, target: await peerTarget(t, run, `${name}-target`), bootId: run.bootId };
 }
 
 void test('SIGTERM to a migrating source launcher cancels the migration, then shuts the guest down gracefully', { timeout: 900_000 }, async (t) => {

@@ -7,20 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LauncherHttpError } from '@keyvirt/launcher/api';
-import { createSharedVm, migrationOutcome, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
+import { createSharedVm, migrationOutcome, processAlive, removeSharedVm, startLauncher, startMigration, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 /** Rewrites a 64 MiB working set as fast as the vCPU allows: pre-copy stalls, post-copy takes over. */
 const DIRTYING_USER_DATA = '#!/bin/sh\nexec /bin/dirty 100000 64 >/dev/console 2>&1\n';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function refused(request: Promise<unknown>, what: string): Promise<void> {
   await assert.rejects(request, (err: unknown) => err instanceof LauncherHttpError && err.status === 409, `${what} must be refused with 409`);
@@ -67,7 +58,7 @@ void test('a post-copy migration whose target dies leaves the source Failed/Post
   const failed = await waitForStatus(source, (s) => s.phase === 'Failed', 30_000, 'Failed');
   assert.equal(failed.reason, 'PostCopyFailed');
   const sourceQemu = failed.qemu.pid;
-  assert.ok(sourceQemu !== undefined && alive(sourceQemu), 'the source QEMU is kept, stopped');
+  assert.ok(sourceQemu !== undefined && processAlive(sourceQemu), 'the source QEMU is kept, stopped');
   assert.notEqual(failed.qemu.runState, 'running');
 
   const counted = (await source.counters()).length;
@@ -83,7 +74,7 @@ void test('a post-copy migration whose target dies leaves the source Failed/Post
   await source.client.action('shutdown');
   const exit = await source.exited;
   assert.equal(exit.code, 1, 'the launcher reports the VM failed');
-  assert.ok(!alive(sourceQemu), 'the source QEMU is gone');
+  assert.ok(!processAlive(sourceQemu), 'the source QEMU is gone');
   assert.equal((await source.counters()).length, counted, 'the guest never ran on the source again');
   const finalPhase = source.logs().find((l) => l.msg === 'vm ended');
   assert.equal(finalPhase?.phase, 'Failed');

@@ -3,16 +3,13 @@
 // each, so every node opens the same disk), throwaway target nodes added once they
 // run, the suite's own operator, and `kubectl drain` run as a user runs it.
 import { spawn } from 'node:child_process';
-import { lstatSync } from 'node:fs';
-import { cp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { VirtualMachine, VirtualMachineInput } from '@keyvirt/crds';
 import { VirtualMachineMigration } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { readDiskRecords, testGuest, type CounterRecord, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
+import { keepEvidence } from './scenario-evidence.ts';
 import { apply, pvcDisk, scratch, type Scratch, TEST_RUN_LABEL, testVm, waitVm } from './vm-fixtures.ts';
 
 export interface DrainVm {
@@ -73,7 +70,7 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
   let operator: OperatorProcess | undefined;
   const dispose = async (): Promise<void> => {
     if (operator !== undefined) await stopOperator(operator);
-    await keepEvidence(cluster, s, nodes);
+    await keepEvidence('drain scenario', cluster, s, nodes);
     try {
       await s.cleanup();
     } finally {
@@ -107,22 +104,6 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
   }
 }
 
-/**
- * Copies the operator log and the logs the throwaway nodes hold of their pods (container
- * logs, the launchers' serial logs while they run) to a temp directory that outlives
- * the nodes, for the post-mortem of a failed run.
- */
-async function keepEvidence(cluster: TestCluster, s: Scratch, nodes: readonly string[]): Promise<void> {
-  const dest = path.join(tmpdir(), `${path.basename(s.dir)}-evidence`);
-  // Logs only (container logs, serial logs): never the Secrets and TLS keys the pods hold.
-  const logs = (src: string): boolean => {
-    const st = lstatSync(src, { throwIfNoEntry: false });
-    return st !== undefined && (st.isDirectory() || (st.isFile() && /\.log(\.\d+)?$/.test(src) && st.size < 16 * 1024 * 1024));
-  };
-  await cp(path.join(s.dir, 'operator.log'), path.join(dest, 'operator.log')).catch(() => undefined);
-  for (const n of nodes) await cp(path.join(cluster.layout.nodesDir, n, 'pods'), path.join(dest, n), { recursive: true, filter: logs }).catch(() => undefined);
-  process.stderr.write(`drain scenario evidence: ${dest}\n`);
-}
 
 export interface DrainResult {
   readonly exitCode: number | null;

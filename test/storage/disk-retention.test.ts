@@ -18,6 +18,7 @@ import { ensureCluster, eventually, type TestCluster } from '../support/cluster.
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, probe, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
 import { apply, condition, eventsFor, getVm, pvcDisk, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
+import { getStorageDomain, waitStorageDomain } from './storage-domain-watch.ts';
 
 const SUITE = 'disk-retention';
 
@@ -29,15 +30,8 @@ void describe('disk images on a StorageDomain are deleted only once their VM is 
   let domainDir: string;
   let name: string;
 
-  const getDomain = (): StorageDomain | undefined => {
-    const out = cluster.kubectl(['get', 'storagedomain', name, '-o', 'json', '--ignore-not-found']);
-    return out.trim() === '' ? undefined : StorageDomain.parse(JSON.parse(out));
-  };
-  const waitDomain = (what: string, ok: (sd: StorageDomain) => boolean, timeoutMs = 120_000): Promise<StorageDomain> =>
-    eventually(`StorageDomain ${what}`, () => {
-      const sd = getDomain();
-      return sd !== undefined && ok(sd) ? sd : undefined;
-    }, timeoutMs, 1000);
+  const getDomain = (): StorageDomain | undefined => getStorageDomain(cluster, name);
+  const waitDomain = (what: string, ok: (sd: StorageDomain) => boolean, timeoutMs?: number): Promise<StorageDomain> => waitStorageDomain(cluster, name, what, ok, timeoutMs);
   const listed = (sd: StorageDomain, vm: string, disk = 'root'): { vmUid?: string | undefined } | undefined =>
     sd.status?.disks?.find((d) => d.namespace === s.namespace && d.vmName === vm && d.diskName === disk);
   const imageOf = (vm: string, disk = 'root'): string => path.join(domainDir, 'images', s.namespace, vm, `${disk}.raw`);

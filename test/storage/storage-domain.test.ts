@@ -21,6 +21,7 @@ import { ensureCluster, eventually, type TestCluster } from '../support/cluster.
 import { copyBootDisk, testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, type OperatorProcess, operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { apply, scratch, type Scratch, testVm, waitVm, TEST_RUN_LABEL } from '../operator/vm-fixtures.ts';
+import { getStorageDomain, waitStorageDomain } from './storage-domain-watch.ts';
 
 const run = promisify(execFile);
 
@@ -50,15 +51,8 @@ void describe('StorageDomains on the local cluster', { timeout: 15 * 60_000 }, (
   let domainDir: string;
   let name: string;
 
-  const getDomain = (): StorageDomain | undefined => {
-    const out = cluster.kubectl(['get', 'storagedomain', name, '-o', 'json', '--ignore-not-found']);
-    return out.trim() === '' ? undefined : StorageDomain.parse(JSON.parse(out));
-  };
-  const waitDomain = (what: string, ok: (sd: StorageDomain) => boolean, timeoutMs = 120_000): Promise<StorageDomain> =>
-    eventually(`StorageDomain ${what}`, () => {
-      const sd = getDomain();
-      return sd !== undefined && ok(sd) ? sd : undefined;
-    }, timeoutMs, 1000);
+  const getDomain = (): StorageDomain | undefined => getStorageDomain(cluster, name);
+  const waitDomain = (what: string, ok: (sd: StorageDomain) => boolean, timeoutMs?: number): Promise<StorageDomain> => waitStorageDomain(cluster, name, what, ok, timeoutMs);
   const cond = (sd: StorageDomain, type: string): { status: string; reason: string; message: string } | undefined =>
     sd.status?.conditions?.find((c) => c.type === type);
   const domainEvents = (): string[] => {

@@ -186,7 +186,8 @@ function parseLog(text: string): LogLine[] {
     });
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (signal 0). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -240,7 +241,7 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
       child.kill('SIGKILL');
       await exited;
     }
-    for (const pid of qemuPids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of qemuPids()) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
     await rm(dir, { recursive: true, force: true });
     if (ownVm !== undefined) await removeSharedVm(ownVm);
   };
