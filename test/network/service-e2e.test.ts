@@ -4,14 +4,17 @@
 // network; the guest runs a TCP echo from its user-data. A ClusterIP Service selecting
 // the VM's own label (copied onto its launcher pod) maps port 80 to the guest's echo
 // port; the host's kube-proxy (iptables) DNATs the ClusterIP to the pod IP, the launcher's
-// NAT forwards to the guest. A second Service whose selector matches nothing gets
-// kube-proxy's reject. Every ClusterIP is dialled only once its route onto the cluster
-// bridge, its EndpointSlice and kube-proxy's rules are in place (ADR 0099). Real QEMU (TCG here).
+// NAT forwards to the guest. The ClusterIP answers from the host and from another node's
+// namespace (whose gateway is the host). A second Service whose selector matches nothing
+// gets kube-proxy's reject. Every ClusterIP is dialled only once its route onto the
+// cluster bridge, its EndpointSlice and kube-proxy's rules are in place (ADR 0099).
+// Real QEMU (TCG here).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { SimulatedNode } from '../../hack/cluster/nodes.ts';
+import { clusterLayout, nodeNetNames } from '../../hack/cluster/layout.ts';
+import { defaultNodeNames, nodeIndexOf, type SimulatedNode } from '../../hack/cluster/nodes.ts';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from '../operator/operator-process.ts';
@@ -27,9 +30,11 @@ const BOOT_TIMEOUT_MS = 600_000;
 const SYNC_TIMEOUT_MS = 120_000;
 const PORT: ServicePort = { name: 'echo', port: 80, targetPort: ECHO_PORT };
 
-/** One line through `host:port` from the host: the answer, or '' with how it failed. */
-async function echo(host: string, port: number, line: string): Promise<{ answer: string; stderr: string }> {
-  const { stdout, stderr } = await run('sh', ['-c', `printf '%s\\n' "$1" | timeout 10 busybox nc -w 3 "$2" "$3"`, 'echo', line, host, String(port)])
+/** One line through `host:port` from the host (or from inside network namespace `netns`): the answer, or '' with how it failed. */
+async function echo(host: string, port: number, line: string, netns?: string): Promise<{ answer: string; stderr: string }> {
+  const sh = ['sh', '-c', `printf '%s\\n' "$1" | timeout 10 busybox nc -w 3 "$2" "$3"`, 'echo', line, host, String(port)];
+  const [command = 'sh', ...args] = netns === undefined ? sh : ['ip', 'netns', 'exec', netns, ...sh];
+  const { stdout, stderr } = await run(command, args)
     .catch((err: unknown) => ({ stdout: (err as { stdout?: string }).stdout ?? '', stderr: (err as { stderr?: string }).stderr ?? '' }));
   return { answer: stdout.trim(), stderr: stderr.trim() };
 }
@@ -87,6 +92,15 @@ void describe('a Service in front of a VM reaches the guest (local cluster, kube
     }, 120_000, 1000);
     assert.equal(answer, 'svc-e2e');
     t.diagnostic(`Service ${clusterIp}:${PORT.port} → ${podIp}:${ECHO_PORT} → guest: echo after ${Date.now() - started} ms from apply, ${Date.now() - synced} ms after kube-proxy's rules (accel=tcg)`);
+
+    // From another node's namespace, whose gateway is the host: the host's kube-proxy serves it
+    // too. (Not from the VM's own node: the host bridge does not send the rewritten frame back
+    // out of the port it came in on; ADR 0099.)
+    const other = nodeIndexOf(clusterLayout(), defaultNodeNames[0] ?? '');
+    assert.ok(other !== undefined && other !== node?.index, 'a default node other than the VM\'s');
+    const netns = nodeNetNames(other).netns;
+    const fromNode = await echo(clusterIp, PORT.port, 'svc-e2e-node', netns);
+    assert.equal(fromNode.answer, 'svc-e2e-node', `from ${netns}: ${fromNode.stderr}`);
 
     // The Service that selects nothing: no endpoint, kube-proxy's reject for its ClusterIP.
     await assertRoutedOntoBridge(emptyIp);
