@@ -215,7 +215,7 @@ export async function main(args: readonly string[]): Promise<void> {
       `dirty medians: bare_downtime_ms=${fmt(bd.downtime)} downtime_ms=${fmt(kd.downtime)} bare_pause_ms=${fmt(bd.pause)} pause_ms=${fmt(kd.pause)} bare_total_ms=${fmt(bd.total)} total_ms=${fmt(kd.total)} bare_converged=${dirty.bare.every((s) => s.converged)}\n`,
     );
     process.stdout.write(
-      `BENCH migration bare_downtime_ms=${fmt(bi.downtime)} downtime_ms=${fmt(ki.downtime)} bare_pause_ms=${fmt(bi.pause)} pause_ms=${fmt(ki.pause)} bare_total_ms=${fmt(bi.total)} total_ms=${fmt(ki.total)} dirty_converged=${dirtyConverged} accel=${accelerator}\n`,
+      `BENCH migration bare_downtime_ms=${fmt(bi.downtime)} downtime_ms=${fmt(ki.downtime)} bare_pause_ms=${fmt(bi.pause)} pause_ms=${fmt(ki.pause)} bare_total_ms=${fmt(bi.total)} total_ms=${fmt(ki.total)} dirty_converged=${dirtyConverged} boot=disk accel=${accelerator}\n`,
     );
   } finally {
     await peer.destroy();
