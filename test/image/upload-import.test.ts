@@ -12,6 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { VirtualMachineImageInput } from '@keyvirt/crds';
@@ -27,6 +28,43 @@ import { imageBench, type ImageBench } from './image-fixtures.ts';
 const SUITE = 'image-upload';
 /** The kube-apiserver's --request-timeout: the local cluster runs with the default. */
 const API_REQUEST_TIMEOUT_MS = 60_000;
+
+/**
+ * One PUT of the whole of `body` at `rate` bytes per second as `user`: when it ended (ms
+ * after it began) and with which status, or none when the connection was cut.
+ */
+function slowPut(user: ApiUser, urlPath: string, body: Buffer, rate: number): Promise<{ at: number; status?: number; text?: string }> {
+  const began = Date.now();
+  return new Promise((resolve) => {
+    const req = https.request(new URL(urlPath, user.server), {
+      method: 'PUT',
+      ca: user.ca,
+      headers: { authorization: `Bearer ${user.token}`, 'content-type': 'application/octet-stream', 'content-length': body.length },
+    });
+    let sent = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const done = (v: { status?: number; text?: string }): void => {
+      clearTimeout(timer);
+      req.destroy();
+      resolve({ at: Date.now() - began, ...v });
+    };
+    req.once('error', (err) => done({ text: err.message }));
+    req.once('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.once('end', () => done({ status: res.statusCode, text: Buffer.concat(parts).toString('utf8').slice(0, 300) }));
+      res.once('error', (err) => done({ status: res.statusCode, text: err.message }));
+    });
+    const step = 64 * 1024;
+    const next = (): void => {
+      if (sent >= body.length) return void req.end();
+      req.write(body.subarray(sent, sent + step));
+      sent += step;
+      timer = setTimeout(next, (step / rate) * 1000);
+    };
+    next();
+  });
+}
 
 function shown(r: Finished): string {
   return `exit ${String(r.code)}; stdout: ${r.stdout}; stderr: ${r.stderr}`;
@@ -104,15 +142,24 @@ void describe('VirtualMachineImage: upload through kubectl keyvirt and the aggre
     assert.deepEqual(await imageFiles(), ['uploaded.raw'], 'only the image: no work directory left');
   });
 
-  void it('an upload lasting longer than the API server\'s request timeout succeeds, in parts', { timeout: 6 * 60_000 }, async () => {
+  void it('an upload lasting longer than the API server\'s request timeout succeeds in parts, where one request is cut', { timeout: 6 * 60_000 }, async (t) => {
     apply(cluster, uploadImage('slow', 'qcow2'));
     await b.waitImage('slow', 'waiting for the upload', (i) => i.status?.progress?.display === 'waiting for upload');
     const size = (await readFile(disk)).length;
     // Held to a rate that makes the whole upload last about 80 s.
     const rate = Math.ceil(size / 80);
+    // Beside it, at the same rate, the same file as one request: the API server cuts it at its timeout (the limit is real here).
+    apply(cluster, uploadImage('slow-whole', 'qcow2'));
+    await b.waitImage('slow-whole', 'waiting for the upload', (i) => i.status?.progress?.display === 'waiting for upload');
+    const whole = slowPut(uploaderUser, uploadUrl(s.namespace, 'slow-whole'), await readFile(disk), rate);
     const started = Date.now();
     const r = await upload('slow', disk, userConfig, ['--limit-rate', String(rate)]);
     const tookMs = Date.now() - started;
+    const cut = await whole;
+    t.diagnostic(`in parts: ${String(tookMs)} ms; one request: ended after ${String(cut.at)} ms with ${String(cut.status ?? 'the connection cut')} ${cut.text ?? ''}`);
+    assert.ok(cut.at < API_REQUEST_TIMEOUT_MS + 15_000 && (cut.status === undefined || cut.status === 504), `the one-request upload: ${JSON.stringify(cut)}`);
+    assert.ok(cut.at >= API_REQUEST_TIMEOUT_MS - 1000, `cut at ${String(cut.at)} ms, before the timeout: ${JSON.stringify(cut)}`);
+    assert.notEqual(b.getImage('slow-whole')?.status?.phase, 'Ready');
     assert.equal(r.code, 0, shown(r));
     assert.ok(tookMs > API_REQUEST_TIMEOUT_MS + 5000, `the upload took ${String(tookMs)} ms, not longer than the request timeout`);
     assert.doesNotMatch(r.stderr, /broke off/, 'no part needed a second try');
