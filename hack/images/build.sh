@@ -18,6 +18,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here="$root/hack/images"
+# shellcheck source=mmdebstrap-options.sh
+. "$here/mmdebstrap-options.sh"
 cache=${KEYVIRT_IMAGE_CACHE:-$root/hack/.cache/images}
 registry=${KEYVIRT_IMAGE_REGISTRY:-localhost}
 node="$root/node_modules/.bin/node"
@@ -83,7 +85,7 @@ debian_mirror=http://deb.debian.org/debian
 debian_security=http://deb.debian.org/debian-security
 # The recipe alone (this function's text), so that an edit elsewhere in this file does not
 # rebuild the base.
-debian_hash() { content_hash "$debian_suite $debian_mirror $debian_security" "$(mmdebstrap --version)" "$(declare -f build_debian)"; }
+debian_hash() { content_hash "$debian_suite $debian_mirror $debian_security" "$(mmdebstrap --version)" "$(declare -f build_debian)" "$here/mmdebstrap-options.sh"; }
 
 build_debian() {
   local hash ref archives
@@ -95,18 +97,9 @@ build_debian() {
     mkdir -p "$archives"
     local tar="$cache/debian-$hash.tar" started=$SECONDS
     rm -f "$tar"
-    mmdebstrap --quiet --variant=minbase --mode=root --format=tar \
-      --aptopt='APT::Install-Recommends "false"' \
-      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-      --skip=essential/unlink \
-      --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
-      --setup-hook="sync-in $archives /var/cache/apt/archives/" \
-      --customize-hook="sync-out /var/cache/apt/archives $archives" \
-      "$debian_suite" "$tar" \
-      "deb $debian_mirror $debian_suite main" \
-      "deb $debian_mirror $debian_suite-updates main" \
-      "deb $debian_security $debian_suite-security main"
+    mmdebstrap_options "$archives"
+    mmdebstrap_sources "$debian_suite" "$debian_mirror" "$debian_security"
+    mmdebstrap --quiet --variant=minbase --mode=root --format=tar "${mmdebstrap_opts[@]}" "$debian_suite" "$tar" "${mmdebstrap_srcs[@]}"
     podman import --quiet --change 'CMD ["/bin/bash"]' "$tar" "$ref" >/dev/null
     rm -f "$tar"
     log "built $ref in $((SECONDS - started)) s"

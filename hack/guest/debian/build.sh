@@ -18,6 +18,9 @@ set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+mmdebstrap_fragment="$root/hack/images/mmdebstrap-options.sh"
+# shellcheck source=../../images/mmdebstrap-options.sh
+. "$mmdebstrap_fragment"
 cache="${KEYVIRT_CACHE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/keyvirt}/guest-debian"
 force=0
 if_built=0
@@ -52,6 +55,7 @@ hash=$({
   echo "$versions"
   mmdebstrap --version
   sha256sum /usr/lib/syslinux/mbr/mbr.bin /usr/lib/syslinux/modules/bios/ldlinux.c32
+  sha256sum < "$mmdebstrap_fragment"
   (cd "$here" && find . -type f ! -name '*.md' -print0 | sort -z | xargs -0 sha256sum)
 } | sha256sum | cut -c1-16)
 out="$cache/$hash"
@@ -83,21 +87,15 @@ archives="$cache/apt/archives"
 
 log "mmdebstrap $suite: ${packages[*]}"
 include=$(IFS=,; echo "${packages[*]}")
+mmdebstrap_options "$archives"
+mmdebstrap_sources "$suite" "$mirror" "$security"
 mmdebstrap --quiet --variant=apt --mode=root --format=directory \
   --include="$include" \
-  --aptopt='APT::Install-Recommends "false"' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --skip=essential/unlink \
-  --setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
-  --setup-hook="sync-in $archives /var/cache/apt/archives/" \
-  --customize-hook="sync-out /var/cache/apt/archives $archives" \
+  "${mmdebstrap_opts[@]}" \
   --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
   --customize-hook="$here/customize.sh \"\$1\" $root_partuuid" \
   "$suite" "$tree" \
-  "deb $mirror $suite main" \
-  "deb $mirror $suite-updates main" \
-  "deb $security $suite-security main"
+  "${mmdebstrap_srcs[@]}"
 
 unmount_tree
 kver=$(ls "$tree/lib/modules")
