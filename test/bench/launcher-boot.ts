@@ -1,11 +1,11 @@
 // Launcher boot overhead and memory: "start → guest agent connected" for the same test
-// guest and the same QEMU command line, three ways, interleaved in each repetition (the
-// order rotates) so that they share the machine's load:
+// guest and the same QEMU command line, paired in each repetition (the order alternates)
+// so that both share the machine's load:
 //   bare    QEMU alone; the agent is tried as soon as QEMU reports that the guest opened
 //           the agent's port (QMP VSERPORT_CHANGE), i.e. the earliest it can answer;
 //   image   the launcher as its pod runs it (hack/launcher-build, LAUNCHER_NODE_FLAGS);
-//   source  `node launcher/src/main.ts` without a compile cache, as a launcher pod ran
-//           it before the build (its root filesystem is read-only).
+//   source  (with --with-source) `node launcher/src/main.ts` without a compile cache, as a
+//           launcher pod ran it before the build (its root filesystem is read-only).
 // The overhead is each repetition's difference (launcher − bare, run back to back), its
 // median and range reported; beside it the launcher's own, steadier parts: start → QEMU
 // spawned, and port opened → agent connected (the detection lag); their sum less the
@@ -13,8 +13,11 @@
 // TCG boots varying by seconds under load do not drown. Memory of the pod
 // beside QEMU is the launcher process: resident, private (anonymous) and proportional
 // (shared pages divided among the processes that map them), next to QEMU's resident set
-// and to what the launcher pod's memory request states for the launcher.
-//   npm run bench -- launcher-boot [--reps N]   (default 5)
+// and to what the launcher pod's memory request states for the launcher. The launcher is
+// all that runs in its pod beside QEMU, so its resident set is the pod's overhead. Last,
+// --shared N launchers (default 3) run their guests side by side: what each adds on one
+// node is its proportional set (the Node binary's pages are shared), reported beside RSS.
+//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source]   (default 5 reps)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { loadavg } from 'node:os';
@@ -27,7 +30,7 @@ import type { Accelerator } from '../../launcher/src/qemu/command-line.ts';
 import { QmpClient } from '../../launcher/src/qmp/client.ts';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
 import { LAUNCHER_PROCESS_BYTES } from '../../operator/src/vm/launcher-resources.ts';
-import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher, type LogLine } from '../support/launcher-process.ts';
+import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher, type LauncherProcess, type LogLine } from '../support/launcher-process.ts';
 import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
 import { processMemory, type ProcessMemory } from '../support/process-memory.ts';
 import { testGuest } from '../support/guest.ts';
@@ -129,33 +132,34 @@ function logTime(logs: readonly LogLine[], match: (l: LogLine) => boolean): numb
   return typeof time === 'number' ? time : NaN;
 }
 
+/** Follows a launcher's event stream until its agent is connected: when (ms since spawn), QEMU's pid, the accelerator. */
+async function untilAgentConnected(launcher: LauncherProcess): Promise<{ ms: number; qemuPid: number; accel: string }> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
+  let qemuPid: number | undefined;
+  let accel = '';
+  try {
+    for await (const event of launcher.client.events(ac.signal)) {
+      if (event.type !== 'status') continue;
+      qemuPid = event.status.qemu.pid ?? qemuPid;
+      accel = event.status.accelerator;
+      if (event.status.guestAgent.connected && qemuPid !== undefined) return { ms: Date.now() - launcher.startedAt, qemuPid, accel };
+      if (event.status.phase === 'Failed') throw new Error(`launcher failed: ${event.status.message ?? ''}`);
+    }
+  } finally {
+    clearTimeout(timer);
+    ac.abort();
+  }
+  throw new Error(`launcher ${launcher.name}: the agent never connected`);
+}
+
 /** A launcher (`command`), from its spawn until its event stream reports the agent connected. */
 async function launcherRun(command: readonly string[] | undefined, env: NodeJS.ProcessEnv): Promise<LauncherRun> {
   // Debug level: the launcher logs QMP events, among them the agent port's VSERPORT_CHANGE.
   const launcher = await startLauncher({ env: { KEYVIRT_LOG_LEVEL: 'debug', ...env }, ...(command === undefined ? {} : { command }) });
   const started = launcher.startedAt;
   try {
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
-    let ms: number | undefined;
-    let qemuPid: number | undefined;
-    let accel = '';
-    try {
-      for await (const event of launcher.client.events(ac.signal)) {
-        if (event.type !== 'status') continue;
-        qemuPid = event.status.qemu.pid ?? qemuPid;
-        accel = event.status.accelerator;
-        if (event.status.guestAgent.connected) {
-          ms = Date.now() - started;
-          break;
-        }
-        if (event.status.phase === 'Failed') throw new Error(`launcher failed: ${event.status.message ?? ''}`);
-      }
-    } finally {
-      clearTimeout(timer);
-      ac.abort();
-    }
-    if (ms === undefined || qemuPid === undefined) throw new Error('launcher: the agent never connected');
+    const { ms, qemuPid, accel } = await untilAgentConnected(launcher);
     const memory = await processMemory(launcher.process.pid ?? -1);
     // The status event can overtake the log line on the launcher's stdout pipe.
     for (let i = 0; i < 40 && !launcher.logs().some((l) => l.msg === 'guest agent connected'); i++) await sleep(50);
@@ -179,12 +183,32 @@ async function launcherRun(command: readonly string[] | undefined, env: NodeJS.P
 }
 
 type Variant = 'bare' | 'image' | 'source';
-const VARIANTS: readonly Variant[] = ['bare', 'image', 'source'];
+
+/** `n` launchers (`command`) whose guests boot side by side; the memory of each once every agent is connected. */
+async function sharedRun(command: readonly string[], n: number): Promise<ProcessMemory[]> {
+  const launchers: LauncherProcess[] = [];
+  try {
+    for (let i = 0; i < n; i++) launchers.push(await startLauncher({ name: `shared-${i}`, command }));
+    await Promise.all(launchers.map((l) => untilAgentConnected(l)));
+    await sleep(2000);
+    return await Promise.all(launchers.map((l) => processMemory(l.process.pid ?? -1)));
+  } finally {
+    await Promise.all(launchers.map((l) => l.dispose()));
+  }
+}
+
+function flagValue(args: readonly string[], flag: string, fallback: number): number {
+  const at = args.indexOf(flag);
+  const value = at >= 0 ? Number(args[at + 1]) : fallback;
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${flag} must be a non-negative integer`);
+  return value;
+}
 
 export async function main(args: readonly string[]): Promise<void> {
-  const repsFlag = args.indexOf('--reps');
-  const reps = repsFlag >= 0 ? Number(args[repsFlag + 1]) : 5;
-  if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
+  const reps = flagValue(args, '--reps', 5);
+  if (reps < 1) throw new Error('--reps must be a positive integer');
+  const sharedCount = flagValue(args, '--shared', 3);
+  const variants: readonly Variant[] = args.includes('--with-source') ? ['bare', 'image', 'source'] : ['bare', 'image'];
   await testGuest(); // build before the clock starts
   const build = buildLauncher(repoRoot, `${repoRoot}hack/.cache/launcher-build`);
   const imageCommand = [process.execPath, ...LAUNCHER_NODE_FLAGS, build.entry];
@@ -193,7 +217,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const runs: Record<'image' | 'source', LauncherRun[]> = { image: [], source: [] };
   let accel: string = accelerator;
   for (let i = 0; i < reps; i++) {
-    const order = VARIANTS.map((_, k) => VARIANTS[(i + k) % VARIANTS.length] ?? 'bare');
+    const order = variants.map((_, k) => variants[(i + k) % variants.length] ?? 'bare');
     const line: string[] = [];
     for (const variant of order) {
       if (variant === 'bare') {
@@ -220,24 +244,41 @@ export async function main(args: readonly string[]): Promise<void> {
   const share = (variant: 'image' | 'source'): number[] => runs[variant].map((r, i) => r.toQemuMs + r.lagMs - (bare[i]?.lagMs ?? NaN));
   const pick = (k: (r: LauncherRun) => number, variant: 'image' | 'source' = 'image'): number[] => runs[variant].map(k);
   process.stdout.write(`launcher-boot: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; image flags ${LAUNCHER_NODE_FLAGS.join(' ')}\n`);
-  for (const variant of ['image', 'source'] as const) {
+  for (const variant of variants.includes('source') ? (['image', 'source'] as const) : (['image'] as const)) {
     process.stdout.write(
       `  ${variant}: overhead_ms ${spread(overhead(variant))}, launcher share ${spread(share(variant))} ms: start → QEMU spawned ${spread(pick((r) => r.toQemuMs, variant))} ms, ` +
         `port → agent ${spread(pick((r) => r.lagMs, variant))} ms (bare ${spread(bare.map((b) => b.lagMs))}), CPU ${spread(pick((r) => r.launcher.cpuMs, variant))} ms, ` +
-        `RSS ${spread(pick((r) => r.launcher.rssMiB, variant), 1)} MiB (private ${spread(pick((r) => r.launcher.anonMiB, variant), 1)}, PSS ${spread(pick((r) => r.launcher.pssMiB, variant), 1)})\n`,
+        `RSS ${spread(pick((r) => r.launcher.rssMiB, variant), 1)} MiB (private ${spread(pick((r) => r.launcher.anonMiB, variant), 1)}, PSS ${spread(pick((r) => r.launcher.pssMiB, variant), 1)}), ` +
+        `QEMU RSS ${spread(pick((r) => r.qemuRss, variant), 1)} MiB\n`,
+    );
+  }
+  const shared = sharedCount > 0 ? await sharedRun(imageCommand, sharedCount) : [];
+  if (shared.length > 0) {
+    process.stdout.write(
+      `  ${shared.length} launchers side by side: RSS ${spread(shared.map((m) => m.rssMiB), 1)} MiB, private ${spread(shared.map((m) => m.anonMiB), 1)}, ` +
+        `PSS ${spread(shared.map((m) => m.pssMiB), 1)} (the Node binary's pages divided among them)\n`,
     );
   }
   const launcherRss = median(pick((r) => r.launcher.rssMiB));
+  const rss = pick((r) => r.launcher.rssMiB);
   const qemuRss = median(pick((r) => r.qemuRss));
   const over = overhead('image');
   const shares = share('image').filter((v) => Number.isFinite(v));
+  const source = variants.includes('source')
+    ? `source_overhead_ms=${Math.round(median(overhead('source')))} source_share_ms=${Math.round(median(share('source')))} source_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'source')).toFixed(1)} `
+    : '';
+  const sharedFigures =
+    shared.length > 0
+      ? `shared_launchers=${shared.length} shared_rss_mib=${median(shared.map((m) => m.rssMiB)).toFixed(1)} shared_pss_mib=${median(shared.map((m) => m.pssMiB)).toFixed(1)} `
+      : '';
   process.stdout.write(
     `BENCH launcher-boot bare_ms=${Math.round(median(bare.map((b) => b.ms)))} launcher_ms=${Math.round(median(image.map((r) => r.ms)))} ` +
       `overhead_ms=${Math.round(median(over))} overhead_min_ms=${Math.min(...over)} overhead_max_ms=${Math.max(...over)} ` +
       `launcher_share_ms=${Math.round(median(shares))} launcher_share_min_ms=${Math.min(...shares)} launcher_share_max_ms=${Math.max(...shares)} ` +
       `to_qemu_ms=${Math.round(median(pick((r) => r.toQemuMs)))} agent_lag_ms=${Math.round(median(pick((r) => r.lagMs)))} bare_agent_lag_ms=${Math.round(median(bare.map((b) => b.lagMs)))} ` +
-      `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
-      `qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ` +
-      `source_overhead_ms=${Math.round(median(overhead('source')))} source_share_ms=${Math.round(median(share('source')))} source_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'source')).toFixed(1)} reps=${reps} accel=${accel}\n`,
+      `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_rss_min_mib=${Math.min(...rss).toFixed(1)} launcher_rss_max_mib=${Math.max(...rss).toFixed(1)} ` +
+      `launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
+      `${sharedFigures}pod_overhead_mib=${launcherRss.toFixed(1)} qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} ` +
+      `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${source}reps=${reps} accel=${accel}\n`,
   );
 }
