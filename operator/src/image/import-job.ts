@@ -7,9 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { virtualMachineImagePath, type ImageFormat, type VirtualMachineImage } from '@keyvirt/crds';
 import { z } from 'zod';
-import type { OwnerRef } from '../storage/backing-volume.ts';
 import { ANNOTATION_DOMAIN, LABEL_COMPONENT, LABEL_JOB_KIND, LABEL_MANAGED_BY, MANAGED_BY, STORAGE_JOB_COMPONENT } from '../storage/names.ts';
-import { domainJobPod } from '../storage/storage-job.ts';
+import { domainJobPod, type DomainJobPlacement } from '../storage/storage-job.ts';
 import { IMPORT_PROGRESS_PORT, IMPORT_SCRIPT, IMPORT_UPLOAD_PORT } from './import-script.ts';
 
 /** On image job pods: the image (namespace/name) the job works for. */
@@ -34,16 +33,8 @@ export function newUploadToken(): string {
   return randomBytes(32).toString('hex');
 }
 
-export interface ImageJobSpec {
+export interface ImageJobSpec extends DomainJobPlacement {
   readonly op: 'import' | 'delete';
-  readonly name: string;
-  readonly namespace: string;
-  readonly domain: string;
-  readonly claimName: string;
-  readonly image: string;
-  readonly imagePullPolicy?: string | undefined;
-  readonly owner: OwnerRef;
-  readonly nodeName?: string | undefined;
   /** namespace/name of the VirtualMachineImage. */
   readonly imageKey: string;
   /** The image file relative to the domain root. */

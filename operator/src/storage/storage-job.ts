@@ -25,17 +25,25 @@ export type StorageJobOperation =
   /** `image` may omit the extension: both formats are removed. */
   | { readonly op: 'delete'; readonly image: string };
 
-export interface StorageJobSpec {
+/** Where a job on a domain runs and what it runs as: the fields storage and image jobs share. */
+export interface DomainJobPlacement {
+  /** The pod's name. */
   readonly name: string;
   readonly namespace: string;
+  /** The StorageDomain. */
   readonly domain: string;
+  /** The domain's claim, mounted at /domain. */
   readonly claimName: string;
+  /** The container image (the launcher's: it has qemu-img). */
   readonly image: string;
   readonly imagePullPolicy?: string | undefined;
   readonly owner: OwnerRef;
-  readonly operation: StorageJobOperation;
   /** The node the domain lives on, for local domains. */
   readonly nodeName?: string | undefined;
+}
+
+export interface StorageJobSpec extends DomainJobPlacement {
+  readonly operation: StorageJobOperation;
   /** namespace/vm/disk for disk jobs. */
   readonly disk?: string | undefined;
 }
@@ -150,18 +158,9 @@ type ContainerPort = { readonly name: string; readonly containerPort: number; re
  * restarted, the domain's claim at /domain and a small /tmp, the result in the
  * termination log, pinned to the domain's node when it has one.
  */
-export interface DomainJobPodSpec {
-  readonly name: string;
-  readonly namespace: string;
+export interface DomainJobPodSpec extends Omit<DomainJobPlacement, 'domain'> {
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
-  readonly owner: OwnerRef;
-  /** The container image (the launcher's: it has qemu-img). */
-  readonly image: string;
-  readonly imagePullPolicy?: string | undefined;
-  /** The node the domain lives on, for local domains. */
-  readonly nodeName?: string | undefined;
-  readonly claimName: string;
   /** The POSIX sh script the container runs. */
   readonly script: string;
   readonly env: readonly EnvVar[];
