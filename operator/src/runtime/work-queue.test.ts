@@ -97,6 +97,21 @@ void describe('WorkQueue', () => {
     assert.equal(q.depth, 0, 'adds after shutdown and pending delays are dropped');
     assert.equal(await q.get(), undefined);
   });
+
+  void it('hands out no queued key after shutDown (a manager that lost its lease stops writing at once)', async () => {
+    const { q } = queue();
+    q.add('ns/a');
+    q.add('ns/b');
+    q.add('ns/c');
+    assert.equal(await q.get(), 'ns/a');
+    q.add('ns/a');
+    const stopped = q.shutDown();
+    assert.equal(await q.get(), undefined);
+    assert.equal(q.depth, 0);
+    q.done('ns/a');
+    await stopped;
+    assert.equal(await q.get(), undefined, 'a key added while in process is not queued again');
+  });
 });
 
 void describe('ExponentialBackoff', () => {

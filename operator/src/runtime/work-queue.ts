@@ -115,8 +115,14 @@ export class WorkQueue {
     return this.#backoff.failures(key);
   }
 
-  /** The next key to process, or undefined once the queue shuts down. */
+  /**
+   * The next key to process, or undefined once the queue shuts down — even with keys
+   * still queued: a controller stops when its manager loses the leader lease, and a
+   * drained backlog (thousands of keys in a burst) would be written by a replica that
+   * no longer leads, for minutes. The next leader's fresh caches queue every key again.
+   */
   get(): Promise<string | undefined> {
+    if (this.#shuttingDown) return Promise.resolve(undefined);
     const key = this.#queue.shift();
     if (key !== undefined) {
       this.#take(key);
@@ -129,13 +135,15 @@ export class WorkQueue {
   /** Marks `key` processed; if it was added meanwhile it is queued again. */
   done(key: string): void {
     this.#processing.delete(key);
-    if (this.#dirty.has(key)) this.#push(key);
+    if (this.#dirty.has(key) && !this.#shuttingDown) this.#push(key);
     if (this.#processing.size === 0) for (const f of this.#idle.splice(0)) f();
   }
 
-  /** Stops handing out keys; resolves when every key in process is done. */
+  /** Stops handing out keys (queued ones are dropped); resolves when every key in process is done. */
   shutDown(): Promise<void> {
     this.#shuttingDown = true;
+    this.#queue.length = 0;
+    this.#dirty.clear();
     for (const w of this.#waiting.values()) w.timer.cancel();
     this.#waiting.clear();
     for (const g of this.#getters.splice(0)) g(undefined);
