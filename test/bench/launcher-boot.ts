@@ -197,6 +197,11 @@ async function sharedRun(command: readonly string[], n: number): Promise<Process
   }
 }
 
+/** What each of N launchers costs a node that runs only them: its private pages plus its share of the file-backed ones. */
+function sharedPerVm(memory: readonly ProcessMemory[]): number {
+  return median(memory.map((m) => m.anonMiB)) + median(memory.map((m) => m.fileMiB)) / memory.length;
+}
+
 function flagValue(args: readonly string[], flag: string, fallback: number): number {
   const at = args.indexOf(flag);
   const value = at >= 0 ? Number(args[at + 1]) : fallback;
@@ -256,7 +261,8 @@ export async function main(args: readonly string[]): Promise<void> {
   if (shared.length > 0) {
     process.stdout.write(
       `  ${shared.length} launchers side by side: RSS ${spread(shared.map((m) => m.rssMiB), 1)} MiB, private ${spread(shared.map((m) => m.anonMiB), 1)}, ` +
-        `PSS ${spread(shared.map((m) => m.pssMiB), 1)} (the Node binary's pages divided among them)\n`,
+        `PSS ${spread(shared.map((m) => m.pssMiB), 1)} (shared pages divided among every process mapping them, other Node processes of this host included); ` +
+        `private + file-backed / ${shared.length}: ${sharedPerVm(shared).toFixed(1)} MiB per VM\n`,
     );
   }
   const launcherRss = median(pick((r) => r.launcher.rssMiB));
@@ -269,7 +275,8 @@ export async function main(args: readonly string[]): Promise<void> {
     : '';
   const sharedFigures =
     shared.length > 0
-      ? `shared_launchers=${shared.length} shared_rss_mib=${median(shared.map((m) => m.rssMiB)).toFixed(1)} shared_pss_mib=${median(shared.map((m) => m.pssMiB)).toFixed(1)} `
+      ? `shared_launchers=${shared.length} shared_rss_mib=${median(shared.map((m) => m.rssMiB)).toFixed(1)} shared_pss_mib=${median(shared.map((m) => m.pssMiB)).toFixed(1)} ` +
+        `shared_per_vm_mib=${sharedPerVm(shared).toFixed(1)} `
       : '';
   process.stdout.write(
     `BENCH launcher-boot bare_ms=${Math.round(median(bare.map((b) => b.ms)))} launcher_ms=${Math.round(median(image.map((r) => r.ms)))} ` +
