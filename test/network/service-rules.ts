@@ -58,6 +58,19 @@ export async function kubeProxyRoutes(namespace: string, name: string, clusterIp
   return portal && dnat;
 }
 
+class EndpointNotReadyError extends Error {
+  override readonly name = 'EndpointNotReadyError';
+}
+
+/** What the Service's slices and the namespace's pods say, for a failed wait. */
+function endpointState(cluster: TestCluster, namespace: string, name: string): string {
+  const slices = cluster.kubectl(['get', 'endpointslices', '-n', namespace, '-l', `kubernetes.io/service-name=${name}`, '-o',
+    'jsonpath={range .items[*].endpoints[*]}{.addresses[0]} ready={.conditions.ready} serving={.conditions.serving}; {end}']);
+  const pods = cluster.kubectl(['get', 'pods', '-n', namespace, '-o',
+    'jsonpath={range .items[*]}{.metadata.name} ip={.status.podIP} phase={.status.phase} ready={.status.conditions[?(@.type=="Ready")].status} labels={.metadata.labels}; {end}']);
+  return `slices: ${slices || 'none'} pods: ${pods || 'none'}`;
+}
+
 export interface RoutedService {
   readonly namespace: string;
   readonly name: string;
@@ -69,8 +82,10 @@ export interface RoutedService {
 export async function waitServiceRouted(cluster: TestCluster, service: RoutedService, endpoint: string, timeoutMs: number): Promise<void> {
   const { namespace, name, clusterIp, port } = service;
   await assertRoutedOntoBridge(clusterIp);
-  await eventually(`the EndpointSlice of ${namespace}/${name} listing ${endpoint} ready`,
-    () => (readyEndpoints(cluster, namespace, name).includes(endpoint) ? true : undefined), timeoutMs, 500);
+  await eventually(`the EndpointSlice of ${namespace}/${name} listing ${endpoint} ready`, () => {
+    if (readyEndpoints(cluster, namespace, name).includes(endpoint)) return true;
+    throw new EndpointNotReadyError(endpointState(cluster, namespace, name));
+  }, timeoutMs, 500);
   await eventually(`kube-proxy's rules from ${clusterIp}:${port.port} to ${endpoint}:${port.targetPort}`,
     async () => ((await kubeProxyRoutes(namespace, name, clusterIp, port, endpoint)) ? true : undefined), timeoutMs, 500);
 }
