@@ -48,6 +48,8 @@ async function sha256Of(file: string): Promise<string> {
 
 const importedLine = z.object({ msg: z.literal('image imported'), downloadMs: z.number(), convertMs: z.number() });
 
+const failedLine = z.object({ msg: z.literal('image import failed'), reason: z.string(), message: z.string() });
+
 const terminated = z.object({
   status: z
     .object({
@@ -120,6 +122,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const podConverts: number[] = [];
     const downloads: number[] = [];
     const jobConverts: number[] = [];
+    let seen = 0;
     for (let i = 0; i < reps; i++) {
       const baseline = path.join(b.domainDir, `baseline-${i}.raw`);
       const t0 = performance.now();
@@ -137,7 +140,14 @@ export async function main(args: readonly string[]): Promise<void> {
       e2e.push(Math.round(performance.now() - t1));
       imports.push(ready.status?.importDurationMs ?? NaN);
       // Where the job's time went, as the importer reports it (the operator logs it): download with the hash on the way, then conversion.
-      const split = (await operator.logLines()).map((l) => importedLine.safeParse(l)).filter((p) => p.success).at(-1)?.data;
+      const lines = await operator.logLines();
+      const split = lines.map((l) => importedLine.safeParse(l)).filter((p) => p.success).at(-1)?.data;
+      // A job that failed before the one that reported (its retry finds the image in place and reports in milliseconds).
+      for (const l of lines.slice(seen)) {
+        const failed = failedLine.safeParse(l);
+        if (failed.success) process.stdout.write(`rep ${i + 1}/${reps}: a job failed first: ${failed.data.reason}: ${failed.data.message.slice(0, 300)}\n`);
+      }
+      seen = lines.length;
       downloads.push(split?.downloadMs ?? NaN);
       jobConverts.push(split?.convertMs ?? NaN);
       process.stdout.write(

@@ -172,6 +172,16 @@ void describe('the importer script (real curl, tar and qemu-img on loopback serv
     assert.ok((await readFile(path.join(root, 'vmimages/ns/conv.raw'))).equals(raw), 'the guest sees the same bytes');
   });
 
+  void it('converts buffered where the domain refuses O_DIRECT (a dd that fails with EINVAL, as on such file systems)', async () => {
+    const bin = await mkdtemp(path.join(dir, 'bin-'));
+    await writeFile(path.join(bin, 'dd'), '#!/bin/sh\necho "dd: failed to open: Invalid argument" >&2\nexit 1\n', { mode: 0o755 });
+    const root = await freshDomain();
+    const o = await importInto(root, { KEYVIRT_SOURCE: 'http', KEYVIRT_URL: url('/disk.qcow2'), PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` }, 'buffered', 'raw');
+    assert.equal(o.code, 0, JSON.stringify(o.result));
+    assert.deepEqual(o.files, ['vmimages/ns/buffered.raw']);
+    assert.ok((await readFile(path.join(root, 'vmimages/ns/buffered.raw'))).equals(raw), 'the same bytes');
+  });
+
   void it('keeps a qcow2 as it is once qemu-img check passes; a second run finds it in place', async () => {
     const root = await freshDomain();
     const env = { KEYVIRT_SOURCE: 'http', KEYVIRT_URL: url('/disk.qcow2') };
