@@ -209,3 +209,26 @@ void test('the monitor reports a host name the guest sets after the agent connec
   assert.equal(next, 'web-1');
   assert.equal(monitor.snapshot.connected, true);
 });
+
+void test('wake() (the guest opened the agent port) connects at once instead of at the next retry', async (t) => {
+  let alive = false;
+  const fake = await fakeAgent(t, (cmd, sock) => {
+    if (alive) agent(cmd, sock);
+  });
+  // A retry a minute away and a synchronisation that waits 30 s: without wake() nothing connects within this test.
+  const monitor = new GuestAgentMonitor({ path: fake.path, logger, retryIntervalMs: 60_000, pollIntervalMs: 60_000, syncTimeoutMs: 30_000, commandTimeoutMs: 1000 });
+  const ac = new AbortController();
+  const running = monitor.run(ac.signal);
+  t.after(async () => {
+    ac.abort();
+    await running;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the first attempt's sync is unanswered
+  assert.equal(monitor.snapshot.connected, false);
+  alive = true;
+  const started = Date.now();
+  const connected = new Promise<boolean>((resolve) => monitor.once('change', (s) => resolve(s.connected)));
+  monitor.wake();
+  assert.equal(await connected, true);
+  assert.ok(Date.now() - started < 5000, `connected ${Date.now() - started} ms after wake()`);
+});

@@ -43,6 +43,10 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
   #held = false;
   /** Whether the agent's overlong lines have been reported since it last connected. */
   #floodReported = false;
+  /** Set by wake(): try again at once. */
+  #woken = false;
+  #connecting = false;
+  #wakeSleep: AbortController | undefined;
 
   constructor(options: AgentMonitorOptions) {
     super();
@@ -68,17 +72,35 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
     this.#held = held;
   }
 
+  /**
+   * The guest opened the agent's port (QMP `VSERPORT_CHANGE`): connect now rather than at
+   * the next retry. A synchronisation sent while the port was closed may never be
+   * answered, so an attempt under way starts again.
+   */
+  wake(): void {
+    if (this.#snapshot.connected) return;
+    this.#woken = true;
+    this.#wakeSleep?.abort();
+    if (this.#connecting) this.#client?.close();
+  }
+
   /** Runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     const retryMs = this.#options.retryIntervalMs ?? 1000;
     const pollMs = this.#options.pollIntervalMs ?? 5000;
     while (!signal.aborted) {
       let ok = false;
+      this.#woken = false;
       if (!this.#held) ok = this.#snapshot.connected ? await this.#poll() : await this.#connect();
+      if (!ok && this.#woken) continue;
+      const wake = new AbortController();
+      this.#wakeSleep = wake;
       try {
-        await sleep(ok ? pollMs : retryMs, undefined, { signal });
+        await sleep(ok ? pollMs : retryMs, undefined, { signal: AbortSignal.any([signal, wake.signal]) });
       } catch {
-        break;
+        if (signal.aborted) break;
+      } finally {
+        this.#wakeSleep = undefined;
       }
     }
     this.#client?.close();
@@ -94,6 +116,7 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
       commandTimeoutMs: this.#options.commandTimeoutMs ?? 10_000,
     });
     this.#client = client;
+    this.#connecting = true;
     try {
       await client.connect();
       const info = await client.info();
@@ -111,6 +134,8 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
       } else this.#log.debug({ err }, 'guest agent not answering');
       client.close();
       return false;
+    } finally {
+      this.#connecting = false;
     }
   }
 

@@ -50,6 +50,8 @@ interface SupervisorEvents {
 }
 
 const FINAL_PHASES: readonly LauncherPhase[] = ['Stopped', 'Failed'];
+/** The guest agent's virtserialport (qemu/command-line.ts): its VSERPORT_CHANGE wakes the agent monitor. */
+const AGENT_PORT_ID = 'channel-qga0';
 
 export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   #o: SupervisorOptions;
@@ -363,6 +365,9 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     this.#log.debug({ event: event.event, data: event.data }, 'qmp event');
     this.emit('qemu', event);
     switch (event.event) {
+      case 'VSERPORT_CHANGE':
+        if (event.data?.id === AGENT_PORT_ID && event.data.open === true) this.#agent?.wake();
+        break;
       case 'STOP':
         this.#runState = 'paused';
         if (this.#phase === 'Running') this.setPhase('Paused', 'PausedByQemu');
