@@ -165,7 +165,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const importMs = median(counted(imports));
     const convertMs = median(converts);
     process.stdout.write(
-      `BENCH image-import bytes=${bytes} virtual_bytes=${2 * 1024 ** 3} format=qcow2->raw checksum=sha256 reps=${reps} import_ms=${importMs} e2e_ms=${median(e2e)} qemu_img_convert_ms=${convertMs} ratio=${(importMs / convertMs).toFixed(2)} qemu_img_convert_pod_ms=${median(podConverts)} import_download_ms=${median(counted(downloads))} import_convert_ms=${median(counted(jobConverts))} reps_lost=${lost.length} ratio_pod=${(importMs / median(podConverts)).toFixed(2)} import_ms_all=${imports.join(',')} qemu_img_convert_ms_all=${converts.join(',')} load=${loadavg()[0]?.toFixed(1) ?? '?'}\n`,
+      `BENCH image-import bytes=${bytes} virtual_bytes=${2 * 1024 ** 3} format=qcow2->raw checksum=sha256 reps=${reps} import_ms=${importMs} e2e_ms=${median(e2e)} qemu_img_convert_ms=${convertMs} ratio=${(importMs / convertMs).toFixed(2)} qemu_img_convert_pod_ms=${median(podConverts)} import_download_ms=${median(counted(downloads).filter((v) => !Number.isNaN(v)))} import_convert_ms=${median(counted(jobConverts).filter((v) => !Number.isNaN(v)))} reps_lost=${lost.length} ratio_pod=${(importMs / median(podConverts)).toFixed(2)} import_ms_all=${imports.join(',')} qemu_img_convert_ms_all=${converts.join(',')} load=${loadavg()[0]?.toFixed(1) ?? '?'}\n`,
     );
   } finally {
     await b.cleanup(() => stopOperator(operator));
