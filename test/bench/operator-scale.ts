@@ -419,9 +419,15 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     await releaseVms(st.admin, s, vms);
     try {
       // One delete-collection each (kubectl deletes one object per request): the VMs, then
-      // their pods, which no kubelet ever ends (grace period 0).
-      await st.admin.request('DELETE', `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, { timeoutMs: 300_000 });
-      await st.admin.request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 });
+      // their pods, which no kubelet ever ends (grace period 0). The API server may cut a
+      // collection of 10,000 short at its request timeout: the namespace's deletion below
+      // then removes the rest.
+      const collections = [`/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, `/api/v1/namespaces/${s.namespace}/pods`];
+      for (const collection of collections) {
+        await st.admin
+          .request('DELETE', collection, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
+          .catch((err: unknown) => process.stdout.write(`operator-scale[${label}]: delete ${collection}: ${String(err)}\n`));
+      }
     } finally {
       await s.cleanup();
     }
