@@ -112,10 +112,11 @@ void describe('double-run checker on launchers run one after the other', { timeo
 
   void it('sees each launcher\'s QEMU by its guest name and no double run', async () => {
     shared = await createSharedVm({ diskFormat: 'raw' });
-    const vm = launcherConfig(shared, { mode: 'run', address: '127.0.0.1', tokenFile: '/x', stateDir: '/x' }).vm;
+    // A VM name of its own: the checker finds QEMUs by guest name on the whole host, where other launchers may run.
+    const vm = { ...launcherConfig(shared, { mode: 'run', address: '127.0.0.1', tokenFile: '/x', stateDir: '/x' }).vm, namespace: `kv-dr-${randomBytes(3).toString('hex')}` };
     checker = DoubleRunChecker.start({ namespace: vm.namespace, name: vm.name, disk: shared.disk });
     for (const round of [1, 2]) {
-      launcher = await startLauncher({ vm: shared, name: `dr-${String(round)}` });
+      launcher = await startLauncher({ vm: shared, name: `dr-${String(round)}`, configure: (c) => ({ ...c, vm }) });
       const current = launcher;
       await eventually(`boot ${String(round)} writing`, async () => ((await checker?.report())?.bootIds.length === round ? true : undefined), 240_000, 250);
       const report = await checker.report();
