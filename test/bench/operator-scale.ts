@@ -349,13 +349,18 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
     const reconcileCount = (await reconciles()) - before.reconciles;
     const atBound = await procStats(operator.pid);
     const burst = await burstCpu();
-    // Settle: the burst is over once reconciles trickle (node heartbeats still wake the few
-    // VMs that wait for a node), or after 10 min.
-    let settled = await reconciles();
+    // Settle: the burst is over once the operator writes nothing for 5 s (Lease renewals
+    // aside; node heartbeats keep waking VMs whose reconciles then change nothing), or
+    // once reconciles trickle for an operator that does not count its requests, or after 10 min.
+    const activity = async (): Promise<number> => {
+      const text = await metrics();
+      return text.includes('resource="') ? metricSum(text, 'keyvirt_api_requests_total', { class: /^(write|status)$/, resource: /^(?!leases$)/ }) : metricSum(text, 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
+    };
+    let settled = await activity();
     const settleDeadline = Date.now() + 10 * 60_000;
     while (Date.now() < settleDeadline) {
       await sleep(5000);
-      const now = await reconciles();
+      const now = await activity();
       if (now - settled <= Math.max(5, vms / 1000)) break;
       settled = now;
     }
