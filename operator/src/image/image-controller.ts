@@ -116,14 +116,15 @@ export class ImageController implements Reconciler {
       await this.#patchImage(image, { metadata: { finalizers: [...(image.metadata.finalizers ?? []), IMAGE_FINALIZER], resourceVersion: image.metadata.resourceVersion } }, ctx.signal);
     }
     const { source, sourceProblem } = sourceOf(image);
-    let job: JobView = { state: 'none' };
-    let requeueAfterMs: number | undefined;
-    if (!isSettled(image.status)) {
-      if (source !== undefined && place.view.state === 'ready') ({ job, requeueAfterMs } = await this.#followImport(ctx, image, place, source, memory));
-      else if (place.view.state === 'missing' || place.view.state === 'not-ready') requeueAfterMs = this.#d.settings.retryAfterFailureMs;
-    }
+    const { job, requeueAfterMs, ended } = await this.#importState(ctx, image, place, source, memory);
     const now = new Date(this.#d.clock.now()).toISOString().replace(/\.\d{3}Z$/, 'Z');
     await this.#writeStatus(ctx, image, memory, imageStatus(image, { domain: place.view, job, sourceProblem, now }));
+    // The ended job goes only once its outcome is written: a status write that fails (a
+    // conflict, an outage) finds the job and its report again, instead of no job and a new import.
+    if (ended !== undefined) {
+      await this.#jobs.remove(ended, ctx.signal);
+      if (source?.kind === 'pvc') await this.#removeClaimReader(ctx, image, memory);
+    }
     return requeueAfterMs === undefined ? {} : { requeueAfterMs };
   }
 
@@ -176,16 +177,27 @@ export class ImageController implements Reconciler {
     };
   }
 
-  async #followImport(ctx: ReconcileContext, image: VirtualMachineImage, place: DomainPlace, source: ImageSource, memory: ImageMemory): Promise<{ job: JobView; requeueAfterMs?: number }> {
+  async #importState(ctx: ReconcileContext, image: VirtualMachineImage, place: DomainPlace, source: ImageSource | undefined, memory: ImageMemory): Promise<{ job: JobView; requeueAfterMs?: number; ended?: Pod }> {
+    if (!isSettled(image.status)) {
+      if (source !== undefined && place.view.state === 'ready') return this.#followImport(ctx, image, place, source, memory);
+      if (place.view.state === 'missing' || place.view.state === 'not-ready') return { job: { state: 'none' }, requeueAfterMs: this.#d.settings.retryAfterFailureMs };
+      return { job: { state: 'none' } };
+    }
+    if (source === undefined || place.view.state !== 'ready') return { job: { state: 'none' } };
+    // A job whose outcome the status already holds, left by a removal that failed.
+    const run = await this.#jobs.find(this.#jobSpec('import', image, place, source), ctx.signal);
+    return { job: { state: 'none' }, ...(run.pod !== undefined && run.outcome?.state !== 'running' ? { ended: run.pod } : {}) };
+  }
+
+  /** The import's state; `ended`: its job has ended, to be removed once the status holds its outcome. */
+  async #followImport(ctx: ReconcileContext, image: VirtualMachineImage, place: DomainPlace, source: ImageSource, memory: ImageMemory): Promise<{ job: JobView; requeueAfterMs?: number; ended?: Pod }> {
     const spec = this.#jobSpec('import', image, place, source);
     const now = this.#d.clock.now();
     const run = await this.#jobs.find(spec, ctx.signal);
     if (run.pod === undefined) return this.#startImport(ctx, image, spec, source, memory);
     if (run.outcome?.state === 'succeeded' || run.outcome?.state === 'failed') {
       const message = run.pod.status?.containerStatuses?.[0]?.state?.terminated?.message;
-      await this.#jobs.remove(run.pod, ctx.signal);
-      if (source.kind === 'pvc') await this.#removeClaimReader(ctx, image, memory);
-      return this.#finished(ctx, memory, now, { outcome: run.outcome, result: parseImportResult(message), path: spec.target });
+      return { ...this.#finished(ctx, memory, now, { outcome: run.outcome, result: parseImportResult(message), path: spec.target }), ended: run.pod };
     }
     const progress = run.pod.status?.phase === 'Running' ? await this.#d.progress(run.pod, ctx.signal) : undefined;
     if (progress !== undefined) {
