@@ -7,7 +7,8 @@
 // the volumes at their mount paths, and pivot_root into it, so nothing of the node is
 // reachable but what the pod spec mounts. The container's argv then runs under setpriv
 // with the capabilities, no_new_privs and user the securityContext asks for. Privileged
-// containers keep the node's /dev, a writable /sys and every capability.
+// containers see the node's /dev (through an overlay of their own), a writable /sys and
+// every capability.
 // What is not applied: seccomp profiles (no filter is loaded), AppArmor/SELinux, user
 // namespaces; see docs/adr/0108.
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
@@ -128,6 +129,22 @@ export const nodeFs: NodeFs = {
 };
 
 /**
+ * A privileged container's /dev: the node's, as an overlay whose upper layer is a tmpfs of
+ * its own, with the node's /dev submounts (pts, shm, mqueue …) bound in. Every device node
+ * opens as on the node, but what the container or its mounts create there (the
+ * /dev/termination-log mount point) stays in the container: with the node's /dev bound
+ * directly, that file appeared in the node's own /dev.
+ */
+function privilegedDevLines(dev: string): string[] {
+  return [
+    `/usr/bin/mount -t tmpfs -o mode=0755,size=1m keyvirt-dev-upper ${dev}`,
+    `/usr/bin/mkdir ${dev}/.upper ${dev}/.work`,
+    `/usr/bin/mount -t overlay -o lowerdir=/dev,upperdir=${dev}/.upper,workdir=${dev}/.work keyvirt-dev ${dev}`,
+    `d=${dev}; while read -r _ _ _ _ mp _; do case "$mp" in /dev/*/*) ;; /dev/*) /usr/bin/mount --rbind "$mp" "$d\${mp#/dev}" ;; esac; done < /proc/self/mountinfo`,
+  ];
+}
+
+/**
  * Shell lines (host tools by absolute path, run before pivot_root) that assemble the
  * root under `root.dir`. `ro` is a shell function the init script defines (read-only
  * recursive bind).
@@ -159,7 +176,7 @@ export function rootAssemblyScript(root: ContainerRoot, privileged: boolean, nod
   lines.push(`/usr/bin/chmod 1777 ${r('tmp')} ${r('var/tmp')}`);
   lines.push(`/usr/bin/mount -t proc -o nosuid,nodev,noexec proc ${r('proc')}`);
   if (privileged) {
-    lines.push(`/usr/bin/mount --rbind /sys ${r('sys')}`, `/usr/bin/mount --rbind /dev ${r('dev')}`);
+    lines.push(`/usr/bin/mount --rbind /sys ${r('sys')}`, ...privilegedDevLines(r('dev')));
     return lines;
   }
   for (const p of READ_ONLY_PROC) lines.push(`if [ -e ${r(`proc/${p}`)} ]; then /usr/bin/mount --bind ${r(`proc/${p}`)} ${r(`proc/${p}`)}; /usr/bin/mount -o remount,bind,ro ${r(`proc/${p}`)}; fi`);

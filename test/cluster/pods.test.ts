@@ -140,6 +140,12 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
       script: 'for i in $(seq 1 100); do echo "line $i"; done; exit 4',
       container: { terminationMessagePolicy: 'FallbackToLogsOnError' },
     }));
+    // A privileged container sees the node's devices; its /dev/termination-log is still its own.
+    apply(cluster, busyboxPod(ns, {
+      name: 'privileged', nodeName: nodeA,
+      script: 'echo privileged > /dev/termination-log; [ -c /dev/kvm ] && [ -c /dev/null ] && [ -d /dev/pts ]',
+      container: { securityContext: { privileged: true } },
+    }));
     const restarts = shared();
     apply(cluster, busyboxPod(ns, {
       name: 'restarts', nodeName: nodeA, restartPolicy: 'OnFailure',
@@ -150,6 +156,10 @@ describe('pods on simulated nodes', { timeout: 40 * 60_000 }, () => {
     await waitPodPhase(cluster, ns, 'message', ['Succeeded'], 180_000);
     assert.equal(terminated('message'), 'capacity 42\n');
     assert.equal(fs.existsSync('/dev/termination-log'), false, 'the message file was mounted on the container\'s own /dev');
+    const privileged = await waitPodPhase(cluster, ns, 'privileged', ['Succeeded', 'Failed'], 180_000);
+    assert.equal(privileged.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0, 'the node\'s devices in a privileged container');
+    assert.equal(terminated('privileged'), 'privileged\n');
+    assert.equal(fs.existsSync('/dev/termination-log'), false, 'a privileged container\'s message file is not created in the node\'s /dev');
     const custom = await waitPodPhase(cluster, ns, 'custom-path', ['Succeeded', 'Failed'], 180_000);
     assert.equal(custom.status?.containerStatuses?.[0]?.state?.terminated?.exitCode, 0);
     assert.equal(terminated('custom-path'), 'custom\n');
