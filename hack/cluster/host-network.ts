@@ -26,11 +26,27 @@ export function netnsExists(name: string): boolean {
   return fs.existsSync(`/run/netns/${name}`);
 }
 
+/** The cluster bridge's own MAC address, set once so that it never changes (see pinBridgeAddress). */
+export const CLUSTER_BRIDGE_MAC = '02:6b:76:00:00:01';
+
+/**
+ * Gives a bridge a fixed MAC address (`args` prefixes the `ip` call, e.g. `-n <netns>`).
+ * A bridge whose address was never set takes the lowest MAC among its ports, so a port
+ * joining or leaving (a node or pod coming or going) changes it; every neighbour then
+ * holds a stale entry for the bridge's IP address and its frames are dropped until the
+ * entry is probed again, tens of seconds in which nodes could not reach the API server.
+ */
+export function pinBridgeAddress(bridge: string, mac: string, args: readonly string[] = []): void {
+  const shown = ip([...args, '-o', 'link', 'show', 'dev', bridge]);
+  if (!shown.includes(`link/ether ${mac} `)) ip([...args, 'link', 'set', 'dev', bridge, 'address', mac]);
+}
+
 /** Creates the bridge with the gateway address (idempotent). */
 export function ensureBridge(): void {
   if (!linkExists(network.bridge)) {
     ip(['link', 'add', network.bridge, 'type', 'bridge']);
   }
+  pinBridgeAddress(network.bridge, CLUSTER_BRIDGE_MAC);
   const addrs = ip(['-4', '-o', 'addr', 'show', 'dev', network.bridge]);
   if (!addrs.includes(`${network.gateway}/`)) {
     ip(['addr', 'add', `${network.gateway}/${network.prefixLength}`, 'dev', network.bridge]);

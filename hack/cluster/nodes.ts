@@ -8,7 +8,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { daemonPid, isAlive, startDaemon, stopDaemon, waitFor } from './daemons.ts';
-import { deleteNetns, ip, linkExists, listNetns, netnsExists } from './host-network.ts';
+import { deleteNetns, ip, linkExists, listNetns, netnsExists, pinBridgeAddress } from './host-network.ts';
 import { network, nodeNetNames, nodeSlice } from './layout.ts';
 import type { ClusterLayout } from './layout.ts';
 import { kubectl } from './kubectl.ts';
@@ -101,6 +101,8 @@ function ensureNodeNetwork(index: number): void {
   ip(['link', 'set', uplinkHost, 'master', network.bridge, 'up']);
   const inNode = (args: readonly string[]): string => ip(['-n', netns, ...args]);
   if (!inNode(['-o', 'link', 'show']).includes(' nbr0:')) inNode(['link', 'add', 'nbr0', 'type', 'bridge']);
+  // The node's address lives on nbr0, whose pod ports come and go: its MAC is fixed, one per node index.
+  pinBridgeAddress('nbr0', `02:6b:76:01:${index.toString(16).padStart(2, '0')}:01`, ['-n', netns]);
   inNode(['link', 'set', 'eth0', 'master', 'nbr0', 'up']);
   if (!inNode(['-4', '-o', 'addr', 'show', 'dev', 'nbr0']).includes(`${slice.nodeIp}/`)) {
     inNode(['addr', 'add', `${slice.nodeIp}/${network.prefixLength}`, 'dev', 'nbr0']);
