@@ -1,12 +1,14 @@
 // The launcher Secret is this VM's or nobody's: an existing Secret of that name that
 // another object controls is neither overwritten nor read for its token; the Secret of
 // an earlier VM of the same name is replaced (precondition on its uid), never reused.
+// The Secret is created first: it is read only when its name is taken.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VirtualMachine } from '@keyvirt/crds';
 import { pino } from 'pino';
 import { KubeApiError, type KubeMethod } from '../runtime/kube-client.ts';
-import { LauncherObjects, LauncherSecretNotOwnedError } from './launcher-objects.ts';
+import { LauncherObjects, LauncherSecretNotOwnedError, LauncherSecretRaceError } from './launcher-objects.ts';
+import type { Pod } from '../runtime/core-schemas.ts';
 import type { LauncherPodInput } from './launcher-pod.ts';
 
 const vm = VirtualMachine.parse({
@@ -26,7 +28,7 @@ const input: LauncherPodInput = {
 
 interface Call { method: string; path: string; body?: unknown }
 
-/** An API server holding at most one Secret; records every call. */
+/** An API server holding at most one Secret (a second POST of it meets 409); records every call. */
 function fakeClient(secret: Record<string, unknown> | undefined): { calls: Call[]; client: ConstructorParameters<typeof LauncherObjects>[0] } {
   const calls: Call[] = [];
   const notFound = (method: KubeMethod, path: string): KubeApiError => new KubeApiError(404, 'NotFound', 'not found', { method, path });
@@ -40,6 +42,10 @@ function fakeClient(secret: Record<string, unknown> | undefined): { calls: Call[
       },
       create: (path, body) => {
         calls.push({ method: 'POST', path, body });
+        if (path.endsWith('/secrets')) {
+          if (stored !== undefined) return Promise.reject(new KubeApiError(409, 'AlreadyExists', 'already exists', { method: 'POST', path }));
+          stored = body as Record<string, unknown>;
+        }
         return Promise.resolve(body);
       },
       request: (method, path, options) => {
@@ -61,16 +67,40 @@ const secretOf = (ownerReferences: unknown[], labels: Record<string, string> = {
 });
 const vmRef = (uid: string): Record<string, unknown> => ({ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name: 'web-1', uid, controller: true, blockOwnerDeletion: true });
 const log = pino({ level: 'silent' });
+const launcherPodOf = (vmUid: string): Pod => ({ metadata: { name: 'launcher-web-1', namespace: 'prod', labels: { 'keyvirt.io/vm-uid': vmUid } }, spec: { containers: [] } });
+
+const methods = (calls: readonly Call[]): string[] => calls.map((c) => `${c.method} ${c.path.replace(/^.*\/namespaces\/prod\//, '')}`);
 
 void describe('launcher Secret ownership', () => {
-  void it('keeps the token of the Secret this VM controls', async () => {
+  void it('a new VM: the Secret is created without a read, then the pod', async () => {
+    const { calls, client } = fakeClient(undefined);
+    const objects = new LauncherObjects(client);
+    assert.equal(await objects.createLauncher(input, log), true);
+    assert.deepEqual(methods(calls), ['POST secrets', 'POST pods']);
+    const created = calls[0]?.body as { data: { token: string }; metadata: { ownerReferences: { uid: string; controller: boolean }[] } };
+    assert.equal(Buffer.from(created.data.token, 'base64').toString().length, 64, 'a fresh 32-byte token');
+    assert.deepEqual(created.metadata.ownerReferences.map((r) => [r.uid, r.controller]), [['vm-uid', true]]);
+  });
+
+  void it('keeps the token of the Secret this VM controls and rewrites its configuration', async () => {
     const { calls, client } = fakeClient(secretOf([vmRef('vm-uid')]));
     const objects = new LauncherObjects(client);
     await objects.createLauncher(input, log);
+    assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1', 'PUT secrets/launcher-web-1', 'POST pods']);
     const put = calls.find((c) => c.method === 'PUT');
-    assert.ok(put !== undefined, 'the Secret is brought up to date');
-    const data = (put.body as { data: { token: string } }).data;
-    assert.equal(Buffer.from(data.token, 'base64').toString(), 'planted-token');
+    const body = put?.body as { data: { token: string }; metadata: { resourceVersion: string } };
+    assert.equal(Buffer.from(body.data.token, 'base64').toString(), 'planted-token');
+    assert.equal(body.metadata.resourceVersion, '7', 'the write is guarded by the version read');
+  });
+
+  void it('a Secret of this VM already up to date (a retried creation) is not written again', async () => {
+    const first = fakeClient(undefined);
+    await new LauncherObjects(first.client).createLauncher(input, log);
+    const written = first.calls[0]?.body as { metadata: Record<string, unknown>; data: Record<string, string> };
+    const { calls, client } = fakeClient({ ...written, metadata: { ...written.metadata, uid: 'secret-uid', resourceVersion: '8' } });
+    const objects = new LauncherObjects(client);
+    await objects.createLauncher(input, log);
+    assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1', 'POST pods']);
   });
 
   for (const [what, secret] of [
@@ -83,7 +113,8 @@ void describe('launcher Secret ownership', () => {
       const { calls, client } = fakeClient(secret);
       const objects = new LauncherObjects(client);
       await assert.rejects(objects.createLauncher(input, log), LauncherSecretNotOwnedError);
-      assert.deepEqual(calls.map((c) => c.method), ['GET'], 'only the read');
+      assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1'], 'the refused creation and the read: no write, no pod');
+      assert.equal(objects.cachedToken(launcherPodOf('vm-uid')), undefined, 'its token is not taken');
     });
   }
 
@@ -91,10 +122,18 @@ void describe('launcher Secret ownership', () => {
     const { calls, client } = fakeClient(secretOf([vmRef('old-uid')]));
     const objects = new LauncherObjects(client);
     await objects.createLauncher(input, log);
-    assert.deepEqual(calls.map((c) => c.method), ['GET', 'DELETE', 'POST', 'POST']);
-    assert.deepEqual((calls[1]?.body as { preconditions: unknown }).preconditions, { uid: 'secret-uid' });
-    const created = calls[2]?.body as { data: { token: string }; metadata: { ownerReferences: { uid: string }[] } };
+    assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1', 'DELETE secrets/launcher-web-1', 'POST secrets', 'POST pods']);
+    assert.deepEqual((calls[2]?.body as { preconditions: unknown }).preconditions, { uid: 'secret-uid' });
+    const created = calls[3]?.body as { data: { token: string }; metadata: { ownerReferences: { uid: string }[] } };
     assert.notEqual(Buffer.from(created.data.token, 'base64').toString(), 'planted-token');
     assert.equal(created.metadata.ownerReferences[0]?.uid, 'vm-uid');
+    assert.equal(objects.cachedToken(launcherPodOf('vm-uid')), Buffer.from(created.data.token, 'base64').toString());
+  });
+
+  void it('a Secret that goes away between the refused creation and the read fails the attempt without a pod', async () => {
+    const { calls, client } = fakeClient(secretOf([vmRef('old-uid')]));
+    const objects = new LauncherObjects({ ...client, get: (path) => client.delete(path).then(() => client.get(path)) });
+    await assert.rejects(objects.createLauncher(input, log), LauncherSecretRaceError);
+    assert.ok(!calls.some((c) => c.path.endsWith('/pods')), 'no pod');
   });
 });

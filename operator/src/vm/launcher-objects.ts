@@ -36,6 +36,11 @@ export class LauncherSecretNotOwnedError extends Error {
   override readonly name = 'LauncherSecretNotOwnedError';
 }
 
+/** The launcher Secret changed hands while it was being created (a retry settles it). */
+export class LauncherSecretRaceError extends Error {
+  override readonly name = 'LauncherSecretRaceError';
+}
+
 export class LauncherObjects {
   readonly #client: Pick<KubeClient, 'get' | 'create' | 'request' | 'delete'>;
   /** VM uid → API token. */
@@ -150,35 +155,77 @@ export class LauncherObjects {
     return token;
   }
 
+  /**
+   * The VM's own launcher Secret, created first: a new VM (the usual case) costs one
+   * request. Only when the name is taken (409) is the Secret read and judged by
+   * secretOwnership: this VM's keeps its token (rewritten when its content differs),
+   * an earlier VM's of the same name is deleted (uid precondition) and created anew
+   * with the fresh token, anything else is left alone and never read for its token.
+   */
   async #ensureSecret(vm: VirtualMachine, config: LauncherConfigInput, metricsKey?: Buffer): Promise<string> {
     const path = objectPath(coreTypes.secret, { namespace: vm.metadata.namespace, name: launcherSecretName(vm.metadata.name) });
-    let existing: Secret | undefined;
+    const collection = collectionPath(coreTypes.secret, vm.metadata.namespace);
+    const fresh = randomBytes(32).toString('hex');
+    if (await this.#createSecret(collection, ownSecret(vm, fresh, config, metricsKey))) return fresh;
+    let existing: Secret;
     try {
       existing = secretSchema.parse(await this.#client.get(path));
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      // Taken a moment ago, gone now (an earlier VM's Secret collected meanwhile): the next reconcile creates it.
+      if (isNotFound(err)) throw new LauncherSecretRaceError(`Secret ${launcherSecretName(vm.metadata.name)} went away while it was being created; retrying`, { cause: err });
+      throw err;
     }
     const ownership = secretOwnership(existing, vm);
-    if (ownership === 'foreign') {
+    if (ownership !== 'mine') {
+      if (ownership === 'stale') {
+        // The Secret of an earlier VM of the same name, not yet garbage-collected: replace it, never reuse its token.
+        await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: existing.metadata.uid } });
+        if (await this.#createSecret(collection, ownSecret(vm, fresh, config, metricsKey))) return fresh;
+        throw new LauncherSecretRaceError(`Secret ${launcherSecretName(vm.metadata.name)} was created again while the stale one was being replaced; retrying`);
+      }
       throw new LauncherSecretNotOwnedError(
         `Secret ${vm.metadata.namespace ?? ''}/${launcherSecretName(vm.metadata.name)} exists and is not controlled by this VirtualMachine; the operator does not overwrite it (delete or rename it)`,
       );
     }
-    if (ownership === 'stale' && existing !== undefined) {
-      // The Secret of an earlier VM of the same name, not yet garbage-collected: replace it, never reuse its token.
-      await this.#client.delete(path, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: existing.metadata.uid } });
-      existing = undefined;
-    }
-    const oldToken = existing?.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : undefined;
-    const token = oldToken ?? randomBytes(32).toString('hex');
-    const secret = renderLauncherSecret(vm, token, config) as { metadata: Record<string, unknown>; data: Record<string, string> };
-    Object.assign(secret.data, metricsTokenData(metricsKey, vm.metadata.uid));
-    if (existing === undefined) {
-      await this.#client.create(collectionPath(coreTypes.secret, vm.metadata.namespace), secret);
-    } else {
+    const token = existing.data?.token !== undefined ? Buffer.from(existing.data.token, 'base64').toString('utf8') : fresh;
+    const secret = ownSecret(vm, token, config, metricsKey);
+    if (!sameSecretContent(existing, secret)) {
       secret.metadata.resourceVersion = existing.metadata.resourceVersion;
       await this.#client.request('PUT', path, { body: secret });
     }
     return token;
   }
+
+  /** POSTs `secret`; false when its name is taken. */
+  async #createSecret(collection: string, secret: RenderedSecret): Promise<boolean> {
+    try {
+      await this.#client.create(collection, secret);
+      return true;
+    } catch (err) {
+      if (isAlreadyExists(err)) return false;
+      throw err;
+    }
+  }
+}
+
+/** The rendered launcher Secret, as far as this file reads and writes it. */
+interface RenderedSecret {
+  metadata: { labels?: Record<string, string>; resourceVersion?: string | undefined };
+  data: Record<string, string>;
+}
+
+function ownSecret(vm: VirtualMachine, token: string, config: LauncherConfigInput, metricsKey: Buffer | undefined): RenderedSecret {
+  const secret = renderLauncherSecret(vm, token, config) as RenderedSecret;
+  Object.assign(secret.data, metricsTokenData(metricsKey, vm.metadata.uid));
+  return secret;
+}
+
+/** Whether the stored Secret already holds what would be written (its data and labels). */
+function sameSecretContent(existing: Secret, rendered: RenderedSecret): boolean {
+  return sameEntries(existing.data ?? {}, rendered.data) && sameEntries(existing.metadata.labels ?? {}, rendered.metadata.labels ?? {});
+}
+
+function sameEntries(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
