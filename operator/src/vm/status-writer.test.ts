@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VirtualMachine, type VirtualMachineStatus } from '@keyvirt/crds';
 import { pino } from 'pino';
+import type { EventTarget, RecordedEvent } from '../runtime/event-recorder.ts';
 import { KubeApiError } from '../runtime/kube-client.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { StatusSubresourceFake } from '../runtime/status-subresource-fake.ts';
@@ -55,5 +56,29 @@ void describe('VmStatusWriter', () => {
     // Retried from the refreshed cache, it goes through.
     assert.equal(await writer.write(api.cached(), { phase: 'Running' }, log), true);
     assert.deepEqual(api.status, { phase: 'Running' });
+  });
+
+  void it('records one event per transition worth telling, none for a launcher pod on its way up', async () => {
+    const ready = (reason: string, message: string): VirtualMachineStatus['conditions'] => [{ type: 'Ready', status: 'False', reason, message, lastTransitionTime: '2026-11-28T22:00:00Z' }];
+    const steps: { status: VirtualMachineStatus; want: string[] }[] = [
+      { status: { phase: 'Scheduling', conditions: ready('DiskNotReady', 'claim data is not bound') }, want: ['Normal Scheduling'] },
+      { status: { phase: 'Scheduling', launcherPod: 'launcher-web-1' }, want: [] },
+      { status: { phase: 'Starting', launcherPod: 'launcher-web-1', nodeName: 'node-a' }, want: [] },
+      { status: { phase: 'Running', launcherPod: 'launcher-web-1', nodeName: 'node-a' }, want: ['Normal Running'] },
+      { status: { phase: 'Running', launcherPod: 'launcher-web-1', nodeName: 'node-a', ready: true }, want: [] },
+      { status: { phase: 'Failed', conditions: ready('GuestCrashed', 'the guest crashed') }, want: ['Warning Failed'] },
+      { status: { phase: 'Failed', conditions: ready('LauncherExited', 'the launcher exited') }, want: ['Warning LauncherExited'] },
+      { status: { phase: 'Starting', launcherPod: 'launcher-web-1' }, want: [] },
+      { status: { phase: 'Stopping', launcherPod: 'launcher-web-1' }, want: ['Normal Stopping'] },
+      { status: { phase: 'Stopped' }, want: ['Normal Stopped'] },
+    ];
+    const api = new StatusSubresource();
+    let recorded: RecordedEvent[] = [];
+    const writer = new VmStatusWriter(api, { record: (_t: EventTarget, e: RecordedEvent) => Promise.resolve(void recorded.push(e)) });
+    for (const [i, step] of steps.entries()) {
+      recorded = [];
+      await writer.write(api.cached(), step.status, log);
+      assert.deepEqual(recorded.map((e) => `${e.type} ${e.reason}`), step.want, `step ${i}: ${step.status.phase ?? ''}`);
+    }
   });
 });

@@ -1,6 +1,7 @@
 // Writes a VM's status through the status subresource when it changed, and records an
 // event for each transition (phase, or the reason the VM cannot start) — never on a
-// reconcile that changed nothing. Every write is guarded by the resourceVersion it was
+// reconcile that changed nothing. A launcher pod on its way up (Scheduling, Starting)
+// gets no phase event: the controller's LauncherCreated event said it (ADR 0112). Every write is guarded by the resourceVersion it was
 // computed from (runtime/status-patch.ts): a stale writer gets 409 Conflict, forgets
 // what it wrote, and the reconcile is retried from the cache.
 import type { VirtualMachine, VirtualMachineStatus } from '@keyvirt/crds';
@@ -13,6 +14,8 @@ import { freshestStatus, guardedStatusPatch, resourceVersionOf, sameStatus, type
 import { virtualMachineType } from './names.ts';
 
 const warningPhases = new Set(['Failed', 'CrashLoop', 'Unschedulable']);
+/** Phases of a launcher pod on its way up, told by the LauncherCreated event. */
+const launchPhases = new Set(['Scheduling', 'Starting']);
 
 function readyReason(status: VirtualMachineStatus | undefined): { reason: string; message: string } | undefined {
   const ready = status?.conditions?.find((c) => c.type === 'Ready');
@@ -74,6 +77,7 @@ export class VmStatusWriter {
     const after = readyReason(next);
     if (next.phase !== undefined && next.phase !== previous?.phase) {
       log.info({ from: previous?.phase, to: next.phase }, 'VM phase changed');
+      if (launchPhases.has(next.phase) && next.launcherPod !== undefined) return;
       const warn = warningPhases.has(next.phase);
       await this.#events.record(target, {
         type: warn ? 'Warning' : 'Normal',

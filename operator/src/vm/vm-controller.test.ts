@@ -11,7 +11,7 @@ import { LauncherFollowers } from './launcher-followers.ts';
 import { LauncherObjects } from './launcher-objects.ts';
 import { fitDecider } from './placement.ts';
 import { VmStatusWriter } from './status-writer.ts';
-import { VmController } from './vm-controller.ts';
+import { LAUNCHER_EXPECTATION_MS, VmController } from './vm-controller.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -31,7 +31,10 @@ const node: Node = {
 class FakeApi {
   calls: string[] = [];
   statusPatches: unknown[] = [];
+  /** Bodies of the patches of the VM object itself. */
+  bodies: unknown[] = [];
   podCreate: 'ok' | 'exists' | 'fail' = 'ok';
+  vmPatch: 'ok' | 'conflict' = 'ok';
 
   get(path: string): Promise<unknown> {
     this.calls.push(`GET ${path}`);
@@ -56,11 +59,15 @@ class FakeApi {
   patch(path: string, body: unknown): Promise<unknown> {
     this.calls.push(`PATCH ${path}`);
     if (path.endsWith('/status')) this.statusPatches.push(body);
+    else {
+      this.bodies.push(body);
+      if (this.vmPatch === 'conflict') return Promise.reject(new KubeApiError(409, 'Conflict', 'x', { method: 'PATCH', path }));
+    }
     return Promise.resolve({});
   }
 }
 
-function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine = vm): { c: VmController; events: RecordedEvent[] } {
+function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine = vm): { c: VmController; events: RecordedEvent[]; clock: ManualClock } {
   const clock = new ManualClock(Date.parse('2026-01-01T00:00:00Z'));
   const events: RecordedEvent[] = [];
   const sink: EventSink = { record: (_t, e) => Promise.resolve(void events.push(e)) };
@@ -78,27 +85,81 @@ function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine 
     launchers: new LauncherObjects(api),
     followers: new LauncherFollowers({ log, sleep: sleepOn(clock), onChange: () => undefined }),
     statusWriter: new VmStatusWriter(api, sink),
-    vmWriter: { patch: () => Promise.resolve() },
+    vmWriter: {
+      patch: async (_vm, body) => {
+        await api.patch('/apis/keyvirt.io/v1alpha1/namespaces/prod/virtualmachines/web-1', body);
+      },
+    },
     events: sink,
     settings: { image: 'keyvirt/launcher:0.1.0', args: [], imagePullPolicy: 'IfNotPresent', allowEmulation: false },
     clock,
     onTokenMissing: () => undefined,
   });
-  return { c, events };
+  return { c, events, clock };
 }
 
 const ctx = { signal: new AbortController().signal, log, reconcileId: 'test' };
 
 void describe('VmController', () => {
-  void it('creates the Secret, then the launcher pod, and reports Scheduling', async () => {
+  void it('creates the Secret, then the launcher pod: one event, the status once the cache shows the pod', async () => {
     const api = new FakeApi();
-    const { c, events } = controller(api, new Map());
+    const pods = new Map<string, Pod>();
+    const { c, events } = controller(api, pods);
     assert.deepEqual(await c.reconcile(ctx, 'prod/web-1'), {});
-    const posts = api.calls.filter((x) => x.startsWith('POST'));
-    assert.deepEqual(posts, ['POST /api/v1/namespaces/prod/secrets', 'POST /api/v1/namespaces/prod/pods']);
+    assert.deepEqual(api.calls, ['POST /api/v1/namespaces/prod/secrets', 'POST /api/v1/namespaces/prod/pods'], 'no read of a Secret that does not exist yet');
+    assert.equal(api.statusPatches.length, 0, 'no status naming no pod, to be rewritten at once');
+    assert.deepEqual(events.map((e) => e.reason), ['LauncherCreated']);
+    // Reconciled again before the cache shows the pod (the status write's own watch event, say): nothing is sent.
+    assert.deepEqual(await c.reconcile(ctx, 'prod/web-1'), { requeueAfterMs: LAUNCHER_EXPECTATION_MS });
+    assert.equal(api.calls.length, 2);
+    // The pod in the cache, not bound yet: one status write, no second event for the same start.
+    pods.set('prod/launcher-web-1', { ...launcherPod('launcher-web-1', 'pod-uid', 'Pending', '2026-01-01T00:00:00Z'), spec: { containers: [{ name: 'launcher' }] } });
+    await c.reconcile(ctx, 'prod/web-1');
     assert.equal(api.statusPatches.length, 1);
-    assert.match(JSON.stringify(api.statusPatches[0]), /"phase":"Scheduling"/);
-    assert.deepEqual(events.map((e) => e.reason), ['LauncherCreated', 'Scheduling']);
+    assert.match(JSON.stringify(api.statusPatches[0]), /"phase":"Scheduling".*"launcherPod":"launcher-web-1"/);
+    assert.deepEqual(events.map((e) => e.reason), ['LauncherCreated']);
+  });
+
+  void it('a VM without its finalizer gets it beside the launcher creation, in the same reconcile', async () => {
+    const api = new FakeApi();
+    const fresh = VirtualMachine.parse({ ...vm, metadata: { ...vm.metadata, finalizers: undefined } });
+    const { c } = controller(api, new Map(), fresh);
+    assert.deepEqual(await c.reconcile(ctx, 'prod/web-1'), {});
+    assert.deepEqual([...api.calls].sort(), [
+      'PATCH /apis/keyvirt.io/v1alpha1/namespaces/prod/virtualmachines/web-1',
+      'POST /api/v1/namespaces/prod/pods',
+      'POST /api/v1/namespaces/prod/secrets',
+    ]);
+    assert.deepEqual(api.bodies[0], { metadata: { finalizers: ['keyvirt.io/graceful-stop'], resourceVersion: '5' } });
+  });
+
+  void it('a VM without its finalizer that is not to start gets only the finalizer', async () => {
+    const api = new FakeApi();
+    const halted = VirtualMachine.parse({ ...vm, metadata: { ...vm.metadata, finalizers: undefined }, spec: { ...vm.spec, runStrategy: 'Halted' } });
+    const { c } = controller(api, new Map(), halted);
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.deepEqual(api.calls, ['PATCH /apis/keyvirt.io/v1alpha1/namespaces/prod/virtualmachines/web-1']);
+  });
+
+  void it('a finalizer write that fails fails the reconcile for a retry; the launcher created beside it is expected, not created again', async () => {
+    const api = new FakeApi();
+    api.vmPatch = 'conflict';
+    const fresh = VirtualMachine.parse({ ...vm, metadata: { ...vm.metadata, finalizers: undefined } });
+    const { c } = controller(api, new Map(), fresh);
+    await assert.rejects(c.reconcile(ctx, 'prod/web-1'), (err: unknown) => err instanceof KubeApiError && err.statusCode === 409);
+    assert.equal(api.calls.filter((x) => x.startsWith('POST')).length, 2);
+    assert.deepEqual(await c.reconcile(ctx, 'prod/web-1'), { requeueAfterMs: LAUNCHER_EXPECTATION_MS });
+    assert.equal(api.calls.filter((x) => x.startsWith('POST')).length, 2);
+  });
+
+  void it('a created pod the cache never shows is created again (AlreadyExists) once its expectation ends', async () => {
+    const api = new FakeApi();
+    const { c, clock } = controller(api, new Map());
+    await c.reconcile(ctx, 'prod/web-1');
+    clock.advance(LAUNCHER_EXPECTATION_MS);
+    api.podCreate = 'exists';
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.equal(api.calls.filter((x) => x === 'POST /api/v1/namespaces/prod/pods').length, 2);
   });
 
   void it('a stale cache meets AlreadyExists: no second pod, no error, no second creation event', async () => {

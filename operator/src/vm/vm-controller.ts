@@ -1,7 +1,9 @@
 // The VirtualMachine controller: level-based. Each reconcile reads the VM, its launcher
 // pod and the launcher's latest status, takes at most one step (consume a request,
 // create the launcher, stop it gracefully, remove a finished one, release the
-// finalizer), and writes the status — also when the step failed.
+// finalizer), and writes the status — also when the step failed. A VM's first start
+// sets the finalizer beside the launcher's creation; a created launcher pod is expected
+// until the cache shows it, and its status is written once it does (ADR 0112).
 import type { VirtualMachine, VirtualMachineMigration, VirtualMachineStatus } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { Status as LauncherStatus } from '@keyvirt/launcher/api';
@@ -64,11 +66,18 @@ const STOP_POLL_MS = 2000;
 const UNSCHEDULABLE_RETRY_MS = 30_000;
 const STOP_EXTRA_GRACE_MS = 15_000;
 const FINISHED_POD_DELETE_GRACE_MS = 10_000;
+/**
+ * How long a launcher pod this controller created is waited for in the cache before the
+ * VM is reconciled as if it had none (a creation then meets AlreadyExists).
+ */
+export const LAUNCHER_EXPECTATION_MS = 30_000;
 
 export class VmController implements Reconciler {
   readonly #d: VmControllerDeps;
   /** Graceful stops in progress: VM key → pod uid and when the stop was requested. */
   readonly #stops = new Map<string, { podUid: string; at: number }>();
+  /** Launcher pods created and not yet in the cache: VM key → until when they are waited for. */
+  readonly #expected = new Map<string, number>();
 
   constructor(deps: VmControllerDeps) {
     this.#d = deps;
@@ -79,9 +88,17 @@ export class VmController implements Reconciler {
     if (vm === undefined) {
       this.#d.followers.forget(key);
       this.#stops.delete(key);
+      this.#expected.delete(key);
       return {};
     }
-    const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm), this.#d.caches.migrationUids(vm), this.#d.clock.now());
+    const podsOfVm = this.#d.caches.podsOfVm(vm);
+    const waitMs = this.#expectationWait(key, podsOfVm.length > 0);
+    if (waitMs !== undefined) {
+      // The launcher pod created a moment ago is not in the cache yet: its watch event reconciles the VM again.
+      ctx.log.debug('launcher pod created, waiting for the cache to show it');
+      return { requeueAfterMs: waitMs };
+    }
+    const selection = selectLauncher(vm, podsOfVm, this.#d.caches.migrationUids(vm), this.#d.clock.now());
     for (const orphan of selection.orphanTargets) {
       ctx.log.warn({ pod: orphan.metadata.name }, 'deleting a migration target pod whose migration no longer exists');
       await this.#d.launchers.deletePod({ namespace: orphan.metadata.namespace, name: orphan.metadata.name }, orphan.metadata.uid ?? '', false, orphan.metadata.resourceVersion);
@@ -113,7 +130,12 @@ export class VmController implements Reconciler {
     }
     if (vm.metadata.deletionTimestamp !== undefined) return this.#reconcileDeletion(scope);
     if (!(vm.metadata.finalizers ?? []).includes(VM_FINALIZER)) {
-      await this.#d.vmWriter.patch(vm, { metadata: { finalizers: [...(vm.metadata.finalizers ?? []), VM_FINALIZER], resourceVersion: vm.metadata.resourceVersion } }, 'merge');
+      const first = decide(vm, state);
+      if (consumeRequest(vm, state) === undefined && Object.keys(first.annotations).length === 0 && first.decision.action === 'create') {
+        // The first start: the finalizer goes on beside the launcher's creation, not a reconcile of its own.
+        return this.#act({ ...scope, addFinalizer: true }, first.decision);
+      }
+      await this.#addFinalizer(vm);
       return {};
     }
     const request = consumeRequest(vm, state);
@@ -132,6 +154,22 @@ export class VmController implements Reconciler {
       return {};
     }
     return this.#act(scope, decision);
+  }
+
+  /** Whether a launcher pod this controller created is still awaited in the cache, and for how long. */
+  #expectationWait(key: string, seen: boolean): number | undefined {
+    const until = this.#expected.get(key);
+    if (until === undefined) return undefined;
+    const left = until - this.#d.clock.now();
+    if (seen || left <= 0) {
+      this.#expected.delete(key);
+      return undefined;
+    }
+    return left;
+  }
+
+  async #addFinalizer(vm: VirtualMachine): Promise<void> {
+    await this.#d.vmWriter.patch(vm, { metadata: { finalizers: [...(vm.metadata.finalizers ?? []), VM_FINALIZER], resourceVersion: vm.metadata.resourceVersion } }, 'merge');
   }
 
   #target(vm: VirtualMachine): { apiVersion: string; kind: string; metadata: VirtualMachine['metadata'] } {
@@ -178,7 +216,15 @@ export class VmController implements Reconciler {
   async #act(scope: Scope, decision: Decision): Promise<ReconcileResult> {
     const { ctx, key, vm, pod, state, now } = scope;
     const previous = this.#d.statusWriter.current(vm);
-    const progress: StepOutcome = { blocker: undefined, stopping: false, requeueAfterMs: undefined, notMigratable: [], startFailure: previous?.startFailure, restartCount: previous?.restartCount };
+    const progress: StepOutcome = {
+      blocker: undefined,
+      stopping: false,
+      requeueAfterMs: undefined,
+      notMigratable: [],
+      startFailure: previous?.startFailure,
+      restartCount: previous?.restartCount,
+      created: false,
+    };
     let failure: Error | undefined;
     try {
       if (decision.action !== 'create') await this.#notMigratableDisks(vm, progress);
@@ -209,7 +255,9 @@ export class VmController implements Reconciler {
       highAvailability: ha,
       now: rfc3339(now),
     });
-    await this.#d.statusWriter.write(vm, status, ctx.log);
+    // A launcher pod created by this reconcile is not in the cache yet: the status written
+    // now would say Scheduling without it, to be rewritten as soon as its watch event comes.
+    if (!progress.created) await this.#d.statusWriter.write(vm, status, ctx.log);
     if (failure !== undefined) throw failure;
     return progress.requeueAfterMs === undefined ? {} : { requeueAfterMs: progress.requeueAfterMs };
   }
@@ -235,9 +283,14 @@ export class VmController implements Reconciler {
           await this.#finishDeletion(scope);
         }
         return;
-      case 'create':
-        await this.#create(ctx, vm, out, now);
+      case 'create': {
+        // The finalizer's write (a VM's first start) runs beside the launcher's creation.
+        const [finalizer, created] = await Promise.allSettled([scope.addFinalizer === true ? this.#addFinalizer(vm) : Promise.resolve(), this.#create(ctx, key, vm, out, now)]);
+        for (const outcome of [created, finalizer]) {
+          if (outcome.status === 'rejected') throw outcome.reason instanceof Error ? outcome.reason : new Error('launcher creation failed', { cause: outcome.reason });
+        }
         return;
+      }
       case 'stop':
         out.stopping = true;
         await this.#stopGracefully(scope, decision.uid, out);
@@ -279,7 +332,7 @@ export class VmController implements Reconciler {
     if (resolution.ok) out.notMigratable.push(...notMigratableDiskReasons(resolution.disks));
   }
 
-  async #create(ctx: ReconcileContext, vm: VirtualMachine, out: StepOutcome, now: number): Promise<void> {
+  async #create(ctx: ReconcileContext, key: string, vm: VirtualMachine, out: StepOutcome, now: number): Promise<void> {
     const until = crashLoopDeadline(out.startFailure, now);
     if (until !== undefined) {
       out.requeueAfterMs = Date.parse(until) - now + 100;
@@ -338,6 +391,8 @@ export class VmController implements Reconciler {
       return;
     }
     if (created) {
+      out.created = true;
+      this.#expected.set(key, this.#d.clock.now() + LAUNCHER_EXPECTATION_MS);
       ctx.log.info({ node: placement.node }, 'launcher pod created');
       await this.#d.events.record(this.#target(vm), { type: 'Normal', reason: 'LauncherCreated', action: 'Start', note: `launcher pod ${launcherPodName(vm.metadata.name)} placed on ${placement.node}` });
     }
@@ -385,6 +440,8 @@ interface Scope {
   handOver: boolean;
   /** An HA replacement pod waits to take the VM over (ADR 0064). */
   haReplacing: boolean;
+  /** The VM has no finalizer yet: it goes on beside the launcher's creation. */
+  addFinalizer?: boolean | undefined;
 }
 
 /** The pod a decision is about: the selected launcher pod, else the VM's own launcher pod name. */
@@ -399,6 +456,8 @@ interface StepOutcome {
   notMigratable: NotMigratable[];
   startFailure: VirtualMachineStatus['startFailure'];
   restartCount: number | undefined;
+  /** This reconcile created the launcher pod. */
+  created: boolean;
 }
 
 function countFailure(previous: VirtualMachineStatus['startFailure'], finishedAt: string, now: number): NonNullable<VirtualMachineStatus['startFailure']> {
