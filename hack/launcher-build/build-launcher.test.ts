@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -45,8 +45,8 @@ describe('launcher build', () => {
     assert.equal(build.built, true);
     const out = execFileSync(process.execPath, [...LAUNCHER_NODE_FLAGS, build.entry], { encoding: 'utf8' });
     assert.equal(out, '9.9.9 9 m²\n');
-    assert.deepEqual(fs.readdirSync(path.join(build.dir, 'launcher', 'src')), ['main.js'], 'one file');
-    const main = fs.readFileSync(build.entry, 'utf8');
+    assert.deepEqual(fs.readdirSync(path.join(build.dir, 'launcher', 'src')).sort(), ['launcher.js', 'main.js'], 'one bundle and its entry');
+    const main = fs.readFileSync(path.join(build.dir, 'launcher', 'src', 'launcher.js'), 'utf8');
     assert.doesNotMatch(main, /unused/, 'only reachable modules are bundled');
     assert.doesNotMatch(main, /: Shape/);
     assert.doesNotMatch(main, /\bimport\s/, 'no ESM import: builtins are required, not imported');
@@ -62,6 +62,25 @@ describe('launcher build', () => {
     );
     const build = buildLauncher(repo, path.join(repo, 'cache'));
     assert.equal(execFileSync(process.execPath, [...LAUNCHER_NODE_FLAGS, build.entry], { encoding: 'utf8' }), 'function false\n');
+  });
+
+  it('carries a code cache that V8 accepts under the launcher flags, in a copy of the build elsewhere', () => {
+    const repo = miniRepo('code-cache');
+    const build = buildLauncher(repo, path.join(repo, 'cache'));
+    const moved = path.join(repo, 'moved');
+    fs.cpSync(build.dir, moved, { recursive: true });
+    const cacheFiles = (): string[] => fs.readdirSync(path.join(moved, 'launcher', 'compile-cache'), { recursive: true, encoding: 'utf8' }).sort();
+    const before = cacheFiles();
+    assert.ok(before.length > 0, 'the build made a code cache');
+    const run = spawnSync(process.execPath, [...LAUNCHER_NODE_FLAGS, path.join(moved, 'launcher', 'src', 'main.js')], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' },
+    });
+    assert.equal(run.stdout, '9.9.9 9 m²\n');
+    assert.match(run.stderr, /V8 code cache for CommonJS \S+launcher\.js was accepted/);
+    assert.deepEqual(cacheFiles(), before, 'an accepted cache is not rewritten');
+    const otherFlags = spawnSync(process.execPath, [path.join(moved, 'launcher', 'src', 'main.js')], { encoding: 'utf8' });
+    assert.equal(otherFlags.stdout, '9.9.9 9 m²\n', 'under other flags (another cache key) the bundle runs compiled anew');
   });
 
   it('reuses a build while the sources are unchanged and builds anew after a change', () => {

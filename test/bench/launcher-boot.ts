@@ -5,19 +5,24 @@
 //           the agent's port (QMP VSERPORT_CHANGE), i.e. the earliest it can answer;
 //   image   the launcher as its pod runs it (hack/launcher-build, LAUNCHER_NODE_FLAGS);
 //   source  (with --with-source) `node launcher/src/main.ts` without a compile cache, as a
-//           launcher pod ran it before the build (its root filesystem is read-only).
+//           launcher pod ran it before the build (its root filesystem is read-only);
+//   uncached  (with --uncached) the image's launcher without the code cache its build made
+//           (NODE_DISABLE_COMPILE_CACHE): what the cache saves, at the same load (ADR 0113).
 // The overhead is each repetition's difference (launcher − bare, run back to back), its
 // median and range reported; beside it the launcher's own, steadier parts: start → QEMU
 // spawned, and port opened → agent connected (the detection lag); their sum less the
 // bare run's detection lag is the launcher's share (`launcher_share_ms`), which single
-// TCG boots varying by seconds under load do not drown. Memory of the pod
+// TCG boots varying by seconds under load do not drown. The launcher's CPU time when it
+// spawns QEMU (its log) is the share's steadier measure: wall time on a contended CPU is
+// that CPU stretched by the load. The guest's boot (QEMU spawned → agent port opened) is
+// reported for both, the rest of the end-to-end difference. Memory of the pod
 // beside QEMU is the launcher process: resident, private (anonymous) and proportional
 // (shared pages divided among the processes that map them), next to QEMU's resident set
 // and to what the launcher pod's memory request states for the launcher. The launcher is
 // all that runs in its pod beside QEMU, so its resident set is the pod's overhead. Last,
 // --shared N launchers (default 3) run their guests side by side: what each adds on one
 // node is its proportional set (the Node binary's pages are shared), reported beside RSS.
-//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source]   (default 5 reps)
+//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source] [--uncached]   (default 5 reps)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { loadavg } from 'node:os';
@@ -66,7 +71,7 @@ async function qmpWhenReady(path: string, deadline: number): Promise<QmpClient> 
 }
 
 /** Bare QEMU: spawn; on the guest opening the agent's port, synchronise with the agent until it answers guest-info. */
-async function bareRun(accelerator: Accelerator): Promise<{ ms: number; lagMs: number; qemuRss: number }> {
+async function bareRun(accelerator: Accelerator): Promise<BareRun> {
   const vm = await createSharedVm({ diskFormat: 'raw', uid: DEFAULT_VM_UID });
   const plan = await launcherMachinePlan(vm, accelerator, vm.storageDir);
   const agentSocket = plan.sockets.guestAgent;
@@ -102,7 +107,7 @@ async function bareRun(accelerator: Accelerator): Promise<{ ms: number; lagMs: n
         await client.info();
         const at = Date.now();
         client.close();
-        return { ms: at - started, lagMs: at - portOpenedAt, qemuRss: (await processMemory(qemu.pid ?? -1)).rssMiB };
+        return { ms: at - started, lagMs: at - portOpenedAt, bootMs: portOpenedAt - started, qemuRss: (await processMemory(qemu.pid ?? -1)).rssMiB };
       } catch {
         client.close();
         await sleep(50);
@@ -118,10 +123,22 @@ async function bareRun(accelerator: Accelerator): Promise<{ ms: number; lagMs: n
   }
 }
 
+interface BareRun {
+  ms: number;
+  lagMs: number;
+  /** QEMU spawned → the guest opened the agent's port. */
+  bootMs: number;
+  qemuRss: number;
+}
+
 interface LauncherRun {
   ms: number;
   toQemuMs: number;
+  /** The launcher's CPU time when it spawned QEMU. */
+  toQemuCpuMs: number;
   lagMs: number;
+  /** QEMU spawned → the guest opened the agent's port. */
+  bootMs: number;
   launcher: ProcessMemory;
   qemuRss: number;
   accel: string;
@@ -169,10 +186,14 @@ async function launcherRun(command: readonly string[] | undefined, env: NodeJS.P
       const data = l.data as { id?: unknown; open?: unknown } | undefined;
       return l.msg === 'qmp event' && event === 'VSERPORT_CHANGE' && data?.id === AGENT_CHANNEL && data.open === true;
     });
+    const spawned = logs.find((l) => l.msg === 'qemu spawned');
+    const spawnedAt = typeof spawned?.time === 'number' ? spawned.time : NaN;
     return {
       ms,
-      toQemuMs: logTime(logs, (l) => l.msg === 'qemu spawned') - started,
+      toQemuMs: spawnedAt - started,
+      toQemuCpuMs: typeof spawned?.launcherCpuMs === 'number' ? spawned.launcherCpuMs : NaN,
       lagMs: logTime(logs, (l) => l.msg === 'guest agent connected') - portOpened,
+      bootMs: portOpened - spawnedAt,
       launcher: memory,
       qemuRss: (await processMemory(qemuPid)).rssMiB,
       accel,
@@ -182,7 +203,8 @@ async function launcherRun(command: readonly string[] | undefined, env: NodeJS.P
   }
 }
 
-type Variant = 'bare' | 'image' | 'source';
+type Variant = 'bare' | 'image' | 'source' | 'uncached';
+type LauncherVariant = Exclude<Variant, 'bare'>;
 
 /** `n` launchers (`command`) whose guests boot side by side; the memory of each once every agent is connected. */
 async function sharedRun(command: readonly string[], n: number): Promise<ProcessMemory[]> {
@@ -213,13 +235,19 @@ export async function main(args: readonly string[]): Promise<void> {
   const reps = flagValue(args, '--reps', 5);
   if (reps < 1) throw new Error('--reps must be a positive integer');
   const sharedCount = flagValue(args, '--shared', 3);
-  const variants: readonly Variant[] = args.includes('--with-source') ? ['bare', 'image', 'source'] : ['bare', 'image'];
+  const variants: readonly Variant[] = [
+    'bare',
+    'image',
+    ...(args.includes('--uncached') ? (['uncached'] as const) : []),
+    ...(args.includes('--with-source') ? (['source'] as const) : []),
+  ];
+  const launcherVariants = variants.filter((v): v is LauncherVariant => v !== 'bare');
   await testGuest(); // build before the clock starts
   const build = buildLauncher(repoRoot, `${repoRoot}hack/.cache/launcher-build`);
   const imageCommand = [process.execPath, ...LAUNCHER_NODE_FLAGS, build.entry];
   const { accelerator } = await chooseAccelerator(true);
-  const bare: { ms: number; lagMs: number; qemuRss: number }[] = [];
-  const runs: Record<'image' | 'source', LauncherRun[]> = { image: [], source: [] };
+  const bare: BareRun[] = [];
+  const runs: Record<LauncherVariant, LauncherRun[]> = { image: [], source: [], uncached: [] };
   let accel: string = accelerator;
   for (let i = 0; i < reps; i++) {
     const order = variants.map((_, k) => variants[(i + k) % variants.length] ?? 'bare');
@@ -228,30 +256,32 @@ export async function main(args: readonly string[]): Promise<void> {
       if (variant === 'bare') {
         const b = await bareRun(accelerator);
         bare.push(b);
-        line.push(`bare_ms=${b.ms} bare_lag_ms=${b.lagMs}`);
+        line.push(`bare_ms=${b.ms} bare_boot_ms=${b.bootMs} bare_lag_ms=${b.lagMs}`);
         continue;
       }
       const r =
-        variant === 'image'
-          ? await launcherRun(imageCommand, {})
-          : await launcherRun(undefined, { NODE_DISABLE_COMPILE_CACHE: '1' });
+        variant === 'source'
+          ? await launcherRun(undefined, { NODE_DISABLE_COMPILE_CACHE: '1' })
+          : await launcherRun(imageCommand, variant === 'uncached' ? { NODE_DISABLE_COMPILE_CACHE: '1' } : {});
       runs[variant].push(r);
       accel = r.accel;
       line.push(
-        `${variant}_ms=${r.ms} ${variant}_to_qemu_ms=${r.toQemuMs} ${variant}_lag_ms=${r.lagMs} ${variant}_cpu_ms=${r.launcher.cpuMs} ` +
+        `${variant}_ms=${r.ms} ${variant}_to_qemu_ms=${r.toQemuMs} ${variant}_to_qemu_cpu_ms=${r.toQemuCpuMs} ${variant}_boot_ms=${r.bootMs} ` +
+          `${variant}_lag_ms=${r.lagMs} ${variant}_cpu_ms=${r.launcher.cpuMs} ` +
           `${variant}_rss_mib=${r.launcher.rssMiB.toFixed(1)} ${variant}_private_mib=${r.launcher.anonMiB.toFixed(1)} ${variant}_pss_mib=${r.launcher.pssMiB.toFixed(1)}`,
       );
     }
     process.stdout.write(`rep ${i + 1}/${reps} (${order.join(', ')}): ${line.join(' ')}\n`);
   }
-  const overhead = (variant: 'image' | 'source'): number[] => runs[variant].map((r, i) => r.ms - (bare[i]?.ms ?? NaN));
+  const overhead = (variant: LauncherVariant): number[] => runs[variant].map((r, i) => r.ms - (bare[i]?.ms ?? NaN));
   const image = runs.image;
-  const share = (variant: 'image' | 'source'): number[] => runs[variant].map((r, i) => r.toQemuMs + r.lagMs - (bare[i]?.lagMs ?? NaN));
-  const pick = (k: (r: LauncherRun) => number, variant: 'image' | 'source' = 'image'): number[] => runs[variant].map(k);
+  const share = (variant: LauncherVariant): number[] => runs[variant].map((r, i) => r.toQemuMs + r.lagMs - (bare[i]?.lagMs ?? NaN));
+  const pick = (k: (r: LauncherRun) => number, variant: LauncherVariant = 'image'): number[] => runs[variant].map(k);
   process.stdout.write(`launcher-boot: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; image flags ${LAUNCHER_NODE_FLAGS.join(' ')}\n`);
-  for (const variant of variants.includes('source') ? (['image', 'source'] as const) : (['image'] as const)) {
+  for (const variant of launcherVariants) {
     process.stdout.write(
-      `  ${variant}: overhead_ms ${spread(overhead(variant))}, launcher share ${spread(share(variant))} ms: start → QEMU spawned ${spread(pick((r) => r.toQemuMs, variant))} ms, ` +
+      `  ${variant}: overhead_ms ${spread(overhead(variant))}, launcher share ${spread(share(variant))} ms: start → QEMU spawned ${spread(pick((r) => r.toQemuMs, variant))} ms ` +
+        `(CPU ${spread(pick((r) => r.toQemuCpuMs, variant))} ms), guest boot ${spread(pick((r) => r.bootMs, variant))} ms (bare ${spread(bare.map((b) => b.bootMs))}), ` +
         `port → agent ${spread(pick((r) => r.lagMs, variant))} ms (bare ${spread(bare.map((b) => b.lagMs))}), CPU ${spread(pick((r) => r.launcher.cpuMs, variant))} ms, ` +
         `RSS ${spread(pick((r) => r.launcher.rssMiB, variant), 1)} MiB (private ${spread(pick((r) => r.launcher.anonMiB, variant), 1)}, PSS ${spread(pick((r) => r.launcher.pssMiB, variant), 1)}), ` +
         `QEMU RSS ${spread(pick((r) => r.qemuRss, variant), 1)} MiB\n`,
@@ -270,6 +300,10 @@ export async function main(args: readonly string[]): Promise<void> {
   const qemuRss = median(pick((r) => r.qemuRss));
   const over = overhead('image');
   const shares = share('image').filter((v) => Number.isFinite(v));
+  const uncached = variants.includes('uncached')
+    ? `uncached_share_ms=${Math.round(median(share('uncached')))} uncached_to_qemu_cpu_ms=${Math.round(median(pick((r) => r.toQemuCpuMs, 'uncached')))} ` +
+      `uncached_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'uncached')).toFixed(1)} `
+    : '';
   const source = variants.includes('source')
     ? `source_overhead_ms=${Math.round(median(overhead('source')))} source_share_ms=${Math.round(median(share('source')))} source_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'source')).toFixed(1)} `
     : '';
@@ -282,10 +316,11 @@ export async function main(args: readonly string[]): Promise<void> {
     `BENCH launcher-boot bare_ms=${Math.round(median(bare.map((b) => b.ms)))} launcher_ms=${Math.round(median(image.map((r) => r.ms)))} ` +
       `overhead_ms=${Math.round(median(over))} overhead_min_ms=${Math.min(...over)} overhead_max_ms=${Math.max(...over)} ` +
       `launcher_share_ms=${Math.round(median(shares))} launcher_share_min_ms=${Math.min(...shares)} launcher_share_max_ms=${Math.max(...shares)} ` +
-      `to_qemu_ms=${Math.round(median(pick((r) => r.toQemuMs)))} agent_lag_ms=${Math.round(median(pick((r) => r.lagMs)))} bare_agent_lag_ms=${Math.round(median(bare.map((b) => b.lagMs)))} ` +
+      `to_qemu_ms=${Math.round(median(pick((r) => r.toQemuMs)))} to_qemu_cpu_ms=${Math.round(median(pick((r) => r.toQemuCpuMs)))} ` +
+      `boot_ms=${Math.round(median(pick((r) => r.bootMs)))} bare_boot_ms=${Math.round(median(bare.map((b) => b.bootMs)))} agent_lag_ms=${Math.round(median(pick((r) => r.lagMs)))} bare_agent_lag_ms=${Math.round(median(bare.map((b) => b.lagMs)))} ` +
       `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_rss_min_mib=${Math.min(...rss).toFixed(1)} launcher_rss_max_mib=${Math.max(...rss).toFixed(1)} ` +
       `launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
       `${sharedFigures}pod_overhead_mib=${launcherRss.toFixed(1)} qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} ` +
-      `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${source}reps=${reps} accel=${accel}\n`,
+      `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${uncached}${source}reps=${reps} accel=${accel}\n`,
   );
 }
