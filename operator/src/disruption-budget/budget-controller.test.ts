@@ -4,39 +4,54 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VirtualMachine, type EvictionStrategy } from '@keyvirt/crds';
 import { pino } from 'pino';
-import type { PodDisruptionBudget } from '../runtime/core-schemas.ts';
+import type { Pod, PodDisruptionBudget } from '../runtime/core-schemas.ts';
 import type { RecordedEvent } from '../runtime/event-recorder.ts';
 import { KubeApiError } from '../runtime/kube-client.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
-import { desiredBudget } from './budget-spec.ts';
+import { desiredBudget, LAUNCHER_MIN_AVAILABLE } from './budget-spec.ts';
 
 const log = pino({ level: 'silent' });
 const ctx = { signal: new AbortController().signal, log, reconcileId: 't' };
 
-function vm(evictionStrategy: EvictionStrategy, uid = 'vm-uid'): VirtualMachine {
+function vm(evictionStrategy: EvictionStrategy, name = 'web-1'): VirtualMachine {
   return VirtualMachine.parse({
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'VirtualMachine',
-    metadata: { name: 'web-1', namespace: 'prod', uid },
+    metadata: { name, namespace: 'prod', uid: `${name}-uid` },
     spec: { runStrategy: 'Always', evictionStrategy, template: { memory: { size: '256Mi' } } },
   });
 }
 
 interface Calls {
   create: { path: string; body: unknown }[];
+  get: string[];
   patch: { path: string; body: unknown }[];
   delete: { path: string; body: unknown }[];
   events: RecordedEvent[];
 }
 
-function harness(v: VirtualMachine | undefined, b: PodDisruptionBudget | undefined, createFails?: Error): { controller: DisruptionBudgetController; calls: Calls } {
-  const calls: Calls = { create: [], patch: [], delete: [], events: [] };
+interface World {
+  vms?: VirtualMachine[];
+  budgets?: PodDisruptionBudget[];
+  pods?: Pod[];
+  createFails?: Error;
+  /** What a GET of the namespace budget answers (after a refused creation). */
+  stored?: PodDisruptionBudget;
+}
+
+function harness(world: World): { controller: DisruptionBudgetController; calls: Calls } {
+  const calls: Calls = { create: [], get: [], patch: [], delete: [], events: [] };
+  const inProd = <T extends { metadata: { namespace?: string | undefined } }>(list: T[] | undefined) => (ns: string): T[] => (list ?? []).filter((o) => o.metadata.namespace === ns);
   const controller = new DisruptionBudgetController({
-    caches: { vm: (k) => (k === 'prod/web-1' ? v : undefined), budget: (k) => (k === 'prod/launcher-web-1' ? b : undefined) },
+    caches: { vms: inProd(world.vms), budgets: inProd(world.budgets), pods: inProd(world.pods) },
     client: {
       create: (path, body) => {
         calls.create.push({ path, body });
-        return createFails === undefined ? Promise.resolve({}) : Promise.reject(createFails);
+        return world.createFails === undefined ? Promise.resolve({}) : Promise.reject(world.createFails);
+      },
+      get: (path) => {
+        calls.get.push(path);
+        return world.stored === undefined ? Promise.reject(new KubeApiError(404, 'NotFound', 'gone', { method: 'GET', path })) : Promise.resolve(world.stored);
       },
       patch: (path, body) => {
         calls.patch.push({ path, body });
@@ -52,53 +67,99 @@ function harness(v: VirtualMachine | undefined, b: PodDisruptionBudget | undefin
   return { controller, calls };
 }
 
+const theBudget = (uid = 'pdb-uid'): PodDisruptionBudget => {
+  const b = desiredBudget('prod');
+  b.metadata.uid = uid;
+  return b;
+};
+
+/** A per-VM budget as ADR 0090's operator made it. */
+function vmBudget(vmName: string): PodDisruptionBudget {
+  return {
+    metadata: { name: `launcher-${vmName}`, namespace: 'prod', uid: `pdb-${vmName}`, labels: { 'app.kubernetes.io/component': 'launcher-disruption-budget', 'app.kubernetes.io/managed-by': 'keyvirt-operator' } },
+    spec: { minAvailable: 2, selector: { matchLabels: { 'keyvirt.io/vm-uid': `${vmName}-uid` } }, unhealthyPodEvictionPolicy: 'IfHealthyBudget' },
+  };
+}
+
+function launcherPod(vmName: string, labelled: boolean): Pod {
+  return {
+    metadata: { name: `launcher-${vmName}`, namespace: 'prod', labels: { 'keyvirt.io/vm-uid': `${vmName}-uid`, ...(labelled ? { 'keyvirt.io/eviction-strategy': 'LiveMigrate' } : {}) } },
+    spec: { containers: [] },
+    status: { phase: 'Running' },
+  };
+}
+
 void describe('DisruptionBudgetController', () => {
-  void it('creates the budget of a LiveMigrate VM in its namespace', async () => {
-    const { controller, calls } = harness(vm('LiveMigrate'), undefined);
-    assert.deepEqual(await controller.reconcile(ctx, 'prod/web-1'), {});
+  void it('creates one budget for a namespace with LiveMigrate VMs, however many', async () => {
+    const { controller, calls } = harness({ vms: [vm('LiveMigrate'), vm('LiveMigrate', 'web-2'), vm('Shutdown', 'batch-1')] });
+    assert.deepEqual(await controller.reconcile(ctx, 'prod'), {});
     assert.equal(calls.create.length, 1);
     assert.equal(calls.create[0]?.path, '/apis/policy/v1/namespaces/prod/poddisruptionbudgets');
-    assert.deepEqual(calls.create[0]?.body, { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', ...desiredBudget(vm('LiveMigrate')) });
+    assert.deepEqual(calls.create[0]?.body, { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', ...desiredBudget('prod') });
+    const body = calls.create[0]?.body as PodDisruptionBudget;
+    assert.equal(body.spec?.minAvailable, LAUNCHER_MIN_AVAILABLE);
+    assert.equal(body.metadata.ownerReferences, undefined, 'no VM owns it: it outlives any one of them');
   });
 
-  void it('takes AlreadyExists (a stale cache) as done', async () => {
-    const { controller, calls } = harness(vm('LiveMigrate'), undefined, new KubeApiError(409, 'AlreadyExists', 'exists', { method: 'POST', path: '/' }));
-    assert.deepEqual(await controller.reconcile(ctx, 'prod/web-1'), {});
-    assert.equal(calls.create.length, 1);
-  });
-
-  void it('rethrows other create failures for a rate-limited retry', async () => {
-    const { controller } = harness(vm('LiveMigrate'), undefined, new KubeApiError(403, 'Forbidden', 'no', { method: 'POST', path: '/' }));
-    await assert.rejects(controller.reconcile(ctx, 'prod/web-1'), /403 Forbidden/);
-  });
-
-  void it('deletes the budget, guarded by its uid, when the VM switches to Shutdown', async () => {
-    const existing = desiredBudget(vm('LiveMigrate'));
-    assert.ok(existing);
-    existing.metadata.uid = 'pdb-uid';
-    const { controller, calls } = harness(vm('Shutdown'), existing);
-    await controller.reconcile(ctx, 'prod/web-1');
-    assert.equal(calls.delete[0]?.path, '/apis/policy/v1/namespaces/prod/poddisruptionbudgets/launcher-web-1');
-    assert.deepEqual(calls.delete[0]?.body, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: 'pdb-uid' } });
-  });
-
-  void it('reports a budget of the same name owned by something else once, touches nothing and polls', async () => {
-    const foreign = desiredBudget(vm('LiveMigrate', 'old-uid'));
-    assert.ok(foreign);
-    const { controller, calls } = harness(vm('LiveMigrate'), foreign);
-    assert.deepEqual(await controller.reconcile(ctx, 'prod/web-1'), { requeueAfterMs: 10_000 });
-    await controller.reconcile(ctx, 'prod/web-1');
+  void it('a namespace with only Shutdown VMs gets none', async () => {
+    const { controller, calls } = harness({ vms: [vm('Shutdown')] });
+    await controller.reconcile(ctx, 'prod');
     assert.equal(calls.create.length + calls.patch.length + calls.delete.length, 0);
+  });
+
+  void it('takes AlreadyExists of its own budget (a stale cache) as done', async () => {
+    const { controller, calls } = harness({ vms: [vm('LiveMigrate')], createFails: new KubeApiError(409, 'AlreadyExists', 'exists', { method: 'POST', path: '/' }), stored: theBudget() });
+    assert.deepEqual(await controller.reconcile(ctx, 'prod'), {});
+    assert.equal(calls.create.length, 1);
+    assert.deepEqual(calls.events, []);
+  });
+
+  void it('reports a budget of that name that KeyVirt does not manage once, touches nothing and polls', async () => {
+    const foreign: PodDisruptionBudget = { metadata: { name: 'keyvirt-launchers', namespace: 'prod', uid: 'x' }, spec: { minAvailable: 0 } };
+    const { controller, calls } = harness({ vms: [vm('LiveMigrate')], createFails: new KubeApiError(409, 'AlreadyExists', 'exists', { method: 'POST', path: '/' }), stored: foreign });
+    assert.deepEqual(await controller.reconcile(ctx, 'prod'), { requeueAfterMs: 10_000 });
+    assert.deepEqual(await controller.reconcile(ctx, 'prod'), { requeueAfterMs: 10_000 });
+    assert.equal(calls.patch.length + calls.delete.length, 0);
     assert.deepEqual(calls.events.map((e) => e.reason), ['DisruptionBudgetConflict']);
   });
 
+  void it('rethrows other create failures for a rate-limited retry', async () => {
+    const { controller } = harness({ vms: [vm('LiveMigrate')], createFails: new KubeApiError(403, 'Forbidden', 'no', { method: 'POST', path: '/' }) });
+    await assert.rejects(controller.reconcile(ctx, 'prod'), /403 Forbidden/);
+  });
+
+  void it('deletes the budget, guarded by its uid, when no LiveMigrate VM is left', async () => {
+    const { controller, calls } = harness({ vms: [vm('Shutdown')], budgets: [theBudget()] });
+    await controller.reconcile(ctx, 'prod');
+    assert.equal(calls.delete[0]?.path, '/apis/policy/v1/namespaces/prod/poddisruptionbudgets/keyvirt-launchers');
+    assert.deepEqual(calls.delete[0]?.body, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: 'pdb-uid' } });
+  });
+
   void it('patches a drifted spec back', async () => {
-    const edited = desiredBudget(vm('LiveMigrate'));
-    assert.ok(edited?.spec);
+    const edited = theBudget();
+    assert.ok(edited.spec);
     edited.spec.minAvailable = 1;
-    const { controller, calls } = harness(vm('LiveMigrate'), edited);
-    await controller.reconcile(ctx, 'prod/web-1');
+    const { controller, calls } = harness({ vms: [vm('LiveMigrate')], budgets: [edited] });
+    await controller.reconcile(ctx, 'prod');
     assert.equal(calls.patch.length, 1);
-    assert.match(JSON.stringify(calls.patch[0]?.body), /"minAvailable":2/);
+    assert.match(JSON.stringify(calls.patch[0]?.body), new RegExp(`"minAvailable":${String(LAUNCHER_MIN_AVAILABLE)}`));
+  });
+
+  void it('removes per-VM budgets of an earlier operator once the namespace budget exists and their pods carry the label', async () => {
+    const { controller, calls } = harness({
+      vms: [vm('LiveMigrate'), vm('LiveMigrate', 'web-2')],
+      budgets: [theBudget(), vmBudget('web-1'), vmBudget('web-2')],
+      pods: [launcherPod('web-1', true), launcherPod('web-2', false)],
+    });
+    assert.deepEqual(await controller.reconcile(ctx, 'prod'), { requeueAfterMs: 5_000 }, 'web-2 still waits for its label');
+    assert.deepEqual(calls.delete.map((d) => d.path), ['/apis/policy/v1/namespaces/prod/poddisruptionbudgets/launcher-web-1']);
+    assert.deepEqual(calls.delete[0]?.body, { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: 'pdb-web-1' } });
+  });
+
+  void it('keeps per-VM budgets while the namespace budget does not exist yet', async () => {
+    const { controller, calls } = harness({ vms: [vm('LiveMigrate')], budgets: [vmBudget('web-1')], pods: [launcherPod('web-1', true)] });
+    await controller.reconcile(ctx, 'prod');
+    assert.equal(calls.create.length, 1);
+    assert.equal(calls.delete.length, 0);
   });
 });

@@ -1,82 +1,127 @@
-// The launcher disruption-budget controller (root kind VirtualMachine, apart from the VM
-// controller): one PodDisruptionBudget per LiveMigrate VM, created, corrected and
-// removed from the VM spec; the garbage collector removes it with the VM.
+// The launcher disruption-budget controller (keyed by namespace, apart from the VM
+// controller): one PodDisruptionBudget per namespace that has a LiveMigrate VM, created,
+// corrected and removed from the namespace's VMs (ADR 0112); per-VM budgets of an
+// earlier operator (ADR 0090) removed once the namespace's budget covers their pods.
 import type { VirtualMachine } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
-import type { PodDisruptionBudget } from '../runtime/core-schemas.ts';
+import type { PodDisruptionBudget, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
-import { collectionPath, keyOf, objectPath, refOfKey } from '../runtime/resource.ts';
-import { budgetAction, budgetName, podDisruptionBudgetType } from './budget-spec.ts';
+import { podDisruptionBudgetSchema } from '../runtime/core-schemas.ts';
+import { collectionPath, objectPath } from '../runtime/resource.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY } from '../vm/names.ts';
+import { budgetAction, BUDGET_COMPONENT, LABEL_COMPONENT, NAMESPACE_BUDGET_NAME, namespaceNeedsBudget, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
 
 export interface BudgetCaches {
-  vm(key: string): VirtualMachine | undefined;
-  budget(key: string): PodDisruptionBudget | undefined;
+  /** The VMs of a namespace. */
+  vms(namespace: string): readonly VirtualMachine[];
+  /** The budgets the operator manages in a namespace. */
+  budgets(namespace: string): readonly PodDisruptionBudget[];
+  /** The launcher pods of a namespace. */
+  pods(namespace: string): readonly Pod[];
 }
 
 export interface BudgetControllerDeps {
   caches: BudgetCaches;
-  client: Pick<KubeClient, 'create' | 'patch' | 'delete'>;
+  client: Pick<KubeClient, 'create' | 'get' | 'patch' | 'delete'>;
   events: EventSink;
 }
 
-/** How long to wait for a foreign budget of the same name (usually a deleted VM's) to go. */
+/** How long to wait for a foreign budget of the same name to go. */
 const FOREIGN_RETRY_MS = 10_000;
+/** How soon to look again at per-VM budgets whose pods are not labelled yet. */
+const LEGACY_RETRY_MS = 5_000;
 
 export class DisruptionBudgetController implements Reconciler {
   readonly #d: BudgetControllerDeps;
-  /** VM keys whose foreign budget was reported already (one event per VM). */
+  /** Namespaces whose foreign budget was reported already (one event per namespace). */
   readonly #reportedForeign = new Set<string>();
 
   constructor(deps: BudgetControllerDeps) {
     this.#d = deps;
   }
 
-  async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
-    const ref = refOfKey(key);
-    const vm = this.#d.caches.vm(key);
-    const budgetRef = { namespace: ref.namespace, name: budgetName(ref.name) };
-    const action = budgetAction(vm, this.#d.caches.budget(keyOf(budgetRef)));
-    if (action.kind !== 'foreign') this.#reportedForeign.delete(key);
+  async reconcile(ctx: ReconcileContext, namespace: string): Promise<ReconcileResult> {
+    const vms = this.#d.caches.vms(namespace);
+    const budgets = this.#d.caches.budgets(namespace);
+    const existing = budgets.find((b) => b.metadata.name === NAMESPACE_BUDGET_NAME);
+    const action = budgetAction(namespace, namespaceNeedsBudget(vms), existing);
+    const ref = { namespace, name: NAMESPACE_BUDGET_NAME };
     switch (action.kind) {
       case 'none':
-        return {};
+        break;
       case 'create':
         try {
-          await this.#d.client.create(collectionPath(podDisruptionBudgetType, ref.namespace), action.body);
-          ctx.log.info('launcher disruption budget created');
+          await this.#d.client.create(collectionPath(podDisruptionBudgetType, namespace), action.body);
+          ctx.log.info('launcher disruption budget of the namespace created');
+          this.#reportedForeign.delete(namespace);
         } catch (err) {
           if (!isAlreadyExists(err)) throw err;
+          if (await this.#foreign(ctx, namespace, vms)) return { requeueAfterMs: FOREIGN_RETRY_MS };
         }
-        return {};
+        break;
       case 'update':
-        await this.#d.client.patch(objectPath(podDisruptionBudgetType, budgetRef), { metadata: { resourceVersion: action.resourceVersion }, spec: action.spec }, 'merge');
-        ctx.log.info('launcher disruption budget corrected');
-        return {};
+        await this.#d.client.patch(objectPath(podDisruptionBudgetType, ref), { metadata: { resourceVersion: action.resourceVersion }, spec: action.spec }, 'merge');
+        ctx.log.info('launcher disruption budget of the namespace corrected');
+        break;
       case 'delete':
         try {
-          await this.#d.client.delete(objectPath(podDisruptionBudgetType, budgetRef), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: action.uid } });
-          ctx.log.info('launcher disruption budget removed (evictionStrategy is not LiveMigrate)');
+          await this.#d.client.delete(objectPath(podDisruptionBudgetType, ref), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: action.uid } });
+          ctx.log.info('launcher disruption budget of the namespace removed (no LiveMigrate VM left)');
         } catch (err) {
           if (!isNotFound(err) && !isConflict(err)) throw err;
         }
-        return {};
-      case 'foreign':
-        if (vm !== undefined && !this.#reportedForeign.has(key)) {
-          this.#reportedForeign.add(key);
-          ctx.log.warn({ owner: action.owner }, 'a disruption budget of this name belongs to another object');
-          await this.#d.events.record(
-            { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata },
-            {
-              type: 'Warning',
-              reason: 'DisruptionBudgetConflict',
-              action: 'ProtectFromEviction',
-              note: `PodDisruptionBudget ${budgetRef.name} exists and belongs to ${action.owner ?? 'nobody'}; waiting for it to go`,
-            },
-          );
-        }
-        return vm === undefined ? {} : { requeueAfterMs: FOREIGN_RETRY_MS };
+        break;
     }
+    return this.#removeVmBudgets(ctx, namespace, budgets, existing);
+  }
+
+  /** Per-VM budgets of an earlier operator: removed once the namespace's budget covers their pods. */
+  async #removeVmBudgets(ctx: ReconcileContext, namespace: string, budgets: readonly PodDisruptionBudget[], namespaceBudget: PodDisruptionBudget | undefined): Promise<ReconcileResult> {
+    const perVm = budgets.filter((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME && b.metadata.deletionTimestamp === undefined);
+    if (perVm.length === 0) return {};
+    const removable = removableVmBudgets(perVm, namespaceBudget, this.#d.caches.pods(namespace));
+    for (const b of removable) {
+      try {
+        await this.#d.client.delete(objectPath(podDisruptionBudgetType, { namespace, name: b.metadata.name }), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: b.metadata.uid } });
+        ctx.log.info({ budget: b.metadata.name }, 'per-VM launcher disruption budget removed; the namespace budget covers its pods');
+      } catch (err) {
+        if (!isNotFound(err) && !isConflict(err)) throw err;
+      }
+    }
+    return removable.length < perVm.length ? { requeueAfterMs: LEGACY_RETRY_MS } : {};
+  }
+
+  /**
+   * The name is taken: ours (the cache is behind) or another object's, left alone and
+   * reported once per namespace on its LiveMigrate VMs' first by name.
+   */
+  async #foreign(ctx: ReconcileContext, namespace: string, vms: readonly VirtualMachine[]): Promise<boolean> {
+    let found: PodDisruptionBudget;
+    try {
+      found = podDisruptionBudgetSchema.parse(await this.#d.client.get(objectPath(podDisruptionBudgetType, { namespace, name: NAMESPACE_BUDGET_NAME })));
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+    const labels = found.metadata.labels ?? {};
+    if (labels[LABEL_COMPONENT] === BUDGET_COMPONENT && labels[LABEL_MANAGED_BY] === MANAGED_BY) return false;
+    if (this.#reportedForeign.has(namespace)) return true;
+    this.#reportedForeign.add(namespace);
+    ctx.log.warn({ budget: NAMESPACE_BUDGET_NAME }, 'a disruption budget of this name belongs to another object');
+    const vm = [...vms].filter((v) => v.spec.evictionStrategy === 'LiveMigrate').sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
+    if (vm !== undefined) {
+      await this.#d.events.record(
+        { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata },
+        {
+          type: 'Warning',
+          reason: 'DisruptionBudgetConflict',
+          action: 'ProtectFromEviction',
+          note: `PodDisruptionBudget ${NAMESPACE_BUDGET_NAME} exists and is not managed by KeyVirt; LiveMigrate VMs of this namespace are not protected from eviction until it goes`,
+        },
+      );
+    }
+    return true;
   }
 }

@@ -2,75 +2,89 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { VirtualMachine, type EvictionStrategy } from '@keyvirt/crds';
 import type { PodDisruptionBudget } from '../runtime/core-schemas.ts';
-import { budgetAction, desiredBudget, LAUNCHER_MIN_AVAILABLE } from './budget-spec.ts';
+import { budgetAction, desiredBudget, LAUNCHER_MIN_AVAILABLE, namespaceNeedsBudget, removableVmBudgets } from './budget-spec.ts';
 
-function vm(evictionStrategy: EvictionStrategy, uid = 'vm-uid'): VirtualMachine {
+function vm(evictionStrategy: EvictionStrategy): VirtualMachine {
   return VirtualMachine.parse({
     apiVersion: 'keyvirt.io/v1alpha1',
     kind: 'VirtualMachine',
-    metadata: { name: 'web-1', namespace: 'prod', uid },
+    metadata: { name: 'web-1', namespace: 'prod', uid: 'vm-uid' },
     spec: { runStrategy: 'Always', evictionStrategy, template: { memory: { size: '256Mi' } } },
   });
 }
 
-function budget(ownerUid: string, spec: PodDisruptionBudget['spec'] = { minAvailable: 2, selector: { matchLabels: { 'keyvirt.io/vm-uid': ownerUid } }, unhealthyPodEvictionPolicy: 'IfHealthyBudget' }, deleting = false): PodDisruptionBudget {
+function budget(spec: PodDisruptionBudget['spec'] = desiredBudget('prod').spec, deleting = false): PodDisruptionBudget {
   return {
-    metadata: {
-      name: 'launcher-web-1',
-      namespace: 'prod',
-      uid: 'pdb-uid',
-      resourceVersion: '7',
-      ...(deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}),
-      ownerReferences: [{ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name: 'web-1', uid: ownerUid, controller: true }],
-    },
+    metadata: { name: 'keyvirt-launchers', namespace: 'prod', uid: 'pdb-uid', resourceVersion: '7', ...(deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}) },
     spec,
   };
 }
 
 void describe('desiredBudget', () => {
-  void it('selects the launcher pods of this VM (by uid) and keeps two available: source and migration target', () => {
-    const b = desiredBudget(vm('LiveMigrate'));
-    assert.ok(b);
-    assert.equal(b.metadata.name, 'launcher-web-1');
+  void it('selects the LiveMigrate launcher pods of the namespace and never allows a disruption', () => {
+    const b = desiredBudget('prod');
+    assert.equal(b.metadata.name, 'keyvirt-launchers');
     assert.equal(b.metadata.namespace, 'prod');
-    assert.deepEqual(b.spec?.selector?.matchLabels, { 'keyvirt.io/vm-uid': 'vm-uid' });
+    assert.deepEqual(b.spec?.selector?.matchLabels, {
+      'app.kubernetes.io/component': 'launcher',
+      'app.kubernetes.io/managed-by': 'keyvirt-operator',
+      'keyvirt.io/eviction-strategy': 'LiveMigrate',
+    });
     assert.equal(b.spec?.minAvailable, LAUNCHER_MIN_AVAILABLE);
-    assert.equal(LAUNCHER_MIN_AVAILABLE, 2);
+    assert.equal(LAUNCHER_MIN_AVAILABLE, 2 ** 31 - 1, 'the largest int32: more than any count of pods');
     assert.equal(b.spec?.maxUnavailable, undefined, 'maxUnavailable needs a scale subresource on the owner');
-    assert.equal(b.metadata.ownerReferences?.[0]?.uid, 'vm-uid');
-    assert.equal(b.metadata.ownerReferences?.[0]?.controller, true);
+    assert.equal(b.spec?.unhealthyPodEvictionPolicy, 'IfHealthyBudget', 'a budget never healthy: a not-ready running launcher is not evicted either');
   });
 
-  void it('gives a Shutdown VM no budget: drain evicts it and the guest shuts down', () => {
-    assert.equal(desiredBudget(vm('Shutdown')), undefined);
+  void it('a namespace needs it while one of its VMs is LiveMigrate', () => {
+    assert.equal(namespaceNeedsBudget([vm('Shutdown'), vm('LiveMigrate')]), true);
+    assert.equal(namespaceNeedsBudget([vm('Shutdown')]), false);
+    assert.equal(namespaceNeedsBudget([]), false);
   });
 });
 
 void describe('budgetAction', () => {
-  const drifted = { maxUnavailable: 1, selector: { matchLabels: { 'keyvirt.io/vm-uid': 'vm-uid' } } };
-  const table: [string, VirtualMachine | undefined, PodDisruptionBudget | undefined, string][] = [
-    ['LiveMigrate VM without a budget', vm('LiveMigrate'), undefined, 'create'],
-    ['LiveMigrate VM with its budget', vm('LiveMigrate'), budget('vm-uid'), 'none'],
-    ['LiveMigrate VM with an edited budget', vm('LiveMigrate'), budget('vm-uid', drifted), 'update'],
-    ['Shutdown VM with its old budget', vm('Shutdown'), budget('vm-uid'), 'delete'],
-    ['Shutdown VM whose budget is going', vm('Shutdown'), budget('vm-uid', undefined, true), 'none'],
-    ['Shutdown VM without a budget', vm('Shutdown'), undefined, 'none'],
-    ['VM gone, budget left to the garbage collector', undefined, budget('vm-uid'), 'foreign'],
-    ['recreated VM meets the budget of its predecessor', vm('LiveMigrate', 'new-uid'), budget('vm-uid'), 'foreign'],
-    ['nothing at all', undefined, undefined, 'none'],
+  const drifted = { maxUnavailable: 1, selector: { matchLabels: { 'keyvirt.io/eviction-strategy': 'LiveMigrate' } } };
+  const table: [string, boolean, PodDisruptionBudget | undefined, string][] = [
+    ['needed, absent', true, undefined, 'create'],
+    ['needed, present', true, budget(), 'none'],
+    ['needed, edited', true, budget(drifted), 'update'],
+    ['needed, going away', true, budget(undefined, true), 'none'],
+    ['not needed, present', false, budget(), 'delete'],
+    ['not needed, going away', false, budget(undefined, true), 'none'],
+    ['not needed, absent', false, undefined, 'none'],
   ];
-  for (const [what, v, b, want] of table) {
+  for (const [what, needed, b, want] of table) {
     void it(`${what} → ${want}`, () => {
-      assert.equal(budgetAction(v, b).kind, want);
+      assert.equal(budgetAction('prod', needed, b).kind, want);
     });
   }
 
-  void it('an update removes maxUnavailable (exclusive with minAvailable) and keeps the resourceVersion', () => {
-    const action = budgetAction(vm('LiveMigrate'), budget('vm-uid', drifted));
+  void it('an update removes maxUnavailable (exclusive with minAvailable), replaces the selector and keeps the resourceVersion', () => {
+    const action = budgetAction('prod', true, budget(drifted));
     assert.equal(action.kind, 'update');
     if (action.kind !== 'update') return;
-    assert.equal(action.spec.minAvailable, 2);
+    assert.equal(action.spec.minAvailable, LAUNCHER_MIN_AVAILABLE);
     assert.match(JSON.stringify(action.spec), /"maxUnavailable":null/, 'the merge patch removes maxUnavailable');
+    assert.match(JSON.stringify(action.spec), /"matchExpressions":null/);
     assert.equal(action.resourceVersion, '7');
   });
+});
+
+void describe('removableVmBudgets', () => {
+  const perVm: PodDisruptionBudget = { metadata: { name: 'launcher-web-1', namespace: 'prod', uid: 'old' }, spec: { minAvailable: 2, selector: { matchLabels: { 'keyvirt.io/vm-uid': 'vm-uid' } } } };
+  const pod = (labels: Record<string, string>, phase = 'Running'): { metadata: { labels: Record<string, string> }; status: { phase: string } } => ({ metadata: { labels: { 'keyvirt.io/vm-uid': 'vm-uid', ...labels } }, status: { phase } });
+  const table: [string, PodDisruptionBudget | undefined, ReturnType<typeof pod>[], number][] = [
+    ['no namespace budget yet', undefined, [], 0],
+    ['namespace budget going away', budget(undefined, true), [], 0],
+    ['its VM has no pod', budget(), [], 1],
+    ['its pod labelled', budget(), [pod({ 'keyvirt.io/eviction-strategy': 'LiveMigrate' })], 1],
+    ['its pod not labelled yet', budget(), [pod({})], 0],
+    ['its unlabelled pod finished', budget(), [pod({}, 'Succeeded')], 1],
+  ];
+  for (const [what, ns, pods, want] of table) {
+    void it(`${what} → ${String(want)} removable`, () => {
+      assert.equal(removableVmBudgets([perVm], ns, pods).length, want);
+    });
+  }
 });

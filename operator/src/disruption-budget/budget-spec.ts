@@ -1,21 +1,22 @@
 // The PodDisruptionBudget that keeps an eviction (`kubectl drain`) from killing a VM
-// whose evictionStrategy is LiveMigrate, as pure functions of the VM and the budget
-// that exists. The evacuation controller moves such a VM away by live migration and
-// the migration deletes the source pod itself (DELETE, which no budget stops).
+// whose evictionStrategy is LiveMigrate, as pure functions of the namespace's VMs and
+// the budgets that exist. The evacuation controller moves such a VM away by live
+// migration and the migration deletes the source pod itself (DELETE, which no budget
+// stops).
 //
-// Why `minAvailable: 2`: a VM has at most two launcher pods at a time (its source and,
-// during a migration, one target), and both carry the VM's uid label. An integer
-// minAvailable needs no scale subresource on the owner (maxUnavailable and percentages
-// do, and the disruption controller fails to sync without one), and with two as the
-// floor the disruption controller computes `disruptionsAllowed: 0` whether one or two
-// pods run: an eviction of a running launcher pod is always refused with 429, also
-// while a migration target exists. Pending pods hold no guest and the eviction API
-// lets them go regardless of any budget.
+// One budget per namespace (ADR 0112), `keyvirt-launchers`, selecting the launcher pods
+// labelled `keyvirt.io/eviction-strategy=LiveMigrate` (the VM controller keeps that label
+// equal to the VM's spec), with an integer minAvailable above any number of pods: the
+// disruption controller computes `disruptionsAllowed: 0` however many of them run, so
+// every eviction of a running one is refused with 429 — a VM's source and migration
+// target alike — as the per-VM `minAvailable: 2` budgets of ADR 0090 did. An integer
+// minAvailable needs no scale subresource on the pods' owner (maxUnavailable and
+// percentages do). Pending pods hold no guest and the eviction API lets them go
+// regardless of any budget.
 import type { VirtualMachine } from '@keyvirt/crds';
 import { apiVersionOf, type ResourceType } from '../runtime/resource.ts';
 import type { PodDisruptionBudget } from '../runtime/core-schemas.ts';
-import { LABEL_MANAGED_BY, LABEL_VM, LABEL_VM_UID, MANAGED_BY, virtualMachineType } from '../vm/names.ts';
-import { controllerReference } from '../runtime/owner-mapping.ts';
+import { LABEL_EVICTION_STRATEGY, LABEL_MANAGED_BY, LABEL_VM_UID, LAUNCHER_COMPONENT, MANAGED_BY } from '../vm/names.ts';
 
 export const podDisruptionBudgetType: ResourceType = {
   group: 'policy',
@@ -25,32 +26,32 @@ export const podDisruptionBudgetType: ResourceType = {
   namespaced: true,
 };
 
-/** Source and migration target: the most launcher pods one VM ever has. */
-export const LAUNCHER_MIN_AVAILABLE = 2;
+/** Above any count of launcher pods in a namespace (the largest value the field holds). */
+export const LAUNCHER_MIN_AVAILABLE = 2_147_483_647;
 
 export const LABEL_COMPONENT = 'app.kubernetes.io/component';
 export const BUDGET_COMPONENT = 'launcher-disruption-budget';
-/** The label selector of every budget the operator manages. */
+/** The label selector of every budget the operator manages (the namespace's, and per-VM ones of ADR 0090). */
 export const BUDGET_SELECTOR = `${LABEL_COMPONENT}=${BUDGET_COMPONENT},${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+/** The namespace's launcher budget. No VM name gives a per-VM budget this name (those start with `launcher-`). */
+export const NAMESPACE_BUDGET_NAME = 'keyvirt-launchers';
 
-export function budgetName(vmName: string): string {
-  return `launcher-${vmName}`;
+/** Whether the namespace needs the budget: a VM in it has evictionStrategy LiveMigrate. */
+export function namespaceNeedsBudget(vms: readonly VirtualMachine[]): boolean {
+  return vms.some((vm) => vm.spec.evictionStrategy === 'LiveMigrate');
 }
 
-/** The budget the VM should have, or undefined when it should have none. */
-export function desiredBudget(vm: VirtualMachine): PodDisruptionBudget | undefined {
-  const uid = vm.metadata.uid;
-  if (uid === undefined || vm.spec.evictionStrategy !== 'LiveMigrate') return undefined;
+/** The namespace's launcher budget. */
+export function desiredBudget(namespace: string): PodDisruptionBudget {
   return {
     metadata: {
-      name: budgetName(vm.metadata.name),
-      namespace: vm.metadata.namespace,
-      labels: { [LABEL_COMPONENT]: BUDGET_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_VM]: vm.metadata.name, [LABEL_VM_UID]: uid },
-      ownerReferences: [controllerReference(virtualMachineType, vm)],
+      name: NAMESPACE_BUDGET_NAME,
+      namespace,
+      labels: { [LABEL_COMPONENT]: BUDGET_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY },
     },
     spec: {
       minAvailable: LAUNCHER_MIN_AVAILABLE,
-      selector: { matchLabels: { [LABEL_VM_UID]: uid } },
+      selector: { matchLabels: { [LABEL_COMPONENT]: LAUNCHER_COMPONENT, [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_EVICTION_STRATEGY]: 'LiveMigrate' } },
       unhealthyPodEvictionPolicy: 'IfHealthyBudget',
     },
   };
@@ -59,11 +60,9 @@ export function desiredBudget(vm: VirtualMachine): PodDisruptionBudget | undefin
 export type BudgetAction =
   | { kind: 'none' }
   | { kind: 'create'; body: PodDisruptionBudget & { apiVersion: string; kind: string } }
-  /** The spec drifted (edited by hand, or written by an older operator): patch it back. */
+  /** The spec drifted (edited by hand): patch it back. */
   | { kind: 'update'; spec: Record<string, unknown>; resourceVersion: string | undefined }
-  | { kind: 'delete'; uid: string }
-  /** A budget of that name that this VM does not own: left alone. */
-  | { kind: 'foreign'; owner: string | undefined };
+  | { kind: 'delete'; uid: string };
 
 function sameSpec(a: PodDisruptionBudget['spec'], b: PodDisruptionBudget['spec']): boolean {
   return (
@@ -74,22 +73,36 @@ function sameSpec(a: PodDisruptionBudget['spec'], b: PodDisruptionBudget['spec']
   );
 }
 
-/** What to do about the VM's budget, given the one in the cache (if any). */
-export function budgetAction(vm: VirtualMachine | undefined, existing: PodDisruptionBudget | undefined): BudgetAction {
-  const owner = existing?.metadata.ownerReferences?.find((r) => r.controller === true);
-  const ours = existing !== undefined && vm !== undefined && owner?.uid === vm.metadata.uid;
-  if (existing !== undefined && !ours) {
-    // A budget of a deleted VM with the same name goes with the garbage collector.
-    return { kind: 'foreign', owner: owner === undefined ? undefined : `${owner.kind}/${owner.name}` };
-  }
-  const want = vm === undefined ? undefined : desiredBudget(vm);
-  if (want === undefined) {
+/** What to do about the namespace's budget, given whether it needs one and the one in the cache (if any). */
+export function budgetAction(namespace: string, needed: boolean, existing: PodDisruptionBudget | undefined): BudgetAction {
+  if (!needed) {
     return existing === undefined || existing.metadata.deletionTimestamp !== undefined ? { kind: 'none' } : { kind: 'delete', uid: existing.metadata.uid ?? '' };
   }
+  const want = desiredBudget(namespace);
   if (existing === undefined) {
     return { kind: 'create', body: { apiVersion: apiVersionOf(podDisruptionBudgetType), kind: podDisruptionBudgetType.kind, ...want } };
   }
   if (existing.metadata.deletionTimestamp !== undefined || sameSpec(existing.spec, want.spec)) return { kind: 'none' };
-  // A merge patch: maxUnavailable (exclusive with minAvailable) goes with null.
-  return { kind: 'update', spec: { ...want.spec, maxUnavailable: null }, resourceVersion: existing.metadata.resourceVersion };
+  // A merge patch: maxUnavailable (exclusive with minAvailable) goes with null; the selector is replaced whole.
+  return { kind: 'update', spec: { ...want.spec, maxUnavailable: null, selector: { matchLabels: want.spec?.selector?.matchLabels, matchExpressions: null } }, resourceVersion: existing.metadata.resourceVersion };
+}
+
+/**
+ * The per-VM budgets an earlier operator made (ADR 0090) that may go: once the
+ * namespace's budget exists, a per-VM budget is removed when every live launcher pod it
+ * selects carries the eviction-strategy label (until then it is what protects them; a
+ * pod selected by both is refused eviction with a 500, never evicted).
+ */
+export function removableVmBudgets(
+  budgets: readonly PodDisruptionBudget[],
+  namespaceBudget: PodDisruptionBudget | undefined,
+  pods: readonly { metadata: { labels?: Record<string, string> | undefined }; status?: { phase?: string | undefined } | undefined }[],
+): PodDisruptionBudget[] {
+  if (namespaceBudget === undefined || namespaceBudget.metadata.deletionTimestamp !== undefined) return [];
+  return budgets.filter((b) => {
+    if (b.metadata.name === NAMESPACE_BUDGET_NAME || b.metadata.deletionTimestamp !== undefined) return false;
+    const uid = b.spec?.selector?.matchLabels?.[LABEL_VM_UID];
+    if (uid === undefined) return false;
+    return pods.every((p) => p.metadata.labels?.[LABEL_VM_UID] !== uid || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' || p.metadata.labels[LABEL_EVICTION_STRATEGY] !== undefined);
+  });
 }

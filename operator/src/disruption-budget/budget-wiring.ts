@@ -1,11 +1,13 @@
 // Builds the launcher disruption-budget controller on a manager: the VM informer (shared
-// with the VM controller, same selector) and an informer on the budgets it manages.
+// with the VM controller, same selector), an informer on the budgets it manages and the
+// shared launcher pod cache, each indexed by namespace; the controller's keys are namespaces.
 import { VirtualMachine } from '@keyvirt/crds';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
 import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
-import { podDisruptionBudgetSchema } from '../runtime/core-schemas.ts';
-import { mapToOwner } from '../runtime/owner-mapping.ts';
-import { virtualMachineType } from '../vm/names.ts';
+import { podDisruptionBudgetSchema, podSchema } from '../runtime/core-schemas.ts';
+import type { Informer, KubeObject } from '../runtime/informer.ts';
+import { coreTypes } from '../runtime/resource.ts';
+import { LABEL_VM, virtualMachineType } from '../vm/names.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
 import { BUDGET_SELECTOR, podDisruptionBudgetType } from './budget-spec.ts';
 
@@ -15,18 +17,29 @@ export interface BudgetControllerWiring extends ControllerWiringBase {
   vmSelector?: string | undefined;
 }
 
+const BY_NAMESPACE = 'namespace';
+
+function byNamespace<T extends KubeObject>(informer: Informer<T>): (namespace: string) => T[] {
+  if (!informer.hasIndex(BY_NAMESPACE)) informer.addIndex(BY_NAMESPACE, (o) => [o.metadata.namespace ?? '']);
+  return (namespace) => informer.byIndex(BY_NAMESPACE, namespace);
+}
+
 export function addDisruptionBudgetController(w: BudgetControllerWiring): Controller {
   const { manager } = w;
   const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   const budgets = manager.informer(podDisruptionBudgetType, podDisruptionBudgetSchema, { labelSelector: BUDGET_SELECTOR });
+  // The launcher pod cache of the VM controller (launcher pods only).
+  manager.restrictCache(coreTypes.pod, { labelSelector: LABEL_VM });
+  const pods = manager.informer(coreTypes.pod, podSchema);
   const reconciler = new DisruptionBudgetController({
-    caches: { vm: (k) => vms.get(k), budget: (k) => budgets.get(k) },
+    caches: { vms: byNamespace(vms), budgets: byNamespace(budgets), pods: byNamespace(pods) },
     client: w.client,
     events: w.events,
   });
   const controller = new Controller({ name: 'disruptionbudget', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
-  controller.watch(vms);
-  controller.watch(budgets, mapToOwner(virtualMachineType));
+  const namespaceKey = (o: { metadata: { namespace?: string | undefined } }): string[] => [o.metadata.namespace ?? ''];
+  controller.watch(vms, namespaceKey);
+  controller.watch(budgets, namespaceKey);
   manager.addController(controller);
   return controller;
 }

@@ -120,6 +120,18 @@ export class LauncherObjects {
     }
   }
 
+  /**
+   * Sets labels on a launcher pod, guarded by the resourceVersion it was seen at: a pod
+   * changed since (its watch event reconciles the VM again) or gone is no error.
+   */
+  async labelPod(pod: ObjectRef, resourceVersion: string | undefined, labels: Record<string, string>): Promise<void> {
+    try {
+      await this.#client.request('PATCH', objectPath(coreTypes.pod, pod), { body: { metadata: { labels, resourceVersion } }, patchType: 'merge' });
+    } catch (err) {
+      if (!isNotFound(err) && !isConflict(err)) throw err;
+    }
+  }
+
   /** Deletes a migration target's Secret (no-op when it is gone). */
   async deleteTargetSecret(ref: ObjectRef): Promise<void> {
     try {

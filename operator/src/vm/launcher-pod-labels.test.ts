@@ -65,4 +65,12 @@ void describe('launcher pod labels copied from the VM', () => {
     assert.equal(labels.app, 'web');
     assert.equal(labels['keyvirt.io/migration-target'], 'mig-uid');
   });
+
+  void it('every launcher pod, a migration target too, carries the eviction strategy of its VM, which a VM label cannot forge', () => {
+    const vm = vmWith({ 'keyvirt.io/eviction-strategy': 'LiveMigrate' });
+    const shutdown = VirtualMachine.parse({ ...vm, spec: { ...vm.spec, evictionStrategy: 'Shutdown' } });
+    assert.equal(podLabels.parse(renderLauncherPod(input(shutdown), 'h')).metadata.labels['keyvirt.io/eviction-strategy'], 'Shutdown');
+    const target = renderLauncherPod(input(vm, { migrationTarget: { podName: 'launcher-web-1-t', migrationUid: 'mig-uid' } }), 'h');
+    assert.equal(podLabels.parse(target).metadata.labels['keyvirt.io/eviction-strategy'], 'LiveMigrate');
+  });
 });

@@ -19,6 +19,7 @@ import {
   ANNOTATION_HA_REPLACED,
   ANNOTATION_STORAGE_LEASE,
   LABEL_COMPONENT,
+  LABEL_EVICTION_STRATEGY,
   LABEL_HA_REPLACEMENT,
   LABEL_MANAGED_BY,
   LABEL_MIGRATION_TARGET,
@@ -134,7 +135,7 @@ export function copiedVmLabels(vm: VirtualMachine): Record<string, string> {
 }
 
 function labelsOf(input: LauncherPodInput): Record<string, string> {
-  return { ...copiedVmLabels(input.vm), ...labels(input.vm), ...candidateLabels(input) };
+  return { ...copiedVmLabels(input.vm), ...labels(input.vm), [LABEL_EVICTION_STRATEGY]: input.vm.spec.evictionStrategy, ...candidateLabels(input) };
 }
 
 export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {

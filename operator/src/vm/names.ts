@@ -40,6 +40,11 @@ export const MANAGED_BY = 'keyvirt-operator';
 export const LABEL_VM = 'keyvirt.io/vm';
 export const LABEL_VM_UID = 'keyvirt.io/vm-uid';
 /**
+ * On every launcher pod: its VM's evictionStrategy. The namespace's launcher disruption
+ * budget selects the LiveMigrate ones; the VM controller keeps it equal to the spec.
+ */
+export const LABEL_EVICTION_STRATEGY = 'keyvirt.io/eviction-strategy';
+/**
  * On a migration target pod (and its Secret) until the migration succeeds: the UID of
  * its VirtualMachineMigration. The VM controller never treats such a pod as the VM's
  * launcher, and never starts a launcher while one of them is active (ADR 0081).

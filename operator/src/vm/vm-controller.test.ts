@@ -33,6 +33,8 @@ class FakeApi {
   statusPatches: unknown[] = [];
   /** Bodies of the patches of the VM object itself. */
   bodies: unknown[] = [];
+  /** Bodies of other requests (PUT, label PATCH). */
+  requestBodies: unknown[] = [];
   podCreate: 'ok' | 'exists' | 'fail' = 'ok';
   vmPatch: 'ok' | 'conflict' = 'ok';
 
@@ -48,8 +50,9 @@ class FakeApi {
     }
     return Promise.resolve({});
   }
-  request(method: string, path: string): Promise<unknown> {
+  request(method: string, path: string, options?: { body?: unknown }): Promise<unknown> {
     this.calls.push(`${method} ${path}`);
+    this.requestBodies.push(options?.body);
     return Promise.resolve({});
   }
   delete(path: string): Promise<unknown> {
@@ -160,6 +163,20 @@ void describe('VmController', () => {
     api.podCreate = 'exists';
     await c.reconcile(ctx, 'prod/web-1');
     assert.equal(api.calls.filter((x) => x === 'POST /api/v1/namespaces/prod/pods').length, 2);
+  });
+
+  void it('labels a live launcher pod with the eviction strategy of the VM when they differ (the namespace budget selects by it), once', async () => {
+    const api = new FakeApi();
+    const running = launcherPod('launcher-web-1', 'pod-uid', 'Running', '2026-01-01T00:00:00Z');
+    const pods = new Map<string, Pod>([['prod/launcher-web-1', { ...running, metadata: { ...running.metadata, resourceVersion: '41' } }]]);
+    const { c } = controller(api, pods);
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.deepEqual(api.calls.filter((x) => x.startsWith('PATCH /api/v1')), ['PATCH /api/v1/namespaces/prod/pods/launcher-web-1']);
+    assert.deepEqual(api.requestBodies[0], { metadata: { labels: { 'keyvirt.io/eviction-strategy': 'LiveMigrate' }, resourceVersion: '41' } });
+    const labelled = { ...running, metadata: { ...running.metadata, labels: { ...running.metadata.labels, 'keyvirt.io/eviction-strategy': 'LiveMigrate' } } };
+    pods.set('prod/launcher-web-1', labelled);
+    await c.reconcile(ctx, 'prod/web-1');
+    assert.equal(api.calls.filter((x) => x.startsWith('PATCH /api/v1')).length, 1, 'nothing to do once the label matches');
   });
 
   void it('a stale cache meets AlreadyExists: no second pod, no error, no second creation event', async () => {

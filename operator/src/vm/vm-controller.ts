@@ -22,7 +22,7 @@ import { mayEmulate, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
 import { selectLauncher } from './launcher-selection.ts';
-import { ANNOTATION_HA_RESTARTS, VM_FINALIZER, launcherPodName } from './names.ts';
+import { ANNOTATION_HA_RESTARTS, LABEL_EVICTION_STRATEGY, LABEL_VM_UID, VM_FINALIZER, launcherPodName } from './names.ts';
 import type { VmWriter } from './vm-patcher.ts';
 import type { PlacementDecider } from './placement.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
@@ -128,6 +128,7 @@ export class VmController implements Reconciler {
     for (const leftover of selection.leftovers) {
       await this.#d.launchers.deletePod({ namespace: leftover.metadata.namespace, name: leftover.metadata.name }, leftover.metadata.uid ?? '');
     }
+    await this.#labelEvictionStrategy(vm, podsOfVm);
     if (vm.metadata.deletionTimestamp !== undefined) return this.#reconcileDeletion(scope);
     if (!(vm.metadata.finalizers ?? []).includes(VM_FINALIZER)) {
       const first = decide(vm, state);
@@ -166,6 +167,20 @@ export class VmController implements Reconciler {
       return undefined;
     }
     return left;
+  }
+
+  /**
+   * Keeps each live launcher pod's eviction-strategy label equal to the VM's spec: the
+   * namespace's disruption budget selects the LiveMigrate ones (ADR 0112).
+   */
+  async #labelEvictionStrategy(vm: VirtualMachine, pods: readonly Pod[]): Promise<void> {
+    const strategy = vm.spec.evictionStrategy;
+    for (const pod of pods) {
+      const done = pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
+      const ofThisVm = pod.metadata.labels?.[LABEL_VM_UID] === vm.metadata.uid;
+      if (!ofThisVm || done || pod.metadata.deletionTimestamp !== undefined || pod.metadata.labels?.[LABEL_EVICTION_STRATEGY] === strategy) continue;
+      await this.#d.launchers.labelPod({ namespace: pod.metadata.namespace, name: pod.metadata.name }, pod.metadata.resourceVersion, { [LABEL_EVICTION_STRATEGY]: strategy });
+    }
   }
 
   async #addFinalizer(vm: VirtualMachine): Promise<void> {
