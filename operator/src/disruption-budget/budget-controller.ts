@@ -8,10 +8,8 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/c
 import type { PodDisruptionBudget, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
-import { podDisruptionBudgetSchema } from '../runtime/core-schemas.ts';
 import { collectionPath, objectPath } from '../runtime/resource.ts';
-import { LABEL_MANAGED_BY, MANAGED_BY } from '../vm/names.ts';
-import { budgetAction, BUDGET_COMPONENT, LABEL_COMPONENT, NAMESPACE_BUDGET_NAME, namespaceNeedsBudget, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
+import { budgetAction, NAMESPACE_BUDGET_NAME, namespaceNeedsBudget, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
 
 export interface BudgetCaches {
   /** The VMs of a namespace. */
@@ -24,7 +22,7 @@ export interface BudgetCaches {
 
 export interface BudgetControllerDeps {
   caches: BudgetCaches;
-  client: Pick<KubeClient, 'create' | 'get' | 'patch' | 'delete'>;
+  client: Pick<KubeClient, 'create' | 'patch' | 'delete'>;
   events: EventSink;
 }
 
@@ -35,6 +33,8 @@ const LEGACY_RETRY_MS = 5_000;
 
 export class DisruptionBudgetController implements Reconciler {
   readonly #d: BudgetControllerDeps;
+  /** Namespaces whose budget creation met AlreadyExists while the cache showed none. */
+  readonly #refusedOnce = new Set<string>();
   /** Namespaces whose foreign budget was reported already (one event per namespace). */
   readonly #reportedForeign = new Set<string>();
 
@@ -48,6 +48,7 @@ export class DisruptionBudgetController implements Reconciler {
     const existing = budgets.find((b) => b.metadata.name === NAMESPACE_BUDGET_NAME);
     const action = budgetAction(namespace, namespaceNeedsBudget(vms), existing);
     const ref = { namespace, name: NAMESPACE_BUDGET_NAME };
+    if (existing !== undefined) this.#refusedOnce.delete(namespace);
     switch (action.kind) {
       case 'none':
         break;
@@ -55,10 +56,12 @@ export class DisruptionBudgetController implements Reconciler {
         try {
           await this.#d.client.create(collectionPath(podDisruptionBudgetType, namespace), action.body);
           ctx.log.info('launcher disruption budget of the namespace created');
+          this.#refusedOnce.delete(namespace);
           this.#reportedForeign.delete(namespace);
         } catch (err) {
           if (!isAlreadyExists(err)) throw err;
-          if (await this.#foreign(ctx, namespace, vms)) return { requeueAfterMs: FOREIGN_RETRY_MS };
+          await this.#refused(ctx, namespace, vms);
+          return { requeueAfterMs: FOREIGN_RETRY_MS };
         }
         break;
       case 'update':
@@ -94,34 +97,29 @@ export class DisruptionBudgetController implements Reconciler {
   }
 
   /**
-   * The name is taken: ours (the cache is behind) or another object's, left alone and
-   * reported once per namespace on its LiveMigrate VMs' first by name.
+   * The name is taken and the cache (budgets KeyVirt manages) does not show it: the
+   * cache is behind, or another object holds the name. Refused twice FOREIGN_RETRY_MS
+   * apart, it is another object's: left alone and reported once per namespace on the
+   * first of its LiveMigrate VMs by name.
    */
-  async #foreign(ctx: ReconcileContext, namespace: string, vms: readonly VirtualMachine[]): Promise<boolean> {
-    let found: PodDisruptionBudget;
-    try {
-      found = podDisruptionBudgetSchema.parse(await this.#d.client.get(objectPath(podDisruptionBudgetType, { namespace, name: NAMESPACE_BUDGET_NAME })));
-    } catch (err) {
-      if (isNotFound(err)) return false;
-      throw err;
+  async #refused(ctx: ReconcileContext, namespace: string, vms: readonly VirtualMachine[]): Promise<void> {
+    if (!this.#refusedOnce.has(namespace)) {
+      this.#refusedOnce.add(namespace);
+      return;
     }
-    const labels = found.metadata.labels ?? {};
-    if (labels[LABEL_COMPONENT] === BUDGET_COMPONENT && labels[LABEL_MANAGED_BY] === MANAGED_BY) return false;
-    if (this.#reportedForeign.has(namespace)) return true;
+    if (this.#reportedForeign.has(namespace)) return;
     this.#reportedForeign.add(namespace);
     ctx.log.warn({ budget: NAMESPACE_BUDGET_NAME }, 'a disruption budget of this name belongs to another object');
-    const vm = [...vms].filter((v) => v.spec.evictionStrategy === 'LiveMigrate').sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
-    if (vm !== undefined) {
-      await this.#d.events.record(
-        { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata },
-        {
-          type: 'Warning',
-          reason: 'DisruptionBudgetConflict',
-          action: 'ProtectFromEviction',
-          note: `PodDisruptionBudget ${NAMESPACE_BUDGET_NAME} exists and is not managed by KeyVirt; LiveMigrate VMs of this namespace are not protected from eviction until it goes`,
-        },
-      );
-    }
-    return true;
+    const vm = [...vms].filter((v) => v.spec.evictionStrategy === 'LiveMigrate').sort((x, y) => x.metadata.name.localeCompare(y.metadata.name))[0];
+    if (vm === undefined) return;
+    await this.#d.events.record(
+      { apiVersion: API_VERSION, kind: 'VirtualMachine', metadata: vm.metadata },
+      {
+        type: 'Warning',
+        reason: 'DisruptionBudgetConflict',
+        action: 'ProtectFromEviction',
+        note: `PodDisruptionBudget ${NAMESPACE_BUDGET_NAME} exists and is not managed by KeyVirt; LiveMigrate VMs of this namespace are not protected from eviction until it goes`,
+      },
+    );
   }
 }
