@@ -155,7 +155,7 @@ export function getVm(cluster: TestCluster, namespace: string, name: string): Vi
 const podList = z.object({
   items: z.array(
     z.object({
-      metadata: z.object({ name: z.string(), uid: z.string(), deletionTimestamp: z.string().optional() }),
+      metadata: z.object({ name: z.string(), uid: z.string(), deletionTimestamp: z.string().optional(), labels: z.record(z.string(), z.string()).optional() }),
       spec: z.object({ nodeName: z.string().optional() }),
       status: z.object({ phase: z.string().optional(), podIP: z.string().optional() }).optional(),
     }),
