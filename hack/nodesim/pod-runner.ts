@@ -354,19 +354,31 @@ export class PodRunner {
     const target = { podIp: this.#record.podIp ?? '', pid: () => proc.containerPid(), namedPorts };
     const stop = (): void => { if (!signal.aborted) proc.signal('SIGKILL'); };
     if (spec.readinessProbe !== undefined) {
-      probeLoop(spec.readinessProbe, target, false, (healthy) => {
-        rec.ready = healthy;
-        this.#push();
-      }, signal).catch(() => undefined);
+      probeLoop({
+        probe: spec.readinessProbe, target, initial: false, signal,
+        onChange: (healthy) => {
+          this.#log.info({ container: rec.name, ready: healthy }, 'readiness changed');
+          rec.ready = healthy;
+          this.#push();
+        },
+        // As the kubelet's Unhealthy events: the first failure in a row, then about one every 30 s.
+        onFailure: (reason, consecutive) => {
+          if (consecutive === 1 || consecutive % 6 === 0) this.#log.info({ container: rec.name, reason, consecutive }, 'readiness probe failed');
+        },
+      }).catch(() => undefined);
     }
     if (spec.livenessProbe !== undefined) {
       const grace = this.#pod.spec?.terminationGracePeriodSeconds ?? 30;
-      probeLoop(spec.livenessProbe, target, true, (healthy) => {
-        if (healthy) return;
-        this.#log.info({ container: rec.name }, 'liveness probe failed; killing the container');
-        proc.signal('SIGTERM');
-        setTimeout(stop, grace * 1000).unref();
-      }, signal).catch(() => undefined);
+      probeLoop({
+        probe: spec.livenessProbe, target, initial: true, signal,
+        onChange: (healthy) => {
+          if (healthy) return;
+          this.#log.info({ container: rec.name }, 'liveness probe failed; killing the container');
+          proc.signal('SIGTERM');
+          setTimeout(stop, grace * 1000).unref();
+        },
+        onFailure: (reason, consecutive) => this.#log.info({ container: rec.name, reason, consecutive }, 'liveness probe failed'),
+      }).catch(() => undefined);
     }
   }
 
