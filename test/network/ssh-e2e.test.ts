@@ -99,20 +99,22 @@ void describe('ssh into the Debian guest on its pod IP (local cluster, real QEMU
       (v) => v.status?.phase === 'Running' && (v.status.interfaces?.[0]?.ipAddresses ?? []).includes('10.0.2.2'), 1_500_000);
     const podIp = launcherPods(cluster, s.namespace, VM)[0]?.status?.podIP;
     assert.ok(podIp !== undefined);
-    const ssh = (host: string): string[] =>
-      ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', `${USER}@${host}`, 'hostname'];
-    // sshd may start after the agent reports the address.
-    const got = await eventually('ssh answering on the pod IP', async () => {
-      const r = await run('ssh', ssh(podIp), { timeout: 60_000 }).catch(() => undefined);
+    const ssh = (host: string, command: string): string[] =>
+      ['-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', `${USER}@${host}`, command];
+    // sshd may start after the agent reports the address, and cloud-init restarts it once
+    // more in its config stage (ssh_pwauth rewrites sshd_config): the guest is ready for
+    // ssh when cloud-init has finished, which the first session waits for.
+    const got = await eventually('ssh answering on the pod IP once cloud-init has finished', async () => {
+      const r = await run('ssh', ssh(podIp, 'cloud-init status --wait >/dev/null 2>&1; cloud-init status; hostname'), { timeout: 300_000 }).catch(() => undefined);
       return r?.stdout.trim() || undefined;
     }, 600_000, 3000);
-    assert.equal(got, HOSTNAME);
-    t.diagnostic(`ssh ${USER}@${podIp} hostname → ${got} ${Date.now() - started} ms after apply (accel=tcg)`);
+    assert.deepEqual(got.split('\n').map((l) => l.trim()), ['status: done', HOSTNAME], `cloud-init status and host name: ${got}`);
+    t.diagnostic(`ssh ${USER}@${podIp} → cloud-init done, hostname ${HOSTNAME} ${Date.now() - started} ms after apply (accel=tcg)`);
 
     // The same through a Service selecting the VM's label (copied onto its launcher pod).
     const clusterIp = createService(cluster, s.namespace, 'ssh', { app: `ssh-${s.runId}` }, SSH_PORT);
     await waitServiceRouted(cluster, { namespace: s.namespace, name: 'ssh', clusterIp, port: SSH_PORT }, podIp, 120_000);
-    const viaService = (await run('ssh', ssh(clusterIp), { timeout: 60_000 })).stdout.trim();
+    const viaService = (await run('ssh', ssh(clusterIp, 'hostname'), { timeout: 60_000 })).stdout.trim();
     assert.equal(viaService, HOSTNAME);
     t.diagnostic(`ssh ${USER}@${clusterIp} (Service ssh → ${podIp}:22) hostname → ${viaService} (accel=tcg)`);
   });
