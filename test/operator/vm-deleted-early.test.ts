@@ -57,12 +57,16 @@ void describe('launcher objects of a VM deleted before its finalizer', { timeout
   const launcherObjects = (vmName?: string): z.infer<typeof owned>['items'] =>
     owned.parse(JSON.parse(cluster.kubectl(['get', 'pods,secrets', '-n', s.namespace, '-l', vmName === undefined ? 'keyvirt.io/vm' : `keyvirt.io/vm=${vmName}`, '-o', 'json']))).items;
 
-  void it('VMs deleted while the operator starts them leave no launcher pod or Secret behind', async () => {
-    const names = Array.from({ length: 8 }, (_, i) => `early-${String(i)}`);
+  void it('VMs deleted the moment their launcher Secret appears (their finalizer set or not yet) leave no launcher pod or Secret behind', async (t) => {
+    const names = Array.from({ length: 6 }, (_, i) => `early-${String(i)}`);
+    let beforeFinalizer = 0;
     for (const name of names) {
       apply(cluster, vm(name));
+      await eventually(`the launcher Secret of ${name}`, () => (launcherObjects(name).some((o) => o.kind === 'Secret') ? true : undefined), 60_000, 20);
       cluster.kubectl(['delete', 'virtualmachine', name, '-n', s.namespace, '--wait=false']);
+      if (getVm(cluster, s.namespace, name) === undefined) beforeFinalizer += 1;
     }
+    t.diagnostic(`${String(beforeFinalizer)} of ${String(names.length)} VMs were gone at once (deleted before their finalizer was on)`);
     await eventually('every VM gone', () => (names.every((n) => getVm(cluster, s.namespace, n) === undefined) ? true : undefined), 120_000);
     await eventually('no launcher object left', () => (launcherObjects().length === 0 ? true : undefined), 120_000);
   });
