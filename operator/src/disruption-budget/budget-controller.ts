@@ -1,13 +1,15 @@
 // The launcher disruption-budget controller (keyed by namespace, apart from the VM
-// controller): one PodDisruptionBudget per namespace that has a LiveMigrate VM, created,
-// corrected and removed from the namespace's VMs (ADR 0112); per-VM budgets of an
-// earlier operator (ADR 0090) removed once the namespace's budget covers their pods.
+// controller): one PodDisruptionBudget per namespace where one of this operator's VMs is
+// LiveMigrate, created and corrected, never deleted (operators sharing the cluster by VM
+// selector share it; ADR 0112); per-VM budgets of an earlier operator (ADR 0090) for
+// this operator's VMs removed once the namespace's budget covers their pods.
 import type { VirtualMachine } from '@keyvirt/crds';
 import { API_VERSION } from '@keyvirt/crds';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { PodDisruptionBudget, Pod } from '../runtime/core-schemas.ts';
 import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
+import { LABEL_VM_UID } from '../vm/names.ts';
 import { collectionPath, objectPath } from '../runtime/resource.ts';
 import { budgetAction, NAMESPACE_BUDGET_NAME, namespaceNeedsBudget, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
 
@@ -68,23 +70,21 @@ export class DisruptionBudgetController implements Reconciler {
         await this.#d.client.patch(objectPath(podDisruptionBudgetType, ref), { metadata: { resourceVersion: action.resourceVersion }, spec: action.spec }, 'merge');
         ctx.log.info('launcher disruption budget of the namespace corrected');
         break;
-      case 'delete':
-        try {
-          await this.#d.client.delete(objectPath(podDisruptionBudgetType, ref), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: action.uid } });
-          ctx.log.info('launcher disruption budget of the namespace removed (no LiveMigrate VM left)');
-        } catch (err) {
-          if (!isNotFound(err) && !isConflict(err)) throw err;
-        }
-        break;
     }
-    return this.#removeVmBudgets(ctx, namespace, budgets, existing);
+    return this.#removeVmBudgets(ctx, namespace, budgets, existing, new Set(vms.map((v) => v.metadata.uid ?? '')));
   }
 
   /** Per-VM budgets of an earlier operator: removed once the namespace's budget covers their pods. */
-  async #removeVmBudgets(ctx: ReconcileContext, namespace: string, budgets: readonly PodDisruptionBudget[], namespaceBudget: PodDisruptionBudget | undefined): Promise<ReconcileResult> {
-    const perVm = budgets.filter((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME && b.metadata.deletionTimestamp === undefined);
+  async #removeVmBudgets(
+    ctx: ReconcileContext,
+    namespace: string,
+    budgets: readonly PodDisruptionBudget[],
+    namespaceBudget: PodDisruptionBudget | undefined,
+    vmUids: ReadonlySet<string>,
+  ): Promise<ReconcileResult> {
+    const perVm = budgets.filter((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME && b.metadata.deletionTimestamp === undefined && vmUids.has(b.spec?.selector?.matchLabels?.[LABEL_VM_UID] ?? ''));
     if (perVm.length === 0) return {};
-    const removable = removableVmBudgets(perVm, namespaceBudget, this.#d.caches.pods(namespace));
+    const removable = removableVmBudgets(perVm, vmUids, namespaceBudget, this.#d.caches.pods(namespace));
     for (const b of removable) {
       try {
         await this.#d.client.delete(objectPath(podDisruptionBudgetType, { namespace, name: b.metadata.name }), { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: b.metadata.uid } });

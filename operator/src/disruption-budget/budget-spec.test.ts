@@ -50,7 +50,7 @@ void describe('budgetAction', () => {
     ['needed, present', true, budget(), 'none'],
     ['needed, edited', true, budget(drifted), 'update'],
     ['needed, going away', true, budget(undefined, true), 'none'],
-    ['not needed, present', false, budget(), 'delete'],
+    ['not needed (here), present', false, budget(), 'none'],
     ['not needed, going away', false, budget(undefined, true), 'none'],
     ['not needed, absent', false, undefined, 'none'],
   ];
@@ -82,9 +82,12 @@ void describe('removableVmBudgets', () => {
     ['its pod not labelled yet', budget(), [pod({})], 0],
     ['its unlabelled pod finished', budget(), [pod({}, 'Succeeded')], 1],
   ];
+  void it('a per-VM budget of a VM this operator does not manage stays', () => {
+    assert.equal(removableVmBudgets([perVm], new Set(['another-uid']), budget(), []).length, 0);
+  });
   for (const [what, ns, pods, want] of table) {
     void it(`${what} → ${String(want)} removable`, () => {
-      assert.equal(removableVmBudgets([perVm], ns, pods).length, want);
+      assert.equal(removableVmBudgets([perVm], new Set(['vm-uid']), ns, pods).length, want);
     });
   }
 });

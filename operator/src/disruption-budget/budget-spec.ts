@@ -61,8 +61,7 @@ export type BudgetAction =
   | { kind: 'none' }
   | { kind: 'create'; body: PodDisruptionBudget & { apiVersion: string; kind: string } }
   /** The spec drifted (edited by hand): patch it back. */
-  | { kind: 'update'; spec: Record<string, unknown>; resourceVersion: string | undefined }
-  | { kind: 'delete'; uid: string };
+  | { kind: 'update'; spec: Record<string, unknown>; resourceVersion: string | undefined };
 
 function sameSpec(a: PodDisruptionBudget['spec'], b: PodDisruptionBudget['spec']): boolean {
   return (
@@ -73,11 +72,15 @@ function sameSpec(a: PodDisruptionBudget['spec'], b: PodDisruptionBudget['spec']
   );
 }
 
-/** What to do about the namespace's budget, given whether it needs one and the one in the cache (if any). */
+/**
+ * What to do about the namespace's budget, given whether this operator's VMs there need
+ * one and the one in the cache (if any). It is never deleted: operators sharing a
+ * cluster by VM selector each see only their own VMs, and one without a LiveMigrate VM
+ * in the namespace cannot tell that another's need it. A budget whose namespace has no
+ * LiveMigrate launcher pod selects nothing; it goes with the namespace.
+ */
 export function budgetAction(namespace: string, needed: boolean, existing: PodDisruptionBudget | undefined): BudgetAction {
-  if (!needed) {
-    return existing === undefined || existing.metadata.deletionTimestamp !== undefined ? { kind: 'none' } : { kind: 'delete', uid: existing.metadata.uid ?? '' };
-  }
+  if (!needed) return { kind: 'none' };
   const want = desiredBudget(namespace);
   if (existing === undefined) {
     return { kind: 'create', body: { apiVersion: apiVersionOf(podDisruptionBudgetType), kind: podDisruptionBudgetType.kind, ...want } };
@@ -88,13 +91,15 @@ export function budgetAction(namespace: string, needed: boolean, existing: PodDi
 }
 
 /**
- * The per-VM budgets an earlier operator made (ADR 0090) that may go: once the
- * namespace's budget exists, a per-VM budget is removed when every live launcher pod it
- * selects carries the eviction-strategy label (until then it is what protects them; a
- * pod selected by both is refused eviction with a 500, never evicted).
+ * The per-VM budgets an earlier operator made (ADR 0090) for this operator's VMs
+ * (`vmUids`) that may go: once the namespace's budget exists, a per-VM budget is removed
+ * when every live launcher pod it selects carries the eviction-strategy label (until
+ * then it is what protects them; a pod selected by both is refused eviction with a 500,
+ * never evicted).
  */
 export function removableVmBudgets(
   budgets: readonly PodDisruptionBudget[],
+  vmUids: ReadonlySet<string>,
   namespaceBudget: PodDisruptionBudget | undefined,
   pods: readonly { metadata: { labels?: Record<string, string> | undefined }; status?: { phase?: string | undefined } | undefined }[],
 ): PodDisruptionBudget[] {
@@ -102,7 +107,7 @@ export function removableVmBudgets(
   return budgets.filter((b) => {
     if (b.metadata.name === NAMESPACE_BUDGET_NAME || b.metadata.deletionTimestamp !== undefined) return false;
     const uid = b.spec?.selector?.matchLabels?.[LABEL_VM_UID];
-    if (uid === undefined) return false;
+    if (uid === undefined || !vmUids.has(uid)) return false;
     return pods.every((p) => p.metadata.labels?.[LABEL_VM_UID] !== uid || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' || p.metadata.labels[LABEL_EVICTION_STRATEGY] !== undefined);
   });
 }
