@@ -6,6 +6,7 @@
 // write of someone else — fails and is retried from fresh state instead of overwriting
 // newer status.
 import { z } from 'zod';
+import { sameJson } from './canonical-json.ts';
 
 export interface JsonPatchOp {
   op: 'add' | 'replace';
@@ -47,16 +48,7 @@ export function freshestStatus<S>(
   return { status: written.status, resourceVersion: written.resourceVersion ?? cached.resourceVersion, written };
 }
 
-/** JSON with every object's keys sorted: a status parsed from the API server (the schema's key order) equals the same status as computed. */
-function canonicalJson(status: unknown): string {
-  return JSON.stringify(status ?? {}, (_key, value: unknown) =>
-    typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : value,
-  );
-}
-
 /** Two statuses say the same whatever the order of their keys (an absent status is an empty one). */
 export function sameStatus(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  return sameJson(a ?? {}, b ?? {});
 }

@@ -103,6 +103,18 @@ void describe('launcher Secret ownership', () => {
     assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1', 'POST pods']);
   });
 
+  void it('a Secret of this VM whose data and labels come back in another key order is not written again', async () => {
+    const first = fakeClient(undefined);
+    await new LauncherObjects(first.client).createLauncher(input, log);
+    const written = first.calls[0]?.body as { metadata: { labels: Record<string, string> } & Record<string, unknown>; data: Record<string, string> };
+    const reversed = (o: Record<string, string>): Record<string, string> => Object.fromEntries(Object.entries(o).reverse());
+    assert.ok(Object.keys(written.data).length > 1 && Object.keys(written.metadata.labels).length > 1, 'more than one key to reorder');
+    const stored = { data: reversed(written.data), metadata: { ...written.metadata, labels: reversed(written.metadata.labels), uid: 'secret-uid', resourceVersion: '8' } };
+    const { calls, client } = fakeClient(stored);
+    await new LauncherObjects(client).createLauncher(input, log);
+    assert.deepEqual(methods(calls), ['POST secrets', 'GET secrets/launcher-web-1', 'POST pods']);
+  });
+
   for (const [what, secret] of [
     ['a Secret nobody owns', secretOf([], {})],
     ['a Secret controlled by something else', secretOf([{ apiVersion: 'v1', kind: 'ConfigMap', name: 'x', uid: 'cm', controller: true }])],

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { LauncherConfigInput } from '@keyvirt/launcher/api';
 import type { VirtualMachine } from '@keyvirt/crds';
 import type { Logger } from 'pino';
+import { sameJson } from '../runtime/canonical-json.ts';
 import { secretSchema, type Pod, type Secret } from '../runtime/core-schemas.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
 import { coreTypes, collectionPath, objectPath, type ObjectRef } from '../runtime/resource.ts';
@@ -234,10 +235,5 @@ function ownSecret(vm: VirtualMachine, token: string, config: LauncherConfigInpu
 
 /** Whether the stored Secret already holds what would be written (its data and labels). */
 function sameSecretContent(existing: Secret, rendered: RenderedSecret): boolean {
-  return sameEntries(existing.data ?? {}, rendered.data) && sameEntries(existing.metadata.labels ?? {}, rendered.metadata.labels ?? {});
-}
-
-function sameEntries(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
+  return sameJson(existing.data ?? {}, rendered.data) && sameJson(existing.metadata.labels ?? {}, rendered.metadata.labels ?? {});
 }
