@@ -9,10 +9,19 @@
 //                      operator's caches are whole again (resync: relist, resumed watch, or a
 //                      manager that stepped down and started over with fresh caches)
 //   api_requests_per_vm requests the operator counted (reads and writes, not watches), per VM
+//   burst_cpu_pct      CPU during the burst (% of one core) of the operator, the API server, etcd,
+//                      the scheduler, the controller manager, kwok and this benchmark's own process
+//   floor_all_pods_ms  the same N launcher pods, rendered by the operator's own functions, POSTed
+//                      by a plain client at the operator's concurrency (--workers) with no operator
+//                      running, timed the same way (floor_all_bound_ms, floor_pods_per_s; the
+//                      operator's all_pods_ms over it: all_pods_over_floor). Run once, before the
+//                      operators; `--no-floor` skips it.
 // The operator reaches the shared API server through a loopback proxy of the bench's own,
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
-// against the operator of that revision, in the same invocation.
-//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV]
+// against the operator of that revision, in the same invocation. `--cpu-prof <dir>` runs each
+// operator under `node --cpu-prof`, stops it with SIGTERM and leaves its profile in <dir>
+// (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
+//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor]
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
@@ -29,7 +38,9 @@ import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
-import { KWOK_TAINT, startKwokNodes } from '../support/kwok.ts';
+import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
+import { postPods, readNodes, renderFloorPods } from '../support/launcher-pod-floor.ts';
+import { cpuSince, processesOf, type CpuSubjects } from '../support/process-cpu.ts';
 import { startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
 import { OPERATOR_NAMESPACE, operatorKubeconfig } from '../operator/operator-process.ts';
 import { scratch, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
@@ -107,9 +118,11 @@ interface OperatorRun {
  * hold the operator's writes whenever this process is busy); the file is read for the
  * health server's port.
  */
-function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, workers: number): OperatorRun {
+function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; profile: { dir: string; name: string } | undefined }): OperatorRun {
+  const { workers, profile } = run;
   const args = [
     ...tree.nodeFlags,
+    ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}`]),
     path.join(tree.dir, 'operator/src/main.ts'),
     '--kubeconfig', kubeconfig,
     '--namespace', OPERATOR_NAMESPACE,
@@ -157,7 +170,17 @@ function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, 
     }
   })();
   if (child.pid === undefined) throw new Error('operator did not start');
-  return { pid: child.pid, port, ports, exited, kill: () => child.kill('SIGKILL') };
+  // A profiled operator writes its profile as it exits: it is stopped as a pod is (SIGTERM), killed only if it hangs.
+  const kill = (): void => {
+    if (profile === undefined) {
+      child.kill('SIGKILL');
+      return;
+    }
+    child.kill('SIGTERM');
+    const hung = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    void exited.then(() => clearTimeout(hung));
+  };
+  return { pid: child.pid, port, ports, exited, kill };
 }
 
 /** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
@@ -220,7 +243,7 @@ async function cpuShares(operatorPid: number, apiPid: number | undefined): Promi
 }
 
 /** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
-function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number> } {
+function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number>; synced: Promise<void> } {
   const created = new Map<string, number>();
   const bound = new Map<string, number>();
   const schema = z.object({
@@ -245,7 +268,53 @@ function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): {
   };
   informer.addHandlers({ onAdd: seen, onUpdate: (_o, p) => seen(p) });
   void informer.run(signal);
-  return { created, bound };
+  return { created, bound, synced: informer.waitForSync(signal) };
+}
+
+/** Waits until `bound` holds `count` pods, saying how far it got every 5 s. */
+async function untilBound(created: ReadonlyMap<string, number>, bound: ReadonlyMap<string, number>, count: number, started: number, say: (line: string) => void): Promise<void> {
+  let lastReport = 0;
+  while (bound.size < count) {
+    if (Date.now() - started > 90 * 60_000) throw new Error(`only ${bound.size}/${count} launcher pods bound after 90 min`);
+    await sleep(250);
+    if (Date.now() - lastReport > 5000) {
+      lastReport = Date.now();
+      say(`${created.size} launcher pods created, ${bound.size} bound after ${Date.now() - started} ms`);
+    }
+  }
+}
+
+/** The floor (see the header): the VMs' launcher pods POSTed with no operator, timed as the operator's are. */
+async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floor> {
+  const s = await scratch(st.cluster, 'kv-bench-floor');
+  const stopWatch = new AbortController();
+  const say = (line: string): void => void process.stdout.write(`operator-scale[floor]: ${line}\n`);
+  try {
+    const nodes = await readNodes(st.admin, nodeNames);
+    const pods = renderFloorPods(Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), s.namespace, nodes);
+    const { created, bound, synced } = podTimes(st.admin, s.namespace, stopWatch.signal);
+    await synced;
+    const loadBefore = loadavg()[0] ?? 0;
+    const cpu = await cpuSince(st.others);
+    const started = Date.now();
+    await postPods(st.admin, s.namespace, pods, st.workers);
+    say(`${st.vms} launcher pods POSTed in ${Date.now() - started} ms, ${st.workers} at a time`);
+    await untilBound(created, bound, st.vms, started, say);
+    const floor: Floor = {
+      allPodsMs: Math.max(...created.values()) - started,
+      allBoundMs: Math.max(...bound.values()) - started,
+      cpu: await cpu(),
+      load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`,
+    };
+    say(`every pod created after ${floor.allPodsMs} ms, bound after ${floor.allBoundMs} ms; CPU ${floor.cpu}; load ${floor.load}`);
+    return floor;
+  } finally {
+    stopWatch.abort();
+    await st.admin
+      .request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
+      .catch((err: unknown) => say(`delete pods: ${String(err)}`));
+    await s.cleanup();
+  }
 }
 
 /** Drops the VMs' finalizers in parallel (the operator is gone by then). */
@@ -270,6 +339,18 @@ interface Setting {
   readonly apiServerPid: number | undefined;
   /** Kept after the run: the operators' logs. */
   readonly logDir: string;
+  /** The processes whose CPU each burst reports beside the operator's (control plane, kwok, this process). */
+  readonly others: CpuSubjects;
+  /** Where a profiled operator leaves its CPU profile. */
+  readonly cpuProfDir: string | undefined;
+}
+
+/** The floor's figures, appended to every operator's BENCH line. */
+interface Floor {
+  readonly allPodsMs: number;
+  readonly allBoundMs: number;
+  readonly cpu: string;
+  readonly load: string;
 }
 
 /** Requests per VM by verb and resource (`POST:pods=1.00,…`), from the counters' difference; empty for an operator that does not label them. */
@@ -299,7 +380,7 @@ function operatorRequests(metricsText: string): number | undefined {
   return metricSum(metricsText, 'keyvirt_api_requests_total', { class: /^(read|write|status)$/ });
 }
 
-async function runOnce(st: Setting, label: string, tree: string): Promise<string> {
+async function runOnce(st: Setting, label: string, tree: string, floor: Floor | undefined): Promise<string> {
   const { cluster, vms } = st;
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();
@@ -311,7 +392,8 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
   await writeFile(kubeconfig, JSON.stringify(config), { mode: 0o600 });
   const logFile = path.join(st.logDir, `operator-${label}.log`);
   const nodeFlags = await nodeFlagsOf(tree);
-  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, st.workers);
+  const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };
+  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, profile });
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
     const port = await operator.port;
@@ -325,30 +407,25 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
       }
     };
     while (!(await operatorReady())) await sleep(250);
-    const { created, bound } = podTimes(st.admin, s.namespace, stopWatch.signal);
+    const { created, bound, synced } = podTimes(st.admin, s.namespace, stopWatch.signal);
+    await synced;
     const reconciles = async (): Promise<number> => metricSum(await metrics(), 'keyvirt_reconcile_total', { controller: 'virtualmachine' });
     const metricsBefore = await metrics();
     const before = { reconciles: await reconciles(), requests: operatorRequests(metricsBefore) ?? 0 };
     const burstCpu = await cpuShares(operator.pid, st.apiServerPid);
+    const burstCpuAll = await cpuSince(new Map([['operator', [operator.pid]], ...st.others]));
     const started = Date.now();
     await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
-    let lastReport = 0;
-    while (bound.size < vms) {
-      if (Date.now() - started > 90 * 60_000) throw new Error(`only ${bound.size}/${vms} launcher pods bound after 90 min`);
-      await sleep(250);
-      if (Date.now() - lastReport > 5000) {
-        lastReport = Date.now();
-        say(`${created.size} launcher pods created, ${bound.size} bound after ${Date.now() - started} ms`);
-      }
-    }
+    await untilBound(created, bound, vms, started, say);
     const lastCreated = Math.max(...created.values());
     const allPodsMs = lastCreated - started;
     const allBoundMs = Math.max(...bound.values()) - started;
     const reconcileCount = (await reconciles()) - before.reconciles;
     const atBound = await procStats(operator.pid);
     const burst = await burstCpu();
+    const burstAll = await burstCpuAll();
     // Settle: the burst is over once the operator writes nothing for 5 s (Lease renewals
     // aside; node heartbeats keep waking VMs whose reconciles then change nothing), or
     // once reconciles trickle for an operator that does not count its requests, or after 10 min.
@@ -413,7 +490,12 @@ async function runOnce(st: Setting, label: string, tree: string): Promise<string
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
-      `requests_per_vm_by_resource=${byResource} operator=${label}`;
+      `requests_per_vm_by_resource=${byResource} workers=${st.workers} burst_cpu_pct=${burstAll}` +
+      (floor === undefined
+        ? ''
+        : ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
+          `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load}`) +
+      ` operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
     process.stdout.write(`${line}\n`);
     return line;
@@ -444,23 +526,37 @@ export async function main(args: readonly string[]): Promise<void> {
   const nodeCount = flag(args, '--nodes', 10);
   const workers = flag(args, '--workers', 8);
   const baseline = stringFlag(args, '--baseline');
+  const cpuProfDir = stringFlag(args, '--cpu-prof');
+  const withFloor = !args.includes('--no-floor');
   const cluster = await ensureCluster();
   const s = await scratch(cluster, 'kv-bench-scale-nodes');
   const kc = new KubeConfig();
   kc.loadFromFile(cluster.kubeconfig);
   const admin = new KubeClient(kc, 'keyvirt-bench');
   let api: ApiOutageProxy | undefined;
-  let kwok: { stop(): void } | undefined;
+  let kwok: KwokNodes | undefined;
   try {
     kwok = await startKwokNodes(cluster, { label: { key: TEST_RUN_LABEL, value: s.runId }, count: nodeCount, namePrefix: `kwok-${s.runId}`, runPods: false, dir: s.dir });
     process.stdout.write(`operator-scale: ${nodeCount} kwok nodes Ready\n`);
     const logDir = await mkdtemp(path.join(tmpdir(), 'keyvirt-operator-scale-'));
     process.stdout.write(`operator-scale: operator logs in ${logDir}\n`);
     api = await startApiOutageProxy({ host: cluster.apiServer.host, port: cluster.apiServer.port });
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port) };
+    if (cpuProfDir !== undefined) await mkdir(cpuProfDir, { recursive: true });
+    const control = await processesOf(cluster.layout.binDir, ['kube-apiserver', 'etcd', 'kube-scheduler', 'kube-controller-manager']);
+    const others: CpuSubjects = new Map<string, readonly number[] | 'self'>([
+      ['apiserver', control.get('kube-apiserver') ?? []],
+      ['etcd', control.get('etcd') ?? []],
+      ['scheduler', control.get('kube-scheduler') ?? []],
+      ['controller-manager', control.get('kube-controller-manager') ?? []],
+      ['kwok', kwok.pid === undefined ? [] : [kwok.pid]],
+      ['bench', 'self'],
+    ]);
+    process.stdout.write(`operator-scale: CPU measured of ${[...others].map(([k, v]) => `${k}=${v === 'self' ? process.pid : v.join('+') || 'none'}`).join(' ')}\n`);
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir };
+    const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
-    if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir)));
-    lines.push(await runOnce(setting, 'working-tree', repoRoot));
+    if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));
+    lines.push(await runOnce(setting, 'working-tree', repoRoot, floor));
     // Every run's line again, together, once all are done.
     for (const l of lines) process.stdout.write(`${l}\n`);
   } finally {

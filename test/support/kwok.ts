@@ -106,6 +106,8 @@ export function ensureKwokBinary(): void {
 
 export interface KwokNodes {
   readonly names: readonly string[];
+  /** kwok's process (its CPU is part of a burst's cost). */
+  readonly pid: number | undefined;
   /** Stops kwok and deletes its nodes. */
   stop(): void;
 }
@@ -170,5 +172,5 @@ export async function startKwokNodes(cluster: TestCluster, o: KwokOptions): Prom
     stop();
     throw err;
   }
-  return { names, stop };
+  return { names, pid: kwok.pid, stop };
 }

@@ -1,0 +1,61 @@
+// CPU time of the processes a benchmark's burst keeps busy, from procfs: the local
+// cluster's control plane (found by the binary it runs), kwok, the operator, and the
+// benchmark's own process — a benchmark that watches thousands of objects may be
+// measuring itself.
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** User + system CPU time of a process in ms; undefined once it is gone. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+}
+
+/** The pids whose first argument is one of `binaries` under `binDir` (the local cluster's own processes). */
+export async function processesOf(binDir: string, binaries: readonly string[]): Promise<Map<string, number[]>> {
+  const found = new Map<string, number[]>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const exe = cmdline.split('\0')[0] ?? '';
+    if (path.dirname(exe) !== binDir) continue;
+    const name = path.basename(exe);
+    if (!binaries.includes(name)) continue;
+    found.set(name, [...(found.get(name) ?? []), Number(entry)]);
+  }
+  return found;
+}
+
+/** What to measure: named groups of pids, and `self` for this process. */
+export type CpuSubjects = ReadonlyMap<string, readonly number[] | 'self'>;
+
+async function cpuOf(subject: readonly number[] | 'self'): Promise<number> {
+  if (subject === 'self') {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  }
+  let total = 0;
+  for (const pid of subject) total += (await processCpuMs(pid)) ?? 0;
+  return total;
+}
+
+/**
+ * Starts measuring; the returned function gives each subject's CPU since then as a
+ * percentage of one core (`name=pct`, joined by commas, in the subjects' order).
+ */
+export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<string>> {
+  const start = performance.now();
+  const before = new Map<string, number>();
+  for (const [name, subject] of subjects) before.set(name, await cpuOf(subject));
+  return async () => {
+    const ms = performance.now() - start;
+    const parts: string[] = [];
+    for (const [name, subject] of subjects) parts.push(`${name}=${(((await cpuOf(subject)) - (before.get(name) ?? 0)) / ms * 100).toFixed(0)}`);
+    return parts.join(',');
+  };
+}
