@@ -43,6 +43,19 @@ void describe('desiredBudget', () => {
   });
 });
 
+/** The spec with its selector's labels in reverse key order (as another client or the API server may write them). */
+function reordered(spec: PodDisruptionBudget['spec']): PodDisruptionBudget['spec'] {
+  const labels = Object.entries(spec?.selector?.matchLabels ?? {}).reverse();
+  assert.ok(labels.length > 1, 'more than one label to reorder');
+  return { ...spec, selector: { matchLabels: Object.fromEntries(labels) } };
+}
+
+/** The spec with one selector label set to `value` (removed when undefined). */
+function relabelled(spec: PodDisruptionBudget['spec'], key: string, value: string | undefined): PodDisruptionBudget['spec'] {
+  const labels = Object.entries({ ...spec?.selector?.matchLabels, [key]: value }).filter((e): e is [string, string] => e[1] !== undefined);
+  return { ...spec, selector: { matchLabels: Object.fromEntries(labels) } };
+}
+
 void describe('budgetAction', () => {
   const drifted = { maxUnavailable: 1, selector: { matchLabels: { 'keyvirt.io/eviction-strategy': 'LiveMigrate' } } };
   const table: [string, boolean, PodDisruptionBudget | undefined, string][] = [
@@ -53,6 +66,10 @@ void describe('budgetAction', () => {
     ['not needed (here), present', false, budget(), 'none'],
     ['not needed, going away', false, budget(undefined, true), 'none'],
     ['not needed, absent', false, undefined, 'none'],
+    ['needed, its selector\'s labels in another key order', true, budget(reordered(desiredBudget('prod').spec)), 'none'],
+    ['needed, a selector label changed', true, budget(relabelled(desiredBudget('prod').spec, 'keyvirt.io/eviction-strategy', 'None')), 'update'],
+    ['needed, a selector label missing', true, budget(relabelled(desiredBudget('prod').spec, 'app.kubernetes.io/component', undefined)), 'update'],
+    ['needed, a selector label more', true, budget(relabelled(desiredBudget('prod').spec, 'keyvirt.io/vm', 'web-1')), 'update'],
   ];
   for (const [what, needed, b, want] of table) {
     void it(`${what} → ${want}`, () => {

@@ -14,6 +14,7 @@
 // percentages do). Pending pods hold no guest and the eviction API lets them go
 // regardless of any budget.
 import type { VirtualMachine } from '@keyvirt/crds';
+import { sameJson } from '../runtime/canonical-json.ts';
 import { apiVersionOf, type ResourceType } from '../runtime/resource.ts';
 import type { PodDisruptionBudget } from '../runtime/core-schemas.ts';
 import { LABEL_EVICTION_STRATEGY, LABEL_MANAGED_BY, LABEL_VM_UID, LAUNCHER_COMPONENT, MANAGED_BY } from '../vm/names.ts';
@@ -63,12 +64,13 @@ export type BudgetAction =
   /** The spec drifted (edited by hand): patch it back. */
   | { kind: 'update'; spec: Record<string, unknown>; resourceVersion: string | undefined };
 
+/** The budget's spec as the operator writes it; the selector's labels in any key order (the API server's map order is not ours). */
 function sameSpec(a: PodDisruptionBudget['spec'], b: PodDisruptionBudget['spec']): boolean {
   return (
     a?.minAvailable === b?.minAvailable &&
     a?.maxUnavailable === b?.maxUnavailable &&
     a?.unhealthyPodEvictionPolicy === b?.unhealthyPodEvictionPolicy &&
-    JSON.stringify(a?.selector?.matchLabels ?? {}) === JSON.stringify(b?.selector?.matchLabels ?? {})
+    sameJson(a?.selector?.matchLabels ?? {}, b?.selector?.matchLabels ?? {})
   );
 }
 
