@@ -4,10 +4,10 @@
 import { VirtualMachine } from '@keyvirt/crds';
 import { Controller, type ControllerObserver } from '../runtime/controller.ts';
 import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
-import { podDisruptionBudgetSchema, podSchema } from '../runtime/core-schemas.ts';
+import { podDisruptionBudgetSchema } from '../runtime/core-schemas.ts';
 import type { Informer, KubeObject } from '../runtime/informer.ts';
-import { coreTypes } from '../runtime/resource.ts';
-import { LABEL_VM, virtualMachineType } from '../vm/names.ts';
+import { launcherPodInformer } from '../vm/launcher-pod-cache.ts';
+import { virtualMachineType } from '../vm/names.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
 import { BUDGET_SELECTOR, podDisruptionBudgetType } from './budget-spec.ts';
 
@@ -29,8 +29,7 @@ export function addDisruptionBudgetController(w: BudgetControllerWiring): Contro
   const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   const budgets = manager.informer(podDisruptionBudgetType, podDisruptionBudgetSchema, { labelSelector: BUDGET_SELECTOR });
   // The launcher pod cache of the VM controller (launcher pods only).
-  manager.restrictCache(coreTypes.pod, { labelSelector: LABEL_VM });
-  const pods = manager.informer(coreTypes.pod, podSchema);
+  const pods = launcherPodInformer(manager);
   const reconciler = new DisruptionBudgetController({
     caches: { vms: byNamespace(vms), budgets: byNamespace(budgets), pods: byNamespace(pods) },
     client: w.client,

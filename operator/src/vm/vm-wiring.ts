@@ -5,7 +5,7 @@ import type { OperatorMetrics } from '../metrics.ts';
 import { sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
 import { selectorOption, type ControllerWiringBase } from '../runtime/controller-wiring.ts';
-import { nodeSchema, persistentVolumeClaimSchema, podSchema } from '../runtime/core-schemas.ts';
+import { nodeSchema, persistentVolumeClaimSchema } from '../runtime/core-schemas.ts';
 import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
 import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
@@ -14,6 +14,7 @@ import type { DiskLookup } from './disk-volumes.ts';
 import { LauncherFollowers } from './launcher-followers.ts';
 import { NodeHealthChanges } from './launcher-reachability.ts';
 import { LauncherObjects } from './launcher-objects.ts';
+import { launcherPodInformer } from './launcher-pod-cache.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
 import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
@@ -59,8 +60,7 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const { manager, client } = w;
   const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   // The pod cache holds launcher pods only (every controller's pod informer shares it), indexed by VM.
-  manager.restrictCache(coreTypes.pod, { labelSelector: LABEL_VM });
-  const pods = manager.informer(coreTypes.pod, podSchema);
+  const pods = launcherPodInformer(manager);
   if (!pods.hasIndex(LABEL_VM)) pods.addIndex(LABEL_VM, (p) => (p.metadata.labels?.[LABEL_VM] === undefined ? [] : [keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels[LABEL_VM] })]));
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
