@@ -10,6 +10,7 @@ import { ManualClock } from '../runtime/manual-clock.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
 import { fitDecider } from '../vm/placement.ts';
 import { HaController } from './ha-controller.ts';
+import { podListUsage } from '../scheduler/node-usage-ledger.ts';
 
 const log = pino({ level: 'silent' });
 const ctx = { signal: new AbortController().signal, log, reconcileId: 'test' };
@@ -123,7 +124,7 @@ function harness(vms: VirtualMachine[], pods: Pod[], nodes: Node[], patchGate?: 
     caches: {
       vm: (k) => vms.find((v) => `prod/${v.metadata.name}` === k),
       nodes: () => nodes,
-      pods: () => pods,
+      nodeUsage: () => podListUsage(pods),
       podsOfVm: (vm) => pods.filter((p) => p.metadata.labels?.['keyvirt.io/vm'] === vm.metadata.name),
       migrationUids: () => new Set(),
     },

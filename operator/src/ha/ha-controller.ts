@@ -28,11 +28,13 @@ import { decideHa, liveReplacement, type HaAction, type ReplaceAction } from './
 import { budgetState, recordRestart, type RestartBudget } from './restart-budget.ts';
 import { aheadOf, type RestartCandidate } from './restart-order.ts';
 import { keyOf } from '../runtime/resource.ts';
+import type { NodeUsageSource } from '../scheduler/node-usage-ledger.ts';
 
 export interface HaCaches {
   vm(key: string): VirtualMachine | undefined;
   nodes(): readonly Node[];
-  pods(): readonly Pod[];
+  /** What the cached pods ask of each node, for placing a replacement. */
+  nodeUsage(): NodeUsageSource;
   podsOfVm(vm: VirtualMachine): readonly Pod[];
   migrationUids(vm: VirtualMachine): ReadonlySet<string>;
 }
@@ -212,7 +214,7 @@ export class HaController implements Reconciler {
     const resources = launcherResources(vm.spec.template, emulate);
     // Never the failed node nor one a replacement is stuck on, never a fenced one: as a migration target is placed, by the VM scheduler.
     const nodes = this.#d.caches.nodes().filter((n) => !action.exclude.includes(n.metadata.name) && !nodeFenced(n));
-    const placement = this.#d.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, nodes, this.#d.caches.pods());
+    const placement = this.#d.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, nodes, this.#d.caches.nodeUsage());
     if (placement.kind === 'Unschedulable') {
       ctx.log.warn({ message: placement.message }, 'no node for the HA replacement');
       if (this.#once(`${key}/${oldUid}/Unschedulable`)) {

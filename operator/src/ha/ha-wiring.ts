@@ -13,6 +13,7 @@ import { mapToOwner } from '../runtime/owner-mapping.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { LauncherFollowers } from '../vm/launcher-followers.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
+import { launcherPodsOfVm, nodeUsageOf } from '../vm/launcher-pod-views.ts';
 import { NodeHealthChanges } from '../vm/launcher-reachability.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
 import { LABEL_HA_REPLACEMENT, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from '../vm/names.ts';
@@ -60,12 +61,13 @@ export function addHaController(w: HaControllerWiring): Controller {
   const enqueue = (key: string): void => ref.controller?.enqueue(key);
   const replacements = new LauncherFollowers({ log: log.child({ component: 'replacement-followers' }), sleep: sleepOn(w.clock), onChange: enqueue });
   w.vmController.followers.addListener(enqueue);
-  const podsOfVm = (vm: VirtualMachine): Pod[] => pods.list().filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name);
+  const podsOfVm = launcherPodsOfVm(pods);
+  const nodeUsage = nodeUsageOf(pods);
   const reconciler = new HaController({
     caches: {
       vm: (k) => vms.get(k),
       nodes: () => nodes.list(),
-      pods: () => pods.list(),
+      nodeUsage: () => nodeUsage,
       podsOfVm,
       migrationUids: (vm) =>
         new Set(

@@ -16,6 +16,7 @@ import { MigrationController, type MigrationLauncherPort } from './migration-con
 import { MigrationStatusWriter } from './migration-status.ts';
 import type { SourceFacts, TargetFacts } from './phases.ts';
 import { clusterPolicySource } from './policy-source.ts';
+import { podListUsage } from '../scheduler/node-usage-ledger.ts';
 
 const log = pino({ level: 'silent' });
 const ctx = { signal: new AbortController().signal, log, reconcileId: 'test' };
@@ -98,7 +99,7 @@ function harness(w: World): { c: MigrationController; calls: string[]; statuses:
       pod: (k) => byKey.get(k),
       podsOfVm: () => w.pods,
       nodes: () => [],
-      pods: () => w.pods,
+      nodeUsage: () => podListUsage(w.pods),
       policies: () => [],
       namespaceLabels: () => ({}),
     },
@@ -277,7 +278,7 @@ void describe('MigrationController memory across many migrations', () => {
         pod: (k) => pods.get(k),
         podsOfVm: () => [...pods.values()],
         nodes: () => [],
-        pods: () => [...pods.values()],
+        nodeUsage: () => podListUsage([...pods.values()]),
         policies: () => [],
         namespaceLabels: () => ({}),
       },

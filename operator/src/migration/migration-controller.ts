@@ -11,6 +11,7 @@ import { isConflict } from '../runtime/kube-client.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/controller.ts';
 import type { Node, Pod } from '../runtime/core-schemas.ts';
 import { keyOf } from '../runtime/resource.ts';
+import type { NodeUsageSource } from '../scheduler/node-usage-ledger.ts';
 import type { DiskLookup } from '../vm/disk-volumes.ts';
 import type { LauncherObjects } from '../vm/launcher-objects.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
@@ -43,7 +44,8 @@ export interface MigrationCaches {
   pod(key: string): Pod | undefined;
   podsOfVm(vm: VirtualMachine): readonly Pod[];
   nodes(): readonly Node[];
-  pods(): readonly Pod[];
+  /** What the cached pods ask of each node, for placing a target. */
+  nodeUsage(): NodeUsageSource;
   policies(): readonly MigrationPolicy[];
   namespaceLabels(namespace: string): Record<string, string>;
 }
@@ -246,7 +248,7 @@ export class MigrationController implements Reconciler {
       disks: this.#d.disks,
       placement: this.#d.placement,
       nodes: this.#d.caches.nodes(),
-      pods: this.#d.caches.pods(),
+      usage: this.#d.caches.nodeUsage(),
     });
     if (placed.kind === 'problem') {
       if (!placed.transient || this.#phaseAgeMs(s) > SCHEDULING_TIMEOUT_MS) return this.#end(s, 'Failed', placed.reason, placed.message);

@@ -11,6 +11,7 @@ import { type KubeClient, isNotFound } from '../runtime/kube-client.ts';
 import { coreTypes, keyOf, objectPath } from '../runtime/resource.ts';
 import { migrationPolicyType } from '../migration-policy/names.ts';
 import { LauncherObjects } from '../vm/launcher-objects.ts';
+import { launcherPodsOfVm, nodeUsageOf } from '../vm/launcher-pod-views.ts';
 import type { LauncherSettings } from '../vm/launcher-pod.ts';
 import { LABEL_MIGRATION_TARGET, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from '../vm/names.ts';
 import type { PlacementDecider } from '../vm/placement.ts';
@@ -58,6 +59,7 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
   // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
   const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selector);
   const pods = manager.informer(coreTypes.pod, podSchema);
+  const nodeUsage = nodeUsageOf(pods);
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const domains = manager.informer(storageDomainType, StorageDomain);
   const policies = manager.informer(migrationPolicyType, MigrationPolicy);
@@ -78,9 +80,9 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
       migrations: () => migrations.list(),
       vm: (k) => vms.get(k),
       pod: (k) => pods.get(k),
-      podsOfVm: (vm) => pods.list().filter((p) => p.metadata.namespace === vm.metadata.namespace && p.metadata.labels?.[LABEL_VM] === vm.metadata.name),
+      podsOfVm: launcherPodsOfVm(pods),
       nodes: () => nodes.list(),
-      pods: () => pods.list(),
+      nodeUsage: () => nodeUsage,
       policies: () => policies.list(),
       namespaceLabels: (ns) => namespaces.get(ns)?.metadata.labels ?? {},
     },

@@ -3,7 +3,8 @@
 // own placement rules and fit including the launcher overhead all apply) over every
 // node but the source, with the migration's targetNodeSelector added to the VM's.
 import type { VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
-import type { Node, Pod } from '../runtime/core-schemas.ts';
+import type { Node } from '../runtime/core-schemas.ts';
+import type { NodeUsageSource } from '../scheduler/node-usage-ledger.ts';
 import { leaseDomainOf, resolveDisks, type DiskLookup } from '../vm/disk-volumes.ts';
 import { mayEmulate, type LauncherPodInput, type LauncherSettings } from '../vm/launcher-pod.ts';
 import { launcherResources } from '../vm/launcher-resources.ts';
@@ -17,7 +18,7 @@ export interface TargetPlacementInput {
   disks: DiskLookup;
   placement: PlacementDecider;
   nodes: readonly Node[];
-  pods: readonly Pod[];
+  usage: NodeUsageSource;
 }
 
 export type TargetPlacement =
@@ -48,7 +49,7 @@ export async function placeTarget(t: TargetPlacementInput): Promise<TargetPlacem
   const resources = launcherResources(t.vm.spec.template, emulate);
   const vm = vmForTarget(t.vm, t.migration);
   const candidates = t.nodes.filter((n) => n.metadata.name !== t.sourceNode);
-  const placement = t.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, candidates, t.pods);
+  const placement = t.placement.place({ vm, requests: resources.requests, allowEmulation: emulate }, candidates, t.usage);
   if (placement.kind === 'Unschedulable') {
     return { kind: 'problem', reason: 'Unschedulable', message: `no target node besides the source ${t.sourceNode}: ${placement.message}`, transient: true };
   }

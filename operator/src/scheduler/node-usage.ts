@@ -74,28 +74,51 @@ function singleValueIn(req: RequirementShape, key: string): string | undefined {
   return req.key === key && req.operator === 'In' && req.values?.length === 1 ? req.values[0] : undefined;
 }
 
-/** The node a not-yet-bound pod is pinned to by a single-node required affinity, if any. */
-export function pinnedNode(pod: PodShape, nodeNameByHostname: ReadonlyMap<string, string>): string | undefined {
+/** Where a not-yet-bound pod is pinned by a single-node required affinity (a place, see podPlace), if anywhere. */
+function pinnedPlace(pod: PodShape): string | undefined {
   const terms = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms;
   if (terms?.length !== 1) return undefined;
   const term = terms[0];
   for (const req of term?.matchFields ?? []) {
     const name = singleValueIn(req, 'metadata.name');
-    if (name !== undefined) return name;
+    if (name !== undefined) return `node:${name}`;
   }
   for (const req of term?.matchExpressions ?? []) {
     const hostname = singleValueIn(req, 'kubernetes.io/hostname');
-    if (hostname !== undefined) return nodeNameByHostname.get(hostname) ?? hostname;
+    if (hostname !== undefined) return `hostname:${hostname}`;
   }
   return undefined;
 }
 
+/** The node a not-yet-bound pod is pinned to by a single-node required affinity, if any. */
+export function pinnedNode(pod: PodShape, nodeNameByHostname: ReadonlyMap<string, string>): string | undefined {
+  const place = pinnedPlace(pod);
+  return place === undefined ? undefined : nodeOfPlace(place, nodeNameByHostname);
+}
+
 /** The node a pod occupies: its bound node, or the node it is pinned to while pending. */
 export function occupiedNode(pod: PodShape, nodeNameByHostname: ReadonlyMap<string, string>): string | undefined {
+  const place = podPlace(pod);
+  return place === undefined ? undefined : nodeOfPlace(place, nodeNameByHostname);
+}
+
+/**
+ * Where a pod counts, known from the pod alone: `node:<name>` (bound, or pinned by
+ * name) or `hostname:<value>` (pinned by the hostname label, resolved against the nodes
+ * when usage is read); undefined for a finished pod or one not tied to a node.
+ */
+export function podPlace(pod: PodShape): string | undefined {
   if (isTerminated(pod)) return undefined;
   const bound = pod.spec?.nodeName;
-  if (bound !== undefined && bound !== '') return bound;
-  return pinnedNode(pod, nodeNameByHostname);
+  if (bound !== undefined && bound !== '') return `node:${bound}`;
+  return pinnedPlace(pod);
+}
+
+/** The node name of a place (a hostname no node carries is taken for a node name, as the pinning does). */
+export function nodeOfPlace(place: string, nodeNameByHostname: ReadonlyMap<string, string>): string {
+  if (place.startsWith('node:')) return place.slice('node:'.length);
+  const hostname = place.slice('hostname:'.length);
+  return nodeNameByHostname.get(hostname) ?? hostname;
 }
 
 export function hostnameIndex(nodes: readonly NodeShape[]): Map<string, string> {
@@ -106,6 +129,12 @@ export function hostnameIndex(nodes: readonly NodeShape[]): Map<string, string> 
     if (name !== undefined && hostname !== undefined) index.set(hostname, name);
   }
   return index;
+}
+
+/** Requests and pod count of the pods at one place (or on one node). */
+export interface PlacedRequests {
+  readonly amounts: ResourceAmounts;
+  readonly count: number;
 }
 
 /** Usage per node name, for every node in `nodes`. */
@@ -120,6 +149,27 @@ export function usageByNode(nodes: readonly NodeShape[], pods: readonly PodShape
     entry.count += 1;
     requested.set(node, entry);
   }
+  return usageOfNodes(nodes, requested);
+}
+
+/**
+ * Usage per node name from totals per place (`podPlace`): the same answer as
+ * usageByNode over the pods the totals were summed from, in O(nodes + places).
+ */
+export function usageFromPlaces(nodes: readonly NodeShape[], places: ReadonlyMap<string, PlacedRequests>): Map<string, NodeUsage> {
+  const byHostname = hostnameIndex(nodes);
+  const requested = new Map<string, { amounts: ResourceAmounts; count: number }>();
+  for (const [place, totals] of places) {
+    const node = nodeOfPlace(place, byHostname);
+    const entry = requested.get(node) ?? { amounts: new Map<string, number>(), count: 0 };
+    addInto(entry.amounts, totals.amounts);
+    entry.count += totals.count;
+    requested.set(node, entry);
+  }
+  return usageOfNodes(nodes, requested);
+}
+
+function usageOfNodes(nodes: readonly NodeShape[], requested: ReadonlyMap<string, PlacedRequests>): Map<string, NodeUsage> {
   const usage = new Map<string, NodeUsage>();
   for (const node of nodes) {
     const name = node.metadata?.name ?? '';

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { VirtualMachine } from '@keyvirt/crds';
 import type { Node } from '../runtime/core-schemas.ts';
 import { policyPlacementDecider } from './policy-placement-decider.ts';
+import { podListUsage } from './node-usage-ledger.ts';
 
 function vm(extra: Record<string, unknown> = {}, template: Record<string, unknown> = {}): VirtualMachine {
   return VirtualMachine.parse({
@@ -41,7 +42,7 @@ void test('places by the VM spec: named CPU model (versioned), unstructured node
     node('b', { rack: 'r2', 'cpu-model.node.keyvirt.io/Icelake-Server-noTSX': 'true' }),
     node('c', { rack: 'r1', 'cpu-model.node.keyvirt.io/Icelake-Server-noTSX': 'true' }),
   ];
-  const result = decider.place({ vm: machine, requests, allowEmulation: false }, nodes, []);
+  const result = decider.place({ vm: machine, requests, allowEmulation: false }, nodes, podListUsage([]));
   assert.equal(result.kind, 'Placement');
   if (result.kind !== 'Placement') return;
   assert.equal(result.node, 'b');
@@ -67,7 +68,7 @@ void test('places by the VM spec: named CPU model (versioned), unstructured node
 void test('a VM too big for every node is Unschedulable with a counted reason and per-node details', () => {
   const details: string[] = [];
   const decider = policyPlacementDecider({ onUnschedulable: (d) => details.push(d) });
-  const result = decider.place({ vm: vm(), requests: { cpu: '1', memory: '64Gi' }, allowEmulation: true }, [node('a'), node('b')], []);
+  const result = decider.place({ vm: vm(), requests: { cpu: '1', memory: '64Gi' }, allowEmulation: true }, [node('a'), node('b')], podListUsage([]));
   assert.deepEqual(result, { kind: 'Unschedulable', message: '0/2 nodes are available: 2 Insufficient memory.' });
   assert.match(details[0] ?? '', /^a: memory: needs 64 GiB, 8 GiB free of 8 GiB allocatable\. b: /);
 });
@@ -75,10 +76,10 @@ void test('a VM too big for every node is Unschedulable with a counted reason an
 void test('local disks pin the VM to their node; emulation lets TCG nodes in', () => {
   const decider = policyPlacementDecider();
   const nodes = [node('a', { 'keyvirt.io/kvm': 'false' }), node('b')];
-  const pinned = decider.place({ vm: vm(), requests, allowEmulation: true, requiredNode: 'a' }, nodes, []);
+  const pinned = decider.place({ vm: vm(), requests, allowEmulation: true, requiredNode: 'a' }, nodes, podListUsage([]));
   assert.equal(pinned.kind === 'Placement' ? pinned.node : pinned.message, 'a');
   assert.equal(pinned.kind === 'Placement' && pinned.nodeHasKvm, false);
-  const refused = decider.place({ vm: vm(), requests, allowEmulation: false, requiredNode: 'a' }, nodes, []);
+  const refused = decider.place({ vm: vm(), requests, allowEmulation: false, requiredNode: 'a' }, nodes, podListUsage([]));
   assert.equal(
     refused.kind === 'Unschedulable' ? refused.message : '',
     "0/2 nodes are available: 1 node(s) didn't hold the VM's local disks, 1 node(s) had no hardware KVM (emulation is not allowed).",

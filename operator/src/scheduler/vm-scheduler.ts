@@ -73,7 +73,16 @@ export function placeVm(
   pods: readonly PodShape[],
   policy: SchedulingPolicy = DEFAULT_SCHEDULING_POLICY,
 ): PlacementResult {
-  const usage = usageByNode(nodes, pods);
+  return placeVmWithUsage(request, nodes, usageByNode(nodes, pods), policy);
+}
+
+/** placeVm with each node's usage given (a ledger's, kept from pod events) instead of summed from the pods. */
+export function placeVmWithUsage(
+  request: PlacementRequest,
+  nodes: readonly NodeShape[],
+  usage: ReadonlyMap<string, NodeUsage>,
+  policy: SchedulingPolicy = DEFAULT_SCHEDULING_POLICY,
+): PlacementResult {
   const rejected: RejectedNode[] = [];
   const candidates: Candidate[] = [];
   for (const node of nodes) {

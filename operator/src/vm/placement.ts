@@ -2,7 +2,8 @@
 // node affinity on the pod, so the kube-scheduler still checks fit and binds.
 import { parseQuantity, type VirtualMachine } from '@keyvirt/crds';
 import { advertisedDevices } from '../node-agent/device-plugin/resource-names.ts';
-import type { Node, Pod } from '../runtime/core-schemas.ts';
+import type { Node } from '../runtime/core-schemas.ts';
+import type { NodeUsageSource } from '../scheduler/node-usage-ledger.ts';
 
 export interface VmPlacement {
   readonly kind: 'Placement';
@@ -31,7 +32,8 @@ export interface PlacementQuery {
 }
 
 export interface PlacementDecider {
-  place(query: PlacementQuery, nodes: readonly Node[], pods: readonly Pod[]): VmPlacement | VmUnschedulable;
+  /** `usage`: what the pods already ask of each node (a ledger kept from the pod cache, never a walk over it). */
+  place(query: PlacementQuery, nodes: readonly Node[], usage: NodeUsageSource): VmPlacement | VmUnschedulable;
 }
 
 export const KVM_NODE_LABEL = 'keyvirt.io/kvm';
@@ -42,16 +44,6 @@ export function nodeHasKvm(node: Node): boolean {
 
 function quantity(v: string | undefined): number {
   return v === undefined ? 0 : (parseQuantity(v) ?? 0);
-}
-
-function podRequests(pod: Pod): { cpu: number; memory: number } {
-  let cpu = 0;
-  let memory = 0;
-  for (const c of pod.spec.containers) {
-    cpu += quantity(c.resources?.requests?.cpu);
-    memory += quantity(c.resources?.requests?.memory);
-  }
-  return { cpu, memory };
 }
 
 function isReady(node: Node): boolean {
@@ -71,8 +63,8 @@ export function pinToNode(node: Node, vm: VirtualMachine): Record<string, unknow
   };
 }
 
-/** Why `node` cannot take the VM, or its free memory when it can. */
-function assess(node: Node, query: PlacementQuery, pods: readonly Pod[]): string | { free: number } {
+/** Why `node` cannot take the VM, or its free memory when it can; `used`: its pods' requests (cpu in millicores). */
+function assess(node: Node, query: PlacementQuery, used: { cpu: number; memory: number }): string | { free: number } {
   const name = node.metadata.name;
   if (query.requiredNode !== undefined && name !== query.requiredNode) return "node(s) didn't hold the VM's local disks";
   if (!isReady(node)) return 'node(s) were not Ready';
@@ -81,12 +73,8 @@ function assess(node: Node, query: PlacementQuery, pods: readonly Pod[]): string
   if (Object.entries(query.vm.spec.nodeSelector ?? {}).some(([k, v]) => node.metadata.labels?.[k] !== v)) {
     return "node(s) didn't match the VM's node selector";
   }
-  const used = pods
-    .filter((p) => p.spec.nodeName === name && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
-    .map(podRequests)
-    .reduce((a, b) => ({ cpu: a.cpu + b.cpu, memory: a.memory + b.memory }), { cpu: 0, memory: 0 });
   const freeMemory = quantity(node.status?.allocatable?.memory) - used.memory;
-  const freeCpu = quantity(node.status?.allocatable?.cpu) - used.cpu;
+  const freeCpu = quantity(node.status?.allocatable?.cpu) - used.cpu / 1000;
   if (freeMemory < quantity(query.requests.memory)) return 'Insufficient memory';
   if (freeCpu < quantity(query.requests.cpu)) return 'Insufficient cpu';
   return { free: freeMemory };
@@ -98,11 +86,13 @@ function assess(node: Node, query: PlacementQuery, pods: readonly Pod[]): string
  * scheduler (CPU models, devices, affinity, policies) plugs in through the same interface.
  */
 export const fitDecider: PlacementDecider = {
-  place(query, nodes, pods) {
+  place(query, nodes, usage) {
     const reasons = new Map<string, number>();
     let best: { node: Node; free: number } | undefined;
+    const usageByNode = usage.usageByNode(nodes);
     for (const node of nodes) {
-      const verdict = assess(node, query, pods);
+      const requested = usageByNode.get(node.metadata.name)?.requested;
+      const verdict = assess(node, query, { cpu: requested?.get('cpu') ?? 0, memory: requested?.get('memory') ?? 0 });
       if (typeof verdict === 'string') reasons.set(verdict, (reasons.get(verdict) ?? 0) + 1);
       else if (best === undefined || verdict.free > best.free) best = { node, free: verdict.free };
     }

@@ -12,6 +12,7 @@ import { LauncherObjects } from './launcher-objects.ts';
 import { fitDecider } from './placement.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { LAUNCHER_EXPECTATION_MS, VmController } from './vm-controller.ts';
+import { podListUsage } from '../scheduler/node-usage-ledger.ts';
 
 const log = pino({ level: 'silent' });
 
@@ -78,7 +79,7 @@ function controller(api: FakeApi, pods: Map<string, Pod>, theVm: VirtualMachine 
     caches: {
       vm: (k) => (k === 'prod/web-1' ? theVm : undefined),
       nodes: () => [node],
-      pods: () => [...pods.values()],
+      nodeUsage: () => podListUsage([...pods.values()]),
       podsOfVm: () => [...pods.values()],
       latestMigration: () => undefined,
       migrationUids: () => new Set(['mig-uid']),

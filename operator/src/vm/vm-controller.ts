@@ -25,6 +25,7 @@ import { selectLauncher } from './launcher-selection.ts';
 import { ANNOTATION_HA_RESTARTS, LABEL_EVICTION_STRATEGY, LABEL_VM_UID, VM_FINALIZER, launcherPodName } from './names.ts';
 import type { VmWriter } from './vm-patcher.ts';
 import type { PlacementDecider } from './placement.ts';
+import type { NodeUsageSource } from '../scheduler/node-usage-ledger.ts';
 import { consumeRequest, crashLoopDelayMs, decide, decideDeletion, wantsRunning, type Decision, type LauncherPodState } from './run-strategy.ts';
 import { computeStatus, rfc3339, type StartBlocker } from './vm-status.ts';
 import type { VmStatusWriter } from './status-writer.ts';
@@ -33,7 +34,8 @@ import type { VmStatusWriter } from './status-writer.ts';
 export interface VmCaches {
   vm(key: string): VirtualMachine | undefined;
   nodes(): readonly Node[];
-  pods(): readonly Pod[];
+  /** What the cached pods ask of each node, for placing a launcher (never a walk over every pod: a reconcile reads what concerns its VM). */
+  nodeUsage(): NodeUsageSource;
   /** The VM's launcher pods (its own and migration targets) in the VM's namespace. */
   podsOfVm(vm: VirtualMachine): readonly Pod[];
   /** The newest VirtualMachineMigration of the VM, if any. */
@@ -379,7 +381,7 @@ export class VmController implements Reconciler {
     const placement = this.#d.placement.place(
       { vm, requests: resources.requests, allowEmulation: emulate, requiredNode: pinned[0] },
       this.#d.caches.nodes().filter((n) => !nodeFenced(n)),
-      this.#d.caches.pods(),
+      this.#d.caches.nodeUsage(),
     );
     if (placement.kind === 'Unschedulable') {
       out.blocker = { phase: 'Unschedulable', reason: 'Unschedulable', message: placement.message };

@@ -14,6 +14,7 @@ import type { DiskLookup } from './disk-volumes.ts';
 import { LauncherFollowers } from './launcher-followers.ts';
 import { NodeHealthChanges } from './launcher-reachability.ts';
 import { LauncherObjects } from './launcher-objects.ts';
+import { nodeUsageOf } from './launcher-pod-views.ts';
 import { launcherPodInformer } from './launcher-pod-cache.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
 import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
@@ -71,12 +72,13 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const ref: { controller?: Controller } = {};
   const enqueue = (key: string): void => ref.controller?.enqueue(key);
   const followers = new LauncherFollowers({ log: log.child({ component: 'launcher-followers' }), sleep: sleepOn(w.clock), onChange: enqueue, observer: w.metrics });
+  const nodeUsage = nodeUsageOf(pods);
   const disks: DiskLookup = { ...diskLookup(client, (name) => domains.get(name)), claimHolder: (vm, claim) => claimHolder(vm, claim, vms.list()) };
   const reconciler = new VmController({
     caches: {
       vm: (k) => vms.get(k),
       nodes: () => nodes.list(),
-      pods: () => pods.list(),
+      nodeUsage: () => nodeUsage,
       podsOfVm: (vm) => pods.byIndex(LABEL_VM, keyOf(vm.metadata)),
       latestMigration: (vm) =>
         migrations
