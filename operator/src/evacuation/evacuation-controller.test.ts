@@ -42,7 +42,12 @@ function world(unschedulable: boolean, vms: VirtualMachine[]): World {
 
 function controller(w: World): EvacuationController {
   return new EvacuationController({
-    caches: { node: (n) => (n === w.node.metadata.name ? w.node : undefined), vms: () => w.vms, migrations: () => w.migrations },
+    caches: {
+      node: (n) => (n === w.node.metadata.name ? w.node : undefined),
+      vm: (k) => w.vms.find((vm) => `${vm.metadata.namespace ?? ''}/${vm.metadata.name}` === k),
+      vmsOnNode: (n) => w.vms.filter((vm) => vm.status?.nodeName === n),
+      migrations: () => w.migrations,
+    },
     client: {
       create: (path, body) => {
         const m = VirtualMachineMigration.parse(body);
@@ -139,5 +144,33 @@ void describe('EvacuationController', () => {
     const w = world(true, [vm('x', 'LiveMigrate', 'node-b')]);
     await controller(w).reconcile(ctx, 'node-a');
     assert.deepEqual(w.events, []);
+  });
+
+  void it('reads only the VMs it concerns: none on a node not drained, the node\'s own on a drained one, those its evacuations name', async () => {
+    const cases: { name: string; drained: boolean; migrations: VirtualMachineMigration[]; onNode: number; looked: string[] }[] = [
+      { name: 'not drained, no evacuation', drained: false, migrations: [], onNode: 0, looked: [] },
+      { name: 'not drained, an evacuation of VM a', drained: false, migrations: [withPhase(evacuationMigration(vm('a'), 'node-a', evacuationMigrationName('a', 'node-a', 1), 1), 'Succeeded')], onNode: 0, looked: ['prod/a'] },
+      { name: 'drained', drained: true, migrations: [], onNode: 1, looked: [] },
+    ];
+    for (const c of cases) {
+      const w = world(c.drained, Array.from({ length: 1000 }, (_, i) => vm(`vm-${i}`, 'LiveMigrate', i % 2 === 0 ? 'node-a' : 'node-b')));
+      w.migrations = c.migrations;
+      let onNode = 0;
+      const looked: string[] = [];
+      const counting = new EvacuationController({
+        caches: {
+          node: (n) => (n === w.node.metadata.name ? w.node : undefined),
+          vm: (k) => (looked.push(k), w.vms.find((v) => `prod/${v.metadata.name}` === k)),
+          vmsOnNode: (n) => (onNode++, w.vms.filter((v) => v.status?.nodeName === n)),
+          migrations: () => w.migrations,
+        },
+        client: { create: () => Promise.resolve({}), delete: () => Promise.resolve({}) },
+        events: { record: () => Promise.resolve() },
+        now: () => NOW,
+      });
+      await counting.reconcile(ctx, 'node-a');
+      assert.equal(onNode, c.onNode, c.name);
+      assert.deepEqual(looked, c.looked, c.name);
+    }
   });
 });

@@ -9,14 +9,17 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from '../runtime/c
 import type { Node } from '../runtime/core-schemas.ts';
 import type { EventSink, EventTarget, RecordedEvent } from '../runtime/event-recorder.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
-import { apiVersionOf, collectionPath, objectPath } from '../runtime/resource.ts';
+import { apiVersionOf, collectionPath, keyOf, objectPath } from '../runtime/resource.ts';
 import { virtualMachineType } from '../vm/names.ts';
-import { type EvacuationPlan, planEvacuation, type VmEvacuation } from './evacuation-plan.ts';
+import { drainReason, type EvacuationPlan, planEvacuation, type VmEvacuation } from './evacuation-plan.ts';
 import { ANNOTATION_EVACUATION_ATTEMPT, ANNOTATION_EVACUATION_NODE, LABEL_EVACUATION, evacuationLabelValue, migrationType } from './names.ts';
 
 export interface EvacuationCaches {
   node(name: string): Node | undefined;
-  vms(): readonly VirtualMachine[];
+  /** A managed VM by its cache key. */
+  vm(key: string): VirtualMachine | undefined;
+  /** The managed VMs whose status names the node (an index: never a walk over every VM). */
+  vmsOnNode(name: string): readonly VirtualMachine[];
   migrations(): readonly VirtualMachineMigration[];
 }
 
@@ -70,7 +73,8 @@ export class EvacuationController implements Reconciler {
 
   async reconcile(ctx: ReconcileContext, nodeName: string): Promise<ReconcileResult> {
     const node = this.#d.caches.node(nodeName);
-    const plan = planEvacuation({ nodeName, node, vms: this.#d.caches.vms(), migrations: this.#d.caches.migrations(), now: this.#d.now() });
+    const migrations = this.#d.caches.migrations();
+    const plan = planEvacuation({ nodeName, node, vms: this.#concernedVms(nodeName, node, migrations), migrations, now: this.#d.now() });
     for (const m of [...plan.cancel, ...plan.prune]) await this.#delete(m);
     if (plan.cancel.length > 0) ctx.log.info({ migrations: plan.cancel.map((m) => m.metadata.name) }, 'node no longer drained; pending evacuation migrations called off');
     for (const { vm, verdict } of plan.vms) {
@@ -90,6 +94,23 @@ export class EvacuationController implements Reconciler {
     }
     await this.#report(nodeName, node, plan);
     return plan.requeueAfterMs === undefined ? {} : { requeueAfterMs: plan.requeueAfterMs };
+  }
+
+  /**
+   * The VMs the plan reads: those on the node when it is drained, and the managed VMs
+   * its evacuation migrations name. Every VM's status event queues its node, so a walk
+   * over every VM here made a burst of N VMs cost N².
+   */
+  #concernedVms(nodeName: string, node: Node | undefined, migrations: readonly VirtualMachineMigration[]): VirtualMachine[] {
+    const out = new Map<string, VirtualMachine>();
+    if (drainReason(node) !== undefined) for (const vm of this.#d.caches.vmsOnNode(nodeName)) out.set(keyOf(vm.metadata), vm);
+    for (const m of migrations) {
+      if (m.metadata.annotations?.[ANNOTATION_EVACUATION_NODE] !== nodeName) continue;
+      const key = keyOf({ namespace: m.metadata.namespace, name: m.spec.vmName });
+      const vm = out.has(key) ? undefined : this.#d.caches.vm(key);
+      if (vm !== undefined) out.set(key, vm);
+    }
+    return [...out.values()];
   }
 
   async #create(m: VirtualMachineMigration): Promise<boolean> {

@@ -16,14 +16,18 @@ export interface EvacuationControllerWiring extends ControllerWiringBase {
   vmSelector?: string | undefined;
 }
 
+/** The index of VMs by the node their status names. */
+const BY_STATUS_NODE = 'status.nodeName';
+
 export function addEvacuationController(w: EvacuationControllerWiring): Controller {
   const { manager } = w;
   const nodes = manager.informer(coreTypes.node, nodeSchema);
   const vms = manager.informer(virtualMachineType, VirtualMachine, selectorOption(w.vmSelector));
   // The same informer as the migration controller's: evacuation migrations carry their VM's labels.
   const migrations = manager.informer(migrationType, VirtualMachineMigration, selectorOption(w.vmSelector));
+  if (!vms.hasIndex(BY_STATUS_NODE)) vms.addIndex(BY_STATUS_NODE, (vm) => (vm.status?.nodeName === undefined ? [] : [vm.status.nodeName]));
   const reconciler = new EvacuationController({
-    caches: { node: (name) => nodes.get(name), vms: () => vms.list(), migrations: () => migrations.list() },
+    caches: { node: (name) => nodes.get(name), vm: (key) => vms.get(key), vmsOnNode: (name) => vms.byIndex(BY_STATUS_NODE, name), migrations: () => migrations.list() },
     client: w.client,
     events: w.events,
     now: () => w.clock.now(),
