@@ -19,6 +19,26 @@ async function drain(q: WorkQueue): Promise<string[]> {
 }
 
 void describe('WorkQueue', () => {
+  void it('keeps FIFO order through thousands of keys taken while others are added', async () => {
+    const { q } = queue();
+    const taken: string[] = [];
+    for (let i = 0; i < 5000; i++) {
+      q.add(`ns/vm-${i}`);
+      if (i % 3 === 2) {
+        const k = await q.get();
+        if (k !== undefined) {
+          taken.push(k);
+          q.done(k);
+        }
+      }
+    }
+    assert.equal(q.depth, 5000 - taken.length);
+    for (const k of await drain(q)) taken.push(k);
+    assert.deepEqual(taken, Array.from({ length: 5000 }, (_, i) => `ns/vm-${i}`));
+    q.add('ns/again');
+    assert.deepEqual(await drain(q), ['ns/again']);
+  });
+
   void it('merges repeated adds of a waiting key into one entry, in FIFO order', async () => {
     const { q } = queue();
     q.add('ns/a');

@@ -32,6 +32,43 @@ export class ExponentialBackoff {
   }
 }
 
+/**
+ * First in, first out, O(1) both ways: `Array.prototype.shift` moves every element once
+ * an array is large, and a burst queues thousands of keys.
+ */
+class Fifo {
+  #items: string[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(key: string): void {
+    this.#items.push(key);
+  }
+
+  shift(): string | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const key = this.#items[this.#head];
+    this.#head += 1;
+    // Drop the consumed prefix once it is the larger part: amortized O(1).
+    if (this.#head >= 1024 && this.#head * 2 >= this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    } else if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+    return key;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+  }
+}
+
 export interface WorkQueueOptions {
   clock: Clock;
   backoff?: ExponentialBackoff;
@@ -45,7 +82,7 @@ interface Waiting {
 export class WorkQueue {
   readonly #clock: Clock;
   readonly #backoff: ExponentialBackoff;
-  readonly #queue: string[] = [];
+  readonly #queue = new Fifo();
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
   readonly #waiting = new Map<string, Waiting>();
@@ -142,7 +179,7 @@ export class WorkQueue {
   /** Stops handing out keys (queued ones are dropped); resolves when every key in process is done. */
   shutDown(): Promise<void> {
     this.#shuttingDown = true;
-    this.#queue.length = 0;
+    this.#queue.clear();
     this.#dirty.clear();
     for (const w of this.#waiting.values()) w.timer.cancel();
     this.#waiting.clear();
