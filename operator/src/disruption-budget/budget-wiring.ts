@@ -37,7 +37,8 @@ export function addDisruptionBudgetController(w: BudgetControllerWiring): Contro
   });
   const controller = new Controller({ name: 'disruptionbudget', reconciler, log: w.log, clock: w.clock, workers: 2, observer: w.observer });
   const namespaceKey = (o: { metadata: { namespace?: string | undefined } }): string[] => [o.metadata.namespace ?? ''];
-  controller.watch(vms, namespaceKey);
+  // A VM's update matters only when its eviction strategy changes (its status writes do not): a burst's status writes would each queue a namespace-wide reconcile.
+  controller.watch(vms, namespaceKey, { updateMatters: (old, vm) => old.spec.evictionStrategy !== vm.spec.evictionStrategy });
   controller.watch(budgets, namespaceKey);
   manager.addController(controller);
   return controller;

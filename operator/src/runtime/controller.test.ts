@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
+import { z } from 'zod';
 import { Controller, type ReconcileContext, type ReconcileResult, TerminalError } from './controller.ts';
+import { Informer, type ListWatchClient } from './informer.ts';
+import { coreTypes } from './resource.ts';
 import { ManualClock } from './manual-clock.ts';
 import { ExponentialBackoff } from './work-queue.ts';
 
@@ -152,5 +155,39 @@ void describe('Controller', () => {
     release();
     await running;
     assert.equal(finished, true);
+  });
+});
+
+void describe('Controller.watch', () => {
+  const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }), spec: z.object({ strategy: z.string() }), status: z.object({ phase: z.string() }) });
+  type Obj = z.infer<typeof schema>;
+  const obj = (rv: string, strategy: string, phase: string): Obj => ({ metadata: { name: 'vm', namespace: 'ns', resourceVersion: rv }, spec: { strategy }, status: { phase } });
+
+  void it('queues nothing for an update that changes nothing the controller reads', async () => {
+    const events = [obj('2', 'A', 'Starting'), obj('3', 'A', 'Running'), obj('4', 'B', 'Running')].map((o) => ({ type: 'MODIFIED', object: o }));
+    const client: ListWatchClient = {
+      request: () => Promise.resolve({ metadata: { resourceVersion: '1' }, items: [obj('1', 'A', 'Scheduling')] }),
+      watch: (_path, _query, handlers, signal) => {
+        for (const e of events) handlers.onEvent(e);
+        return Promise.resolve({ done: new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })) });
+      },
+    };
+    const informer = new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve() });
+    const queued: number[] = [];
+    const controller = new Controller({
+      name: 'test',
+      clock: new ManualClock(),
+      log,
+      reconciler: { reconcile: () => Promise.resolve({}) },
+      observer: { onReconcile: () => undefined, onQueueDepth: (_c, depth) => queued.push(depth) },
+    });
+    controller.watch(informer, (o) => [`${o.metadata.namespace}/${o.spec.strategy}`], { updateMatters: (old, o) => old.spec.strategy !== o.spec.strategy });
+    const stop = new AbortController();
+    const running = informer.run(stop.signal);
+    await settle();
+    stop.abort();
+    await running;
+    // The add, then the strategy's change (both its keys); the two status updates queue nothing.
+    assert.deepEqual(queued, [1, 2]);
   });
 });

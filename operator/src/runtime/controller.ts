@@ -68,11 +68,24 @@ export class Controller {
     this.queue.addAfter(key, delayMs);
   }
 
-  /** Feeds the queue from an informer: `toKeys` maps an object to the keys it affects. */
-  watch<T extends KubeObject>(informer: Informer<T>, toKeys: (obj: T) => readonly string[] = (o) => [keyOf(o.metadata)]): void {
+  /**
+   * Feeds the queue from an informer: `toKeys` maps an object to the keys it affects.
+   * `updateMatters`, when given, drops the updates that change nothing the controller
+   * reads (a controller keyed by namespace need not run for every status write of every
+   * object in it).
+   */
+  watch<T extends KubeObject>(
+    informer: Informer<T>,
+    toKeys: (obj: T) => readonly string[] = (o) => [keyOf(o.metadata)],
+    options: { updateMatters?: (oldObj: T, obj: T) => boolean } = {},
+  ): void {
+    const { updateMatters } = options;
     const handlers: InformerHandlers<T> = {
       onAdd: (obj) => this.#enqueueAll(toKeys(obj)),
-      onUpdate: (old, obj) => this.#enqueueAll([...new Set([...toKeys(old), ...toKeys(obj)])]),
+      onUpdate: (old, obj) => {
+        if (updateMatters !== undefined && !updateMatters(old, obj)) return;
+        this.#enqueueAll([...new Set([...toKeys(old), ...toKeys(obj)])]);
+      },
       onDelete: (obj) => this.#enqueueAll(toKeys(obj)),
     };
     informer.addHandlers(handlers);
