@@ -71,7 +71,7 @@ export class DisruptionBudgetController implements Reconciler {
         ctx.log.info('launcher disruption budget of the namespace corrected');
         break;
     }
-    return this.#removeVmBudgets(ctx, namespace, budgets, existing, new Set(vms.map((v) => v.metadata.uid ?? '')));
+    return this.#removeVmBudgets(ctx, namespace, budgets, existing, vms);
   }
 
   /** Per-VM budgets of an earlier operator: removed once the namespace's budget covers their pods. */
@@ -80,8 +80,11 @@ export class DisruptionBudgetController implements Reconciler {
     namespace: string,
     budgets: readonly PodDisruptionBudget[],
     namespaceBudget: PodDisruptionBudget | undefined,
-    vmUids: ReadonlySet<string>,
+    vms: readonly VirtualMachine[],
   ): Promise<ReconcileResult> {
+    // Most namespaces hold no per-VM budget: the VMs' uids (a walk over every VM) are gathered only when one exists.
+    if (!budgets.some((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME)) return {};
+    const vmUids = new Set(vms.map((v) => v.metadata.uid ?? ''));
     const perVm = budgets.filter((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME && b.metadata.deletionTimestamp === undefined && vmUids.has(b.spec?.selector?.matchLabels?.[LABEL_VM_UID] ?? ''));
     if (perVm.length === 0) return {};
     const removable = removableVmBudgets(perVm, vmUids, namespaceBudget, this.#d.caches.pods(namespace));
