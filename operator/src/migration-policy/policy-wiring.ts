@@ -13,6 +13,7 @@ import { coreTypes } from '../runtime/resource.ts';
 import { virtualMachineType } from '../vm/names.ts';
 import { migrationPolicyType } from './names.ts';
 import { MigrationPolicyController } from './policy-controller.ts';
+import { sameJson } from '../runtime/canonical-json.ts';
 
 export interface MigrationPolicyWiring {
   manager: Manager;
@@ -48,7 +49,8 @@ export function addMigrationPolicyController(w: MigrationPolicyWiring): Controll
   const controller = new Controller({ name: 'migrationpolicy', reconciler, log: w.log, clock: w.clock, workers: 1, observer: w.observer });
   const everyPolicy = (): string[] => policies.list().map((p) => p.metadata.name);
   controller.watch(policies, everyPolicy);
-  controller.watch(vms, everyPolicy);
+  // A policy's status counts the VMs it selects, by their labels: a VM's status writes change nothing of it.
+  controller.watch(vms, everyPolicy, { updateMatters: (old, vm) => !sameJson(old.metadata.labels ?? {}, vm.metadata.labels ?? {}) });
   controller.watch(namespaces, everyPolicy);
   manager.addController(controller);
   return controller;
