@@ -9,8 +9,9 @@
 #   build.sh ref IMAGE             prints the reference the last build of IMAGE made
 #   build.sh prune                 removes older builds (every content-hash tag but the last)
 #
-# IMAGE: pause, debian, operator, launcher, node-agent (default: pause operator launcher
-# node-agent). Each image is tagged twice: REGISTRY/keyvirt/NAME:HASH (what `build.sh`
+# IMAGE: pause, debian, node-runtime, operator, launcher, node-agent (default: pause
+# operator launcher node-agent; node-runtime is the parent of the last three). Each
+# image is tagged twice: REGISTRY/keyvirt/NAME:HASH (what `build.sh`
 # prints and `ref` returns: the content hash of its inputs) and REGISTRY/keyvirt/NAME:VERSION
 # (the chart's appVersion; pause: its upstream version). REGISTRY is
 # $KEYVIRT_IMAGE_REGISTRY, default `localhost`.
@@ -107,16 +108,35 @@ build_debian() {
   tag_and_record debian "$ref" "$debian_suite"
 }
 
-# --- operator, node agent, launcher: Node.js applications on the Debian base ---------
-# The build context: the pinned Node.js binary and the application tree (runtime-tree.ts).
+# --- node-runtime: the pinned Node.js on the base, under every application image -----
+# One image, so one layer: built once and named as the parent of the operator, node-agent
+# and launcher images, the node binary is the same layer (the same file on a node) in all.
+build_node_runtime() {
+  local base bin hash ref
+  base=$(build_debian | cut -d' ' -f2)
+  bin=$(readlink -f "$node")
+  hash=$(content_hash "$base" "$("$node" --version)" "$here/node-runtime/Containerfile" "$(declare -f build_node_runtime podman_build)")
+  ref="$registry/keyvirt/node-runtime:$hash"
+  if ! podman image exists "$ref"; then
+    local dir="$cache/node-runtime-$hash"
+    find "$cache" -maxdepth 1 -name 'node-runtime-*' -exec rm -rf {} +
+    mkdir -p "$dir"
+    cp "$bin" "$dir/node"
+    podman_build "$ref" "$here/node-runtime/Containerfile" "$dir" --build-arg "BASE=$base"
+    rm -rf "$dir"
+  fi
+  tag_and_record node-runtime "$ref" "$app_version"
+}
+
+# --- operator, node agent, launcher: Node.js applications on the node runtime -------
+# The build context: the application tree (runtime-tree.ts).
 app_context() { # kind hash -> prints the context directory
   local dir="$cache/context-$1-$2"
-  # Only the current context of a kind is kept (each holds Node.js and a tree).
+  # Only the current context of a kind is kept.
   find "$cache" -maxdepth 1 -name "context-$1-*" ! -name "context-$1-$2" -exec rm -rf {} +
   if [ ! -f "$dir/.complete" ]; then
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$dir.tmp"
-    cp "$(readlink -f "$node")" "$dir.tmp/node"
     "$node" --no-warnings "$here/runtime-tree.ts" build "$1" "$dir.tmp/app"
     touch "$dir.tmp/.complete"
     mv "$dir.tmp" "$dir"
@@ -127,7 +147,7 @@ app_context() { # kind hash -> prints the context directory
 build_app() { # name kind containerfile [extra podman build args...]
   local name=$1 kind=$2 file=$3; shift 3
   local base tree hash ref
-  base=$(build_debian | cut -d' ' -f2)
+  base=$(build_node_runtime | cut -d' ' -f2)
   tree=$("$node" --no-warnings "$here/runtime-tree.ts" hash "$kind")
   hash=$(content_hash "$base" "$tree" "$("$node" --version)" "$file" "$(declare -f build_app app_context podman_build)" "$here/runtime-tree.ts")
   ref="$registry/keyvirt/$name:$hash"
@@ -152,10 +172,11 @@ build_one() {
   case "$1" in
     pause) build_pause ;;
     debian) build_debian ;;
+    node-runtime) build_node_runtime ;;
     operator) build_app operator operator "$root/operator/Containerfile" ;;
     node-agent) build_app_with_apt node-agent operator "$root/operator/src/node-agent/Containerfile" ;;
     launcher) build_launcher ;;
-    *) die "unknown image $1 (pause, debian, operator, launcher, node-agent)" ;;
+    *) die "unknown image $1 (pause, debian, node-runtime, operator, launcher, node-agent)" ;;
   esac
 }
 

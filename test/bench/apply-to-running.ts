@@ -22,7 +22,7 @@ import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
-import { startLauncher } from '../support/launcher-process.ts';
+import { startLauncher, type LogLine } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
@@ -45,6 +45,8 @@ function spread(values: readonly number[]): string {
 
 interface BareRun {
   ms: number;
+  /** Launcher start → its log's "qemu spawned". */
+  qemuSpawnedMs: number;
   accel: string;
   /** QEMU's CPU time over its lifetime so far, per wall second. */
   qemuCpuShare: number;
@@ -84,6 +86,13 @@ function inCgroups(dirs: readonly string[], command: readonly string[]): string[
   return ['sh', '-c', `${join}; exec "$@"`, 'launcher', ...command];
 }
 
+/** The time (ms since the epoch) of the launcher's "qemu spawned" line. */
+function spawnedAt(logs: readonly LogLine[]): number {
+  const time = logs.find((l) => l.msg === 'qemu spawned')?.time;
+  if (typeof time !== 'number') throw new Error('bare launcher: no "qemu spawned" line with a time in its log');
+  return time;
+}
+
 async function bareLauncherMs(command: readonly string[]): Promise<BareRun> {
   // The same boot as through the operator: the guest's disk, through the firmware (ADR 0087).
   const launcher = await startLauncher({ command });
@@ -95,7 +104,7 @@ async function bareLauncherMs(command: readonly string[]): Promise<BareRun> {
         if (event.type === 'status' && event.status.guestAgent.connected) {
           const ms = Date.now() - launcher.startedAt;
           const qemuCpuShare = await cpuShare(event.status.qemu.pid ?? -1);
-          return { ms, accel: event.status.accelerator, qemuCpuShare };
+          return { ms, qemuSpawnedMs: spawnedAt(launcher.logs()) - launcher.startedAt, accel: event.status.accelerator, qemuCpuShare };
         }
       }
     } finally {
@@ -284,6 +293,7 @@ export async function main(args: readonly string[]): Promise<void> {
     if (!args.includes('--no-real-nodes')) realBench = await startRealNodeBench(cluster, s, guest);
     const realRuns: RealNodeRun[] = [];
     const bare: number[] = [];
+    const bareSpawned: number[] = [];
     const bareShares: number[] = [];
     const bareCg: number[] = [];
     const bareCgShares: number[] = [];
@@ -311,6 +321,7 @@ export async function main(args: readonly string[]): Promise<void> {
       bareCg.push(bc.ms);
       bareCgShares.push(bc.qemuCpuShare);
       bare.push(b.ms);
+      bareSpawned.push(b.qemuSpawnedMs);
       bareShares.push(b.qemuCpuShare);
       runs.push(a);
       accel = a.accel;
@@ -320,24 +331,33 @@ export async function main(args: readonly string[]): Promise<void> {
         process.stdout.write(`rep ${i + 1}/${reps}: real_node_apply_ms=${r.ms} node=${r.node} accel=${r.accel}\n`);
       }
       process.stdout.write(
-        `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} qemu_spawned_ms=${a.qemuSpawnedMs} agent_logged_ms=${a.agentLoggedMs} ` +
+        `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} control_path_ms=${a.qemuSpawnedMs - b.qemuSpawnedMs + a.ms - a.agentLoggedMs} bare_qemu_spawned_ms=${b.qemuSpawnedMs} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} qemu_spawned_ms=${a.qemuSpawnedMs} agent_logged_ms=${a.agentLoggedMs} ` +
           `qemu_cpu_share=${a.pod.qemuCpuShare.toFixed(2)} bare_qemu_cpu_share=${b.qemuCpuShare.toFixed(2)} bare_cg_qemu_cpu_share=${bc.qemuCpuShare.toFixed(2)} pod_charged_mib=${a.pod.chargedMiB.toFixed(1)} ` +
           `launcher_rss_mib=${a.pod.launcherRssMiB.toFixed(1)} launcher_private_mib=${a.pod.launcherPrivateMiB.toFixed(1)} qemu_rss_mib=${a.pod.qemuRssMiB.toFixed(1)} accel=${a.accel} (bare accel=${b.accel})\n`,
       );
     }
     const overhead = runs.map((r, i) => r.ms - (bare[i] ?? NaN));
+    // What KeyVirt adds around the guest's boot, free of the boot's own spread under TCG:
+    // apply → QEMU spawned over the bare launcher's start → QEMU spawned, plus the status
+    // path from the launcher seeing the agent to the VM's condition.
+    const controlPath = runs.map((r, i) => r.qemuSpawnedMs - (bareSpawned[i] ?? NaN) + (r.ms - r.agentLoggedMs));
+    const podBoot = runs.map((r) => r.agentLoggedMs - r.qemuSpawnedMs);
+    const bareBoot = bare.map((ms, i) => ms - (bareSpawned[i] ?? NaN));
     const overheadCg = runs.map((r, i) => r.ms - (bareCg[i] ?? NaN));
     process.stdout.write(
       `apply-to-running: load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; build ${build.hash}; apply → pod created ${spread(runs.map((r) => r.podCreatedMs))} ms, ` +
         `→ bound ${spread(runs.map((r) => r.podBoundMs))} ms, → Running ${spread(runs.map((r) => r.podRunningMs))} ms, → QEMU spawned ${spread(runs.map((r) => r.qemuSpawnedMs))} ms, ` +
         `→ launcher sees the agent ${spread(runs.map((r) => r.agentLoggedMs))} ms, → AgentConnected on the VM ${spread(runs.map((r) => r.ms))} ms ` +
         `(status path ${spread(runs.map((r) => r.ms - r.agentLoggedMs))} ms); ` +
-        `bare launcher ${spread(bare)} ms, from a pod's cgroup ${spread(bareCg)} ms; overhead ${spread(overhead)} ms, over the cgroup bare ${spread(overheadCg)} ms\n`,
+        `bare launcher ${spread(bare)} ms (QEMU spawned ${spread(bareSpawned)} ms), from a pod's cgroup ${spread(bareCg)} ms; overhead ${spread(overhead)} ms, over the cgroup bare ${spread(overheadCg)} ms; ` +
+        `control path (before QEMU and after the agent, over bare) ${spread(controlPath)} ms; the guest's boot, QEMU spawned → agent: in the pod ${spread(podBoot)} ms, bare ${spread(bareBoot)} ms\n`,
     );
     process.stdout.write(
       `BENCH apply-to-running bare_ms=${Math.round(median(bare))} apply_ms=${Math.round(median(runs.map((r) => r.ms)))} overhead_ms=${Math.round(median(overhead))} ` +
         `overhead_min_ms=${Math.min(...overhead)} overhead_max_ms=${Math.max(...overhead)} bare_cg_ms=${Math.round(median(bareCg))} overhead_cg_ms=${Math.round(median(overheadCg))} ` +
-        `overhead_cg_min_ms=${Math.min(...overheadCg)} overhead_cg_max_ms=${Math.max(...overheadCg)} pod_running_ms=${Math.round(median(runs.map((r) => r.podRunningMs)))} qemu_spawned_ms=${Math.round(median(runs.map((r) => r.qemuSpawnedMs)))} ` +
+        `overhead_cg_min_ms=${Math.min(...overheadCg)} overhead_cg_max_ms=${Math.max(...overheadCg)} ` +
+        `control_path_ms=${Math.round(median(controlPath))} control_path_min_ms=${Math.min(...controlPath)} control_path_max_ms=${Math.max(...controlPath)} ` +
+        `pod_boot_ms=${Math.round(median(podBoot))} bare_boot_ms=${Math.round(median(bareBoot))} pod_running_ms=${Math.round(median(runs.map((r) => r.podRunningMs)))} qemu_spawned_ms=${Math.round(median(runs.map((r) => r.qemuSpawnedMs)))} ` +
         `status_path_ms=${Math.round(median(runs.map((r) => r.ms - r.agentLoggedMs)))} ` +
         `qemu_cpu_share=${median(runs.map((r) => r.pod.qemuCpuShare)).toFixed(2)} bare_qemu_cpu_share=${median(bareShares).toFixed(2)} bare_cg_qemu_cpu_share=${median(bareCgShares).toFixed(2)} ` +
         `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +

@@ -20,7 +20,7 @@ export class ImageSuiteError extends Error {
   override readonly name = 'ImageSuiteError';
 }
 
-export type ImageName = 'pause' | 'operator' | 'launcher' | 'node-agent';
+export type ImageName = 'pause' | 'node-runtime' | 'operator' | 'launcher' | 'node-agent';
 
 /** Builds (or finds) an image; returns its content-hash reference. */
 export async function builtImage(name: ImageName): Promise<string> {
