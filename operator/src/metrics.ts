@@ -43,6 +43,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
   readonly #leader: Gauge;
   readonly #launcherEvents: Counter<'event'>;
   readonly #apiRequests: Counter<'verb' | 'class' | 'code' | 'resource'>;
+  readonly #rateLimitWait: Counter;
   #vmSources: VmPhaseSource[] = [];
   #storageSources: StorageDiskSource[] = [];
   #capacitySources: StorageCapacitySource[] = [];
@@ -98,6 +99,11 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
       name: 'keyvirt_launcher_stream_events_total',
       help: 'Launcher event-stream lifecycle: connected, event, disconnected.',
       labelNames: ['event'],
+      registers,
+    });
+    this.#rateLimitWait = new Counter({
+      name: 'keyvirt_api_rate_limit_wait_seconds_total',
+      help: 'Time requests spent waiting for the client-side rate limit (--api-qps, --api-burst) before they were sent, summed over requests.',
       registers,
     });
     this.#apiRequests = new Counter({
@@ -228,5 +234,9 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
 
   onApiRequest(method: KubeMethod, cls: RequestClass, code: number, resource = 'other'): void {
     this.#apiRequests.inc({ verb: method, class: cls, code: String(code), resource });
+  }
+
+  onRateLimitWait(seconds: number): void {
+    this.#rateLimitWait.inc(seconds);
   }
 }

@@ -21,7 +21,9 @@
 // against the operator of that revision, in the same invocation. `--cpu-prof <dir>` runs each
 // operator under `node --cpu-prof`, stops it with SIGTERM and leaves its profile in <dir>
 // (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
-//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor]
+// `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
+// 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
+//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q]
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
@@ -99,6 +101,12 @@ function metricSum(text: string, name: string, labels: Record<string, string | R
   return total;
 }
 
+/** The value of an unlabelled sample (`name value`); undefined when the operator does not export it. */
+function metricValue(text: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+  return m === null ? undefined : Number(m[1]);
+}
+
 async function httpText(url: string): Promise<string> {
   return (await fetch(url)).text();
 }
@@ -118,7 +126,7 @@ interface OperatorRun {
  * hold the operator's writes whenever this process is busy); the file is read for the
  * health server's port.
  */
-function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; profile: { dir: string; name: string } | undefined }): OperatorRun {
+function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; apiQps: number | undefined; profile: { dir: string; name: string } | undefined }): OperatorRun {
   const { workers, profile } = run;
   const args = [
     ...tree.nodeFlags,
@@ -134,6 +142,7 @@ function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, 
     '--vm-selector', `${TEST_RUN_LABEL}=${s.runId}`,
     '--storage-domain-selector', `${TEST_RUN_LABEL}=${s.runId}`,
     '--workers', String(workers),
+    ...(run.apiQps === undefined ? [] : ['--api-qps', String(run.apiQps), '--api-burst', String(run.apiQps * 2)]),
   ];
   const fd = openSync(logFile, 'a');
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: kubeconfig } });
@@ -343,6 +352,8 @@ interface Setting {
   readonly others: CpuSubjects;
   /** Where a profiled operator leaves its CPU profile. */
   readonly cpuProfDir: string | undefined;
+  /** The operator's client rate limit (`--api-qps`, burst twice that); its own default when absent. */
+  readonly apiQps: number | undefined;
 }
 
 /** The floor's figures, appended to every operator's BENCH line. */
@@ -380,6 +391,23 @@ function operatorRequests(metricsText: string): number | undefined {
   return metricSum(metricsText, 'keyvirt_api_requests_total', { class: /^(read|write|status)$/ });
 }
 
+/** Seconds requests waited for the operator's rate limit between two scrapes, summed ('n/a': not exported). */
+function rateLimitWaitBetween(before: string, after: string): string {
+  const name = 'keyvirt_api_rate_limit_wait_seconds_total';
+  const from = metricValue(before, name);
+  const to = metricValue(after, name);
+  return from === undefined || to === undefined ? 'n/a' : (to - from).toFixed(1);
+}
+
+/** The floor's fields of a BENCH line (none without a floor). */
+function floorFields(floor: Floor | undefined, vms: number, allPodsMs: number): string {
+  if (floor === undefined) return '';
+  return (
+    ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
+    `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load}`
+  );
+}
+
 async function runOnce(st: Setting, label: string, tree: string, floor: Floor | undefined): Promise<string> {
   const { cluster, vms } = st;
   const s = await scratch(cluster, 'kv-bench-scale');
@@ -393,7 +421,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
   const logFile = path.join(st.logDir, `operator-${label}.log`);
   const nodeFlags = await nodeFlagsOf(tree);
   const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };
-  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, profile });
+  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, apiQps: st.apiQps, profile });
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
     const port = await operator.port;
@@ -426,6 +454,8 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const atBound = await procStats(operator.pid);
     const burst = await burstCpu();
     const burstAll = await burstCpuAll();
+    const metricsAtBound = await metrics();
+    const rateLimitWait = rateLimitWaitBetween(metricsBefore, metricsAtBound);
     // Settle: the burst is over once the operator writes nothing for 5 s (Lease renewals
     // aside; node heartbeats keep waking VMs whose reconciles then change nothing), or
     // once reconciles trickle for an operator that does not count its requests, or after 10 min.
@@ -490,11 +520,8 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
-      `requests_per_vm_by_resource=${byResource} workers=${st.workers} burst_cpu_pct=${burstAll}` +
-      (floor === undefined
-        ? ''
-        : ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
-          `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load}`) +
+      `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll}` +
+      floorFields(floor, vms, allPodsMs) +
       ` operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
     process.stdout.write(`${line}\n`);
@@ -528,6 +555,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const baseline = stringFlag(args, '--baseline');
   const cpuProfDir = stringFlag(args, '--cpu-prof');
   const withFloor = !args.includes('--no-floor');
+  const apiQps = args.includes('--api-qps') ? flag(args, '--api-qps', 200) : undefined;
   const cluster = await ensureCluster();
   const s = await scratch(cluster, 'kv-bench-scale-nodes');
   const kc = new KubeConfig();
@@ -552,7 +580,7 @@ export async function main(args: readonly string[]): Promise<void> {
       ['bench', 'self'],
     ]);
     process.stdout.write(`operator-scale: CPU measured of ${[...others].map(([k, v]) => `${k}=${v === 'self' ? process.pid : v.join('+') || 'none'}`).join(' ')}\n`);
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir };
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps };
     const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
     if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));

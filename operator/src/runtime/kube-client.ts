@@ -100,6 +100,8 @@ export type RequestClass = 'read' | 'write' | 'status' | 'watch';
 /** Sees every request the client sends, with its answer's HTTP code (0: no answer). */
 export interface KubeRequestObserver {
   onApiRequest(method: KubeMethod, cls: RequestClass, code: number, resource: string): void;
+  /** A request waited this long for the client rate limit before it was sent. */
+  onRateLimitWait?(seconds: number): void;
 }
 
 /**
@@ -169,10 +171,7 @@ export class KubeClient {
   /** Sends one request and returns the parsed JSON answer (2xx) or throws KubeApiError, KubeTransportError or KubeTimeoutError. */
   async request(method: KubeMethod, path: string, options: RequestOptions = {}): Promise<unknown> {
     const cls = classify(method, path);
-    if (this.#bucket !== undefined && !exemptPath.test(path)) {
-      const lane: RequestLane = cls === 'status' ? 'status' : 'ordinary';
-      await this.#bucket.acquire(lane, options.signal);
-    }
+    await this.#paced(cls, path, options.signal);
     const ctx = await this.#context(method, path, options);
     const deadline = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
     const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
@@ -199,6 +198,15 @@ export class KubeClient {
     const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
     const message = status.success ? (status.data.message ?? text) : text;
     throw new KubeApiError(response.status, reason, message, { method, path });
+  }
+
+  /** Waits for the client rate limit, if any applies to `path` (status writes in their own lane first). */
+  async #paced(cls: RequestClass, path: string, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#bucket === undefined || exemptPath.test(path)) return;
+    const lane: RequestLane = cls === 'status' ? 'status' : 'ordinary';
+    const queued = performance.now();
+    await this.#bucket.acquire(lane, signal);
+    this.#observer?.onRateLimitWait?.((performance.now() - queued) / 1000);
   }
 
   get(path: string, signal?: AbortSignal): Promise<unknown> {
