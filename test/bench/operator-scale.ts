@@ -24,12 +24,9 @@
 // `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
 // 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q]
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
-import { access, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -42,9 +39,11 @@ import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { postPods, readNodes, renderFloorPods } from '../support/launcher-pod-floor.ts';
-import { cpuSince, processesOf, type CpuSubjects } from '../support/process-cpu.ts';
+import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
+import { nodeFlagsOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
+import { apiServerPid, cpuShares, cpuSince, processesOf, procStats, type CpuSubjects } from '../support/process-cpu.ts';
 import { startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
-import { OPERATOR_NAMESPACE, operatorKubeconfig } from '../operator/operator-process.ts';
+import { operatorKubeconfig } from '../operator/operator-process.ts';
 import { scratch, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -80,116 +79,8 @@ function vmManifest(s: Scratch, kwokLabel: string, i: number): unknown {
   };
 }
 
-/** RSS, its high-water mark and CPU time of a process, from procfs. */
-async function procStats(pid: number): Promise<{ rssMiB: number; peakMiB: number; cpuMs: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return { rssMiB: kb('VmRSS') / 1024, peakMiB: kb('VmHWM') / 1024, cpuMs: (ticks * 1000) / 100 };
-}
-
-/** Sums the samples of `name` whose labels match every given pair. */
-function metricSum(text: string, name: string, labels: Record<string, string | RegExp> = {}): number {
-  let total = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} ([0-9.e+-]+)$`, 'gm'))) {
-    const pairs = new Map([...(m[1] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((p) => [p[1] ?? '', p[2] ?? '']));
-    const ok = Object.entries(labels).every(([k, want]) => (typeof want === 'string' ? pairs.get(k) === want : want.test(pairs.get(k) ?? '')));
-    if (ok) total += Number(m[2]);
-  }
-  return total;
-}
-
-/** The value of an unlabelled sample (`name value`); undefined when the operator does not export it. */
-function metricValue(text: string, name: string): number | undefined {
-  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
-  return m === null ? undefined : Number(m[1]);
-}
-
 async function httpText(url: string): Promise<string> {
   return (await fetch(url)).text();
-}
-
-interface OperatorRun {
-  readonly pid: number;
-  readonly port: Promise<number>;
-  /** Every port its health server listened on: a manager that lost its lease starts over on a new one. */
-  readonly ports: readonly number[];
-  readonly exited: Promise<void>;
-  kill(): void;
-}
-
-/**
- * Starts the operator of `tree` (a checkout holding operator/src/main.ts) with the run's
- * kubeconfig. Its output goes straight to `logFile` (a pipe read by this process would
- * hold the operator's writes whenever this process is busy); the file is read for the
- * health server's port.
- */
-function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; apiQps: number | undefined; profile: { dir: string; name: string } | undefined }): OperatorRun {
-  const { workers, profile } = run;
-  const args = [
-    ...tree.nodeFlags,
-    ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}`]),
-    path.join(tree.dir, 'operator/src/main.ts'),
-    '--kubeconfig', kubeconfig,
-    '--namespace', OPERATOR_NAMESPACE,
-    '--identity', `scale-${s.runId}`,
-    '--lease-name', `keyvirt-e2e-${s.runId}`,
-    '--health-address', '127.0.0.1:0',
-    '--metrics-address', '127.0.0.1:0',
-    '--allow-emulation', 'true',
-    '--vm-selector', `${TEST_RUN_LABEL}=${s.runId}`,
-    '--storage-domain-selector', `${TEST_RUN_LABEL}=${s.runId}`,
-    '--workers', String(workers),
-    ...(run.apiQps === undefined ? [] : ['--api-qps', String(run.apiQps), '--api-burst', String(run.apiQps * 2)]),
-  ];
-  const fd = openSync(logFile, 'a');
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: kubeconfig } });
-  closeSync(fd);
-  const ports: number[] = [];
-  let offset = 0;
-  let pending = '';
-  const scan = async (): Promise<void> => {
-    const text = await readFile(logFile);
-    pending += text.subarray(offset).toString('utf8');
-    offset = text.length;
-    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-      const m = /"port":(\d+).*"msg":"health and metrics server listening"/.exec(pending.slice(0, nl));
-      pending = pending.slice(nl + 1);
-      if (m !== null) ports.push(Number(m[1]));
-    }
-  };
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  let alive = true;
-  void exited.then(() => (alive = false));
-  const port = (async (): Promise<number> => {
-    while (ports.length === 0) {
-      if (!alive) throw new Error(`operator exited:\n${(await readFile(logFile, 'utf8')).slice(-3000)}`);
-      await sleep(200);
-      await scan();
-    }
-    return ports[0] ?? 0;
-  })();
-  // Keeps noticing new lives of the manager (a new health port) until the process ends.
-  void (async (): Promise<void> => {
-    while (alive) {
-      await sleep(500);
-      await scan();
-    }
-  })();
-  if (child.pid === undefined) throw new Error('operator did not start');
-  // A profiled operator writes its profile as it exits: it is stopped as a pod is (SIGTERM), killed only if it hangs.
-  const kill = (): void => {
-    if (profile === undefined) {
-      child.kill('SIGKILL');
-      return;
-    }
-    child.kill('SIGTERM');
-    const hung = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    void exited.then(() => clearTimeout(hung));
-  };
-  return { pid: child.pid, port, ports, exited, kill };
 }
 
 /** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
@@ -202,53 +93,6 @@ async function createAll(client: KubeClient, namespace: string, items: readonly 
     }
   };
   await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
-
-/** A checkout of the operator at `rev` (its own operator/ tree, the repository's node_modules). */
-async function treeAt(rev: string, dir: string): Promise<string> {
-  const tree = path.join(dir, `tree-${rev.replace(/[^a-zA-Z0-9]/g, '_')}`);
-  await mkdir(tree, { recursive: true });
-  const archive = execFileSync('git', ['-C', repoRoot, 'archive', rev, 'operator'], { maxBuffer: 1 << 28 });
-  execFileSync('tar', ['-x', '-C', tree], { input: archive });
-  await symlink(path.join(repoRoot, 'node_modules'), path.join(tree, 'node_modules'));
-  return tree;
-}
-
-/** The Node flags the operator image runs `tree`'s operator with (none before they existed). */
-async function nodeFlagsOf(tree: string): Promise<readonly string[]> {
-  const file = path.join(tree, 'operator/src/runtime/node-flags.ts');
-  try {
-    await access(file);
-  } catch {
-    return [];
-  }
-  const mod = z.object({ OPERATOR_NODE_FLAGS: z.array(z.string()).readonly() }).parse(await import(pathToFileURL(file).href));
-  return mod.OPERATOR_NODE_FLAGS;
-}
-
-/** The kube-apiserver serving `port` (its CPU is the pace of a burst), if this machine runs it. */
-async function apiServerPid(port: number): Promise<number | undefined> {
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const args = cmdline.split('\0');
-    if ((args[0] ?? '').endsWith('kube-apiserver') && args.includes(`--secure-port=${port}`)) return Number(entry);
-  }
-  return undefined;
-}
-
-/** From now until the returned function is called: the operator's and the API server's CPU (% of one core) and the load average. */
-async function cpuShares(operatorPid: number, apiPid: number | undefined): Promise<() => Promise<{ operatorPct: string; apiServerPct: string; load: string }>> {
-  const start = Date.now();
-  const op = (await procStats(operatorPid)).cpuMs;
-  const api = apiPid === undefined ? undefined : (await procStats(apiPid)).cpuMs;
-  const loadBefore = loadavg()[0] ?? 0;
-  return async () => {
-    const ms = Date.now() - start;
-    const pct = (now: number, then: number): string => (((now - then) / ms) * 100).toFixed(0);
-    const apiServerPct = apiPid === undefined || api === undefined ? 'n/a' : pct((await procStats(apiPid)).cpuMs, api);
-    return { operatorPct: pct((await procStats(operatorPid)).cpuMs, op), apiServerPct, load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}` };
-  };
 }
 
 /** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
@@ -362,41 +206,6 @@ interface Floor {
   readonly allBoundMs: number;
   readonly cpu: string;
   readonly load: string;
-}
-
-/** Requests per VM by verb and resource (`POST:pods=1.00,…`), from the counters' difference; empty for an operator that does not label them. */
-function requestsByResource(before: string, after: string, vms: number): string {
-  const sums = (text: string): Map<string, number> => {
-    const out = new Map<string, number>();
-    for (const m of text.matchAll(/^keyvirt_api_requests_total\{([^}]*)\} ([0-9.e+-]+)$/gm)) {
-      const labels = new Map([...(m[1] ?? '').matchAll(/([a-z_]+)="([^"]*)"/g)].map((p) => [p[1] ?? '', p[2] ?? '']));
-      if (labels.get('class') === 'watch' || !labels.has('resource')) continue;
-      const key = `${labels.get('verb') ?? ''}:${labels.get('resource') ?? ''}${labels.get('class') === 'status' ? '/status' : ''}`;
-      out.set(key, (out.get(key) ?? 0) + Number(m[2]));
-    }
-    return out;
-  };
-  const b = sums(before);
-  return [...sums(after)]
-    .map(([k, v]): [string, number] => [k, (v - (b.get(k) ?? 0)) / vms])
-    .filter(([, v]) => v >= 0.005)
-    .sort((x, y) => y[1] - x[1])
-    .map(([k, v]) => `${k}=${v.toFixed(2)}`)
-    .join(',');
-}
-
-/** Requests the operator counted (reads and writes, not watches); undefined for an operator that does not count them. */
-function operatorRequests(metricsText: string): number | undefined {
-  if (!metricsText.includes('keyvirt_api_requests_total')) return undefined;
-  return metricSum(metricsText, 'keyvirt_api_requests_total', { class: /^(read|write|status)$/ });
-}
-
-/** Seconds requests waited for the operator's rate limit between two scrapes, summed ('n/a': not exported). */
-function rateLimitWaitBetween(before: string, after: string): string {
-  const name = 'keyvirt_api_rate_limit_wait_seconds_total';
-  const from = metricValue(before, name);
-  const to = metricValue(after, name);
-  return from === undefined || to === undefined ? 'n/a' : (to - from).toFixed(1);
 }
 
 /** The floor's fields of a BENCH line (none without a floor). */

@@ -3,6 +3,7 @@
 // benchmark's own process — a benchmark that watches thousands of objects may be
 // measuring itself.
 import { readdir, readFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import path from 'node:path';
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on Linux). */
@@ -57,5 +58,40 @@ export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<str
     const parts: string[] = [];
     for (const [name, subject] of subjects) parts.push(`${name}=${(((await cpuOf(subject)) - (before.get(name) ?? 0)) / ms * 100).toFixed(0)}`);
     return parts.join(',');
+  };
+}
+
+/** RSS, its high-water mark and CPU time of a process, from procfs. */
+export async function procStats(pid: number): Promise<{ rssMiB: number; peakMiB: number; cpuMs: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { rssMiB: kb('VmRSS') / 1024, peakMiB: kb('VmHWM') / 1024, cpuMs: (ticks * 1000) / 100 };
+}
+
+/** The kube-apiserver serving `port` (its CPU is the pace of a burst), if this machine runs it. */
+export async function apiServerPid(port: number): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = cmdline.split('\0');
+    if ((args[0] ?? '').endsWith('kube-apiserver') && args.includes(`--secure-port=${port}`)) return Number(entry);
+  }
+  return undefined;
+}
+
+/** From now until the returned function is called: the operator's and the API server's CPU (% of one core) and the load average. */
+export async function cpuShares(operatorPid: number, apiPid: number | undefined): Promise<() => Promise<{ operatorPct: string; apiServerPct: string; load: string }>> {
+  const start = Date.now();
+  const op = (await procStats(operatorPid)).cpuMs;
+  const api = apiPid === undefined ? undefined : (await procStats(apiPid)).cpuMs;
+  const loadBefore = loadavg()[0] ?? 0;
+  return async () => {
+    const ms = Date.now() - start;
+    const pct = (now: number, then: number): string => (((now - then) / ms) * 100).toFixed(0);
+    const apiServerPct = apiPid === undefined || api === undefined ? 'n/a' : pct((await procStats(apiPid)).cpuMs, api);
+    return { operatorPct: pct((await procStats(operatorPid)).cpuMs, op), apiServerPct, load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}` };
   };
 }
