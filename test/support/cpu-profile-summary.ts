@@ -75,7 +75,8 @@ async function main(args: readonly string[]): Promise<void> {
   const { functions, totalMs } = summarize(profile, path.resolve(import.meta.dirname, '..', '..'));
   const shown = match === undefined ? functions : functions.filter((f) => f.fn.includes(match));
   const row = (f: FunctionTime): string => `${f.selfMs.toFixed(0).padStart(9)} ${((f.selfMs / totalMs) * 100).toFixed(1).padStart(5)}% ${f.totalMs.toFixed(0).padStart(9)} ${((f.totalMs / totalMs) * 100).toFixed(1).padStart(5)}%  ${f.fn}`;
-  const header = `  self ms  self%  total ms total%  function (profile: ${totalMs.toFixed(0)} ms)`;
+  const idleMs = functions.find((f) => f.fn.startsWith('(idle) '))?.selfMs ?? 0;
+  const header = `  self ms  self%  total ms total%  function (profile: ${totalMs.toFixed(0)} ms, ${(totalMs - idleMs).toFixed(0)} ms busy)`;
   process.stdout.write(`by self time:\n${header}\n${[...shown].sort((a, b) => b.selfMs - a.selfMs).slice(0, top).map(row).join('\n')}\n\n`);
   process.stdout.write(`by total time:\n${header}\n${shown.slice(0, top).map(row).join('\n')}\n`);
 }
