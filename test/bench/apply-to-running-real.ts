@@ -5,7 +5,11 @@
 // chart release of its own on the real nodes (test/chart/helm-install-release.ts: its
 // admission policy admits exactly the launcher image it runs), managing only this
 // part's VMs. TCG here.
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { realNodesCgroupParent } from '../../hack/cluster/real-node-config.ts';
+import { processMemory } from '../support/process-memory.ts';
 import type { TestCluster } from '../support/cluster.ts';
 import type { TestGuest } from '../support/guest.ts';
 import { ensureRealNodes, realNodeLabel, realNodeToleration } from '../support/real-nodes.ts';
@@ -19,6 +23,50 @@ export interface RealNodeRun {
   readonly ms: number;
   readonly node: string;
   readonly accel: string;
+  readonly memory: RealPodMemory;
+}
+
+/** The launcher container's memory cgroup on the real node (the kubelet's, cgroupfs), at AgentConnected. */
+export interface RealPodMemory {
+  /** memory.usage_in_bytes: what the container is charged (the launcher, QEMU, page cache they faulted first). */
+  readonly chargedMiB: number;
+  /** The charge beside QEMU's own anonymous memory: what the launcher costs the node. */
+  readonly besideQemuMiB: number;
+  readonly launcherRssMiB: number;
+  readonly launcherAnonMiB: number;
+  readonly qemuAnonMiB: number;
+}
+
+const MIB = 2 ** 20;
+
+/** The cgroup directories below `dir`, depth first. */
+async function* cgroupDirs(dir: string): AsyncGenerator<string> {
+  yield dir;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) yield* cgroupDirs(path.join(dir, entry.name));
+  }
+}
+
+async function realPodMemory(node: string, podUid: string): Promise<RealPodMemory> {
+  const root = path.join('/sys/fs/cgroup/memory', realNodesCgroupParent, node);
+  for await (const dir of cgroupDirs(root)) {
+    // The kubelet's cgroupfs layout: kubepods/<qos>/pod<uid>/<container id>.
+    if (path.basename(path.dirname(dir)) !== `pod${podUid}`) continue;
+    const pids = (await readFile(path.join(dir, 'cgroup.procs'), 'utf8')).split('\n').filter((l) => l !== '').map(Number);
+    let qemu: { anon: number } | undefined;
+    let launcher: { rss: number; anon: number } | undefined;
+    for (const pid of pids) {
+      const exe = await readFile(`/proc/${pid}/cmdline`, 'utf8').then((c) => c.split('\0')[0] ?? '', () => '');
+      const m = await processMemory(pid).catch(() => undefined);
+      if (m === undefined) continue;
+      if (exe.includes('qemu-system')) qemu = { anon: m.anonMiB };
+      if (exe.endsWith('/node')) launcher = { rss: m.rssMiB, anon: m.anonMiB };
+    }
+    if (qemu === undefined || launcher === undefined) continue;
+    const charged = Number(await readFile(path.join(dir, 'memory.usage_in_bytes'), 'utf8')) / MIB;
+    return { chargedMiB: charged, besideQemuMiB: charged - qemu.anon, launcherRssMiB: launcher.rss, launcherAnonMiB: launcher.anon, qemuAnonMiB: qemu.anon };
+  }
+  throw new Error(`no memory cgroup under ${root} for pod ${podUid} holds its launcher and QEMU`);
 }
 
 export interface RealNodeBench {
@@ -57,7 +105,8 @@ export async function startRealNodeBench(cluster: TestCluster, s: Scratch, guest
             const ms = Date.now() - started;
             const node = vm.status?.nodeName ?? '';
             if (!nodes.includes(node)) throw new Error(`VM ${name} ran on ${node}, not on a real node`);
-            return { ms, node, accel: vm.status?.accelerator ?? 'unknown' };
+            const uid = cluster.kubectl(['get', 'pods', '-n', s.namespace, '-l', `keyvirt.io/vm=${name}`, '-o', 'jsonpath={.items[0].metadata.uid}']).trim();
+            return { ms, node, accel: vm.status?.accelerator ?? 'unknown', memory: await realPodMemory(node, uid) };
           }
           await sleep(100);
         }

@@ -14,7 +14,11 @@
 // also runs a second time from a cgroup placed as a pod's (`bare_cg`): the difference
 // between the two bare runs is the simulator's CPU weighting, not KeyVirt.
 // Each repetition also applies the same VM onto a real kubelet + containerd node
-// (apply-to-running-real.ts): `real_node_apply_ms`, unless --no-real-nodes.
+// (apply-to-running-real.ts): `real_node_apply_ms`, and what the launcher container's
+// memory cgroup there is charged beside QEMU's anonymous memory (`real_beside_qemu_mib`,
+// the node agent on that node running the same Node.js file: ADR 0116), unless
+// --no-real-nodes. `control_path_ms` pairs what KeyVirt adds around the guest's boot:
+// apply → QEMU spawned over the bare launcher's start → QEMU spawned, plus the status path.
 //   npm run bench -- apply-to-running [--reps N] [--no-real-nodes]   (default 3)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
@@ -328,7 +332,10 @@ export async function main(args: readonly string[]): Promise<void> {
       if (realBench !== undefined) {
         const r = await realBench.run(`bench-real-${i}`);
         realRuns.push(r);
-        process.stdout.write(`rep ${i + 1}/${reps}: real_node_apply_ms=${r.ms} node=${r.node} accel=${r.accel}\n`);
+        process.stdout.write(
+          `rep ${i + 1}/${reps}: real_node_apply_ms=${r.ms} node=${r.node} real_pod_charged_mib=${r.memory.chargedMiB.toFixed(1)} real_beside_qemu_mib=${r.memory.besideQemuMiB.toFixed(1)} ` +
+            `real_launcher_rss_mib=${r.memory.launcherRssMiB.toFixed(1)} real_launcher_anon_mib=${r.memory.launcherAnonMiB.toFixed(1)} real_qemu_anon_mib=${r.memory.qemuAnonMiB.toFixed(1)} accel=${r.accel}\n`,
+        );
       }
       process.stdout.write(
         `rep ${i + 1}/${reps}: bare_ms=${b.ms} bare_cg_ms=${bc.ms} apply_ms=${a.ms} overhead_ms=${a.ms - b.ms} overhead_cg_ms=${a.ms - bc.ms} control_path_ms=${a.qemuSpawnedMs - b.qemuSpawnedMs + a.ms - a.agentLoggedMs} bare_qemu_spawned_ms=${b.qemuSpawnedMs} pod_created_ms=${a.podCreatedMs} pod_bound_ms=${a.podBoundMs} pod_running_ms=${a.podRunningMs} qemu_spawned_ms=${a.qemuSpawnedMs} agent_logged_ms=${a.agentLoggedMs} ` +
@@ -362,7 +369,10 @@ export async function main(args: readonly string[]): Promise<void> {
         `qemu_cpu_share=${median(runs.map((r) => r.pod.qemuCpuShare)).toFixed(2)} bare_qemu_cpu_share=${median(bareShares).toFixed(2)} bare_cg_qemu_cpu_share=${median(bareCgShares).toFixed(2)} ` +
         `pod_charged_mib=${median(runs.map((r) => r.pod.chargedMiB)).toFixed(1)} launcher_rss_mib=${median(runs.map((r) => r.pod.launcherRssMiB)).toFixed(1)} ` +
         `launcher_private_mib=${median(runs.map((r) => r.pod.launcherPrivateMiB)).toFixed(1)} qemu_rss_mib=${median(runs.map((r) => r.pod.qemuRssMiB)).toFixed(1)} ` +
-        (realRuns.length > 0 ? `real_node_apply_ms=${Math.round(median(realRuns.map((r) => r.ms)))} real_node_apply_min_ms=${Math.min(...realRuns.map((r) => r.ms))} real_node_apply_max_ms=${Math.max(...realRuns.map((r) => r.ms))} real_node_accel=${realRuns[0]?.accel ?? ''} ` : '') +
+        (realRuns.length > 0 ? `real_node_apply_ms=${Math.round(median(realRuns.map((r) => r.ms)))} real_node_apply_min_ms=${Math.min(...realRuns.map((r) => r.ms))} real_node_apply_max_ms=${Math.max(...realRuns.map((r) => r.ms))} real_node_accel=${realRuns[0]?.accel ?? ''} ` +
+            `real_pod_charged_mib=${median(realRuns.map((r) => r.memory.chargedMiB)).toFixed(1)} real_beside_qemu_mib=${median(realRuns.map((r) => r.memory.besideQemuMiB)).toFixed(1)} ` +
+            `real_launcher_rss_mib=${median(realRuns.map((r) => r.memory.launcherRssMiB)).toFixed(1)} real_launcher_anon_mib=${median(realRuns.map((r) => r.memory.launcherAnonMiB)).toFixed(1)} `
+          : '') +
         `boot=disk reps=${reps} accel=${accel}\n`,
     );
   } finally {
