@@ -15,12 +15,12 @@ function template(memory: string, cores: number): VirtualMachine['spec']['templa
 }
 
 describe('launcher pod memory overhead', () => {
-  // launcher 72 MiB (measured in a launcher pod: apply-to-running, ADR 0111) + QEMU 64 MiB + guest/512 + 8 MiB per vCPU (+ 128 MiB TCG cache)
+  // launcher 40 MiB (charged beside QEMU in a launcher pod on a real node: apply-to-running, ADR 0116) + QEMU 64 MiB + guest/512 + 8 MiB per vCPU (+ 128 MiB TCG cache)
   const cases: { name: string; memory: string; cores: number; mayEmulate: boolean; wantMiB: number }[] = [
-    { name: '256 MiB, 1 vCPU, KVM only', memory: '256Mi', cores: 1, mayEmulate: false, wantMiB: 72 + 64 + 0.5 + 8 },
-    { name: '256 MiB, 1 vCPU, may emulate', memory: '256Mi', cores: 1, mayEmulate: true, wantMiB: 72 + 64 + 0.5 + 8 + 128 },
-    { name: '1 GiB, 2 vCPUs, may emulate', memory: '1Gi', cores: 2, mayEmulate: true, wantMiB: 72 + 64 + 2 + 16 + 128 },
-    { name: '8 GiB, 4 vCPUs, KVM only', memory: '8Gi', cores: 4, mayEmulate: false, wantMiB: 72 + 64 + 16 + 32 },
+    { name: '256 MiB, 1 vCPU, KVM only', memory: '256Mi', cores: 1, mayEmulate: false, wantMiB: 40 + 64 + 0.5 + 8 },
+    { name: '256 MiB, 1 vCPU, may emulate', memory: '256Mi', cores: 1, mayEmulate: true, wantMiB: 40 + 64 + 0.5 + 8 + 128 },
+    { name: '1 GiB, 2 vCPUs, may emulate', memory: '1Gi', cores: 2, mayEmulate: true, wantMiB: 40 + 64 + 2 + 16 + 128 },
+    { name: '8 GiB, 4 vCPUs, KVM only', memory: '8Gi', cores: 4, mayEmulate: false, wantMiB: 40 + 64 + 16 + 32 },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -31,7 +31,7 @@ describe('launcher pod memory overhead', () => {
   it('requests the guest plus the overhead and states the overhead', () => {
     const t = template('256Mi', 1);
     const r = launcherResources(t, true);
-    assert.equal(r.overheadBytes, (72 + 64 + 0.5 + 8 + 128) * MiB);
-    assert.equal(r.requests.memory, '529Mi', '256 MiB guest + 272.5 MiB overhead, rounded up');
+    assert.equal(r.overheadBytes, (40 + 64 + 0.5 + 8 + 128) * MiB);
+    assert.equal(r.requests.memory, '497Mi', '256 MiB guest + 240.5 MiB overhead, rounded up');
   });
 });

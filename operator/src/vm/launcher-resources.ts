@@ -10,14 +10,18 @@ const MiB = 1024 * 1024;
 /**
  * The launcher process (Node.js, the HTTP API, QMP and agent clients), as its image runs
  * it (one bundled script under `--lite-mode`, docs/adr/0077 and 0111), measured with the
- * guest agent connected: ~60 MiB resident run alone (`npm run bench -- launcher-boot`;
- * ~19 MiB its own, ~41 MiB the Node binary's pages, shared by every launcher of the
- * node), 68 MiB in a launcher pod that the operator follows and scrapes and whose guest
- * it serves DHCP (`apply-to-running`; 24 MiB its own). The request covers the pod's
- * figure plus what an incoming migration loads (node:tls, ~4 MiB), so that the first
- * launcher on a node is not under-requested either. Nothing else runs in the pod beside QEMU.
+ * guest agent connected: ~60 MiB resident, of which ~20 MiB its own (anonymous) and ~41
+ * MiB the node binary's pages. Those are one file for every launcher and the node agent
+ * of a node (one image layer, docs/adr/0116), so the kernel keeps and charges them once:
+ * on a real kubelet + containerd node a launcher container is charged 20.6–23.2 MiB
+ * beside QEMU's own memory, the first on a fresh node included (`npm run bench --
+ * apply-to-running`, real-node part); in a pod whose guest it serves DHCP the launcher
+ * held up to 24 MiB of its own. The request covers that, what an incoming migration
+ * loads (node:tls, ~4 MiB) and a margin; pages of the binary that a launcher faults
+ * before any other Node process of its node did are page cache, which the kernel
+ * reclaims before it fails an allocation. Nothing else runs in the pod beside QEMU.
  */
-export const LAUNCHER_PROCESS_BYTES = 72 * MiB;
+export const LAUNCHER_PROCESS_BYTES = 40 * MiB;
 /** QEMU itself beyond guest RAM: devices, VNC, block layer, migration buffers. */
 export const QEMU_FIXED_BYTES = 64 * MiB;
 export const PER_VCPU_BYTES = 8 * MiB;
