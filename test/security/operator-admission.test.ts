@@ -25,7 +25,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
 const LAUNCHER_IMAGE = 'localhost/keyvirt/launcher:0.1.0';
 const HOST_PATH_PATTERN = '^/tmp/keyvirt-sec/';
-const POLICIES = ['operator-pods', 'operator-objects', 'operator-volumes', 'operator-claims', 'node-agent-own-node'] as const;
+const POLICIES = ['operator-pods', 'operator-objects', 'operator-volumes', 'operator-claims', 'node-agent-own-node', 'reserved-pod-labels'] as const;
 
 interface Manifest { kind: string; metadata: { name: string; namespace?: string } }
 
