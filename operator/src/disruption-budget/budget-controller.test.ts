@@ -8,7 +8,7 @@ import type { Pod, PodDisruptionBudget } from '../runtime/core-schemas.ts';
 import type { RecordedEvent } from '../runtime/event-recorder.ts';
 import { KubeApiError } from '../runtime/kube-client.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
-import { desiredBudget, LAUNCHER_MIN_AVAILABLE } from './budget-spec.ts';
+import { desiredBudget, LAUNCHER_MIN_AVAILABLE, namespaceNeedsBudget } from './budget-spec.ts';
 
 const log = pino({ level: 'silent' });
 const ctx = { signal: new AbortController().signal, log, reconcileId: 't' };
@@ -40,7 +40,7 @@ function harness(world: World): { controller: DisruptionBudgetController; calls:
   const calls: Calls = { create: [], patch: [], delete: [], events: [] };
   const inNs = <T extends { metadata: { namespace?: string | undefined } }>(list: T[] | undefined, ns: string): T[] => (list ?? []).filter((o) => o.metadata.namespace === ns);
   const controller = new DisruptionBudgetController({
-    caches: { vms: (ns) => inNs(world.vms, ns), budgets: (ns) => inNs(world.budgets, ns), pods: (ns) => inNs(world.pods, ns) },
+    caches: { vms: (ns) => inNs(world.vms, ns), needsBudget: (ns) => namespaceNeedsBudget(inNs(world.vms, ns)), budgets: (ns) => inNs(world.budgets, ns), pods: (ns) => inNs(world.pods, ns) },
     client: {
       create: (path, body) => {
         calls.create.push({ path, body });
@@ -160,5 +160,23 @@ void describe('DisruptionBudgetController', () => {
     await controller.reconcile(ctx, 'prod');
     assert.equal(calls.create.length, 1);
     assert.equal(calls.delete.length, 0);
+  });
+
+  void it('reads none of the namespace\'s VMs when its budget stands and no per-VM budget is left (each VM\'s creation queues the namespace)', async () => {
+    const vms = Array.from({ length: 1000 }, (_, i) => vm('LiveMigrate', `web-${i}`));
+    const cases: { name: string; budgets: PodDisruptionBudget[]; reads: number }[] = [
+      { name: 'the budget stands', budgets: [theBudget()], reads: 0 },
+      { name: 'a per-VM budget is left', budgets: [theBudget(), vmBudget('web-1')], reads: 1 },
+    ];
+    for (const c of cases) {
+      let reads = 0;
+      const controller = new DisruptionBudgetController({
+        caches: { vms: () => (reads++, vms), needsBudget: () => true, budgets: () => c.budgets, pods: () => [] },
+        client: { create: () => Promise.resolve({}), patch: () => Promise.resolve({}), delete: () => Promise.resolve({}) },
+        events: { record: () => Promise.resolve() },
+      });
+      await controller.reconcile(ctx, 'prod');
+      assert.equal(reads, c.reads, c.name);
+    }
   });
 });

@@ -11,11 +11,13 @@ import type { EventSink } from '../runtime/event-recorder.ts';
 import { type KubeClient, isAlreadyExists, isConflict, isNotFound } from '../runtime/kube-client.ts';
 import { LABEL_VM_UID } from '../vm/names.ts';
 import { collectionPath, objectPath } from '../runtime/resource.ts';
-import { budgetAction, NAMESPACE_BUDGET_NAME, namespaceNeedsBudget, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
+import { budgetAction, NAMESPACE_BUDGET_NAME, podDisruptionBudgetType, removableVmBudgets } from './budget-spec.ts';
 
 export interface BudgetCaches {
   /** The VMs of a namespace. */
   vms(namespace: string): readonly VirtualMachine[];
+  /** namespaceNeedsBudget of the namespace's VMs, answered without reading them (an index count). */
+  needsBudget(namespace: string): boolean;
   /** The budgets the operator manages in a namespace. */
   budgets(namespace: string): readonly PodDisruptionBudget[];
   /** The launcher pods of a namespace. */
@@ -45,10 +47,10 @@ export class DisruptionBudgetController implements Reconciler {
   }
 
   async reconcile(ctx: ReconcileContext, namespace: string): Promise<ReconcileResult> {
-    const vms = this.#d.caches.vms(namespace);
+    // The namespace's VMs are read only on the rare paths (a refused creation, per-VM budgets): this runs at every VM's creation.
     const budgets = this.#d.caches.budgets(namespace);
     const existing = budgets.find((b) => b.metadata.name === NAMESPACE_BUDGET_NAME);
-    const action = budgetAction(namespace, namespaceNeedsBudget(vms), existing);
+    const action = budgetAction(namespace, this.#d.caches.needsBudget(namespace), existing);
     const ref = { namespace, name: NAMESPACE_BUDGET_NAME };
     if (existing !== undefined) this.#refusedOnce.delete(namespace);
     switch (action.kind) {
@@ -62,7 +64,7 @@ export class DisruptionBudgetController implements Reconciler {
           this.#reportedForeign.delete(namespace);
         } catch (err) {
           if (!isAlreadyExists(err)) throw err;
-          await this.#refused(ctx, namespace, vms);
+          await this.#refused(ctx, namespace, this.#d.caches.vms(namespace));
           return { requeueAfterMs: FOREIGN_RETRY_MS };
         }
         break;
@@ -71,7 +73,7 @@ export class DisruptionBudgetController implements Reconciler {
         ctx.log.info('launcher disruption budget of the namespace corrected');
         break;
     }
-    return this.#removeVmBudgets(ctx, namespace, budgets, existing, vms);
+    return this.#removeVmBudgets(ctx, namespace, budgets, existing);
   }
 
   /** Per-VM budgets of an earlier operator: removed once the namespace's budget covers their pods. */
@@ -80,11 +82,10 @@ export class DisruptionBudgetController implements Reconciler {
     namespace: string,
     budgets: readonly PodDisruptionBudget[],
     namespaceBudget: PodDisruptionBudget | undefined,
-    vms: readonly VirtualMachine[],
   ): Promise<ReconcileResult> {
     // Most namespaces hold no per-VM budget: the VMs' uids (a walk over every VM) are gathered only when one exists.
     if (!budgets.some((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME)) return {};
-    const vmUids = new Set(vms.map((v) => v.metadata.uid ?? ''));
+    const vmUids = new Set(this.#d.caches.vms(namespace).map((v) => v.metadata.uid ?? ''));
     const perVm = budgets.filter((b) => b.metadata.name !== NAMESPACE_BUDGET_NAME && b.metadata.deletionTimestamp === undefined && vmUids.has(b.spec?.selector?.matchLabels?.[LABEL_VM_UID] ?? ''));
     if (perVm.length === 0) return {};
     const removable = removableVmBudgets(perVm, vmUids, namespaceBudget, this.#d.caches.pods(namespace));

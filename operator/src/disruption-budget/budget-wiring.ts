@@ -9,7 +9,7 @@ import type { Informer, KubeObject } from '../runtime/informer.ts';
 import { launcherPodInformer } from '../vm/launcher-pod-cache.ts';
 import { virtualMachineType } from '../vm/names.ts';
 import { DisruptionBudgetController } from './budget-controller.ts';
-import { BUDGET_SELECTOR, podDisruptionBudgetType } from './budget-spec.ts';
+import { BUDGET_SELECTOR, namespaceNeedsBudget, podDisruptionBudgetType } from './budget-spec.ts';
 
 export interface BudgetControllerWiring extends ControllerWiringBase {
   observer?: ControllerObserver;
@@ -18,6 +18,8 @@ export interface BudgetControllerWiring extends ControllerWiringBase {
 }
 
 const BY_NAMESPACE = 'namespace';
+/** The index of VMs that need their namespace's budget, by namespace. */
+const NEEDING_BUDGET = 'namespace-needing-budget';
 
 function byNamespace<T extends KubeObject>(informer: Informer<T>): (namespace: string) => T[] {
   if (!informer.hasIndex(BY_NAMESPACE)) informer.addIndex(BY_NAMESPACE, (o) => [o.metadata.namespace ?? '']);
@@ -30,8 +32,10 @@ export function addDisruptionBudgetController(w: BudgetControllerWiring): Contro
   const budgets = manager.informer(podDisruptionBudgetType, podDisruptionBudgetSchema, { labelSelector: BUDGET_SELECTOR });
   // The launcher pod cache of the VM controller (launcher pods only).
   const pods = launcherPodInformer(manager);
+  // The namespaces of VMs that need the budget, by the decision's own rule applied to each VM.
+  if (!vms.hasIndex(NEEDING_BUDGET)) vms.addIndex(NEEDING_BUDGET, (vm) => (namespaceNeedsBudget([vm]) ? [vm.metadata.namespace ?? ''] : []));
   const reconciler = new DisruptionBudgetController({
-    caches: { vms: byNamespace(vms), budgets: byNamespace(budgets), pods: byNamespace(pods) },
+    caches: { vms: byNamespace(vms), needsBudget: (namespace) => vms.countByIndex(NEEDING_BUDGET, namespace) > 0, budgets: byNamespace(budgets), pods: byNamespace(pods) },
     client: w.client,
     events: w.events,
   });

@@ -129,7 +129,9 @@ void describe('Informer at scale', () => {
     assert.deepEqual(names('vm-a'), []);
     assert.deepEqual(names('vm-b'), ['p2'], 'p3 vanished while the watch was away: the relist drops it from the index');
     assert.deepEqual(names('vm-c'), ['p5']);
+    assert.deepEqual(['vm-a', 'vm-b', 'vm-c'].map((vm) => inf.countByIndex('vm', vm)), [0, 1, 1]);
     assert.throws(() => inf.byIndex('node', 'x'), /no index named node/);
+    assert.throws(() => inf.countByIndex('node', 'x'), /no index named node/);
   });
 
   void it('builds an index added after the cache filled from what is cached', async () => {

@@ -168,6 +168,13 @@ export class Informer<T extends KubeObject> {
     return out;
   }
 
+  /** How many cached objects index `name` files under `value`, without reading them. */
+  countByIndex(name: string, value: string): number {
+    const index = this.#indexes.get(name);
+    if (index === undefined) throw new Error(`informer ${this.kind} has no index named ${name}`);
+    return index.keys(value).size;
+  }
+
   /** How many objects are cached. */
   get size(): number {
     return this.#cache.size;
