@@ -1,7 +1,8 @@
 // What the pods already ask of each node, kept up to date as pods come, change and go,
 // so that placing a VM reads a total per node instead of summing every cached pod.
-// Summing them at each placement made a burst of N VMs cost O(N²): at 10,000 VMs the
-// operator spent most of its CPU parsing the requests of the pods it had created before.
+// Summing them at each placement made a burst of N VMs cost O(N²): at 5,000 VMs a fifth
+// of the operator's CPU went to parsing the requests of the pods it had created before
+// (ADR 0115).
 // Totals are kept per place (`podPlace`: a node name, or a hostname that a pin names),
 // known from the pod alone; places become node names when usage is read.
 import type { NodeShape, PodShape } from './kube-shapes.ts';
