@@ -2,32 +2,11 @@
 // cache restricted to a selector serves every controller that asks without one.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { ManualClock } from './manual-clock.ts';
-import { Manager } from './manager.ts';
+import { offlineManager as manager } from './offline-manager.ts';
 import { coreTypes } from './resource.ts';
 
 const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string().optional() }) });
-
-function manager(): Manager {
-  const reject = (): Promise<never> => Promise.reject(new Error('no API server in this test'));
-  return new Manager({
-    log: pino({ level: 'silent' }),
-    client: { request: reject, watch: reject },
-    clock: new ManualClock(),
-    metrics: {
-      contentType: 'text/plain',
-      metrics: () => Promise.resolve(''),
-      onList: () => undefined,
-      onWatchConnected: () => undefined,
-      onWatchError: () => undefined,
-      onBadObject: () => undefined,
-      onLeadershipChange: () => undefined,
-    },
-    health: { host: '127.0.0.1', port: 0 },
-  });
-}
 
 void describe('Manager caches', () => {
   void it('shares one informer per kind and selector', () => {

@@ -2,31 +2,10 @@
 // restricted to launcher pods, whichever asks first.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pino } from 'pino';
 import { podSchema } from '../runtime/core-schemas.ts';
-import { ManualClock } from '../runtime/manual-clock.ts';
-import { Manager } from '../runtime/manager.ts';
+import { offlineManager as manager } from '../runtime/offline-manager.ts';
 import { coreTypes } from '../runtime/resource.ts';
 import { LAUNCHER_POD_CACHE_SELECTOR, launcherPodInformer } from './launcher-pod-cache.ts';
-
-function manager(): Manager {
-  const reject = (): Promise<never> => Promise.reject(new Error('no API server in this test'));
-  return new Manager({
-    log: pino({ level: 'silent' }),
-    client: { request: reject, watch: reject },
-    clock: new ManualClock(),
-    metrics: {
-      contentType: 'text/plain',
-      metrics: () => Promise.resolve(''),
-      onList: () => undefined,
-      onWatchConnected: () => undefined,
-      onWatchError: () => undefined,
-      onBadObject: () => undefined,
-      onLeadershipChange: () => undefined,
-    },
-    health: { host: '127.0.0.1', port: 0 },
-  });
-}
 
 void describe('launcherPodInformer', () => {
   void it('selects pods labelled with a VM name', () => {
