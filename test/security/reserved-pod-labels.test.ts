@@ -22,6 +22,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
+import { tokenKubeconfig } from '../plugin/plugin-process.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
@@ -56,21 +57,9 @@ void describe('keyvirt.io pod labels are reserved to the operator (real API serv
     return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
   };
   /** A kubeconfig that authenticates with a token of the ServiceAccount `name` in this suite's namespace. */
-  const accountKubeconfig = (name: string): string => {
+  const accountKubeconfig = (name: string): Promise<string> => {
     const token = cluster.kubectl(['create', 'token', name, '-n', ns, '--duration=1h']).trim();
-    const admin = new KubeConfig();
-    admin.loadFromFile(cluster.kubeconfig);
-    const server = admin.getCurrentCluster();
-    if (server === null) throw new Error('admin kubeconfig has no cluster');
-    const ca = server.caData ?? fs.readFileSync(server.caFile ?? '').toString('base64');
-    const file = path.join(dir, `${name}.kubeconfig`);
-    fs.writeFileSync(file, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config', 'current-context': name,
-      clusters: [{ name: 'local', cluster: { server: server.server, 'certificate-authority-data': ca } }],
-      users: [{ name, user: { token } }],
-      contexts: [{ name, context: { cluster: 'local', user: name } }],
-    }), { mode: 0o600 });
-    return file;
+    return tokenKubeconfig(cluster, path.join(dir, `${name}.kubeconfig`), { name, token }, ns);
   };
   const refused = (outcome: Outcome, labels: readonly string[], what: RegExp): void => {
     assert.equal(outcome.ok, false, `expected a refusal, got: ${outcome.out}`);
@@ -152,8 +141,8 @@ void describe('keyvirt.io pod labels are reserved to the operator (real API serv
     cluster.kubectl(['create', 'rolebinding', 'pod-author-edit', '--clusterrole=edit', `--serviceaccount=${ns}:pod-author`, '-n', ns]);
     cluster.kubectl(['create', 'role', 'pod-status-writer', '--verb=patch', '--resource=pods/status', '-n', ns]);
     cluster.kubectl(['create', 'rolebinding', 'pod-author-status', '--role=pod-status-writer', `--serviceaccount=${ns}:pod-author`, '-n', ns]);
-    operator = accountKubeconfig('keyvirt-operator');
-    author = accountKubeconfig('pod-author');
+    operator = await accountKubeconfig('keyvirt-operator');
+    author = await accountKubeconfig('pod-author');
     // The policy compiles asynchronously: wait until it reports its type check, then require it clean.
     const status = await eventually('the policy type-checked', () => {
       const out = cluster.kubectl(['get', 'validatingadmissionpolicy', `${release}-${POLICY}`, '-o', 'jsonpath={.status}']);
