@@ -4,6 +4,11 @@
 //   reconciles_per_s   VM reconciles over that time
 //   operator_rss_mib   the operator's RSS once every pod is bound (peak_rss_mib: its high-water mark)
 //   idle_cpu_pct       the operator's CPU over 30 s once nothing changes
+//   burst_/outage_peak_rss_mib, _heap_used_mib, _heap_total_mib, _external_mib
+//                      the highest samples of the operator's RSS, V8 heap (used, reserved) and
+//                      memory outside it during the burst, and from the outage until the
+//                      controllers stop reconciling after it (resettled_peak_rss_mib: the
+//                      high-water mark then, resettled_rss_mib: the RSS)
 //   relist_ms          the API server away for 15 s (as a restart looks to the operator: every
 //                      connection cut, new ones refused): from it answering again until the
 //                      operator's caches are whole again (resync: relist, resumed watch, or a
@@ -39,6 +44,7 @@ import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { postPods, readNodes, renderFloorPods } from '../support/launcher-pod-floor.ts';
+import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
 import { nodeFlagsOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
 import { apiServerPid, cpuShares, cpuSince, processesOf, procStats, type CpuSubjects } from '../support/process-cpu.ts';
@@ -217,10 +223,26 @@ function floorFields(floor: Floor | undefined, vms: number, allPodsMs: number): 
   );
 }
 
+/**
+ * After a resync the controllers go over every VM again: waits until their reconciles stop
+ * (a counter that restarted from zero with a new manager is not quiet), at most 5 min.
+ */
+async function untilReconcilesStop(reconciles: () => Promise<number>, vms: number): Promise<void> {
+  let reconciled = await reconciles();
+  const deadline = Date.now() + 5 * 60_000;
+  while (Date.now() < deadline) {
+    await sleep(5000);
+    const now = await reconciles();
+    if (Math.abs(now - reconciled) <= Math.max(5, vms / 1000)) return;
+    reconciled = now;
+  }
+}
+
 async function runOnce(st: Setting, label: string, tree: string, floor: Floor | undefined): Promise<string> {
   const { cluster, vms } = st;
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();
+  const stopSampling = new AbortController();
   const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
   const config = z
     .looseObject({ clusters: z.array(z.looseObject({ cluster: z.looseObject({ server: z.string() }) })) })
@@ -251,6 +273,9 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const before = { reconciles: await reconciles(), requests: operatorRequests(metricsBefore) ?? 0 };
     const burstCpu = await cpuShares(operator.pid, st.apiServerPid);
     const burstCpuAll = await cpuSince(new Map([['operator', [operator.pid]], ...st.others]));
+    const memory = new OperatorMemorySamples(operator.pid, metrics);
+    const sampling = memory.run(stopSampling.signal);
+    memory.phase('burst');
     const started = Date.now();
     await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
@@ -261,6 +286,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const allBoundMs = Math.max(...bound.values()) - started;
     const reconcileCount = (await reconciles()) - before.reconciles;
     const atBound = await procStats(operator.pid);
+    memory.phase('settle');
     const burst = await burstCpu();
     const burstAll = await burstCpuAll();
     const metricsAtBound = await metrics();
@@ -300,6 +326,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const beforeRestart = await informerEvents();
     const managerLives = operator.ports.length;
     const stopAt = Date.now();
+    memory.phase('outage');
     await st.api.outage(OUTAGE_MS);
     const readyAt = Date.now();
     const resynced = async (): Promise<'relist' | 'resume' | 'restart' | undefined> => {
@@ -322,6 +349,10 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const relistMs = Date.now() - readyAt;
     const restartTotalMs = Date.now() - stopAt;
     const final = await procStats(operator.pid);
+    await untilReconcilesStop(reconciles, vms);
+    const resettled = await procStats(operator.pid);
+    stopSampling.abort();
+    await sampling;
     say(`${vms} VMs on kwok nodes; ${reconcileCount} reconciles; all bound after ${allBoundMs} ms; ${requests ?? 'uncounted'} API requests; idle: ${idleRequests} requests in ${IDLE_WINDOW_MS / 1000} s; after the restart: ${resync}, ${restartTotalMs} ms from the stop, RSS ${final.rssMiB.toFixed(1)} MiB`);
     const line =
       `BENCH operator-scale vms=${vms} all_pods_ms=${allPodsMs} reconciles_per_s=${(reconcileCount / (allPodsMs / 1000)).toFixed(1)} ` +
@@ -330,6 +361,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
       `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll}` +
+      ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
       floorFields(floor, vms, allPodsMs) +
       ` operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
@@ -337,6 +369,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     return line;
   } finally {
     stopWatch.abort();
+    stopSampling.abort();
     operator.kill();
     await operator.exited;
     await releaseVms(st.admin, s, vms);
