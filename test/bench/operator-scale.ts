@@ -16,6 +16,9 @@
 //   api_requests_per_vm requests the operator counted (reads and writes, not watches), per VM
 //   burst_cpu_pct      CPU during the burst (% of one core) of the operator, the API server, etcd,
 //                      the scheduler, the controller manager, kwok and this benchmark's own process
+//   apiserver_cpu_ms_per_vm  the API server's CPU from the burst's start until every pod is bound,
+//                      per VM (floor_apiserver_cpu_ms_per_pod: the same for the floor's pods): what N
+//                      VMs cost it whatever the cores, so N × it / cores bounds all_pods_ms from below
 //   floor_all_pods_ms  the same N launcher pods, rendered by the operator's own functions, POSTed
 //                      by a plain client at the operator's concurrency (--workers) with no operator
 //                      running, timed the same way (floor_all_bound_ms, floor_pods_per_s; the
@@ -159,10 +162,12 @@ async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floo
     await postPods(st.admin, s.namespace, pods, st.workers);
     say(`${st.vms} launcher pods POSTed in ${Date.now() - started} ms, ${st.workers} at a time`);
     await untilBound(created, bound, st.vms, started, say);
+    const used = await cpu();
     const floor: Floor = {
       allPodsMs: Math.max(...created.values()) - started,
       allBoundMs: Math.max(...bound.values()) - started,
-      cpu: await cpu(),
+      cpu: used.text,
+      apiServerMsPerPod: perVm(used.ms.get('apiserver'), st.vms),
       load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`,
     };
     say(`every pod created after ${floor.allPodsMs} ms, bound after ${floor.allBoundMs} ms; CPU ${floor.cpu}; load ${floor.load}`);
@@ -211,7 +216,14 @@ interface Floor {
   readonly allPodsMs: number;
   readonly allBoundMs: number;
   readonly cpu: string;
+  /** The API server's CPU from the first POST until every pod is bound, per pod. */
+  readonly apiServerMsPerPod: string;
   readonly load: string;
+}
+
+/** CPU milliseconds per VM (or pod), `n/a` when the process was not measured. */
+function perVm(ms: number | undefined, vms: number): string {
+  return ms === undefined ? 'n/a' : (ms / vms).toFixed(1);
 }
 
 /** The floor's fields of a BENCH line (none without a floor). */
@@ -219,7 +231,8 @@ function floorFields(floor: Floor | undefined, vms: number, allPodsMs: number): 
   if (floor === undefined) return '';
   return (
     ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
-    `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load}`
+    `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load} ` +
+    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod}`
   );
 }
 
@@ -360,7 +373,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
-      `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll}` +
+      `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll.text} apiserver_cpu_ms_per_vm=${perVm(burstAll.ms.get('apiserver'), vms)}` +
       ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
       floorFields(floor, vms, allPodsMs) +
       ` operator=${label}`;

@@ -45,19 +45,27 @@ async function cpuOf(subject: readonly number[] | 'self'): Promise<number> {
   return total;
 }
 
-/**
- * Starts measuring; the returned function gives each subject's CPU since then as a
- * percentage of one core (`name=pct`, joined by commas, in the subjects' order).
- */
-export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<string>> {
+/** Each subject's CPU over a window: `name=pct` of one core, joined by commas (`text`), and milliseconds by name. */
+export interface CpuWindow {
+  readonly text: string;
+  readonly ms: ReadonlyMap<string, number>;
+}
+
+/** Starts measuring; the returned function gives each subject's CPU since then, in the subjects' order. */
+export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<CpuWindow>> {
   const start = performance.now();
   const before = new Map<string, number>();
   for (const [name, subject] of subjects) before.set(name, await cpuOf(subject));
   return async () => {
-    const ms = performance.now() - start;
+    const wall = performance.now() - start;
     const parts: string[] = [];
-    for (const [name, subject] of subjects) parts.push(`${name}=${(((await cpuOf(subject)) - (before.get(name) ?? 0)) / ms * 100).toFixed(0)}`);
-    return parts.join(',');
+    const ms = new Map<string, number>();
+    for (const [name, subject] of subjects) {
+      const used = (await cpuOf(subject)) - (before.get(name) ?? 0);
+      ms.set(name, used);
+      parts.push(`${name}=${((used / wall) * 100).toFixed(0)}`);
+    }
+    return { text: parts.join(','), ms };
   };
 }
 
