@@ -18,7 +18,7 @@
 //                      the scheduler, the controller manager, kwok and this benchmark's own process
 //   apiserver_cpu_ms_per_vm  the API server's CPU from the burst's start until every pod is bound,
 //                      per VM (floor_apiserver_cpu_ms_per_pod: the same for the floor's pods): what N
-//                      VMs cost it whatever the cores, so N × it / cores bounds all_pods_ms from below
+//                      VMs cost it whatever the cores: N × it / cores bounds all_bound_ms from below
 //   floor_all_pods_ms  the same N launcher pods, rendered by the operator's own functions, POSTed
 //                      by a plain client at the operator's concurrency (--workers) with no operator
 //                      running, timed the same way (floor_all_bound_ms, floor_pods_per_s; the
