@@ -51,6 +51,8 @@ export class Controller {
   readonly queue: WorkQueue;
   readonly #opts: ControllerOptions;
   readonly #log: Logger;
+  /** Takes each of this controller's handlers off its informer. */
+  readonly #unwatch: (() => void)[] = [];
 
   constructor(opts: ControllerOptions) {
     this.name = opts.name;
@@ -88,7 +90,13 @@ export class Controller {
       },
       onDelete: (obj) => this.#enqueueAll(toKeys(obj)),
     };
-    informer.addHandlers(handlers);
+    const registration = informer.addHandlers(handlers);
+    this.#unwatch.push(() => informer.removeHandlers(registration));
+  }
+
+  /** Takes this controller's handlers off every informer it watches (the informers run on for the next controllers). */
+  stopWatching(): void {
+    for (const unwatch of this.#unwatch.splice(0)) unwatch();
   }
 
   /** Runs the workers until `signal` aborts, then waits for reconciles in flight. */

@@ -9,6 +9,9 @@ import { z } from 'zod';
 import { KubeApiError, type RequestOptions, type WatchStream, isGone } from './kube-client.ts';
 import { type ResourceType, collectionPath, keyOf } from './resource.ts';
 import type { Sleep } from './clock.ts';
+import { Index, type IndexFunction } from './informer-index.ts';
+
+export type { IndexFunction } from './informer-index.ts';
 
 /** What every cached object has. */
 export interface KubeObject {
@@ -30,6 +33,11 @@ export interface InformerHandlers<T> {
   onAdd?: (obj: T) => void;
   onUpdate?: (oldObj: T, obj: T) => void;
   onDelete?: (obj: T) => void;
+}
+
+/** What `addHandlers` returns: hand it to `removeHandlers` to stop the handlers' events. */
+export interface HandlerRegistration {
+  readonly kind: string;
 }
 
 /** Lifecycle of the list/watch, for metrics. */
@@ -80,46 +88,10 @@ class GoneError extends Error {
   override readonly name = 'GoneError';
 }
 
-/** An index: the keys an object is found under (e.g. `namespace/vm-name`). */
-export type IndexFunction<T> = (obj: T) => readonly string[];
-
-/** Ordered sets of cache keys per index value. */
-class Index<T> {
-  readonly #fn: IndexFunction<T>;
-  readonly #byValue = new Map<string, Set<string>>();
-
-  constructor(fn: IndexFunction<T>) {
-    this.#fn = fn;
-  }
-
-  update(key: string, old: T | undefined, obj: T | undefined): void {
-    const before = old === undefined ? [] : this.#fn(old);
-    const after = obj === undefined ? [] : this.#fn(obj);
-    for (const v of before) {
-      if (after.includes(v)) continue;
-      const keys = this.#byValue.get(v);
-      keys?.delete(key);
-      if (keys?.size === 0) this.#byValue.delete(v);
-    }
-    for (const v of after) {
-      let keys = this.#byValue.get(v);
-      if (keys === undefined) {
-        keys = new Set();
-        this.#byValue.set(v, keys);
-      }
-      keys.add(key);
-    }
-  }
-
-  keys(value: string): ReadonlySet<string> {
-    return this.#byValue.get(value) ?? new Set();
-  }
-}
-
 export class Informer<T extends KubeObject> {
   readonly #opts: InformerOptions<T>;
   readonly #cache = new Map<string, T>();
-  readonly #handlers: InformerHandlers<T>[] = [];
+  readonly #handlers = new Map<HandlerRegistration, InformerHandlers<T>>();
   readonly #indexes = new Map<string, Index<T>>();
   #resourceVersion: string | undefined;
   #synced = false;
@@ -133,8 +105,25 @@ export class Informer<T extends KubeObject> {
     return this.#opts.type.kind;
   }
 
-  addHandlers(handlers: InformerHandlers<T>): void {
-    this.#handlers.push(handlers);
+  /**
+   * Adds handlers; the objects already cached are handed to `onAdd` at once (client-go's
+   * replay), so handlers added to a filled cache see the same as those added before it filled.
+   */
+  addHandlers(handlers: InformerHandlers<T>): HandlerRegistration {
+    const registration: HandlerRegistration = { kind: this.kind };
+    this.#handlers.set(registration, handlers);
+    if (handlers.onAdd !== undefined) for (const obj of this.#cache.values()) handlers.onAdd(obj);
+    return registration;
+  }
+
+  /** Stops the events of handlers added earlier (a registration of another informer, or removed already, is ignored). */
+  removeHandlers(registration: HandlerRegistration): void {
+    this.#handlers.delete(registration);
+  }
+
+  /** How many handler sets receive this informer's events. */
+  get handlerCount(): number {
+    return this.#handlers.size;
   }
 
   get(key: string): T | undefined {
@@ -237,9 +226,16 @@ export class Informer<T extends KubeObject> {
     return { labelSelector: this.#opts.labelSelector };
   }
 
+  /**
+   * Lists every object, page by page, into the cache: each page's objects replace their
+   * cached versions as the page arrives (adds and updates go to the handlers then), and
+   * once the last page is in, the objects no page held are deleted. The cache never holds
+   * a second copy of the kind beside itself, only the keys seen. A list that fails half
+   * way leaves newer objects and no deletion; the next list completes it.
+   */
   async #relist(signal: AbortSignal): Promise<void> {
     const { client, type, namespace, pageSize } = this.#opts;
-    const fresh = new Map<string, T>();
+    const seen = new Set<string>();
     let resourceVersion = '';
     let cont: string | undefined;
     do {
@@ -248,20 +244,22 @@ export class Informer<T extends KubeObject> {
       const list = listSchema.parse(raw);
       for (const item of list.items ?? []) {
         const obj = this.#parse(item);
-        if (obj) fresh.set(keyOf(obj.metadata), obj);
+        if (obj === undefined) continue;
+        const key = keyOf(obj.metadata);
+        seen.add(key);
+        this.#upsert(key, obj);
       }
       // Every page of one list carries the list's resourceVersion; the watch starts there.
       resourceVersion = list.metadata?.resourceVersion ?? resourceVersion;
       cont = pageSize === undefined || list.metadata?.continue === '' ? undefined : list.metadata?.continue;
     } while (cont !== undefined && !signal.aborted);
+    if (signal.aborted) return;
     this.#opts.observer?.onList(this.kind);
     for (const [key, old] of this.#cache) {
-      if (!fresh.has(key)) {
-        this.#remove(key, old);
-        this.#emitDelete(old);
-      }
+      if (seen.has(key)) continue;
+      this.#remove(key, old);
+      this.#emitDelete(old);
     }
-    for (const [key, obj] of fresh) this.#upsert(key, obj);
     this.#resourceVersion = resourceVersion;
     if (!this.#synced) {
       this.#synced = true;
@@ -371,13 +369,13 @@ export class Informer<T extends KubeObject> {
     this.#cache.set(key, obj);
     for (const index of this.#indexes.values()) index.update(key, old, obj);
     if (old === undefined) {
-      for (const h of this.#handlers) h.onAdd?.(obj);
+      for (const h of this.#handlers.values()) h.onAdd?.(obj);
     } else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) {
-      for (const h of this.#handlers) h.onUpdate?.(old, obj);
+      for (const h of this.#handlers.values()) h.onUpdate?.(old, obj);
     }
   }
 
   #emitDelete(obj: T): void {
-    for (const h of this.#handlers) h.onDelete?.(obj);
+    for (const h of this.#handlers.values()) h.onDelete?.(obj);
   }
 }

@@ -1,0 +1,148 @@
+// The informer's relist goes page by page into the cache (no second copy of the kind beside
+// it), and handlers come and go on a running informer: a new one is handed what is cached,
+// a removed one hears nothing more.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { Informer, type ListWatchClient } from './informer.ts';
+import type { RequestOptions, WatchStream } from './kube-client.ts';
+import { coreTypes, keyOf } from './resource.ts';
+
+const log = pino({ level: 'silent' });
+
+function obj(name: string, rv: string): Record<string, unknown> {
+  return { metadata: { name, namespace: 'ns', resourceVersion: rv } };
+}
+
+/** Serves scripted lists in pages of `limit` (a page may fail), then watches that replay events and hang. */
+class PagedLists implements ListWatchClient {
+  lists: { items: unknown[]; rv: string; failAtPage?: number }[] = [];
+  watchEvents: unknown[][] = [];
+  pagesServed = 0;
+  listsCompleted = 0;
+  watches = 0;
+  /** Called before each page is served, with the page's number in its list (0 first). */
+  beforePage: (page: number) => void = () => undefined;
+
+  request(_method: 'GET', _path: string, options?: RequestOptions): Promise<unknown> {
+    const query = options?.query ?? {};
+    const list = this.lists[0];
+    if (list === undefined) return Promise.reject(new Error('no list scripted'));
+    const limit = typeof query.limit === 'number' ? query.limit : list.items.length;
+    const from = typeof query.continue === 'string' ? Number(query.continue) : 0;
+    const page = from / limit;
+    this.beforePage(page);
+    if (list.failAtPage === page) {
+      this.lists.shift();
+      return Promise.reject(new Error('connection reset'));
+    }
+    this.pagesServed += 1;
+    const next = from + limit < list.items.length ? String(from + limit) : undefined;
+    if (next === undefined) {
+      this.lists.shift();
+      this.listsCompleted += 1;
+    }
+    return Promise.resolve({ metadata: { resourceVersion: list.rv, ...(next === undefined ? {} : { continue: next }) }, items: list.items.slice(from, from + limit) });
+  }
+
+  watch(_path: string, _query: Record<string, unknown>, handlers: { onEvent: (event: unknown) => void }, signal: AbortSignal): Promise<WatchStream> {
+    this.watches += 1;
+    const events = this.watchEvents.shift() ?? [];
+    const done = (async (): Promise<void> => {
+      await Promise.resolve();
+      for (const e of events) handlers.onEvent(e);
+      if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    })();
+    return Promise.resolve({ done });
+  }
+}
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(cond(), 'condition not reached');
+}
+
+const gone = { type: 'ERROR', object: { kind: 'Status', code: 410, message: 'too old' } };
+
+/** An informer whose schema records every object it parses (to find parsed objects held outside the cache). */
+function recordingInformer(client: PagedLists, parsed: { metadata: { name: string; namespace: string; resourceVersion: string } }[]): Informer<{ metadata: { name: string; namespace: string; resourceVersion: string } }> {
+  const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }) }).transform((o) => {
+    parsed.push(o);
+    return o;
+  });
+  return new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve(), pageSize: 2 });
+}
+
+void describe('Informer relist and handlers', () => {
+  void it('relists page by page: no object of a relist is held beside the cache, and the events are those of the differences', async () => {
+    const client = new PagedLists();
+    client.lists.push({ items: ['a', 'b', 'c', 'd', 'e'].map((n) => obj(n, '1')), rv: '5' });
+    client.watchEvents.push([gone]);
+    // The relist: a unchanged, b and c changed, d and e gone, f new.
+    client.lists.push({ items: [obj('a', '1'), obj('b', '8'), obj('c', '8'), obj('f', '8')], rv: '9' });
+    const parsed: { metadata: { name: string; namespace: string; resourceVersion: string } }[] = [];
+    const inf = recordingInformer(client, parsed);
+    const heldBeside: number[] = [];
+    client.beforePage = (): void => {
+      if (client.listsCompleted === 0) return;
+      // Parsed by the relist and alive, yet not what the cache holds: a second copy.
+      heldBeside.push(parsed.filter((o) => o.metadata.resourceVersion !== '1' && inf.get(keyOf(o.metadata)) !== o).length);
+    };
+    const seen: string[] = [];
+    inf.addHandlers({
+      onAdd: (o) => seen.push(`add ${o.metadata.name}`),
+      onUpdate: (_old, o) => seen.push(`update ${o.metadata.name}`),
+      onDelete: (o) => seen.push(`delete ${o.metadata.name}`),
+    });
+    const stop = new AbortController();
+    const running = inf.run(stop.signal);
+    await until(() => client.watches >= 2);
+    stop.abort();
+    await running;
+    assert.deepEqual(heldBeside, [0, 0], 'every page before the next is requested is in the cache already');
+    assert.deepEqual(seen.slice(5), ['update b', 'update c', 'add f', 'delete d', 'delete e']);
+    assert.deepEqual(inf.list().map((o) => `${o.metadata.name}@${o.metadata.resourceVersion}`).sort(), ['a@1', 'b@8', 'c@8', 'f@8']);
+  });
+
+  void it('a relist that fails half way deletes nothing; the next one completes it', async () => {
+    const client = new PagedLists();
+    client.lists.push({ items: ['a', 'b', 'c', 'd'].map((n) => obj(n, '1')), rv: '4' });
+    client.watchEvents.push([gone]);
+    client.lists.push({ items: [obj('a', '6'), obj('c', '6'), obj('e', '6')], rv: '6', failAtPage: 1 });
+    client.lists.push({ items: [obj('a', '7'), obj('c', '7')], rv: '7' });
+    const inf = recordingInformer(client, []);
+    const deleted: string[] = [];
+    let namesAfterFailure: string[] = [];
+    client.beforePage = (page): void => {
+      if (client.lists.length === 1 && page === 0) namesAfterFailure = inf.list().map((o) => `${o.metadata.name}@${o.metadata.resourceVersion}`).sort();
+    };
+    inf.addHandlers({ onDelete: (o) => deleted.push(o.metadata.name) });
+    const stop = new AbortController();
+    const running = inf.run(stop.signal);
+    await until(() => client.watches >= 2);
+    stop.abort();
+    await running;
+    assert.deepEqual(namesAfterFailure, ['a@6', 'b@1', 'c@6', 'd@1'], 'the failed list updated what it read and deleted nothing');
+    assert.deepEqual(deleted.sort(), ['b', 'd']);
+    assert.equal(inf.hasSynced(), true);
+  });
+
+  void it('hands a handler added to a filled cache every cached object, and a removed handler hears nothing more', async () => {
+    const client = new PagedLists();
+    client.lists.push({ items: [obj('a', '1'), obj('b', '1')], rv: '2' });
+    const inf = recordingInformer(client, []);
+    const stop = new AbortController();
+    const running = inf.run(stop.signal);
+    await until(() => inf.hasSynced());
+    const first: string[] = [];
+    const registration = inf.addHandlers({ onAdd: (o) => first.push(o.metadata.name) });
+    assert.deepEqual(first.sort(), ['a', 'b']);
+    assert.equal(inf.handlerCount, 1);
+    inf.removeHandlers(registration);
+    assert.equal(inf.handlerCount, 0);
+    inf.removeHandlers(registration);
+    stop.abort();
+    await running;
+  });
+});
