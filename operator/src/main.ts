@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // The KeyVirt operator. Reads its settings from flags (or KEYVIRT_OPERATOR_* variables),
-// connects with the kubeconfig (or in-cluster credentials), and runs the manager until
-// SIGTERM/SIGINT; starts over with fresh caches when it loses the leader lease.
+// connects with the kubeconfig (or in-cluster credentials), and runs until SIGTERM/SIGINT:
+// the caches, the health and metrics server and the metrics for the life of the process,
+// the controllers one leader term at a time (fresh controllers over the same caches after
+// a lost lease).
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { OperatorMetrics } from './metrics.ts';
-import { systemClock, type Clock } from './runtime/clock.ts';
+import { sleepOn, systemClock, type Clock } from './runtime/clock.ts';
+import { HealthServer } from './runtime/health-server.ts';
+import { ManagerCaches } from './runtime/manager-caches.ts';
 import { EventRecorder } from './runtime/event-recorder.ts';
 import { KubeClient } from './runtime/kube-client.ts';
 import { loadApiAccess } from './runtime/api-access.ts';
@@ -191,18 +195,24 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
   },
 ];
 
-/** One life of the manager: fresh caches, metrics and controllers. */
-async function runManager(settings: Settings, log: Logger, client: KubeClient, signal: AbortSignal): Promise<'stopped' | 'leadership-lost'> {
-  const metrics = new OperatorMetrics();
-  client.observe(metrics);
-  const [host = '0.0.0.0', port = '8080'] = settings.healthAddress.split(':');
-  const [metricsHost = '127.0.0.1', metricsPort = '8081'] = settings.metricsAddress.split(':');
+/** What every leader term shares: the caches and the metrics, both for the life of the process. */
+interface Process {
+  settings: Settings;
+  log: Logger;
+  client: KubeClient;
+  caches: ManagerCaches;
+  metrics: OperatorMetrics;
+}
+
+/** One leader term: fresh controllers (queues, expectations, followers) over the process's caches. */
+async function runTerm(p: Process, signal: AbortSignal): Promise<'stopped' | 'leadership-lost'> {
+  const { settings, log, client, metrics } = p;
   const manager = new Manager({
     log,
     client,
     clock: systemClock,
+    caches: p.caches,
     metrics,
-    health: { host, port: Number(port), metricsListen: settings.metricsAddress === settings.healthAddress ? undefined : { host: metricsHost, port: Number(metricsPort) } },
     leaderElection: settings.leaderElect
       ? {
           namespace: settings.namespace,
@@ -217,7 +227,38 @@ async function runManager(settings: Settings, log: Logger, client: KubeClient, s
   const events = new EventRecorder({ client, controller: 'keyvirt.io/operator', instance: settings.identity, log, now: () => systemClock.now() });
   const ctx: ControllerContext = { manager, client, log, clock: systemClock, metrics, events, settings };
   for (const register of controllers) register(ctx);
-  return manager.run(signal);
+  try {
+    return await manager.run(signal);
+  } finally {
+    // The term's gauges read its controllers' state: the next term adds its own.
+    metrics.dropSources();
+  }
+}
+
+/** The probes and /metrics for the life of the process: ready once every cache has filled. */
+async function startHealthServer(p: Process): Promise<HealthServer> {
+  const [host = '0.0.0.0', port = '8080'] = p.settings.healthAddress.split(':');
+  const [metricsHost = '127.0.0.1', metricsPort = '8081'] = p.settings.metricsAddress.split(':');
+  const health = new HealthServer({
+    host,
+    port: Number(port),
+    metricsListen: p.settings.metricsAddress === p.settings.healthAddress ? undefined : { host: metricsHost, port: Number(metricsPort) },
+    log: p.log.child({ component: 'health' }),
+    metrics: p.metrics,
+    liveness: [{ name: 'ping', check: () => undefined }],
+    readiness: [
+      {
+        name: 'informers-synced',
+        check: () => {
+          if (p.caches.kinds().length === 0) return 'no cache yet';
+          const pending = p.caches.unsynced();
+          return pending.length === 0 ? undefined : `not synced: ${pending.join(', ')}`;
+        },
+      },
+    ],
+  });
+  await health.listen();
+  return health;
 }
 
 async function main(): Promise<number> {
@@ -243,12 +284,26 @@ async function main(): Promise<number> {
       process.exit(1);
     });
   }
-  // Losing the lease drops everything this replica knew and starts over as a candidate,
-  // as a restart of the process would (a Deployment restarts it; a host process has nobody to).
-  for (;;) {
-    const exit = await runManager(settings, log, client, stop.signal);
-    if (exit === 'stopped' || stop.signal.aborted) break;
-    log.warn('lost the leader lease; starting over with fresh caches');
+  const metrics = new OperatorMetrics();
+  client.observe(metrics);
+  const caches = new ManagerCaches({ log, client, sleep: sleepOn(systemClock), observer: metrics });
+  const p: Process = { settings, log, client, caches, metrics };
+  const health = await startHealthServer(p);
+  const cachesStop = new AbortController();
+  // Each informer starts as the first term's controllers ask for it.
+  const cachesRun = caches.run(cachesStop.signal);
+  try {
+    // Losing the lease drops every controller and what it knew, and starts over as a
+    // candidate with fresh ones; the caches only mirror the API server and stay.
+    for (;;) {
+      const exit = await runTerm(p, stop.signal);
+      if (exit === 'stopped' || stop.signal.aborted) break;
+      log.warn('lost the leader lease; starting over with fresh controllers');
+    }
+  } finally {
+    cachesStop.abort();
+    await cachesRun;
+    await health.close();
   }
   log.info('stopped');
   return 0;

@@ -44,6 +44,7 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
   readonly #launcherEvents: Counter<'event'>;
   readonly #apiRequests: Counter<'verb' | 'class' | 'code' | 'resource'>;
   readonly #rateLimitWait: Counter;
+  readonly #haRestarts: Counter;
   #vmSources: VmPhaseSource[] = [];
   #storageSources: StorageDiskSource[] = [];
   #capacitySources: StorageCapacitySource[] = [];
@@ -110,6 +111,11 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
       name: 'keyvirt_api_requests_total',
       help: 'Requests to the Kubernetes API server, per verb, class (read, write, status, watch), resource and HTTP code (0: no answer).',
       labelNames: ['verb', 'class', 'code', 'resource'],
+      registers,
+    });
+    this.#haRestarts = new Counter({
+      name: 'keyvirt_ha_restarts_total',
+      help: 'HA restarts completed: a replacement launcher took the storage lease and runs the VM.',
       registers,
     });
     const storageSources = (): StorageDiskSource[] => this.#storageSources;
@@ -195,6 +201,20 @@ export class OperatorMetrics implements ControllerObserver, InformerObserver, Ku
 
   addStorageSource(source: StorageDiskSource): void {
     this.#storageSources.push(source);
+  }
+
+  /**
+   * Forgets every source added so far: the metrics live as long as the process, the
+   * sources (a leader term's controllers and caches' views) only as long as their term.
+   */
+  dropSources(): void {
+    this.#vmSources = [];
+    this.#storageSources = [];
+    this.#capacitySources = [];
+  }
+
+  onHaRestart(): void {
+    this.#haRestarts.inc();
   }
 
   onReconcile(controller: string, outcome: ReconcileOutcome, seconds: number): void {

@@ -2,7 +2,6 @@
 // the key mapping from pods and nodes to VMs, its own followers of replacement launchers,
 // and the keyvirt_ha_restarts_total counter.
 import { StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
-import { Counter } from 'prom-client';
 import type { OperatorMetrics } from '../metrics.ts';
 import { sleepOn } from '../runtime/clock.ts';
 import { Controller } from '../runtime/controller.ts';
@@ -55,7 +54,6 @@ export function addHaController(w: HaControllerWiring): Controller {
   const domains = manager.informer(storageDomainType, StorageDomain);
   const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selector);
   const log = w.log.child({ controller: 'high-availability' });
-  const restarts = new Counter({ name: 'keyvirt_ha_restarts_total', help: 'HA restarts completed: a replacement launcher took the storage lease and runs the VM.', registers: [w.metrics.registry] });
 
   const ref: { controller?: Controller } = {};
   const enqueue = (key: string): void => ref.controller?.enqueue(key);
@@ -88,7 +86,7 @@ export function addHaController(w: HaControllerWiring): Controller {
     settings: w.settings,
     budget: w.budget,
     clock: w.clock,
-    observer: { onHaRestart: () => restarts.inc() },
+    observer: w.metrics,
     onTokenMissing: (key) => ref.controller?.enqueueAfter(key, 2000),
   });
   const c = new Controller({ name: 'high-availability', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });

@@ -1,18 +1,19 @@
-// Starts the long-lived parts in order: the health/metrics server, then the informers
-// (one shared cache per kind, namespace and selector; every replica keeps them warm),
-// then — only while this replica holds the leader
-// lease — the controllers and other leader-only runnables. Shutdown reverses it:
-// controllers drain their reconciles in flight, informers stop, the lease is released,
-// the server closes.
+// One term of the operator's controllers over the process's caches (manager-caches.ts):
+// the controllers and leader-only runnables registered on it run only while this replica
+// holds the leader lease. A term ends when the lease is lost or the signal aborts: its
+// controllers drain their reconciles in flight and take their handlers off the informers,
+// and everything the term held (queues, expectations, ledgers, followers) goes with it;
+// the caches run on, and the next term registers fresh controllers on them.
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { type Clock, type Sleep, sleepOn } from './clock.ts';
 import type { Controller } from './controller.ts';
-import { HealthServer, type ListenAddress, type MetricsSource } from './health-server.ts';
-import { Informer, type InformerObserver, type KubeObject, type ListWatchClient } from './informer.ts';
-import { stripUnreadMetadata } from './object-trim.ts';
+import type { Informer, KubeObject } from './informer.ts';
 import { LeaderElector, type LeaseClient } from './leader-election.ts';
+import type { CacheScope, InformerRequest, ManagerCaches } from './manager-caches.ts';
 import type { ResourceType } from './resource.ts';
+
+export { DEFAULT_LIST_PAGE_SIZE, type CacheScope, type InformerRequest } from './manager-caches.ts';
 
 /** A long-lived part: runs until its signal aborts. */
 export interface Runnable {
@@ -22,11 +23,11 @@ export interface Runnable {
 
 export interface ManagerOptions {
   log: Logger;
-  client: ListWatchClient & LeaseClient;
+  client: LeaseClient;
   clock: Clock;
-  metrics: MetricsSource & InformerObserver & { onLeadershipChange(leading: boolean): void };
-  /** The probes' address, and /metrics' own address (absent: the probes' listener serves it too). */
-  health: { host: string; port: number; metricsListen?: ListenAddress | undefined };
+  /** The process's caches; they must be running (`ManagerCaches.run`) for the term to start. */
+  caches: ManagerCaches;
+  metrics: { onLeadershipChange(leading: boolean): void };
   /** Omit to run without leader election (a single replica). */
   leaderElection?: {
     namespace: string;
@@ -36,38 +37,15 @@ export interface ManagerOptions {
     renewDeadlineMs?: number;
     retryPeriodMs?: number;
   };
-  /** Applied to every object before it is parsed and cached (default: `stripUnreadMetadata`). */
-  defaultTransform?: (raw: unknown) => unknown;
-  /** Objects per list page (default DEFAULT_LIST_PAGE_SIZE). */
-  listPageSize?: number;
 }
 
 export type ManagerExit = 'stopped' | 'leadership-lost';
 
-/** Objects per list page when the options name none (client-go's reflector pages by 500). */
-export const DEFAULT_LIST_PAGE_SIZE = 500;
-
-/** What the cache of one kind holds (controller-runtime's `cache.Options.ByObject`). */
-export interface CacheScope {
-  /** Informers of the kind that name no selector of their own watch only these objects. */
-  readonly labelSelector: string;
-}
-
-export interface InformerRequest {
-  namespace?: string;
-  labelSelector?: string;
-  /** Replaces the manager's default transform for this informer (ids must then differ: give it its own selector). */
-  transform?: (raw: unknown) => unknown;
-}
-
 export class Manager {
   readonly #o: ManagerOptions;
   readonly #sleep: Sleep;
-  readonly #informers = new Map<string, Informer<KubeObject>>();
-  readonly #scopes = new Map<string, CacheScope>();
   readonly #controllers: Controller[] = [];
   readonly #leaderRunnables: Runnable[] = [];
-  #healthPort: number | undefined;
   #leading = false;
 
   constructor(opts: ManagerOptions) {
@@ -79,53 +57,18 @@ export class Manager {
     return this.#o.log;
   }
 
-  /** The bound port of the health server once running. */
-  get healthPort(): number | undefined {
-    return this.#healthPort;
-  }
-
   get leading(): boolean {
     return this.#leading;
   }
 
-  /**
-   * Restricts what the cache of `type` holds: every informer of the kind requested
-   * without a selector of its own watches only objects matching `scope.labelSelector`
-   * (the operator's own launcher pods rather than every pod of the cluster). Call it
-   * before any controller asks for that kind; a later restriction is an error, since
-   * an unrestricted cache would already be shared.
-   */
+  /** See `ManagerCaches.restrictCache`. */
   restrictCache(type: ResourceType, scope: CacheScope): void {
-    const kind = kindId(type);
-    const current = this.#scopes.get(kind);
-    if (current !== undefined && current.labelSelector === scope.labelSelector) return;
-    if (current !== undefined) throw new Error(`the ${type.kind} cache is already restricted to ${current.labelSelector}`);
-    if ([...this.#informers.keys()].some((id) => id.startsWith(`${kind}/`) && id.endsWith('/'))) {
-      throw new Error(`an unrestricted ${type.kind} informer exists already: restrict the cache before controllers ask for it`);
-    }
-    this.#scopes.set(kind, scope);
+    this.#o.caches.restrictCache(type, scope);
   }
 
-  /** The shared informer of `type` (one per kind, namespace and selector). */
+  /** The process's shared informer of `type` (one per kind, namespace and selector). */
   informer<T extends KubeObject>(type: ResourceType, schema: z.ZodType<T>, opts: InformerRequest = {}): Informer<T> {
-    const labelSelector = opts.labelSelector ?? this.#scopes.get(kindId(type))?.labelSelector;
-    const id = `${kindId(type)}/${opts.namespace ?? ''}/${labelSelector ?? ''}`;
-    const existing = this.#informers.get(id);
-    if (existing !== undefined) return existing as unknown as Informer<T>;
-    const informer = new Informer<T>({
-      client: this.#o.client,
-      type,
-      schema,
-      log: this.#o.log.child({ informer: type.kind }),
-      sleep: this.#sleep,
-      observer: this.#o.metrics,
-      pageSize: this.#o.listPageSize ?? DEFAULT_LIST_PAGE_SIZE,
-      transform: opts.transform ?? this.#o.defaultTransform ?? stripUnreadMetadata,
-      ...(opts.namespace === undefined ? {} : { namespace: opts.namespace }),
-      ...(labelSelector === undefined ? {} : { labelSelector }),
-    });
-    this.#informers.set(id, informer as unknown as Informer<KubeObject>);
-    return informer;
+    return this.#o.caches.informer(type, schema, opts);
   }
 
   addController(controller: Controller): void {
@@ -136,37 +79,22 @@ export class Manager {
     this.#leaderRunnables.push(runnable);
   }
 
-  /** Runs until `signal` aborts (or leadership is lost); resolves after a clean shutdown. */
+  /**
+   * Waits for the caches, then campaigns and runs the term's work while leading. Resolves
+   * once the term is over (`signal` aborted, or leadership lost) and its controllers have
+   * stopped and left the informers; a Manager runs one term only.
+   */
   async run(signal: AbortSignal): Promise<ManagerExit> {
-    const { log } = this.#o;
-    const informers = [...this.#informers.values()];
-    const health = new HealthServer({
-      ...this.#o.health,
-      log: log.child({ component: 'health' }),
-      metrics: this.#o.metrics,
-      liveness: [{ name: 'ping', check: () => undefined }],
-      readiness: [
-        {
-          name: 'informers-synced',
-          check: () => {
-            const pending = informers.filter((i) => !i.hasSynced()).map((i) => i.kind);
-            return pending.length === 0 ? undefined : `not synced: ${pending.join(', ')}`;
-          },
-        },
-      ],
-    });
-    this.#healthPort = await health.listen();
-    const informerStop = new AbortController();
-    const informerRuns = informers.map((i) => i.run(informerStop.signal));
+    const { log, caches } = this.#o;
     try {
-      await Promise.all(informers.map((i) => i.waitForSync(signal)));
+      await caches.waitForSync(signal);
       if (signal.aborted) return 'stopped';
-      log.info({ informers: informers.map((i) => i.kind) }, 'caches synced');
+      log.info({ informers: caches.kinds() }, 'caches synced');
       return await this.#runLeaderElected(signal);
     } finally {
-      informerStop.abort();
-      await Promise.all(informerRuns);
-      await health.close();
+      for (const c of this.#controllers) c.stopWatching();
+      this.#controllers.length = 0;
+      this.#leaderRunnables.length = 0;
       log.info('manager stopped');
     }
   }
@@ -205,8 +133,4 @@ export class Manager {
     const outcome = await elector.run(signal, lead);
     return outcome === 'lost' ? 'leadership-lost' : 'stopped';
   }
-}
-
-function kindId(type: ResourceType): string {
-  return `${type.group}/${type.plural}`;
 }

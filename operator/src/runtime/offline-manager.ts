@@ -3,22 +3,18 @@
 import { pino } from 'pino';
 import { ManualClock } from './manual-clock.ts';
 import { Manager } from './manager.ts';
+import { ManagerCaches } from './manager-caches.ts';
 
 export function offlineManager(): Manager {
   const reject = (): Promise<never> => Promise.reject(new Error('no API server in this test'));
+  const client = { request: reject, watch: reject };
+  const clock = new ManualClock();
+  const log = pino({ level: 'silent' });
   return new Manager({
-    log: pino({ level: 'silent' }),
-    client: { request: reject, watch: reject },
-    clock: new ManualClock(),
-    metrics: {
-      contentType: 'text/plain',
-      metrics: () => Promise.resolve(''),
-      onList: () => undefined,
-      onWatchConnected: () => undefined,
-      onWatchError: () => undefined,
-      onBadObject: () => undefined,
-      onLeadershipChange: () => undefined,
-    },
-    health: { host: '127.0.0.1', port: 0 },
+    log,
+    client,
+    clock,
+    caches: new ManagerCaches({ log, client, sleep: () => Promise.resolve() }),
+    metrics: { onLeadershipChange: () => undefined },
   });
 }
