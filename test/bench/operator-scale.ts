@@ -23,7 +23,10 @@
 //                      by a plain client at the operator's concurrency (--workers) with no operator
 //                      running, timed the same way (floor_all_bound_ms, floor_pods_per_s; the
 //                      operator's all_pods_ms over it: all_pods_over_floor). Run once, before the
-//                      operators; `--no-floor` skips it.
+//                      operators; `--no-floor` skips it. Before the pods the floor creates the N VMs
+//                      (no operator watches them) the way the burst does: floor_vms_ms, and
+//                      floor_apiserver_cpu_ms_per_vm_create beside floor_apiserver_cpu_ms_per_pod:
+//                      their sum × N / cores is what any operator's burst costs this API server
 // The operator reaches the shared API server through a loopback proxy of the bench's own,
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
 // against the operator of that revision, in the same invocation. `--cpu-prof <dir>` runs each
@@ -153,10 +156,19 @@ async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floo
   const say = (line: string): void => void process.stdout.write(`operator-scale[floor]: ${line}\n`);
   try {
     const nodes = await readNodes(st.admin, nodeNames);
-    const pods = renderFloorPods(Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), s.namespace, nodes);
+    const manifests = Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i));
+    const pods = renderFloorPods(manifests, s.namespace, nodes);
     const { created, bound, synced } = podTimes(st.admin, s.namespace, stopWatch.signal);
     await synced;
     const loadBefore = loadavg()[0] ?? 0;
+    // The VMs themselves first, as the burst creates them (no operator watches them): what
+    // their creation costs the API server, before any launcher pod.
+    const vmCpu = await cpuSince(st.others);
+    const vmsStarted = Date.now();
+    await createAll(st.admin, s.namespace, manifests, BURST_IN_FLIGHT);
+    const vmsMs = Date.now() - vmsStarted;
+    const vmUsed = await vmCpu();
+    say(`${st.vms} VMs created in ${vmsMs} ms, ${BURST_IN_FLIGHT} at a time; CPU ${vmUsed.text}`);
     const cpu = await cpuSince(st.others);
     const started = Date.now();
     await postPods(st.admin, s.namespace, pods, st.workers);
@@ -168,6 +180,8 @@ async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floo
       allBoundMs: Math.max(...bound.values()) - started,
       cpu: used.text,
       apiServerMsPerPod: perVm(used.ms.get('apiserver'), st.vms),
+      vmsMs,
+      apiServerMsPerVmCreate: perVm(vmUsed.ms.get('apiserver'), st.vms),
       load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`,
     };
     say(`every pod created after ${floor.allPodsMs} ms, bound after ${floor.allBoundMs} ms; CPU ${floor.cpu}; load ${floor.load}`);
@@ -177,6 +191,10 @@ async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floo
     await st.admin
       .request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
       .catch((err: unknown) => say(`delete pods: ${String(err)}`));
+    // No finalizer (no operator saw them): one collection delete, over before the operators run.
+    await st.admin
+      .request('DELETE', `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, { body: { apiVersion: 'v1', kind: 'DeleteOptions' }, timeoutMs: 300_000 })
+      .catch((err: unknown) => say(`delete VMs: ${String(err)}`));
     await s.cleanup();
   }
 }
@@ -218,6 +236,9 @@ interface Floor {
   readonly cpu: string;
   /** The API server's CPU from the first POST until every pod is bound, per pod. */
   readonly apiServerMsPerPod: string;
+  /** The VMs' creation before the pods: its time, and the API server's CPU per VM. */
+  readonly vmsMs: number;
+  readonly apiServerMsPerVmCreate: string;
   readonly load: string;
 }
 
@@ -232,7 +253,7 @@ function floorFields(floor: Floor | undefined, vms: number, allPodsMs: number): 
   return (
     ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
     `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load} ` +
-    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod}`
+    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod} floor_vms_ms=${floor.vmsMs} floor_apiserver_cpu_ms_per_vm_create=${floor.apiServerMsPerVmCreate}`
   );
 }
 
