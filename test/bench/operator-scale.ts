@@ -11,8 +11,9 @@
 //                      high-water mark then, resettled_rss_mib: the RSS)
 //   relist_ms          the API server away for 15 s (as a restart looks to the operator: every
 //                      connection cut, new ones refused): from it answering again until the
-//                      operator's caches are whole again (resync: relist, resumed watch, or a
-//                      manager that stepped down and started over with fresh caches)
+//                      operator's caches are whole again (resync: relist, resumed watch, or,
+//                      for an operator before ADR 0117, a manager that stepped down and
+//                      started over with fresh caches and a new health server)
 //   api_requests_per_vm requests the operator counted (reads and writes, not watches), per VM
 //   burst_cpu_pct      CPU during the burst (% of one core) of the operator, the API server, etcd,
 //                      the scheduler, the controller manager, kwok and this benchmark's own process

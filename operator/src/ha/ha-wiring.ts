@@ -1,6 +1,6 @@
 // Builds the HA controller on a manager: the informers it shares with the VM controller,
 // the key mapping from pods and nodes to VMs, its own followers of replacement launchers,
-// and the keyvirt_ha_restarts_total counter.
+// and its restarts counted in keyvirt_ha_restarts_total (one of the operator's metrics).
 import { StorageDomain, VirtualMachine, VirtualMachineMigration } from '@keyvirt/crds';
 import type { OperatorMetrics } from '../metrics.ts';
 import { sleepOn } from '../runtime/clock.ts';

@@ -156,7 +156,8 @@ export class WorkQueue {
    * The next key to process, or undefined once the queue shuts down — even with keys
    * still queued: a controller stops when its manager loses the leader lease, and a
    * drained backlog (thousands of keys in a burst) would be written by a replica that
-   * no longer leads, for minutes. The next leader's fresh caches queue every key again.
+   * no longer leads, for minutes. The next term's fresh controllers are handed every
+   * cached object again (ADR 0117).
    */
   get(): Promise<string | undefined> {
     if (this.#shuttingDown) return Promise.resolve(undefined);
