@@ -37,20 +37,16 @@
 // 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q]
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { sleepOn, systemClock } from '../../operator/src/runtime/clock.ts';
-import { Informer } from '../../operator/src/runtime/informer.ts';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
-import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
-import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
-import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
-import { postPods, readNodes, renderFloorPods } from '../support/launcher-pod-floor.ts';
+import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
+import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, vmManifest } from '../support/scale-burst.ts';
+import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
 import { nodeFlagsOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
@@ -63,8 +59,6 @@ const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const IDLE_WINDOW_MS = 30_000;
 /** How long the API server is away: a kube-apiserver restart here took 15–25 s, longer than the lease's renew deadline. */
 const OUTAGE_MS = 15_000;
-/** VM creations in flight during the burst. */
-const BURST_IN_FLIGHT = 32;
 
 function flag(args: readonly string[], name: string, fallback: number): number {
   const i = args.indexOf(name);
@@ -78,126 +72,8 @@ function stringFlag(args: readonly string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-function vmManifest(s: Scratch, kwokLabel: string, i: number): unknown {
-  return {
-    apiVersion: 'keyvirt.io/v1alpha1',
-    kind: 'VirtualMachine',
-    metadata: { name: `scale-${i}`, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: {
-      runStrategy: 'Always',
-      nodeSelector: { [TEST_RUN_LABEL]: kwokLabel },
-      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
-      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
-    },
-  };
-}
-
 async function httpText(url: string): Promise<string> {
   return (await fetch(url)).text();
-}
-
-/** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
-async function createAll(client: KubeClient, namespace: string, items: readonly unknown[], inFlight: number): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++];
-      await client.create(`/apis/keyvirt.io/v1alpha1/namespaces/${namespace}/virtualmachines`, item);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
-}
-
-/** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
-function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number>; synced: Promise<void> } {
-  const created = new Map<string, number>();
-  const bound = new Map<string, number>();
-  const schema = z.object({
-    metadata: z.object({ name: z.string(), namespace: z.string().optional(), resourceVersion: z.string().optional() }),
-    spec: z.object({ nodeName: z.string().optional() }),
-  });
-  const informer = new Informer({
-    client,
-    type: coreTypes.pod,
-    schema,
-    namespace,
-    labelSelector: 'keyvirt.io/vm',
-    log: pino({ level: 'warn' }),
-    sleep: sleepOn(systemClock),
-    pageSize: 500,
-    transform: stripUnreadMetadata,
-  });
-  const seen = (pod: z.infer<typeof schema>): void => {
-    const now = Date.now();
-    if (!created.has(pod.metadata.name)) created.set(pod.metadata.name, now);
-    if (pod.spec.nodeName !== undefined && !bound.has(pod.metadata.name)) bound.set(pod.metadata.name, now);
-  };
-  informer.addHandlers({ onAdd: seen, onUpdate: (_o, p) => seen(p) });
-  void informer.run(signal);
-  return { created, bound, synced: informer.waitForSync(signal) };
-}
-
-/** Waits until `bound` holds `count` pods, saying how far it got every 5 s. */
-async function untilBound(created: ReadonlyMap<string, number>, bound: ReadonlyMap<string, number>, count: number, started: number, say: (line: string) => void): Promise<void> {
-  let lastReport = 0;
-  while (bound.size < count) {
-    if (Date.now() - started > 90 * 60_000) throw new Error(`only ${bound.size}/${count} launcher pods bound after 90 min`);
-    await sleep(250);
-    if (Date.now() - lastReport > 5000) {
-      lastReport = Date.now();
-      say(`${created.size} launcher pods created, ${bound.size} bound after ${Date.now() - started} ms`);
-    }
-  }
-}
-
-/** The floor (see the header): the VMs' launcher pods POSTed with no operator, timed as the operator's are. */
-async function runFloor(st: Setting, nodeNames: readonly string[]): Promise<Floor> {
-  const s = await scratch(st.cluster, 'kv-bench-floor');
-  const stopWatch = new AbortController();
-  const say = (line: string): void => void process.stdout.write(`operator-scale[floor]: ${line}\n`);
-  try {
-    const nodes = await readNodes(st.admin, nodeNames);
-    const manifests = Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i));
-    const pods = renderFloorPods(manifests, s.namespace, nodes);
-    const { created, bound, synced } = podTimes(st.admin, s.namespace, stopWatch.signal);
-    await synced;
-    const loadBefore = loadavg()[0] ?? 0;
-    // The VMs themselves first, as the burst creates them (no operator watches them): what
-    // their creation costs the API server, before any launcher pod.
-    const vmCpu = await cpuSince(st.others);
-    const vmsStarted = Date.now();
-    await createAll(st.admin, s.namespace, manifests, BURST_IN_FLIGHT);
-    const vmsMs = Date.now() - vmsStarted;
-    const vmUsed = await vmCpu();
-    say(`${st.vms} VMs created in ${vmsMs} ms, ${BURST_IN_FLIGHT} at a time; CPU ${vmUsed.text}`);
-    const cpu = await cpuSince(st.others);
-    const started = Date.now();
-    await postPods(st.admin, s.namespace, pods, st.workers);
-    say(`${st.vms} launcher pods POSTed in ${Date.now() - started} ms, ${st.workers} at a time`);
-    await untilBound(created, bound, st.vms, started, say);
-    const used = await cpu();
-    const floor: Floor = {
-      allPodsMs: Math.max(...created.values()) - started,
-      allBoundMs: Math.max(...bound.values()) - started,
-      cpu: used.text,
-      apiServerMsPerPod: perVm(used.ms.get('apiserver'), st.vms),
-      vmsMs,
-      apiServerMsPerVmCreate: perVm(vmUsed.ms.get('apiserver'), st.vms),
-      load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`,
-    };
-    say(`every pod created after ${floor.allPodsMs} ms, bound after ${floor.allBoundMs} ms; CPU ${floor.cpu}; load ${floor.load}`);
-    return floor;
-  } finally {
-    stopWatch.abort();
-    await st.admin
-      .request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
-      .catch((err: unknown) => say(`delete pods: ${String(err)}`));
-    // No finalizer (no operator saw them): one collection delete, over before the operators run.
-    await st.admin
-      .request('DELETE', `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, { body: { apiVersion: 'v1', kind: 'DeleteOptions' }, timeoutMs: 300_000 })
-      .catch((err: unknown) => say(`delete VMs: ${String(err)}`));
-    await s.cleanup();
-  }
 }
 
 /** Drops the VMs' finalizers in parallel (the operator is gone by then). */
@@ -228,34 +104,6 @@ interface Setting {
   readonly cpuProfDir: string | undefined;
   /** The operator's client rate limit (`--api-qps`, burst twice that); its own default when absent. */
   readonly apiQps: number | undefined;
-}
-
-/** The floor's figures, appended to every operator's BENCH line. */
-interface Floor {
-  readonly allPodsMs: number;
-  readonly allBoundMs: number;
-  readonly cpu: string;
-  /** The API server's CPU from the first POST until every pod is bound, per pod. */
-  readonly apiServerMsPerPod: string;
-  /** The VMs' creation before the pods: its time, and the API server's CPU per VM. */
-  readonly vmsMs: number;
-  readonly apiServerMsPerVmCreate: string;
-  readonly load: string;
-}
-
-/** CPU milliseconds per VM (or pod), `n/a` when the process was not measured. */
-function perVm(ms: number | undefined, vms: number): string {
-  return ms === undefined ? 'n/a' : (ms / vms).toFixed(1);
-}
-
-/** The floor's fields of a BENCH line (none without a floor). */
-function floorFields(floor: Floor | undefined, vms: number, allPodsMs: number): string {
-  if (floor === undefined) return '';
-  return (
-    ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
-    `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load} ` +
-    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod} floor_vms_ms=${floor.vmsMs} floor_apiserver_cpu_ms_per_vm_create=${floor.apiServerMsPerVmCreate}`
-  );
 }
 
 /**

@@ -5,7 +5,8 @@
 // spreads equal nodes) — are POSTed by a plain client, `inFlight` at a time (the
 // operator's workers). Only the pods: the operator also sends a Secret, the finalizer,
 // a status and an event per VM. The pods carry no owner reference: no VM exists, and
-// the garbage collector would delete them as they are created.
+// the garbage collector would delete them as they are created. scale-floor.ts runs the
+// floor with them.
 import { randomUUID } from 'node:crypto';
 import { VirtualMachine } from '@keyvirt/crds';
 import { nodeSchema, type Node } from '../../operator/src/runtime/core-schemas.ts';

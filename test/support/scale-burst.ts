@@ -1,0 +1,90 @@
+// The parts of operator-scale's burst that its floor (scale-floor.ts) shares: the VMs as the
+// benchmark writes them, their creation straight through the API, and the benchmark's
+// own watch that times each launcher pod's creation and binding.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { sleepOn, systemClock } from '../../operator/src/runtime/clock.ts';
+import { Informer } from '../../operator/src/runtime/informer.ts';
+import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
+import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
+import { coreTypes } from '../../operator/src/runtime/resource.ts';
+import { KWOK_TAINT } from './kwok.ts';
+import { TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
+
+/** VM creations in flight during the burst. */
+export const BURST_IN_FLIGHT = 32;
+
+/** The benchmark's VM number `i`: 128 MiB, no guest agent, on the run's kwok nodes (whose taint it tolerates). */
+export function vmManifest(s: Scratch, kwokLabel: string, i: number): unknown {
+  return {
+    apiVersion: 'keyvirt.io/v1alpha1',
+    kind: 'VirtualMachine',
+    metadata: { name: `scale-${i}`, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
+    spec: {
+      runStrategy: 'Always',
+      nodeSelector: { [TEST_RUN_LABEL]: kwokLabel },
+      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
+      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
+    },
+  };
+}
+
+/** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
+export async function createAll(client: KubeClient, namespace: string, items: readonly unknown[], inFlight: number): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++];
+      await client.create(`/apis/keyvirt.io/v1alpha1/namespaces/${namespace}/virtualmachines`, item);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, () => worker()));
+}
+
+/** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
+export function podTimes(client: KubeClient, namespace: string, signal: AbortSignal): { created: Map<string, number>; bound: Map<string, number>; synced: Promise<void> } {
+  const created = new Map<string, number>();
+  const bound = new Map<string, number>();
+  const schema = z.object({
+    metadata: z.object({ name: z.string(), namespace: z.string().optional(), resourceVersion: z.string().optional() }),
+    spec: z.object({ nodeName: z.string().optional() }),
+  });
+  const informer = new Informer({
+    client,
+    type: coreTypes.pod,
+    schema,
+    namespace,
+    labelSelector: 'keyvirt.io/vm',
+    log: pino({ level: 'warn' }),
+    sleep: sleepOn(systemClock),
+    pageSize: 500,
+    transform: stripUnreadMetadata,
+  });
+  const seen = (pod: z.infer<typeof schema>): void => {
+    const now = Date.now();
+    if (!created.has(pod.metadata.name)) created.set(pod.metadata.name, now);
+    if (pod.spec.nodeName !== undefined && !bound.has(pod.metadata.name)) bound.set(pod.metadata.name, now);
+  };
+  informer.addHandlers({ onAdd: seen, onUpdate: (_o, p) => seen(p) });
+  void informer.run(signal);
+  return { created, bound, synced: informer.waitForSync(signal) };
+}
+
+/** Waits until `bound` holds `count` pods, saying how far it got every 5 s. */
+export async function untilBound(created: ReadonlyMap<string, number>, bound: ReadonlyMap<string, number>, count: number, started: number, say: (line: string) => void): Promise<void> {
+  let lastReport = 0;
+  while (bound.size < count) {
+    if (Date.now() - started > 90 * 60_000) throw new Error(`only ${bound.size}/${count} launcher pods bound after 90 min`);
+    await sleep(250);
+    if (Date.now() - lastReport > 5000) {
+      lastReport = Date.now();
+      say(`${created.size} launcher pods created, ${bound.size} bound after ${Date.now() - started} ms`);
+    }
+  }
+}
+
+/** CPU milliseconds per VM (or pod), `n/a` when the process was not measured. */
+export function perVm(ms: number | undefined, vms: number): string {
+  return ms === undefined ? 'n/a' : (ms / vms).toFixed(1);
+}
