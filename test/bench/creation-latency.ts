@@ -21,7 +21,7 @@ import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes, type ResourceType } from '../../operator/src/runtime/resource.ts';
 import { ensureCluster } from '../support/cluster.ts';
 import { testGuest } from '../support/guest.ts';
-import { KWOK_TAINT, startKwokNodes } from '../support/kwok.ts';
+import { kwokVm, startKwokNodes } from '../support/kwok.ts';
 import { operatorKubeconfig, startOperator } from '../operator/operator-process.ts';
 import { scratch, testVm, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
@@ -106,17 +106,7 @@ async function kwokRun(client: KubeClient, s: Scratch, nodesLabel: string, vms: 
     if (vm !== undefined && pod.status?.phase === 'Running' && !running.has(vm)) running.set(vm, Date.now());
   });
   try {
-    const manifests = Array.from({ length: vms }, (_, i) => ({
-      apiVersion: 'keyvirt.io/v1alpha1',
-      kind: 'VirtualMachine',
-      metadata: { name: `latency-${i}`, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-      spec: {
-        runStrategy: 'Always',
-        nodeSelector: { [TEST_RUN_LABEL]: nodesLabel },
-        tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
-        template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
-      },
-    }));
+    const manifests = Array.from({ length: vms }, (_, i) => kwokVm(s, `latency-${i}`, nodesLabel));
     const created = await createPaced(client, s.namespace, manifests, intervalMs);
     await waitAll('launcher pods Running on kwok nodes', () => running.size, vms, 15 * 60_000);
     return summary(created, running);

@@ -36,12 +36,11 @@
 // `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
 // 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
 //   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q]
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
-import { z } from 'zod';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
@@ -51,7 +50,7 @@ import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
 import { nodeFlagsOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
 import { apiServerPid, cpuShares, cpuSince, processesOf, procStats, type CpuSubjects } from '../support/process-cpu.ts';
-import { startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
+import { kubeconfigThrough, startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
 import { operatorKubeconfig } from '../operator/operator-process.ts';
 import { scratch, TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
@@ -126,12 +125,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();
   const stopSampling = new AbortController();
-  const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-  const config = z
-    .looseObject({ clusters: z.array(z.looseObject({ cluster: z.looseObject({ server: z.string() }) })) })
-    .parse(JSON.parse(await readFile(kubeconfig, 'utf8')));
-  for (const c of config.clusters) c.cluster.server = st.api.url;
-  await writeFile(kubeconfig, JSON.stringify(config), { mode: 0o600 });
+  const kubeconfig = await kubeconfigThrough(await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig')), st.api.url);
   const logFile = path.join(st.logDir, `operator-${label}.log`);
   const nodeFlags = await nodeFlagsOf(tree);
   const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };

@@ -6,13 +6,11 @@
 // VM it ran keeps its one launcher pod, and a VM created afterwards is reconciled by the
 // new term. On the local cluster with a kwok node (launcher pods bound, nothing runs).
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { z } from 'zod';
-import { startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
+import { kubeconfigThrough, startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
+import { kwokVm, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { metricSum, metricValue } from '../support/operator-metrics-text.ts';
 import { type OperatorProcess, operatorKubeconfig, probe, startOperator, stopOperator } from './operator-process.ts';
 import { apply, getVm, launcherPods, scratch, type Scratch, TEST_RUN_LABEL } from './vm-fixtures.ts';
@@ -33,10 +31,7 @@ void describe('a lost lease ends a term; the next one runs on the same caches', 
     s = await scratch(cluster, 'kv-e2e-term');
     kwok = await startKwokNodes(cluster, { label: { key: TEST_RUN_LABEL, value: s.runId }, count: 1, namePrefix: `kwok-${s.runId}`, runPods: true, dir: s.dir });
     api = await startApiOutageProxy({ host: cluster.apiServer.host, port: cluster.apiServer.port });
-    const kubeconfig = await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'));
-    const config = z.looseObject({ clusters: z.array(z.looseObject({ cluster: z.looseObject({ server: z.string() }) })) }).parse(JSON.parse(await readFile(kubeconfig, 'utf8')));
-    for (const c of config.clusters) c.cluster.server = api.url;
-    await writeFile(kubeconfig, JSON.stringify(config), { mode: 0o600 });
+    const kubeconfig = await kubeconfigThrough(await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig')), api.url);
     operator = startOperator({
       kubeconfig,
       logFile: path.join(s.dir, 'operator.log'),
@@ -54,17 +49,6 @@ void describe('a lost lease ends a term; the next one runs on the same caches', 
     kwok?.stop();
   });
 
-  const vm = (name: string): unknown => ({
-    apiVersion: 'keyvirt.io/v1alpha1',
-    kind: 'VirtualMachine',
-    metadata: { name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: {
-      runStrategy: 'Always',
-      nodeSelector: { [TEST_RUN_LABEL]: s.runId },
-      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
-      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
-    },
-  });
   const metrics = async (): Promise<string> => (await probe(port, '/metrics')).body;
   const lists = (text: string): number => metricSum(text, 'keyvirt_informer_events_total', { kind: /^(VirtualMachine|Pod)$/, event: 'list' });
   const messages = async (msg: string): Promise<number> => (await (operator as OperatorProcess).logLines()).filter((l) => l.msg === msg).length;
@@ -81,7 +65,7 @@ void describe('a lost lease ends a term; the next one runs on the same caches', 
 
   void it('leads again after an outage longer than the renew deadline, with the caches it had; the running VM keeps one launcher pod and a new VM is reconciled', async (t) => {
     assert.ok(api);
-    apply(cluster, vm('before'));
+    apply(cluster, kwokVm(s, 'before', s.runId));
     await withPod('before');
     const listsBefore = lists(await metrics());
     assert.equal(await messages('became leader'), 1);
@@ -92,7 +76,7 @@ void describe('a lost lease ends a term; the next one runs on the same caches', 
     assert.equal(await messages('health and metrics server listening'), 1, 'one health server for the life of the process');
     await eventually('the leader gauge at 1', async () => (metricValue(await metrics(), 'keyvirt_operator_leader') === 1 ? true : undefined), 30_000);
 
-    apply(cluster, vm('after'));
+    apply(cluster, kwokVm(s, 'after', s.runId));
     t.diagnostic(`after the new term: before=${await withPod('before')} after=${await withPod('after')}`);
     // A few seconds of the new term over the VM it found: still its one launcher pod.
     await new Promise((r) => setTimeout(r, 5000));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
-import { KWOK_TAINT, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
+import { kwokVm, startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
 import { apply, getVm, scratch, type Scratch, TEST_RUN_LABEL } from './vm-fixtures.ts';
 
@@ -43,17 +43,6 @@ void describe('launcher objects of a VM deleted before its finalizer', { timeout
     kwok?.stop();
   });
 
-  const vm = (name: string): unknown => ({
-    apiVersion: 'keyvirt.io/v1alpha1',
-    kind: 'VirtualMachine',
-    metadata: { name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: {
-      runStrategy: 'Always',
-      nodeSelector: { [TEST_RUN_LABEL]: s.runId },
-      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
-      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
-    },
-  });
   const launcherObjects = (vmName?: string): z.infer<typeof owned>['items'] =>
     owned.parse(JSON.parse(cluster.kubectl(['get', 'pods,secrets', '-n', s.namespace, '-l', vmName === undefined ? 'keyvirt.io/vm' : `keyvirt.io/vm=${vmName}`, '-o', 'json']))).items;
 
@@ -61,7 +50,7 @@ void describe('launcher objects of a VM deleted before its finalizer', { timeout
     const names = Array.from({ length: 6 }, (_, i) => `early-${String(i)}`);
     let beforeFinalizer = 0;
     for (const name of names) {
-      apply(cluster, vm(name));
+      apply(cluster, kwokVm(s, name, s.runId));
       await eventually(`the launcher Secret of ${name}`, () => (launcherObjects(name).some((o) => o.kind === 'Secret') ? true : undefined), 60_000, 20);
       cluster.kubectl(['delete', 'virtualmachine', name, '-n', s.namespace, '--wait=false']);
       if (getVm(cluster, s.namespace, name) === undefined) beforeFinalizer += 1;
@@ -73,7 +62,7 @@ void describe('launcher objects of a VM deleted before its finalizer', { timeout
 
   void it('a VM whose finalizer is gone when it is deleted, with no operator to act, has its launcher pod and Secret collected', async () => {
     assert.ok(operator);
-    apply(cluster, vm('orphaned'));
+    apply(cluster, kwokVm(s, 'orphaned', s.runId));
     const created = await eventually(
       'the launcher pod and Secret created and the finalizer set',
       () => {

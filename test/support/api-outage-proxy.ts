@@ -3,7 +3,10 @@
 // 127.0.0.1). `outage(ms)` is an API server restart as that client sees it: every open
 // connection (watches included) is cut, new ones are refused for `ms`, then accepted
 // again — without restarting the API server everyone else's suites use.
+// `kubeconfigThrough` points a client's kubeconfig at the proxy.
+import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { z } from 'zod';
 
 export interface ApiOutageProxy {
   /** https://127.0.0.1:<port> */
@@ -56,4 +59,14 @@ export async function startApiOutageProxy(target: { host: string; port: number }
         server.close(() => resolve());
       }),
   };
+}
+
+const kubeconfigClusters = z.looseObject({ clusters: z.array(z.looseObject({ cluster: z.looseObject({ server: z.string() }) })) });
+
+/** Rewrites the kubeconfig `file` (JSON) so that every cluster's server is `url` (a proxy's); resolves with `file`. */
+export async function kubeconfigThrough(file: string, url: string): Promise<string> {
+  const config = kubeconfigClusters.parse(JSON.parse(await readFile(file, 'utf8')));
+  for (const c of config.clusters) c.cluster.server = url;
+  await writeFile(file, JSON.stringify(config), { mode: 0o600 });
+  return file;
 }

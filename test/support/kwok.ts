@@ -2,13 +2,34 @@
 // hack/k8s/build.sh, cached) manages the nodes labelled with a run's id. Nodes become
 // Ready; with `runPods`, pods bound to them turn Running with a loopback address
 // (127.201.0.0/16, so nothing ever leaves the machine) and deleted pods go away.
+// `kwokVm` is the VM the suites and benchmarks put on such nodes.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { VirtualMachineInput } from '@keyvirt/crds';
+import { TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 import { eventually, type TestCluster } from './cluster.ts';
 
 export const KWOK_TAINT = 'kwok.x-k8s.io/node';
+
+/**
+ * VM `name` of the scratch's run for the kwok nodes labelled `TEST_RUN_LABEL=nodesLabel`,
+ * whose taint it tolerates: 128 MiB, no guest agent (its launcher pod is bound, nothing runs).
+ */
+export function kwokVm(s: Pick<Scratch, 'namespace' | 'runId'>, name: string, nodesLabel: string): VirtualMachineInput {
+  return {
+    apiVersion: 'keyvirt.io/v1alpha1',
+    kind: 'VirtualMachine',
+    metadata: { name, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
+    spec: {
+      runStrategy: 'Always',
+      nodeSelector: { [TEST_RUN_LABEL]: nodesLabel },
+      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
+      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
+    },
+  };
+}
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
 interface StageMatch {

@@ -2,6 +2,7 @@
 // benchmark writes them, their creation straight through the API, and the benchmark's
 // own watch that times each launcher pod's creation and binding.
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { VirtualMachineInput } from '@keyvirt/crds';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { sleepOn, systemClock } from '../../operator/src/runtime/clock.ts';
@@ -9,25 +10,15 @@ import { Informer } from '../../operator/src/runtime/informer.ts';
 import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes } from '../../operator/src/runtime/resource.ts';
-import { KWOK_TAINT } from './kwok.ts';
-import { TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
+import { kwokVm } from './kwok.ts';
+import type { Scratch } from '../operator/vm-fixtures.ts';
 
 /** VM creations in flight during the burst. */
 export const BURST_IN_FLIGHT = 32;
 
-/** The benchmark's VM number `i`: 128 MiB, no guest agent, on the run's kwok nodes (whose taint it tolerates). */
-export function vmManifest(s: Scratch, kwokLabel: string, i: number): unknown {
-  return {
-    apiVersion: 'keyvirt.io/v1alpha1',
-    kind: 'VirtualMachine',
-    metadata: { name: `scale-${i}`, namespace: s.namespace, labels: { [TEST_RUN_LABEL]: s.runId } },
-    spec: {
-      runStrategy: 'Always',
-      nodeSelector: { [TEST_RUN_LABEL]: kwokLabel },
-      tolerations: [{ key: KWOK_TAINT, operator: 'Exists', effect: 'NoSchedule' }],
-      template: { memory: { size: '128Mi' }, allowEmulation: true, guestAgent: false },
-    },
-  };
+/** The benchmark's VM number `i` on the run's kwok nodes (`kwokLabel`): see kwokVm. */
+export function vmManifest(s: Scratch, kwokLabel: string, i: number): VirtualMachineInput {
+  return kwokVm(s, `scale-${i}`, kwokLabel);
 }
 
 /** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */

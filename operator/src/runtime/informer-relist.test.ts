@@ -5,57 +5,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { Informer, type ListWatchClient } from './informer.ts';
-import type { RequestOptions, WatchStream } from './kube-client.ts';
+import { Informer } from './informer.ts';
+import { PagedListWatchFake } from './paged-list-watch-fake.ts';
 import { coreTypes, keyOf } from './resource.ts';
 
 const log = pino({ level: 'silent' });
 
 function obj(name: string, rv: string): Record<string, unknown> {
   return { metadata: { name, namespace: 'ns', resourceVersion: rv } };
-}
-
-/** Serves scripted lists in pages of `limit` (a page may fail), then watches that replay events and hang. */
-class PagedLists implements ListWatchClient {
-  lists: { items: unknown[]; rv: string; failAtPage?: number }[] = [];
-  watchEvents: unknown[][] = [];
-  pagesServed = 0;
-  listsCompleted = 0;
-  watches = 0;
-  /** Called before each page is served, with the page's number in its list (0 first). */
-  beforePage: (page: number) => void = () => undefined;
-
-  request(_method: 'GET', _path: string, options?: RequestOptions): Promise<unknown> {
-    const query = options?.query ?? {};
-    const list = this.lists[0];
-    if (list === undefined) return Promise.reject(new Error('no list scripted'));
-    const limit = typeof query.limit === 'number' ? query.limit : list.items.length;
-    const from = typeof query.continue === 'string' ? Number(query.continue) : 0;
-    const page = from / limit;
-    this.beforePage(page);
-    if (list.failAtPage === page) {
-      this.lists.shift();
-      return Promise.reject(new Error('connection reset'));
-    }
-    this.pagesServed += 1;
-    const next = from + limit < list.items.length ? String(from + limit) : undefined;
-    if (next === undefined) {
-      this.lists.shift();
-      this.listsCompleted += 1;
-    }
-    return Promise.resolve({ metadata: { resourceVersion: list.rv, ...(next === undefined ? {} : { continue: next }) }, items: list.items.slice(from, from + limit) });
-  }
-
-  watch(_path: string, _query: Record<string, unknown>, handlers: { onEvent: (event: unknown) => void }, signal: AbortSignal): Promise<WatchStream> {
-    this.watches += 1;
-    const events = this.watchEvents.shift() ?? [];
-    const done = (async (): Promise<void> => {
-      await Promise.resolve();
-      for (const e of events) handlers.onEvent(e);
-      if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    })();
-    return Promise.resolve({ done });
-  }
 }
 
 async function until(cond: () => boolean): Promise<void> {
@@ -66,7 +23,7 @@ async function until(cond: () => boolean): Promise<void> {
 const gone = { type: 'ERROR', object: { kind: 'Status', code: 410, message: 'too old' } };
 
 /** An informer whose schema records every object it parses (to find parsed objects held outside the cache). */
-function recordingInformer(client: PagedLists, parsed: { metadata: { name: string; namespace: string; resourceVersion: string } }[]): Informer<{ metadata: { name: string; namespace: string; resourceVersion: string } }> {
+function recordingInformer(client: PagedListWatchFake, parsed: { metadata: { name: string; namespace: string; resourceVersion: string } }[]): Informer<{ metadata: { name: string; namespace: string; resourceVersion: string } }> {
   const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }) }).transform((o) => {
     parsed.push(o);
     return o;
@@ -76,7 +33,7 @@ function recordingInformer(client: PagedLists, parsed: { metadata: { name: strin
 
 void describe('Informer relist and handlers', () => {
   void it('relists page by page: no object of a relist is held beside the cache, and the events are those of the differences', async () => {
-    const client = new PagedLists();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: ['a', 'b', 'c', 'd', 'e'].map((n) => obj(n, '1')), rv: '5' });
     client.watchEvents.push([gone]);
     // The relist: a unchanged, b and c changed, d and e gone, f new.
@@ -106,7 +63,7 @@ void describe('Informer relist and handlers', () => {
   });
 
   void it('a relist that fails half way deletes nothing; the next one completes it', async () => {
-    const client = new PagedLists();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: ['a', 'b', 'c', 'd'].map((n) => obj(n, '1')), rv: '4' });
     client.watchEvents.push([gone]);
     client.lists.push({ items: [obj('a', '6'), obj('c', '6'), obj('e', '6')], rv: '6', failAtPage: 1 });
@@ -129,7 +86,7 @@ void describe('Informer relist and handlers', () => {
   });
 
   void it('hands a handler added to a filled cache every cached object, and a removed handler hears nothing more', async () => {
-    const client = new PagedLists();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: [obj('a', '1'), obj('b', '1')], rv: '2' });
     const inf = recordingInformer(client, []);
     const stop = new AbortController();

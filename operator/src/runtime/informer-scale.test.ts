@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { z } from 'zod';
-import { Informer, type ListWatchClient } from './informer.ts';
-import type { RequestOptions, WatchStream } from './kube-client.ts';
+import { Informer } from './informer.ts';
 import { stripUnreadMetadata } from './object-trim.ts';
+import { PagedListWatchFake } from './paged-list-watch-fake.ts';
 import { coreTypes } from './resource.ts';
 
 const log = pino({ level: 'silent' });
@@ -19,42 +19,12 @@ function obj(name: string, rv: string, vm?: string, extra: Record<string, unknow
   return { metadata: { name, namespace: 'ns', resourceVersion: rv, ...(vm === undefined ? {} : { labels: { vm } }), ...extra } };
 }
 
-/** Serves a list in pages of `limit` with continue tokens, then watch scripts; records every list query. */
-class PagingClient implements ListWatchClient {
-  readonly queries: Record<string, unknown>[] = [];
-  lists: { items: unknown[]; rv: string }[] = [];
-  watchEvents: unknown[][] = [];
-
-  request(_method: 'GET', _path: string, options?: RequestOptions): Promise<unknown> {
-    const query = options?.query ?? {};
-    this.queries.push(query);
-    const list = this.lists[0];
-    if (list === undefined) return Promise.reject(new Error('no list scripted'));
-    const limit = typeof query.limit === 'number' ? query.limit : list.items.length;
-    const from = typeof query.continue === 'string' ? Number(query.continue) : 0;
-    const page = list.items.slice(from, from + limit);
-    const next = from + limit < list.items.length ? String(from + limit) : undefined;
-    if (next === undefined) this.lists.shift();
-    return Promise.resolve({ metadata: { resourceVersion: list.rv, ...(next === undefined ? {} : { continue: next }) }, items: page });
-  }
-
-  watch(_path: string, _query: Record<string, unknown>, handlers: { onEvent: (event: unknown) => void }, signal: AbortSignal): Promise<WatchStream> {
-    const events = this.watchEvents.shift() ?? [];
-    const done = (async (): Promise<void> => {
-      await Promise.resolve();
-      for (const e of events) handlers.onEvent(e);
-      if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-    })();
-    return Promise.resolve({ done });
-  }
-}
-
 async function until(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 1000 && !cond(); i++) await new Promise((r) => setImmediate(r));
   assert.ok(cond(), 'condition not reached');
 }
 
-function informer(client: PagingClient, pageSize?: number): Informer<Obj> {
+function informer(client: PagedListWatchFake, pageSize?: number): Informer<Obj> {
   return new Informer<Obj>({
     client,
     type: coreTypes.pod,
@@ -68,7 +38,7 @@ function informer(client: PagingClient, pageSize?: number): Informer<Obj> {
 
 void describe('Informer at scale', () => {
   void it('lists in pages, following continue tokens, and watches from the list version', async () => {
-    const client = new PagingClient();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: Array.from({ length: 7 }, (_, i) => obj(`o${i}`, String(i))), rv: '40' });
     const inf = informer(client, 3);
     const stop = new AbortController();
@@ -88,7 +58,7 @@ void describe('Informer at scale', () => {
   });
 
   void it('drops managedFields and the last-applied annotation before the schema sees the object', async () => {
-    const client = new PagingClient();
+    const client = new PagedListWatchFake();
     const big = obj('a', '1', undefined, {
       managedFields: [{ manager: 'kubectl', fieldsV1: { 'f:spec': {} } }],
       annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"spec":{}}', kept: 'yes' },
@@ -107,7 +77,7 @@ void describe('Informer at scale', () => {
   });
 
   void it('keeps an index in step with adds, relabels, deletes and relists', async () => {
-    const client = new PagingClient();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: [obj('p1', '1', 'vm-a'), obj('p2', '2', 'vm-a'), obj('p3', '3', 'vm-b'), obj('p4', '4')], rv: '4' });
     client.watchEvents.push([
       { type: 'MODIFIED', object: obj('p2', '5', 'vm-b') },
@@ -135,7 +105,7 @@ void describe('Informer at scale', () => {
   });
 
   void it('builds an index added after the cache filled from what is cached', async () => {
-    const client = new PagingClient();
+    const client = new PagedListWatchFake();
     client.lists.push({ items: [obj('p1', '1', 'vm-a'), obj('p2', '2', 'vm-b')], rv: '2' });
     const inf = informer(client);
     const stop = new AbortController();
