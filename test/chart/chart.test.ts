@@ -254,7 +254,7 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     const shipped = renderedObjects(fs.readFileSync(path.join(repo, 'operator/deploy/rbac.yaml'), 'utf8'));
     const shippedPolicies = policies(shipped, 'shipped');
     assert.deepEqual(policies(chartObjects, 'chart'), shippedPolicies);
-    assert.equal(Object.keys(shippedPolicies).length, 12, 'six policies, six bindings');
+    assert.equal(Object.keys(shippedPolicies).length, 10, 'five policies, five bindings');
     assert.deepEqual(settings.get('chart launcherImage'), ['localhost/keyvirt/launcher:0.1.0']);
     assert.deepEqual(settings.get('shipped launcherImage'), settings.get('chart launcherImage'));
     assert.deepEqual(settings.get('chart hostPathPattern'), ['^/var/lib/keyvirt/', '^/var/lib/keyvirt/']);

@@ -25,7 +25,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
 const LAUNCHER_IMAGE = 'localhost/keyvirt/launcher:0.1.0';
 const HOST_PATH_PATTERN = '^/tmp/keyvirt-sec/';
-const POLICIES = ['operator-pods', 'operator-objects', 'operator-volumes', 'operator-claims', 'node-agent-own-node', 'reserved-pod-labels'] as const;
+const POLICIES = ['pods', 'operator-objects', 'operator-volumes', 'operator-claims', 'node-agent-own-node'] as const;
 
 interface Manifest { kind: string; metadata: { name: string; namespace?: string } }
 
@@ -213,10 +213,10 @@ void describe('operator and node agent service accounts against the real API ser
     }, 'kube-system');
     const rbac = as(operator, ['auth', 'can-i', 'create', 'pods', '-n', 'kube-system']);
     assert.equal(rbac.out.trim(), 'yes', 'RBAC grants pod creation cluster-wide: the policy is what stops it');
-    denied(as(operator, ['create', '--dry-run=server', '-f', '-'], pod), 'operator-pods', /no pods in kube-\* namespaces/);
+    denied(as(operator, ['create', '--dry-run=server', '-f', '-'], pod), 'pods', /no pods in kube-\* namespaces/);
     denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated((p) => {
       p.spec.containers[0] = { ...p.spec.containers[0], securityContext: { privileged: true } };
-    })), 'operator-pods', /launcher containers are unprivileged/);
+    })), 'pods', /launcher containers are unprivileged/);
   });
 
   const shapes: [string, PodMutation, RegExp][] = [
@@ -237,7 +237,7 @@ void describe('operator and node agent service accounts against the real API ser
   ];
   for (const [what, mutate, message] of shapes) {
     void it(`refuses a launcher pod with ${what}`, () => {
-      denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated(mutate)), 'operator-pods', message);
+      denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated(mutate)), 'pods', message);
     });
   }
 
@@ -247,7 +247,7 @@ void describe('operator and node agent service accounts against the real API ser
     cluster.kubectl(['delete', 'configmap', '--all', '-n', ns, '--wait=true']);
     const plain = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'plain', namespace: ns }, spec: { containers: [{ name: 'c', image: 'busybox:1.36' }] } };
     assert.match(cluster.kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], JSON.stringify(plain)), /pod\/plain/);
-    denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated((p) => { p.spec.hostNetwork = true; })), 'operator-pods', /no host namespace/);
+    denied(as(operator, ['create', '--dry-run=server', '-f', '-'], mutated((p) => { p.spec.hostNetwork = true; })), 'pods', /no host namespace/);
   });
 
   void it('touches only Secrets it manages: no list, no overwrite or deletion of a Secret it does not own', () => {

@@ -1,5 +1,5 @@
 // Pod labels of keyvirt.io and its subdomains are the operator's (ADR 0114), against the real API server
-// with the chart's reserved-pod-labels policy and the operator's RBAC installed for a
+// with the chart's pod policy (ADR 0119) and the operator's RBAC installed for a
 // release of this suite's own. A namespace editor can neither create a pod carrying one
 // (so no pod of theirs is selected by the launcher disruption budget, the operator's pod
 // cache or the node agent), nor add, change or remove one on any pod — through the pod or
@@ -26,7 +26,7 @@ import { tokenKubeconfig } from '../plugin/plugin-process.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const helmBin = path.join(repo, 'hack/.cache/k8s/bin/helm');
-const POLICY = 'reserved-pod-labels';
+const POLICY = 'pods';
 
 const manifestSchema = z.looseObject({ kind: z.string(), metadata: z.looseObject({ name: z.string() }) });
 type Manifest = z.infer<typeof manifestSchema>;
@@ -71,14 +71,20 @@ void describe('keyvirt.io pod labels are reserved to the operator (real API serv
     assert.match(outcome.out, /only an account allowed to set podlabels\.keyvirt\.io/, outcome.out);
   };
   const allowed = (outcome: Outcome): void => assert.ok(outcome.ok, outcome.out);
-  /** A pod that never runs (no node matches it): only its metadata is under test. */
+  /**
+   * A pod that never runs (no node matches it): only its metadata is under test. Its
+   * container is unprivileged, as the same policy requires of the operator's own pods.
+   */
   const pod = (name: string, labels: Record<string, string>): Record<string, unknown> => ({
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name, namespace: ns, labels },
     spec: {
       nodeSelector: { 'kubernetes.io/hostname': 'kv-no-such-node' },
       automountServiceAccountToken: false,
-      containers: [{ name: 'c', image: 'localhost/keyvirt/launcher:0.1.0' }],
+      containers: [{
+        name: 'c', image: 'localhost/keyvirt/launcher:0.1.0',
+        securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+      }],
     },
   });
   const labelsOf = (name: string): Record<string, string> =>
@@ -196,6 +202,7 @@ void describe('keyvirt.io pod labels are reserved to the operator (real API serv
     refused(await relabel(author, 'plain', { 'keyvirt.io/vm': 'web-1' }, 'status'), ['keyvirt.io/vm'], /sets, changes or removes/);
     allowed(await relabel(author, 'plain', { app: 'still-mine', tier: 'web' }));
     assert.deepEqual(labelsOf('plain'), { app: 'still-mine', tier: 'web' });
+    allowed(as(author, ['delete', 'pod', 'plain', '--wait=false']));
   });
 
   void it('lets the operator create and relabel a launcher pod; a pod author may touch only its other labels', async () => {
@@ -210,6 +217,13 @@ void describe('keyvirt.io pod labels are reserved to the operator (real API serv
     allowed(await relabel(author, 'launcher-web-1', { note: 'seen' }));
     allowed(await mergePatch(author, 'launcher-web-1', { status: { conditions: [{ type: 'example.com/Checked', status: 'True' }] } }, 'status'));
     assert.deepEqual(labelsOf('launcher-web-1'), { ...LAUNCHER_LABELS, 'keyvirt.io/vm': 'web-1', 'keyvirt.io/eviction-strategy': 'LiveMigrate', note: 'seen' });
+    // The same policy holds the operator's own pod writes to a launcher's shape (ADR 0107, 0119).
+    const privileged = pod('launcher-web-2', { ...LAUNCHER_LABELS, 'keyvirt.io/vm': 'web-2' });
+    (privileged.spec as { containers: { securityContext: object }[] }).containers[0].securityContext = { privileged: true };
+    const refusal = as(operator, ['create', '-f', '-'], privileged);
+    assert.equal(refusal.ok, false, refusal.out);
+    assert.match(refusal.out, /launcher containers are unprivileged/, refusal.out);
+    allowed(as(operator, ['delete', 'pod', 'launcher-web-1', '--wait=false']));
   });
 
   void it('refuses the pods a pod author\'s ReplicaSet would create with a KeyVirt label', async () => {
