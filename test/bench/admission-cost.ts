@@ -14,10 +14,10 @@
 // write; *_base_ms phase A's, *_policy_ms B − A. The phases alternate (A B A B for
 // `--rounds 2`); spread_pct is the largest spread between rounds of one figure, over its
 // mean. The API server serves everyone else too: run it on a quiet machine. At the end (and
-// on any failure) operator/deploy/rbac.yaml's policies are put back, with any other
-// keyvirt-* policy found at the start.
+// on any failure, SIGINT or SIGTERM) operator/deploy/rbac.yaml's policies are put back,
+// with any other keyvirt-* policy found at the start.
 //   npm run bench -- admission-cost [--pods N] [--policies FILE] [--in-flight K] [--rounds R]
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -77,6 +77,8 @@ interface Setting {
   readonly namespace: string;
   readonly measuredPolicies: readonly PolicyObject[];
   readonly owned: (name: string) => boolean;
+  /** Aborted by SIGINT or SIGTERM: the writes stop, and the policies are put back on the way out. */
+  readonly stop: AbortSignal;
 }
 
 /** An error's message and its causes' (a transport error names only the request, fetch's error not the socket's). */
@@ -120,10 +122,10 @@ async function runWorkloads(st: Setting, tag: string): Promise<PhaseCosts> {
   const ns = st.namespace;
   const launchers = Array.from({ length: pods }, (_, i) => launcherPod(ns, `ac-${tag}-${i}`));
   const plain = Array.from({ length: pods }, (_, i) => plainPod(ns, `plain-${tag}-${i}`));
-  const operatorCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, (i) => st.operator.create(`/api/v1/namespaces/${ns}/pods`, launchers[i])));
-  const otherCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, (i) => st.admin.create(`/api/v1/namespaces/${ns}/pods`, plain[i])));
+  const operatorCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, st.stop, (i) => st.operator.create(`/api/v1/namespaces/${ns}/pods`, launchers[i])));
+  const otherCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, st.stop, (i) => st.admin.create(`/api/v1/namespaces/${ns}/pods`, plain[i])));
   const otherPatch = await measured(st.apiPid, () =>
-    runWrites(pods, inFlight, (i) => st.admin.patch(`/api/v1/namespaces/${ns}/pods/${plain[i]?.metadata.name ?? ''}`, { metadata: { labels: { [TOUCH_LABEL]: tag } } }, 'merge')),
+    runWrites(pods, inFlight, st.stop, (i) => st.admin.patch(`/api/v1/namespaces/${ns}/pods/${plain[i]?.metadata.name ?? ''}`, { metadata: { labels: { [TOUCH_LABEL]: tag } } }, 'merge')),
   );
   return { operator_create: operatorCreate, other_create: otherCreate, other_patch: otherPatch };
 }
@@ -131,6 +133,7 @@ async function runWorkloads(st: Setting, tag: string): Promise<PhaseCosts> {
 /** One phase: its policies in force, the three workloads, the pods deleted; repeated when the policies changed under it. */
 async function runPhase(st: Setting, phase: Phase, round: number): Promise<PhaseCosts> {
   for (let attempt = 1; attempt <= PHASE_ATTEMPTS; attempt++) {
+    st.stop.throwIfAborted();
     const tag = `${round}${phase.toLowerCase()}${attempt}-${randomBytes(2).toString('hex')}`;
     const disarm = await enterPhase(st, phase, tag);
     let costs: PhaseCosts;
@@ -158,8 +161,11 @@ async function runPhase(st: Setting, phase: Phase, round: number): Promise<Phase
 const perWrite = (c: WorkloadCost, writes: number): number => c.apiServerCpuMs / writes;
 const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+/** Which policies were measured: the start of the SHA-256 of what was applied (a file's comments and other objects aside). */
+const policiesDigest = (objects: readonly PolicyObject[]): string => createHash('sha256').update(JSON.stringify(objects.map((o) => o.manifest))).digest('hex').slice(0, 12);
+
 /** The BENCH line from every round's costs. */
-function benchLine(opts: Options, results: ReadonlyMap<Phase, PhaseCosts[]>, others: readonly string[], load: string): string {
+function benchLine(opts: Options, measuredPolicies: readonly PolicyObject[], results: ReadonlyMap<Phase, PhaseCosts[]>, others: readonly string[], load: string): string {
   const fields: string[] = [`pods=${opts.pods}`];
   let spread = 0;
   const wall: string[] = [];
@@ -174,7 +180,7 @@ function benchLine(opts: Options, results: ReadonlyMap<Phase, PhaseCosts[]>, oth
   }
   const policies = path.relative(repoRoot, opts.policies);
   return `BENCH admission-cost ${fields.join(' ')} spread_pct=${spread.toFixed(1)} rounds=${opts.rounds} in_flight=${opts.inFlight} ${wall.join(' ')} ` +
-    `policies=${policies.startsWith('..') ? opts.policies : policies} other_bindings=${others.length} load=${load}`;
+    `policies=${policies.startsWith('..') ? opts.policies : policies} policies_sha256=${policiesDigest(measuredPolicies)} other_bindings=${others.length} load=${load}`;
 }
 
 /** The pid of the kube-apiserver behind `apiServer`, once it answers; refuses a server that does not, or whose process is not on this machine. */
@@ -209,6 +215,9 @@ export async function main(args: readonly string[]): Promise<void> {
   const namespace = `kv-bench-admission-${randomBytes(3).toString('hex')}`;
   let found: PolicyObject[] | undefined;
   let created = false;
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => stop.abort(new AdmissionCostError(`${signal}: stopped; putting the policies back`));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     const apiPid = await measurableApiServer(cluster.apiServer, admin);
     found = await snapshotPolicies(admin, owned);
@@ -217,7 +226,7 @@ export async function main(args: readonly string[]): Promise<void> {
     created = true;
     const opKc = new KubeConfig();
     opKc.loadFromFile(await operatorKubeconfig(cluster, path.join(dir, 'operator.kubeconfig')));
-    const st: Setting = { opts, admin, applier, operator: new KubeClient(opKc, 'keyvirt-operator'), apiPid, namespace, measuredPolicies, owned };
+    const st: Setting = { opts, admin, applier, operator: new KubeClient(opKc, 'keyvirt-operator'), apiPid, namespace, measuredPolicies, owned, stop: stop.signal };
     const others = await otherBindings(admin, owned);
     say(`${opts.pods} writes per workload, ${opts.inFlight} in flight, kube-apiserver pid ${apiPid}; bindings in force in both phases: ${others.join(', ') || 'none'}`);
     const loadBefore = loadavg()[0] ?? 0;
@@ -225,7 +234,7 @@ export async function main(args: readonly string[]): Promise<void> {
     for (let round = 1; round <= opts.rounds; round++) {
       for (const phase of ['A', 'B'] as const) results.get(phase)?.push(await runPhase(st, phase, round));
     }
-    process.stdout.write(`${benchLine(opts, results, others, `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`)}\n`);
+    process.stdout.write(`${benchLine(opts, measuredPolicies, results, others, `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`)}\n`);
   } finally {
     try {
       // Nothing was changed before the snapshot.
@@ -238,6 +247,7 @@ export async function main(args: readonly string[]): Promise<void> {
       if (created) cluster.kubectl(['delete', 'namespace', namespace, '--wait=false', '--ignore-not-found']);
       await rm(dir, { recursive: true, force: true });
       cluster.release();
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     }
   }
 }

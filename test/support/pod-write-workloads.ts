@@ -68,12 +68,13 @@ export function plainPod(namespace: string, name: string): z.infer<typeof podSha
   });
 }
 
-/** Runs `write(i)` for i in [0, count), `inFlight` at a time; the first failure ends it. */
-export async function runWrites(count: number, inFlight: number, write: (i: number) => Promise<unknown>): Promise<void> {
+/** Runs `write(i)` for i in [0, count), `inFlight` at a time; the first failure, or `stop`, ends it. */
+export async function runWrites(count: number, inFlight: number, stop: AbortSignal, write: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0;
   let failed = false;
   const lane = async (): Promise<void> => {
     while (!failed && next < count) {
+      stop.throwIfAborted();
       const i = next++;
       try {
         await write(i);
