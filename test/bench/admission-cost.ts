@@ -11,9 +11,10 @@
 //                    what any other pod write pays (the policies' match conditions)
 //   other_patch      a merge patch of a label (not keyvirt.io) of each plain pod
 // Each figure is the kube-apiserver's CPU (user + system, procfs) over the workload, per
-// write; *_base_ms phase A's, *_policy_ms B − A. The phases alternate (A B A B for
-// `--rounds 2`); spread_pct is the largest spread between rounds of one figure, over its
-// mean. The API server serves everyone else too: run it on a quiet machine. At the end (and
+// write, the median over the rounds; *_base_ms phase A's, *_policy_ms B − A. The phases
+// alternate (A B A B for `--rounds 2`); spread_pct is the largest spread between rounds of
+// one figure, over its median. The API server serves everyone else too, so a busy machine
+// spreads the small figures: run it quietly, or with more rounds. At the end (and
 // on any failure, SIGINT or SIGTERM) operator/deploy/rbac.yaml's policies are put back,
 // with any other keyvirt-* policy found at the start.
 //   npm run bench -- admission-cost [--pods N] [--policies FILE] [--in-flight K] [--rounds R]
@@ -159,7 +160,12 @@ async function runPhase(st: Setting, phase: Phase, round: number): Promise<Phase
 }
 
 const perWrite = (c: WorkloadCost, writes: number): number => c.apiServerCpuMs / writes;
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** The median (of two, their mean): one window that another client's burst fell into moves it least. */
+const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+};
 
 /** Which policies were measured: the start of the SHA-256 of what was applied (a file's comments and other objects aside). */
 const policiesDigest = (objects: readonly PolicyObject[]): string => createHash('sha256').update(JSON.stringify(objects.map((o) => o.manifest))).digest('hex').slice(0, 12);
@@ -173,9 +179,9 @@ function benchLine(opts: Options, measuredPolicies: readonly PolicyObject[], res
     const per = (phase: Phase): number[] => (results.get(phase) ?? []).map((c) => perWrite(c[w], opts.pods));
     const a = per('A');
     const b = per('B');
-    for (const xs of [a, b]) if (xs.length > 1) spread = Math.max(spread, ((Math.max(...xs) - Math.min(...xs)) / mean(xs)) * 100);
-    fields.push(`${w}_ms=${mean(b).toFixed(2)}`, `${w}_base_ms=${mean(a).toFixed(2)}`, `${w}_policy_ms=${(mean(b) - mean(a)).toFixed(2)}`);
-    const wallOf = (phase: Phase): string => mean((results.get(phase) ?? []).map((c) => c[w].wallMs)).toFixed(0);
+    for (const xs of [a, b]) if (xs.length > 1) spread = Math.max(spread, ((Math.max(...xs) - Math.min(...xs)) / median(xs)) * 100);
+    fields.push(`${w}_ms=${median(b).toFixed(2)}`, `${w}_base_ms=${median(a).toFixed(2)}`, `${w}_policy_ms=${(median(b) - median(a)).toFixed(2)}`);
+    const wallOf = (phase: Phase): string => median((results.get(phase) ?? []).map((c) => c[w].wallMs)).toFixed(0);
     wall.push(`${w}_wall_ms=${wallOf('B')}`, `${w}_base_wall_ms=${wallOf('A')}`);
   }
   const policies = path.relative(repoRoot, opts.policies);
