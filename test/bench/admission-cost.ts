@@ -191,7 +191,7 @@ function benchLine(opts: Options, measuredPolicies: readonly PolicyObject[], res
   fields.push(`sum_policy_ms=${(sum('B') - sum('A')).toFixed(2)}`);
   const policies = path.relative(repoRoot, opts.policies);
   return `BENCH admission-cost ${fields.join(' ')} spread_pct=${spread.toFixed(1)} rounds=${opts.rounds} in_flight=${opts.inFlight} ${wall.join(' ')} ` +
-    `policies=${policies.startsWith('..') ? opts.policies : policies} policies_sha256=${policiesDigest(measuredPolicies)} other_bindings=${others.length} load=${load}`;
+    `policies=${policies.startsWith('..') ? opts.policies : policies} policies_sha256=${policiesDigest(measuredPolicies)} other_bindings=${others.length} load=${load} accel=none`;
 }
 
 /** The pid of the kube-apiserver behind `apiServer`, once it answers; refuses a server that does not, or whose process is not on this machine. */
