@@ -31,7 +31,8 @@ import {
   snapshotPolicies, untilPolicySetInForce, untilTypeChecked, type PolicyObject,
 } from '../support/admission-policy-set.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
-import { deleteAllPods, launcherPod, measured, plainPod, runWrites, TOUCH_LABEL, type WorkloadCost } from '../support/pod-write-workloads.ts';
+import { runWrites } from '../support/bounded-writes.ts';
+import { deleteAllPods, launcherPod, measured, plainPod, TOUCH_LABEL, type WorkloadCost } from '../support/pod-write-workloads.ts';
 import { apiServerPid } from '../support/process-cpu.ts';
 import { operatorKubeconfig, RBAC_MANIFEST } from '../operator/operator-process.ts';
 
@@ -54,7 +55,9 @@ interface Options {
   readonly rounds: number;
 }
 
-function parseOptions(args: readonly string[]): Options {
+function parseOptions(given: readonly string[]): Options {
+  // `npm run bench -- admission-cost -- --pods 100` passes the separator through, as the other benchmarks accept.
+  const args = given.filter((a) => a !== '--');
   const known = new Set(['--pods', '--policies', '--in-flight', '--rounds']);
   for (let i = 0; i < args.length; i += 2) {
     const name = args[i] ?? '';
@@ -125,10 +128,10 @@ async function runWorkloads(st: Setting, tag: string): Promise<PhaseCosts> {
   const ns = st.namespace;
   const launchers = Array.from({ length: pods }, (_, i) => launcherPod(ns, `ac-${tag}-${i}`));
   const plain = Array.from({ length: pods }, (_, i) => plainPod(ns, `plain-${tag}-${i}`));
-  const operatorCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, st.stop, (i) => st.operator.create(`/api/v1/namespaces/${ns}/pods`, launchers[i])));
-  const otherCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, st.stop, (i) => st.admin.create(`/api/v1/namespaces/${ns}/pods`, plain[i])));
+  const operatorCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, (i) => st.operator.create(`/api/v1/namespaces/${ns}/pods`, launchers[i]), st.stop));
+  const otherCreate = await measured(st.apiPid, () => runWrites(pods, inFlight, (i) => st.admin.create(`/api/v1/namespaces/${ns}/pods`, plain[i]), st.stop));
   const otherPatch = await measured(st.apiPid, () =>
-    runWrites(pods, inFlight, st.stop, (i) => st.admin.patch(`/api/v1/namespaces/${ns}/pods/${plain[i]?.metadata.name ?? ''}`, { metadata: { labels: { [TOUCH_LABEL]: tag } } }, 'merge')),
+    runWrites(pods, inFlight, (i) => st.admin.patch(`/api/v1/namespaces/${ns}/pods/${plain[i]?.metadata.name ?? ''}`, { metadata: { labels: { [TOUCH_LABEL]: tag } } }, 'merge'), st.stop),
   );
   return { operator_create: operatorCreate, other_create: otherCreate, other_patch: otherPatch };
 }
