@@ -19,7 +19,8 @@ const NAME = 'keyvirt-operator';
 const MARKER = '--identity=local-operator';
 export const OPERATOR_HEALTH_PORT = 18080;
 const SAMPLE = 'examples/vm-local-dev.yaml';
-const RETIRED_POLICIES = ['validatingadmissionpolicybinding/keyvirt-operator-pods', 'validatingadmissionpolicybinding/keyvirt-reserved-pod-labels',
+/** The two pod policies an earlier version shipped, folded into keyvirt-pods (ADR 0119). */
+export const RETIRED_POLICIES = ['validatingadmissionpolicybinding/keyvirt-operator-pods', 'validatingadmissionpolicybinding/keyvirt-reserved-pod-labels',
   'validatingadmissionpolicy/keyvirt-operator-pods', 'validatingadmissionpolicy/keyvirt-reserved-pod-labels'];
 /** The sample posix domain's directory: the same on every node of the local cluster. */
 const SAMPLE_DOMAIN_PATH = '/var/lib/keyvirt/shared';
@@ -31,7 +32,6 @@ function operatorKubeconfigPath(layout: ClusterLayout): string {
 /** A kubeconfig that authenticates as the operator's ServiceAccount (token valid for a week). */
 function writeOperatorKubeconfig(layout: ClusterLayout): string {
   kubectl(layout, ['apply', '--server-side', '--field-manager=keyvirt-local-cluster', '-f', path.join(layout.root, 'operator/deploy/rbac.yaml')]);
-  // The two pod policies an earlier version shipped, folded into keyvirt-pods (ADR 0119).
   kubectl(layout, ['delete', '--ignore-not-found', ...RETIRED_POLICIES]);
   const token = kubectl(layout, ['create', 'token', 'keyvirt-operator', '-n', 'keyvirt-system', '--duration=168h']).trim();
   const admin = new KubeConfig();

@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
+import { RETIRED_POLICIES } from '../../hack/cli/operator-steps.ts';
 import { withClusterLock } from '../../hack/cluster/lock.ts';
 import type { TestCluster } from '../support/cluster.ts';
 import { TEST_RUN_LABEL, type Scratch } from './vm-fixtures.ts';
@@ -20,9 +21,8 @@ export const OPERATOR_SERVICE_ACCOUNT = 'keyvirt-operator';
 /** Applies the shipped RBAC and writes a kubeconfig that authenticates as the operator's ServiceAccount. */
 export async function operatorKubeconfig(cluster: TestCluster, file: string): Promise<string> {
   cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', RBAC_MANIFEST]);
-  // The two pod policies an earlier version shipped, folded into keyvirt-pods (ADR 0119), off a cluster kept from before.
-  cluster.kubectl(['delete', '--ignore-not-found', 'validatingadmissionpolicybinding/keyvirt-operator-pods', 'validatingadmissionpolicybinding/keyvirt-reserved-pod-labels',
-    'validatingadmissionpolicy/keyvirt-operator-pods', 'validatingadmissionpolicy/keyvirt-reserved-pod-labels']);
+  // Off a cluster kept from an earlier version.
+  cluster.kubectl(['delete', '--ignore-not-found', ...RETIRED_POLICIES]);
   const token = cluster.kubectl(['create', 'token', OPERATOR_SERVICE_ACCOUNT, '-n', OPERATOR_NAMESPACE, '--duration=6h']).trim();
   const admin = new KubeConfig();
   admin.loadFromFile(cluster.kubeconfig);

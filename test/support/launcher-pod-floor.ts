@@ -14,6 +14,7 @@ import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { coreTypes, objectPath } from '../../operator/src/runtime/resource.ts';
 import { configHash, launcherConfig, renderLauncherPod, type LauncherSettings } from '../../operator/src/vm/launcher-pod.ts';
 import { pinToNode } from '../../operator/src/vm/placement.ts';
+import { runWrites } from './bounded-writes.ts';
 
 /** The operator's launcher settings when started as the benchmarks start it (its defaults, emulation allowed). */
 export const BENCH_LAUNCHER_SETTINGS: LauncherSettings = {
@@ -54,12 +55,5 @@ export function renderFloorPods(manifests: readonly unknown[], namespace: string
 
 /** POSTs every pod, `inFlight` at a time, as soon as the previous answer of that lane came. */
 export async function postPods(client: KubeClient, namespace: string, pods: readonly unknown[], inFlight: number): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < pods.length) {
-      const pod = pods[next++];
-      await client.create(`/api/v1/namespaces/${namespace}/pods`, pod);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => lane()));
+  await runWrites(pods.length, inFlight, (i) => client.create(`/api/v1/namespaces/${namespace}/pods`, pods[i]));
 }

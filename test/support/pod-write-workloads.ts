@@ -69,25 +69,6 @@ export function plainPod(namespace: string, name: string): z.infer<typeof podSha
   });
 }
 
-/** Runs `write(i)` for i in [0, count), `inFlight` at a time; the first failure, or `stop`, ends it. */
-export async function runWrites(count: number, inFlight: number, stop: AbortSignal, write: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const lane = async (): Promise<void> => {
-    while (!failed && next < count) {
-      stop.throwIfAborted();
-      const i = next++;
-      try {
-        await write(i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, () => lane()));
-}
-
 /** The API server's CPU and the wall time over one workload. */
 export interface WorkloadCost {
   /** From the first write until the API server is back to its rate before the writes (`tailMs` after the last answer). */

@@ -10,6 +10,7 @@ import { Informer } from '../../operator/src/runtime/informer.ts';
 import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes } from '../../operator/src/runtime/resource.ts';
+import { runWrites } from './bounded-writes.ts';
 import { kwokVm } from './kwok.ts';
 import type { Scratch } from '../operator/vm-fixtures.ts';
 
@@ -23,14 +24,7 @@ export function vmManifest(s: Scratch, kwokLabel: string, i: number): VirtualMac
 
 /** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */
 export async function createAll(client: KubeClient, namespace: string, items: readonly unknown[], inFlight: number): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++];
-      await client.create(`/apis/keyvirt.io/v1alpha1/namespaces/${namespace}/virtualmachines`, item);
-    }
-  };
-  await Promise.all(Array.from({ length: inFlight }, () => worker()));
+  await runWrites(items.length, inFlight, (i) => client.create(`/apis/keyvirt.io/v1alpha1/namespaces/${namespace}/virtualmachines`, items[i]));
 }
 
 /** Times at which the bench saw each launcher pod created and bound (its own watch on the shared API server). */
