@@ -28,6 +28,11 @@
 //                      (no operator watches them) the way the burst does: floor_vms_ms, and
 //                      floor_apiserver_cpu_ms_per_vm_create beside floor_apiserver_cpu_ms_per_pod:
 //                      their sum × N / cores is what any operator's burst costs this API server
+//   to_all_pods_cluster_cpu_ms_per_vm  the machine's CPU (/proc/stat) from the burst's start until the last
+//                      launcher pod, less this benchmark's own, per VM (to_all_pods_cpu_ms_per_vm: each
+//                      measured process's; to_all_pods_machine_busy_pct: how busy the cores were;
+//                      to_all_pods_cores_for_60s: the cores that work needs to fit in 60 s). The floor
+//                      reports the same from its first VM to its last pod (floor_cluster_cpu_ms_per_vm, …)
 // The operator reaches the shared API server through a loopback proxy of the bench's own,
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
 // against the operator of that revision, in the same invocation. `--cpu-prof <dir>` runs each
@@ -44,7 +49,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
-import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, vmManifest } from '../support/scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, untilCreated, vmManifest } from '../support/scale-burst.ts';
+import { cpuBudgetFields } from '../support/cpu-budget.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
@@ -154,6 +160,8 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const sampling = memory.run(stopSampling.signal);
     memory.phase('burst');
     const started = Date.now();
+    const atAllPods = untilCreated(created, vms, stopWatch.signal).then(() => burstCpuAll());
+    atAllPods.catch(() => undefined); // awaited below; a run that fails first must not leave it unhandled
     await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
@@ -166,6 +174,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     memory.phase('settle');
     const burst = await burstCpu();
     const burstAll = await burstCpuAll();
+    const toAllPods = await atAllPods;
     const metricsAtBound = await metrics();
     const rateLimitWait = rateLimitWaitBetween(metricsBefore, metricsAtBound);
     // Settle: the burst is over once the operator writes nothing for 5 s (Lease renewals
@@ -239,6 +248,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
       `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll.text} apiserver_cpu_ms_per_vm=${perVm(burstAll.ms.get('apiserver'), vms)}` +
       ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
+      cpuBudgetFields('to_all_pods_', toAllPods, vms) +
       floorFields(floor, vms, allPodsMs) +
       ` operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.

@@ -49,11 +49,31 @@ async function cpuOf(subject: readonly number[] | 'self'): Promise<number> {
 export interface CpuWindow {
   readonly text: string;
   readonly ms: ReadonlyMap<string, number>;
+  /** The whole machine over the window, every process and the kernel's work included (/proc/stat). */
+  readonly machine: MachineCpu;
+}
+
+/** CPU time of the whole machine, summed over its cores, in ms. */
+export interface MachineCpu {
+  /** Time the cores ran anything (user, nice, system, interrupts, steal). */
+  readonly busyMs: number;
+  /** Time the cores were idle (idle, iowait). */
+  readonly idleMs: number;
+}
+
+/** The machine's CPU time since boot, from the first line of /proc/stat. */
+export async function machineCpu(): Promise<MachineCpu> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0] ?? '';
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice (guest time is already in user)
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  const ms = (ticks: number): number => (ticks * 1000) / TICKS_PER_SECOND;
+  return { busyMs: ms(user + nice + system + irq + softirq + steal), idleMs: ms(idle + iowait) };
 }
 
 /** Starts measuring; the returned function gives each subject's CPU since then, in the subjects' order. */
 export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<CpuWindow>> {
   const start = performance.now();
+  const machineBefore = await machineCpu();
   const before = new Map<string, number>();
   for (const [name, subject] of subjects) before.set(name, await cpuOf(subject));
   return async () => {
@@ -65,7 +85,8 @@ export async function cpuSince(subjects: CpuSubjects): Promise<() => Promise<Cpu
       ms.set(name, used);
       parts.push(`${name}=${((used / wall) * 100).toFixed(0)}`);
     }
-    return { text: parts.join(','), ms };
+    const now = await machineCpu();
+    return { text: parts.join(','), ms, machine: { busyMs: now.busyMs - machineBefore.busyMs, idleMs: now.idleMs - machineBefore.idleMs } };
   };
 }
 

@@ -73,3 +73,11 @@ export async function untilBound(created: ReadonlyMap<string, number>, bound: Re
 export function perVm(ms: number | undefined, vms: number): string {
   return ms === undefined ? 'n/a' : (ms / vms).toFixed(1);
 }
+
+/** Resolves once `created` holds `count` pods (checked every 50 ms), or rejects when `signal` aborts. */
+export async function untilCreated(created: ReadonlyMap<string, number>, count: number, signal: AbortSignal): Promise<void> {
+  while (created.size < count) {
+    signal.throwIfAborted();
+    await sleep(50);
+  }
+}

@@ -3,13 +3,15 @@
 // first, 32 at a time as the burst creates them, with no operator watching; then the
 // launcher pods the operator would create for them (launcher-pod-floor.ts) are POSTed at
 // the operator's concurrency and timed to every pod created and bound. The API server's
-// CPU per VM creation and per pod is reported beside the times.
+// CPU per VM creation and per pod is reported beside the times, and the whole machine's
+// from the first VM to the last pod (cpu-budget.ts).
 import { loadavg } from 'node:os';
 import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import type { TestCluster } from './cluster.ts';
 import { postPods, readNodes, renderFloorPods } from './launcher-pod-floor.ts';
 import { cpuSince, type CpuSubjects } from './process-cpu.ts';
-import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, vmManifest } from './scale-burst.ts';
+import { cpuBudgetFields } from './cpu-budget.ts';
+import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, untilCreated, vmManifest } from './scale-burst.ts';
 import { scratch } from '../operator/vm-fixtures.ts';
 
 /** What the floor needs of the benchmark's setting. */
@@ -34,6 +36,8 @@ export interface Floor {
   readonly vmsMs: number;
   readonly apiServerMsPerVmCreate: string;
   readonly load: string;
+  /** The machine's CPU from the first VM's creation until the last pod: cpu-budget.ts's fields. */
+  readonly budget: string;
 }
 
 /** The floor's fields of a BENCH line (none without a floor). */
@@ -42,7 +46,8 @@ export function floorFields(floor: Floor | undefined, vms: number, allPodsMs: nu
   return (
     ` floor_all_pods_ms=${floor.allPodsMs} floor_all_bound_ms=${floor.allBoundMs} floor_pods_per_s=${(vms / (floor.allPodsMs / 1000)).toFixed(1)} ` +
     `all_pods_over_floor=${(allPodsMs / floor.allPodsMs).toFixed(2)} floor_cpu_pct=${floor.cpu} floor_load=${floor.load} ` +
-    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod} floor_vms_ms=${floor.vmsMs} floor_apiserver_cpu_ms_per_vm_create=${floor.apiServerMsPerVmCreate}`
+    `floor_apiserver_cpu_ms_per_pod=${floor.apiServerMsPerPod} floor_vms_ms=${floor.vmsMs} floor_apiserver_cpu_ms_per_vm_create=${floor.apiServerMsPerVmCreate}` +
+    floor.budget
   );
 }
 
@@ -61,6 +66,9 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
     // The VMs themselves first, as the burst creates them (no operator watches them): what
     // their creation costs the API server, before any launcher pod.
     const vmCpu = await cpuSince(st.others);
+    const toAllPods = await cpuSince(st.others);
+    const atAllPods = untilCreated(created, st.vms, stopWatch.signal).then(() => toAllPods());
+    atAllPods.catch(() => undefined); // awaited below; a run that fails first must not leave it unhandled
     const vmsStarted = Date.now();
     await createAll(st.admin, s.namespace, manifests, BURST_IN_FLIGHT);
     const vmsMs = Date.now() - vmsStarted;
@@ -72,6 +80,7 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
     say(`${st.vms} launcher pods POSTed in ${Date.now() - started} ms, ${st.workers} at a time`);
     await untilBound(created, bound, st.vms, started, say);
     const used = await cpu();
+    const budget = cpuBudgetFields('floor_', await atAllPods, st.vms);
     const floor: Floor = {
       allPodsMs: Math.max(...created.values()) - started,
       allBoundMs: Math.max(...bound.values()) - started,
@@ -80,6 +89,7 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
       vmsMs,
       apiServerMsPerVmCreate: perVm(vmUsed.ms.get('apiserver'), st.vms),
       load: `${loadBefore.toFixed(1)}-${(loadavg()[0] ?? 0).toFixed(1)}`,
+      budget,
     };
     say(`every pod created after ${floor.allPodsMs} ms, bound after ${floor.allBoundMs} ms; CPU ${floor.cpu}; load ${floor.load}`);
     return floor;
