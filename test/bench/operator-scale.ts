@@ -49,7 +49,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
-import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, untilCreated, vmManifest } from '../support/scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest } from '../support/scale-burst.ts';
 import { cpuBudgetFields } from '../support/cpu-budget.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
@@ -261,16 +261,10 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     await operator.exited;
     await releaseVms(st.admin, s, vms);
     try {
-      // One delete-collection each (kubectl deletes one object per request): the VMs, then
-      // their pods, which no kubelet ever ends (grace period 0). The API server may cut a
-      // collection of 10,000 short at its request timeout: the namespace's deletion below
-      // then removes the rest.
-      const collections = [`/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, `/api/v1/namespaces/${s.namespace}/pods`];
-      for (const collection of collections) {
-        await st.admin
-          .request('DELETE', collection, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
-          .catch((err: unknown) => process.stdout.write(`operator-scale[${label}]: delete ${collection}: ${String(err)}\n`));
-      }
+      // The VMs (their finalizers released above), then their pods, which no kubelet ever
+      // ends: one delete-collection each, sent again while the API server cuts it short.
+      await deleteCollection(st.admin, `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, say);
+      await deleteCollection(st.admin, `/api/v1/namespaces/${s.namespace}/pods`, say);
     } finally {
       await s.cleanup();
     }

@@ -81,3 +81,21 @@ export async function untilCreated(created: ReadonlyMap<string, number>, count: 
     await sleep(50);
   }
 }
+
+/**
+ * Deletes every object of `collection` (a namespaced list path) with no grace period. The
+ * API server cuts a delete-collection of thousands of objects short at its request
+ * timeout (60 s) and leaves the rest: the delete is sent again until a list finds none,
+ * at most `rounds` times. Each object goes in one request, never one per object (kubectl
+ * deletes one at a time and then waits for each at its client rate limit).
+ */
+export async function deleteCollection(client: KubeClient, collection: string, say: (line: string) => void, rounds = 20): Promise<void> {
+  for (let round = 1; round <= rounds; round += 1) {
+    await client
+      .request('DELETE', collection, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
+      .catch((err: unknown) => say(`delete ${collection} (round ${round}): ${String(err)}`));
+    const left = z.object({ items: z.array(z.unknown()) }).parse(await client.get(`${collection}?limit=1`));
+    if (left.items.length === 0) return;
+  }
+  throw new Error(`${collection} still holds objects after ${rounds} delete-collections`);
+}

@@ -11,7 +11,7 @@ import type { TestCluster } from './cluster.ts';
 import { postPods, readNodes, renderFloorPods } from './launcher-pod-floor.ts';
 import { cpuSince, type CpuSubjects } from './process-cpu.ts';
 import { cpuBudgetFields } from './cpu-budget.ts';
-import { BURST_IN_FLIGHT, createAll, perVm, podTimes, untilBound, untilCreated, vmManifest } from './scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest } from './scale-burst.ts';
 import { scratch } from '../operator/vm-fixtures.ts';
 
 /** What the floor needs of the benchmark's setting. */
@@ -95,13 +95,12 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
     return floor;
   } finally {
     stopWatch.abort();
-    await st.admin
-      .request('DELETE', `/api/v1/namespaces/${s.namespace}/pods`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 }, timeoutMs: 300_000 })
-      .catch((err: unknown) => say(`delete pods: ${String(err)}`));
-    // No finalizer (no operator saw them): one collection delete, over before the operators run.
-    await st.admin
-      .request('DELETE', `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, { body: { apiVersion: 'v1', kind: 'DeleteOptions' }, timeoutMs: 300_000 })
-      .catch((err: unknown) => say(`delete VMs: ${String(err)}`));
-    await s.cleanup();
+    // No finalizer on the VMs (no operator saw them): gone before the operators run.
+    try {
+      await deleteCollection(st.admin, `/api/v1/namespaces/${s.namespace}/pods`, say);
+      await deleteCollection(st.admin, `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, say);
+    } finally {
+      await s.cleanup();
+    }
   }
 }
