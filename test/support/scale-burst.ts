@@ -86,8 +86,8 @@ export async function untilCreated(created: ReadonlyMap<string, number>, count: 
  * Deletes every object of `collection` (a namespaced list path) with no grace period. The
  * API server cuts a delete-collection of thousands of objects short at its request
  * timeout (60 s) and leaves the rest: the delete is sent again until a list finds none,
- * at most `rounds` times. Each object goes in one request, never one per object (kubectl
- * deletes one at a time and then waits for each at its client rate limit).
+ * at most `rounds` times. One request deletes them all; `kubectl delete --all` would send
+ * one per object and then wait for each at its client rate limit.
  */
 export async function deleteCollection(client: KubeClient, collection: string, say: (line: string) => void, rounds = 20): Promise<void> {
   for (let round = 1; round <= rounds; round += 1) {
