@@ -271,12 +271,53 @@ export function listNodes(layout: ClusterLayout): SimulatedNode[] {
   return out;
 }
 
-/** Fault hook: SIGKILL the simulator; every pod process dies with it (parent-death signal), heartbeats stop. */
+/** Every process in a cgroup v1 group and the groups below it (none once the group is gone). */
+function processesInGroup(dir: string): number[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  let own: number[] = [];
+  try {
+    own = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
+  } catch {
+    // removed meanwhile
+  }
+  return [...own, ...entries.filter((e) => e.isDirectory()).flatMap((e) => processesInGroup(path.join(dir, e.name)))];
+}
+
+/** How long a crashed node's processes may take to end before the crash is reported as failed. */
+const CRASH_DEADLINE_MS = 15_000;
+
+/**
+ * Fault hook: the node loses power. The simulator and every process of its pods (the
+ * node's freezer group holds them all) are SIGKILLed together, and the call returns once
+ * none is alive: its heartbeats have stopped and no pod of it answers any more. The
+ * parent-death signals would end the pods too, but one hop after another (setpriv, then
+ * unshare, then the container's PID namespace), and on a busy machine a pod still
+ * answered right after the simulator was gone.
+ */
 export async function crashNode(layout: ClusterLayout, name: string): Promise<void> {
   const pid = daemonPid(layout, daemonName(name), marker(name));
   if (pid === undefined) return;
+  const group = path.join('/sys/fs/cgroup/freezer/keyvirt', name);
+  const deadline = Date.now() + CRASH_DEADLINE_MS;
   process.kill(pid, 'SIGKILL');
-  while (isAlive(pid)) await sleep(50);
+  for (;;) {
+    const alive = [pid, ...processesInGroup(group)].filter((p) => isAlive(p));
+    if (alive.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`node ${name} crashed, but its processes ${alive.join(', ')} are alive after ${CRASH_DEADLINE_MS} ms`);
+    for (const p of alive) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await sleep(20);
+  }
 }
 
 /** Fault hook: freeze (SIGSTOP-like, via the freezer cgroup) the simulator and all its pods, or thaw them. */
