@@ -4,6 +4,7 @@
 // API server's default RBAC). Before it starts, the Service CIDR is routed onto the cluster
 // bridge, so that a packet to a ClusterIP never leaves the machine, whether or not
 // kube-proxy has rewritten it; the start fails when the host already uses part of that CIDR.
+// The host forwards what arrives on the bridge back onto it, and nowhere else.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -34,6 +35,46 @@ export function ensureServiceRoute(): void {
   ip(serviceRouteArgs());
 }
 
+/**
+ * The one FORWARD rule of the local cluster: a packet received on the cluster bridge is
+ * never routed out of another interface (nothing of a node or pod namespace leaves the
+ * machine through the host). It sits in the mangle table, which the kernel walks before
+ * the filter table's FORWARD chain, where kube-proxy puts its own rules first and accepts
+ * every Service packet it marked, wherever its endpoint is.
+ */
+const BRIDGE_ONLY_FORWARD = ['-i', network.bridge, '!', '-o', network.bridge, '-m', 'comment', '--comment', 'keyvirt: the cluster bridge forwards only onto itself', '-j', 'DROP'];
+
+function iptables(args: readonly string[]): void {
+  execFileSync('iptables', ['-w', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function bridgeOnlyForwardInstalled(): boolean {
+  try {
+    iptables(['-t', 'mangle', '-C', 'FORWARD', ...BRIDGE_ONLY_FORWARD]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The host routes between the cluster's namespaces: kube-proxy masquerades every Service
+ * packet, so the endpoint's reply comes to the host, which reverses the NAT and must send
+ * it on over the bridge to the client's namespace. A host whose `net.ipv4.ip_forward` is 0
+ * dropped that reply, and a Service was reached from the host alone. Forwarding is turned
+ * on for what arrives on the cluster bridge only, not host-wide, behind a rule that drops
+ * whatever of it would leave through another interface.
+ */
+export function ensureBridgeForwarding(): void {
+  if (!bridgeOnlyForwardInstalled()) iptables(['-t', 'mangle', '-I', 'FORWARD', '1', ...BRIDGE_ONLY_FORWARD]);
+  fs.writeFileSync(`/proc/sys/net/ipv4/conf/${network.bridge}/forwarding`, '1');
+}
+
+/** Removes the bridge's FORWARD rule (its forwarding setting goes with the bridge). */
+function removeBridgeForwarding(): void {
+  while (bridgeOnlyForwardInstalled()) iptables(['-t', 'mangle', '-D', 'FORWARD', ...BRIDGE_ONLY_FORWARD]);
+}
+
 /** Builds kube-proxy when missing or stale (cached by hash) and returns its path. */
 function buildKubeProxy(layout: ClusterLayout): string {
   return execFileSync('bash', [path.join(layout.root, 'hack/k8s/kube-proxy/build.sh')], {
@@ -44,6 +85,7 @@ function buildKubeProxy(layout: ClusterLayout): string {
 /** Starts kube-proxy unless it runs with this configuration already; does not wait for its first sync. */
 export async function kubeProxyUp(layout: ClusterLayout, log: Logger): Promise<void> {
   ensureServiceRoute();
+  ensureBridgeForwarding();
   const command = buildKubeProxy(layout);
   const kubeconfig = path.join(layout.runDir, 'kube-proxy.kubeconfig');
   writeKubeconfig(layout.pkiDir, 'kube-proxy', kubeconfig);
@@ -64,6 +106,7 @@ export async function kubeProxyUp(layout: ClusterLayout, log: Logger): Promise<v
 
 /** Stops kube-proxy and removes its rules from the host's tables. */
 export async function kubeProxyDown(layout: ClusterLayout, log: Logger): Promise<void> {
+  removeBridgeForwarding();
   const stopped = await stopDaemon(layout, NAME, configPrefix(layout));
   if (stopped) log.info({ component: NAME }, 'stopped');
   const command = path.join(layout.binDir, NAME);
