@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { cgroupTree, killAll, pidsIn } from './cgroup-processes.ts';
 import { daemonPid, isAlive, startDaemon, stopDaemon, waitFor } from './daemons.ts';
 import { deleteNetns, ip, linkExists, listNetns, netnsExists, pinBridgeAddress } from './host-network.ts';
 import { network, nodeNetNames, nodeSlice } from './layout.ts';
@@ -271,23 +272,6 @@ export function listNodes(layout: ClusterLayout): SimulatedNode[] {
   return out;
 }
 
-/** Every process in a cgroup v1 group and the groups below it (none once the group is gone). */
-function processesInGroup(dir: string): number[] {
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-  let own: number[] = [];
-  try {
-    own = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '').map(Number);
-  } catch {
-    // removed meanwhile
-  }
-  return [...own, ...entries.filter((e) => e.isDirectory()).flatMap((e) => processesInGroup(path.join(dir, e.name)))];
-}
-
 /** How long a crashed node's processes may take to end before the crash is reported as failed. */
 const CRASH_DEADLINE_MS = 15_000;
 
@@ -306,17 +290,10 @@ export async function crashNode(layout: ClusterLayout, name: string): Promise<vo
   const deadline = Date.now() + CRASH_DEADLINE_MS;
   process.kill(pid, 'SIGKILL');
   for (;;) {
-    const alive = [pid, ...processesInGroup(group)].filter((p) => isAlive(p));
+    const alive = [pid, ...pidsIn(cgroupTree(group))].filter((p) => isAlive(p));
     if (alive.length === 0) return;
     if (Date.now() > deadline) throw new Error(`node ${name} crashed, but its processes ${alive.join(', ')} are alive after ${CRASH_DEADLINE_MS} ms`);
-    for (const p of alive) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
-    await sleep(20);
+    await killAll(alive);
   }
 }
 

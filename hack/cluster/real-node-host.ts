@@ -4,8 +4,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { isAlive, readCmdline } from './daemons.ts';
+import { cgroupTree, killAll, pidsIn } from './cgroup-processes.ts';
+import { readCmdline } from './daemons.ts';
 import { deleteNetns, ip, linkExists, netnsExists } from './host-network.ts';
 import { network } from './layout.ts';
 import { nodeNetwork, podRoutesFrom, realNodesCgroupParent } from './real-node-config.ts';
@@ -84,34 +84,6 @@ export function ensureCgroupRoot(plan: RealNodePlan): void {
   }
 }
 
-function cgroupTree(dir: string): string[] {
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  for (const e of entries) if (e.isDirectory()) out.push(...cgroupTree(path.join(dir, e.name)));
-  out.push(dir);
-  return out;
-}
-
-function pidsIn(dirs: readonly string[]): number[] {
-  const pids: number[] = [];
-  for (const dir of dirs) {
-    try {
-      for (const line of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) {
-        const pid = Number(line);
-        if (Number.isInteger(pid) && pid > 0) pids.push(pid);
-      }
-    } catch {
-      // removed meanwhile
-    }
-  }
-  return pids;
-}
-
 /** containerd shims serving this node's containerd (their command line names its socket). */
 function shimPids(plan: RealNodePlan): number[] {
   const out: number[] = [];
@@ -123,18 +95,6 @@ function shimPids(plan: RealNodePlan): number[] {
     if (cmdline?.includes('containerd-shim') === true && cmdline.includes(` -address ${plan.containerdSocket} `)) out.push(pid);
   }
   return out;
-}
-
-async function killAll(pids: readonly number[]): Promise<void> {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-  const deadline = Date.now() + 10_000;
-  while (pids.some(isAlive) && Date.now() < deadline) await sleep(50);
 }
 
 /** SIGKILLs every container of the node (its cgroup tree) and its containerd shims. */
