@@ -4,7 +4,10 @@
 // sample StorageDomain and VM (examples/vm-local-dev.yaml) are applied: a posix domain
 // (the nodes share this machine's file system), so the sample VM can live-migrate; it
 // boots the test guest from its disk, a qcow2 overlay over the domain's
-// `keyvirt-test-guest` backing image (guest-images.ts).
+// `keyvirt-test-guest` backing image (guest-images.ts). The operator serves
+// subresources.keyvirt.io (kubectl keyvirt) and the launcher eviction webhook (kubectl
+// drain waits for LiveMigrate VMs to migrate away) on the cluster bridge, registered as
+// the suites' operators are (subresource-registration.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -13,11 +16,16 @@ import type { StartStep } from '../cluster/cluster.ts';
 import { daemonPid, startDaemon, stopDaemon, waitFor } from '../cluster/daemons.ts';
 import type { ClusterLayout } from '../cluster/layout.ts';
 import { kubectl } from '../cluster/kubectl.ts';
+import { registerSubresourceApi, subresourceServingCert, unregisterSubresourceApi, waitSubresourceApiAvailable } from '../cluster/subresource-registration.ts';
 import { installGuestImages } from './guest-images.ts';
 
 const NAME = 'keyvirt-operator';
 const MARKER = '--identity=local-operator';
 export const OPERATOR_HEALTH_PORT = 18080;
+/** The subresources listener's port, on the kube-apiserver's address (the cluster bridge's gateway). */
+const SUBRESOURCES_PORT = 18443;
+/** The EndpointSlice of `npm start`'s operator behind the subresources Service. */
+const SLICE_ID = 'local-operator';
 const SAMPLE = 'examples/vm-local-dev.yaml';
 /** The two pod policies an earlier version shipped, folded into keyvirt-pods (ADR 0119). */
 export const RETIRED_POLICIES = ['validatingadmissionpolicybinding/keyvirt-operator-pods', 'validatingadmissionpolicybinding/keyvirt-reserved-pod-labels',
@@ -52,8 +60,19 @@ function writeOperatorKubeconfig(layout: ClusterLayout): string {
   return file;
 }
 
+/** The kube-apiserver's address as the admin kubeconfig names it. */
+function apiServerHost(layout: ClusterLayout): string {
+  const admin = new KubeConfig();
+  admin.loadFromFile(layout.kubeconfig);
+  const server = admin.getCurrentCluster()?.server;
+  if (server === undefined) throw new Error('the admin kubeconfig has no cluster');
+  return new URL(server).hostname;
+}
+
 async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> {
   const kubeconfig = writeOperatorKubeconfig(layout);
+  const tls = await subresourceServingCert(layout);
+  const host = apiServerHost(layout);
   await stopDaemon(layout, NAME, MARKER);
   const pid = startDaemon(layout, {
     name: NAME,
@@ -69,6 +88,10 @@ async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> 
       // VMs of the end-to-end suites belong to the operators those suites run.
       '--vm-selector=!keyvirt.io/test-run',
       '--storage-domain-selector=!keyvirt.io/test-run',
+      `--subresources-address=${host}:${SUBRESOURCES_PORT}`,
+      `--subresources-cert-file=${tls.certFile}`,
+      `--subresources-key-file=${tls.keyFile}`,
+      `--eviction-webhook-token-file=${tls.webhookTokenFile}`,
     ],
     marker: MARKER,
   });
@@ -83,7 +106,9 @@ async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> 
     },
     { timeoutMs: 60_000, pid, logPath: path.join(layout.logDir, `${NAME}.log`) },
   );
-  log.info({ pid, health: `http://127.0.0.1:${OPERATOR_HEALTH_PORT}/healthz` }, 'operator running');
+  await registerSubresourceApi(layout, SLICE_ID, host, SUBRESOURCES_PORT, tls);
+  await waitSubresourceApiAvailable(layout);
+  log.info({ pid, health: `http://127.0.0.1:${OPERATOR_HEALTH_PORT}/healthz`, subresources: `${host}:${SUBRESOURCES_PORT}` }, 'operator running');
 }
 
 /** The sample: its domain directory with the guest images as backing images, and the VM booting from its disk. */
@@ -121,5 +146,10 @@ export const operatorSteps: readonly StartStep[] = [
 export async function stopOperator(layout: ClusterLayout, log: Logger): Promise<void> {
   if (daemonPid(layout, NAME, MARKER) === undefined) return;
   await stopDaemon(layout, NAME, MARKER, 15_000);
+  try {
+    unregisterSubresourceApi(layout, SLICE_ID);
+  } catch {
+    // the cluster is gone already; a later registration prunes the slice
+  }
   log.info('operator stopped');
 }

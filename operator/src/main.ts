@@ -23,10 +23,11 @@ import { addMigrationPolicyController } from './migration-policy/policy-wiring.t
 import { addImageController, DEFAULT_IMAGE_PROGRESS_INTERVAL_MS, DEFAULT_IMAGE_RETRY_MS } from './image/image-wiring.ts';
 import { addStorageDomainController, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RETRY_AFTER_FAILURE_MS } from './storage/storage-wiring.ts';
 import { addVmController } from './vm/vm-wiring.ts';
-import { addDisruptionBudgetController } from './disruption-budget/budget-wiring.ts';
+import { addBudgetRemovalController } from './disruption-budget/budget-wiring.ts';
 import { addEvacuationController } from './evacuation/evacuation-wiring.ts';
 import { addMigrationController } from './migration/migration-wiring.ts';
 import { startSubresourceServer } from './subresources/subresource-wiring.ts';
+import { readWebhookToken } from './eviction-webhook/webhook-token.ts';
 import { addHaController } from './ha/ha-wiring.ts';
 
 const VERSION = '0.1.0';
@@ -69,6 +70,8 @@ const settingsSchema = z.object({
   subresourcesAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8443'),
   subresourcesCertFile: z.string().min(1).optional(),
   subresourcesKeyFile: z.string().min(1).optional(),
+  /** The launcher eviction webhook's path token (ADR 0121), served on the subresources listener: off without it. */
+  evictionWebhookTokenFile: z.string().min(1).optional(),
   /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
   haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
   haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
@@ -105,6 +108,7 @@ const FLAGS = {
   subresourcesAddress: 'subresources-address',
   subresourcesCertFile: 'subresources-cert-file',
   subresourcesKeyFile: 'subresources-key-file',
+  evictionWebhookTokenFile: 'eviction-webhook-token-file',
   haRestartBudget: 'ha-restart-budget',
   haRestartWindowSeconds: 'ha-restart-window-seconds',
   metricsKeyFile: 'metrics-key-file',
@@ -136,6 +140,11 @@ export interface ControllerContext {
   metrics: OperatorMetrics;
   events: EventRecorder;
   settings: Settings;
+}
+
+/** Whether this operator serves the launcher eviction webhook (ADR 0121): the subresources listener with a webhook token. */
+function servesEvictionWebhook(settings: Settings): boolean {
+  return settings.subresourcesCertFile !== undefined && settings.subresourcesKeyFile !== undefined && settings.evictionWebhookTokenFile !== undefined;
 }
 
 /** Every controller of the operator; each adds its informers and controller to the manager. */
@@ -190,7 +199,8 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
     addMigrationPolicyController({ ...ctx, observer: ctx.metrics, policySelector: ctx.settings.migrationPolicySelector, vmSelector: ctx.settings.vmSelector });
   },
   (ctx) => {
-    addDisruptionBudgetController({ ...ctx, observer: ctx.metrics, vmSelector: ctx.settings.vmSelector });
+    // Earlier operators' launcher budgets go only where the eviction webhook stands in for them (ADR 0121).
+    if (servesEvictionWebhook(ctx.settings)) addBudgetRemovalController({ ...ctx, observer: ctx.metrics });
     addEvacuationController({ ...ctx, observer: ctx.metrics, vmSelector: ctx.settings.vmSelector });
   },
 ];
@@ -278,7 +288,13 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   if (settings.subresourcesCertFile !== undefined && settings.subresourcesKeyFile !== undefined) {
-    const subresources = { address: settings.subresourcesAddress, certFile: settings.subresourcesCertFile, keyFile: settings.subresourcesKeyFile, operatorNamespace: settings.namespace };
+    const subresources = {
+      address: settings.subresourcesAddress,
+      certFile: settings.subresourcesCertFile,
+      keyFile: settings.subresourcesKeyFile,
+      operatorNamespace: settings.namespace,
+      evictionWebhookToken: settings.evictionWebhookTokenFile === undefined ? undefined : readWebhookToken(settings.evictionWebhookTokenFile),
+    };
     startSubresourceServer(client, log, subresources, stop.signal).catch((err: unknown) => {
       log.fatal({ err }, 'subresource server failed');
       process.exit(1);

@@ -40,7 +40,9 @@
 // (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
 // `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
 // 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
-//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q]
+// `--eviction-strategy Shutdown` gives every VM (the floor's too) evictionStrategy Shutdown, so no
+// launcher disruption budget takes part (default LiveMigrate: the namespace's budget does).
+//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q] [--eviction-strategy S]
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,7 +51,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
-import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest } from '../support/scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from '../support/scale-burst.ts';
 import { cpuBudgetFields } from '../support/cpu-budget.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
@@ -99,6 +101,8 @@ interface Setting {
   readonly kwokLabel: string;
   readonly vms: number;
   readonly workers: number;
+  /** The VMs' evictionStrategy (`--eviction-strategy`): LiveMigrate puts the namespace's launcher disruption budget in the run. */
+  readonly evictionStrategy: EvictionStrategy;
   /** The API server's process, when it runs on this machine: its CPU during the burst. */
   readonly apiServerPid: number | undefined;
   /** Kept after the run: the operators' logs. */
@@ -162,7 +166,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
     const started = Date.now();
     const atAllPods = untilCreated(created, vms, stopWatch.signal).then(() => burstCpuAll());
     atAllPods.catch(() => undefined); // awaited below; a run that fails first must not leave it unhandled
-    await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i)), BURST_IN_FLIGHT);
+    await createAll(st.admin, s.namespace, Array.from({ length: vms }, (_, i) => vmManifest(s, st.kwokLabel, i, st.evictionStrategy)), BURST_IN_FLIGHT);
     const burstEnd = Date.now();
     say(`${vms} VMs applied in ${burstEnd - started} ms`);
     await untilBound(created, bound, vms, started, say);
@@ -246,7 +250,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
       `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
-      `requests_per_vm_by_resource=${byResource} workers=${st.workers} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll.text} apiserver_cpu_ms_per_vm=${perVm(burstAll.ms.get('apiserver'), vms)}` +
+      `requests_per_vm_by_resource=${byResource} workers=${st.workers} eviction_strategy=${st.evictionStrategy} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll.text} apiserver_cpu_ms_per_vm=${perVm(burstAll.ms.get('apiserver'), vms)}` +
       ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
       cpuBudgetFields('to_all_pods_', toAllPods, vms) +
       floorFields(floor, vms, allPodsMs) +
@@ -279,6 +283,8 @@ export async function main(args: readonly string[]): Promise<void> {
   const cpuProfDir = stringFlag(args, '--cpu-prof');
   const withFloor = !args.includes('--no-floor');
   const apiQps = args.includes('--api-qps') ? flag(args, '--api-qps', 200) : undefined;
+  const evictionStrategy = stringFlag(args, '--eviction-strategy') ?? 'LiveMigrate';
+  if (evictionStrategy !== 'LiveMigrate' && evictionStrategy !== 'Shutdown') throw new Error('--eviction-strategy must be LiveMigrate or Shutdown');
   const cluster = await ensureCluster();
   const s = await scratch(cluster, 'kv-bench-scale-nodes');
   const kc = new KubeConfig();
@@ -303,7 +309,7 @@ export async function main(args: readonly string[]): Promise<void> {
       ['bench', 'self'],
     ]);
     process.stdout.write(`operator-scale: CPU measured of ${[...others].map(([k, v]) => `${k}=${v === 'self' ? process.pid : v.join('+') || 'none'}`).join(' ')}\n`);
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps };
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps, evictionStrategy };
     const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
     if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));

@@ -112,6 +112,37 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     }
   });
 
+  test('the launcher eviction webhook calls the operator at a path ending in the token the operator reads, trusting the serving CA', () => {
+    const objects = renderedObjects(render());
+    const secret = objects.find((o) => o.kind === 'Secret' && o.metadata.name === 'keyvirt-subresources-tls');
+    const config = z
+      .object({
+        webhooks: z.array(
+          z.object({
+            failurePolicy: z.string(),
+            sideEffects: z.string(),
+            clientConfig: z.object({ service: z.object({ name: z.string(), path: z.string() }), caBundle: z.string() }),
+            rules: z.array(z.object({ operations: z.array(z.string()), apiGroups: z.array(z.string()), apiVersions: z.array(z.string()), resources: z.array(z.string()), scope: z.string() })),
+            matchConditions: z.array(z.object({ expression: z.string() })),
+          }),
+        ),
+      })
+      .parse(objects.find((o) => o.kind === 'ValidatingWebhookConfiguration' && o.metadata.name === `${release}-launcher-eviction`));
+    const token = Buffer.from(secret?.data?.['eviction-webhook-token'] ?? '', 'base64').toString();
+    assert.match(token, /^[a-z0-9]{48}$/);
+    const [hook] = config.webhooks;
+    assert.equal(hook?.clientConfig.service.name, 'keyvirt-subresources');
+    assert.equal(hook?.clientConfig.service.path, `/admission/launcher-eviction/${token}`);
+    assert.equal(hook?.clientConfig.caBundle, secret?.data?.['ca.crt']);
+    assert.deepEqual(hook?.rules, [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods/eviction'], scope: 'Namespaced' }]);
+    assert.equal(hook?.failurePolicy, 'Fail');
+    assert.equal(hook?.sideEffects, 'None');
+    assert.deepEqual(hook?.matchConditions.map((m) => m.expression), ["request.name.startsWith('launcher-')"]);
+    const deployment = JSON.stringify(objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'keyvirt-operator'));
+    assert.match(deployment, /KEYVIRT_OPERATOR_EVICTION_WEBHOOK_TOKEN_FILE","value":"\/var\/run\/secrets\/keyvirt\/subresources\/eviction-webhook-token"/);
+    assert.ok(!renderedObjects(render('--set', 'subresources.registerEvictionWebhook=false')).some((o) => o.kind === 'ValidatingWebhookConfiguration'));
+  });
+
   test('the API server accepts every rendered object (server-side dry run)', () => {
     // Every namespaced object names its namespace (the release's, or kube-system for the
     // authentication-reader binding of the subresource server), so no -n here.

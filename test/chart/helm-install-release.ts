@@ -3,8 +3,9 @@
 // namespace (leader Lease, ServiceAccounts, subresource certificate), release-named
 // cluster objects, an operator that manages only VMs and StorageDomains labelled with
 // the suite's run id, operator and node agent only on the suite's own nodes (labelled
-// with the run id, tolerating their taint), and neither the cluster's one APIService
-// nor the cluster-wide user roles, which the subresource suites own here.
+// with the run id, tolerating their taint), and neither the cluster's one APIService,
+// the launcher eviction webhook nor the cluster-wide user roles, which the subresource
+// suites own here.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -80,7 +81,7 @@ export function releaseValues(o: ReleaseOptions): Record<string, unknown> {
     allowEmulation: true,
     kubernetesApi: { host: o.apiServer.host, port: o.apiServer.port },
     networkPolicy: { enabled: true, vmNamespaces: o.vmNamespaces },
-    subresources: { registerAPIService: false },
+    subresources: { registerAPIService: false, registerEvictionWebhook: false },
     userRoles: { create: false },
   };
 }

@@ -8,7 +8,7 @@ import { VirtualMachineMigration } from '@keyvirt/crds';
 import { z } from 'zod';
 import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '../support/cluster.ts';
 import { readDiskRecords, testGuest, type CounterRecord, type TestGuest } from '../support/guest.ts';
-import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
+import { type OperatorProcess, startSubresourceOperator, stopOperator } from './operator-process.ts';
 import { keepEvidence } from './scenario-evidence.ts';
 import { apply, pvcDisk, scratch, type Scratch, TEST_RUN_LABEL, testVm, waitVm } from './vm-fixtures.ts';
 
@@ -81,7 +81,8 @@ export async function startDrainScenario(o: DrainScenarioOptions): Promise<Drain
     const labels = { [TEST_RUN_LABEL]: s.runId };
     nodes.push((await cluster.createNode(`${o.prefix}-src`, { labels })).name);
     const source = nodes[0] ?? '';
-    operator = await startSuiteOperator(cluster, s, o.prefix);
+    // With the subresources listener: its launcher eviction webhook is what makes `kubectl drain` wait (ADR 0121).
+    operator = await startSubresourceOperator(cluster, s, o.prefix);
     const vms: DrainVm[] = [];
     const plan = [
       ...Array.from({ length: o.liveMigrate }, (_, i) => ({ name: `live-${String(i + 1)}`, eviction: 'LiveMigrate' as const })),

@@ -1,8 +1,8 @@
 // End to end on the local cluster: `kubectl drain` of a node running three LiveMigrate
 // VMs and one Shutdown VM (real operator under its shipped RBAC, real launchers, real
 // QEMU on throwaway simulated nodes). The drain completes; the three keep their boot
-// ids on other nodes (live-migrated by evacuation migrations while the namespace's
-// disruption budget refuses the evictions); the fourth shuts down and starts again elsewhere;
+// ids on other nodes (live-migrated by evacuation migrations while the launcher eviction
+// webhook refuses the evictions with 429, ADR 0121); the fourth shuts down and starts again elsewhere;
 // uncordoning brings nothing back; a `keyvirt.io/drain` taint moves LiveMigrate VMs
 // off a node without cordoning it.
 import assert from 'node:assert/strict';
@@ -26,15 +26,21 @@ function jsonOrUndefined(line: string): unknown {
   }
 }
 
-const pdbList = z.object({
-  items: z.array(
-    z.object({
-      metadata: z.object({ name: z.string(), generation: z.number().optional() }),
-      spec: z.object({ minAvailable: z.union([z.number(), z.string()]).optional(), selector: z.object({ matchLabels: z.record(z.string(), z.string()) }) }),
-      status: z.object({ observedGeneration: z.number().optional(), disruptionsAllowed: z.number().optional(), currentHealthy: z.number().optional() }).optional(),
-    }),
-  ),
-});
+const pdbList = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string() }) })) });
+
+/** The namespace's launcher budget as operators before ADR 0121 made it. */
+function legacyBudget(namespace: string): unknown {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: { name: 'keyvirt-launchers', namespace, labels: { 'app.kubernetes.io/component': 'launcher-disruption-budget', 'app.kubernetes.io/managed-by': 'keyvirt-operator' } },
+    spec: {
+      minAvailable: 2 ** 31 - 1,
+      selector: { matchLabels: { 'app.kubernetes.io/component': 'launcher', 'app.kubernetes.io/managed-by': 'keyvirt-operator', 'keyvirt.io/eviction-strategy': 'LiveMigrate' } },
+      unhealthyPodEvictionPolicy: 'IfHealthyBudget',
+    },
+  };
+}
 
 void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { timeout: 30 * 60_000 }, () => {
   let sc: DrainScenario;
@@ -49,34 +55,28 @@ void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { tim
     await sc.dispose();
   });
 
-  void it('the LiveMigrate VMs are covered by the namespace budget, which refuses the eviction of their launcher pods; the Shutdown VM is not', async () => {
+  void it("the eviction webhook refuses (429) to evict the LiveMigrate VMs' running launchers and lets the Shutdown VM's go; an earlier operator's budget is removed", async () => {
     const { cluster, s } = sc;
-    const budgets = await eventually(
-      'the namespace budget synced by the disruption controller over the three LiveMigrate launchers',
-      () => {
-        const items = pdbList.parse(JSON.parse(cluster.kubectl(['get', 'poddisruptionbudgets', '-n', s.namespace, '-o', 'json']))).items;
-        const synced = items.filter((b) => b.status?.observedGeneration !== undefined && b.status.observedGeneration === b.metadata.generation && b.status.currentHealthy === 3);
-        return synced.length === 1 && items.length === 1 ? items : undefined;
-      },
-      120_000,
-    );
-    assert.deepEqual(budgets.map((b) => b.metadata.name), ['keyvirt-launchers']);
-    const [budget] = budgets;
-    assert.equal(budget?.spec.minAvailable, 2 ** 31 - 1);
-    assert.equal(budget?.status?.disruptionsAllowed, 0);
-    assert.equal(budget?.spec.selector.matchLabels['keyvirt.io/eviction-strategy'], 'LiveMigrate');
+    // A namespace budget as the operators before ADR 0121 made it: this operator removes it.
+    cluster.kubectl(['apply', '-f', '-'], JSON.stringify(legacyBudget(s.namespace)));
+    await eventually('the earlier operator\'s namespace budget removed', () => (pdbList.parse(JSON.parse(cluster.kubectl(['get', 'poddisruptionbudgets', '-n', s.namespace, '-o', 'json']))).items.length === 0 ? true : undefined), 60_000);
     for (const vm of sc.vms) {
       const labels = launcherPods(cluster, s.namespace, vm.name)[0]?.metadata.labels ?? {};
       assert.equal(labels['keyvirt.io/eviction-strategy'], vm.eviction, `the launcher pod of ${vm.name}`);
     }
+    const evict = (podName: string, dryRun: boolean): string =>
+      cluster.kubectl(
+        ['create', '--raw', `/api/v1/namespaces/${s.namespace}/pods/${podName}/eviction${dryRun ? '?dryRun=All' : ''}`, '-f', '-'],
+        JSON.stringify({ apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: podName, namespace: s.namespace } }),
+      );
     const pod = launcherPods(cluster, s.namespace, 'live-1')[0];
     assert.ok(pod);
-    const eviction = { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: pod.metadata.name, namespace: s.namespace } };
-    assert.throws(
-      () => cluster.kubectl(['create', '--raw', `/api/v1/namespaces/${s.namespace}/pods/${pod.metadata.name}/eviction`, '-f', '-'], JSON.stringify(eviction)),
-      /disruption budget/,
-    );
+    assert.throws(() => evict(pod.metadata.name, false), /TooManyRequests[\s\S]*launcher-eviction\.keyvirt\.io" denied the request: pod .*live-1 runs VirtualMachine live-1, whose evictionStrategy is LiveMigrate/);
     assert.equal(launcherPods(cluster, s.namespace, 'live-1')[0]?.metadata.uid, pod.metadata.uid, 'the refused eviction left the pod alone');
+    const down = launcherPods(cluster, s.namespace, 'down-1')[0];
+    assert.ok(down);
+    assert.match(evict(down.metadata.name, true), /"status":\s*"Success"|Success/, "the Shutdown VM's launcher may be evicted (dry run)");
+    assert.equal(launcherPods(cluster, s.namespace, 'down-1')[0]?.metadata.uid, down.metadata.uid, 'the dry run left it alone');
   });
 
   void it('kubectl drain completes: LiveMigrate VMs keep their boot on other nodes, the Shutdown VM restarts elsewhere', async () => {
@@ -85,7 +85,7 @@ void describe('kubectl drain of a node with LiveMigrate and Shutdown VMs', { tim
     assert.ok(downPod);
     const drain = await drainNode(cluster, source, 900);
     assert.equal(drain.exitCode, 0, `kubectl drain failed after ${String(drain.ms)} ms:\n${drain.output}`);
-    assert.match(drain.output, /disruption budget/, 'the drain met the budgets: evictions of LiveMigrate launchers were refused until the migrations moved them');
+    assert.match(drain.output, /will retry after .*denied the request: pod .* whose evictionStrategy is LiveMigrate/, 'the drain met the webhook: evictions of LiveMigrate launchers were refused until the migrations moved them');
     assert.match(drain.output, new RegExp(`node/${source} drained`));
     assert.deepEqual(podsOnNode(cluster, source), [], 'nothing left on the drained node');
 

@@ -17,9 +17,16 @@ import type { Scratch } from '../operator/vm-fixtures.ts';
 /** VM creations in flight during the burst. */
 export const BURST_IN_FLIGHT = 32;
 
-/** The benchmark's VM number `i` on the run's kwok nodes (`kwokLabel`): see kwokVm. */
-export function vmManifest(s: Scratch, kwokLabel: string, i: number): VirtualMachineInput {
-  return kwokVm(s, `scale-${i}`, kwokLabel);
+export type EvictionStrategy = 'LiveMigrate' | 'Shutdown';
+
+/**
+ * The benchmark's VM number `i` on the run's kwok nodes (`kwokLabel`): see kwokVm. Its
+ * evictionStrategy decides whether its namespace gets KeyVirt's launcher disruption budget
+ * (LiveMigrate, the default) or not (Shutdown).
+ */
+export function vmManifest(s: Scratch, kwokLabel: string, i: number, evictionStrategy: EvictionStrategy): VirtualMachineInput {
+  const vm = kwokVm(s, `scale-${i}`, kwokLabel);
+  return { ...vm, spec: { ...vm.spec, evictionStrategy } };
 }
 
 /** Creates `items` straight through the API, `inFlight` at a time (kubectl would send one object after the other). */

@@ -11,7 +11,7 @@ import type { TestCluster } from './cluster.ts';
 import { postPods, readNodes, renderFloorPods } from './launcher-pod-floor.ts';
 import { cpuSince, type CpuSubjects } from './process-cpu.ts';
 import { cpuBudgetFields } from './cpu-budget.ts';
-import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest } from './scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from './scale-burst.ts';
 import { scratch } from '../operator/vm-fixtures.ts';
 
 /** What the floor needs of the benchmark's setting. */
@@ -21,6 +21,7 @@ export interface FloorSetting {
   readonly kwokLabel: string;
   readonly vms: number;
   readonly workers: number;
+  readonly evictionStrategy: EvictionStrategy;
   /** The processes whose CPU is reported (control plane, kwok, the benchmark). */
   readonly others: CpuSubjects;
 }
@@ -58,7 +59,7 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
   const say = (line: string): void => void process.stdout.write(`operator-scale[floor]: ${line}\n`);
   try {
     const nodes = await readNodes(st.admin, nodeNames);
-    const manifests = Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i));
+    const manifests = Array.from({ length: st.vms }, (_, i) => vmManifest(s, st.kwokLabel, i, st.evictionStrategy));
     const pods = renderFloorPods(manifests, s.namespace, nodes);
     const { created, bound, synced } = podTimes(st.admin, s.namespace, stopWatch.signal);
     await synced;

@@ -19,6 +19,7 @@ import type { SubresourceKube } from './launcher-endpoint.ts';
 import { SubresourceServer } from './subresource-server.ts';
 
 const TOKEN = 'launcher-token-0123456789';
+const WEBHOOK_TOKEN = 'webhooktoken0123456789abcdefghijklmnop';
 const base = '/apis/subresources.keyvirt.io/v1alpha1/namespaces/ns-1/virtualmachines';
 
 function openssl(dir: string, args: string[]): void {
@@ -57,6 +58,16 @@ function fakeKube(sars: unknown[]): SubresourceKube {
           metadata: { name: 'launcher-vm-1', ownerReferences: [{ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name: 'vm-1', uid: 'uid-1', controller: true }] },
           data: { token: Buffer.from(TOKEN).toString('base64') },
         });
+      }
+      if (p.startsWith('/api/v1/namespaces/ns-1/pods?')) {
+        // The eviction webhook's list: launcher-vm-1 is a Running LiveMigrate launcher, launcher-vm-2 a Shutdown one.
+        const wanted = new URLSearchParams(p.slice(p.indexOf('?') + 1)).get('fieldSelector')?.replace('metadata.name=', '');
+        const pod = (name: string, vm: string, strategy: string): unknown => ({
+          metadata: { name, namespace: 'ns-1', labels: { 'keyvirt.io/vm': vm, 'keyvirt.io/eviction-strategy': strategy } },
+          spec: { containers: [] },
+          status: { phase: 'Running' },
+        });
+        return Promise.resolve({ items: [pod('launcher-vm-1', 'vm-1', 'LiveMigrate'), pod('launcher-vm-2', 'vm-2', 'Shutdown')].filter((x) => (x as { metadata: { name: string } }).metadata.name === wanted) });
       }
       return Promise.reject(notFound(p));
     },
@@ -139,6 +150,7 @@ void describe('subresource server', () => {
       keyFile: path.join(dir, 'serving.key'),
       frontProxy: () => frontProxy,
       launcherUrl: (ip) => `http://${ip}:${launcherPort}`,
+      evictionWebhookToken: WEBHOOK_TOKEN,
     });
     port = (await server.listen('127.0.0.1', 0)).port;
   });
@@ -163,6 +175,54 @@ void describe('subresource server', () => {
     });
 
   const alice = { 'x-remote-user': 'alice', 'x-remote-group': 'dev' };
+
+  /** A POST with a body and no client certificate, as the kube-apiserver calls a webhook. */
+  const post = (p: string, body: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: p, method: 'POST', ca: certs['serving-ca.crt'], headers: { 'content-type': 'application/json' } });
+      req.once('error', reject);
+      req.once('response', (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.end(body);
+    });
+  const evictionReview = (name: string): string =>
+    JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: { uid: `u-${name}`, resource: { group: '', version: 'v1', resource: 'pods' }, subResource: 'eviction', operation: 'CREATE', name, namespace: 'ns-1', object: { kind: 'Eviction' } },
+    });
+
+  it('the eviction webhook answers the kube-apiserver without a client certificate: 429 for a running LiveMigrate launcher, allowed otherwise', async () => {
+    const refused = await post(`/admission/launcher-eviction/${WEBHOOK_TOKEN}?timeout=10s`, evictionReview('launcher-vm-1'));
+    assert.equal(refused.status, 200, refused.body);
+    const answer = JSON.parse(refused.body) as { kind: string; response: { uid: string; allowed: boolean; status?: { code: number; reason: string; message: string } } };
+    assert.equal(answer.kind, 'AdmissionReview');
+    assert.equal(answer.response.uid, 'u-launcher-vm-1');
+    assert.equal(answer.response.allowed, false);
+    assert.equal(answer.response.status?.code, 429);
+    assert.equal(answer.response.status?.reason, 'TooManyRequests');
+    assert.match(answer.response.status?.message ?? '', /VirtualMachine vm-1, whose evictionStrategy is LiveMigrate/);
+    for (const name of ['launcher-vm-2', 'launcher-gone']) {
+      const allowed = JSON.parse((await post(`/admission/launcher-eviction/${WEBHOOK_TOKEN}`, evictionReview(name))).body) as { response: { allowed: boolean; uid: string } };
+      assert.deepEqual(allowed.response, { uid: `u-${name}`, allowed: true }, name);
+    }
+  });
+
+  it('the eviction webhook is a 404 without its token, a 405 but for POST, a 400 naming what is wrong with a body that is no review', async () => {
+    for (const p of ['/admission/launcher-eviction/', '/admission/launcher-eviction/wrong', `/admission/launcher-eviction/${WEBHOOK_TOKEN}x`, `/admission/launcher-eviction/${WEBHOOK_TOKEN.slice(1)}`]) {
+      assert.equal((await post(p, evictionReview('launcher-vm-1'))).status, 404, p);
+    }
+    assert.equal((await request('none', 'GET', `/admission/launcher-eviction/${WEBHOOK_TOKEN}`)).status, 405);
+    const notJson = await post(`/admission/launcher-eviction/${WEBHOOK_TOKEN}`, '{');
+    assert.equal(notJson.status, 400);
+    assert.match(notJson.body, /not an AdmissionReview/);
+    const wrongKind = await post(`/admission/launcher-eviction/${WEBHOOK_TOKEN}`, JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'Pod', request: {} }));
+    assert.equal(wrongKind.status, 400);
+    assert.match(wrongKind.body, /kind must be AdmissionReview/);
+  });
 
   for (const client of ['none', 'impostor', 'kubelet'] as const) {
     it(`refuses a client with ${client === 'none' ? 'no certificate' : `the ${client} certificate`} before routing, whatever its headers say`, async () => {

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
+import { prettifyError, ZodError } from 'zod';
 import { openLauncherStream } from '@keyvirt/launcher/api';
 import { review } from './access-review.ts';
 import { discoveryDocument } from './discovery.ts';
@@ -24,6 +25,7 @@ import { pathSegments, routeRequest, type RoutedRequest } from './request-routin
 import { bridgeWebSocket, MAX_CLIENT_MESSAGE_BYTES } from './stream-bridge.ts';
 import { cancelMigrations, createMigration, EmptyBodySchema, MigrateBodySchema, parseActionBody, readGuestInfo, runLauncherAction } from './vm-actions.ts';
 import { launcherFailure } from './vm-actions.ts';
+import { EVICTION_WEBHOOK_PATH, reviewEviction, webhookTokenMatches } from '../eviction-webhook/launcher-eviction.ts';
 
 export const STREAM_SUBPROTOCOL = 'plain.keyvirt.io';
 const MAX_BODY_BYTES = 64 * 1024;
@@ -41,6 +43,8 @@ export interface SubresourceServerOptions {
   launcherUrl?: (ip: string) => string;
   /** The operator's namespace, where image import jobs run; without it uploads are not served. */
   operatorNamespace?: string | undefined;
+  /** The launcher eviction webhook's path token (ADR 0121); without it the webhook is not served. */
+  evictionWebhookToken?: string | undefined;
 }
 
 type Subresource = Extract<RoutedRequest, { kind: 'subresource' | 'image-upload' }>;
@@ -189,6 +193,10 @@ export class SubresourceServer {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.url?.startsWith(EVICTION_WEBHOOK_PATH) === true) {
+      await this.#evictionReview(req, res);
+      return;
+    }
     try {
       const { route, config } = this.#admit(req, false);
       if (route.kind === 'health') {
@@ -233,6 +241,35 @@ export class SubresourceServer {
       const status = asStatusError(err);
       if (status.code >= 500) this.#log.error({ err }, 'subresource request failed');
       else this.#log.debug({ code: status.code, reason: status.reason, message: status.message }, 'subresource request refused');
+      if (!res.headersSent) sendStatus(res, status);
+      else res.end();
+    }
+  }
+
+  /**
+   * The launcher eviction webhook (ADR 0121), called by the kube-apiserver with no client
+   * certificate: the path's token is the check. A wrong token is a 404, as any unknown path.
+   */
+  async #evictionReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const token = this.#o.evictionWebhookToken;
+      if (token === undefined || !webhookTokenMatches(req.url, token)) throw new SubresourceError(404, 'NotFound', 'the requested path is not served');
+      if (req.method !== 'POST') throw new SubresourceError(405, 'MethodNotAllowed', 'the eviction webhook takes POST');
+      const body = await readBody(req);
+      let reviewed: Awaited<ReturnType<typeof reviewEviction>>;
+      try {
+        reviewed = await reviewEviction(this.#o.client, body);
+      } catch (err) {
+        if (err instanceof SyntaxError || err instanceof ZodError) throw new SubresourceError(400, 'BadRequest', `not an AdmissionReview: ${err instanceof ZodError ? prettifyError(err) : err.message}`);
+        throw err;
+      }
+      const { namespace, name } = reviewed.review.request;
+      if (reviewed.verdict.allowed) this.#log.debug({ namespace, name, why: reviewed.verdict.why }, 'eviction allowed');
+      else this.#log.info({ namespace, name }, 'eviction of a LiveMigrate launcher refused (429)');
+      send(res, 200, reviewed.answer);
+    } catch (err) {
+      const status = asStatusError(err);
+      if (status.code >= 500) this.#log.error({ err }, 'eviction review failed');
       if (!res.headersSent) sendStatus(res, status);
       else res.end();
     }

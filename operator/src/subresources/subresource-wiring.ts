@@ -14,6 +14,8 @@ export interface SubresourceSettings {
   keyFile: string;
   /** The operator's namespace (image import jobs run there: uploads are relayed to them). */
   operatorNamespace?: string | undefined;
+  /** The launcher eviction webhook's path token (ADR 0121); without it the webhook is not served. */
+  evictionWebhookToken?: string | undefined;
 }
 
 export async function startSubresourceServer(client: KubeClient, log: Logger, settings: SubresourceSettings, signal: AbortSignal): Promise<AddressInfo | undefined> {
@@ -21,7 +23,7 @@ export async function startSubresourceServer(client: KubeClient, log: Logger, se
   const source = new FrontProxySource(client, sublog);
   await source.load(signal);
   if (signal.aborted) return undefined;
-  const server = new SubresourceServer({ client, log, certFile: settings.certFile, keyFile: settings.keyFile, frontProxy: () => source.current, operatorNamespace: settings.operatorNamespace });
+  const server = new SubresourceServer({ client, log, certFile: settings.certFile, keyFile: settings.keyFile, frontProxy: () => source.current, operatorNamespace: settings.operatorNamespace, evictionWebhookToken: settings.evictionWebhookToken });
   const colon = settings.address.lastIndexOf(':');
   const address = await server.listen(settings.address.slice(0, colon), Number(settings.address.slice(colon + 1)));
   source.keepFresh(signal, (config) => {

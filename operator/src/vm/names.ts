@@ -40,8 +40,9 @@ export const MANAGED_BY = 'keyvirt-operator';
 export const LABEL_VM = 'keyvirt.io/vm';
 export const LABEL_VM_UID = 'keyvirt.io/vm-uid';
 /**
- * On every launcher pod: its VM's evictionStrategy. The namespace's launcher disruption
- * budget selects the LiveMigrate ones; the VM controller keeps it equal to the spec.
+ * On every launcher pod: its VM's evictionStrategy. The launcher eviction webhook refuses
+ * to evict a running pod labelled LiveMigrate (ADR 0121); the VM controller keeps it equal
+ * to the spec.
  */
 export const LABEL_EVICTION_STRATEGY = 'keyvirt.io/eviction-strategy';
 /**
