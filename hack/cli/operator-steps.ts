@@ -16,7 +16,7 @@ import type { StartStep } from '../cluster/cluster.ts';
 import { daemonPid, startDaemon, stopDaemon, waitFor } from '../cluster/daemons.ts';
 import type { ClusterLayout } from '../cluster/layout.ts';
 import { kubectl } from '../cluster/kubectl.ts';
-import { registerSubresourceApi, subresourceServingCert, unregisterSubresourceApi, waitSubresourceApiAvailable } from '../cluster/subresource-registration.ts';
+import { registerSubresourceApi, subresourceServingCertLocked, unregisterSubresourceApi, waitSubresourceApiAvailable } from '../cluster/subresource-registration.ts';
 import { installGuestImages } from './guest-images.ts';
 
 const NAME = 'keyvirt-operator';
@@ -71,7 +71,8 @@ function apiServerHost(layout: ClusterLayout): string {
 
 async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> {
   const kubeconfig = writeOperatorKubeconfig(layout);
-  const tls = await subresourceServingCert(layout);
+  // `npm start`'s steps hold the cluster lock already.
+  const tls = await subresourceServingCertLocked(layout);
   const host = apiServerHost(layout);
   await stopDaemon(layout, NAME, MARKER);
   const pid = startDaemon(layout, {

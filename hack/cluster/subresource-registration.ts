@@ -41,19 +41,26 @@ export interface SubresourceTls {
 export const EVICTION_WEBHOOK_CONFIG = 'keyvirt-launcher-eviction';
 
 /** The shared CA and serving certificate for `<service>.keyvirt-system.svc`, made if missing. */
-export async function subresourceServingCert(layout: ClusterLayout): Promise<SubresourceTls> {
+/**
+ * The shared CA, serving certificate and webhook token, made if missing; the caller holds
+ * the cluster lock (`npm start`'s steps run under it).
+ */
+export async function subresourceServingCertLocked(layout: ClusterLayout): Promise<SubresourceTls> {
   const dir = layout.pkiDir;
   const files = { caFile: path.join(dir, 'subresources-ca.crt'), certFile: path.join(dir, 'subresources.crt'), keyFile: path.join(dir, 'subresources.key'), webhookTokenFile: path.join(dir, 'eviction-webhook.token') };
-  await withClusterLock(layout, async () => {
-    if (!existsSync(files.webhookTokenFile)) await writeFile(files.webhookTokenFile, randomBytes(24).toString('hex'), { mode: 0o600 });
-    if ([files.caFile, files.certFile, files.keyFile].every((f) => existsSync(f))) return;
-    const dns = `${SUBRESOURCE_SERVICE}.${OPERATOR_NAMESPACE}.svc`;
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources-ca.key', '-out', 'subresources-ca.crt', '-subj', '/CN=keyvirt-subresources-test-ca', '-days', '3650'], dir);
-    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources.key', '-out', 'subresources.csr', '-subj', `/CN=${dns}`], dir);
-    await writeFile(path.join(dir, 'subresources.ext'), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dns}\n`);
-    openssl(['x509', '-req', '-in', 'subresources.csr', '-CA', 'subresources-ca.crt', '-CAkey', 'subresources-ca.key', '-CAcreateserial', '-days', '3650', '-sha256', '-extfile', 'subresources.ext', '-out', 'subresources.crt'], dir);
-  });
+  if (!existsSync(files.webhookTokenFile)) await writeFile(files.webhookTokenFile, randomBytes(24).toString('hex'), { mode: 0o600 });
+  if ([files.caFile, files.certFile, files.keyFile].every((f) => existsSync(f))) return files;
+  const dns = `${SUBRESOURCE_SERVICE}.${OPERATOR_NAMESPACE}.svc`;
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources-ca.key', '-out', 'subresources-ca.crt', '-subj', '/CN=keyvirt-subresources-test-ca', '-days', '3650'], dir);
+  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'subresources.key', '-out', 'subresources.csr', '-subj', `/CN=${dns}`], dir);
+  await writeFile(path.join(dir, 'subresources.ext'), `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:${dns}\n`);
+  openssl(['x509', '-req', '-in', 'subresources.csr', '-CA', 'subresources-ca.crt', '-CAkey', 'subresources-ca.key', '-CAcreateserial', '-days', '3650', '-sha256', '-extfile', 'subresources.ext', '-out', 'subresources.crt'], dir);
   return files;
+}
+
+/** The same, under the cluster lock (a suite's operator: suites start side by side). */
+export function subresourceServingCert(layout: ClusterLayout): Promise<SubresourceTls> {
+  return withClusterLock(layout, () => subresourceServingCertLocked(layout));
 }
 
 const sliceList = z.object({ items: z.array(z.object({ metadata: z.object({ name: z.string() }), ports: z.array(z.object({ port: z.number() })).optional() })) });
