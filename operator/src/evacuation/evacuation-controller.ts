@@ -161,7 +161,7 @@ export class EvacuationController implements Reconciler {
         type: 'Warning',
         reason: 'EvacuationBlocked',
         action: 'Evacuate',
-        note: `node ${by}: ${String(blocked.length)} of ${String(moving)} LiveMigrate VMs cannot leave it (their disruption budget holds the drain): ${summary(plan.vms.filter((v) => v.verdict.kind === 'blocked'))}`,
+        note: `node ${by}: ${String(blocked.length)} of ${String(moving)} LiveMigrate VMs cannot leave it (the eviction webhook holds the drain): ${summary(plan.vms.filter((v) => v.verdict.kind === 'blocked'))}`,
       });
       return;
     }

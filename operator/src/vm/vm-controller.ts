@@ -173,7 +173,7 @@ export class VmController implements Reconciler {
 
   /**
    * Keeps each live launcher pod's eviction-strategy label equal to the VM's spec: the
-   * namespace's disruption budget selects the LiveMigrate ones (ADR 0112).
+   * launcher eviction webhook refuses to evict the running LiveMigrate ones (ADR 0121).
    */
   async #labelEvictionStrategy(vm: VirtualMachine, pods: readonly Pod[]): Promise<void> {
     const strategy = vm.spec.evictionStrategy;
