@@ -135,7 +135,8 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();
   const stopSampling = new AbortController();
-  const kubeconfig = await kubeconfigThrough(await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig')), st.api.url);
+  // The operator of a revision runs under that revision's RBAC (a later tree may grant less).
+  const kubeconfig = await kubeconfigThrough(await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'), path.join(tree, 'operator/deploy/rbac.yaml')), st.api.url);
   const logFile = path.join(st.logDir, `operator-${label}.log`);
   const nodeFlags = await nodeFlagsOf(tree);
   const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };

@@ -18,9 +18,12 @@ const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 export const RBAC_MANIFEST = path.join(repoRoot, 'operator/deploy/rbac.yaml');
 export const OPERATOR_SERVICE_ACCOUNT = 'keyvirt-operator';
 
-/** Applies the shipped RBAC and writes a kubeconfig that authenticates as the operator's ServiceAccount. */
-export async function operatorKubeconfig(cluster: TestCluster, file: string): Promise<string> {
-  cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', RBAC_MANIFEST]);
+/**
+ * Applies the shipped RBAC (or `rbacManifest`: a benchmark's baseline runs under its own
+ * revision's) and writes a kubeconfig that authenticates as the operator's ServiceAccount.
+ */
+export async function operatorKubeconfig(cluster: TestCluster, file: string, rbacManifest = RBAC_MANIFEST): Promise<string> {
+  cluster.kubectl(['apply', '--server-side', '--field-manager=keyvirt-tests', '-f', rbacManifest]);
   // Off a cluster kept from an earlier version.
   cluster.kubectl(['delete', '--ignore-not-found', ...RETIRED_POLICIES]);
   const token = cluster.kubectl(['create', 'token', OPERATOR_SERVICE_ACCOUNT, '-n', OPERATOR_NAMESPACE, '--duration=6h']).trim();
