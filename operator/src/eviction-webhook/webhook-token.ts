@@ -1,6 +1,6 @@
 // The launcher eviction webhook's path token (ADR 0121), read once at start from the file
 // the chart mounts (the subresources Secret's `eviction-webhook-token`).
-import { readFileSync } from 'node:fs';
+import { readSecretFile } from '../runtime/secret-file.ts';
 
 /** At least this many characters (32 of 36 kinds: over 160 bits): the token is what tells the kube-apiserver's calls apart. */
 export const MIN_WEBHOOK_TOKEN_LENGTH = 32;
@@ -14,13 +14,7 @@ export class WebhookTokenError extends Error {
 
 /** The token in `path` (surrounding whitespace dropped), or a WebhookTokenError naming the file and what is wrong. */
 export function readWebhookToken(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new WebhookTokenError(`cannot read the eviction webhook token file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const token = text.trim();
+  const token = readSecretFile(path, 'eviction webhook token', (message, options) => new WebhookTokenError(message, options));
   if (token.length < MIN_WEBHOOK_TOKEN_LENGTH) throw new WebhookTokenError(`the eviction webhook token in ${path} is shorter than ${MIN_WEBHOOK_TOKEN_LENGTH} characters`);
   if (!TOKEN_PATTERN.test(token)) throw new WebhookTokenError(`the eviction webhook token in ${path} holds characters other than a-z and 0-9`);
   return token;

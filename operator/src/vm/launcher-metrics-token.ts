@@ -2,7 +2,7 @@
 // launcher's Secret as `metrics-token`, beside the API token, when the cluster has a
 // metrics key; the launcher lets it open GET /v1/metrics alone; the node agent derives
 // the same token from the key and the VM uid label of the launcher pod.
-import { readFileSync } from 'node:fs';
+import { readSecretFile } from '../runtime/secret-file.ts';
 import { deriveMetricsToken, METRICS_TOKEN_FILE_NAME } from '@keyvirt/launcher/api';
 
 export class MetricsKeyError extends Error {
@@ -11,13 +11,7 @@ export class MetricsKeyError extends Error {
 
 /** The metrics key in `path` (surrounding whitespace trimmed); at least 32 bytes. */
 export function readMetricsKey(path: string): Buffer {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new MetricsKeyError(`cannot read the metrics key file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const key = Buffer.from(text.trim(), 'utf8');
+  const key = Buffer.from(readSecretFile(path, 'metrics key', (message, options) => new MetricsKeyError(message, options)), 'utf8');
   if (key.length < 32) throw new MetricsKeyError(`the metrics key in ${path} is shorter than 32 bytes`);
   return key;
 }
