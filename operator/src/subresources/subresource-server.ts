@@ -3,7 +3,9 @@
 // (400/404/405) → discovery and health answered → user from X-Remote-* (401) →
 // SubjectAccessReview (403) → the VM and its launcher (404/409/503) → the action or
 // the websocket. Every failure is a Kubernetes Status; nothing a client sends can
-// throw out of a handler.
+// throw out of a handler. One path is outside that order: the launcher eviction webhook
+// (ADR 0121), which the kube-apiserver calls without a client certificate, answered only
+// under its path token.
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
