@@ -76,16 +76,24 @@ void describe('lease on a real file', () => {
       const second = acquireLease({ file, self: 'second', node: 'n', timing, nodeFenced: false, logger, onStatus: (s) => statuses.push(s), signal: abort.signal });
       const outcome = await Promise.race([second.then(() => 'acquired'), new Promise((r) => setTimeout(r, 2000, 'waiting'))]);
       assert.equal(outcome, 'waiting', 'a renewed lease is never taken');
-      assert.ok(first.renewals >= 15, `renewed ${first.renewals} times in 2 s`);
-      assert.ok(statuses.every((s) => s.state !== 'WaitingForExpiry' || (s.holderSilentMs ?? 0) < timing.acquireTimeoutMs));
+      // The holder kept renewing: it never fenced itself. (How many renewals fit in 2 s
+      // depends on how busy the machine is, not on the lease.)
+      assert.equal(first.fenced, undefined, `the holder fenced after ${first.renewals} renewals`);
+      assert.ok(first.renewals >= 1);
       const stoppedAt = performance.now();
       await first.stop();
       const got = await second;
       const waited = performance.now() - stoppedAt;
       assert.equal(got.takeover, true);
-      assert.equal(got.record.generation, 2);
+      // Above the holder's: 2 unless a claim of the second was dropped as too slow (a loaded machine), which raises it.
+      assert.ok(got.record.generation >= 2, `generation ${got.record.generation}`);
       assert.ok(waited >= timing.acquireTimeoutMs, `took over after ${Math.round(waited)} ms`);
-      assert.ok(waited < timing.acquireTimeoutMs + 2 * timing.renewIntervalMs + 600, `took over after ${Math.round(waited)} ms`);
+      // It took over at its first read that found the holder silent for L: no wait ever
+      // reported a silence of L or more (wall time after that point is the machine's).
+      assert.ok(
+        statuses.every((s) => s.state !== 'WaitingForExpiry' || (s.holderSilentMs ?? 0) < timing.acquireTimeoutMs),
+        `waited on a holder silent for ${Math.max(...statuses.map((s) => (s.state === 'WaitingForExpiry' ? (s.holderSilentMs ?? 0) : 0)))} ms`,
+      );
       const obs = await readLease(file);
       assert.equal(obs.kind === 'record' ? obs.record.holder : '', 'second');
     });
