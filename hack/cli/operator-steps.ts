@@ -14,7 +14,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { StartStep } from '../cluster/cluster.ts';
 import { daemonPid, startDaemon, stopDaemon, waitFor } from '../cluster/daemons.ts';
-import type { ClusterLayout } from '../cluster/layout.ts';
+import { apiServerHost, type ClusterLayout } from '../cluster/layout.ts';
 import { kubectl } from '../cluster/kubectl.ts';
 import { registerSubresourceApi, subresourceServingCertLocked, unregisterSubresourceApi, waitSubresourceApiAvailable } from '../cluster/subresource-registration.ts';
 import { installGuestImages } from './guest-images.ts';
@@ -60,20 +60,11 @@ function writeOperatorKubeconfig(layout: ClusterLayout): string {
   return file;
 }
 
-/** The kube-apiserver's address as the admin kubeconfig names it. */
-function apiServerHost(layout: ClusterLayout): string {
-  const admin = new KubeConfig();
-  admin.loadFromFile(layout.kubeconfig);
-  const server = admin.getCurrentCluster()?.server;
-  if (server === undefined) throw new Error('the admin kubeconfig has no cluster');
-  return new URL(server).hostname;
-}
-
 async function startOperator(layout: ClusterLayout, log: Logger): Promise<void> {
   const kubeconfig = writeOperatorKubeconfig(layout);
   // `npm start`'s steps hold the cluster lock already.
   const tls = await subresourceServingCertLocked(layout);
-  const host = apiServerHost(layout);
+  const host = apiServerHost;
   await stopDaemon(layout, NAME, MARKER);
   const pid = startDaemon(layout, {
     name: NAME,
