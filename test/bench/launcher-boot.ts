@@ -22,8 +22,12 @@
 // all that runs in its pod beside QEMU, so its resident set is the pod's overhead. Last,
 // --shared N launchers (default 3) run their guests side by side: what each adds on one
 // node is its proportional set (the Node binary's pages are shared), reported beside RSS.
-//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source] [--uncached]   (default 5 reps)
+// `--baseline-entry <main.js>` runs another launcher build (its entry, as
+// hack/launcher-build prints it; e.g. another revision's) in the same repetitions:
+// baseline_* figures and vs_baseline_* (this build − the baseline, paired per repetition).
+//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source] [--uncached] [--baseline-entry FILE]   (default 5 reps)
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -203,7 +207,7 @@ async function launcherRun(command: readonly string[] | undefined, env: NodeJS.P
   }
 }
 
-type Variant = 'bare' | 'image' | 'source' | 'uncached';
+type Variant = 'bare' | 'image' | 'source' | 'uncached' | 'baseline';
 type LauncherVariant = Exclude<Variant, 'bare'>;
 
 /** `n` launchers (`command`) whose guests boot side by side; the memory of each once every agent is connected. */
@@ -231,15 +235,33 @@ function flagValue(args: readonly string[], flag: string, fallback: number): num
   return value;
 }
 
+/** `--baseline-entry`'s launcher build, checked to exist. */
+function baselineEntryOf(args: readonly string[]): string | undefined {
+  const at = args.indexOf('--baseline-entry');
+  if (at < 0) return undefined;
+  const entry = args[at + 1];
+  if (entry === undefined || !existsSync(entry)) throw new Error("--baseline-entry needs the path of a launcher build's main.js");
+  return entry;
+}
+
+/** The command (undefined: the launcher from its sources) and environment a variant runs. */
+function variantLaunch(variant: LauncherVariant, imageCommand: readonly string[], baselineEntry: string | undefined): [readonly string[] | undefined, Record<string, string>] {
+  if (variant === 'source') return [undefined, { NODE_DISABLE_COMPILE_CACHE: '1' }];
+  if (variant === 'baseline') return [[process.execPath, ...LAUNCHER_NODE_FLAGS, baselineEntry ?? ''], {}];
+  return [imageCommand, variant === 'uncached' ? { NODE_DISABLE_COMPILE_CACHE: '1' } : {}];
+}
+
 export async function main(args: readonly string[]): Promise<void> {
   const reps = flagValue(args, '--reps', 5);
   if (reps < 1) throw new Error('--reps must be a positive integer');
   const sharedCount = flagValue(args, '--shared', 3);
+  const baselineEntry = baselineEntryOf(args);
   const variants: readonly Variant[] = [
     'bare',
     'image',
     ...(args.includes('--uncached') ? (['uncached'] as const) : []),
     ...(args.includes('--with-source') ? (['source'] as const) : []),
+    ...(baselineEntry === undefined ? [] : (['baseline'] as const)),
   ];
   const launcherVariants = variants.filter((v): v is LauncherVariant => v !== 'bare');
   await testGuest(); // build before the clock starts
@@ -247,7 +269,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const imageCommand = [process.execPath, ...LAUNCHER_NODE_FLAGS, build.entry];
   const { accelerator } = await chooseAccelerator(true);
   const bare: BareRun[] = [];
-  const runs: Record<LauncherVariant, LauncherRun[]> = { image: [], source: [], uncached: [] };
+  const runs: Record<LauncherVariant, LauncherRun[]> = { image: [], source: [], uncached: [], baseline: [] };
   let accel: string = accelerator;
   for (let i = 0; i < reps; i++) {
     const order = variants.map((_, k) => variants[(i + k) % variants.length] ?? 'bare');
@@ -259,10 +281,7 @@ export async function main(args: readonly string[]): Promise<void> {
         line.push(`bare_ms=${b.ms} bare_boot_ms=${b.bootMs} bare_lag_ms=${b.lagMs}`);
         continue;
       }
-      const r =
-        variant === 'source'
-          ? await launcherRun(undefined, { NODE_DISABLE_COMPILE_CACHE: '1' })
-          : await launcherRun(imageCommand, variant === 'uncached' ? { NODE_DISABLE_COMPILE_CACHE: '1' } : {});
+      const r = await launcherRun(...variantLaunch(variant, imageCommand, baselineEntry));
       runs[variant].push(r);
       accel = r.accel;
       line.push(
@@ -307,6 +326,13 @@ export async function main(args: readonly string[]): Promise<void> {
   const source = variants.includes('source')
     ? `source_overhead_ms=${Math.round(median(overhead('source')))} source_share_ms=${Math.round(median(share('source')))} source_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'source')).toFixed(1)} `
     : '';
+  const paired = (k: (r: LauncherRun) => number): number => median(runs.baseline.map((b, i) => (image[i] === undefined ? NaN : k(image[i]) - k(b))));
+  const baseline = variants.includes('baseline')
+    ? `baseline_share_ms=${Math.round(median(share('baseline')))} baseline_to_qemu_cpu_ms=${Math.round(median(pick((r) => r.toQemuCpuMs, 'baseline')))} ` +
+      `baseline_rss_mib=${median(pick((r) => r.launcher.rssMiB, 'baseline')).toFixed(1)} baseline_private_mib=${median(pick((r) => r.launcher.anonMiB, 'baseline')).toFixed(1)} ` +
+      `vs_baseline_to_qemu_cpu_ms=${Math.round(paired((r) => r.toQemuCpuMs))} vs_baseline_rss_mib=${paired((r) => r.launcher.rssMiB).toFixed(1)} ` +
+      `vs_baseline_private_mib=${paired((r) => r.launcher.anonMiB).toFixed(1)} `
+    : '';
   const sharedFigures =
     shared.length > 0
       ? `shared_launchers=${shared.length} shared_rss_mib=${median(shared.map((m) => m.rssMiB)).toFixed(1)} shared_pss_mib=${median(shared.map((m) => m.pssMiB)).toFixed(1)} ` +
@@ -321,6 +347,6 @@ export async function main(args: readonly string[]): Promise<void> {
       `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_rss_min_mib=${Math.min(...rss).toFixed(1)} launcher_rss_max_mib=${Math.max(...rss).toFixed(1)} ` +
       `launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
       `${sharedFigures}pod_overhead_mib=${launcherRss.toFixed(1)} qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} ` +
-      `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${uncached}${source}reps=${reps} accel=${accel}\n`,
+      `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${uncached}${source}${baseline}reps=${reps} accel=${accel}\n`,
   );
 }

@@ -6,7 +6,6 @@
 // trusted: a line longer than `maxLineBytes` is never buffered whole — the waiting
 // request fails with AgentLineTooLongError and the reader discards up to the next
 // newline or 0xFF, so memory stays bounded whatever the guest writes.
-import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -37,6 +36,15 @@ import type { GuestExecStatus, GuestFsInfo, GuestInfo, GuestNetworkInterfaces, G
 const DELIMITER = 0xff;
 const NEWLINE = 0x0a;
 /** The longest reply line accepted; real replies (interfaces, fsinfo, exec output) stay far below. */
+
+/**
+ * A guest-sync id: random in [1, 2^31 - 1), so an earlier session's stale answer is told
+ * apart. It is no secret (the guest may answer anything), so it needs no OpenSSL
+ * (ADR 0122).
+ */
+function syncId(): number {
+  return 1 + Math.floor(Math.random() * (2 ** 31 - 2));
+}
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 
 export interface AgentClientOptions {
@@ -193,7 +201,7 @@ export class GuestAgentClient {
   }
 
   async #sync(): Promise<void> {
-    const id = randomInt(1, 2 ** 31 - 1);
+    const id = syncId();
     const socket = this.#requireSocket();
     const timeoutMs = this.#options.syncTimeoutMs ?? 3000;
     const answered = new Promise<void>((resolve, reject) => {

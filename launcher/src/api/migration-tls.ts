@@ -5,7 +5,7 @@
 // by the CA and match its key, so a bad credential is refused with the field named
 // before QEMU sees it. The private keys travel only in request bodies: no status or
 // log carries them.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 
 /** The DNS name every target's server certificate carries and every source verifies by default. */
@@ -44,9 +44,11 @@ function checkChain(pems: TlsPems, ctx: z.RefinementCtx): void {
   // A field that is not even PEM-shaped has its issue already.
   const shaped = (pem: unknown, shape: RegExp): boolean => typeof pem === 'string' && pem.length <= MAX_PEM_CHARS && shape.test(pem);
   if (!shaped(pems.caCert, CERTIFICATE_PEM) || !shaped(pems.cert, CERTIFICATE_PEM) || !shaped(pems.key, PRIVATE_KEY_PEM)) return;
+  // node:crypto is loaded by the first migration request, not by every launcher (ADR 0122).
+  const { createPrivateKey, X509Certificate: Certificate } = process.getBuiltinModule('node:crypto');
   const parse = (field: 'caCert' | 'cert'): X509Certificate | undefined => {
     try {
-      return new X509Certificate(pems[field]);
+      return new Certificate(pems[field]);
     } catch {
       ctx.addIssue({ code: 'custom', path: [field], message: 'is not a parsable X.509 certificate' });
       return undefined;

@@ -4,7 +4,6 @@
 // number is finite and non-negative and every list is bounded, on the launcher's side
 // (the guest reports what it likes) and again when the node agent parses it (the
 // launcher of an escaped guest answers what it likes).
-import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 
 /** Upper bounds of one metrics answer. */
@@ -118,5 +117,5 @@ export function metricsTokenMessage(vmUid: string): string {
  * from the key and the launcher pod's VM uid label. It opens `GET /v1/metrics` only.
  */
 export function deriveMetricsToken(key: Buffer, vmUid: string): string {
-  return createHmac('sha256', key).update(metricsTokenMessage(vmUid)).digest('hex');
+  return process.getBuiltinModule('node:crypto').createHmac('sha256', key).update(metricsTokenMessage(vmUid)).digest('hex');
 }

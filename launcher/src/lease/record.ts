@@ -2,7 +2,6 @@
 // JSON object padded with spaces, whose `checksum` is the sha256 of the JSON written
 // with an empty checksum. A block that does not parse or whose checksum is wrong is
 // `invalid` (a torn or foreign write): never trusted, only watched.
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 export const LEASE_BLOCK_SIZE = 4096;
@@ -34,8 +33,13 @@ export class LeaseRecordError extends Error {
   override name = 'LeaseRecordError';
 }
 
+/** node:crypto is loaded by the first lease, not by every launcher (ADR 0122). */
+function sha256Hex(data: string | Buffer): string {
+  return process.getBuiltinModule('node:crypto').createHash('sha256').update(data).digest('hex');
+}
+
 function checksumOf(json: string): string {
-  return createHash('sha256').update(json).digest('hex');
+  return sha256Hex(json);
 }
 
 /** The record as one block: JSON with its checksum, padded with spaces to 4096 bytes. */
@@ -52,7 +56,7 @@ export function encodeLeaseRecord(record: LeaseRecord): Buffer {
 
 /** Interprets the bytes read from the lease file (fewer than a block for a new or truncated file). */
 export function decodeLeaseBlock(bytes: Buffer): LeaseObservation {
-  const key = createHash('sha256').update(bytes).digest('hex');
+  const key = sha256Hex(bytes);
   if (bytes.length === 0 || bytes.every((b) => b === 0)) return { kind: 'empty', key: 'empty' };
   let parsed: unknown;
   try {

@@ -6,7 +6,7 @@
 // path (ADR 0100: the route table is not revealed).
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { bearerTokenCheck, type TokenCheck } from '../http/auth.ts';
+import { bearerTokenCheck, MAX_TOKEN_CHARS, type TokenCheck } from '../http/auth.ts';
 import { HttpError } from '../http/errors.ts';
 import type { ApiServer } from '../http/server.ts';
 import type { VmMetrics } from '../api/vm-metrics.ts';
@@ -19,7 +19,7 @@ export interface MetricsRouteDeps {
   metricsToken: TokenCheck | undefined;
 }
 
-/** The metrics token check from `path`, or undefined when the file does not exist. A token shorter than 16 characters is refused. */
+/** The metrics token check from `path`, or undefined when the file does not exist. A token shorter than 16 or longer than MAX_TOKEN_CHARS characters is refused. */
 export async function readMetricsTokenCheck(path: string): Promise<TokenCheck | undefined> {
   let text: string;
   try {
@@ -29,7 +29,7 @@ export async function readMetricsTokenCheck(path: string): Promise<TokenCheck | 
     throw err;
   }
   const token = text.trim();
-  if (token.length < 16) return undefined;
+  if (token.length < 16 || token.length > MAX_TOKEN_CHARS) return undefined;
   return bearerTokenCheck(token);
 }
 

@@ -4,7 +4,6 @@
 // incoming stream fails, and the source's hand-off (QEMU quit, launcher exit 0).
 // Once QEMU switches to post-copy the VM's fence goes up (every QMP command the source
 // driver sends passes it) and a later failure ends the VM Failed/PostCopyFailed.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type {
   IncomingMigrationStatus,
@@ -117,7 +116,7 @@ export class MigrationController {
     }
     const successor = lease === undefined ? undefined : lease.targetIdentity(request.target);
     successor?.catch(() => undefined);
-    const migrationId = request.migrationId ?? randomUUID();
+    const migrationId = request.migrationId ?? process.getBuiltinModule('node:crypto').randomUUID();
     const migration = new SourceMigration({
       ...(lease === undefined || successor === undefined ? {} : { onCompleted: async () => lease.handOver(await successor) }),
       request,

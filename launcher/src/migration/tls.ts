@@ -9,7 +9,6 @@
 // id, so a late removal never touches the credentials of the next migration;
 // `remove()` deletes the object (a TLS session in progress keeps its own reference)
 // and is safe to call twice or after QEMU is gone.
-import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -59,7 +58,7 @@ export class MigrationTlsCredentials {
   /** Writes the PEMs privately, has QEMU load them, removes the files; throws MigrationTlsError when QEMU refuses them. */
   static async install(options: InstallMigrationTlsOptions): Promise<MigrationTlsCredentials> {
     const { qmp, endpoint, material } = options;
-    const objectId = `keyvirt-migration-tls-${endpoint}-${randomBytes(6).toString('hex')}`;
+    const objectId = `keyvirt-migration-tls-${endpoint}-${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}`;
     const log = options.logger.child({ tlsObject: objectId });
     await mkdir(options.baseDir, { recursive: true, mode: 0o700 });
     await chmod(options.baseDir, 0o700);
