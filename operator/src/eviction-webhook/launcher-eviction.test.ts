@@ -5,8 +5,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { ZodError } from 'zod';
 import type { Pod } from '../runtime/core-schemas.ts';
-import { evictionVerdict, reviewEviction, webhookTokenMatches } from './launcher-eviction.ts';
+import { evictionVerdict, PodListError, reviewEviction, webhookTokenMatches } from './launcher-eviction.ts';
 import { readWebhookToken } from './webhook-token.ts';
 
 function pod(labels: Record<string, string>, phase?: string, deleting = false): Pod {
@@ -71,6 +72,11 @@ void describe('reviewEviction', () => {
     await assert.rejects(reviewEviction(client, 'nope'), SyntaxError);
     await assert.rejects(reviewEviction(client, JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: evict })), /apiVersion must be admission.k8s.io\/v1/);
     await assert.rejects(reviewEviction(client, review({ ...evict, uid: undefined })), /uid/);
+  });
+
+  void it('throws a PodListError, no ZodError, when the API server answers something that is no pod list (the server answers 500)', async () => {
+    const client = { get: (): Promise<unknown> => Promise.resolve({ items: [{ kind: 'Pod' }] }) };
+    await assert.rejects(reviewEviction(client, review(evict)), (err: unknown) => err instanceof PodListError && !(err instanceof ZodError) && /did not parse/.test(err.message));
   });
 });
 

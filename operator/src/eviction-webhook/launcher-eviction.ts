@@ -62,16 +62,22 @@ export function reviewAnswer(uid: string, verdict: EvictionVerdict): unknown {
 
 const podListSchema = z.object({ items: z.array(podSchema) });
 
+/** The API server's answer to the pod list did not parse: the webhook's fault to report (500), not the review's (400). */
+export class PodListError extends Error {
+  override name = 'PodListError';
+}
+
 /** The launcher pod `namespace/name`, if there is one. */
 export async function readLauncherPod(client: Pick<KubeClient, 'get'>, namespace: string, name: string, signal?: AbortSignal): Promise<Pod | undefined> {
   const query = new URLSearchParams({ fieldSelector: `metadata.name=${name}`, labelSelector: LAUNCHER_POD_SELECTOR });
-  const list = podListSchema.parse(await client.get(`${collectionPath(coreTypes.pod, namespace)}?${query.toString()}`, signal));
-  return list.items.find((p) => p.metadata.name === name);
+  const list = podListSchema.safeParse(await client.get(`${collectionPath(coreTypes.pod, namespace)}?${query.toString()}`, signal));
+  if (!list.success) throw new PodListError(`the pod list for ${namespace}/${name} did not parse: ${list.error.issues[0]?.message ?? 'unknown'}`, { cause: list.error });
+  return list.data.items.find((p) => p.metadata.name === name);
 }
 
 /**
  * The whole review: the request parsed (a `SyntaxError` or `ZodError` for a body that is
- * not one), the pod read, the verdict. A request about anything but the eviction of a
+ * not one), the pod read (a `PodListError` for an answer that is not a pod list), the verdict. A request about anything but the eviction of a
  * pod is allowed: the webhook's configuration never sends one.
  */
 export async function reviewEviction(client: Pick<KubeClient, 'get'>, body: string, signal?: AbortSignal): Promise<{ answer: unknown; review: EvictionReview; verdict: EvictionVerdict }> {
