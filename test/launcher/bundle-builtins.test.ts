@@ -3,7 +3,7 @@
 // called with the token, the process has loaded neither node:crypto nor node:tls — a
 // launcher that is not migrating and holds no storage lease never loads OpenSSL (ADR 0122).
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -25,8 +25,13 @@ const loaded = () => process.moduleLoadList.filter((m) => m.startsWith('NativeMo
 setInterval(() => writeFileSync(file, loaded().join('\\n') + '\\n'), 200).unref();
 `;
 
-/** The builtins the recorder last wrote. */
-async function loadedBuiltins(file: string): Promise<string[]> {
+/** The builtins the recorder wrote first after `since` (ms since the epoch), once it has. */
+async function loadedBuiltinsAfter(file: string, since: number): Promise<string[]> {
+  const deadline = Date.now() + 30_000;
+  while ((await stat(file)).mtimeMs <= since) {
+    if (Date.now() > deadline) throw new Error('the recorder wrote nothing for 30 s');
+    await sleep(100);
+  }
   return (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
 }
 
@@ -49,8 +54,7 @@ void test('the bundled launcher runs a guest to its agent and serves its API wit
   const intruder = await fetch(`${launcher.baseUrl}/v1/status`, { headers: { authorization: `Bearer ${'x'.repeat(4096)}` } });
   assert.equal(intruder.status, 401, 'an oversized token is refused');
   await launcher.client.status();
-  await sleep(500); // the recorder's next write
-  const loaded = await loadedBuiltins(file);
+  const loaded = await loadedBuiltinsAfter(file, Date.now());
   assert.ok(loaded.includes('http') && loaded.includes('child_process') && loaded.includes('dgram'), `the recorder saw the launcher's builtins (${loaded.length})`);
   assert.deepEqual(loaded.filter((m) => /^(crypto|tls|_tls_\w+|internal\/crypto\/.+|internal\/tls\/.+)$/.test(m)), []);
 });

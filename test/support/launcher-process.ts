@@ -28,8 +28,7 @@ import { mintMigrationCredentials } from '../../operator/src/migration/tls-crede
 import { counterContinuity, createBlankDisk, parseCounterLines, testGuest, type CounterRecord, type TestGuest } from './guest.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
-/** The launcher's entry from its sources: what startLauncher runs unless told another command. */
-export const launcherMain = path.join(repoRoot, 'launcher', 'src', 'main.ts');
+const launcherMain = path.join(repoRoot, 'launcher', 'src', 'main.ts');
 
 /** The uid of a VM created without one (the lifecycle suite checks it in the guest's seed). */
 export const DEFAULT_VM_UID = '2b9c7f5e-3d1a-4c8e-9f00-6a1b2c3d4e5f';

@@ -23,8 +23,8 @@ export async function readToken(path: string): Promise<string> {
     throw new TokenFileError(`cannot read token file ${path}: ${(err as Error).message}`, { cause: err });
   }
   const token = text.trim();
-  if (token.length < 16) throw new TokenFileError(`token in ${path} is shorter than 16 characters`);
-  if (token.length > MAX_TOKEN_CHARS) throw new TokenFileError(`token in ${path} is longer than ${MAX_TOKEN_CHARS} characters`);
+  const problem = tokenLengthProblem(token);
+  if (problem !== undefined) throw new TokenFileError(`token in ${path} is ${problem}`);
   return token;
 }
 
@@ -35,6 +35,13 @@ export async function readToken(path: string): Promise<string> {
  * hashes ~1 MB/s).
  */
 export const MAX_TOKEN_CHARS = 256;
+
+/** What is wrong with a token's length (at least 16, at most MAX_TOKEN_CHARS characters), or undefined. */
+export function tokenLengthProblem(token: string): string | undefined {
+  if (token.length < 16) return 'shorter than 16 characters';
+  if (token.length > MAX_TOKEN_CHARS) return `longer than ${MAX_TOKEN_CHARS} characters`;
+  return undefined;
+}
 
 const encoder = new TextEncoder();
 

@@ -6,7 +6,7 @@
 // path (ADR 0100: the route table is not revealed).
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { bearerTokenCheck, MAX_TOKEN_CHARS, type TokenCheck } from '../http/auth.ts';
+import { bearerTokenCheck, tokenLengthProblem, type TokenCheck } from '../http/auth.ts';
 import { HttpError } from '../http/errors.ts';
 import type { ApiServer } from '../http/server.ts';
 import type { VmMetrics } from '../api/vm-metrics.ts';
@@ -29,7 +29,7 @@ export async function readMetricsTokenCheck(path: string): Promise<TokenCheck | 
     throw err;
   }
   const token = text.trim();
-  if (token.length < 16 || token.length > MAX_TOKEN_CHARS) return undefined;
+  if (tokenLengthProblem(token) !== undefined) return undefined;
   return bearerTokenCheck(token);
 }
 
