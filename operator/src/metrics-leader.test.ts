@@ -5,7 +5,7 @@ import { OperatorMetrics } from './metrics.ts';
 void describe('operator metrics across replicas', () => {
   void it('exports VM phase counts and StorageDomain capacity only while leading', async () => {
     const m = new OperatorMetrics();
-    m.addVmSource({ phaseCounts: () => new Map([['Running', 3]]), launcherOverheads: () => new Map() });
+    m.addVmSource({ phaseCounts: () => new Map([['Running', 3]]), launcherOverheads: () => new Map(), overheadRevision: () => 0 });
     m.addStorageCapacitySource({
       capacities: () => [{ domain: 'shared', capacityBytes: 100, usedBytes: 85, freeBytes: 15, warningRatio: 0.8, criticalFreeBytes: 5 }],
     });

@@ -11,8 +11,9 @@ import { coreTypes, keyOf } from './resource.ts';
 
 const log = pino({ level: 'silent' });
 
+/** An object whose content changes with its version (an update that changes only the version wakes no handler). */
 function obj(name: string, rv: string): Record<string, unknown> {
-  return { metadata: { name, namespace: 'ns', resourceVersion: rv } };
+  return { metadata: { name, namespace: 'ns', resourceVersion: rv }, spec: { rv } };
 }
 
 async function until(cond: () => boolean): Promise<void> {
@@ -24,7 +25,7 @@ const gone = { type: 'ERROR', object: { kind: 'Status', code: 410, message: 'too
 
 /** An informer whose schema records every object it parses (to find parsed objects held outside the cache). */
 function recordingInformer(client: PagedListWatchFake, parsed: { metadata: { name: string; namespace: string; resourceVersion: string } }[]): Informer<{ metadata: { name: string; namespace: string; resourceVersion: string } }> {
-  const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }) }).transform((o) => {
+  const schema = z.object({ metadata: z.object({ name: z.string(), namespace: z.string(), resourceVersion: z.string() }), spec: z.object({ rv: z.string() }).optional() }).transform((o) => {
     parsed.push(o);
     return o;
   });

@@ -118,7 +118,7 @@ void describe('Informer', () => {
     const client = new ScriptedClient();
     client.lists.push({ items: [pod('a', '1'), pod('b', '2')], rv: '2' });
     client.watches.push({ events: [{ type: 'ERROR', object: { kind: 'Status', code: 410, message: 'too old' } }], end: 'close' });
-    client.lists.push({ items: [pod('b', '7')], rv: '9' });
+    client.lists.push({ items: [pod('b', '7', 'node-2')], rv: '9' });
     const sleeps: number[] = [];
     const inf = informer(client, sleeps);
     const seen: string[] = [];
@@ -132,6 +132,30 @@ void describe('Informer', () => {
     assert.deepEqual(client.watchFrom, ['2', '9']);
     assert.deepEqual(seen.sort(), ['delete a', 'update b']);
     assert.deepEqual(sleeps, [], 'a 410 relists at once, without backoff');
+  });
+
+  void it('wakes no handler for an update that changes only what the schema drops, yet caches its version', async () => {
+    const client = new ScriptedClient();
+    client.lists.push({ items: [pod('a', '1', 'node-1')], rv: '1' });
+    client.watches.push({
+      events: [
+        // A heartbeat: a field the schema does not keep changed, and the version.
+        { type: 'MODIFIED', object: { ...pod('a', '2', 'node-1'), status: { heartbeat: '12:00:01' } } },
+        { type: 'MODIFIED', object: { ...pod('a', '3', 'node-1'), status: { heartbeat: '12:00:11' } } },
+        { type: 'MODIFIED', object: pod('a', '4', 'node-2') },
+      ],
+      end: 'close',
+    });
+    const inf = informer(client, []);
+    const seen: string[] = [];
+    inf.addHandlers({ onUpdate: (o, p) => seen.push(`${o.metadata.resourceVersion}->${p.metadata.resourceVersion} ${p.spec.nodeName ?? ''}`) });
+    const stop = new AbortController();
+    const running = inf.run(stop.signal);
+    await until(() => client.watchFrom.length >= 2);
+    assert.equal(inf.get('ns/a')?.metadata.resourceVersion, '4');
+    stop.abort();
+    await running;
+    assert.deepEqual(seen, ['3->4 node-2'], 'only the change of nodeName is an update; the old object is the cached one of version 3');
   });
 
   void it('keeps retrying after errors with backoff doubling from 1 s to 30 s, and resets after a healthy watch', async () => {

@@ -3,7 +3,9 @@
 // forever, until its signal is aborted. Every object is trimmed by the informer's
 // transform (fields no controller reads) and parsed with the kind's zod schema at the
 // edge, so the cache and the handlers only ever see typed values. Indexes (name → keys
-// of an object) answer "the objects with this key" without scanning the cache.
+// of an object) answer "the objects with this key" without scanning the cache. An
+// update that changes nothing the schema keeps wakes no handler.
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { KubeApiError, type RequestOptions, type WatchStream, isGone } from './kube-client.ts';
@@ -370,7 +372,7 @@ export class Informer<T extends KubeObject> {
     for (const index of this.#indexes.values()) index.update(key, old, obj);
     if (old === undefined) {
       for (const h of this.#handlers.values()) h.onAdd?.(obj);
-    } else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) {
+    } else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion && !sameBesideVersion(old, obj)) {
       for (const h of this.#handlers.values()) h.onUpdate?.(old, obj);
     }
   }
@@ -378,4 +380,14 @@ export class Informer<T extends KubeObject> {
   #emitDelete(obj: T): void {
     for (const h of this.#handlers.values()) h.onDelete?.(obj);
   }
+}
+
+/**
+ * Equal but for the resourceVersion: the update changed only what the transform and the
+ * schema drop (a node's heartbeat times, managedFields, status fields no controller
+ * reads). The cache takes the new version (writes carry it); no handler is woken, so an
+ * idle cluster's heartbeats cost no reconcile and no scan.
+ */
+function sameBesideVersion(a: KubeObject, b: KubeObject): boolean {
+  return isDeepStrictEqual({ ...a, metadata: { ...a.metadata, resourceVersion: undefined } }, { ...b, metadata: { ...b.metadata, resourceVersion: undefined } });
 }

@@ -68,11 +68,14 @@ void describe('Manager terms over the process caches', () => {
     const cachesStop = new AbortController();
     const first = term(caches, clock);
     const informer = first.manager.informer(coreTypes.pod, schema);
+    const tallied: string[] = [];
+    first.manager.addHandlers(informer, { onAdd: (p) => tallied.push(p.metadata.name) });
     const cachesRun = caches.run(cachesStop.signal);
     const firstStop = new AbortController();
     const firstRun = first.manager.run(firstStop.signal);
     await until(() => first.reconciled.length === 3);
-    assert.equal(informer.handlerCount, 1);
+    assert.equal(informer.handlerCount, 2, "the controller's handlers and the term's own");
+    assert.deepEqual(tallied.sort(), ['a', 'b', 'c']);
     firstStop.abort();
     assert.equal(await firstRun, 'stopped');
     assert.equal(informer.handlerCount, 0, 'the ended term took its handlers off the informer');
@@ -88,6 +91,7 @@ void describe('Manager terms over the process caches', () => {
     assert.equal(client.lists, 1, 'one list for the life of the caches');
     assert.equal(informer.size, 4);
     assert.deepEqual(first.reconciled.sort(), ['ns/a', 'ns/b', 'ns/c'], 'the ended term reconciles nothing more');
+    assert.deepEqual(tallied.sort(), ['a', 'b', 'c'], "nor do the ended term's own handlers hear of d");
     secondStop.abort();
     await secondRun;
     cachesStop.abort();

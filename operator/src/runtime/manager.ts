@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { type Clock, type Sleep, sleepOn } from './clock.ts';
 import type { Controller } from './controller.ts';
-import type { Informer, KubeObject } from './informer.ts';
+import type { HandlerRegistration, Informer, InformerHandlers, KubeObject } from './informer.ts';
 import { LeaderElector, type LeaseClient } from './leader-election.ts';
 import type { CacheScope, InformerRequest, ManagerCaches } from './manager-caches.ts';
 import type { ResourceType } from './resource.ts';
@@ -46,6 +46,7 @@ export class Manager {
   readonly #sleep: Sleep;
   readonly #controllers: Controller[] = [];
   readonly #leaderRunnables: Runnable[] = [];
+  readonly #handlers: (() => void)[] = [];
   #leading = false;
 
   constructor(opts: ManagerOptions) {
@@ -80,6 +81,16 @@ export class Manager {
   }
 
   /**
+   * Handlers for the term's own bookkeeping beside its controllers (gauges kept up to date
+   * on change): added now, with what is cached replayed, on every replica whether leading
+   * or not, and taken off the informer when the term ends.
+   */
+  addHandlers<T extends KubeObject>(informer: Informer<T>, handlers: InformerHandlers<T>): void {
+    const registration: HandlerRegistration = informer.addHandlers(handlers);
+    this.#handlers.push(() => informer.removeHandlers(registration));
+  }
+
+  /**
    * Waits for the caches, then campaigns and runs the term's work while leading. Resolves
    * once the term is over (`signal` aborted, or leadership lost) and its controllers have
    * stopped and left the informers; a Manager runs one term only.
@@ -93,6 +104,7 @@ export class Manager {
       return await this.#runLeaderElected(signal);
     } finally {
       for (const c of this.#controllers) c.stopWatching();
+      for (const remove of this.#handlers.splice(0)) remove();
       this.#controllers.length = 0;
       this.#leaderRunnables.length = 0;
       log.info('manager stopped');

@@ -17,10 +17,11 @@ import { LauncherObjects } from './launcher-objects.ts';
 import { nodeUsageOf } from './launcher-pod-views.ts';
 import { launcherPodInformer } from './launcher-pod-cache.ts';
 import type { LauncherSettings } from './launcher-pod.ts';
-import { ANNOTATION_MEMORY_OVERHEAD, LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
+import { LABEL_VM, storageDomainType, virtualMachineMigrationType, virtualMachineType } from './names.ts';
 import type { PlacementDecider } from './placement.ts';
 import type { RestartBudget } from '../ha/restart-budget.ts';
 import { VmStatusWriter } from './status-writer.ts';
+import { VmMetricsTally } from './vm-metrics-tally.ts';
 import { VmController } from './vm-controller.ts';
 import { vmPatcher } from './vm-patcher.ts';
 
@@ -148,25 +149,9 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
       await Promise.all([stopped, followers.watchSilence(signal)]);
     },
   });
-  w.metrics.addVmSource({
-    phaseCounts: () => {
-      const counts = new Map<string, number>();
-      for (const vm of vms.list()) {
-        const phase = vm.status?.phase ?? 'Unknown';
-        counts.set(phase, (counts.get(phase) ?? 0) + 1);
-      }
-      return counts;
-    },
-    launcherOverheads: () => {
-      const out = new Map<string, number>();
-      for (const pod of pods.list()) {
-        const overhead = pod.metadata.annotations?.[ANNOTATION_MEMORY_OVERHEAD];
-        const vm = pod.metadata.labels?.[LABEL_VM];
-        if (overhead === undefined || vm === undefined || pod.status?.phase !== 'Running') continue;
-        out.set(`${pod.metadata.namespace ?? ''}/${vm}`, Number(overhead));
-      }
-      return out;
-    },
-  });
+  const tally = new VmMetricsTally();
+  manager.addHandlers(vms, tally.vmHandlers);
+  manager.addHandlers(pods, tally.podHandlers);
+  w.metrics.addVmSource(tally);
   return { controller: c, followers };
 }
