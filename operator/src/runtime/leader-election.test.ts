@@ -15,8 +15,10 @@ interface StoredLease {
 class LeaseStore implements LeaseClient {
   lease: StoredLease | undefined;
   failing = false;
+  readonly requests: string[] = [];
 
   request(method: 'GET' | 'POST' | 'PUT', path: string, options?: RequestOptions): Promise<unknown> {
+    this.requests.push(method);
     if (this.failing) return Promise.reject(new Error('connection refused'));
     const body = options?.body as { metadata: { resourceVersion?: string }; spec: StoredLease['spec'] } | undefined;
     const meta = { name: 'op', namespace: 'keyvirt-system' };
@@ -28,13 +30,13 @@ class LeaseStore implements LeaseClient {
     if (method === 'POST') {
       if (this.lease !== undefined) return Promise.reject(new KubeApiError(409, 'AlreadyExists', 'exists', { method, path }));
       this.lease = { resourceVersion: 1, spec: body.spec };
-      return Promise.resolve({});
+      return Promise.resolve({ metadata: { ...meta, resourceVersion: '1' }, spec: body.spec });
     }
     if (this.lease === undefined || body.metadata.resourceVersion !== String(this.lease.resourceVersion)) {
       return Promise.reject(new KubeApiError(409, 'Conflict', 'modified', { method, path }));
     }
     this.lease = { resourceVersion: this.lease.resourceVersion + 1, spec: body.spec };
-    return Promise.resolve({});
+    return Promise.resolve({ metadata: { ...meta, resourceVersion: String(this.lease.resourceVersion) }, spec: body.spec });
   }
 }
 
@@ -120,6 +122,31 @@ void describe('LeaderElector', () => {
     assert.equal(store.lease?.spec.leaseTransitions, 1);
     stopB.abort();
     assert.equal(await runB, 'stopped');
+  });
+
+  void it('a leader renews with one PUT per retry period; when someone else wrote the lease, it reads the lease and stops leading', async () => {
+    const store = new LeaseStore();
+    const clock = new ManualClock(3_000_000);
+    const a = elector(store, clock, 'a');
+    let leadingSignal: AbortSignal | undefined;
+    const run = a.run(new AbortController().signal, async (s) => {
+      leadingSignal = s;
+      await new Promise((r) => s.addEventListener('abort', r, { once: true }));
+    });
+    await settle();
+    assert.deepEqual(store.requests, ['GET', 'POST'], 'no lease yet: created');
+    await advance(clock, 6_000);
+    assert.deepEqual(store.requests.slice(2), ['PUT', 'PUT', 'PUT'], 'renewals read nothing');
+    // Another writer (an operator that took the lease while this one was cut off, or an admin).
+    if (store.lease === undefined) throw new Error('no lease');
+    store.lease = { resourceVersion: store.lease.resourceVersion + 1, spec: { ...store.lease.spec, holderIdentity: 'b', renewTime: '2026-11-30T00:00:00.000000Z' } };
+    store.requests.length = 0;
+    await advance(clock, 2_000);
+    assert.deepEqual(store.requests, ['PUT', 'GET'], 'the blind PUT conflicts; the lease is read and held by b, so nothing is written');
+    await advance(clock, 10_000);
+    assert.equal(leadingSignal?.aborted, true, 'a stops leading at its renew deadline');
+    assert.equal(await run, 'lost');
+    assert.equal(store.lease.spec.holderIdentity, 'b');
   });
 
   void it('a crashed holder (no release) is replaced after the lease duration, not before', async () => {

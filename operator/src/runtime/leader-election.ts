@@ -10,6 +10,8 @@
 // that request hangs. Since renewDeadline < leaseDuration (enforced) and a candidate
 // waits a whole leaseDuration after it last saw the record change, the old leader has
 // stopped before anyone else may take the lease (client-go's contract, ADR 0102).
+// A leader renews with one PUT on the lease as it last wrote it (client-go's fast path);
+// any failure of that PUT (a conflict: someone else wrote the lease) reads the lease first.
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { Clock, Sleep, TimerHandle } from './clock.ts';
@@ -67,6 +69,8 @@ export class LeaderElector {
   #leading = false;
   /** Clock time at which the last successful acquire or renewal started. */
   #renewedFrom = 0;
+  /** The lease as this leader's last write left it: the next renewal writes over it without reading it. */
+  #held: Lease | undefined;
 
   constructor(opts: LeaderElectionOptions) {
     this.#o = opts;
@@ -121,6 +125,7 @@ export class LeaderElector {
 
   #setLeading(leading: boolean): void {
     this.#leading = leading;
+    if (!leading) this.#held = undefined;
     this.#o.onLeadershipChange?.(leading);
   }
 
@@ -166,17 +171,20 @@ export class LeaderElector {
     const { client, identity, log, clock } = this.#o;
     const now = clock.now();
     const timeoutMs = Math.max(1, Math.min(this.#renewDeadlineMs, (until ?? now + this.#renewDeadlineMs) - now));
+    if (await this.#renewHeld(signal, now, timeoutMs)) return true;
+    if (signal.aborted) return false;
     try {
       let lease: Lease;
       try {
         lease = leaseSchema.parse(await client.request('GET', this.#path(), { signal, timeoutMs }));
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        await client.request('POST', collectionPath(coreTypes.lease, this.#o.namespace), {
+        const created = await client.request('POST', collectionPath(coreTypes.lease, this.#o.namespace), {
           body: this.#record(undefined, now),
           signal,
           timeoutMs,
         });
+        this.#held = leaseSchema.safeParse(created).data;
         this.#renewedFrom = now;
         return true;
       }
@@ -189,13 +197,28 @@ export class LeaderElector {
       const holder = spec.holderIdentity ?? '';
       const durationMs = (spec.leaseDurationSeconds ?? this.#durationMs / 1000) * 1000;
       if (holder !== '' && holder !== identity && now < this.#observedAt + durationMs) return false;
-      await client.request('PUT', this.#path(), { body: this.#record(lease, now), signal, timeoutMs });
+      this.#held = leaseSchema.safeParse(await client.request('PUT', this.#path(), { body: this.#record(lease, now), signal, timeoutMs })).data;
       this.#renewedFrom = now;
       return true;
     } catch (err) {
       if (signal.aborted) return false;
       if (isConflict(err) || isAlreadyExists(err)) return false;
       log.warn({ err }, 'lease acquire/renew failed');
+      return false;
+    }
+  }
+
+  /** The leader's renewal without a read: one PUT over the lease as it last wrote it. False when not leading or when that write failed. */
+  async #renewHeld(signal: AbortSignal, now: number, timeoutMs: number): Promise<boolean> {
+    const held = this.#held;
+    this.#held = undefined;
+    if (!this.#leading || held === undefined) return false;
+    try {
+      this.#held = leaseSchema.parse(await this.#o.client.request('PUT', this.#path(), { body: this.#record(held, now), signal, timeoutMs }));
+      this.#renewedFrom = now;
+      return true;
+    } catch (err) {
+      if (!signal.aborted) this.#o.log.debug({ err }, 'renewal without reading the lease failed; reading it');
       return false;
     }
   }
