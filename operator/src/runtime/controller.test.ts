@@ -190,4 +190,31 @@ void describe('Controller.watch', () => {
     // The add, then the strategy's change (both its keys); the two status updates queue nothing.
     assert.deepEqual(queued, [1, 2]);
   });
+
+  void it('queues the keys updateKeys names for an update, in place of both versions\' keys', async () => {
+    const events = [obj('2', 'A', 'Running'), obj('3', 'B', 'Running')].map((o) => ({ type: 'MODIFIED', object: o }));
+    const client: ListWatchClient = {
+      request: () => Promise.resolve({ metadata: { resourceVersion: '1' }, items: [obj('1', 'A', 'Scheduling')] }),
+      watch: (_path, _query, handlers, signal) => {
+        for (const e of events) handlers.onEvent(e);
+        return Promise.resolve({ done: new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })) });
+      },
+    };
+    const informer = new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve() });
+    const controller = new Controller({ name: 'test', clock: new ManualClock(), log, reconciler: { reconcile: () => Promise.resolve({}) } });
+    const updates: string[] = [];
+    controller.watch(informer, (o) => [`all-of/${o.spec.strategy}`], {
+      updateKeys: (old, o) => {
+        updates.push(`${old.status.phase}->${o.status.phase}`);
+        return old.status.phase === o.status.phase ? [] : [`phase/${o.status.phase}`];
+      },
+    });
+    const stop = new AbortController();
+    const running = informer.run(stop.signal);
+    await settle();
+    stop.abort();
+    await running;
+    assert.deepEqual(updates, ['Scheduling->Running', 'Running->Running']);
+    assert.equal(controller.queue.depth, 2, 'the add (all-of/A) and the phase change (phase/Running); the strategy change alone queues nothing');
+  });
 });

@@ -74,19 +74,21 @@ export class Controller {
    * Feeds the queue from an informer: `toKeys` maps an object to the keys it affects.
    * `updateMatters`, when given, drops the updates that change nothing the controller
    * reads (a controller keyed by namespace need not run for every status write of every
-   * object in it).
+   * object in it). `updateKeys`, when given, names the keys an update concerns in place
+   * of every key of both versions (a StorageDomain's disk list changed for one VM, not
+   * for the thousands on the domain).
    */
   watch<T extends KubeObject>(
     informer: Informer<T>,
     toKeys: (obj: T) => readonly string[] = (o) => [keyOf(o.metadata)],
-    options: { updateMatters?: (oldObj: T, obj: T) => boolean } = {},
+    options: { updateMatters?: (oldObj: T, obj: T) => boolean; updateKeys?: (oldObj: T, obj: T) => readonly string[] } = {},
   ): void {
-    const { updateMatters } = options;
+    const { updateMatters, updateKeys } = options;
     const handlers: InformerHandlers<T> = {
       onAdd: (obj) => this.#enqueueAll(toKeys(obj)),
       onUpdate: (old, obj) => {
         if (updateMatters !== undefined && !updateMatters(old, obj)) return;
-        this.#enqueueAll([...new Set([...toKeys(old), ...toKeys(obj)])]);
+        this.#enqueueAll(updateKeys === undefined ? [...new Set([...toKeys(old), ...toKeys(obj)])] : updateKeys(old, obj));
       },
       onDelete: (obj) => this.#enqueueAll(toKeys(obj)),
     };

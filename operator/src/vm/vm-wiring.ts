@@ -22,6 +22,7 @@ import type { PlacementDecider } from './placement.ts';
 import type { RestartBudget } from '../ha/restart-budget.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { VmMetricsTally } from './vm-metrics-tally.ts';
+import { vmsConcernedByDomainUpdate } from './domain-changes.ts';
 import { VmController } from './vm-controller.ts';
 import { vmPatcher } from './vm-patcher.ts';
 
@@ -57,6 +58,9 @@ export function diskLookup(client: KubeClient, storageDomain: DiskLookup['storag
     },
   };
 }
+
+/** The VM cache's index: the StorageDomains a VM has disks on. */
+const BY_STORAGE_DOMAIN = 'vm-storage-domains';
 
 export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const { manager, client } = w;
@@ -125,12 +129,10 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
       .map((p) => keyOf({ namespace: p.metadata.namespace, name: p.metadata.labels?.[LABEL_VM] ?? '' }));
   const health = new NodeHealthChanges();
   c.watch(nodes, (node) => [...new Set([...waiting(), ...(health.changed(node) ? onNode(node.metadata.name) : [])])]);
-  c.watch(domains, (sd) =>
-    vms
-      .list()
-      .filter((vm) => vm.spec.template.disks.some((d) => d.storageDomain?.name === sd.metadata.name))
-      .map((vm) => keyOf(vm.metadata)),
-  );
+  // A domain's VMs come from an index, and a domain's update wakes only the VMs it concerns.
+  if (!vms.hasIndex(BY_STORAGE_DOMAIN)) vms.addIndex(BY_STORAGE_DOMAIN, (vm) => [...new Set(vm.spec.template.disks.flatMap((d) => (d.storageDomain === undefined ? [] : [d.storageDomain.name])))]);
+  const onDomain = (sd: StorageDomain): string[] => vms.byIndex(BY_STORAGE_DOMAIN, sd.metadata.name).map((vm) => keyOf(vm.metadata));
+  c.watch(domains, onDomain, { updateKeys: (old, sd) => vmsConcernedByDomainUpdate(old, sd, onDomain) });
   manager.addController(c);
   manager.addLeaderRunnable({
     name: 'launcher-followers',
