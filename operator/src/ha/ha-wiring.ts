@@ -19,6 +19,7 @@ import { LABEL_HA_REPLACEMENT, LABEL_VM, storageDomainType, virtualMachineMigrat
 import type { PlacementDecider } from '../vm/placement.ts';
 import { vmPatcher } from '../vm/vm-patcher.ts';
 import { diskLookup, type VmControllerHandle } from '../vm/vm-wiring.ts';
+import { migrationsOfVm } from '../migration/migrations-of-vm.ts';
 import { HaController, type ReplacementWriter } from './ha-controller.ts';
 import type { RestartBudget } from './restart-budget.ts';
 
@@ -60,6 +61,7 @@ export function addHaController(w: HaControllerWiring): Controller {
   const replacements = new LauncherFollowers({ log: log.child({ component: 'replacement-followers' }), sleep: sleepOn(w.clock), onChange: enqueue });
   w.vmController.followers.addListener(enqueue);
   const podsOfVm = launcherPodsOfVm(pods);
+  const migrationsOf = migrationsOfVm(migrations);
   const nodeUsage = nodeUsageOf(pods);
   const reconciler = new HaController({
     caches: {
@@ -67,13 +69,7 @@ export function addHaController(w: HaControllerWiring): Controller {
       nodes: () => nodes.list(),
       nodeUsage: () => nodeUsage,
       podsOfVm,
-      migrationUids: (vm) =>
-        new Set(
-          migrations
-            .list()
-            .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
-            .map((m) => m.metadata.uid ?? ''),
-        ),
+      migrationUids: (vm) => new Set(migrationsOf(vm.metadata).map((m) => m.metadata.uid ?? '')),
     },
     disks: diskLookup(client, (name) => domains.get(name)),
     placement: w.placement,

@@ -19,6 +19,7 @@ import { diskLookup } from '../vm/vm-wiring.ts';
 import { MigrationController, type MigrationObjectWriter } from './migration-controller.ts';
 import { MigrationLaunchers } from './migration-launchers.ts';
 import { MigrationStatusWriter } from './migration-status.ts';
+import { migrationsOfVm } from './migrations-of-vm.ts';
 import { isFinal } from './phases.ts';
 import { clusterPolicySource, type MigrationPolicySource } from './policy-source.ts';
 
@@ -98,11 +99,13 @@ export function addMigrationController(w: MigrationControllerWiring): Controller
   });
   const c = new Controller({ name: 'virtualmachinemigration', reconciler, log: w.log, clock: w.clock, workers: w.workers, observer: w.metrics });
   ref.controller = c;
+  const migrationsOf = migrationsOfVm(migrations);
   const unfinishedOf = (namespace: string | undefined, vmName: string | undefined): string[] =>
-    migrations
-      .list()
-      .filter((m) => m.metadata.namespace === namespace && m.spec.vmName === vmName && !isFinal(m.status?.phase))
-      .map((m) => keyOf(m.metadata));
+    vmName === undefined
+      ? []
+      : migrationsOf({ namespace, name: vmName })
+          .filter((m) => !isFinal(m.status?.phase))
+          .map((m) => keyOf(m.metadata));
   const pending = (): string[] => migrations.list().filter((m) => (m.status?.phase ?? 'Pending') === 'Pending').map((m) => keyOf(m.metadata));
   c.watch(migrations, (m) => [keyOf(m.metadata), ...(isFinal(m.status?.phase) ? pending() : [])]);
   c.watch(pods, (p) => unfinishedOf(p.metadata.namespace, p.metadata.labels?.[LABEL_VM]));

@@ -23,6 +23,7 @@ import type { RestartBudget } from '../ha/restart-budget.ts';
 import { VmStatusWriter } from './status-writer.ts';
 import { VmMetricsTally } from './vm-metrics-tally.ts';
 import { vmsConcernedByDomainUpdate } from './domain-changes.ts';
+import { migrationsOfVm } from '../migration/migrations-of-vm.ts';
 import { VmController } from './vm-controller.ts';
 import { vmPatcher } from './vm-patcher.ts';
 
@@ -72,6 +73,7 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
   const domains = manager.informer(storageDomainType, StorageDomain);
   // Migrations carry the labels of the VMs they move: operators sharing a cluster by --vm-selector see only theirs.
   const migrations = manager.informer(virtualMachineMigrationType, VirtualMachineMigration, selectorOption(w.vmSelector));
+  const migrationsOf = migrationsOfVm(migrations);
   const log = w.log.child({ controller: 'virtualmachine' });
 
   const ref: { controller?: Controller } = {};
@@ -86,18 +88,10 @@ export function addVmController(w: VmControllerWiring): VmControllerHandle {
       nodeUsage: () => nodeUsage,
       podsOfVm: (vm) => pods.byIndex(LABEL_VM, keyOf(vm.metadata)),
       latestMigration: (vm) =>
-        migrations
-          .list()
-          .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
+        [...migrationsOf(vm.metadata)]
           .sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') || a.metadata.name.localeCompare(b.metadata.name))
           .at(-1),
-      migrationUids: (vm) =>
-        new Set(
-          migrations
-            .list()
-            .filter((m) => m.metadata.namespace === vm.metadata.namespace && m.spec.vmName === vm.metadata.name)
-            .map((m) => m.metadata.uid ?? ''),
-        ),
+      migrationUids: (vm) => new Set(migrationsOf(vm.metadata).map((m) => m.metadata.uid ?? '')),
     },
     disks,
     placement: w.placement,
