@@ -163,16 +163,20 @@ void describe('Controller.watch', () => {
   type Obj = z.infer<typeof schema>;
   const obj = (rv: string, strategy: string, phase: string): Obj => ({ metadata: { name: 'vm', namespace: 'ns', resourceVersion: rv }, spec: { strategy }, status: { phase } });
 
-  void it('queues nothing for an update that changes nothing the controller reads', async () => {
-    const events = [obj('2', 'A', 'Starting'), obj('3', 'A', 'Running'), obj('4', 'B', 'Running')].map((o) => ({ type: 'MODIFIED', object: o }));
+  /** An informer that lists one object (version 1, Scheduling) and then watches `updates` of it. */
+  const informerOf = (updates: Obj[]): Informer<Obj> => {
     const client: ListWatchClient = {
       request: () => Promise.resolve({ metadata: { resourceVersion: '1' }, items: [obj('1', 'A', 'Scheduling')] }),
       watch: (_path, _query, handlers, signal) => {
-        for (const e of events) handlers.onEvent(e);
+        for (const o of updates) handlers.onEvent({ type: 'MODIFIED', object: o });
         return Promise.resolve({ done: new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })) });
       },
     };
-    const informer = new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve() });
+    return new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve() });
+  };
+
+  void it('queues nothing for an update that changes nothing the controller reads', async () => {
+    const informer = informerOf([obj('2', 'A', 'Starting'), obj('3', 'A', 'Running'), obj('4', 'B', 'Running')]);
     const queued: number[] = [];
     const controller = new Controller({
       name: 'test',
@@ -192,15 +196,7 @@ void describe('Controller.watch', () => {
   });
 
   void it('queues the keys updateKeys names for an update, in place of both versions\' keys', async () => {
-    const events = [obj('2', 'A', 'Running'), obj('3', 'B', 'Running')].map((o) => ({ type: 'MODIFIED', object: o }));
-    const client: ListWatchClient = {
-      request: () => Promise.resolve({ metadata: { resourceVersion: '1' }, items: [obj('1', 'A', 'Scheduling')] }),
-      watch: (_path, _query, handlers, signal) => {
-        for (const e of events) handlers.onEvent(e);
-        return Promise.resolve({ done: new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })) });
-      },
-    };
-    const informer = new Informer({ client, type: coreTypes.pod, schema, log, sleep: () => Promise.resolve() });
+    const informer = informerOf([obj('2', 'A', 'Running'), obj('3', 'B', 'Running')]);
     const controller = new Controller({ name: 'test', clock: new ManualClock(), log, reconciler: { reconcile: () => Promise.resolve({}) } });
     const updates: string[] = [];
     controller.watch(informer, (o) => [`all-of/${o.spec.strategy}`], {
