@@ -70,6 +70,11 @@ export class LeaseHolder {
     return this.#renewals;
   }
 
+  /** Monotonic start of the last renewal that succeeded (at first, of the acquiring write): the holder fences F after it. */
+  get lastRenewalStartMs(): number {
+    return this.#lastRenewalStartMs;
+  }
+
   /** Starts renewing and the fence timer. */
   start(): void {
     this.#fenceTimer = setInterval(() => this.#checkDeadline(), this.#o.fenceCheckIntervalMs ?? 100);

@@ -40,13 +40,19 @@ async function hold(file: string, self: string, onFence: (reason: FenceReason) =
   return holder;
 }
 
-/** Breaks a renewing holder's lease I/O (atomically, see below) and checks it fences LeaseExpired within F. */
+/**
+ * Breaks a renewing holder's lease I/O (atomically, see below) and checks it fences
+ * LeaseExpired F after the start of its last renewal that succeeded — never sooner, and
+ * no later than one fence check (100 ms) and 50 ms of timer lateness after. That start is
+ * the holder's own (monotonic, the clock the test reads too), not one guessed from the
+ * fault: renewals start R after the previous one ended, so on a busy machine the last
+ * one may have started well over R before the fault.
+ */
 async function faultedHolder(dir: string, file: string, fault: 'fails' | 'hangs'): Promise<void> {
-  const fences: [FenceReason, number][] = [];
-  const holder = await hold(file, 'first', (r) => fences.push([r, performance.now()]));
+  const fences: { reason: FenceReason; at: number; lastRenewalStart: number }[] = [];
+  const holder: LeaseHolder = await hold(file, 'first', (reason) => fences.push({ reason, at: performance.now(), lastRenewalStart: holder.lastRenewalStartMs }));
   await new Promise((r) => setTimeout(r, 300));
   const renewalsBefore = holder.renewals;
-  const brokenAt = performance.now();
   // Replaced atomically: a missing file would read as an empty lease (LeaseLost).
   const replacement = path.join(dir, 'replacement');
   if (fault === 'fails') {
@@ -56,14 +62,16 @@ async function faultedHolder(dir: string, file: string, fault: 'fails' | 'hangs'
     await run('mkfifo', [replacement]);
   }
   await rename(replacement, file);
-  const t0 = performance.now();
-  while (fences.length === 0 && performance.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+  const brokenAt = performance.now();
+  while (fences.length === 0 && performance.now() - brokenAt < 3000) await new Promise((r) => setTimeout(r, 10));
   assert.ok(renewalsBefore >= 1);
-  assert.equal(fences[0]?.[0], 'LeaseExpired');
-  const after = (fences[0]?.[1] ?? Infinity) - brokenAt;
-  // The last renewal that succeeded started at most R before the fault.
-  assert.ok(after <= timing.fenceTimeoutMs + 150, `fenced ${Math.round(after)} ms after the fault`);
-  assert.ok(after >= timing.fenceTimeoutMs - timing.renewIntervalMs - 50, `fenced ${Math.round(after)} ms after the fault: too early`);
+  const fence = fences[0];
+  assert.ok(fence !== undefined, 'no fence within 3 s of the fault');
+  assert.equal(fence.reason, 'LeaseExpired');
+  assert.ok(fence.lastRenewalStart <= brokenAt, 'no renewal that started after the fault succeeded');
+  const sinceRenewal = fence.at - fence.lastRenewalStart;
+  assert.ok(sinceRenewal >= timing.fenceTimeoutMs, `fenced ${Math.round(sinceRenewal)} ms after the last renewal's start: too early`);
+  assert.ok(sinceRenewal <= timing.fenceTimeoutMs + 150, `fenced ${Math.round(sinceRenewal)} ms after the last renewal's start`);
 }
 
 void describe('lease on a real file', () => {
