@@ -10,7 +10,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 // The request context alone: the package's index loads every generated model (~50 MiB).
 import { RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
-import { type Dispatcher, fetch } from 'undici';
+import { type Dispatcher, request as undiciRequest } from 'undici';
 import type { ApiEndpoint } from './api-access.ts';
 import { z } from 'zod';
 import { systemClock, type Clock } from './clock.ts';
@@ -130,6 +130,9 @@ interface RequestTarget {
   readonly dispatcher: Dispatcher | undefined;
 }
 
+/** An answer's code and body (consumed once, by text() or iteration). */
+type Answer = Dispatcher.ResponseData;
+
 /** One open watch: lines are parsed JSON values; `done` settles when the stream ends. */
 export interface WatchStream {
   readonly done: Promise<void>;
@@ -175,29 +178,29 @@ export class KubeClient {
     const ctx = await this.#context(method, path, options);
     const deadline = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
     const signal = options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline]);
-    let response: Awaited<ReturnType<typeof fetch>>;
+    let response: Answer;
     try {
       response = await this.#send(ctx, method, path, { ...options, signal }, deadline);
     } catch (err) {
       this.#observer?.onApiRequest(method, cls, 0, resourceOf(path));
       throw err;
     }
-    this.#observer?.onApiRequest(method, cls, response.status, resourceOf(path));
+    this.#observer?.onApiRequest(method, cls, response.statusCode, resourceOf(path));
     let text: string;
     try {
-      text = await response.text();
+      text = await response.body.text();
     } catch (err) {
       throw transportError(method, path, err, deadline);
     }
     // An error may come from a proxy in front of the API server (the aggregator's plain
     // "service unavailable"): its text is the message, not a JSON parse failure.
-    const ok = response.status >= 200 && response.status < 300;
+    const ok = response.statusCode >= 200 && response.statusCode < 300;
     const parsed: unknown = text.length > 0 ? (ok ? JSON.parse(text) : parseOrText(text)) : undefined;
     if (ok) return parsed;
     const status = statusBody.safeParse(parsed);
     const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
-    const message = status.success ? (status.data.message ?? text) : text;
-    throw new KubeApiError(response.status, reason, message, { method, path });
+    const message = status.success ? (status.data.message ?? text) : text.trim();
+    throw new KubeApiError(response.statusCode, reason, message, { method, path });
   }
 
   /** Waits for the client rate limit, if any applies to `path` (status writes in their own lane first). */
@@ -241,7 +244,7 @@ export class KubeClient {
     // The deadline covers the answer's headers only: then the stream is the watch.
     const establish = new AbortController();
     const timer = setTimeout(() => establish.abort(new KubeTimeoutError(`watch ${path}: no answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
-    let response: Awaited<ReturnType<typeof fetch>>;
+    let response: Answer;
     try {
       response = await this.#send(ctx, 'GET', path, { ...options, signal: AbortSignal.any([signal, establish.signal]) }, establish.signal);
     } catch (err) {
@@ -250,12 +253,12 @@ export class KubeClient {
     } finally {
       clearTimeout(timer);
     }
-    this.#observer?.onApiRequest('GET', 'watch', response.status, resourceOf(path));
-    if (response.status !== 200 || response.body === null) {
-      const text = await response.text();
-      const status = statusBody.safeParse(JSON.parse(text.length > 0 ? text : '{}'));
+    this.#observer?.onApiRequest('GET', 'watch', response.statusCode, resourceOf(path));
+    if (response.statusCode !== 200) {
+      const text = await response.body.text();
+      const status = statusBody.safeParse(parseOrText(text));
       const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
-      throw new KubeApiError(response.status, reason, status.success ? (status.data.message ?? text) : text, {
+      throw new KubeApiError(response.statusCode, reason, status.success ? (status.data.message ?? text) : text.trim(), {
         method: 'GET',
         path,
       });
@@ -265,7 +268,7 @@ export class KubeClient {
       const decoder = new TextDecoder();
       let buffered = '';
       try {
-        for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        for await (const chunk of body as AsyncIterable<Buffer>) {
           buffered += decoder.decode(chunk, { stream: true });
           let newline = buffered.indexOf('\n');
           while (newline >= 0) {
@@ -314,7 +317,7 @@ export class KubeClient {
     path: string,
     options: RequestOptions,
     deadline: AbortSignal,
-  ): Promise<Awaited<ReturnType<typeof fetch>>> {
+  ): Promise<Answer> {
     const headers: Record<string, string> = { ...ctx.headers, accept: 'application/json' };
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -322,7 +325,9 @@ export class KubeClient {
       body = JSON.stringify(options.body);
     }
     try {
-      return await fetch(ctx.url, {
+      // undici's request(), not fetch(): the same connection pool without WHATWG
+      // Request/Response/Headers objects and web streams around every call (ADR 0124).
+      return await undiciRequest(ctx.url, {
         method,
         headers,
         body,
