@@ -35,14 +35,17 @@
 //                      reports the same from its first VM to its last pod (floor_cluster_cpu_ms_per_vm, …)
 // The operator reaches the shared API server through a loopback proxy of the bench's own,
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
-// against the operator of that revision, in the same invocation. `--cpu-prof <dir>` runs each
+// against the operator of that revision, in the same invocation; `--baseline-last` runs it
+// after the working tree instead. The second run of an invocation costs the API server and
+// etcd more (it follows the first one's thousands of deletions), so compare a change in
+// both orders (docs/adr/0124). `--cpu-prof <dir>` runs each
 // operator under `node --cpu-prof`, stops it with SIGTERM and leaves its profile in <dir>
 // (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
 // `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
 // 400); rate_limit_wait_s is the time requests waited for that limit during the burst, summed.
 // `--eviction-strategy Shutdown` gives every VM (the floor's too) evictionStrategy Shutdown, so no
 // launcher disruption budget takes part (default LiveMigrate: the namespace's budget does).
-//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV] [--cpu-prof DIR] [--no-floor] [--api-qps Q] [--eviction-strategy S]
+//   npm run bench -- operator-scale [--vms N] [--nodes M] [--workers W] [--baseline REV [--baseline-last]] [--cpu-prof DIR] [--no-floor] [--api-qps Q] [--eviction-strategy S]
 import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -281,6 +284,7 @@ export async function main(args: readonly string[]): Promise<void> {
   const nodeCount = flag(args, '--nodes', 10);
   const workers = flag(args, '--workers', 8);
   const baseline = stringFlag(args, '--baseline');
+  const baselineLast = args.includes('--baseline-last');
   const cpuProfDir = stringFlag(args, '--cpu-prof');
   const withFloor = !args.includes('--no-floor');
   const apiQps = args.includes('--api-qps') ? flag(args, '--api-qps', 200) : undefined;
@@ -313,8 +317,12 @@ export async function main(args: readonly string[]): Promise<void> {
     const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps, evictionStrategy };
     const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
-    if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));
+    const runBaseline = async (): Promise<void> => {
+      if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));
+    };
+    if (!baselineLast) await runBaseline();
     lines.push(await runOnce(setting, 'working-tree', repoRoot, floor));
+    if (baselineLast) await runBaseline();
     // Every run's line again, together, once all are done.
     for (const l of lines) process.stdout.write(`${l}\n`);
   } finally {
