@@ -54,7 +54,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
-import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from '../support/scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, untilNamespaceGone, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from '../support/scale-burst.ts';
 import { cpuBudgetFields } from '../support/cpu-budget.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
@@ -273,9 +273,14 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       // ends: one delete-collection each, sent again while the API server cuts it short.
       await deleteCollection(st.admin, `/apis/keyvirt.io/v1alpha1/namespaces/${s.namespace}/virtualmachines`, say);
       await deleteCollection(st.admin, `/api/v1/namespaces/${s.namespace}/pods`, say);
+      // The launcher Secrets too, at once: the garbage collector would delete them one by
+      // one at its client's rate (20/s), for minutes after a burst of thousands.
+      await deleteCollection(st.admin, `/api/v1/namespaces/${s.namespace}/secrets`, say);
     } finally {
       await s.cleanup();
     }
+    // Not thrown: a failed run's own error is the one to report.
+    await untilNamespaceGone(st.admin, s.namespace, say).catch((err: unknown) => say(String(err)));
   }
 }
 

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { sleepOn, systemClock } from '../../operator/src/runtime/clock.ts';
 import { Informer } from '../../operator/src/runtime/informer.ts';
-import type { KubeClient } from '../../operator/src/runtime/kube-client.ts';
+import { isNotFound, type KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { stripUnreadMetadata } from '../../operator/src/runtime/object-trim.ts';
 import { coreTypes } from '../../operator/src/runtime/resource.ts';
 import { runWrites } from './bounded-writes.ts';
@@ -86,6 +86,27 @@ export async function untilCreated(created: ReadonlyMap<string, number>, count: 
   while (created.size < count) {
     signal.throwIfAborted();
     await sleep(50);
+  }
+}
+
+/**
+ * Waits until a run's namespace is gone (`scratch().cleanup` only asks for its deletion).
+ * The namespace controller then deletes what is left in it (thousands of Secrets and
+ * Events after a burst) and the garbage collector the VMs' dependents; a run that starts
+ * before that shares the API server, etcd and the controller manager with it (ADR 0124).
+ */
+export async function untilNamespaceGone(client: KubeClient, namespace: string, say: (line: string) => void, timeoutMs = 15 * 60_000): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      await client.get(`/api/v1/namespaces/${namespace}`);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      say(`namespace ${namespace} gone after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return;
+    }
+    if (Date.now() - started > timeoutMs) throw new Error(`namespace ${namespace} still exists ${timeoutMs / 1000} s after its deletion`);
+    await sleep(1_000);
   }
 }
 

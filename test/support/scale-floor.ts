@@ -11,7 +11,7 @@ import type { TestCluster } from './cluster.ts';
 import { postPods, readNodes, renderFloorPods } from './launcher-pod-floor.ts';
 import { cpuSince, type CpuSubjects } from './process-cpu.ts';
 import { cpuBudgetFields } from './cpu-budget.ts';
-import { BURST_IN_FLIGHT, createAll, deleteCollection, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from './scale-burst.ts';
+import { BURST_IN_FLIGHT, createAll, deleteCollection, untilNamespaceGone, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from './scale-burst.ts';
 import { scratch } from '../operator/vm-fixtures.ts';
 
 /** What the floor needs of the benchmark's setting. */
@@ -103,5 +103,7 @@ export async function runFloor(st: FloorSetting, nodeNames: readonly string[]): 
     } finally {
       await s.cleanup();
     }
+    // Not thrown: a failed run's own error is the one to report.
+    await untilNamespaceGone(st.admin, s.namespace, say).catch((err: unknown) => say(String(err)));
   }
 }
