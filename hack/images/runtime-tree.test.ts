@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { LAUNCHER_NODE_FLAGS } from '../launcher-build/build-launcher.ts';
+import { BUNDLE_NODE_FLAGS, NODE_AGENT_BUNDLE, OPERATOR_BUNDLE } from '../operator-build/build-operator.ts';
 import { productionClosure, RuntimeTreeError } from './runtime-tree.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -60,5 +61,17 @@ void describe('launcher Containerfile', () => {
     const entry = /^ENTRYPOINT (\[.*\])$/m.exec(file);
     assert.ok(entry?.[1] !== undefined, 'an exec-form ENTRYPOINT');
     assert.deepEqual(JSON.parse(entry[1]), ['/usr/local/bin/node', ...LAUNCHER_NODE_FLAGS, '/opt/keyvirt/launcher/src/main.js']);
+  });
+});
+
+void describe('operator and node-agent Containerfiles', () => {
+  const entrypoint = (file: string): unknown => {
+    const entry = /^ENTRYPOINT (\[.*\])$/m.exec(fs.readFileSync(path.join(repoRoot, file), 'utf8'));
+    assert.ok(entry?.[1] !== undefined, `${file}: an exec-form ENTRYPOINT`);
+    return JSON.parse(entry[1]);
+  };
+  void it('start the bundles the runtime tree carries, with the bundles\' Node flags', () => {
+    assert.deepEqual(entrypoint('operator/Containerfile'), ['/usr/local/bin/node', ...BUNDLE_NODE_FLAGS, `/opt/keyvirt/operator/dist/${OPERATOR_BUNDLE}`]);
+    assert.deepEqual(entrypoint('operator/src/node-agent/Containerfile'), ['/usr/local/bin/node', ...BUNDLE_NODE_FLAGS, `/opt/keyvirt/operator/dist/${NODE_AGENT_BUNDLE}`]);
   });
 });

@@ -6,10 +6,9 @@
 //   node hack/images/runtime-tree.ts hash <operator|launcher>   the content hash of the inputs
 //   node hack/images/runtime-tree.ts build <operator|launcher> <dir>   writes the tree into <dir>
 //
-// The operator tree mirrors the repository (operator/, launcher/ and crds/ sources
-// without tests, their package.json, node_modules/@keyvirt/* as symlinks to them) so that
-// `node operator/src/main.ts` and `node operator/src/node-agent/main.ts` run as they do in
-// a checkout; the whole of operator/src goes in, so a new module needs no list to change.
+// The operator tree is the operator's and the node agent's bundles (hack/operator-build,
+// ADR 0125: KeyVirt's own code of operator/, launcher/ and crds/ in one ES module each,
+// under operator/dist/) plus the third-party packages they import.
 // The launcher tree is the built launcher (hack/launcher-build, ADR 0077) plus its
 // dependencies.
 import { createHash } from 'node:crypto';
@@ -17,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { buildLauncher, launcherBuildHash } from '../launcher-build/build-launcher.ts';
+import { bundleOperator } from '../operator-build/build-operator.ts';
 
 export class RuntimeTreeError extends Error {
   override readonly name = 'RuntimeTreeError';
@@ -111,6 +111,7 @@ export function runtimeTreeHash(repoRoot: string, kind: TreeKind): string {
   }
   if (kind === 'launcher') hash.update(`launcher build ${launcherBuildHash(repoRoot)}\n`);
   else {
+    hash.update(fs.readFileSync(path.join(import.meta.dirname, '..', 'operator-build', 'build-operator.ts')));
     for (const ws of WORKSPACES.operator) {
       for (const file of workspaceFiles(repoRoot, ws)) {
         hash.update(`${file}\n`);
@@ -147,16 +148,8 @@ export function buildRuntimeTree(repoRoot: string, kind: TreeKind, dest: string)
     const build = buildLauncher(repoRoot, path.join(repoRoot, 'hack', '.cache', 'launcher-build'));
     fs.cpSync(build.dir, dest, { recursive: true });
   } else {
-    for (const ws of WORKSPACES.operator) {
-      for (const file of workspaceFiles(repoRoot, ws)) {
-        fs.mkdirSync(path.dirname(path.join(dest, file)), { recursive: true });
-        fs.copyFileSync(path.join(repoRoot, file), path.join(dest, file));
-      }
-      const manifest = z.object({ name: z.string() }).parse(JSON.parse(fs.readFileSync(path.join(repoRoot, ws, 'package.json'), 'utf8')));
-      const link = path.join(dest, 'node_modules', manifest.name);
-      fs.mkdirSync(path.dirname(link), { recursive: true });
-      fs.symlinkSync(path.relative(path.dirname(link), path.join(dest, ws)), link);
-    }
+    // The packages resolve from operator/dist up to the tree's node_modules.
+    bundleOperator(repoRoot, path.join(dest, 'operator', 'dist'));
   }
   copyPackages(repoRoot, dest, kind);
 }

@@ -97,13 +97,15 @@ export function launcherBuildHash(repoRoot: string): string {
   return hash.digest('hex').slice(0, 16);
 }
 
-function describe(messages: readonly Message[]): string {
+/** esbuild's messages, one line each with their place. */
+export function describe(messages: readonly Message[]): string {
   return messages
     .map((m) => (m.location === null ? m.text : `${m.location.file}:${m.location.line}: ${m.text}`))
     .join('; ');
 }
 
-function isBuildFailure(err: unknown): err is BuildFailure {
+/** Whether `err` is the error esbuild throws for a failed build. */
+export function isBuildFailure(err: unknown): err is BuildFailure {
   return err instanceof Error && Array.isArray((err as Partial<BuildFailure>).errors);
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { OperatorBuild } from '../operator-build/build-operator.ts';
 import { containerArgv, imageRepository, resolveImage, UnknownImageError, type LauncherImage } from './images.ts';
 
 const options = { repoRoot: '/repo', stateDir: '/state', nodeBinary: '/opt/node/bin/node' };
@@ -18,7 +19,12 @@ describe('image table', () => {
     assert.deepEqual(entry.entrypoint, ['/opt/node/bin/node', '--lite-mode', '/repo/hack/.cache/launcher-build/0123/launcher/src/main.js']);
     assert.ok(entry.hiddenPaths.includes('/repo/hack/.cache'), 'the build cache is hidden…');
     assert.deepEqual(entry.revealedPaths, ['/repo/hack/.cache/launcher-build/0123'], '…but for the launcher build the image carries');
-    assert.deepEqual(resolveImage('keyvirt/operator', options).entrypoint, ['/opt/node/bin/node', '/repo/operator/src/main.ts']);
+    const dir = '/repo/hack/.cache/operator-build/4567';
+    const operatorBuild = (): OperatorBuild => ({ dir, operator: `${dir}/operator.mjs`, nodeAgent: `${dir}/node-agent.mjs`, hash: '4567' });
+    const operator = resolveImage('keyvirt/operator', { ...options, operatorBuild });
+    assert.deepEqual(operator.entrypoint, ['/opt/node/bin/node', '--no-experimental-strip-types', `${dir}/operator.mjs`]);
+    assert.deepEqual(operator.revealedPaths, [dir]);
+    assert.deepEqual(resolveImage('keyvirt/node-agent', { ...options, operatorBuild }).entrypoint, ['/opt/node/bin/node', '--no-experimental-strip-types', `${dir}/node-agent.mjs`]);
   });
   it('rejects images it does not know', () => {
     assert.throws(() => resolveImage('nginx:1.27', options), UnknownImageError);

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../launcher-build/build-launcher.ts';
+import { BUNDLE_NODE_FLAGS, buildOperator, type OperatorBuild } from '../operator-build/build-operator.ts';
 
 export interface ImageEntry {
   /** Docker ENTRYPOINT: replaced by the container's `command` when that is set. */
@@ -70,12 +71,19 @@ export interface ImageTableOptions {
   readonly nodeBinary: string;
   /** Builds (or finds, by content hash) the launcher image; by default from the repository's sources. */
   readonly launcherImage?: (repoRoot: string) => LauncherImage;
+  /** Builds (or finds, by content hash) the operator's and node agent's bundles; by default from the repository's sources. */
+  readonly operatorBuild?: (repoRoot: string) => OperatorBuild;
 }
 
 /** The launcher as its image carries it: JavaScript built from the current sources, cached by content hash. */
 export function builtLauncherImage(repoRoot: string): LauncherImage {
   const build = buildLauncher(repoRoot, path.join(repoRoot, 'hack/.cache/launcher-build'));
   return { dir: build.dir, entry: build.entry, nodeFlags: LAUNCHER_NODE_FLAGS };
+}
+
+/** The operator and the node agent as their image carries them: bundles of the current sources, cached by content hash. */
+export function builtOperatorBundles(repoRoot: string): OperatorBuild {
+  return buildOperator(repoRoot, path.join(repoRoot, 'hack/.cache/operator-build'));
 }
 
 /**
@@ -109,9 +117,15 @@ export function resolveImage(image: string, options: ImageTableOptions): ImageEn
       };
     }
     case 'keyvirt/operator':
-      return node('operator/src/main.ts');
-    case 'keyvirt/node-agent':
-      return node('operator/src/node-agent/main.ts');
+    case 'keyvirt/node-agent': {
+      // Rebuilt when a source changed since the last pod, as the launcher is.
+      const build = (options.operatorBuild ?? builtOperatorBundles)(options.repoRoot);
+      return {
+        ...node('operator/src/main.ts'),
+        entrypoint: [options.nodeBinary, ...BUNDLE_NODE_FLAGS, repo === 'keyvirt/operator' ? build.operator : build.nodeAgent],
+        revealedPaths: [build.dir],
+      };
+    }
     case 'keyvirt/host':
       return { entrypoint: [], cmd: ['sh'], pathPrefix: [], ...bare };
     case 'busybox':

@@ -59,7 +59,7 @@ import { cpuBudgetFields } from '../support/cpu-budget.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
-import { nodeFlagsOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
+import { nodeFlagsOf, operatorEntryOf, startOperatorFrom, treeAt } from '../support/operator-under-bench.ts';
 import { apiServerPid, cpuShares, cpuSince, processesOf, procStats, type CpuSubjects } from '../support/process-cpu.ts';
 import { kubeconfigThrough, startApiOutageProxy, type ApiOutageProxy } from '../support/api-outage-proxy.ts';
 import { operatorKubeconfig } from '../operator/operator-process.ts';
@@ -142,8 +142,9 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
   const kubeconfig = await kubeconfigThrough(await operatorKubeconfig(cluster, path.join(s.dir, 'operator.kubeconfig'), path.join(tree, 'operator/deploy/rbac.yaml')), st.api.url);
   const logFile = path.join(st.logDir, `operator-${label}.log`);
   const nodeFlags = await nodeFlagsOf(tree);
+  const entry = await operatorEntryOf(tree);
   const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };
-  const operator = startOperatorFrom({ dir: tree, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, apiQps: st.apiQps, profile });
+  const operator = startOperatorFrom({ entry, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, apiQps: st.apiQps, profile });
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
     const port = await operator.port;
@@ -253,7 +254,7 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       `operator_rss_mib=${atBound.rssMiB.toFixed(1)} relist_ms=${relistMs} api_requests_per_vm=${requests === undefined ? 'n/a' : (requests / vms).toFixed(2)} ` +
       `pods_after_burst_ms=${lastCreated - burstEnd} all_bound_ms=${allBoundMs} peak_rss_mib=${final.peakMiB.toFixed(1)} settled_rss_mib=${settledRss.toFixed(1)} idle_cpu_pct=${idleCpuPct.toFixed(2)} ` +
       `idle_requests=${idleRequests} resync=${resync} pods_per_s=${(vms / (allPodsMs / 1000)).toFixed(1)} burst_operator_cpu_pct=${burst.operatorPct} ` +
-      `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} ` +
+      `burst_apiserver_cpu_pct=${burst.apiServerPct} load=${burst.load} accel=none node_flags=${nodeFlags.join(',') || 'none'} entry=${entry.kind} ` +
       `requests_per_vm_by_resource=${byResource} workers=${st.workers} eviction_strategy=${st.evictionStrategy} api_qps=${String(st.apiQps ?? 'default')} rate_limit_wait_s=${rateLimitWait} burst_cpu_pct=${burstAll.text} apiserver_cpu_ms_per_vm=${perVm(burstAll.ms.get('apiserver'), vms)}` +
       ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
       cpuBudgetFields('to_all_pods_', toAllPods, vms) +

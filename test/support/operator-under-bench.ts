@@ -1,6 +1,7 @@
 // An operator started the way the benchmarks start it: from a checkout (the working tree,
-// or a revision for a paired baseline), with that revision's Node flags, its output in a
-// log file, optionally under `node --cpu-prof`.
+// or a revision for a paired baseline) as that revision's image runs it (its bundle, or
+// its sources before there was one) with that revision's Node flags, its output in a log
+// file, optionally under `node --cpu-prof`.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { access, mkdir, readFile, symlink } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { BUNDLE_NODE_FLAGS, buildOperator } from '../../hack/operator-build/build-operator.ts';
 import { OPERATOR_NAMESPACE } from '../operator/operator-process.ts';
 import { TEST_RUN_LABEL, type Scratch } from '../operator/vm-fixtures.ts';
 
@@ -22,18 +24,40 @@ export interface OperatorRun {
   kill(): void;
 }
 
+/** What runs a tree's operator: a script and the Node flags it needs. */
+export interface OperatorEntry {
+  readonly script: string;
+  readonly flags: readonly string[];
+  /** `bundle` (hack/operator-build) or `source` (operator/src/main.ts). */
+  readonly kind: 'bundle' | 'source';
+}
+
 /**
- * Starts the operator of `tree` (a checkout holding operator/src/main.ts) with the run's
+ * The operator of `tree` as that revision's image runs it: its bundle, built from the
+ * tree (cached by content hash), when its operator/Containerfile starts one; its
+ * sources otherwise (revisions before ADR 0125).
+ */
+export async function operatorEntryOf(tree: string): Promise<OperatorEntry> {
+  const containerfile = await readFile(path.join(tree, 'operator/Containerfile'), 'utf8');
+  const entrypoint = z.array(z.string()).parse(JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(containerfile)?.[1] ?? '[]'));
+  if (entrypoint.at(-1)?.endsWith('.ts') === true) return { script: path.join(tree, 'operator/src/main.ts'), flags: [], kind: 'source' };
+  const build = buildOperator(tree, path.join(tree, 'hack', '.cache', 'operator-build'));
+  return { script: build.operator, flags: BUNDLE_NODE_FLAGS, kind: 'bundle' };
+}
+
+/**
+ * Starts the operator of `tree` (a checkout; `entry` from operatorEntryOf) with the run's
  * kubeconfig. Its output goes straight to `logFile` (a pipe read by this process would
  * hold the operator's writes whenever this process is busy); the file is read for the
  * health server's port.
  */
-export function startOperatorFrom(tree: { dir: string; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; apiQps: number | undefined; profile: { dir: string; name: string } | undefined }): OperatorRun {
+export function startOperatorFrom(tree: { entry: OperatorEntry; nodeFlags: readonly string[] }, kubeconfig: string, s: Scratch, logFile: string, run: { workers: number; apiQps: number | undefined; profile: { dir: string; name: string } | undefined }): OperatorRun {
   const { workers, profile } = run;
   const args = [
+    ...tree.entry.flags,
     ...tree.nodeFlags,
     ...(profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile.dir}`, `--cpu-prof-name=${profile.name}`]),
-    path.join(tree.dir, 'operator/src/main.ts'),
+    tree.entry.script,
     '--kubeconfig', kubeconfig,
     '--namespace', OPERATOR_NAMESPACE,
     '--identity', `scale-${s.runId}`,
