@@ -1,7 +1,8 @@
 // The node agent against the real API server: it labels a Node with KVM, the
 // accelerator, CPU vendor/models/features, and advertises the fixture host's
 // assignable PCI devices as extended resources in the Node's status; stale labels
-// and resources go when the host changes.
+// and resources go when the host changes. Its writes carry its field manager; its
+// pod-network reads go through the same client.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,6 +11,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { loadApiAccess } from '../../operator/src/runtime/api-access.ts';
+import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
+import { NODE_AGENT_FIELD_MANAGER } from '../../operator/src/node-agent/kube-node-api.ts';
+import { kubePodNetworkApi } from '../../operator/src/node-agent/network/pod-network-controller.ts';
+import { LAUNCHER_POD_SELECTOR } from '../../operator/src/vm/names.ts';
 import { ensureCluster, eventually, type TestCluster } from '../support/cluster.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -123,5 +129,16 @@ void describe('node agent on the real API server', { timeout: 5 * 60_000 }, () =
     assert.equal(node.metadata.labels['cpu-model.node.keyvirt.io/EPYC'], undefined);
     assert.equal(node.metadata.labels['cpu-model.node.keyvirt.io/Icelake-Server-noTSX'], 'true');
     assert.match(node.metadata.annotations['keyvirt.io/accelerator-reason'] ?? '', /no hardware virtualization/);
+  });
+
+  void it("writes the node and its status as its own field manager, and reads pods and VMs through the operator's client", async () => {
+    const managed = z.object({ metadata: z.object({ managedFields: z.array(z.object({ manager: z.string(), subresource: z.string().optional() })) }) });
+    const fields = managed.parse(JSON.parse(cluster.kubectl(['get', 'node', nodeName, '-o', 'json', '--show-managed-fields']))).metadata.managedFields;
+    const mine = fields.filter((f) => f.manager === NODE_AGENT_FIELD_MANAGER);
+    assert.ok(mine.some((f) => f.subresource === undefined), 'labels and annotations');
+    assert.ok(mine.some((f) => f.subresource === 'status'), 'extended resources');
+    const api = kubePodNetworkApi(new KubeClient(await loadApiAccess(cluster.kubeconfig, {}), NODE_AGENT_FIELD_MANAGER));
+    assert.deepEqual(z.object({ items: z.array(z.unknown()) }).parse(await api.listPods(`spec.nodeName=${nodeName}`, LAUNCHER_POD_SELECTOR)).items, []);
+    assert.equal(await api.readVm('default', `kv-absent-${randomBytes(4).toString('hex')}`), undefined, 'an absent VM');
   });
 });

@@ -1,29 +1,29 @@
-// NodeApi over @kubernetes/client-node: GET the node, JSON-merge-patch its
-// metadata and its status subresource.
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+// The node agent's API calls over the operator's KubeClient (one way to call the API
+// server): GET the node, JSON-merge-patch its metadata and its status subresource; list
+// one node's launcher pods.
+import type { KubeClient } from '../runtime/kube-client.ts';
+import { collectionPath, coreTypes, objectPath } from '../runtime/resource.ts';
 import type { LauncherPodApi } from './launcher-pods.ts';
 import type { NodeApi } from './node-agent.ts';
 
-const FIELD_MANAGER = 'keyvirt-node-agent';
+/** The field manager of the node agent's writes. */
+export const NODE_AGENT_FIELD_MANAGER = 'keyvirt-node-agent';
 
-export function kubeNodeApi(config: KubeConfig): NodeApi {
-  const core = config.makeApiClient(CoreV1Api);
-  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+export function kubeNodeApi(client: KubeClient): NodeApi {
   return {
-    readNode: async (name) => core.readNode({ name }),
+    readNode: (name) => client.get(objectPath(coreTypes.node, { name })),
     patchNode: async (name, patch) => {
-      await core.patchNode({ name, body: patch, fieldManager: FIELD_MANAGER }, merge);
+      await client.patch(objectPath(coreTypes.node, { name }), patch, 'merge');
     },
     patchNodeStatus: async (name, patch) => {
-      await core.patchNodeStatus({ name, body: patch, fieldManager: FIELD_MANAGER }, merge);
+      await client.patch(objectPath(coreTypes.node, { name }, 'status'), patch, 'merge');
     },
   };
 }
 
 /** Lists pods across namespaces by field and label selector (the launcher pods of one node). */
-export function kubeLauncherPodApi(config: KubeConfig): LauncherPodApi {
-  const core = config.makeApiClient(CoreV1Api);
+export function kubeLauncherPodApi(client: KubeClient): LauncherPodApi {
   return {
-    listPods: async (fieldSelector, labelSelector) => core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
+    listPods: (fieldSelector, labelSelector) => client.request('GET', collectionPath(coreTypes.pod), { query: { fieldSelector, labelSelector } }),
   };
 }

@@ -19,15 +19,16 @@
 // (then privileged: it enters pods' network namespaces through KEYVIRT_PROC_ROOT):
 // KEYVIRT_POD_NETWORK_INTERVAL_MS (1000), KEYVIRT_LAUNCHER_UID (0, the taps' owner).
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { readFile } from 'node:fs/promises';
+import { loadApiAccess } from '../runtime/api-access.ts';
 import { HealthServer } from '../runtime/health-server.ts';
+import { KubeClient } from '../runtime/kube-client.ts';
 import { DEFAULT_UNITS, MAX_UNITS } from './device-plugin/devices.ts';
 import { runDevicePlugins } from './device-plugin/device-plugins.ts';
 import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
-import { kubeLauncherPodApi, kubeNodeApi } from './kube-node-api.ts';
+import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER } from './kube-node-api.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -64,7 +65,7 @@ class MetricsConfigError extends Error {
 }
 
 /** Starts the per-VM metrics pass and its /metrics listener when KEYVIRT_METRICS_ADDRESS is set; resolves when stopped. */
-async function runMetrics(env: z.infer<typeof Env>, config: KubeConfig, log: Logger, signal: AbortSignal): Promise<void> {
+async function runMetrics(env: z.infer<typeof Env>, client: KubeClient, log: Logger, signal: AbortSignal): Promise<void> {
   if (env.KEYVIRT_METRICS_ADDRESS === undefined) return;
   if (env.KEYVIRT_METRICS_KEY_FILE === undefined) throw new MetricsConfigError('KEYVIRT_METRICS_KEY_FILE must name the metrics key when KEYVIRT_METRICS_ADDRESS is set');
   const key = Buffer.from((await readFile(env.KEYVIRT_METRICS_KEY_FILE, 'utf8')).trim(), 'utf8');
@@ -78,7 +79,7 @@ async function runMetrics(env: z.infer<typeof Env>, config: KubeConfig, log: Log
   try {
     await runVmMetrics(
       {
-        api: kubeLauncherPodApi(config),
+        api: kubeLauncherPodApi(client),
         node: env.NODE_NAME,
         key,
         intervalMs: env.KEYVIRT_METRICS_INTERVAL_SECONDS * 1000,
@@ -97,8 +98,8 @@ async function runMetrics(env: z.infer<typeof Env>, config: KubeConfig, log: Log
 async function main(): Promise<void> {
   const env = Env.parse(process.env);
   const log = pino({ name: 'keyvirt-node-agent', level: env.KEYVIRT_LOG_LEVEL });
-  const config = new KubeConfig();
-  config.loadFromDefault();
+  // The operator's client and API access (KUBECONFIG, ~/.kube/config, else the pod's service account).
+  const client = new KubeClient(await loadApiAccess(undefined, process.env), NODE_AGENT_FIELD_MANAGER);
   const controller = new AbortController();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
   };
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await Promise.all([
-    runMetrics(env, config, log, controller.signal),
+    runMetrics(env, client, log, controller.signal),
     env.KEYVIRT_DEVICE_PLUGINS === 'true'
       ? runDevicePlugins(
           { pluginDir: env.KEYVIRT_DEVICE_PLUGIN_DIR, devRoot: env.KEYVIRT_DEV_ROOT, units: env.KEYVIRT_DEVICE_PLUGIN_UNITS, log: log.child({ component: 'device-plugins' }) },
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     env.KEYVIRT_POD_NETWORK === 'true'
       ? runPodNetworkSetup(
           {
-            api: kubePodNetworkApi(config), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, launcherUid: env.KEYVIRT_LAUNCHER_UID,
+            api: kubePodNetworkApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, launcherUid: env.KEYVIRT_LAUNCHER_UID,
             intervalMs: env.KEYVIRT_POD_NETWORK_INTERVAL_MS, log: log.child({ component: 'pod-network' }),
           },
           controller.signal,
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
       : Promise.resolve(),
     runNodeAgent(
       {
-        api: kubeNodeApi(config),
+        api: kubeNodeApi(client),
         nodeName: env.NODE_NAME,
         roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
         intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,

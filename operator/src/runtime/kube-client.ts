@@ -192,15 +192,8 @@ export class KubeClient {
     } catch (err) {
       throw transportError(method, path, err, deadline);
     }
-    // An error may come from a proxy in front of the API server (the aggregator's plain
-    // "service unavailable"): its text is the message, not a JSON parse failure.
-    const ok = response.statusCode >= 200 && response.statusCode < 300;
-    const parsed: unknown = text.length > 0 ? (ok ? JSON.parse(text) : parseOrText(text)) : undefined;
-    if (ok) return parsed;
-    const status = statusBody.safeParse(parsed);
-    const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
-    const message = status.success ? (status.data.message ?? text) : text.trim();
-    throw new KubeApiError(response.statusCode, reason, message, { method, path });
+    if (response.statusCode < 200 || response.statusCode >= 300) throw apiError(response.statusCode, text, method, path);
+    return text.length > 0 ? JSON.parse(text) : undefined;
   }
 
   /** Waits for the client rate limit, if any applies to `path` (status writes in their own lane first). */
@@ -255,13 +248,7 @@ export class KubeClient {
     }
     this.#observer?.onApiRequest('GET', 'watch', response.statusCode, resourceOf(path));
     if (response.statusCode !== 200) {
-      const text = await response.body.text();
-      const status = statusBody.safeParse(parseOrText(text));
-      const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
-      throw new KubeApiError(response.statusCode, reason, status.success ? (status.data.message ?? text) : text.trim(), {
-        method: 'GET',
-        path,
-      });
+      throw apiError(response.statusCode, await response.body.text(), 'GET', path);
     }
     const body = response.body;
     const done = (async (): Promise<void> => {
@@ -340,12 +327,22 @@ export class KubeClient {
   }
 }
 
-function parseOrText(text: string): unknown {
+/**
+ * The error for a failed answer: its `Status` (reason and message) when the body is one;
+ * otherwise, as from a proxy in front of the API server (the aggregator's plain "service
+ * unavailable"), the body's text is the message.
+ */
+function apiError(code: number, text: string, method: KubeMethod, path: string): KubeApiError {
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
-    return text.trim();
+    body = undefined;
   }
+  const status = statusBody.safeParse(body);
+  const reason = status.success ? (status.data.reason ?? 'Unknown') : 'Unknown';
+  const message = status.success ? (status.data.message ?? text) : text.trim();
+  return new KubeApiError(code, reason, message, { method, path });
 }
 
 function transportError(method: KubeMethod, path: string, err: unknown, deadline: AbortSignal): KubeTransportError {

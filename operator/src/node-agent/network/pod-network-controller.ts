@@ -4,10 +4,12 @@
 // the pod found in the host's /proc (pod-netns.ts). A pod whose processes have not
 // started yet is tried again on the next pass; a refused or failed pod is logged once.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApiException, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { LABEL_VM, LAUNCHER_POD_SELECTOR } from '../../vm/names.ts';
+import { isNotFound, type KubeClient } from '../../runtime/kube-client.ts';
+import { objectPath } from '../../runtime/resource.ts';
+import { LABEL_VM, LAUNCHER_POD_SELECTOR, virtualMachineType } from '../../vm/names.ts';
+import { kubeLauncherPodApi } from '../kube-node-api.ts';
 import { findPodNetns } from './pod-netns.ts';
 import { asksForPodNetwork, decidePodNetwork, LauncherPodSchema, VmViewSchema } from './pod-network-request.ts';
 import { nsenterRunner, setUpPodNetwork } from './pod-network-setup.ts';
@@ -32,16 +34,14 @@ export interface PodNetworkOptions {
 
 const PodList = z.object({ items: z.array(z.unknown()) });
 
-export function kubePodNetworkApi(config: KubeConfig): PodNetworkApi {
-  const core = config.makeApiClient(CoreV1Api);
-  const custom = config.makeApiClient(CustomObjectsApi);
+export function kubePodNetworkApi(client: KubeClient): PodNetworkApi {
   return {
-    listPods: async (fieldSelector, labelSelector) => core.listPodForAllNamespaces({ fieldSelector, labelSelector }),
+    listPods: kubeLauncherPodApi(client).listPods,
     readVm: async (namespace, name) => {
       try {
-        return (await custom.getNamespacedCustomObject({ group: 'keyvirt.io', version: 'v1alpha1', namespace, plural: 'virtualmachines', name })) as unknown;
+        return await client.get(objectPath(virtualMachineType, { namespace, name }));
       } catch (err) {
-        if (err instanceof ApiException && err.code === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     },
