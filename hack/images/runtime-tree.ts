@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { buildLauncher, launcherBuildHash } from '../launcher-build/build-launcher.ts';
-import { bundleOperator } from '../operator-build/build-operator.ts';
+import { bundleOperator, operatorBuildHash } from '../operator-build/build-operator.ts';
 
 export class RuntimeTreeError extends Error {
   override readonly name = 'RuntimeTreeError';
@@ -89,16 +89,6 @@ function readLock(repoRoot: string): LockPackages {
   return parsed.data.packages;
 }
 
-/** The workspace source files an operator tree holds (tests left out), repository-relative and sorted. */
-function workspaceFiles(repoRoot: string, workspace: string): string[] {
-  const src = path.join(repoRoot, workspace, 'src');
-  const files = fs
-    .readdirSync(src, { recursive: true, encoding: 'utf8' })
-    .filter((f) => !f.endsWith('.test.ts') && !f.split(path.sep).includes('testdata') && fs.statSync(path.join(src, f)).isFile())
-    .map((f) => path.join(workspace, 'src', f));
-  return [path.join(workspace, 'package.json'), ...files].sort();
-}
-
 /** The content hash of everything a tree of this kind is made from (16 hex digits). */
 export function runtimeTreeHash(repoRoot: string, kind: TreeKind): string {
   const hash = createHash('sha256');
@@ -110,15 +100,7 @@ export function runtimeTreeHash(repoRoot: string, kind: TreeKind): string {
     hash.update(`${key} ${JSON.stringify(packages[key])}\n`);
   }
   if (kind === 'launcher') hash.update(`launcher build ${launcherBuildHash(repoRoot)}\n`);
-  else {
-    hash.update(fs.readFileSync(path.join(import.meta.dirname, '..', 'operator-build', 'build-operator.ts')));
-    for (const ws of WORKSPACES.operator) {
-      for (const file of workspaceFiles(repoRoot, ws)) {
-        hash.update(`${file}\n`);
-        hash.update(fs.readFileSync(path.join(repoRoot, file)));
-      }
-    }
-  }
+  else hash.update(`operator build ${operatorBuildHash(repoRoot)}\n`);
   return hash.digest('hex').slice(0, 16);
 }
 

@@ -18,8 +18,8 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildSync } from 'esbuild';
-import type { BuildFailure, Message, Metafile } from 'esbuild';
+import type { Metafile } from 'esbuild';
+import { BUNDLE_OPTIONS_FILE, bundleStrict } from '../esbuild/bundle.ts';
 
 /**
  * The Node flags the launcher image runs with (docs/adr/0077-launcher-overhead.md,
@@ -83,6 +83,7 @@ export function launcherBuildHash(repoRoot: string): string {
   hash.update(`node ${process.version}\n`);
   const inputs = [
     import.meta.filename,
+    BUNDLE_OPTIONS_FILE,
     path.join(repoRoot, 'launcher', 'package.json'),
     path.join(repoRoot, 'crds', 'package.json'),
     path.join(repoRoot, 'package-lock.json'),
@@ -95,18 +96,6 @@ export function launcherBuildHash(repoRoot: string): string {
     hash.update('\n');
   }
   return hash.digest('hex').slice(0, 16);
-}
-
-/** esbuild's messages, one line each with their place. */
-export function describe(messages: readonly Message[]): string {
-  return messages
-    .map((m) => (m.location === null ? m.text : `${m.location.file}:${m.location.line}: ${m.text}`))
-    .join('; ');
-}
-
-/** Whether `err` is the error esbuild throws for a failed build. */
-export function isBuildFailure(err: unknown): err is BuildFailure {
-  return err instanceof Error && Array.isArray((err as Partial<BuildFailure>).errors);
 }
 
 /** Every bundled file must be the entry, one the content hash covers, or a third-party package. */
@@ -128,33 +117,19 @@ function checkInputs(repoRoot: string, entry: string, metafile: Metafile): void 
  * they import. Throws LauncherBuildError on a build error or warning.
  */
 export function bundleLauncherScript(repoRoot: string, outfile: string, entry: string = path.join(repoRoot, 'launcher', 'src', 'launcher-main.ts')): void {
-  let metafile: Metafile | undefined;
-  let warnings: Message[];
-  try {
-    const result = buildSync({
+  const metafile = bundleStrict(
+    'the launcher',
+    {
       absWorkingDir: repoRoot,
       entryPoints: [entry],
       outfile,
-      bundle: true,
-      platform: 'node',
       format: 'cjs',
-      target: `node${process.versions.node}`,
       alias: { [CRDS_PACKAGE]: path.join(repoRoot, 'crds', 'src', 'index.ts') },
       minifyWhitespace: true,
       minifySyntax: true,
-      charset: 'ascii',
-      legalComments: 'none',
-      metafile: true,
-      logLevel: 'silent',
-    });
-    metafile = result.metafile;
-    warnings = result.warnings;
-  } catch (err) {
-    if (isBuildFailure(err)) throw new LauncherBuildError(`cannot bundle the launcher: ${describe(err.errors)}`, { cause: err });
-    throw err;
-  }
-  // A warning (an import.meta in CommonJS, a require esbuild cannot follow) is a launcher that may fail at run time.
-  if (warnings.length > 0) throw new LauncherBuildError(`the launcher bundle has warnings: ${describe(warnings)}`);
+    },
+    (message, cause) => new LauncherBuildError(message, { cause }),
+  );
   checkInputs(repoRoot, entry, metafile);
 }
 

@@ -11,10 +11,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildSync, version as esbuildVersion } from 'esbuild';
-import type { Message, Metafile } from 'esbuild';
+import { version as esbuildVersion } from 'esbuild';
+import type { Metafile } from 'esbuild';
 import { z } from 'zod';
-import { describe, isBuildFailure } from '../launcher-build/build-launcher.ts';
+import { BUNDLE_OPTIONS_FILE, bundleStrict } from '../esbuild/bundle.ts';
 
 /** What the images run: `node <flags> <dir>/<entry>`. */
 export const OPERATOR_BUNDLE = 'operator.mjs';
@@ -75,10 +75,9 @@ function checkInputs(tree: string, metafile: Metafile): void {
  * build error or warning.
  */
 export function bundleOperator(tree: string, outDir: string): { readonly operator: string; readonly nodeAgent: string } {
-  let metafile: Metafile;
-  let warnings: Message[];
-  try {
-    const result = buildSync({
+  const metafile = bundleStrict(
+    'the operator',
+    {
       absWorkingDir: tree,
       entryPoints: {
         [path.parse(OPERATOR_BUNDLE).name]: path.join(tree, 'operator', 'src', 'main.ts'),
@@ -86,23 +85,11 @@ export function bundleOperator(tree: string, outDir: string): { readonly operato
       },
       outdir: outDir,
       outExtension: { '.js': '.mjs' },
-      bundle: true,
-      platform: 'node',
       format: 'esm',
-      target: `node${process.versions.node}`,
       external: thirdPartyPackages(tree),
-      charset: 'ascii',
-      legalComments: 'none',
-      metafile: true,
-      logLevel: 'silent',
-    });
-    metafile = result.metafile;
-    warnings = result.warnings;
-  } catch (err) {
-    if (isBuildFailure(err)) throw new OperatorBuildError(`cannot bundle the operator: ${describe(err.errors)}`, { cause: err });
-    throw err;
-  }
-  if (warnings.length > 0) throw new OperatorBuildError(`the operator bundle has warnings: ${describe(warnings)}`);
+    },
+    (message, cause) => new OperatorBuildError(message, { cause }),
+  );
   checkInputs(tree, metafile);
   for (const file of BESIDE) fs.copyFileSync(path.join(tree, file), path.join(outDir, path.basename(file)));
   return { operator: path.join(outDir, OPERATOR_BUNDLE), nodeAgent: path.join(outDir, NODE_AGENT_BUNDLE) };
@@ -126,13 +113,14 @@ function listSources(dir: string): string[] {
 
 /**
  * The content hash of a tree's bundles: the workspaces' sources and manifests, Node's
- * and esbuild's versions and this file (the packages stay outside the bundles).
+ * and esbuild's versions and the build's files (the packages stay outside the bundles).
  */
 export function operatorBuildHash(tree: string): string {
   const hash = createHash('sha256');
   hash.update(`node ${process.version} esbuild ${esbuildVersion}\n`);
   const inputs = [
     import.meta.filename,
+    BUNDLE_OPTIONS_FILE,
     ...workspaceDirs(tree).flatMap((ws) => [path.join(ws, 'package.json'), ...listSources(path.join(ws, 'src'))]),
   ];
   for (const file of inputs) {
