@@ -21,6 +21,16 @@ export function kubeNodeApi(client: KubeClient): NodeApi {
   };
 }
 
+export class NoApiAccessError extends Error {
+  override readonly name = 'NoApiAccessError';
+}
+
+/** The NodeApi of an agent that found no API access (logged at start): every call fails, saying so. */
+export function nodeApiWithoutAccess(): NodeApi {
+  const fail = (): Promise<never> => Promise.reject(new NoApiAccessError('no API access (no kubeconfig and no service account): the node cannot be read or patched'));
+  return { readNode: fail, patchNode: fail, patchNodeStatus: fail };
+}
+
 /** Lists pods across namespaces by field and label selector (the launcher pods of one node). */
 export function kubeLauncherPodApi(client: KubeClient): LauncherPodApi {
   return {

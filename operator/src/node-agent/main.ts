@@ -28,7 +28,7 @@ import { KubeClient } from '../runtime/kube-client.ts';
 import { DEFAULT_UNITS, MAX_UNITS } from './device-plugin/devices.ts';
 import { runDevicePlugins } from './device-plugin/device-plugins.ts';
 import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
-import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER } from './kube-node-api.ts';
+import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER, nodeApiWithoutAccess } from './kube-node-api.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -98,8 +98,16 @@ async function runMetrics(env: z.infer<typeof Env>, client: KubeClient, log: Log
 async function main(): Promise<void> {
   const env = Env.parse(process.env);
   const log = pino({ name: 'keyvirt-node-agent', level: env.KEYVIRT_LOG_LEVEL });
-  // The operator's client and API access (KUBECONFIG, ~/.kube/config, else the pod's service account).
-  const client = new KubeClient(await loadApiAccess(undefined, process.env), NODE_AGENT_FIELD_MANAGER);
+  // The operator's client and API access (KUBECONFIG, ~/.kube/config, else the pod's
+  // service account). The device plugins need no API server: without access the agent
+  // still serves them, and says what it does not do.
+  const client = await loadApiAccess(undefined, process.env).then(
+    (access) => new KubeClient(access, NODE_AGENT_FIELD_MANAGER),
+    (err: unknown) => {
+      log.error({ err }, 'no API access: the node is not described, per-VM metrics and pod networks are off; the device plugins still run');
+      return undefined;
+    },
+  );
   const controller = new AbortController();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
@@ -113,14 +121,14 @@ async function main(): Promise<void> {
   };
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await Promise.all([
-    runMetrics(env, client, log, controller.signal),
+    client === undefined ? Promise.resolve() : runMetrics(env, client, log, controller.signal),
     env.KEYVIRT_DEVICE_PLUGINS === 'true'
       ? runDevicePlugins(
           { pluginDir: env.KEYVIRT_DEVICE_PLUGIN_DIR, devRoot: env.KEYVIRT_DEV_ROOT, units: env.KEYVIRT_DEVICE_PLUGIN_UNITS, log: log.child({ component: 'device-plugins' }) },
           controller.signal,
         )
       : Promise.resolve(),
-    env.KEYVIRT_POD_NETWORK === 'true'
+    env.KEYVIRT_POD_NETWORK === 'true' && client !== undefined
       ? runPodNetworkSetup(
           {
             api: kubePodNetworkApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, launcherUid: env.KEYVIRT_LAUNCHER_UID,
@@ -131,7 +139,8 @@ async function main(): Promise<void> {
       : Promise.resolve(),
     runNodeAgent(
       {
-        api: kubeNodeApi(client),
+        // Without access every pass still reads (and prepares) the host, then logs why the node was not described.
+        api: client === undefined ? nodeApiWithoutAccess() : kubeNodeApi(client),
         nodeName: env.NODE_NAME,
         roots: { sysfs: env.KEYVIRT_SYSFS_ROOT, procfs: env.KEYVIRT_PROC_ROOT, dev: env.KEYVIRT_DEV_ROOT },
         intervalMs: env.KEYVIRT_NODE_AGENT_INTERVAL_SECONDS * 1000,
