@@ -3,6 +3,9 @@
 // legal comments, a metafile to check the inputs against, and no warning allowed (a
 // warning — an import.meta in CommonJS, a require esbuild cannot follow — is a program
 // that may fail at run time).
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { buildSync } from 'esbuild';
 import type { BuildFailure, BuildOptions, Message, Metafile } from 'esbuild';
 
@@ -44,4 +47,28 @@ export function bundleStrict(what: string, options: BuildOptions, fail: (message
   }
   if (result.warnings.length > 0) throw fail(`the bundle of ${what} has warnings: ${describe(result.warnings)}`);
   return result.metafile;
+}
+
+/** The files under `dir` (recursively, sorted) that are not tests and that `keep` takes (by their path in `dir`). */
+export function sourceFiles(dir: string, keep: (relative: string) => boolean = () => true): string[] {
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => !f.endsWith('.test.ts') && keep(f) && fs.statSync(path.join(dir, f)).isFile())
+    .map((f) => path.join(dir, f))
+    .sort();
+}
+
+/**
+ * A build's content hash (16 hex digits): `header` (the tools' versions), then each of
+ * `files` by its path under `root` and its content (`(absent)` for a missing one).
+ */
+export function contentHash(header: string, root: string, files: readonly string[]): string {
+  const hash = createHash('sha256');
+  hash.update(`${header}\n`);
+  for (const file of files) {
+    hash.update(`${path.relative(root, file)}\n`);
+    hash.update(fs.existsSync(file) ? fs.readFileSync(file) : '(absent)');
+    hash.update('\n');
+  }
+  return hash.digest('hex').slice(0, 16);
 }

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { buildLauncher, launcherBuildHash } from '../launcher-build/build-launcher.ts';
-import { bundleOperator, operatorBuildHash } from '../operator-build/build-operator.ts';
+import { buildOperator, operatorBuildHash } from '../operator-build/build-operator.ts';
 
 export class RuntimeTreeError extends Error {
   override readonly name = 'RuntimeTreeError';
@@ -131,7 +131,8 @@ export function buildRuntimeTree(repoRoot: string, kind: TreeKind, dest: string)
     fs.cpSync(build.dir, dest, { recursive: true });
   } else {
     // The packages resolve from operator/dist up to the tree's node_modules.
-    bundleOperator(repoRoot, path.join(dest, 'operator', 'dist'));
+    const build = buildOperator(repoRoot, path.join(repoRoot, 'hack', '.cache', 'operator-build'));
+    fs.cpSync(build.dir, path.join(dest, 'operator', 'dist'), { recursive: true });
   }
   copyPackages(repoRoot, dest, kind);
 }

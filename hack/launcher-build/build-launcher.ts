@@ -15,11 +15,10 @@
 // that enables Node's compile cache on a V8 code cache made when the build is (ADR 0113):
 // no parse and compile of the ~0.9 MB script, nor of the functions its start runs.
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Metafile } from 'esbuild';
-import { BUNDLE_OPTIONS_FILE, bundleStrict } from '../esbuild/bundle.ts';
+import { BUNDLE_OPTIONS_FILE, bundleStrict, contentHash, sourceFiles } from '../esbuild/bundle.ts';
 
 /**
  * The Node flags the launcher image runs with (docs/adr/0077-launcher-overhead.md,
@@ -69,33 +68,18 @@ export interface LauncherBuild {
   readonly built: boolean;
 }
 
-function listTs(dir: string): string[] {
-  return fs
-    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
-    .map((f) => path.join(dir, f))
-    .sort();
-}
-
 /** The content hash of everything a build is made from. */
 export function launcherBuildHash(repoRoot: string): string {
-  const hash = createHash('sha256');
-  hash.update(`node ${process.version}\n`);
-  const inputs = [
+  const ts = (f: string): boolean => f.endsWith('.ts');
+  return contentHash(`node ${process.version}`, repoRoot, [
     import.meta.filename,
     BUNDLE_OPTIONS_FILE,
     path.join(repoRoot, 'launcher', 'package.json'),
     path.join(repoRoot, 'crds', 'package.json'),
     path.join(repoRoot, 'package-lock.json'),
-    ...listTs(path.join(repoRoot, 'launcher', 'src')),
-    ...listTs(path.join(repoRoot, 'crds', 'src')),
-  ];
-  for (const file of inputs) {
-    hash.update(`${path.relative(repoRoot, file)}\n`);
-    hash.update(fs.existsSync(file) ? fs.readFileSync(file) : '(absent)');
-    hash.update('\n');
-  }
-  return hash.digest('hex').slice(0, 16);
+    ...sourceFiles(path.join(repoRoot, 'launcher', 'src'), ts),
+    ...sourceFiles(path.join(repoRoot, 'crds', 'src'), ts),
+  ]);
 }
 
 /** Every bundled file must be the entry, one the content hash covers, or a third-party package. */

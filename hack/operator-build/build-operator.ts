@@ -8,13 +8,12 @@
 // them from a checkout, so a bundle changes only how KeyVirt's own code is loaded.
 // Stack traces name the bundle's lines and the functions' own names (nothing is
 // renamed or minified).
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { version as esbuildVersion } from 'esbuild';
 import type { Metafile } from 'esbuild';
 import { z } from 'zod';
-import { BUNDLE_OPTIONS_FILE, bundleStrict } from '../esbuild/bundle.ts';
+import { BUNDLE_OPTIONS_FILE, bundleStrict, contentHash, sourceFiles } from '../esbuild/bundle.ts';
 
 /** What the images run: `node <flags> <dir>/<entry>`. */
 export const OPERATOR_BUNDLE = 'operator.mjs';
@@ -103,32 +102,16 @@ export interface OperatorBuild {
   readonly hash: string;
 }
 
-function listSources(dir: string): string[] {
-  return fs
-    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => !f.endsWith('.test.ts') && fs.statSync(path.join(dir, f)).isFile())
-    .map((f) => path.join(dir, f))
-    .sort();
-}
-
 /**
  * The content hash of a tree's bundles: the workspaces' sources and manifests, Node's
  * and esbuild's versions and the build's files (the packages stay outside the bundles).
  */
 export function operatorBuildHash(tree: string): string {
-  const hash = createHash('sha256');
-  hash.update(`node ${process.version} esbuild ${esbuildVersion}\n`);
-  const inputs = [
+  return contentHash(`node ${process.version} esbuild ${esbuildVersion}`, tree, [
     import.meta.filename,
     BUNDLE_OPTIONS_FILE,
-    ...workspaceDirs(tree).flatMap((ws) => [path.join(ws, 'package.json'), ...listSources(path.join(ws, 'src'))]),
-  ];
-  for (const file of inputs) {
-    hash.update(`${path.relative(tree, file)}\n`);
-    hash.update(fs.readFileSync(file));
-    hash.update('\n');
-  }
-  return hash.digest('hex').slice(0, 16);
+    ...workspaceDirs(tree).flatMap((ws) => [path.join(ws, 'package.json'), ...sourceFiles(path.join(ws, 'src'))]),
+  ]);
 }
 
 /**

@@ -33,12 +33,18 @@
 //                      measured process's; to_all_pods_machine_busy_pct: how busy the cores were;
 //                      to_all_pods_cores_for_60s: the cores that work needs to fit in 60 s). The floor
 //                      reports the same from its first VM to its last pod (floor_cluster_cpu_ms_per_vm, …)
+//   to_all_pods_unmeasured_cpu_ms_per_vm  the machine's CPU no measured process spent (the kernel's
+//                      loopback work, any other process): more than a few ms is other work in the window
+//   quiet_wait_s, busy_before_pct  each run (and the floor) first waits until the machine is under
+//                      15 % of a core busy over 5 s (at most 5 min): a cluster that just came up, or an
+//                      earlier run's deletions, must not share the run's cores
+//   etcd_start_*       etcd's revision and database size as the run starts (what earlier runs left)
 // The operator reaches the shared API server through a loopback proxy of the bench's own,
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
 // against the operator of that revision, in the same invocation; `--baseline-last` runs it
-// after the working tree instead. The second run of an invocation costs the API server and
-// etcd more (it follows the first one's thousands of deletions), so compare a change in
-// both orders (docs/adr/0124). `--cpu-prof <dir>` runs each
+// after the working tree instead. The same operator run twice in one invocation differs by
+// up to ~10 % in CPU per VM, either way (docs/adr/0126): compare a change in both orders.
+// `--cpu-prof <dir>` runs each
 // operator under `node --cpu-prof`, stops it with SIGTERM and leaves its profile in <dir>
 // (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
 // `--api-qps Q` starts the operators with `--api-qps Q --api-burst 2Q` (their own default: 200,
@@ -55,7 +61,9 @@ import { KubeClient } from '../../operator/src/runtime/kube-client.ts';
 import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { BURST_IN_FLIGHT, createAll, deleteCollection, untilNamespaceGone, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from '../support/scale-burst.ts';
-import { cpuBudgetFields } from '../support/cpu-budget.ts';
+import { cpuBudgetFields, untilMachineQuiet } from '../support/cpu-budget.ts';
+import { etcdFields, etcdState } from '../support/etcd-state.ts';
+import { ports } from '../../hack/cluster/layout.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
 import { metricSum, operatorRequests, rateLimitWaitBetween, requestsByResource } from '../support/operator-metrics-text.ts';
@@ -116,6 +124,8 @@ interface Setting {
   readonly cpuProfDir: string | undefined;
   /** The operator's client rate limit (`--api-qps`, burst twice that); its own default when absent. */
   readonly apiQps: number | undefined;
+  /** The local cluster's etcd (its JSON gateway): its state before each run. */
+  readonly etcdUrl: string;
 }
 
 /**
@@ -135,6 +145,9 @@ async function untilReconcilesStop(reconciles: () => Promise<number>, vms: numbe
 
 async function runOnce(st: Setting, label: string, tree: string, floor: Floor | undefined): Promise<string> {
   const { cluster, vms } = st;
+  const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
+  const etcdAtStart = await etcdState(st.etcdUrl);
+  const quiet = await untilMachineQuiet(say);
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();
   const stopSampling = new AbortController();
@@ -145,7 +158,6 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
   const entry = await operatorEntryOf(tree);
   const profile = st.cpuProfDir === undefined ? undefined : { dir: st.cpuProfDir, name: `operator-${label.replace(/[^a-zA-Z0-9_-]/g, '_')}.cpuprofile` };
   const operator = startOperatorFrom({ entry, nodeFlags }, kubeconfig, s, logFile, { workers: st.workers, apiQps: st.apiQps, profile });
-  const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
   try {
     const port = await operator.port;
     const latestPort = (): number => operator.ports.at(-1) ?? port;
@@ -259,6 +271,8 @@ async function runOnce(st: Setting, label: string, tree: string, floor: Floor | 
       ` resettled_peak_rss_mib=${resettled.peakMiB.toFixed(1)} resettled_rss_mib=${resettled.rssMiB.toFixed(1)} ${memoryFields('burst', memory.peaks('burst'))} ${memoryFields('outage', memory.peaks('outage'))}` +
       cpuBudgetFields('to_all_pods_', toAllPods, vms) +
       floorFields(floor, vms, allPodsMs) +
+      etcdFields('start_', etcdAtStart) +
+      ` quiet_wait_s=${(quiet.waitedMs / 1000).toFixed(0)} busy_before_pct=${quiet.busyPct.toFixed(0)}` +
       ` operator=${label}`;
     // Printed before the clean-up (minutes for thousands of VMs), whatever the figures.
     process.stdout.write(`${line}\n`);
@@ -320,7 +334,11 @@ export async function main(args: readonly string[]): Promise<void> {
       ['bench', 'self'],
     ]);
     process.stdout.write(`operator-scale: CPU measured of ${[...others].map(([k, v]) => `${k}=${v === 'self' ? process.pid : v.join('+') || 'none'}`).join(' ')}\n`);
-    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps, evictionStrategy };
+    const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps, evictionStrategy, etcdUrl: `http://127.0.0.1:${ports.etcdClient}` };
+    if (withFloor) {
+      const quiet = await untilMachineQuiet((line) => process.stdout.write(`operator-scale[floor]: ${line}\n`));
+      process.stdout.write(`operator-scale[floor]: ${quiet.busyPct.toFixed(0)} % of a core busy before it, after ${(quiet.waitedMs / 1000).toFixed(0)} s\n`);
+    }
     const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
     const runBaseline = async (): Promise<void> => {

@@ -4,7 +4,8 @@
 // cores of this kind that work needs to fit in 60 s. A run whose cores were busy all
 // along is paced by CPU: on this machine only less CPU per VM brings it sooner, and
 // on another the same work takes about cluster CPU / cores.
-import type { CpuWindow } from './process-cpu.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { machineCpu, type CpuWindow, type MachineCpu } from './process-cpu.ts';
 
 /** The aim's window: every launcher pod within 60 s of the burst. */
 const AIM_MS = 60_000;
@@ -16,8 +17,43 @@ export function cpuBudgetFields(prefix: string, window: CpuWindow, vms: number, 
   const total = window.machine.busyMs + window.machine.idleMs;
   const byProcess = [...window.ms].map(([name, ms]) => `${name}=${(ms / vms).toFixed(1)}`).join(',');
   const busyPct = total > 0 ? ((window.machine.busyMs / total) * 100).toFixed(0) : 'n/a';
+  // What no measured process spent: the kernel's own work (loopback traffic's softirqs)
+  // and any other process on the machine. More than a few ms per VM is other work in
+  // the run's window, and the run's cluster figure carries it.
+  const measured = [...window.ms.values()].reduce((a, b) => a + b, 0);
   return (
     ` ${prefix}cluster_cpu_ms_per_vm=${(cluster / vms).toFixed(1)} ${prefix}cpu_ms_per_vm=${byProcess} ` +
+    `${prefix}unmeasured_cpu_ms_per_vm=${((window.machine.busyMs - measured) / vms).toFixed(1)} ` +
     `${prefix}machine_busy_pct=${busyPct} ${prefix}cores_for_60s=${(cluster / AIM_MS).toFixed(1)}`
   );
 }
+
+/** How busy the machine was between two readings, in % of one core. */
+function busyPctOfCore(from: MachineCpu, to: MachineCpu, windowMs: number): number {
+  return ((to.busyMs - from.busyMs) / windowMs) * 100;
+}
+
+/**
+ * Waits until the machine is quiet — under `maxPct` % of one core busy over a `windowMs`
+ * window — so that a run does not share its cores with the tail of other work (a
+ * cluster that just came up, an earlier run's deletions). Gives up after `timeoutMs` and
+ * says so; returns how long it waited and how busy the last window was.
+ */
+export async function untilMachineQuiet(
+  say: (line: string) => void,
+  { maxPct = 15, windowMs = 5_000, timeoutMs = 300_000 }: { maxPct?: number; windowMs?: number; timeoutMs?: number } = {},
+): Promise<{ waitedMs: number; busyPct: number }> {
+  const started = Date.now();
+  for (;;) {
+    const from = await machineCpu();
+    await sleep(windowMs);
+    const busyPct = busyPctOfCore(from, await machineCpu(), windowMs);
+    const waitedMs = Date.now() - started;
+    if (busyPct < maxPct) return { waitedMs, busyPct };
+    if (waitedMs >= timeoutMs) {
+      say(`the machine is still ${busyPct.toFixed(0)} % of a core busy after ${(waitedMs / 1000).toFixed(0)} s: the run shares its cores with other work`);
+      return { waitedMs, busyPct };
+    }
+  }
+}
+

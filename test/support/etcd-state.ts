@@ -1,0 +1,36 @@
+// What a benchmark's earlier runs left in the local cluster's etcd, read through etcd's
+// own JSON gateway (the v3 API over HTTP on its loopback client URL): the store's
+// revision, the database file's size and how much of it live keys use. A burst of
+// thousands of objects and their deletion leaves history the API server compacts only
+// every 5 min, and free pages only a defragmentation returns.
+import { z } from 'zod';
+
+const statusSchema = z.object({
+  header: z.object({ revision: z.coerce.number().int().nonnegative() }),
+  dbSize: z.coerce.number().int().nonnegative(),
+  dbSizeInUse: z.coerce.number().int().nonnegative(),
+});
+
+export interface EtcdState {
+  readonly revision: number;
+  readonly dbSizeMiB: number;
+  readonly dbInUseMiB: number;
+}
+
+async function call(etcdUrl: string, method: string, body: object): Promise<unknown> {
+  const res = await fetch(`${etcdUrl}/v3/${method}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`etcd ${method}: HTTP ${res.status}: ${text.slice(0, 300)}`);
+  return JSON.parse(text) as unknown;
+}
+
+/** etcd's revision and database size now. */
+export async function etcdState(etcdUrl: string): Promise<EtcdState> {
+  const s = statusSchema.parse(await call(etcdUrl, 'maintenance/status', {}));
+  return { revision: s.header.revision, dbSizeMiB: s.dbSize / 2 ** 20, dbInUseMiB: s.dbSizeInUse / 2 ** 20 };
+}
+
+/** `etcd_<prefix>revision=… etcd_<prefix>db_mib=… etcd_<prefix>db_in_use_mib=…` for a BENCH line. */
+export function etcdFields(prefix: string, s: EtcdState): string {
+  return ` etcd_${prefix}revision=${s.revision} etcd_${prefix}db_mib=${s.dbSizeMiB.toFixed(1)} etcd_${prefix}db_in_use_mib=${s.dbInUseMiB.toFixed(1)}`;
+}
