@@ -43,7 +43,7 @@
 // so the outage touches nobody else. `--baseline <git rev>` first runs the same bench
 // against the operator of that revision, in the same invocation; `--baseline-last` runs it
 // after the working tree instead. The same operator run twice in one invocation differs by
-// up to ~10 % in CPU per VM, either way (docs/adr/0126): compare a change in both orders.
+// up to ~15 % in CPU per VM, either way (docs/adr/0126): compare a change in both orders.
 // `--cpu-prof <dir>` runs each
 // operator under `node --cpu-prof`, stops it with SIGTERM and leaves its profile in <dir>
 // (operator-<label>.cpuprofile); `node test/support/cpu-profile-summary.ts <file>` reads it.
@@ -62,7 +62,7 @@ import { ensureCluster, type TestCluster } from '../support/cluster.ts';
 import { startKwokNodes, type KwokNodes } from '../support/kwok.ts';
 import { BURST_IN_FLIGHT, createAll, deleteCollection, untilNamespaceGone, perVm, podTimes, untilBound, untilCreated, vmManifest, type EvictionStrategy } from '../support/scale-burst.ts';
 import { cpuBudgetFields, untilMachineQuiet } from '../support/cpu-budget.ts';
-import { etcdFields, etcdState } from '../support/etcd-state.ts';
+import { etcdFields, etcdStateOrWhy } from '../support/etcd-state.ts';
 import { ports } from '../../hack/cluster/layout.ts';
 import { floorFields, runFloor, type Floor } from '../support/scale-floor.ts';
 import { memoryFields, OperatorMemorySamples } from '../support/operator-memory-samples.ts';
@@ -146,7 +146,8 @@ async function untilReconcilesStop(reconciles: () => Promise<number>, vms: numbe
 async function runOnce(st: Setting, label: string, tree: string, floor: Floor | undefined): Promise<string> {
   const { cluster, vms } = st;
   const say = (line: string): void => void process.stdout.write(`operator-scale[${label}]: ${line}\n`);
-  const etcdAtStart = await etcdState(st.etcdUrl);
+  const etcdAtStart = await etcdStateOrWhy(st.etcdUrl);
+  if (typeof etcdAtStart === 'string') say(`etcd's state unread: ${etcdAtStart}`);
   const quiet = await untilMachineQuiet(say);
   const s = await scratch(cluster, 'kv-bench-scale');
   const stopWatch = new AbortController();

@@ -30,7 +30,13 @@ export async function etcdState(etcdUrl: string): Promise<EtcdState> {
   return { revision: s.header.revision, dbSizeMiB: s.dbSize / 2 ** 20, dbInUseMiB: s.dbSizeInUse / 2 ** 20 };
 }
 
-/** `etcd_<prefix>revision=… etcd_<prefix>db_mib=… etcd_<prefix>db_in_use_mib=…` for a BENCH line. */
-export function etcdFields(prefix: string, s: EtcdState): string {
+/** etcd's state, or the reason it could not be read (a benchmark's diagnostic must not end its run). */
+export async function etcdStateOrWhy(etcdUrl: string): Promise<EtcdState | string> {
+  return etcdState(etcdUrl).catch((err: unknown) => String(err));
+}
+
+/** `etcd_<prefix>revision=… etcd_<prefix>db_mib=… etcd_<prefix>db_in_use_mib=…` for a BENCH line (`n/a` when unread). */
+export function etcdFields(prefix: string, s: EtcdState | string): string {
+  if (typeof s === 'string') return ` etcd_${prefix}revision=n/a etcd_${prefix}db_mib=n/a etcd_${prefix}db_in_use_mib=n/a`;
   return ` etcd_${prefix}revision=${s.revision} etcd_${prefix}db_mib=${s.dbSizeMiB.toFixed(1)} etcd_${prefix}db_in_use_mib=${s.dbInUseMiB.toFixed(1)}`;
 }
