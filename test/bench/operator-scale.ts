@@ -336,11 +336,12 @@ export async function main(args: readonly string[]): Promise<void> {
     ]);
     process.stdout.write(`operator-scale: CPU measured of ${[...others].map(([k, v]) => `${k}=${v === 'self' ? process.pid : v.join('+') || 'none'}`).join(' ')}\n`);
     const setting: Setting = { cluster, admin, api, kwokLabel: s.runId, vms, workers, logDir, apiServerPid: await apiServerPid(cluster.apiServer.port), others, cpuProfDir, apiQps, evictionStrategy, etcdUrl: `http://127.0.0.1:${ports.etcdClient}` };
+    let floor: Floor | undefined;
     if (withFloor) {
       const quiet = await untilMachineQuiet((line) => process.stdout.write(`operator-scale[floor]: ${line}\n`));
       process.stdout.write(`operator-scale[floor]: ${quiet.busyPct.toFixed(0)} % of a core busy before it, after ${(quiet.waitedMs / 1000).toFixed(0)} s\n`);
+      floor = await runFloor(setting, kwok.names);
     }
-    const floor = withFloor ? await runFloor(setting, kwok.names) : undefined;
     const lines: string[] = [];
     const runBaseline = async (): Promise<void> => {
       if (baseline !== undefined) lines.push(await runOnce(setting, baseline, await treeAt(baseline, s.dir), floor));

@@ -5,7 +5,7 @@
 // along is paced by CPU: on this machine only less CPU per VM brings it sooner, and
 // on another the same work takes about cluster CPU / cores.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { machineCpu, type CpuWindow, type MachineCpu } from './process-cpu.ts';
+import { machineCpu, type CpuWindow } from './process-cpu.ts';
 
 /** The aim's window: every launcher pod within 60 s of the burst. */
 const AIM_MS = 60_000;
@@ -28,11 +28,6 @@ export function cpuBudgetFields(prefix: string, window: CpuWindow, vms: number, 
   );
 }
 
-/** How busy the machine was between two readings, in % of one core. */
-function busyPctOfCore(from: MachineCpu, to: MachineCpu, windowMs: number): number {
-  return ((to.busyMs - from.busyMs) / windowMs) * 100;
-}
-
 /**
  * Waits until the machine is quiet — under `maxPct` % of one core busy over a `windowMs`
  * window — so that a run does not share its cores with the tail of other work (a
@@ -47,7 +42,7 @@ export async function untilMachineQuiet(
   for (;;) {
     const from = await machineCpu();
     await sleep(windowMs);
-    const busyPct = busyPctOfCore(from, await machineCpu(), windowMs);
+    const busyPct = (((await machineCpu()).busyMs - from.busyMs) / windowMs) * 100;
     const waitedMs = Date.now() - started;
     if (busyPct < maxPct) return { waitedMs, busyPct };
     if (waitedMs >= timeoutMs) {
@@ -56,4 +51,3 @@ export async function untilMachineQuiet(
     }
   }
 }
-

@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterLayout } from '../../hack/cluster/layout.ts';
 import { etcdFields, etcdState, etcdStateOrWhy } from './etcd-state.ts';
-
-/** A loopback port nothing listens on now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+import { freeLoopbackPort } from './loopback-port.ts';
 
 // A real etcd of the pinned build (hack/prepare.d builds it), on ports of its own: not the local cluster's.
 void describe('etcd state through its JSON gateway', () => {
@@ -26,7 +16,7 @@ void describe('etcd state through its JSON gateway', () => {
   let stop = (): void => undefined;
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'keyvirt-etcd-state-'));
-    const [client, peer] = [await freePort(), await freePort()];
+    const [client, peer] = [await freeLoopbackPort(), await freeLoopbackPort()];
     url = `http://127.0.0.1:${client}`;
     const etcd = spawn(path.join(clusterLayout().binDir, 'etcd'), [
       '--name=etcd-state-test', `--data-dir=${path.join(dir, 'data')}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`,
@@ -55,7 +45,7 @@ void describe('etcd state through its JSON gateway', () => {
   });
 
   void it('an etcd that does not answer gives the reason, and the fields say n/a', async () => {
-    const why = await etcdStateOrWhy(`http://127.0.0.1:${await freePort()}`);
+    const why = await etcdStateOrWhy(`http://127.0.0.1:${await freeLoopbackPort()}`);
     assert.equal(typeof why, 'string');
     assert.equal(etcdFields('start_', why), ' etcd_start_revision=n/a etcd_start_db_mib=n/a etcd_start_db_in_use_mib=n/a');
   });
