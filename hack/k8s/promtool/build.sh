@@ -3,6 +3,9 @@
 # hack/.cache/k8s/bin (or $KEYVIRT_K8S_BIN), the way ../build.sh builds helm and kwok:
 # a go.mod generated from the pin, cached by a hash of the pin, this script and the
 # module files; a cold build prints how long it took. Prints the binary's path.
+# Built with Prometheus' `remove_all_sd` tag: the chart's checks (`check rules`,
+# `test rules`) use no service discovery, and leaving out the cloud providers' SDKs
+# halves a cold build (145 s against 277 s on a 2-core machine, empty Go cache).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -42,7 +45,7 @@ release="3.$((minor - 300)).${PROMTOOL_VERSION##*.}"
 vpkg=github.com/prometheus/common/version
 log "building promtool $PROMTOOL_VERSION (Prometheus $release)"
 start=$(date +%s)
-(cd "$here" && go build -trimpath -ldflags="-s -w -X $vpkg.Version=$release -X $vpkg.Branch=HEAD -X $vpkg.BuildUser=keyvirt -X $vpkg.BuildDate=unknown" -o "$out/" github.com/prometheus/prometheus/cmd/promtool)
+(cd "$here" && go build -tags remove_all_sd -trimpath -ldflags="-s -w -X $vpkg.Version=$release -X $vpkg.Branch=HEAD -X $vpkg.BuildUser=keyvirt -X $vpkg.BuildDate=unknown" -o "$out/" github.com/prometheus/prometheus/cmd/promtool)
 echo "$stamp" > "$out/.promtool.stamp"
 log "promtool built in $(( $(date +%s) - start ))s"
 echo "$out/promtool"
