@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# prepare-lane: go
 # kube-apiserver's CRD validation as a small binary, for test/crds (cached).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

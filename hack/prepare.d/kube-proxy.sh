@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# prepare-lane: go
 # kube-proxy of the pinned release for the local cluster's Service network (ADR 0099),
 # built from the control plane's module after k8s.sh (cached by hash).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# prepare-lane: go
 # What the real nodes need before a suite starts them (each cached): the kubelet of the
 # pinned release (after k8s.sh built the control plane's module) and the pause image.
 set -euo pipefail

@@ -1,7 +1,7 @@
 // `npm run bench -- <name> [args…]`: runs the benchmark test/bench/<name>.ts. A
 // benchmark module either does its work at import or exports `main(args)`.
-// First it builds what the suites need, as `npm test` does (hack/prepare.d/*.sh, each
-// cached); a benchmark builds anything further itself (kwok: test/support/kwok.ts).
+// First it builds what the suites need, as `npm test` does (hack/prepare.sh: every
+// hack/prepare.d/*.sh, each cached); a benchmark builds anything further itself (kwok: test/support/kwok.ts).
 import { execFileSync } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,10 +21,7 @@ async function runBench(argv: readonly string[]): Promise<number> {
     process.stderr.write(`usage: npm run bench -- <name> [args…]\navailable: ${names.join(', ') || '(none)'}\n`);
     return 2;
   }
-  const prepareDir = path.join(benchDir, '..', '..', 'hack', 'prepare.d');
-  for (const script of (await readdir(prepareDir)).filter((f) => f.endsWith('.sh')).sort()) {
-    execFileSync('bash', [path.join(prepareDir, script)], { stdio: ['ignore', 'inherit', 'inherit'] });
-  }
+  execFileSync('bash', [path.join(benchDir, '..', '..', 'hack', 'prepare.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
   const mod = (await import(pathToFileURL(path.join(benchDir, `${name}.ts`)).href)) as { main?: (args: readonly string[]) => Promise<unknown> };
   if (typeof mod.main === 'function') await mod.main(args);
   return 0;
