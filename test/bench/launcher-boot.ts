@@ -25,7 +25,10 @@
 // `--baseline-entry <main.js>` runs another launcher build (its entry, as
 // hack/launcher-build prints it; e.g. another revision's) in the same repetitions:
 // baseline_* figures and vs_baseline_* (this build − the baseline, paired per repetition).
-//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source] [--uncached] [--baseline-entry FILE]   (default 5 reps)
+// Unless --no-floor, the Node.js floor of the same run: node alone and node with the
+// builtins a running launcher had loaded and a listening server, no launcher code
+// (node_bare_rss_mib, node_floor_rss_mib, launcher_over_floor_mib).
+//   npm run bench -- launcher-boot [--reps N] [--shared N] [--with-source] [--uncached] [--baseline-entry FILE] [--no-floor]   (default 5 reps)
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
@@ -41,6 +44,7 @@ import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/bu
 import { LAUNCHER_PROCESS_BYTES } from '../../operator/src/vm/launcher-resources.ts';
 import { createSharedVm, DEFAULT_VM_UID, removeSharedVm, startLauncher, type LauncherProcess, type LogLine } from '../support/launcher-process.ts';
 import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
+import { builtinsRecording, nodeFloor, type NodeFloor } from '../support/node-floor.ts';
 import { processMemory, type ProcessMemory } from '../support/process-memory.ts';
 import { testGuest } from '../support/guest.ts';
 
@@ -223,6 +227,31 @@ async function sharedRun(command: readonly string[], n: number): Promise<Process
   }
 }
 
+/**
+ * The Node.js floor under the launcher: a launcher run with a recorder preloaded until its
+ * agent connects gives the builtins it has loaded; then node alone and node with those
+ * builtins and a listening server, under the launcher's flags (test/support/node-floor.ts).
+ */
+async function floorRun(imageCommand: readonly string[]): Promise<NodeFloor> {
+  const recording = await builtinsRecording();
+  try {
+    const [node, ...rest] = imageCommand;
+    const entry = rest.at(-1);
+    if (node === undefined || entry === undefined) throw new Error('no launcher command');
+    const launcher = await startLauncher({ name: 'floor', command: [node, ...LAUNCHER_NODE_FLAGS, ...recording.nodeArgs, entry], env: recording.env });
+    let loaded: string[];
+    try {
+      await untilAgentConnected(launcher);
+      loaded = await recording.read(launcher.process.pid ?? -1);
+    } finally {
+      await launcher.dispose();
+    }
+    return await nodeFloor(node, LAUNCHER_NODE_FLAGS, loaded);
+  } finally {
+    await recording.dispose();
+  }
+}
+
 /** What each of N launchers costs a node that runs only them: its private pages plus its share of the file-backed ones. */
 function sharedPerVm(memory: readonly ProcessMemory[]): number {
   return median(memory.map((m) => m.anonMiB)) + median(memory.map((m) => m.fileMiB)) / memory.length;
@@ -306,6 +335,13 @@ export async function main(args: readonly string[]): Promise<void> {
         `QEMU RSS ${spread(pick((r) => r.qemuRss, variant), 1)} MiB\n`,
     );
   }
+  const floor = args.includes('--no-floor') ? undefined : await floorRun(imageCommand);
+  if (floor !== undefined) {
+    process.stdout.write(
+      `  Node.js floor (${LAUNCHER_NODE_FLAGS.join(' ')}): alone RSS ${floor.bare.rssMiB.toFixed(1)} MiB (private ${floor.bare.anonMiB.toFixed(1)}); ` +
+        `with the ${floor.builtinCount} builtins the launcher had loaded and a listening server ${floor.builtins.rssMiB.toFixed(1)} MiB (private ${floor.builtins.anonMiB.toFixed(1)})\n`,
+    );
+  }
   const shared = sharedCount > 0 ? await sharedRun(imageCommand, sharedCount) : [];
   if (shared.length > 0) {
     process.stdout.write(
@@ -333,6 +369,11 @@ export async function main(args: readonly string[]): Promise<void> {
       `vs_baseline_to_qemu_cpu_ms=${Math.round(paired((r) => r.toQemuCpuMs))} vs_baseline_rss_mib=${paired((r) => r.launcher.rssMiB).toFixed(1)} ` +
       `vs_baseline_private_mib=${paired((r) => r.launcher.anonMiB).toFixed(1)} `
     : '';
+  const floorFigures =
+    floor === undefined
+      ? ''
+      : `node_bare_rss_mib=${floor.bare.rssMiB.toFixed(1)} node_floor_rss_mib=${floor.builtins.rssMiB.toFixed(1)} node_floor_private_mib=${floor.builtins.anonMiB.toFixed(1)} ` +
+        `node_floor_builtins=${floor.builtinCount} launcher_over_floor_mib=${(launcherRss - floor.builtins.rssMiB).toFixed(1)} `;
   const sharedFigures =
     shared.length > 0
       ? `shared_launchers=${shared.length} shared_rss_mib=${median(shared.map((m) => m.rssMiB)).toFixed(1)} shared_pss_mib=${median(shared.map((m) => m.pssMiB)).toFixed(1)} ` +
@@ -346,7 +387,7 @@ export async function main(args: readonly string[]): Promise<void> {
       `boot_ms=${Math.round(median(pick((r) => r.bootMs)))} bare_boot_ms=${Math.round(median(bare.map((b) => b.bootMs)))} agent_lag_ms=${Math.round(median(pick((r) => r.lagMs)))} bare_agent_lag_ms=${Math.round(median(bare.map((b) => b.lagMs)))} ` +
       `launcher_rss_mib=${launcherRss.toFixed(1)} launcher_rss_min_mib=${Math.min(...rss).toFixed(1)} launcher_rss_max_mib=${Math.max(...rss).toFixed(1)} ` +
       `launcher_private_mib=${median(pick((r) => r.launcher.anonMiB)).toFixed(1)} launcher_pss_mib=${median(pick((r) => r.launcher.pssMiB)).toFixed(1)} ` +
-      `${sharedFigures}pod_overhead_mib=${launcherRss.toFixed(1)} qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} ` +
+      `${floorFigures}${sharedFigures}pod_overhead_mib=${launcherRss.toFixed(1)} qemu_rss_mib=${qemuRss.toFixed(1)} pod_rss_mib=${(launcherRss + qemuRss).toFixed(1)} ` +
       `request_launcher_mib=${LAUNCHER_PROCESS_BYTES / 2 ** 20} ${uncached}${source}${baseline}reps=${reps} accel=${accel}\n`,
   );
 }
