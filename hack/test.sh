@@ -24,4 +24,10 @@ bash hack/prepare.sh
 step "tests"
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.test.ts' | sort)
 if ((${#files[@]} == 0)); then echo "no test files found" >&2; exit 1; fi
-exec node --test --test-reporter=spec --test-concurrency="${KEYVIRT_TEST_CONCURRENCY:-2}" "${files[@]}"
+reporters=(--test-reporter=spec --test-reporter-destination=stdout)
+# KEYVIRT_TEST_DURATIONS=<file>: also write each file's wall time there, longest first.
+if [[ -n "${KEYVIRT_TEST_DURATIONS:-}" ]]; then
+  reporters+=(--test-reporter=./test/support/file-durations-reporter.ts --test-reporter-destination="$KEYVIRT_TEST_DURATIONS")
+fi
+# Three files at a time (ADR 0128).
+exec node --test "${reporters[@]}" --test-concurrency="${KEYVIRT_TEST_CONCURRENCY:-3}" "${files[@]}"
