@@ -36,5 +36,7 @@ lane "${other_lane[@]}" & other_pid=$!
 status=0
 wait "$go_pid" || status=1
 wait "$other_pid" || status=1
-printf '== prepare: %s in %d s\n' "$( ((status == 0)) && echo ready || echo failed)" "$((SECONDS - started))" >&2
+outcome=ready
+if ((status != 0)); then outcome=failed; fi
+printf '== prepare: %s in %d s\n' "$outcome" "$((SECONDS - started))" >&2
 exit "$status"

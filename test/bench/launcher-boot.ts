@@ -232,12 +232,9 @@ async function sharedRun(command: readonly string[], n: number): Promise<Process
  * agent connects gives the builtins it has loaded; then node alone and node with those
  * builtins and a listening server, under the launcher's flags (test/support/node-floor.ts).
  */
-async function floorRun(imageCommand: readonly string[]): Promise<NodeFloor> {
+async function floorRun(node: string, entry: string): Promise<NodeFloor> {
   const recording = await builtinsRecording();
   try {
-    const [node, ...rest] = imageCommand;
-    const entry = rest.at(-1);
-    if (node === undefined || entry === undefined) throw new Error('no launcher command');
     const launcher = await startLauncher({ name: 'floor', command: [node, ...LAUNCHER_NODE_FLAGS, ...recording.nodeArgs, entry], env: recording.env });
     let loaded: string[];
     try {
@@ -335,7 +332,7 @@ export async function main(args: readonly string[]): Promise<void> {
         `QEMU RSS ${spread(pick((r) => r.qemuRss, variant), 1)} MiB\n`,
     );
   }
-  const floor = args.includes('--no-floor') ? undefined : await floorRun(imageCommand);
+  const floor = args.includes('--no-floor') ? undefined : await floorRun(process.execPath, build.entry);
   if (floor !== undefined) {
     process.stdout.write(
       `  Node.js floor (${LAUNCHER_NODE_FLAGS.join(' ')}): alone RSS ${floor.bare.rssMiB.toFixed(1)} MiB (private ${floor.bare.anonMiB.toFixed(1)}); ` +

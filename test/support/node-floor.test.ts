@@ -30,3 +30,7 @@ void test('a recorded process lists its builtins on SIGUSR2; the floor with them
   assert.ok(floor.bare.rssMiB > 10, 'node alone is resident');
   assert.ok(floor.builtins.rssMiB > floor.bare.rssMiB, 'the builtins and a server cost memory');
 });
+
+void test('a floor whose node cannot be started fails with the spawn error instead of waiting', { timeout: 10_000 }, async () => {
+  await assert.rejects(nodeFloor('/nonexistent/node', [], [], 1, 0), /ENOENT/);
+});

@@ -88,14 +88,18 @@ async function floorProcess(node: string, flags: readonly string[], script: stri
         out += chunk.toString();
         if (out.includes('ready\n')) resolve();
       });
+      child.once('error', reject);
       child.once('exit', (code) => reject(new Error(`floor process exited (${code ?? 'signal'}) before it was ready`)));
     });
     await ready;
     await sleep(settleMs);
     return await processMemory(child.pid ?? -1);
   } finally {
-    child.kill('SIGKILL');
-    if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    // A child that never started (spawn's 'error') has no pid and emits no 'exit'.
+    if (child.pid !== undefined) {
+      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
   }
 }
 
