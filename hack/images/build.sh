@@ -19,6 +19,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here="$root/hack/images"
+# pause is built from the pinned Kubernetes module: go where hack/k8s/build.sh finds it.
+export PATH=/usr/local/go/bin:$PATH
 # shellcheck source=mmdebstrap-options.sh
 . "$here/mmdebstrap-options.sh"
 cache=${KEYVIRT_IMAGE_CACHE:-$root/hack/.cache/images}
