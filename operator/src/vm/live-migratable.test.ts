@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StorageDomain, VirtualMachine, storageDomainIsShared, type StorageDomainInput, type VirtualMachineInput } from '@keyvirt/crds';
 import { resolveDisks, type DiskLookup } from './disk-volumes.ts';
-import { liveMigratableCondition, migrationRefusal, notMigratableReasons, type NotMigratableReason } from './live-migratable.ts';
+import { liveMigratableCondition, notMigratableReasons, type NotMigratableReason } from './live-migratable.ts';
 
 type Template = VirtualMachineInput['spec']['template'];
 
@@ -106,20 +106,5 @@ void describe('liveMigratableCondition', () => {
       { reason: 'DisksNotLiveMigratable', message: 'disk b' },
     ]);
     assert.deepEqual(c, { type: 'LiveMigratable', status: 'False', reason: 'DisksNotLiveMigratable', message: 'disk a; disk b; cpu' });
-  });
-});
-
-void describe('migrationRefusal', () => {
-  const withCondition = (status: 'True' | 'False', reason: string, message: string): VirtualMachine =>
-    VirtualMachine.parse({
-      ...vm({}),
-      status: { conditions: [{ type: 'LiveMigratable', status, reason, message, lastTransitionTime: '2026-01-01T00:00:00Z' }] },
-    });
-  void it('reads a False condition', () => {
-    assert.deepEqual(migrationRefusal(withCondition('False', 'DisksNotLiveMigratable', 'disk root is local')), { reason: 'DisksNotLiveMigratable', message: 'disk root is local' });
-  });
-  void it('nothing when True or absent', () => {
-    assert.equal(migrationRefusal(withCondition('True', 'Migratable', 'ok')), undefined);
-    assert.equal(migrationRefusal(vm({})), undefined);
   });
 });

@@ -71,14 +71,3 @@ export function liveMigratableCondition(reasons: readonly NotMigratable[]): Omit
   if (first === undefined) return { type: LIVE_MIGRATABLE, status: 'True', reason: MIGRATABLE_REASON, message: 'the VM can be live-migrated' };
   return { type: LIVE_MIGRATABLE, status: 'False', reason: first.reason, message: sorted.map((r) => r.message).join('; ') };
 }
-
-/**
- * Why a migration of this VM must fail at once, read from the LiveMigratable condition
- * the VM controller wrote; undefined when the condition says it can move or is not
- * there yet (then resolve the disks and call `notMigratableReasons`).
- */
-export function migrationRefusal(vm: VirtualMachine): { reason: string; message: string } | undefined {
-  const c = vm.status?.conditions?.find((x) => x.type === LIVE_MIGRATABLE);
-  if (c?.status !== 'False') return undefined;
-  return { reason: c.reason, message: c.message };
-}
