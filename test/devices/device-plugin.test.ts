@@ -123,7 +123,10 @@ void describe('device plugins through the kubelet side of a simulated node', { t
       return resources.every((r) => s.allocatable[r] === String(UNITS)) ? s : undefined;
     }, 60_000);
     for (const r of resources) assert.equal(status.capacity[r], String(UNITS), r);
-    assert.match(agentOutput, /registered with the kubelet/);
+    // The agent logs a registration once the kubelet's answer reaches it; the kubelet side
+    // may write the Node first. The log reaches this process on its event loop, which the
+    // synchronous kubectl calls above hold: wait for it rather than read what has arrived.
+    await eventually('the agent to log its registration', () => (/registered with the kubelet/.test(agentOutput) ? true : undefined), 10_000);
   });
 
   void it('a pod requesting devices.keyvirt.io/kvm opens /dev/kvm without privileges; one without the request has none', { skip: !hasKvm && 'this host has no /dev/kvm' }, async () => {
