@@ -33,6 +33,8 @@ const CRDS_PACKAGE = '@keyvirt/crds';
 const ENTRY_OUT = path.join('launcher', 'src', 'main.js');
 /** The bundle, beside the entry that loads it. */
 const BUNDLE_OUT = path.join('launcher', 'src', 'launcher.js');
+/** The PID 1 of a pod whose QEMU a launcher outside it runs (ADR 0131), shipped beside the bundle. */
+const POD_SCRIPT = path.join('launcher', 'pod', 'vm-pod.sh');
 /** The V8 code cache of the bundle, made by the build (keys relative to it: the directory can move). */
 const CODE_CACHE_OUT = path.join('launcher', 'compile-cache');
 /** How long the run that makes the code cache may take. */
@@ -77,6 +79,7 @@ export function launcherBuildHash(repoRoot: string): string {
     path.join(repoRoot, 'launcher', 'package.json'),
     path.join(repoRoot, 'crds', 'package.json'),
     path.join(repoRoot, 'package-lock.json'),
+    path.join(repoRoot, POD_SCRIPT),
     ...sourceFiles(path.join(repoRoot, 'launcher', 'src'), ts),
     ...sourceFiles(path.join(repoRoot, 'crds', 'src'), ts),
   ]);
@@ -148,6 +151,9 @@ export function buildLauncher(repoRoot: string, cacheDir: string): LauncherBuild
     fs.writeFileSync(path.join(tmp, ENTRY_OUT), ENTRY_SOURCE);
     // main.js and launcher.js are CommonJS: the nearest manifest says so (the image's root manifest says module).
     fs.writeFileSync(path.join(tmp, 'launcher', 'package.json'), `${JSON.stringify({ private: true, type: 'commonjs' })}\n`);
+    fs.mkdirSync(path.join(tmp, path.dirname(POD_SCRIPT)), { recursive: true });
+    fs.copyFileSync(path.join(repoRoot, POD_SCRIPT), path.join(tmp, POD_SCRIPT));
+    fs.chmodSync(path.join(tmp, POD_SCRIPT), 0o755);
     makeCodeCache(tmp);
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });

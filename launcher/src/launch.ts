@@ -23,6 +23,7 @@ import { prepareTap, removeTap } from './network/tap.ts';
 import { startConfiguredPodNetwork } from './network/pod-network.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
+import { PodHost } from './supervisor/pod-host.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import { LauncherLease } from './lease/launcher-lease.ts';
@@ -47,6 +48,8 @@ export interface LaunchOptions {
   token: string;
   logger: Logger;
   acceleratorProbe?: AcceleratorProbe;
+  /** The pod holding QEMU when the configuration says `qemu.host: pod` (made here when absent). */
+  podHost?: PodHost;
 }
 
 export function statePaths(stateDir: string): StatePaths {
@@ -116,6 +119,8 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
   const paths = statePaths(config.stateDir);
   for (const socket of [paths.qmpSocket, paths.serialSocket, paths.guestAgentSocket, paths.vncSocket]) await rm(socket, { force: true });
+  const podHost = config.qemu.host !== 'pod' ? undefined : (options.podHost ?? new PodHost({ stateDir: config.stateDir, logger }));
+  await podHost?.clearStale();
   const diskCache = await probeDisks(config);
   const cloudInit = config.template.cloudInit;
   const cloudInitSeed =
@@ -134,6 +139,7 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     logger,
     qemuBinary: config.qemu.binary,
     qemuArgs: buildQemuArgs(startPaused ? { ...plan, startPaused } : plan),
+    ...(podHost === undefined ? {} : { spawnQemu: (binary, args, log) => podHost.spawn(binary, args, log) }),
     afterQemuExit: async (status) => lease?.afterQemuExit(status),
     qmpSocket: paths.qmpSocket,
     accelerator: accelerator.accelerator,
@@ -153,7 +159,13 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     };
   };
   if (config.lease !== undefined) {
-    lease = new LauncherLease({ config: config.lease, disksToFence: disksToFence(config), vm: supervisor, logger });
+    lease = new LauncherLease({
+      config: config.lease,
+      disksToFence: disksToFence(config),
+      vm: supervisor,
+      logger,
+      ...(podHost === undefined ? {} : { podFenceDeadline: (ms: number) => podHost.setFenceDeadline(ms) }),
+    });
   }
   const leased = lease;
   const server = new ApiServer(logger, bearerTokenCheck(options.token));

@@ -7,6 +7,7 @@ import { configPathFrom, ConfigError, loadLauncherConfig } from './config.ts';
 import { EXIT_CODES } from './exit-codes.ts';
 import { readToken, TokenFileError } from './http/auth.ts';
 import { launch } from './launch.ts';
+import { PodHost } from './supervisor/pod-host.ts';
 import type { Launch } from './launch.ts';
 import { installSafetyNet } from './safety-net.ts';
 import { terminate } from './termination.ts';
@@ -51,23 +52,38 @@ async function run(logger: Logger): Promise<number> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // QEMU held by the pod (ADR 0131): the pod's SIGTERM arrives as its stop request, and
+  // the pod's PID 1 exits with the code this launcher would have exited with.
+  const pod = config.qemu.host === 'pod' ? new PodHost({ stateDir: config.stateDir, logger: log }) : undefined;
+  const podWatch = new AbortController();
+  const podExit = async (code: number): Promise<number> => {
+    podWatch.abort();
+    await pod?.exitWith(code).catch((err: unknown) => log.warn({ err }, "could not pass the exit code to the pod's process"));
+    return code;
+  };
+  if (pod !== undefined) {
+    void pod.stopRequested(podWatch.signal).then(
+      () => onSignal('SIGTERM'),
+      () => undefined,
+    );
+  }
   try {
-    launched = await launch({ config, token, logger: log });
+    launched = await launch({ config, token, logger: log, ...(pod === undefined ? {} : { podHost: pod }) });
   } catch (err) {
     // Terminated before QEMU ran (e.g. while waiting for a storage lease): nothing failed.
     if (stopping) {
       log.info({ err }, 'terminated before the VM started');
-      return EXIT_CODES.stopped;
+      return podExit(EXIT_CODES.stopped);
     }
     log.fatal({ err }, 'the VM could not be started');
-    return EXIT_CODES.startFailed;
+    return podExit(EXIT_CODES.startFailed);
   }
   if (stopping) onSignal('SIGTERM');
   const final = await launched.supervisor.finished();
   log.info({ phase: final.phase, reason: final.reason, message: final.message }, 'vm ended');
   await new Promise((resolve) => setTimeout(resolve, FINAL_STATUS_LINGER_MS));
   await launched.server.close();
-  return final.phase === 'Stopped' ? EXIT_CODES.stopped : EXIT_CODES.vmFailed;
+  return podExit(final.phase === 'Stopped' ? EXIT_CODES.stopped : EXIT_CODES.vmFailed);
 }
 
 const logger = pino({ name: 'keyvirt-launcher', level: process.env.KEYVIRT_LOG_LEVEL ?? 'info' });

@@ -5,9 +5,10 @@
 // from its disk through the firmware with the QEMU and Node.js the
 // image carries and report Running with the guest agent. The accelerator is whatever
 // the launcher finds: KVM when the host CPU advertises vmx/svm and /dev/kvm opens in
-// the container, TCG otherwise (on this host: TCG, see REFERENCES).
+// the container, TCG otherwise (on this host: TCG, see REFERENCES). The image's pod
+// script (ADR 0131) must hold QEMU as the container's PID 1 for a launcher outside it.
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { LauncherClient, type Status } from '@keyvirt/launcher/api';
-import { createSharedVm, launcherConfig, removeSharedVm, type SharedVm } from '../support/launcher-process.ts';
+import { createSharedVm, launcherConfig, removeSharedVm, startLauncher, type SharedVm } from '../support/launcher-process.ts';
 import { builtImage, containerOutput, NEVER_PULL, startPodmanService, type PodmanService } from './podman-service.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
@@ -123,5 +124,54 @@ void describe('launcher image', { timeout: 600_000 }, () => {
     } finally {
       await container.stop({ timeout: 20_000 });
     }
+  });
+  void it('holds QEMU with its pod script as PID 1 for a launcher outside the container (ADR 0131)', async (t) => {
+    assert.ok(vm !== undefined);
+    const sharedVm = vm;
+    const output = containerOutput();
+    let container: StartedTestContainer | undefined;
+    const launcher = await startLauncher({
+      vm: sharedVm,
+      name: 'image-pod',
+      hostingPod: 'external',
+      beforeLaunch: async ({ stateDir }) => {
+        await mkdir(stateDir, { recursive: true, mode: 0o700 });
+        container = await new DeviceContainer(ref)
+          .withPullPolicy(NEVER_PULL)
+          .withNetworkMode('none')
+          .withDevice('/dev/kvm')
+          .withReadOnlyRootFilesystem()
+          .withDroppedCapabilities('ALL')
+          .withSecurityOpt('no-new-privileges')
+          .withBindMounts([
+            { source: stateDir, target: stateDir, mode: 'rw' },
+            { source: sharedVm.storageDir, target: sharedVm.storageDir, mode: 'rw' },
+            { source: path.dirname(sharedVm.guest.disk), target: path.dirname(sharedVm.guest.disk), mode: 'ro' },
+          ])
+          .withEnvironment({ KEYVIRT_STATE_DIR: stateDir, KEYVIRT_GRACE_SECONDS: '60' })
+          .withEntrypoint(['/bin/bash', '/opt/keyvirt/launcher/pod/vm-pod.sh'])
+          .withLogConsumer((stream) => output.consume(stream))
+          .withWaitStrategy(Wait.forSuccessfulCommand(`test -p ${stateDir}/pod.ctl`))
+          .withStartupTimeout(60_000)
+          .start();
+      },
+    });
+    t.after(() => launcher.dispose());
+    t.after(() => container?.stop({ timeout: 1000 }));
+    assert.ok(container !== undefined);
+    const status = await waitRunningWithAgent(launcher.client, BOOT_TIMEOUT_MS);
+    t.diagnostic(`accelerator ${status.accelerator}`);
+    assert.ok(status.qemu.pid !== undefined);
+    // QEMU is the image's, in the container, a child of the script's watcher.
+    const qemu = await container.exec(['readlink', `/proc/${String(status.qemu.pid)}/exe`]);
+    assert.equal(qemu.output.trim(), '/usr/bin/qemu-system-x86_64');
+    const init = await container.exec(['sh', '-c', 'tr "\\0" " " < /proc/1/cmdline; grep ^CapEff /proc/1/status']);
+    assert.match(init.output, /^\/bin\/bash \/opt\/keyvirt\/launcher\/pod\/vm-pod\.sh/);
+    assert.match(init.output, /CapEff:\s+0+$/m, 'the pod script runs without capabilities');
+    // Stopping the container (SIGTERM to its PID 1) shuts the guest down through the launcher.
+    await container.stop({ timeout: 60_000 });
+    assert.deepEqual(await launcher.exited, { code: 0, signal: null });
+    const ended = launcher.logs().find((l) => l.msg === 'vm ended');
+    assert.deepEqual([ended?.phase, ended?.reason], ['Stopped', 'GuestShutdown']);
   });
 });

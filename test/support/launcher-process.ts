@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -29,6 +29,30 @@ import { counterContinuity, createBlankDisk, parseCounterLines, testGuest, type 
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const launcherMain = path.join(repoRoot, 'launcher', 'src', 'main.ts');
+export const VM_POD_SCRIPT = path.join(repoRoot, 'launcher', 'pod', 'vm-pod.sh');
+
+/** Starts vm-pod.sh as PID 1 of a new PID namespace, on `stateDir`. */
+export async function startHostingPod(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<HostingPod> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', 'bash', VM_POD_SCRIPT], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH, KEYVIRT_STATE_DIR: stateDir, ...env },
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  const initPid = async (): Promise<number> => {
+    for (let i = 0; i < 100; i++) {
+      const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
+      const pid = Number(children.trim().split(' ')[0]);
+      if (pid > 0) return pid;
+      await sleep(50);
+    }
+    throw new Error(`the pod's PID 1 did not start:\n${output}`);
+  };
+  return { process: child, exited, initPid, output: () => output };
+}
 
 /** The uid of a VM created without one (the lifecycle suite checks it in the guest's seed). */
 export const DEFAULT_VM_UID = '2b9c7f5e-3d1a-4c8e-9f00-6a1b2c3d4e5f';
@@ -137,6 +161,24 @@ export interface LauncherOptions {
   readonly command?: readonly string[];
   /** Runs the launcher in its own process group (its QEMU included), so that a test can signal the whole group. */
   readonly detached?: boolean;
+  /**
+   * QEMU held by a pod's PID 1 while the launcher runs beside it (`qemu.host: pod`, ADR
+   * 0131): `namespace` starts launcher/pod/vm-pod.sh in a PID namespace of its own, as a
+   * launcher pod would run it; `external` leaves the pod to `beforeLaunch` (a container).
+   */
+  readonly hostingPod?: 'namespace' | 'external';
+  /** Runs once the launcher's state directory is known, before the launcher starts. */
+  readonly beforeLaunch?: (dirs: { dir: string; stateDir: string }) => Promise<void>;
+}
+
+/** The pod of a launcher with `hostingPod: 'namespace'`: its PID 1 runs in a PID namespace of its own. */
+export interface HostingPod {
+  /** `unshare`, whose child is the pod's PID 1; SIGKILL to it ends the namespace. */
+  readonly process: ChildProcess;
+  readonly exited: Promise<LauncherExit>;
+  /** The host pid of the pod's PID 1 (the script). */
+  readonly initPid: () => Promise<number>;
+  readonly output: () => string;
 }
 
 export interface LogLine {
@@ -171,6 +213,8 @@ export interface LauncherProcess {
   readonly counters: () => Promise<CounterRecord[]>;
   readonly waitForSerial: (pattern: RegExp, timeoutMs: number) => Promise<RegExpExecArray>;
   readonly dispose: () => Promise<void>;
+  /** The pod holding QEMU, with `hostingPod: 'namespace'`. */
+  readonly pod?: HostingPod;
 }
 
 function parseLog(text: string): LogLine[] {
@@ -209,9 +253,14 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
   await writeFile(tokenFile, `${vm.token}\n`, { mode: 0o600 });
   const stateDir = path.join(dir, 'state');
   const address = options.address ?? '127.0.0.1';
-  const base = launcherConfig(vm, { mode: options.mode ?? 'run', address, tokenFile, stateDir });
+  const own = launcherConfig(vm, { mode: options.mode ?? 'run', address, tokenFile, stateDir });
+  const base = options.hostingPod === undefined ? own : { ...own, qemu: { ...own.qemu, host: 'pod' as const } };
+  const config = options.configure === undefined ? base : options.configure(base);
   const configFile = path.join(dir, 'config.json');
-  await writeFile(configFile, JSON.stringify(options.configure === undefined ? base : options.configure(base), null, 2));
+  await writeFile(configFile, JSON.stringify(config, null, 2));
+  const pod =
+    options.hostingPod === 'namespace' ? await startHostingPod(stateDir, { KEYVIRT_GRACE_SECONDS: String(config.terminationGracePeriodSeconds ?? 180) }) : undefined;
+  await options.beforeLaunch?.({ dir, stateDir });
   const [cmd, ...args] = [...(options.netnsExec ?? []), ...(options.command ?? [process.execPath, launcherMain]), '--config', configFile];
   const startedAt = Date.now();
   const child = spawn(cmd, args, {
@@ -241,7 +290,13 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
       child.kill('SIGKILL');
       await exited;
     }
-    for (const pid of qemuPids()) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    if (pod !== undefined) {
+      // QEMU's pid is the pod's (another PID namespace): the namespace ends with its PID 1.
+      if (pod.process.exitCode === null && pod.process.signalCode === null) pod.process.kill('SIGKILL');
+      await pod.exited;
+    } else if (options.hostingPod === undefined) {
+      for (const pid of qemuPids()) if (processAlive(pid)) process.kill(pid, 'SIGKILL');
+    }
     await rm(dir, { recursive: true, force: true });
     if (ownVm !== undefined) await removeSharedVm(ownVm);
   };
@@ -284,6 +339,7 @@ export async function startLauncher(options: LauncherOptions = {}): Promise<Laun
     logs,
     serial,
     counters: async () => parseCounterLines(await serial()),
+    ...(pod === undefined ? {} : { pod }),
     waitForSerial: async (pattern, timeoutMs) => {
       const deadline = Date.now() + timeoutMs;
       for (;;) {

@@ -119,6 +119,10 @@ export const LauncherConfigSchema = z.object({
     .object({
       binary: z.string().default('qemu-system-x86_64'),
       vnc: z.boolean().default(true),
+      host: z
+        .enum(['launcher', 'pod'])
+        .default('launcher')
+        .describe("QEMU's parent: the launcher, or the pod's PID 1 (launcher/pod/vm-pod.sh) through the state directory (ADR 0131)"),
       hugepagesPath: absolutePath.default('/dev/hugepages'),
     })
     .prefault({}),

@@ -27,6 +27,11 @@ export interface LeaseHolderOptions {
   /** Monotonic milliseconds; never the wall clock. */
   readonly now?: () => number;
   readonly fenceCheckIntervalMs?: number;
+  /**
+   * Called at the start and after each renewal that succeeded, with the monotonic start
+   * of the last one: the fence deadline moves on from it (a pod holding QEMU keeps its own).
+   */
+  readonly onRenewed?: (lastRenewalStartMs: number) => void;
 }
 
 export class LeaseHandoverError extends Error {
@@ -78,6 +83,7 @@ export class LeaseHolder {
   /** Starts renewing and the fence timer. */
   start(): void {
     this.#fenceTimer = setInterval(() => this.#checkDeadline(), this.#o.fenceCheckIntervalMs ?? 100);
+    this.#o.onRenewed?.(this.#lastRenewalStartMs);
     this.#scheduleRenewal();
     this.#checkDeadline();
   }
@@ -155,6 +161,7 @@ export class LeaseHolder {
       this.#record = next;
       this.#lastRenewalStartMs = Math.max(this.#lastRenewalStartMs, startMs);
       this.#renewals++;
+      this.#o.onRenewed?.(this.#lastRenewalStartMs);
     } catch (err) {
       this.#log.warn({ err }, 'lease renewal failed');
       this.#checkDeadline();

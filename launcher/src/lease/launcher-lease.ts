@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { LeaseConfig } from '../api/config.ts';
-import { LEASE_HOLDER_ENV, LEASE_NODE_ENV } from '../api/config.ts';
+import { LEASE_HOLDER_ENV, LEASE_KILL_LATENCY_MS, LEASE_NODE_ENV } from '../api/config.ts';
 import type { LauncherPhase, LeaseStatus, Status } from '../api/status.ts';
 import { acquireLease } from './acquirer.ts';
 import { checkHandover } from './decisions.ts';
@@ -41,6 +41,20 @@ export interface LauncherLeaseOptions {
   readonly vm: LeasedVm;
   readonly logger: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Where QEMU's pod keeps a fence deadline of its own (ADR 0131): called with the
+   * milliseconds from now after which the pod kills QEMU unless called again.
+   */
+  readonly podFenceDeadline?: (msFromNow: number) => Promise<void>;
+}
+
+/**
+ * How long after the last renewal's start the pod kills QEMU: 1 s before F (the pod
+ * checks once a second), never less than F/2. Either way its kill lands within F plus
+ * the kill latency that the expiry L allows for (ADR 0063).
+ */
+export function podFenceAfterMs(fenceTimeoutMs: number): number {
+  return Math.max(fenceTimeoutMs - LEASE_KILL_LATENCY_MS, fenceTimeoutMs / 2);
 }
 
 /** This launcher's identity: the configured holderId, else the pod UID from the downward API. */
@@ -120,10 +134,18 @@ export class LauncherLease {
       timing: this.#timing,
       logger: this.#log,
       onFence: (reason, message) => this.#o.vm.killForLease(reason, message),
+      ...(this.#o.podFenceDeadline === undefined ? {} : { onRenewed: (lastStartMs: number) => this.#movePodDeadline(lastStartMs) }),
     });
     this.#holder = holder;
     holder.start();
     this.#status({ state: 'Held', holder: this.self, generation: record.generation, takeover: this.#takeover });
+  }
+
+  #movePodDeadline(lastRenewalStartMs: number): void {
+    const write = this.#o.podFenceDeadline;
+    if (write === undefined) return;
+    const msFromNow = lastRenewalStartMs + podFenceAfterMs(this.#timing.fenceTimeoutMs) - performance.now();
+    void write(msFromNow).catch((err: unknown) => this.#log.warn({ err }, "could not move the pod's fence deadline"));
   }
 
   /**

@@ -2,7 +2,6 @@
 // exit), keeps the tail of its stderr for failure messages, and opens the QMP session
 // once QEMU has created its socket.
 import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { QmpClient } from '../qmp/client.ts';
@@ -17,12 +16,18 @@ export interface QemuExit {
 }
 
 export interface QemuProcess {
-  child: ChildProcess;
   pid: number;
   exited: Promise<QemuExit>;
   /** The last lines QEMU wrote to stderr. */
   stderrTail: () => string;
+  /** True until QEMU has exited. */
+  alive: () => boolean;
+  /** SIGKILL to QEMU (nothing once it has exited). */
+  kill: () => void;
 }
+
+/** Starts QEMU: as the launcher's child (spawnQemu), or through the pod that holds it (pod-host.ts). */
+export type QemuSpawner = (binary: string, args: readonly string[], logger: Logger) => Promise<QemuProcess>;
 
 const STDERR_LINES = 20;
 
@@ -45,7 +50,16 @@ export function spawnQemu(binary: string, args: readonly string[], logger: Logge
       resolve({ code: 127, signal: null });
     });
   });
-  return { child, pid: child.pid ?? -1, exited, stderrTail: () => tail.join('\n') };
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
+  return {
+    pid: child.pid ?? -1,
+    exited,
+    stderrTail: () => tail.join('\n'),
+    alive,
+    kill: () => {
+      if (alive()) child.kill('SIGKILL');
+    },
+  };
 }
 
 /** Connects to QMP, retrying while QEMU creates its socket; fails when QEMU exits first or time runs out. */

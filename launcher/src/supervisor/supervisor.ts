@@ -20,7 +20,7 @@ import { guestAgentStatus, guestStatus } from './guest-status.ts';
 import { ActionConflictError } from './action-conflict.ts';
 import { assertAllowedAfterHandover, GuestHandedOverError } from './handover.ts';
 import { connectQmp, spawnQemu } from './qemu-process.ts';
-import type { QemuExit, QemuProcess } from './qemu-process.ts';
+import type { QemuExit, QemuProcess, QemuSpawner } from './qemu-process.ts';
 
 export { ActionConflictError } from './action-conflict.ts';
 
@@ -28,6 +28,8 @@ export interface SupervisorOptions {
   logger: Logger;
   qemuBinary: string;
   qemuArgs: readonly string[];
+  /** How QEMU is started: the launcher's own child by default. */
+  spawnQemu?: QemuSpawner;
   qmpSocket: string;
   accelerator: Accelerator;
   disks: Status['disks'];
@@ -106,8 +108,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
 
   /** True while the QEMU process exists (it may outlive a final phase after a post-copy failure). */
   get qemuAlive(): boolean {
-    const child = this.#proc?.child;
-    return child !== undefined && child.exitCode === null && child.signalCode === null;
+    return this.#proc?.alive() === true;
   }
 
   /**
@@ -166,9 +167,9 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   killForLease(reason: string, message: string): void {
     if (this.#leaseFence !== undefined) return;
     this.#leaseFence = { reason, message };
-    const child = this.#proc?.child;
-    if (child !== undefined && this.qemuAlive) {
-      child.kill('SIGKILL');
+    const proc = this.#proc;
+    if (proc !== undefined && this.qemuAlive) {
+      proc.kill();
       this.#intent = { reason, outcome: 'Failed' };
       this.#message = message;
     }
@@ -191,7 +192,17 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
   async start(): Promise<void> {
     if (this.#leaseFence !== undefined) throw new ActionConflictError(`QEMU not started: ${this.#leaseFence.message}`);
     this.#log.info({ binary: this.#o.qemuBinary, args: this.#o.qemuArgs }, 'starting qemu');
-    const proc = spawnQemu(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
+    const spawn = this.#o.spawnQemu ?? ((binary, args, log): Promise<QemuProcess> => Promise.resolve(spawnQemu(binary, args, log)));
+    let proc: QemuProcess;
+    try {
+      proc = await spawn(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
+    } catch (err) {
+      this.#log.error({ err }, 'qemu failed to start');
+      this.#message = (err as Error).message;
+      this.setPhase('Failed', 'QemuStartFailed', this.#message);
+      this.#finish(this.status);
+      throw err;
+    }
     this.#proc = proc;
     // The launcher's CPU time so far (Node's start, the bundle, configuration, preparation): what its start costs before QEMU runs.
     const cpu = process.cpuUsage();
@@ -215,9 +226,9 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       this.#log.error({ err }, 'qemu failed to start');
       this.#message = (err as Error).message;
-      if (proc.child.exitCode === null && proc.child.signalCode === null) {
+      if (proc.alive()) {
         this.#intent = { reason: 'QemuStartFailed', outcome: 'Failed' };
-        proc.child.kill('SIGKILL');
+        proc.kill();
       }
       throw err;
     }
@@ -317,7 +328,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
       await quit();
     }
     const gone = await Promise.race([proc.exited.then(() => true), sleep(this.#o.powerOffTimeoutMs ?? 5000, false)]);
-    if (!gone) proc.child.kill('SIGKILL');
+    if (!gone) proc.kill();
   }
 
   async #escalate(proc: QemuProcess, gracePeriodMs: number): Promise<void> {
@@ -332,7 +343,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (await exitedWithin(deadline - Date.now())) return;
     this.#log.warn({ gracePeriodMs }, 'grace period over; killing qemu');
     this.#intent = { reason: 'GracePeriodExpired', outcome: 'Stopped' };
-    proc.child.kill('SIGKILL');
+    proc.kill();
   }
 
   #require(phases: readonly LauncherPhase[], action: string): void {
