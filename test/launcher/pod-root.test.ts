@@ -1,0 +1,136 @@
+// A pod's files reached from outside it (launcher/src/supervisor/pod-root.ts, ADR 0132)
+// against a real mount namespace: a process in its own mount and PID namespaces with a
+// tmpfs only it sees, links planted where a hostile QEMU would plant them, and a
+// directory swapped for a link while it is held; and pod-host.ts driving the pod's
+// script over a directory only the pod sees, as the node agent will.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { PodHost } from '../../launcher/src/supervisor/pod-host.ts';
+import { PodRoot, PodRootError, type PodDirectory } from '../../launcher/src/supervisor/pod-root.ts';
+import { VM_POD_SCRIPT } from '../support/launcher-process.ts';
+
+const run = promisify(execFile);
+
+const SETUP = [
+  'mount -t tmpfs tmpfs /mnt',
+  'mkdir -p /mnt/pod/state',
+  'echo pod-file > /mnt/pod/state/file',
+  'ln -s /etc /mnt/pod/evil',
+  'ln -s state /mnt/pod/rel',
+  'ln -s /mnt/pod/state /mnt/pod/abs',
+  'ln -s /etc/hostname /mnt/pod/state/link',
+  'exec sleep 1000',
+].join(' && ');
+
+async function startPod(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
+  const child = spawn('unshare', ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', 'sh', '-c', SETUP], { stdio: 'ignore' });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  for (let i = 0; i < 100; i++) {
+    const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
+    const pid = Number(children.trim().split(' ')[0]);
+    if (pid > 0 && (await readFile(`/proc/${String(pid)}/cmdline`, 'utf8').catch(() => '')).startsWith('sleep')) return pid;
+    await sleep(50);
+  }
+  throw new Error('the pod did not start');
+}
+
+async function inPod(pid: number, script: string): Promise<string> {
+  return (await run('nsenter', ['--target', String(pid), '--mount', '--', 'sh', '-c', script])).stdout;
+}
+
+void test('the pod files are read in the pod view, with no link followed', { timeout: 60_000 }, async (t) => {
+  const pid = await startPod(t);
+  assert.equal(existsSync('/mnt/pod'), false, 'the pod tmpfs is visible outside the pod');
+  const root = await PodRoot.open(`/proc/${String(pid)}/root`);
+  t.after(() => root.close());
+
+  const state = await root.directory('/mnt/pod/state');
+  t.after(() => state.close());
+  const file = await state.openFile('file', constants.O_RDONLY);
+  assert.equal(await file.readFile('utf8'), 'pod-file\n');
+  await file.close();
+  assert.equal(state.inPod('file'), '/mnt/pod/state/file');
+
+  // The hazard: through /proc/<pid>/root an absolute link resolves against the caller's root.
+  await assert.rejects(readFile(`/proc/${String(pid)}/root/mnt/pod/abs/file`), { code: 'ENOENT' });
+
+  for (const link of ['/mnt/pod/evil', '/mnt/pod/rel', '/mnt/pod/abs', '/mnt/pod/evil/ssh']) {
+    await assert.rejects(root.directory(link), (err: unknown) => err instanceof PodRootError && /is a symbolic link/.test(err.message), link);
+  }
+  await assert.rejects(state.openFile('link', constants.O_RDONLY), /the pod's \/mnt\/pod\/state\/link is a symbolic link/);
+  for (const bad of ['/mnt/pod/state/../evil', 'mnt/pod/state', '/mnt/./pod', '/mnt/pod\0/x']) {
+    await assert.rejects(root.directory(bad), PodRootError, bad);
+  }
+  for (const name of ['..', '.', 'a/b', '', 'x\0']) assert.throws(() => state.entry(name), PodRootError, JSON.stringify(name));
+});
+
+void test('a held directory stays the pod directory when its path is swapped for a link', { timeout: 60_000 }, async (t) => {
+  const pid = await startPod(t);
+  const root = await PodRoot.open(`/proc/${String(pid)}/root`);
+  t.after(() => root.close());
+  const state = await root.directory('/mnt/pod/state');
+  t.after(() => state.close());
+  await inPod(pid, 'mv /mnt/pod/state /mnt/pod/moved && ln -s /etc /mnt/pod/state');
+  const created = await state.openFile('written-by-the-agent', constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
+  await created.writeFile('x');
+  await created.close();
+  assert.equal(await inPod(pid, 'cat /mnt/pod/moved/written-by-the-agent'), 'x');
+  assert.equal(existsSync('/etc/written-by-the-agent'), false);
+  // Walked again, the path is refused.
+  await assert.rejects(root.directory('/mnt/pod/state'), /is a symbolic link/);
+});
+
+void test('pod-host drives the pod script over a held directory that only the pod sees', { timeout: 60_000 }, async (t) => {
+  const child = spawn(
+    'unshare',
+    ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs /mnt && mkdir -p /mnt/pod/state && exec bash ${VM_POD_SCRIPT}`],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, KEYVIRT_STATE_DIR: '/mnt/pod/state' } },
+  );
+  let output = '';
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  let pid = 0;
+  for (let i = 0; i < 100 && pid === 0; i++) {
+    await sleep(50);
+    const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
+    const candidate = Number(children.trim().split(' ')[0]);
+    if (candidate > 0 && (await readFile(`/proc/${String(candidate)}/cmdline`, 'utf8').catch(() => '')).includes('vm-pod.sh')) pid = candidate;
+  }
+  assert.ok(pid > 0, `the pod did not start: ${output}`);
+  const root = await PodRoot.open(`/proc/${String(pid)}/root`);
+  t.after(() => root.close());
+  let state: PodDirectory | undefined;
+  for (let i = 0; i < 100 && state === undefined; i++) {
+    state = await root.directory('/mnt/pod/state').catch(() => undefined);
+    if (state === undefined) await sleep(50);
+  }
+  assert.ok(state !== undefined);
+  const held = state;
+  t.after(() => held.close());
+  const host = new PodHost({ stateDir: held.descriptorPath, logger: pino({ level: 'silent' }) });
+  const proc = await host.spawn('sh', ['-c', 'echo from-the-pod >&2; exec sleep 100'], pino({ level: 'silent' }));
+  assert.ok(proc.pid > 0);
+  // A link planted where the pod writes QEMU's exit is not read through.
+  await inPod(pid, 'ln -s /etc/hostname /mnt/pod/state/qemu.exit');
+  await sleep(1500);
+  assert.equal(proc.alive(), true, 'a link as qemu.exit ended the process');
+  await inPod(pid, 'rm /mnt/pod/state/qemu.exit');
+  proc.kill();
+  assert.deepEqual(await proc.exited, { code: null, signal: 'SIGKILL' });
+  assert.match(proc.stderrTail(), /from-the-pod/);
+});
