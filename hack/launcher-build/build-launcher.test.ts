@@ -30,6 +30,7 @@ function miniRepo(name: string): string {
     'launcher/src/unused.ts': 'export const unused: number = 1;\n',
     'crds/src/index.ts': "export { unit } from './units.ts';\n",
     'crds/src/units.ts': "export const unit: string = 'm²';\n",
+    'launcher/pod/vm-pod.sh': '#!/bin/bash\necho pod\n',
   };
   for (const [rel, content] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
@@ -51,6 +52,9 @@ describe('launcher build', () => {
     assert.doesNotMatch(main, /: Shape/);
     assert.doesNotMatch(main, /\bimport\s/, 'no ESM import: builtins are required, not imported');
     assert.match(main, /function area\(/, 'names are kept');
+    // The pod's PID 1 (ADR 0131) ships beside the bundle, executable.
+    const script = path.join(build.dir, 'launcher', 'pod', 'vm-pod.sh');
+    assert.equal(execFileSync(script, { encoding: 'utf8' }), 'pod\n');
     assert.doesNotMatch(main, /[^\x00-\x7f]/, 'ASCII only');
   });
 

@@ -23,7 +23,8 @@ import { prepareTap, removeTap } from './network/tap.ts';
 import { startConfiguredPodNetwork } from './network/pod-network.ts';
 import type { StatePaths } from './qemu/machine-plan.ts';
 import { VmSupervisor } from './supervisor/supervisor.ts';
-import { PodHost } from './supervisor/pod-host.ts';
+import { PodHost } from './pod/pod-host.ts';
+import { insideView, outsideView, type LaunchView, type OutsidePod } from './pod/outside-view.ts';
 import { SerialLogRotator } from './supervisor/serial-log.ts';
 import { attachMigration } from './migration/attach.ts';
 import { LauncherLease } from './lease/launcher-lease.ts';
@@ -50,6 +51,14 @@ export interface LaunchOptions {
   acceleratorProbe?: AcceleratorProbe;
   /** The pod holding QEMU when the configuration says `qemu.host: pod` (made here when absent). */
   podHost?: PodHost;
+  /**
+   * The pod, when this launch runs outside it (a node agent, ADRs 0130-0132): the
+   * configuration's paths are the pod's, reached through its root; the API listens in
+   * its network namespace.
+   */
+  outside?: OutsidePod;
+  /** The metrics token's file, as this process reads it (beside the token file by default). */
+  metricsTokenFile?: string;
 }
 
 export function statePaths(stateDir: string): StatePaths {
@@ -77,9 +86,9 @@ async function prepareTaps(config: LauncherConfig, logger: Logger): Promise<() =
 }
 
 /** The cache mode of every configured disk (O_DIRECT where its file system allows it). */
-export async function probeDisks(config: LauncherConfig): Promise<Record<string, DiskCacheMode>> {
+export async function probeDisks(config: LauncherConfig, probe: (path: string) => Promise<DiskCacheMode> = probeDiskCacheMode): Promise<Record<string, DiskCacheMode>> {
   const modes: Record<string, DiskCacheMode> = {};
-  for (const [name, disk] of Object.entries(config.disks)) modes[name] = await probeDiskCacheMode(disk.path);
+  for (const [name, disk] of Object.entries(config.disks)) modes[name] = await probe(disk.path);
   return modes;
 }
 
@@ -113,23 +122,41 @@ function abortOnTermination(): { signal: AbortSignal; done: () => void } {
  * starts so that the Starting phase (and a start failure) can be observed.
  */
 export async function launch(options: LaunchOptions): Promise<Launch> {
+  const view = options.outside === undefined ? insideView(options.config) : await outsideView(options.config, options.outside);
+  try {
+    return await launchIn(options, view);
+  } catch (err) {
+    await view.close();
+    throw err;
+  }
+}
+
+/** The state directory emptied of an earlier QEMU's sockets and files, the disks probed, the seed written. */
+async function prepareState(options: LaunchOptions, view: LaunchView): Promise<{ podHost: PodHost | undefined; diskCache: Record<string, DiskCacheMode>; cloudInitSeed: string | undefined }> {
+  const { config, logger } = options;
+  if (options.outside === undefined) await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const seen = statePaths(view.stateDir);
+  for (const socket of [seen.qmpSocket, seen.serialSocket, seen.guestAgentSocket, seen.vncSocket]) await rm(socket, { force: true });
+  const podHost = config.qemu.host !== 'pod' ? undefined : (options.podHost ?? new PodHost({ stateDir: view.stateDir, logger }));
+  await podHost?.clearStale();
+  const diskCache = await probeDisks(config, (p) => view.probeDisk(p));
+  const cloudInit = config.template.cloudInit;
+  if (cloudInit === undefined) return { podHost, diskCache, cloudInitSeed: undefined };
+  const seed = await buildNoCloudSeed(
+    { instanceId: config.vm.uid, hostname: config.vm.name, userData: cloudInit.userData, networkData: cloudInit.networkData },
+    view.stateDir,
+  );
+  return { podHost, diskCache, cloudInitSeed: view.qemuPath(seed) };
+}
+
+async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launch> {
   const { config, logger } = options;
   const accelerator = await chooseAccelerator(config.allowEmulation || config.template.allowEmulation, options.acceleratorProbe);
   logger.info({ accelerator: accelerator.accelerator, why: accelerator.reason }, 'accelerator chosen');
-  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  // QEMU's paths (the pod's) and this process's names for the same files.
   const paths = statePaths(config.stateDir);
-  for (const socket of [paths.qmpSocket, paths.serialSocket, paths.guestAgentSocket, paths.vncSocket]) await rm(socket, { force: true });
-  const podHost = config.qemu.host !== 'pod' ? undefined : (options.podHost ?? new PodHost({ stateDir: config.stateDir, logger }));
-  await podHost?.clearStale();
-  const diskCache = await probeDisks(config);
-  const cloudInit = config.template.cloudInit;
-  const cloudInitSeed =
-    cloudInit === undefined
-      ? undefined
-      : await buildNoCloudSeed(
-          { instanceId: config.vm.uid, hostname: config.vm.name, userData: cloudInit.userData, networkData: cloudInit.networkData },
-          config.stateDir,
-        );
+  const seen = statePaths(view.stateDir);
+  const { podHost, diskCache, cloudInitSeed } = await prepareState(options, view);
   const plan = planMachine({ config, accelerator: accelerator.accelerator, paths, diskCache, cloudInitSeed });
   const removeTaps = await prepareTaps(config, logger);
   // A highly available VM's migration target keeps the guest paused (-S) until it holds the lease.
@@ -141,10 +168,11 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     qemuArgs: buildQemuArgs(startPaused ? { ...plan, startPaused } : plan),
     ...(podHost === undefined ? {} : { spawnQemu: (binary, args, log) => podHost.spawn(binary, args, log) }),
     afterQemuExit: async (status) => lease?.afterQemuExit(status),
-    qmpSocket: paths.qmpSocket,
+    qmpSocket: seen.qmpSocket,
+    ...(view.connect === undefined ? {} : { connectSocket: view.connect }),
     accelerator: accelerator.accelerator,
     disks: plan.disks.map((d) => ({ name: d.name, path: d.path, cache: d.cache })),
-    guestAgent: plan.sockets.guestAgent === undefined ? undefined : { socket: plan.sockets.guestAgent, ...config.guestAgent },
+    guestAgent: plan.sockets.guestAgent === undefined ? undefined : { socket: seen.guestAgentSocket, ...config.guestAgent },
   });
   const info = (): Info => {
     const v = supervisor.qmp?.greeting.QMP.version.qemu;
@@ -169,9 +197,21 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
   }
   const leased = lease;
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
-  const metrics = await launcherMetrics({ supervisor, config, guestMiB: plan.memory.sizeMiB, token: options.token, logger });
+  const metrics = await launcherMetrics({
+    supervisor,
+    config,
+    guestMiB: plan.memory.sizeMiB,
+    token: options.token,
+    logger,
+    // Outside the pod, the token files are the caller's to read: none unless given.
+    metricsTokenFile: options.metricsTokenFile ?? (options.outside === undefined ? undefined : null),
+  });
   registerV1Routes(server, { info, vm: supervisor, defaultGracePeriodSeconds: config.terminationGracePeriodSeconds, metrics });
-  registerConsoleStreams(server, { serialSocket: plan.sockets.serial, vncSocket: plan.sockets.vnc });
+  registerConsoleStreams(server, {
+    serialSocket: seen.serialSocket,
+    vncSocket: plan.sockets.vnc === undefined ? undefined : seen.vncSocket,
+    ...(view.connect === undefined ? {} : { connect: view.connect }),
+  });
   registerGuestInfoRoute(server, () => supervisor.agentClient);
   const migration = attachMigration({
     server,
@@ -181,6 +221,7 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
     listenAddress: config.listen.address,
     stateDir: config.stateDir,
     logger,
+    ...(options.outside === undefined ? {} : { unavailable: 'live migration needs the launcher in the pod (qemu.host: pod from outside it)' }),
     ...(leased === undefined
       ? {}
       : {
@@ -191,12 +232,15 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
           },
         }),
   });
-  const address = await server.listen(config.listen.port, config.listen.address);
+  const address = await view.listen(server, config.listen.address, config.listen.port);
   logger.info({ address: address.address, port: address.port }, 'launcher API listening');
   void supervisor.finished().then(removeTaps);
-  const serialLog = new SerialLogRotator({ path: paths.serialLog, log: logger.child({ component: 'serial-log' }) });
+  const serialLog = new SerialLogRotator({ path: seen.serialLog, log: logger.child({ component: 'serial-log' }) });
   serialLog.start();
-  void supervisor.finished().then(() => serialLog.stop());
+  void supervisor.finished().then(async () => {
+    serialLog.stop();
+    await view.close();
+  });
   if (leased !== undefined && config.mode === 'run') {
     const termination = abortOnTermination();
     try {

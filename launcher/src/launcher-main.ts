@@ -7,7 +7,7 @@ import { configPathFrom, ConfigError, loadLauncherConfig } from './config.ts';
 import { EXIT_CODES } from './exit-codes.ts';
 import { readToken, TokenFileError } from './http/auth.ts';
 import { launch } from './launch.ts';
-import { PodHost } from './supervisor/pod-host.ts';
+import { PodHost } from './pod/pod-host.ts';
 import type { Launch } from './launch.ts';
 import { installSafetyNet } from './safety-net.ts';
 import { terminate } from './termination.ts';

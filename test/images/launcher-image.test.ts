@@ -39,6 +39,26 @@ class DeviceContainer extends GenericContainer {
   }
 }
 
+/**
+ * The image as a launcher pod runs it: root without capabilities, no new privileges, a
+ * read-only root, /dev/kvm; `dir` (configuration or state) and the VM's disk mounted
+ * read-write, the test guest's boot disk read-only, as the guest-boot claim is mounted.
+ */
+function launcherPodContainer(ref: string, network: 'host' | 'none', dir: string, vm: SharedVm): DeviceContainer {
+  return new DeviceContainer(ref)
+    .withPullPolicy(NEVER_PULL)
+    .withNetworkMode(network)
+    .withDevice('/dev/kvm')
+    .withReadOnlyRootFilesystem()
+    .withDroppedCapabilities('ALL')
+    .withSecurityOpt('no-new-privileges')
+    .withBindMounts([
+      { source: dir, target: dir, mode: 'rw' },
+      { source: vm.storageDir, target: vm.storageDir, mode: 'rw' },
+      { source: path.dirname(vm.guest.disk), target: path.dirname(vm.guest.disk), mode: 'ro' },
+    ]);
+}
+
 async function hostHasHardwareVirtualization(): Promise<boolean> {
   return /^flags\s*:.*\b(vmx|svm)\b/m.test(await readFile('/proc/cpuinfo', 'utf8'));
 }
@@ -82,19 +102,7 @@ void describe('launcher image', { timeout: 600_000 }, () => {
     await writeFile(configFile, JSON.stringify(launcherConfig(vm, { mode: 'run', address: '127.0.0.1', tokenFile, stateDir })));
     await chmod(configFile, 0o400);
     const output = containerOutput();
-    const container: StartedTestContainer = await new DeviceContainer(ref)
-      .withPullPolicy(NEVER_PULL)
-      .withNetworkMode('host')
-      .withDevice('/dev/kvm')
-      .withReadOnlyRootFilesystem()
-      .withDroppedCapabilities('ALL')
-      .withSecurityOpt('no-new-privileges')
-      .withBindMounts([
-        { source: dir, target: dir, mode: 'rw' },
-        { source: vm.storageDir, target: vm.storageDir, mode: 'rw' },
-        // The test guest's boot disk, read-only, as the guest-boot claim is mounted in a launcher pod.
-        { source: path.dirname(vm.guest.disk), target: path.dirname(vm.guest.disk), mode: 'ro' },
-      ])
+    const container: StartedTestContainer = await launcherPodContainer(ref, 'host', dir, vm)
       .withEnvironment({ KEYVIRT_LOG_LEVEL: 'info' })
       .withCommand(['--config', configFile])
       .withLogConsumer((stream) => output.consume(stream))
@@ -136,18 +144,7 @@ void describe('launcher image', { timeout: 600_000 }, () => {
       hostingPod: 'external',
       beforeLaunch: async ({ stateDir }) => {
         await mkdir(stateDir, { recursive: true, mode: 0o700 });
-        container = await new DeviceContainer(ref)
-          .withPullPolicy(NEVER_PULL)
-          .withNetworkMode('none')
-          .withDevice('/dev/kvm')
-          .withReadOnlyRootFilesystem()
-          .withDroppedCapabilities('ALL')
-          .withSecurityOpt('no-new-privileges')
-          .withBindMounts([
-            { source: stateDir, target: stateDir, mode: 'rw' },
-            { source: sharedVm.storageDir, target: sharedVm.storageDir, mode: 'rw' },
-            { source: path.dirname(sharedVm.guest.disk), target: path.dirname(sharedVm.guest.disk), mode: 'ro' },
-          ])
+        container = await launcherPodContainer(ref, 'none', stateDir, sharedVm)
           .withEnvironment({ KEYVIRT_STATE_DIR: stateDir, KEYVIRT_GRACE_SECONDS: '60' })
           .withEntrypoint(['/bin/bash', '/opt/keyvirt/launcher/pod/vm-pod.sh'])
           .withLogConsumer((stream) => output.consume(stream))

@@ -8,21 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LauncherClient, LauncherHttpError } from '@keyvirt/launcher/api';
 import type { LauncherEvent } from '@keyvirt/launcher/api';
 import { startLauncher, waitForStatus } from '../support/launcher-process.ts';
+import { within } from '../support/waits.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 
 /** Whether this host's CPU advertises vmx/svm (these machines do not: QEMU must use TCG). */
 const hardwareVirtualization = /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-
-/** `promise`, or 'timeout' after `ms` (the timer is cleared either way). */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([promise, sleep(ms, 'timeout' as const, { signal: ac.signal })]);
-  } finally {
-    ac.abort();
-  }
-}
 
 async function lastCounter(counters: () => Promise<{ n: number; bootId: string }[]>): Promise<{ n: number; bootId: string }> {
   const all = await counters();

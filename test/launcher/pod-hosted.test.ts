@@ -6,22 +6,13 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { podFenceAfterMs } from '../../launcher/src/lease/launcher-lease.ts';
 import { createSharedVm, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type HostingPod, type LauncherExit } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
+import { until, within } from '../support/waits.ts';
 import { F_MS, goneAt, leaseRecord, R_MS, withLease } from './lease-support.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
-
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([promise, sleep(ms, 'timeout' as const, { signal: ac.signal })]);
-  } finally {
-    ac.abort();
-  }
-}
 
 /** Host pids of a process's descendants, depth first. */
 async function descendants(pid: number): Promise<number[]> {
@@ -144,21 +135,8 @@ void test('a highly available VM pod kills QEMU by its own fence deadline once t
   const podAfter = podFenceAfterMs(F_MS);
   assert.ok(goneAfter <= F_MS + 500, `QEMU died ${Math.round(goneAfter)} ms after the launcher (F=${F_MS} ms)`);
   assert.ok(goneAfter >= podAfter - R_MS - 200, `QEMU died ${Math.round(goneAfter)} ms after the launcher: before its deadline`);
-  const exit = await eventually(() => readFile(`${launcher.stateDir}/qemu.exit`, 'utf8'), 5000);
+  const exit = await until('qemu.exit', 5000, () => readFile(`${launcher.stateDir}/qemu.exit`, 'utf8').catch(() => undefined));
   assert.equal(exit, 'status 137\nfenced\n');
   assert.match(pod.output(), /fence deadline passed/);
   t.diagnostic(`TCG: the launcher killed, the pod killed QEMU ${Math.round(goneAfter)} ms later (R=${R_MS} ms, F=${F_MS} ms, pod deadline F-${F_MS - podAfter} ms)`);
 });
-
-/** Retries `read` until it resolves, for up to `ms`. */
-async function eventually<T>(read: () => Promise<T>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await read();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(50);
-    }
-  }
-}

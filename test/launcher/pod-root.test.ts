@@ -1,4 +1,4 @@
-// A pod's files reached from outside it (launcher/src/supervisor/pod-root.ts, ADR 0132)
+// A pod's files reached from outside it (launcher/src/pod/pod-root.ts, ADR 0132)
 // against a real mount namespace: a process in its own mount and PID namespaces with a
 // tmpfs only it sees, links planted where a hostile QEMU would plant them, and a
 // directory swapped for a link while it is held; and pod-host.ts driving the pod's
@@ -12,8 +12,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
-import { PodHost } from '../../launcher/src/supervisor/pod-host.ts';
-import { PodRoot, PodRootError, type PodDirectory } from '../../launcher/src/supervisor/pod-root.ts';
+import { PodHost } from '../../launcher/src/pod/pod-host.ts';
+import { PodRoot, PodRootError, type PodDirectory } from '../../launcher/src/pod/pod-root.ts';
 import { VM_POD_SCRIPT } from '../support/launcher-process.ts';
 
 const run = promisify(execFile);

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PodHost } from '../../launcher/src/supervisor/pod-host.ts';
+import { PodHost } from '../../launcher/src/pod/pod-host.ts';
 import { startHostingPod, type HostingPod } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
+import { within } from '../support/waits.ts';
 import { pino } from 'pino';
 
 const logger = pino({ level: 'silent' });
@@ -35,15 +36,6 @@ async function startPod(t: { after: (fn: () => Promise<void>) => void }, env: No
     await sleep(50);
   }
   return { dir, pod, host };
-}
-
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([promise, sleep(ms, 'timeout' as const, { signal: ac.signal })]);
-  } finally {
-    ac.abort();
-  }
 }
 
 void test('the pod starts the command line, reports its pid, stderr and exit, and exits with the given code', { timeout: 60_000 }, async (t) => {

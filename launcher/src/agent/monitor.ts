@@ -2,6 +2,7 @@
 // what the guest reports (OS, host name, interfaces), polls it, and reconnects after the
 // agent goes away (guest reboot, agent restart). Exposes `connected` for the status.
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { GuestAgentClient } from './client.ts';
@@ -23,6 +24,8 @@ export interface GuestSnapshot {
 export interface AgentMonitorOptions {
   path: string;
   logger: Logger;
+  /** Opens the agent's socket (net.createConnection by default). */
+  connect?: (path: string) => Socket;
   pollIntervalMs?: number;
   retryIntervalMs?: number;
   syncTimeoutMs?: number;
@@ -111,6 +114,7 @@ export class GuestAgentMonitor extends EventEmitter<MonitorEvents> {
     this.#client?.close();
     const client = new GuestAgentClient({
       path: this.#options.path,
+      ...(this.#options.connect === undefined ? {} : { connect: this.#options.connect }),
       logger: this.#options.logger,
       syncTimeoutMs: this.#options.syncTimeoutMs ?? 2000,
       commandTimeoutMs: this.#options.commandTimeoutMs ?? 10_000,

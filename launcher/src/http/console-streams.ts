@@ -21,6 +21,8 @@ export interface ConsoleStreamOptions {
   vncSocket: string | undefined;
   /** Until QEMU must have accepted the connection. */
   connectTimeoutMs?: number;
+  /** Opens a connection to QEMU's socket (a launcher outside the pod checks the path first: pod/outside-view.ts). */
+  connect?: (path: string) => Socket;
   /** Keep-alive probes on the client's TCP connection (a peer that vanished without a FIN). */
   keepAliveMs?: number;
 }
@@ -29,9 +31,15 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_KEEPALIVE_MS = 30_000;
 
 /** Connects to a unix socket; rejects with HttpError 409 when nothing listens there (QEMU not running). */
-function connectUnix(path: string, timeoutMs: number): Promise<Socket> {
+function connectUnix(path: string, timeoutMs: number, connect: (path: string) => Socket): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ path });
+    let socket: Socket;
+    try {
+      socket = connect(path);
+    } catch (err) {
+      reject(new HttpError(409, 'Conflict', `QEMU's socket is unusable: ${(err as Error).message}`));
+      return;
+    }
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new HttpError(503, 'Unavailable', 'QEMU did not accept the connection in time'));
@@ -84,7 +92,7 @@ export function registerConsoleStreams(server: ApiServer, options: ConsoleStream
     if (active.has(kind)) throw new HttpError(409, 'Conflict', `the ${kind} is in use by another session`);
     active.add(kind);
     try {
-      const guest = await connectUnix(path, connectTimeoutMs);
+      const guest = await connectUnix(path, connectTimeoutMs, options.connect ?? ((p: string) => net.connect({ path: p })));
       const { socket, head } = ctx;
       if (socket.destroyed) {
         guest.destroy();

@@ -8,7 +8,7 @@
 // connection caps bound what a client may hold (ADR 0101).
 import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -143,6 +143,18 @@ export class ApiServer {
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(port, host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.#server.address() as AddressInfo;
+  }
+
+  /** Serves on a socket that is already listening (made in a pod's network namespace: pod/netns-listen.ts). */
+  async listenOn(listening: NetServer): Promise<AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(listening, () => {
         this.#server.off('error', reject);
         resolve();
       });

@@ -15,6 +15,8 @@ export interface LauncherMetricsOptions {
   guestMiB: number;
   token: string;
   logger: Logger;
+  /** Where the metrics token is read: beside the API token file when undefined, nowhere when null. */
+  metricsTokenFile?: string | null | undefined;
 }
 
 /** The metrics route's dependencies; the metrics token is read from `metrics-token` beside the API token file. */
@@ -32,7 +34,8 @@ export async function launcherMetrics(options: LauncherMetricsOptions): Promise<
         return supervisor.agentClient;
       },
       get qemuPid(): number | undefined {
-        return supervisor.status.qemu.pid;
+        // QEMU held by the pod (ADR 0131): its pid is the pod's, another process's here.
+        return config.qemu.host === 'pod' ? undefined : supervisor.status.qemu.pid;
       },
     },
     identity: config.vm,
@@ -43,6 +46,7 @@ export async function launcherMetrics(options: LauncherMetricsOptions): Promise<
   return {
     collect: () => collector.collect(),
     apiToken: bearerTokenCheck(options.token),
-    metricsToken: await readMetricsTokenCheck(path.join(path.dirname(config.tokenFile), METRICS_TOKEN_FILE_NAME)),
+    metricsToken:
+      options.metricsTokenFile === null ? undefined : await readMetricsTokenCheck(options.metricsTokenFile ?? path.join(path.dirname(config.tokenFile), METRICS_TOKEN_FILE_NAME)),
   };
 }

@@ -24,6 +24,8 @@ export interface AttachMigrationOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** A highly available VM's lease, without the target lookup (added here). */
   readonly lease?: Omit<MigrationLease, 'targetIdentity'>;
+  /** Why this launcher cannot migrate its VM, when it cannot: every migration request is refused with it. */
+  readonly unavailable?: string;
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '']);
@@ -55,6 +57,7 @@ export function attachMigration(options: AttachMigrationOptions): MigrationContr
     mode: options.mode,
     podAddress: podAddress(options.listenAddress, options.env ?? process.env),
     tlsDir: path.join(options.stateDir, 'migration-tls'),
+    ...(options.unavailable === undefined ? {} : { unavailable: options.unavailable }),
     readTargetResume: targetResumeReader((target, signal) => {
       if (target.launcherUrl === undefined) throw new Error('no target launcher URL');
       return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000, fetch: httpFetch }).incoming(signal);

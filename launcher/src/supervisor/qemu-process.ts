@@ -2,6 +2,7 @@
 // exit), keeps the tail of its stderr for failure messages, and opens the QMP session
 // once QEMU has created its socket.
 import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { QmpClient } from '../qmp/client.ts';
@@ -63,7 +64,13 @@ export function spawnQemu(binary: string, args: readonly string[], logger: Logge
 }
 
 /** Connects to QMP, retrying while QEMU creates its socket; fails when QEMU exits first or time runs out. */
-export async function connectQmp(proc: QemuProcess, socketPath: string, logger: Logger, timeoutMs: number): Promise<QmpClient> {
+export async function connectQmp(
+  proc: QemuProcess,
+  socketPath: string,
+  logger: Logger,
+  timeoutMs: number,
+  connect?: (path: string) => Socket,
+): Promise<QmpClient> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void proc.exited.then(() => {
@@ -73,7 +80,7 @@ export async function connectQmp(proc: QemuProcess, socketPath: string, logger: 
   while (Date.now() < deadline) {
     if (exited) throw new QemuStartError(`QEMU exited during start: ${proc.stderrTail() || 'no output'}`);
     try {
-      return await QmpClient.connect({ path: socketPath, logger, handshakeTimeoutMs: Math.max(1000, deadline - Date.now()) });
+      return await QmpClient.connect({ path: socketPath, logger, handshakeTimeoutMs: Math.max(1000, deadline - Date.now()), ...(connect === undefined ? {} : { connect }) });
     } catch (err) {
       lastError = err;
       await sleep(50);

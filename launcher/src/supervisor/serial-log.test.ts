@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { open, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { open, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -35,4 +35,18 @@ void test('a missing log is no error', async () => {
   const rotator = new SerialLogRotator({ path: '/nonexistent/serial.log', log: pino({ level: 'silent' }), maxBytes: 1 });
   await rotator.check();
   assert.equal(rotator.rotations, 0);
+});
+
+void test('a link planted as the log is neither read through nor truncated', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-serial-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const outside = path.join(dir, 'a-file-of-the-node');
+  await writeFile(outside, 'x'.repeat(4096));
+  const file = path.join(dir, 'serial.log');
+  await symlink(outside, file);
+  const rotator = new SerialLogRotator({ path: file, log: pino({ level: 'silent' }), maxBytes: 16 });
+  await rotator.check();
+  assert.equal(rotator.rotations, 0);
+  assert.equal((await stat(outside)).size, 4096);
+  assert.deepEqual((await readdir(dir)).sort(), ['a-file-of-the-node', 'serial.log']);
 });

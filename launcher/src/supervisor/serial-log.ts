@@ -7,7 +7,12 @@
 // append lands at offset 0, so its descriptor never needs reopening ("copytruncate").
 // Output written between the copy and the truncation is lost — a few milliseconds of
 // console. On disk the log takes at most 2 × maxBytes plus one interval of output.
-import { copyFile, rename, stat, truncate } from 'node:fs/promises';
+// The directory is QEMU's to write: the log is opened without following a link, and the
+// copy is written into a new file, so a link planted as `serial.log` is neither read
+// through nor truncated (ADR 0132).
+import { constants } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Logger } from 'pino';
 
 export interface SerialLogOptions {
@@ -20,6 +25,22 @@ export interface SerialLogOptions {
 
 export const DEFAULT_SERIAL_LOG_MAX_BYTES = 8 * 1024 * 1024;
 const DEFAULT_CHECK_INTERVAL_MS = 1000;
+
+/** Copies what `from` holds into a new file `to` (created here: a link there is never written through). */
+async function copyInto(from: FileHandle, to: string): Promise<void> {
+  const copy = await open(to, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    const buffer = Buffer.alloc(1024 * 1024);
+    for (let position = 0; ; ) {
+      const { bytesRead } = await from.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      await copy.write(buffer, 0, bytesRead);
+      position += bytesRead;
+    }
+  } finally {
+    await copy.close();
+  }
+}
 
 export class SerialLogRotator {
   readonly #o: SerialLogOptions;
@@ -54,13 +75,20 @@ export class SerialLogRotator {
     if (this.#checking) return;
     this.#checking = true;
     try {
-      const size = (await stat(this.#o.path)).size;
-      if (size <= this.#maxBytes) return;
-      await copyFile(this.#o.path, `${this.#o.path}.1.tmp`);
-      await rename(`${this.#o.path}.1.tmp`, `${this.#o.path}.1`);
-      await truncate(this.#o.path, 0);
-      this.#rotations++;
-      this.#o.log.info({ size, rotations: this.#rotations }, 'serial log rotated');
+      const log = await open(this.#o.path, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      try {
+        const stat = await log.stat();
+        if (!stat.isFile() || stat.size <= this.#maxBytes) return;
+        const tmp = `${this.#o.path}.1.tmp`;
+        await rm(tmp, { force: true });
+        await copyInto(log, tmp);
+        await rename(tmp, `${this.#o.path}.1`);
+        await log.truncate(0);
+        this.#rotations++;
+        this.#o.log.info({ size: stat.size, rotations: this.#rotations }, 'serial log rotated');
+      } finally {
+        await log.close();
+      }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.#o.log.warn({ err }, 'serial log rotation failed');
     } finally {

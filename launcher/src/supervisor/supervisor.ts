@@ -7,6 +7,7 @@
 // is fenced (handover.ts, ADR 0054): no command that could run the guest reaches QEMU
 // again, and a post-copy failure ends the VM Failed/PostCopyFailed with QEMU stopped.
 import { EventEmitter, once } from 'node:events';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { GuestAgentClient } from '../agent/client.ts';
@@ -30,6 +31,8 @@ export interface SupervisorOptions {
   qemuArgs: readonly string[];
   /** How QEMU is started: the launcher's own child by default. */
   spawnQemu?: QemuSpawner;
+  /** Opens QEMU's QMP and guest-agent sockets (net.createConnection by default; pod/outside-view.ts). */
+  connectSocket?: (path: string) => Socket;
   qmpSocket: string;
   accelerator: Accelerator;
   disks: Status['disks'];
@@ -210,7 +213,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     this.#times.qemuStartedAt = this.#now().toISOString();
     void proc.exited.then((exit) => this.#onExit(exit));
     try {
-      const qmp = await connectQmp(proc, this.#o.qmpSocket, this.#log, this.#o.qmpConnectTimeoutMs ?? 30_000);
+      const qmp = await connectQmp(proc, this.#o.qmpSocket, this.#log, this.#o.qmpConnectTimeoutMs ?? 30_000, this.#o.connectSocket);
       this.#qmp = qmp;
       qmp.on('event', (event) => this.#onQmpEvent(event));
       const state = await qmp.execute('query-status', undefined, queryStatusSchema);
@@ -365,6 +368,7 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     const monitor = new GuestAgentMonitor({
       path: cfg.socket,
       logger: this.#log,
+      ...(this.#o.connectSocket === undefined ? {} : { connect: this.#o.connectSocket }),
       pollIntervalMs: cfg.pollIntervalMs,
       retryIntervalMs: cfg.retryIntervalMs,
       now: this.#now,

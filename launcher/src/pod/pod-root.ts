@@ -56,11 +56,12 @@ export class PodDirectory {
   }
 
   /**
-   * `/proc/self/fd/<fd>`: a directory path for code that joins single names to it and
-   * opens them without following a link (pod-host.ts), valid while this stays open.
+   * `/proc/<this pid>/fd/<fd>`: a directory path for code that joins single names to it
+   * and opens them without following a link (pod-host.ts), and for the programs it runs
+   * (genisoimage writes the seed there); valid while this stays open.
    */
   get descriptorPath(): string {
-    return `/proc/self/fd/${String(this.#handle.fd)}`;
+    return `/proc/${String(process.pid)}/fd/${String(this.#handle.fd)}`;
   }
 
   /** The pod's path of `name` in this directory (what QEMU in the pod opens). */

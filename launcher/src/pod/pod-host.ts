@@ -11,8 +11,8 @@ import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { QemuStartError } from './qemu-process.ts';
-import type { QemuExit, QemuProcess } from './qemu-process.ts';
+import { QemuStartError } from '../supervisor/qemu-process.ts';
+import type { QemuExit, QemuProcess } from '../supervisor/qemu-process.ts';
 
 export const POD_FILES = {
   control: 'pod.ctl',

@@ -1,0 +1,104 @@
+// How launch() reaches a VM's files and sockets: as the pod's own process (the paths of
+// its configuration, as they are) or from outside the pod (ADRs 0130-0132), where the
+// configuration's paths are the pod's and QEMU, in the pod, still opens them:
+//   - the state directory is walked from the pod's root and held (pod-root.ts); the
+//     launcher names its files through the held descriptor, QEMU by the pod's path;
+//   - a disk's cache mode is probed through its held directory, the disk opened without
+//     following a link;
+//   - QEMU's sockets are connected through the held directory after lstat shows a
+//     socket there, not a link (connect() itself would follow one: ADR 0132);
+//   - the API listens in the pod's network namespace (netns-listen.ts).
+import { constants, lstatSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { LauncherConfig } from '../api/config.ts';
+import type { ApiServer } from '../http/server.ts';
+import type { DiskCacheMode } from '../qemu/command-line.ts';
+import { probeDiskCacheMode } from '../qemu/disk-cache.ts';
+import { listenInNetns } from './netns-listen.ts';
+import type { PodDirectory, PodRoot } from './pod-root.ts';
+
+export class OutsidePodError extends Error {
+  override name = 'OutsidePodError';
+}
+
+/** A pod whose launcher work runs outside it: its root and its network namespace. */
+export interface OutsidePod {
+  /** The pod's root, held (`/proc/<pid>/root` of a process in the pod). */
+  readonly root: PodRoot;
+  /** `/proc/<pid>/ns/net` of a process in the pod. */
+  readonly netns: string;
+}
+
+export interface LaunchView {
+  /** The state directory as this process names it. */
+  readonly stateDir: string;
+  /** `stateDir`'s file `name` as QEMU names it. */
+  readonly qemuPath: (seenPath: string) => string;
+  probeDisk(podPath: string): Promise<DiskCacheMode>;
+  /** Opens one of QEMU's sockets in the state directory. */
+  readonly connect: ((seenPath: string) => net.Socket) | undefined;
+  listen(server: ApiServer, host: string, port: number): Promise<AddressInfo>;
+  close(): Promise<void>;
+}
+
+/** The launcher in the pod: every path is its own. */
+export function insideView(config: LauncherConfig): LaunchView {
+  return {
+    stateDir: config.stateDir,
+    qemuPath: (p) => p,
+    probeDisk: probeDiskCacheMode,
+    connect: undefined,
+    listen: (server, host, port) => server.listen(port, host),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** What a launcher outside the pod cannot do yet; refused before anything starts. */
+export function outsideRefusal(config: LauncherConfig): string | undefined {
+  if (config.qemu.host !== 'pod') return 'qemu.host must be "pod" for a launcher outside the pod';
+  if (config.mode === 'migration-target') return 'a migration target needs its launcher in the pod';
+  if (config.lease !== undefined) return "a highly available VM's lease and disk fence need its launcher in the pod";
+  const iface = config.template.interfaces.find((i) => i.binding === 'bridge' || config.interfaces[i.name]?.podNetwork === true);
+  if (iface !== undefined) return `interface ${iface.name} (tap device, pod network) needs its launcher in the pod`;
+  return undefined;
+}
+
+/** Connects to a socket of the held state directory once lstat shows a socket there, not a link. */
+function checkedConnect(seenPath: string): net.Socket {
+  const stat = lstatSync(seenPath, { throwIfNoEntry: false });
+  if (stat !== undefined && !stat.isSocket()) throw new OutsidePodError(`${path.basename(seenPath)} in the pod's state directory is not a socket`);
+  return net.createConnection(seenPath);
+}
+
+export async function outsideView(config: LauncherConfig, pod: OutsidePod): Promise<LaunchView> {
+  const refusal = outsideRefusal(config);
+  if (refusal !== undefined) throw new OutsidePodError(refusal);
+  const state: PodDirectory = await pod.root.directory(config.stateDir);
+  const seen = state.descriptorPath;
+  return {
+    stateDir: seen,
+    qemuPath: (p) => {
+      const rel = path.relative(seen, p);
+      if (rel.startsWith('..') || path.isAbsolute(rel)) throw new OutsidePodError(`${p} is outside the pod's state directory`);
+      return path.posix.join(config.stateDir, rel);
+    },
+    probeDisk: async (podPath) => {
+      const dir = await pod.root.directory(path.posix.dirname(podPath));
+      try {
+        const handle = await dir.openFile(path.posix.basename(podPath), constants.O_RDONLY | constants.O_DIRECT);
+        await handle.close();
+        return 'none';
+      } catch (err) {
+        if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === 'EINVAL') return 'writeback';
+        throw err;
+      } finally {
+        await dir.close();
+      }
+    },
+    connect: checkedConnect,
+    listen: async (server, host, port) => server.listenOn(await listenInNetns({ netns: pod.netns, host, port })),
+    close: () => state.close(),
+  };
+}
