@@ -132,10 +132,13 @@ export async function launch(options: LaunchOptions): Promise<Launch> {
 }
 
 /** The state directory emptied of an earlier QEMU's sockets and files, the disks probed, the seed written. */
-async function prepareState(options: LaunchOptions, view: LaunchView): Promise<{ podHost: PodHost | undefined; diskCache: Record<string, DiskCacheMode>; cloudInitSeed: string | undefined }> {
+async function prepareState(
+  options: LaunchOptions,
+  view: LaunchView,
+  seen: StatePaths,
+): Promise<{ podHost: PodHost | undefined; diskCache: Record<string, DiskCacheMode>; cloudInitSeed: string | undefined }> {
   const { config, logger } = options;
   if (options.outside === undefined) await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  const seen = statePaths(view.stateDir);
   for (const socket of [seen.qmpSocket, seen.serialSocket, seen.guestAgentSocket, seen.vncSocket]) await rm(socket, { force: true });
   const podHost = config.qemu.host !== 'pod' ? undefined : (options.podHost ?? new PodHost({ stateDir: view.stateDir, logger }));
   await podHost?.clearStale();
@@ -156,7 +159,7 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
   // QEMU's paths (the pod's) and this process's names for the same files.
   const paths = statePaths(config.stateDir);
   const seen = statePaths(view.stateDir);
-  const { podHost, diskCache, cloudInitSeed } = await prepareState(options, view);
+  const { podHost, diskCache, cloudInitSeed } = await prepareState(options, view, seen);
   const plan = planMachine({ config, accelerator: accelerator.accelerator, paths, diskCache, cloudInitSeed });
   const removeTaps = await prepareTaps(config, logger);
   // A highly available VM's migration target keeps the guest paused (-S) until it holds the lease.

@@ -10,13 +10,13 @@
 // proportional memory beside QEMU, QEMU's resident set, and in the held form the
 // launcher's resident set outside the pod.
 //   npm run bench -- held-pod [--reps N]   (default 3)
-import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../../hack/launcher-build/build-launcher.ts';
-import { startLauncher, type LauncherProcess } from '../support/launcher-process.ts';
+import { commandOf, processTree } from '../support/hosting-pod.ts';
+import { startLauncher } from '../support/launcher-process.ts';
+import { median, untilAgentConnected } from '../support/launcher-runs.ts';
 import { processMemory } from '../support/process-memory.ts';
 
-const AGENT_TIMEOUT_MS = 240_000;
 const repoRoot = new URL('../..', import.meta.url).pathname;
 
 interface Memory {
@@ -34,21 +34,10 @@ interface Run {
   accel: string;
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
-
-async function descendants(pid: number): Promise<number[]> {
-  const text = await readFile(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').catch(() => '');
-  const all: number[] = [];
-  for (const child of text.trim().split(' ').filter((p) => p !== '').map(Number)) all.push(child, ...(await descendants(child)));
-  return all;
-}
-
-async function isQemu(pid: number): Promise<boolean> {
-  return (await readFile(`/proc/${String(pid)}/cmdline`, 'utf8').catch(() => '')).startsWith('qemu-system');
+/** The first QEMU among `pids`. */
+async function qemuAmong(pids: readonly number[]): Promise<number> {
+  for (const pid of pids) if ((await commandOf(pid)).startsWith('qemu-system')) return pid;
+  throw new Error('no QEMU found');
 }
 
 async function sum(pids: readonly number[]): Promise<Memory> {
@@ -62,42 +51,19 @@ async function sum(pids: readonly number[]): Promise<Memory> {
   return total;
 }
 
-async function untilAgentConnected(launcher: LauncherProcess): Promise<{ ms: number; accel: string }> {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
-  try {
-    for await (const event of launcher.client.events(ac.signal)) {
-      if (event.type !== 'status') continue;
-      if (event.status.guestAgent.connected) return { ms: Date.now() - launcher.startedAt, accel: event.status.accelerator };
-      if (event.status.phase === 'Failed') throw new Error(`launcher failed: ${event.status.message ?? ''}`);
-    }
-  } finally {
-    clearTimeout(timer);
-    ac.abort();
-  }
-  throw new Error(`launcher ${launcher.name}: the agent never connected`);
-}
-
 async function run(form: 'in-pod' | 'held', command: readonly string[]): Promise<Run> {
   const launcher = await startLauncher({ name: form, command, ...(form === 'held' ? { hostingPod: 'namespace' as const } : {}) });
   try {
     const { ms, accel } = await untilAgentConnected(launcher);
     const launcherPid = launcher.process.pid ?? -1;
-    if (form === 'in-pod') {
-      const under = await descendants(launcherPid);
-      const qemu = (await Promise.all(under.map(async (p) => ((await isQemu(p)) ? p : undefined)))).find((p) => p !== undefined);
-      if (qemu === undefined) throw new Error('no QEMU under the launcher');
-      const pod = await sum([launcherPid]);
-      return { ms, pod, qemuRss: (await processMemory(qemu)).rssMiB, launcherRss: NaN, accel };
-    }
-    const init = await launcher.pod?.initPid();
-    if (init === undefined) throw new Error('no pod');
-    const tree = [init, ...(await descendants(init))];
-    const qemus = (await Promise.all(tree.map(async (p) => ((await isQemu(p)) ? p : undefined)))).filter((p): p is number => p !== undefined);
-    const [qemu] = qemus;
-    if (qemu === undefined) throw new Error('no QEMU in the pod');
-    const pod = await sum(tree.filter((p) => p !== qemu));
-    return { ms, pod, qemuRss: (await processMemory(qemu)).rssMiB, launcherRss: (await processMemory(launcherPid)).rssMiB, accel };
+    // In its own pod the launcher is QEMU's parent and all the pod holds beside it; held,
+    // the pod is the script's tree and the launcher is outside it.
+    const init = form === 'held' ? await launcher.pod?.initPid() : undefined;
+    const tree = init === undefined ? await processTree(launcherPid) : [init, ...(await processTree(init))];
+    const qemu = await qemuAmong(tree);
+    const pod = await sum(init === undefined ? [launcherPid] : tree.filter((p) => p !== qemu));
+    const launcherRss = init === undefined ? NaN : (await processMemory(launcherPid)).rssMiB;
+    return { ms, pod, qemuRss: (await processMemory(qemu)).rssMiB, launcherRss, accel };
   } finally {
     await launcher.dispose();
   }

@@ -47,18 +47,12 @@ import { launcherMachinePlan } from '../support/launcher-machine-plan.ts';
 import { builtinsRecording, nodeFloor, type NodeFloor } from '../support/node-floor.ts';
 import { processMemory, type ProcessMemory } from '../support/process-memory.ts';
 import { testGuest } from '../support/guest.ts';
+import { median, untilAgentConnected } from '../support/launcher-runs.ts';
 
 const AGENT_TIMEOUT_MS = 240_000;
 const AGENT_CHANNEL = 'channel-qga0';
 const silent = pino({ level: 'silent' });
 const repoRoot = new URL('../..', import.meta.url).pathname;
-
-/** Median of the finite values (a step missing from a log is NaN, and left out). */
-function median(values: readonly number[]): number {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? NaN) : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
-}
 
 /** "median [min–max]" of a series. */
 function spread(values: readonly number[], digits = 0): string {
@@ -155,27 +149,6 @@ interface LauncherRun {
 function logTime(logs: readonly LogLine[], match: (l: LogLine) => boolean): number {
   const time = logs.find(match)?.time;
   return typeof time === 'number' ? time : NaN;
-}
-
-/** Follows a launcher's event stream until its agent is connected: when (ms since spawn), QEMU's pid, the accelerator. */
-async function untilAgentConnected(launcher: LauncherProcess): Promise<{ ms: number; qemuPid: number; accel: string }> {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), AGENT_TIMEOUT_MS);
-  let qemuPid: number | undefined;
-  let accel = '';
-  try {
-    for await (const event of launcher.client.events(ac.signal)) {
-      if (event.type !== 'status') continue;
-      qemuPid = event.status.qemu.pid ?? qemuPid;
-      accel = event.status.accelerator;
-      if (event.status.guestAgent.connected && qemuPid !== undefined) return { ms: Date.now() - launcher.startedAt, qemuPid, accel };
-      if (event.status.phase === 'Failed') throw new Error(`launcher failed: ${event.status.message ?? ''}`);
-    }
-  } finally {
-    clearTimeout(timer);
-    ac.abort();
-  }
-  throw new Error(`launcher ${launcher.name}: the agent never connected`);
 }
 
 /** A launcher (`command`), from its spawn until its event stream reports the agent connected. */

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -16,7 +15,8 @@ import { parseLauncherConfig } from '../../launcher/src/config.ts';
 import { launch } from '../../launcher/src/launch.ts';
 import { PodHost } from '../../launcher/src/pod/pod-host.ts';
 import { PodRoot } from '../../launcher/src/pod/pod-root.ts';
-import { createSharedVm, launcherConfig, mintMigrationTls, removeSharedVm, VM_POD_SCRIPT } from '../support/launcher-process.ts';
+import { childRunning, VM_POD_SCRIPT } from '../support/hosting-pod.ts';
+import { createSharedVm, launcherConfig, mintMigrationTls, removeSharedVm } from '../support/launcher-process.ts';
 import { createPeerHost } from '../support/netns.ts';
 import { until } from '../support/waits.ts';
 
@@ -49,12 +49,7 @@ void test('launch() outside the pod runs the guest in the pod, with the API at t
     await podExited;
   });
   // The pod's PID 1: the script, under unshare (which `ip netns exec` became).
-  const init = await until('the pod script', 10_000, async () => {
-    const children = (await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '')).trim();
-    const script = Number(children.split(' ')[0]);
-    const cmd = script > 0 ? await readFile(`/proc/${String(script)}/cmdline`, 'utf8').catch(() => '') : '';
-    return cmd.includes('vm-pod.sh') ? script : undefined;
-  });
+  const init = await childRunning(child.pid ?? -1, 'vm-pod.sh');
   assert.equal(existsSync(POD), false, 'the pod mounts are visible outside the pod');
 
   const root = await PodRoot.open(`/proc/${String(init)}/root`);

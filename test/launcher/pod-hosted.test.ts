@@ -7,32 +7,17 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { podFenceAfterMs } from '../../launcher/src/lease/launcher-lease.ts';
-import { createSharedVm, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type HostingPod, type LauncherExit } from '../support/launcher-process.ts';
+import { commandOf, processTree, type HostingPod } from '../support/hosting-pod.ts';
+import { createSharedVm, removeSharedVm, startLauncher, waitForCounter, waitForStatus, type LauncherExit } from '../support/launcher-process.ts';
 import { processMemory } from '../support/process-memory.ts';
 import { until, within } from '../support/waits.ts';
 import { F_MS, goneAt, leaseRecord, R_MS, withLease } from './lease-support.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 
-/** Host pids of a process's descendants, depth first. */
-async function descendants(pid: number): Promise<number[]> {
-  const children = (await readFile(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').catch(() => ''))
-    .trim()
-    .split(' ')
-    .filter((p) => p !== '')
-    .map(Number);
-  const all: number[] = [];
-  for (const child of children) all.push(child, ...(await descendants(child)));
-  return all;
-}
-
-async function commandOf(pid: number): Promise<string> {
-  return (await readFile(`/proc/${String(pid)}/cmdline`, 'utf8').catch(() => '')).split('\0')[0] ?? '';
-}
-
 /** The pod's QEMU, by host pid. */
 async function podQemu(pod: HostingPod): Promise<number> {
-  for (const pid of await descendants(await pod.initPid())) if ((await commandOf(pid)).includes('qemu-system')) return pid;
+  for (const pid of await processTree(await pod.initPid())) if ((await commandOf(pid)).includes('qemu-system')) return pid;
   throw new Error('no QEMU under the pod');
 }
 
@@ -50,7 +35,7 @@ void test('a launcher outside the pod runs the guest through the pod and stops i
     const qemu = await podQemu(pod);
     const launcherPid = launcher.process.pid;
     assert.ok(launcherPid !== undefined);
-    const launcherChildren = await descendants(launcherPid);
+    const launcherChildren = await processTree(launcherPid);
     assert.ok(!launcherChildren.includes(qemu), 'QEMU runs under the launcher');
     // The pod's own pid for QEMU (its PID namespace), as the pod reported it.
     assert.equal(status.qemu.pid, Number((await readFile(`${launcher.stateDir}/qemu.pid`, 'utf8')).trim()));
@@ -61,7 +46,7 @@ void test('a launcher outside the pod runs the guest through the pod and stops i
   await t.test('what the pod holds beside QEMU', async () => {
     const init = await pod.initPid();
     const qemu = await podQemu(pod);
-    const others = [init, ...(await descendants(init))].filter((p) => p !== qemu);
+    const others = [init, ...(await processTree(init))].filter((p) => p !== qemu);
     let rss = 0;
     let anon = 0;
     for (const pid of others) {

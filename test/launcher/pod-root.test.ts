@@ -13,8 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { PodHost } from '../../launcher/src/pod/pod-host.ts';
-import { PodRoot, PodRootError, type PodDirectory } from '../../launcher/src/pod/pod-root.ts';
-import { VM_POD_SCRIPT } from '../support/launcher-process.ts';
+import { PodRoot, PodRootError } from '../../launcher/src/pod/pod-root.ts';
+import { childRunning, VM_POD_SCRIPT } from '../support/hosting-pod.ts';
+import { until } from '../support/waits.ts';
 
 const run = promisify(execFile);
 
@@ -29,20 +30,20 @@ const SETUP = [
   'exec sleep 1000',
 ].join(' && ');
 
-async function startPod(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
-  const child = spawn('unshare', ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', 'sh', '-c', SETUP], { stdio: 'ignore' });
+/** A pod in mount and PID namespaces of its own, set up by `setup` (a shell script ending in an exec of `command`); its PID 1's host pid. */
+async function startPod(t: { after: (fn: () => Promise<void>) => void }, setup: string, command: string, env: NodeJS.ProcessEnv = {}): Promise<{ pid: number; output: () => string }> {
+  const child = spawn('unshare', ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', 'sh', '-c', setup], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH, ...env },
+  });
+  let output = '';
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise((resolve) => child.once('exit', resolve));
   t.after(async () => {
     child.kill('SIGKILL');
     await exited;
   });
-  for (let i = 0; i < 100; i++) {
-    const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
-    const pid = Number(children.trim().split(' ')[0]);
-    if (pid > 0 && (await readFile(`/proc/${String(pid)}/cmdline`, 'utf8').catch(() => '')).startsWith('sleep')) return pid;
-    await sleep(50);
-  }
-  throw new Error('the pod did not start');
+  return { pid: await childRunning(child.pid ?? -1, command), output: () => output };
 }
 
 async function inPod(pid: number, script: string): Promise<string> {
@@ -50,7 +51,7 @@ async function inPod(pid: number, script: string): Promise<string> {
 }
 
 void test('the pod files are read in the pod view, with no link followed', { timeout: 60_000 }, async (t) => {
-  const pid = await startPod(t);
+  const { pid } = await startPod(t, SETUP, 'sleep');
   assert.equal(existsSync('/mnt/pod'), false, 'the pod tmpfs is visible outside the pod');
   const root = await PodRoot.open(`/proc/${String(pid)}/root`);
   t.after(() => root.close());
@@ -76,7 +77,7 @@ void test('the pod files are read in the pod view, with no link followed', { tim
 });
 
 void test('a held directory stays the pod directory when its path is swapped for a link', { timeout: 60_000 }, async (t) => {
-  const pid = await startPod(t);
+  const { pid } = await startPod(t, SETUP, 'sleep');
   const root = await PodRoot.open(`/proc/${String(pid)}/root`);
   t.after(() => root.close());
   const state = await root.directory('/mnt/pod/state');
@@ -92,35 +93,10 @@ void test('a held directory stays the pod directory when its path is swapped for
 });
 
 void test('pod-host drives the pod script over a held directory that only the pod sees', { timeout: 60_000 }, async (t) => {
-  const child = spawn(
-    'unshare',
-    ['--mount', '--pid', '--fork', '--kill-child', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs /mnt && mkdir -p /mnt/pod/state && exec bash ${VM_POD_SCRIPT}`],
-    { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH, KEYVIRT_STATE_DIR: '/mnt/pod/state' } },
-  );
-  let output = '';
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  t.after(async () => {
-    child.kill('SIGKILL');
-    await exited;
-  });
-  let pid = 0;
-  for (let i = 0; i < 100 && pid === 0; i++) {
-    await sleep(50);
-    const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
-    const candidate = Number(children.trim().split(' ')[0]);
-    if (candidate > 0 && (await readFile(`/proc/${String(candidate)}/cmdline`, 'utf8').catch(() => '')).includes('vm-pod.sh')) pid = candidate;
-  }
-  assert.ok(pid > 0, `the pod did not start: ${output}`);
+  const { pid } = await startPod(t, `mount -t tmpfs tmpfs /mnt && mkdir -p /mnt/pod/state && exec bash ${VM_POD_SCRIPT}`, 'vm-pod.sh', { KEYVIRT_STATE_DIR: '/mnt/pod/state' });
   const root = await PodRoot.open(`/proc/${String(pid)}/root`);
   t.after(() => root.close());
-  let state: PodDirectory | undefined;
-  for (let i = 0; i < 100 && state === undefined; i++) {
-    state = await root.directory('/mnt/pod/state').catch(() => undefined);
-    if (state === undefined) await sleep(50);
-  }
-  assert.ok(state !== undefined);
-  const held = state;
+  const held = await until('the pod state directory', 5000, () => root.directory('/mnt/pod/state').catch(() => undefined));
   t.after(() => held.close());
   const host = new PodHost({ stateDir: held.descriptorPath, logger: pino({ level: 'silent' }) });
   const proc = await host.spawn('sh', ['-c', 'echo from-the-pod >&2; exec sleep 100'], pino({ level: 'silent' }));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PodHost } from '../../launcher/src/pod/pod-host.ts';
-import { startHostingPod, type HostingPod } from '../support/launcher-process.ts';
+import { processTree, startHostingPod, type HostingPod } from '../support/hosting-pod.ts';
 import { processMemory } from '../support/process-memory.ts';
 import { within } from '../support/waits.ts';
 import { pino } from 'pino';
@@ -134,12 +134,7 @@ void test('the pod beside its process: three bash processes, a few MiB', { timeo
   const { pod, host } = await startPod(t);
   const proc = await host.spawn('sleep', ['100'], logger);
   const init = await pod.initPid();
-  const tree = [init];
-  for (let i = 0; i < tree.length; i++) {
-    const pid = tree[i] ?? 0;
-    const children = (await readFile(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').catch(() => '')).trim();
-    if (children !== '') tree.push(...children.split(' ').map(Number));
-  }
+  const tree = [init, ...(await processTree(init))];
   let rss = 0;
   let anon = 0;
   let count = 0;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,35 +25,11 @@ import type {
 } from '@keyvirt/launcher/api';
 import { LauncherClient, MigrationClient } from '@keyvirt/launcher/api';
 import { mintMigrationCredentials } from '../../operator/src/migration/tls-credentials.ts';
+import { startHostingPod, type HostingPod } from './hosting-pod.ts';
 import { counterContinuity, createBlankDisk, parseCounterLines, testGuest, type CounterRecord, type TestGuest } from './guest.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const launcherMain = path.join(repoRoot, 'launcher', 'src', 'main.ts');
-export const VM_POD_SCRIPT = path.join(repoRoot, 'launcher', 'pod', 'vm-pod.sh');
-
-/** Starts vm-pod.sh as PID 1 of a new PID namespace, on `stateDir`. */
-export async function startHostingPod(stateDir: string, env: NodeJS.ProcessEnv = {}): Promise<HostingPod> {
-  await mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const child = spawn('unshare', ['--pid', '--fork', '--kill-child', 'bash', VM_POD_SCRIPT], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH, KEYVIRT_STATE_DIR: stateDir, ...env },
-  });
-  let output = '';
-  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
-  const initPid = async (): Promise<number> => {
-    for (let i = 0; i < 100; i++) {
-      const children = await readFile(`/proc/${String(child.pid)}/task/${String(child.pid)}/children`, 'utf8').catch(() => '');
-      const pid = Number(children.trim().split(' ')[0]);
-      if (pid > 0) return pid;
-      await sleep(50);
-    }
-    throw new Error(`the pod's PID 1 did not start:\n${output}`);
-  };
-  return { process: child, exited, initPid, output: () => output };
-}
-
 /** The uid of a VM created without one (the lifecycle suite checks it in the guest's seed). */
 export const DEFAULT_VM_UID = '2b9c7f5e-3d1a-4c8e-9f00-6a1b2c3d4e5f';
 
@@ -169,16 +145,6 @@ export interface LauncherOptions {
   readonly hostingPod?: 'namespace' | 'external';
   /** Runs once the launcher's state directory is known, before the launcher starts. */
   readonly beforeLaunch?: (dirs: { dir: string; stateDir: string }) => Promise<void>;
-}
-
-/** The pod of a launcher with `hostingPod: 'namespace'`: its PID 1 runs in a PID namespace of its own. */
-export interface HostingPod {
-  /** `unshare`, whose child is the pod's PID 1; SIGKILL to it ends the namespace. */
-  readonly process: ChildProcess;
-  readonly exited: Promise<LauncherExit>;
-  /** The host pid of the pod's PID 1 (the script). */
-  readonly initPid: () => Promise<number>;
-  readonly output: () => string;
 }
 
 export interface LogLine {

@@ -87,12 +87,10 @@ export async function outsideView(config: LauncherConfig, pod: OutsidePod): Prom
     probeDisk: async (podPath) => {
       const dir = await pod.root.directory(path.posix.dirname(podPath));
       try {
-        const handle = await dir.openFile(path.posix.basename(podPath), constants.O_RDONLY | constants.O_DIRECT);
-        await handle.close();
-        return 'none';
+        return await probeDiskCacheMode(dir.entry(path.posix.basename(podPath)), constants.O_NOFOLLOW);
       } catch (err) {
-        if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === 'EINVAL') return 'writeback';
-        throw err;
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new OutsidePodError(`the pod's disk ${podPath} ${code === 'ELOOP' ? 'is a symbolic link' : `cannot be opened (${code ?? String(err)})`}`, { cause: err });
       } finally {
         await dir.close();
       }

@@ -7,6 +7,7 @@
 import { constants, watch } from 'node:fs';
 import type { FSWatcher } from 'node:fs';
 import { open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -85,11 +86,16 @@ export class PodHost {
     return path.join(this.#dir, name);
   }
 
+  /** The FIFO opened for writing: fails (ENXIO) when no process reads it. */
+  #openControl(): Promise<FileHandle> {
+    return open(this.#file(POD_FILES.control), constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  }
+
   /** Writes one command line to the pod's FIFO; PodGoneError when no process reads it (the pod's PID 1 is gone). */
   async send(command: string): Promise<void> {
     let handle;
     try {
-      handle = await open(this.#file(POD_FILES.control), constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+      handle = await this.#openControl();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENXIO' || code === 'ENOENT') throw new PodGoneError(`the pod's process does not read ${POD_FILES.control} (${code})`);
@@ -106,8 +112,7 @@ export class PodHost {
   /** Whether the pod's PID 1 still reads its FIFO. */
   async podAlive(): Promise<boolean> {
     try {
-      const handle = await open(this.#file(POD_FILES.control), constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
-      await handle.close();
+      await (await this.#openControl()).close();
       return true;
     } catch {
       return false;

@@ -52,7 +52,7 @@ export class PodDirectory {
    */
   entry(name: string): string {
     assertName(name);
-    return `/proc/self/fd/${String(this.#handle.fd)}/${name}`;
+    return `${this.descriptorPath}/${name}`;
   }
 
   /**
@@ -90,7 +90,7 @@ export class PodDirectory {
 
   /** This directory again, as a descriptor of its own. */
   async reopen(): Promise<PodDirectory> {
-    return new PodDirectory(await open(`/proc/self/fd/${String(this.#handle.fd)}`, constants.O_RDONLY | constants.O_DIRECTORY), this.podPath);
+    return new PodDirectory(await open(this.descriptorPath, constants.O_RDONLY | constants.O_DIRECTORY), this.podPath);
   }
 
   async close(): Promise<void> {

@@ -5,10 +5,10 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { DiskCacheMode } from './command-line.ts';
 
-/** Resolves `none` when `path` opens with O_DIRECT, `writeback` when the file system refuses it. */
-export async function probeDiskCacheMode(path: string): Promise<DiskCacheMode> {
+/** Resolves `none` when `path` opens with O_DIRECT, `writeback` when the file system refuses it; `flags` are added (O_NOFOLLOW). */
+export async function probeDiskCacheMode(path: string, flags = 0): Promise<DiskCacheMode> {
   try {
-    const fh = await open(path, constants.O_RDONLY | constants.O_DIRECT);
+    const fh = await open(path, constants.O_RDONLY | constants.O_DIRECT | flags);
     await fh.close();
     return 'none';
   } catch (err) {

@@ -196,23 +196,14 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     if (this.#leaseFence !== undefined) throw new ActionConflictError(`QEMU not started: ${this.#leaseFence.message}`);
     this.#log.info({ binary: this.#o.qemuBinary, args: this.#o.qemuArgs }, 'starting qemu');
     const spawn = this.#o.spawnQemu ?? ((binary, args, log): Promise<QemuProcess> => Promise.resolve(spawnQemu(binary, args, log)));
-    let proc: QemuProcess;
     try {
-      proc = await spawn(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
-    } catch (err) {
-      this.#log.error({ err }, 'qemu failed to start');
-      this.#message = (err as Error).message;
-      this.setPhase('Failed', 'QemuStartFailed', this.#message);
-      this.#finish(this.status);
-      throw err;
-    }
-    this.#proc = proc;
-    // The launcher's CPU time so far (Node's start, the bundle, configuration, preparation): what its start costs before QEMU runs.
-    const cpu = process.cpuUsage();
-    this.#log.info({ qemuPid: proc.pid, launcherCpuMs: Math.round((cpu.user + cpu.system) / 1000) }, 'qemu spawned');
-    this.#times.qemuStartedAt = this.#now().toISOString();
-    void proc.exited.then((exit) => this.#onExit(exit));
-    try {
+      const proc = await spawn(this.#o.qemuBinary, this.#o.qemuArgs, this.#log.child({ component: 'qemu' }));
+      this.#proc = proc;
+      // The launcher's CPU time so far (Node's start, the bundle, configuration, preparation): what its start costs before QEMU runs.
+      const cpu = process.cpuUsage();
+      this.#log.info({ qemuPid: proc.pid, launcherCpuMs: Math.round((cpu.user + cpu.system) / 1000) }, 'qemu spawned');
+      this.#times.qemuStartedAt = this.#now().toISOString();
+      void proc.exited.then((exit) => this.#onExit(exit));
       const qmp = await connectQmp(proc, this.#o.qmpSocket, this.#log, this.#o.qmpConnectTimeoutMs ?? 30_000, this.#o.connectSocket);
       this.#qmp = qmp;
       qmp.on('event', (event) => this.#onQmpEvent(event));
@@ -229,7 +220,12 @@ export class VmSupervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       this.#log.error({ err }, 'qemu failed to start');
       this.#message = (err as Error).message;
-      if (proc.alive()) {
+      const proc = this.#proc;
+      if (proc === undefined) {
+        // Never spawned: no exit will end the VM.
+        this.setPhase('Failed', 'QemuStartFailed', this.#message);
+        this.#finish(this.status);
+      } else if (proc.alive()) {
         this.#intent = { reason: 'QemuStartFailed', outcome: 'Failed' };
         proc.kill();
       }
