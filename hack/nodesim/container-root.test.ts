@@ -1,7 +1,8 @@
 // The container's own root, devices and privileges, on real namespaces: what a
 // container sees of the node (only its mounts), what it may write (not its read-only
 // volumes, not a read-only root, not /proc/sys), and what it may do (the capabilities
-// its securityContext leaves, no_new_privs).
+// its securityContext leaves, no_new_privs), and an image's directory bound at its
+// image path (/opt/keyvirt) beside the node's own /opt.
 /* eslint-disable @typescript-eslint/no-unsafe-class-instance-assignment -- client-node models are plain JSON data; literals are how the API is used */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { ContainerProcess } from './container-process.ts';
-import { containerSecurity, ContainerSecurityError, DEFAULT_CAPABILITIES, setprivArgs } from './container-root.ts';
+import { containerSecurity, ContainerSecurityError, DEFAULT_CAPABILITIES, rootAssemblyScript, setprivArgs, type NodeFs } from './container-root.ts';
 import { prepareTerminationLog } from './termination-message.ts';
 import { subPathSource, VolumeNotReadyError } from './volumes.ts';
 
@@ -48,9 +49,48 @@ void describe('container security settings', () => {
   });
 });
 
+/** A node of directories (listed with their entries) and files. */
+const fakeNode = (dirs: Record<string, string[]>, files: readonly string[] = []): NodeFs => ({
+  kind: (p) => (p in dirs ? 'dir' : files.includes(p) ? 'file' : 'missing'),
+  readlink: () => { throw new Error('no symlinks'); },
+  entries: (p) => dirs[p] ?? [],
+});
+
+void describe('container root assembly', () => {
+  const build = '/repo/hack/.cache/launcher-build/0123';
+  const root = { dir: '/c/root', imagePaths: ['/repo'], hiddenPaths: ['/repo/hack/.cache'], revealedPaths: [build], imageBinds: [{ source: build, target: '/opt/keyvirt' }] };
+  const dirs = { '/usr': [], '/etc': [], '/opt': ['containerd', 'node'], '/opt/containerd': [], '/opt/node': [], '/repo': [], '/repo/hack/.cache': [], [build]: [] };
+
+  void it('binds an image\'s directory at its image path, read-only, after the revealed paths', () => {
+    const lines = rootAssemblyScript(root, false, fakeNode(dirs));
+    const revealed = lines.indexOf(`ro '${build}' '/c/root${build}'`);
+    const bound = lines.indexOf(`ro '${build}' '/c/root/opt/keyvirt'`);
+    assert.ok(revealed > 0, 'the build stays at its node path');
+    assert.equal(lines[bound - 1], "/usr/bin/mkdir -p '/c/root/opt/keyvirt'");
+    assert.ok(bound > revealed && lines.indexOf("/usr/bin/mkdir -p '/c/root/proc' '/c/root/sys' '/c/root/dev' '/c/root/tmp' '/c/root/run' '/c/root/root' '/c/root/var/tmp'") > bound);
+  });
+
+  void it('assembles a node directory entry by entry when the image binds at a path the node lacks in it', () => {
+    const lines = rootAssemblyScript(root, false, fakeNode(dirs));
+    assert.ok(!lines.includes("ro '/opt' '/c/root/opt'"), 'the node\'s /opt is not bound whole (the mount point cannot be made in it)');
+    const opt = lines.indexOf("/usr/bin/mkdir -p '/c/root/opt'");
+    assert.deepEqual(lines.slice(opt, opt + 5), [
+      "/usr/bin/mkdir -p '/c/root/opt'",
+      "/usr/bin/mkdir -p '/c/root/opt/containerd'", "ro '/opt/containerd' '/c/root/opt/containerd'",
+      "/usr/bin/mkdir -p '/c/root/opt/node'", "ro '/opt/node' '/c/root/opt/node'",
+    ]);
+    const nodeHasIt = rootAssemblyScript(root, false, fakeNode({ ...dirs, '/opt/keyvirt': [] }));
+    assert.ok(nodeHasIt.includes("ro '/opt' '/c/root/opt'"), 'a mount point the node has is bound over');
+    const fileThere = rootAssemblyScript(root, false, fakeNode({ ...dirs, '/opt': ['keyvirt', 'node'] }, ['/opt/keyvirt']));
+    assert.ok(!fileThere.some((l) => l.startsWith('/usr/bin/mkdir -p "$(/usr/bin/dirname \'/c/root/opt/keyvirt\')"')), 'a node entry at the target is left out');
+    assert.deepEqual(rootAssemblyScript({ ...root, imageBinds: undefined }, false, fakeNode(dirs)).filter((l) => l.includes('keyvirt') && !l.includes('keyvirt-')), []);
+  });
+});
+
 void describe('container root on real namespaces', () => {
   void it('sees only its mounts, its own /dev and /proc, cannot write read-only volumes or its root, and runs without capabilities under no_new_privs', { timeout: 60_000 }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kvt-root-'));
+    const optHadKeyvirt = fs.existsSync('/opt/keyvirt');
     after(() => { fs.rmSync(dir, { recursive: true, force: true }); });
     const secret = path.join(dir, 'not-mounted');
     fs.mkdirSync(secret);
@@ -59,6 +99,9 @@ void describe('container root on real namespaces', () => {
     fs.mkdirSync(path.join(volume, 'mine'), { recursive: true });
     fs.writeFileSync(path.join(volume, 'mine/disk.img'), 'mine');
     fs.writeFileSync(path.join(volume, 'template'), 'template');
+    const image = path.join(dir, 'image');
+    fs.mkdirSync(path.join(image, 'launcher/pod'), { recursive: true });
+    fs.writeFileSync(path.join(image, 'launcher/pod/vm-pod.sh'), 'echo from the image\n');
     const log = prepareTerminationLog(path.join(dir, 'c'), {});
     assert.ok(log !== undefined);
     const script = [
@@ -76,6 +119,9 @@ void describe('container root on real namespaces', () => {
       '[ "$(awk \'$5 == "/sys" { print substr($6, 1, 3) }\' /proc/self/mountinfo)" = "ro," ] || exit 21',
       '[ "$(cat /proc/1/cmdline | tr "\\0" " ")" != "" ] && [ "$(ls /proc | grep -c "^[0-9]")" -lt 10 ] || exit 22',
       'echo scratch > /tmp/x 2>/dev/null && exit 23 || true',
+      '[ "$(/bin/sh /opt/keyvirt/launcher/pod/vm-pod.sh)" = "from the image" ] || exit 24',
+      '! (: > /opt/keyvirt/x) 2>/dev/null || exit 25',
+      `for e in ${fs.readdirSync('/opt').join(' ')}; do [ -e "/opt/$e" ] || exit 26; done`,
     ].join('\n');
     const proc = new ContainerProcess({
       argv: ['/bin/sh', '-c', script], env: { PATH: '/usr/bin:/bin' }, workingDir: '/', hostname: 'rooted', netns: undefined,
@@ -84,7 +130,7 @@ void describe('container root on real namespaces', () => {
         { source: path.join(volume, 'template'), target: '/data/template', readOnly: true },
         { source: log.hostPath, target: log.containerPath, readOnly: false },
       ],
-      root: { dir: path.join(dir, 'c/root'), imagePaths: [], hiddenPaths: [], revealedPaths: [] },
+      root: { dir: path.join(dir, 'c/root'), imagePaths: [], hiddenPaths: [], revealedPaths: [], imageBinds: [{ source: image, target: '/opt/keyvirt' }] },
       security: containerSecurity(pod(), container({ capabilities: { drop: ['ALL'] }, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true })),
       cgroupProcFiles: [], scriptPath: path.join(dir, 'init.sh'), logPath: path.join(dir, 'out.log'),
     });
@@ -96,5 +142,6 @@ void describe('container root on real namespaces', () => {
     assert.equal(fs.readFileSync(path.join(volume, 'template'), 'utf8'), 'template');
     assert.deepEqual(fs.readdirSync(path.join(dir, 'c/root')), [], 'the root was assembled inside the container\'s mount namespace only');
     assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(dir, 'c/root')), 'the mounts stayed inside the container');
+    assert.equal(fs.existsSync('/opt/keyvirt'), optHadKeyvirt, 'the image\'s mount point was not made in the node\'s /opt');
   });
 });

@@ -1,8 +1,9 @@
 // A container's own root filesystem and privileges, as a container runtime gives them.
 // There are no images here, so the root is assembled from the node: a tmpfs with the
 // node's system directories (/usr, /etc, …) and the image's own directories bound
-// read-only, node state hidden behind empty tmpfs, a fresh /proc (with /proc/sys and
-// friends read-only), /sys read-only, a minimal /dev (null, zero, full, random, urandom,
+// read-only, node state hidden behind empty tmpfs, node directories the image carries
+// at a path of its own bound there (the launcher build at /opt/keyvirt), a fresh /proc
+// (with /proc/sys and friends read-only), /sys read-only, a minimal /dev (null, zero, full, random, urandom,
 // tty, a private devpts and shm: no disks, no /dev/kvm unless a volume brings it), then
 // the volumes at their mount paths, and pivot_root into it, so nothing of the node is
 // reachable but what the pod spec mounts. The container's argv then runs under setpriv
@@ -104,6 +105,15 @@ export interface ContainerRoot {
   readonly hiddenPaths: readonly string[];
   /** Image paths bound again after hiding (image content kept inside a hidden path). */
   readonly revealedPaths: readonly string[];
+  /** Node directories bound read-only at an image path of their own, after the revealed paths. */
+  readonly imageBinds?: readonly ImageBind[] | undefined;
+}
+
+/** A node directory an image carries at another path (`source` bound read-only at `target`). */
+export interface ImageBind {
+  readonly source: string;
+  /** An absolute path in the container. */
+  readonly target: string;
 }
 
 export function shellQuote(text: string): string {
@@ -114,6 +124,8 @@ export function shellQuote(text: string): string {
 export interface NodeFs {
   kind(p: string): 'dir' | 'file' | 'symlink' | 'missing';
   readlink(p: string): string;
+  /** A directory's entry names, sorted. */
+  entries(p: string): string[];
 }
 
 export const nodeFs: NodeFs = {
@@ -126,6 +138,7 @@ export const nodeFs: NodeFs = {
     }
   },
   readlink: (p) => fs.readlinkSync(p),
+  entries: (p) => fs.readdirSync(p).sort(),
 };
 
 /**
@@ -148,17 +161,36 @@ function privilegedDevLines(dev: string): string[] {
  * Shell lines (host tools by absolute path, run before pivot_root) that assemble the
  * root under `root.dir`. `ro` is a shell function the init script defines (read-only
  * recursive bind).
+ * An image bind's mount point inside a node directory bound whole (/opt/keyvirt in
+ * /opt) where the node has no such directory could be made neither in the read-only
+ * bind nor, without it, in the node's own directory: that directory is assembled entry
+ * by entry instead (a directory of the root's tmpfs with each node entry bound in it),
+ * and the mount point made on the tmpfs.
  */
 export function rootAssemblyScript(root: ContainerRoot, privileged: boolean, node: NodeFs = nodeFs): string[] {
   const r = (p: string): string => shellQuote(path.posix.join(root.dir, p));
   const lines = [
     `/usr/bin/mount -t tmpfs -o mode=0755,size=256m keyvirt-root ${shellQuote(root.dir)}`,
   ];
+  const imageBinds = (root.imageBinds ?? []).map((b) => {
+    if (!path.posix.isAbsolute(b.target)) throw new Error(`image bind target ${b.target} is not an absolute path`);
+    return { source: b.source, target: path.posix.normalize(b.target).replace(/(?<=.)\/$/, '') };
+  });
+  const targets = new Set(imageBinds.map((b) => b.target));
+  const holdsNewMountPoint = (dir: string): boolean => imageBinds.some((b) => b.target.startsWith(`${dir}/`) && node.kind(b.target) !== 'dir');
   const bind = (p: string): void => {
     const kind = node.kind(p);
     if (kind === 'missing') return;
     if (kind === 'symlink') {
       lines.push(`/usr/bin/mkdir -p ${shellQuote(path.posix.dirname(path.posix.join(root.dir, p)))}`, `/usr/bin/ln -sfn ${shellQuote(node.readlink(p))} ${r(p)}`);
+      return;
+    }
+    if (kind === 'dir' && holdsNewMountPoint(p)) {
+      lines.push(`/usr/bin/mkdir -p ${r(p)}`);
+      for (const entry of node.entries(p)) {
+        const child = path.posix.join(p, entry);
+        if (!targets.has(child)) bind(child);
+      }
       return;
     }
     lines.push(kind === 'dir' ? `/usr/bin/mkdir -p ${r(p)}` : `/usr/bin/mkdir -p "$(/usr/bin/dirname ${r(p)})"; : > ${r(p)}`);
@@ -172,6 +204,7 @@ export function rootAssemblyScript(root: ContainerRoot, privileged: boolean, nod
     if (node.kind(p) === 'missing') continue;
     lines.push(`/usr/bin/mkdir -p ${r(p)}`, `ro ${shellQuote(p)} ${r(p)}`);
   }
+  for (const b of imageBinds) lines.push(`/usr/bin/mkdir -p ${r(b.target)}`, `ro ${shellQuote(b.source)} ${r(b.target)}`);
   lines.push(`/usr/bin/mkdir -p ${['proc', 'sys', 'dev', 'tmp', 'run', 'root', 'var/tmp'].map(r).join(' ')}`);
   lines.push(`/usr/bin/chmod 1777 ${r('tmp')} ${r('var/tmp')}`);
   lines.push(`/usr/bin/mount -t proc -o nosuid,nodev,noexec proc ${r('proc')}`);

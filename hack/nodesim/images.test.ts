@@ -19,11 +19,13 @@ describe('image table', () => {
     assert.deepEqual(entry.entrypoint, ['/opt/node/bin/node', '--lite-mode', '/repo/hack/.cache/launcher-build/0123/launcher/src/main.js']);
     assert.ok(entry.hiddenPaths.includes('/repo/hack/.cache'), 'the build cache is hidden…');
     assert.deepEqual(entry.revealedPaths, ['/repo/hack/.cache/launcher-build/0123'], '…but for the launcher build the image carries');
+    assert.deepEqual(entry.imageBinds, [{ source: '/repo/hack/.cache/launcher-build/0123', target: '/opt/keyvirt' }], 'the build is also where the real image has it');
     const dir = '/repo/hack/.cache/operator-build/4567';
     const operatorBuild = (): OperatorBuild => ({ dir, operator: `${dir}/operator.mjs`, nodeAgent: `${dir}/node-agent.mjs`, hash: '4567' });
     const operator = resolveImage('keyvirt/operator', { ...options, operatorBuild });
     assert.deepEqual(operator.entrypoint, ['/opt/node/bin/node', '--no-experimental-strip-types', `${dir}/operator.mjs`]);
     assert.deepEqual(operator.revealedPaths, [dir]);
+    assert.equal(operator.imageBinds, undefined, 'the operator build is only the image\'s operator/dist');
     assert.deepEqual(resolveImage('keyvirt/node-agent', { ...options, operatorBuild }).entrypoint, ['/opt/node/bin/node', '--no-experimental-strip-types', `${dir}/node-agent.mjs`]);
   });
   it('rejects images it does not know', () => {

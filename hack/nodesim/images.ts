@@ -2,11 +2,14 @@
 // them on this machine. There is no container engine here; a container's root
 // filesystem is assembled from the node's system directories plus the directories
 // the image names (container-root.ts), and the image decides the entrypoint and PATH.
+// An image's own content is also bound where the real image has it (the launcher build
+// at /opt/keyvirt), so a command naming that path runs as on a real node.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildLauncher, LAUNCHER_NODE_FLAGS } from '../launcher-build/build-launcher.ts';
 import { BUNDLE_NODE_FLAGS, buildOperator, type OperatorBuild } from '../operator-build/build-operator.ts';
+import type { ImageBind } from './container-root.ts';
 
 export interface ImageEntry {
   /** Docker ENTRYPOINT: replaced by the container's `command` when that is set. */
@@ -21,7 +24,12 @@ export interface ImageEntry {
   readonly hiddenPaths: readonly string[];
   /** Paths inside hidden paths that are part of the image after all. */
   readonly revealedPaths: readonly string[];
+  /** Node directories the image carries at a path of its own (bound read-only there). */
+  readonly imageBinds?: readonly ImageBind[];
 }
+
+/** Where the KeyVirt images carry their application tree (the Containerfiles' `COPY app/ /opt/keyvirt/`). */
+export const IMAGE_APP_DIR = '/opt/keyvirt';
 
 export class UnknownImageError extends Error {
   override readonly name = 'UnknownImageError';
@@ -59,7 +67,7 @@ export function busyboxBin(stateDir: string): string {
 
 /** What the `keyvirt/launcher` image runs: a built launcher (hack/launcher-build) and its Node flags. */
 export interface LauncherImage {
-  /** The build directory, part of the image's root. */
+  /** The build directory, part of the image's root at its node path and at /opt/keyvirt (the real image's tree). */
   readonly dir: string;
   readonly entry: string;
   readonly nodeFlags: readonly string[];
@@ -109,16 +117,21 @@ export function resolveImage(image: string, options: ImageTableOptions): ImageEn
   switch (repo) {
     case 'keyvirt/launcher': {
       // Rebuilt when a source changed since the last pod (the hash check reads the sources, ~20 ms).
+      // The build directory is the real image's /opt/keyvirt (its pod script at
+      // /opt/keyvirt/launcher/pod/vm-pod.sh); the entrypoint keeps naming the node path.
       const image = (options.launcherImage ?? builtLauncherImage)(options.repoRoot);
       return {
         ...node('launcher/src/main.ts'),
         entrypoint: [options.nodeBinary, ...image.nodeFlags, image.entry],
         revealedPaths: [image.dir],
+        imageBinds: [{ source: image.dir, target: IMAGE_APP_DIR }],
       };
     }
     case 'keyvirt/operator':
     case 'keyvirt/node-agent': {
-      // Rebuilt when a source changed since the last pod, as the launcher is.
+      // Rebuilt when a source changed since the last pod, as the launcher is. Not bound at
+      // /opt/keyvirt: the build directory is only the image's operator/dist, and the
+      // bundles' packages resolve from the repository's node_modules.
       const build = (options.operatorBuild ?? builtOperatorBundles)(options.repoRoot);
       return {
         ...node('operator/src/main.ts'),

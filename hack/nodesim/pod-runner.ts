@@ -280,7 +280,7 @@ export class PodRunner {
     fs.mkdirSync(rootDir, { recursive: true });
     const launch: ContainerLaunch = {
       argv, env, hostname, mounts, devices: allocated.devices,
-      root: { dir: rootDir, imagePaths: image.rootPaths, hiddenPaths: image.hiddenPaths, revealedPaths: image.revealedPaths },
+      root: { dir: rootDir, imagePaths: image.rootPaths, hiddenPaths: image.hiddenPaths, revealedPaths: image.revealedPaths, imageBinds: image.imageBinds },
       security: containerSecurity(this.#pod, spec),
       workingDir: spec.workingDir ?? '/',
       netns: this.#netns,

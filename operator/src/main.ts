@@ -51,6 +51,8 @@ const settingsSchema = z.object({
   allowEmulation: boolFlag.default(false),
   /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network in the launcher. */
   podNetwork: z.enum(['node-agent', 'user-mode'], { error: 'pod-network must be node-agent or user-mode' }).default('user-mode'),
+  /** Where launchers run (ADR 0134): in their pods, or in the node agent for the VMs it can serve. */
+  launcherHost: z.enum(['pod', 'node-agent'], { error: 'launcher-host must be pod or node-agent' }).default('pod'),
   workers: z.coerce.number().int().min(1).max(64).default(4),
   /** Manage only the VMs whose labels match (a Kubernetes label selector); all when empty. */
   vmSelector: z.string().optional(),
@@ -95,6 +97,7 @@ const FLAGS = {
   launcherPullPolicy: 'launcher-pull-policy',
   allowEmulation: 'allow-emulation',
   podNetwork: 'pod-network',
+  launcherHost: 'launcher-host',
   workers: 'workers',
   vmSelector: 'vm-selector',
   storageDomainSelector: 'storage-domain-selector',
@@ -156,6 +159,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       imagePullPolicy: ctx.settings.launcherPullPolicy,
       allowEmulation: ctx.settings.allowEmulation,
       podNetwork: ctx.settings.podNetwork,
+      launcherHost: ctx.settings.launcherHost,
       metricsKey: ctx.settings.metricsKeyFile === undefined ? undefined : readMetricsKey(ctx.settings.metricsKeyFile),
     };
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };

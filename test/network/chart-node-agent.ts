@@ -12,11 +12,13 @@ const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const Rendered = z.object({ kind: z.string(), metadata: z.object({ name: z.string() }).loose() }).loose();
 const DaemonSet = z.object({ spec: z.object({ template: z.object({ metadata: z.object({ labels: z.record(z.string(), z.string()) }).loose(), spec: z.record(z.string(), z.unknown()) }) }) });
 
-export function startChartNodeAgent(cluster: TestCluster, release: string, namespace: string, nodeName: string): string[][] {
+/** `sets`: further `--set key=value` pairs, after the suites' defaults. */
+export function startChartNodeAgent(cluster: TestCluster, release: string, namespace: string, nodeName: string, sets: readonly string[] = []): string[][] {
   const helm = path.join(repoRoot, 'hack/.cache/k8s/bin/helm');
   const out = execFileSync(helm, [
     'template', release, path.join(repoRoot, 'charts/keyvirt'), '--namespace', namespace, '--kube-version', '1.34.0',
     '--set', 'nodeAgent.podNetwork.enabled=true', '--set', 'nodeAgent.devicePlugins.enabled=false', '--set', 'monitoring.vmMetrics.enabled=false',
+    ...sets.flatMap((set) => ['--set', set]),
     '--show-only', 'templates/node-agent.yaml',
   ], { encoding: 'utf8' });
   const docs = out.split(/^---$/m).map((d) => d.trim()).filter((d) => d !== '')

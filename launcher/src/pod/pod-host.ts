@@ -119,6 +119,15 @@ export class PodHost {
     }
   }
 
+  /** Resolves once the pod's PID 1 reads its FIFO (it makes it as it starts); PodGoneError after `timeoutMs`. */
+  async ready(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!(await this.podAlive())) {
+      if (performance.now() > deadline) throw new PodGoneError(`the pod's process did not open ${POD_FILES.control} within ${String(timeoutMs)} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
   /** Writes a file the pod reads: a new file renamed into place, so the pod never reads half of it. */
   async #write(name: string, content: string | Buffer): Promise<void> {
     const tmp = this.#file(`.${name}.${process.pid}.${String(++this.#writes)}.tmp`);

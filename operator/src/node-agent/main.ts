@@ -18,6 +18,10 @@
 // Pod network set-up of launcher pods (docs/adr/0094), off unless KEYVIRT_POD_NETWORK=true
 // (then privileged: it enters pods' network namespaces through KEYVIRT_PROC_ROOT):
 // KEYVIRT_POD_NETWORK_INTERVAL_MS (1000), KEYVIRT_LAUNCHER_UID (0, the taps' owner).
+// Held launchers (docs/adr/0134), off unless KEYVIRT_HELD_LAUNCHERS=true (then privileged:
+// it reaches pods' files through KEYVIRT_PROC_ROOT/<pid>/root and listens in their network
+// namespaces): the launchers of this node's pods whose PID 1 holds QEMU, every
+// KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS (500).
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
@@ -29,6 +33,7 @@ import { DEFAULT_UNITS, MAX_UNITS } from './device-plugin/devices.ts';
 import { runDevicePlugins } from './device-plugin/device-plugins.ts';
 import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
 import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER, nodeApiWithoutAccess } from './kube-node-api.ts';
+import { runHeldLaunchers } from './held/held-launchers.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -51,6 +56,8 @@ const Env = z.object({
   KEYVIRT_DEVICE_PLUGIN_DIR: z.string().min(1).default(DEFAULT_DEVICE_PLUGIN_DIR),
   KEYVIRT_POD_NETWORK: z.enum(['true', 'false'], { error: 'KEYVIRT_POD_NETWORK must be true or false' }).default('false'),
   KEYVIRT_POD_NETWORK_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(1000),
+  KEYVIRT_HELD_LAUNCHERS: z.enum(['true', 'false'], { error: 'KEYVIRT_HELD_LAUNCHERS must be true or false' }).default('false'),
+  KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS: z.coerce.number().int().min(100).max(60_000).default(500),
   KEYVIRT_LAUNCHER_UID: z.coerce.number().int().min(0).max(2_147_483_647).default(0),
   KEYVIRT_DEVICE_PLUGIN_UNITS: z.coerce
     .number()
@@ -133,6 +140,15 @@ async function main(): Promise<void> {
           {
             api: kubePodNetworkApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, launcherUid: env.KEYVIRT_LAUNCHER_UID,
             intervalMs: env.KEYVIRT_POD_NETWORK_INTERVAL_MS, log: log.child({ component: 'pod-network' }),
+          },
+          controller.signal,
+        )
+      : Promise.resolve(),
+    env.KEYVIRT_HELD_LAUNCHERS === 'true' && client !== undefined
+      ? runHeldLaunchers(
+          {
+            api: kubeLauncherPodApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT,
+            intervalMs: env.KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS, log: log.child({ component: 'held-launchers' }),
           },
           controller.signal,
         )

@@ -13,6 +13,7 @@ import type { LeaseDomain, ResolvedDisk, VolumeSource } from './disk-volumes.ts'
 import { launcherDeviceRequests } from './launcher-devices.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { launcherMakesTap, podNetworkAnnotations, podNetworkConfig, type PodNetworkMode } from './launcher-pod-network.ts';
+import { heldPodContainer, LABEL_LAUNCHER_HOST, LAUNCHER_HOST_NODE_AGENT, type LauncherHost } from './held-launcher.ts';
 import {
   ANNOTATION_CONFIG_HASH,
   ANNOTATION_MEMORY_OVERHEAD,
@@ -35,7 +36,7 @@ import {
 export const LAUNCHER_CONTAINER = 'launcher';
 export const LAUNCHER_PORT = 8443;
 const CONFIG_DIR = '/var/run/keyvirt/launcher';
-const STATE_DIR = '/var/run/keyvirt/state';
+export const STATE_DIR = '/var/run/keyvirt/state';
 /**
  * The state emptyDir holds sockets, the cloud-init seed and the serial log (rotated at
  * 8 MiB, two generations): a guest flooding its console cannot fill the node's disk.
@@ -59,6 +60,8 @@ export interface LauncherSettings {
   metricsKey?: Buffer | undefined;
   /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network. */
   podNetwork?: PodNetworkMode | undefined;
+  /** Where launchers run (ADR 0134): in their pods, or in the node agent for the VMs it can serve. */
+  launcherHost?: LauncherHost | undefined;
 }
 
 export interface LauncherPodInput {
@@ -135,11 +138,27 @@ export function copiedVmLabels(vm: VirtualMachine): Record<string, string> {
 }
 
 function labelsOf(input: LauncherPodInput): Record<string, string> {
-  return { ...copiedVmLabels(input.vm), ...labels(input.vm), [LABEL_EVICTION_STRATEGY]: input.vm.spec.evictionStrategy, ...candidateLabels(input) };
+  return {
+    ...copiedVmLabels(input.vm), ...labels(input.vm), [LABEL_EVICTION_STRATEGY]: input.vm.spec.evictionStrategy, ...candidateLabels(input),
+    ...(heldByNodeAgent(input) ? { [LABEL_LAUNCHER_HOST]: LAUNCHER_HOST_NODE_AGENT } : {}),
+  };
 }
 
 export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): boolean {
   return settings.allowEmulation || vm.spec.template.allowEmulation;
+}
+
+/**
+ * Whether the node agent runs this pod's launcher, the pod holding QEMU (ADR 0134): when
+ * the operator is so configured and the VM needs nothing the agent cannot do yet (a
+ * storage lease, a migration target, a tap or the pod network); otherwise the launcher
+ * runs in the pod as always.
+ */
+export function heldByNodeAgent(input: Pick<LauncherPodInput, 'vm' | 'settings' | 'lease' | 'migrationTarget'>): boolean {
+  const { vm, settings } = input;
+  if (settings.launcherHost !== LAUNCHER_HOST_NODE_AGENT || input.lease !== undefined || input.migrationTarget !== undefined) return false;
+  if (vm.spec.template.interfaces.some((i) => i.binding === 'bridge')) return false;
+  return Object.keys(podNetworkAnnotations(vm, settings.podNetwork)).length === 0;
 }
 
 /** The launcher configuration written into the Secret. */
@@ -161,6 +180,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     allowEmulation: mayEmulate(vm, input.settings),
     ...podNetworkConfig(vm, input.settings.podNetwork),
     ...(input.lease === undefined ? {} : { lease: { path: LEASE_FILE, nodeFenced: input.lease.nodeFenced } }),
+    ...(heldByNodeAgent(input) ? { qemu: { host: 'pod' as const } } : {}),
   };
 }
 
@@ -246,7 +266,8 @@ export function launcherSecurityContext(vm: VirtualMachine, podNetwork?: PodNetw
 /** The launcher pod. `configHash` ties the pod to the Secret content it started with. */
 export function renderLauncherPod(input: LauncherPodInput, hash: string): unknown {
   const { vm, settings } = input;
-  const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings));
+  const held = heldByNodeAgent(input);
+  const resources = launcherResources(vm.spec.template, mayEmulate(vm, settings), held);
   // Extended resources: requests equal limits.
   const devices = launcherDeviceRequests(vm, input.devices, settings.podNetwork);
   const limits = { ...resources.limits, ...devices };
@@ -301,8 +322,9 @@ export function renderLauncherPod(input: LauncherPodInput, hash: string): unknow
           name: LAUNCHER_CONTAINER,
           image: settings.image,
           imagePullPolicy: settings.imagePullPolicy,
-          args: [...settings.args, '--config', CONFIG_FILE],
-          ...(env.length > 0 ? { env } : {}),
+          ...(held
+            ? heldPodContainer({ stateDir: STATE_DIR, graceSeconds: vm.spec.terminationGracePeriodSeconds })
+            : { args: [...settings.args, '--config', CONFIG_FILE], ...(env.length > 0 ? { env } : {}) }),
           ports: [{ name: 'launcher-api', containerPort: LAUNCHER_PORT, protocol: 'TCP' }],
           resources: { requests: { ...resources.requests, ...devices }, ...(Object.keys(limits).length > 0 ? { limits } : {}) },
           volumeMounts: mounts,

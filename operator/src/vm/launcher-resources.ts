@@ -22,6 +22,12 @@ const MiB = 1024 * 1024;
  * reclaims before it fails an allocation. Nothing else runs in the pod beside QEMU.
  */
 export const LAUNCHER_PROCESS_BYTES = 40 * MiB;
+/**
+ * A held pod's own processes beside QEMU when the node agent runs its launcher (ADR
+ * 0134): the pod script's three bash processes, 7.0–7.5 MiB resident of which 1.1–1.2
+ * MiB private (`npm run bench -- held-pod`); the rest is bash's and libc's pages.
+ */
+export const HELD_POD_PROCESS_BYTES = 8 * MiB;
 /** QEMU itself beyond guest RAM: devices, VNC, block layer, migration buffers. */
 export const QEMU_FIXED_BYTES = 64 * MiB;
 export const PER_VCPU_BYTES = 8 * MiB;
@@ -42,11 +48,11 @@ export function guestMemoryBytes(template: VirtualMachineTemplate): number {
   return Math.ceil(bytes);
 }
 
-/** Memory the launcher pod needs beyond the guest RAM. */
-export function memoryOverheadBytes(template: VirtualMachineTemplate, mayEmulate: boolean): number {
+/** Memory the launcher pod needs beyond the guest RAM; `held`: the node agent runs its launcher. */
+export function memoryOverheadBytes(template: VirtualMachineTemplate, mayEmulate: boolean, held = false): number {
   const guest = guestMemoryBytes(template);
   return (
-    LAUNCHER_PROCESS_BYTES +
+    (held ? HELD_POD_PROCESS_BYTES : LAUNCHER_PROCESS_BYTES) +
     QEMU_FIXED_BYTES +
     Math.ceil(guest / 512) +
     PER_VCPU_BYTES * vcpuCount(template) +
@@ -61,8 +67,8 @@ export interface LauncherResources {
 }
 
 /** The launcher container's resources. Dedicated CPUs make the pod Guaranteed (requests = limits). */
-export function launcherResources(template: VirtualMachineTemplate, mayEmulate: boolean): LauncherResources {
-  const overheadBytes = memoryOverheadBytes(template, mayEmulate);
+export function launcherResources(template: VirtualMachineTemplate, mayEmulate: boolean, held = false): LauncherResources {
+  const overheadBytes = memoryOverheadBytes(template, mayEmulate, held);
   const memory = String(Math.ceil((guestMemoryBytes(template) + overheadBytes) / MiB)) + 'Mi';
   const vcpus = vcpuCount(template);
   const devices: Record<string, string> = {};

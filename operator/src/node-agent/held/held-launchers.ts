@@ -1,0 +1,115 @@
+// The node agent's held launchers (ADR 0134): for every launcher pod the API server
+// places on this node that asks for it (label keyvirt.io/launcher-host=node-agent), the
+// agent runs the launcher's work for the VM — QEMU's command line, QMP, the guest agent,
+// the API in the pod's network namespace — while the pod's PID 1 holds QEMU (ADR 0131).
+// Each pass lists the node's held pods; a pod whose PID 1 runs is started once. A run
+// ends when its VM does; its pod then exits with the launcher's exit code.
+// Not yet (ADR 0130's order): adoption of a running QEMU after the agent restarts (such a
+// pod's start is refused by its script, so the VM ends Failed), HA VMs, migration, taps.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { runHeldPod, type HeldRun } from '@keyvirt/launcher/held';
+import { LABEL_VM, LABEL_VM_UID, LAUNCHER_POD_SELECTOR } from '../../vm/names.ts';
+import { CONFIG_FILE, STATE_DIR } from '../../vm/launcher-pod.ts';
+import { LABEL_LAUNCHER_HOST, LAUNCHER_HOST_NODE_AGENT } from '../../vm/held-launcher.ts';
+import { findHeldPodInit } from './held-pod-process.ts';
+
+export interface HeldLauncherApi {
+  listPods: (fieldSelector: string, labelSelector: string) => Promise<unknown>;
+}
+
+export interface HeldLauncherOptions {
+  readonly api: HeldLauncherApi;
+  readonly node: string;
+  /** The node's procfs as the agent sees it. */
+  readonly procRoot: string;
+  readonly intervalMs: number;
+  readonly log: Logger;
+}
+
+const HeldPodSchema = z.object({
+  metadata: z.object({
+    namespace: z.string().min(1),
+    name: z.string().min(1),
+    uid: z.string().min(1),
+    labels: z.record(z.string(), z.string()).default({}),
+    deletionTimestamp: z.unknown().optional(),
+  }),
+  spec: z.object({ nodeName: z.string().optional() }),
+  status: z.object({ phase: z.string().optional() }).default({}),
+});
+const PodList = z.object({ items: z.array(z.unknown()) });
+
+/** The selector of the held launcher pods. */
+export const HELD_POD_SELECTOR = `${LAUNCHER_POD_SELECTOR},${LABEL_LAUNCHER_HOST}=${LAUNCHER_HOST_NODE_AGENT}`;
+
+/** The runs of one agent, by pod UID; a UID stays known after its run ended (the pod never restarts). */
+export class HeldLaunchers {
+  readonly #o: HeldLauncherOptions;
+  readonly #runs = new Map<string, HeldRun | 'ended' | 'refused'>();
+
+  constructor(options: HeldLauncherOptions) {
+    this.#o = options;
+  }
+
+  /** The VM runs going on now. */
+  get running(): number {
+    return [...this.#runs.values()].filter((r) => typeof r !== 'string').length;
+  }
+
+  /** One pass over the node's held pods. */
+  async pass(): Promise<void> {
+    const { api, node, procRoot, log } = this.#o;
+    const list = PodList.parse(await api.listPods(`spec.nodeName=${node}`, HELD_POD_SELECTOR));
+    const seen = new Set<string>();
+    for (const item of list.items) {
+      const parsed = HeldPodSchema.safeParse(item);
+      if (!parsed.success) continue;
+      const { metadata, spec, status } = parsed.data;
+      seen.add(metadata.uid);
+      if (this.#runs.has(metadata.uid) || spec.nodeName !== node || status.phase === 'Succeeded' || status.phase === 'Failed') continue;
+      const vmName = metadata.labels[LABEL_VM];
+      const vmUid = metadata.labels[LABEL_VM_UID];
+      const podLog = log.child({ namespace: metadata.namespace, pod: metadata.name, podUid: metadata.uid });
+      if (vmName === undefined || vmUid === undefined) {
+        this.#runs.set(metadata.uid, 'refused');
+        podLog.warn('held launcher pod without its VM labels: not started');
+        continue;
+      }
+      const pid = await findHeldPodInit(procRoot, metadata.uid);
+      if (pid === undefined) continue; // its container has not started yet
+      try {
+        const run = await runHeldPod({
+          procRoot, pid, configFile: CONFIG_FILE, stateDir: STATE_DIR,
+          expect: { namespace: metadata.namespace, vmName, vmUid },
+          logger: podLog.child({ vm: `${metadata.namespace}/${vmName}`, uid: vmUid }),
+        });
+        this.#runs.set(metadata.uid, run);
+        podLog.info({ pid }, 'running the VM of a held launcher pod');
+        void run.exitCode.then(
+          (code) => podLog.info({ code }, "the held pod's VM ended"),
+          (err: unknown) => podLog.error({ err }, "the held pod's VM run failed"),
+        ).finally(() => this.#runs.set(metadata.uid, 'ended'));
+      } catch (err) {
+        this.#runs.set(metadata.uid, 'refused');
+        podLog.error({ err, pid }, 'held launcher pod refused');
+      }
+    }
+    for (const [uid, run] of this.#runs) if (!seen.has(uid) && typeof run === 'string') this.#runs.delete(uid);
+  }
+}
+
+/** Runs passes until `signal` aborts; the VMs go on in their pods (their fence or the next agent ends them). */
+export async function runHeldLaunchers(o: HeldLauncherOptions, signal: AbortSignal): Promise<void> {
+  const held = new HeldLaunchers(o);
+  o.log.info({ node: o.node, intervalMs: o.intervalMs }, 'held launchers running');
+  while (!signal.aborted) {
+    try {
+      await held.pass();
+    } catch (err) {
+      o.log.warn({ err }, 'held launcher pass failed');
+    }
+    await sleep(o.intervalMs, undefined, { signal }).catch(() => undefined);
+  }
+}
