@@ -55,13 +55,17 @@ function thirdPartyPackages(tree: string): string[] {
 }
 
 /**
- * Every bundled file must be a source of the operator, launcher or crds workspace (what
- * the image's content hash covers): a package inside the bundle would be a second copy.
+ * Every bundled file must be a source or the manifest of the operator, launcher or crds
+ * workspace (what the image's content hash covers; the launcher reads its version from
+ * its manifest): a package inside the bundle would be a second copy.
  */
 function checkInputs(tree: string, metafile: Metafile): void {
-  const sources = workspaceDirs(tree).map((dir) => `${path.join(fs.realpathSync(dir), 'src')}${path.sep}`);
+  const dirs = workspaceDirs(tree).map((dir) => fs.realpathSync(dir));
+  const sources = dirs.map((dir) => `${path.join(dir, 'src')}${path.sep}`);
+  const manifests = new Set(dirs.map((dir) => path.join(dir, 'package.json')));
   for (const input of Object.keys(metafile.inputs)) {
     const file = fs.realpathSync(path.resolve(tree, input));
+    if (manifests.has(file)) continue;
     if (sources.some((dir) => file.startsWith(dir)) && !file.includes(`${path.sep}node_modules${path.sep}`)) continue;
     throw new OperatorBuildError(`the bundle would hold ${input}, which is not a source of the operator, launcher or crds workspace: declare its package in the workspace's dependencies`);
   }
