@@ -233,6 +233,35 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     assert.match(out, /networkpolicy\.networking\.k8s\.io\/keyvirt-launcher-api .*\(server dry run\)/);
   });
 
+  test('launcher.host node-agent: the operator renders held pods, the agent runs their launchers privileged and sized for them', () => {
+    interface Container { env: { name: string; value?: string }[]; resources: unknown; securityContext?: { privileged?: boolean } }
+    type Workload = Rendered & { spec: { template: { spec: { containers: Container[] } } } };
+    const container = (template: string, kind: string, args: string[]): Container | undefined =>
+      (renderedObjects(render('--show-only', template, ...args)).find((o) => o.kind === kind) as Workload | undefined)?.spec.template.spec.containers[0];
+    const envOf = (c: Container | undefined, name: string): string | undefined => c?.env.find((e) => e.name === name)?.value;
+    const podsListed = (args: string[]): boolean => renderedObjects(render('--show-only', 'templates/node-agent.yaml', ...args))
+      .some((o) => o.kind === 'ClusterRole' && JSON.stringify(o.rules).includes('"pods"'));
+    const held = ['--set', 'launcher.host=node-agent', '--set', 'nodeAgent.podNetwork.enabled=false'];
+    const plain = ['--set', 'nodeAgent.podNetwork.enabled=false'];
+    assert.equal(envOf(container('templates/operator.yaml', 'Deployment', held), 'KEYVIRT_OPERATOR_LAUNCHER_HOST'), 'node-agent');
+    assert.equal(envOf(container('templates/operator.yaml', 'Deployment', plain), 'KEYVIRT_OPERATOR_LAUNCHER_HOST'), 'pod');
+    // Without the agent nothing would run a held pod's launcher: the operator keeps them in their pods.
+    assert.equal(envOf(container('templates/operator.yaml', 'Deployment', [...held, '--set', 'nodeAgent.enabled=false']), 'KEYVIRT_OPERATOR_LAUNCHER_HOST'), 'pod');
+    const agent = container('templates/node-agent.yaml', 'DaemonSet', held);
+    assert.equal(envOf(agent, 'KEYVIRT_HELD_LAUNCHERS'), 'true');
+    assert.equal(agent?.securityContext?.privileged, true);
+    assert.deepEqual(agent?.resources, { requests: { cpu: '100m', memory: '160Mi' }, limits: { memory: '512Mi' } });
+    assert.ok(podsListed(held), 'the agent lists its node\'s pods');
+    const idle = container('templates/node-agent.yaml', 'DaemonSet', plain);
+    assert.equal(envOf(idle, 'KEYVIRT_HELD_LAUNCHERS'), 'false');
+    assert.equal(idle?.securityContext?.privileged, undefined);
+    assert.deepEqual(idle?.resources, { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } });
+    assert.ok(!podsListed(plain), 'without held launchers or pod networking the agent lists no pods');
+    const bad = helm(['template', release, chart, '--kube-version', kubeVersion(), '--set', 'launcher.host=node']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /launcher\.host|host/);
+  });
+
   test('the operator serves its probes on the pod address and /metrics on loopback unless told otherwise', () => {
     interface Container { env: { name: string; value?: string }[]; ports: { name: string; containerPort: number }[]; livenessProbe: { httpGet: { port: string } } }
     const deployment = (args: string[]): Container | undefined => {

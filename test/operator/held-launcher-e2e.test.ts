@@ -5,10 +5,12 @@
 // script, as the operator renders it (no capabilities, read-only root); the agent reads
 // the pod's configuration through its root, starts QEMU through the script, and serves
 // the launcher API in the pod's network namespace. Real QEMU (TCG here) boots the test
-// guest from its disk, with its guest agent; then the VM is stopped through the operator.
+// guest from its disk, with its guest agent, for two VMs at once on the node (the agent's
+// growth per VM is reported); then both are stopped through the operator.
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import type { VirtualMachine } from '@keyvirt/crds';
@@ -21,7 +23,7 @@ import { startChartNodeAgent } from '../network/chart-node-agent.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
 import { apply, condition, launcherPods, scratch, type Scratch, testVm, waitVm } from './vm-fixtures.ts';
 
-const VM = 'held-1';
+const VMS = ['held-1', 'held-2'] as const;
 const BOOT_TIMEOUT_MS = 600_000;
 const POD_SCRIPT = '/opt/keyvirt/launcher/pod/vm-pod.sh';
 
@@ -59,6 +61,19 @@ async function podProcesses(podUid: string): Promise<PodProcess[]> {
     });
   }
   return out;
+}
+
+/** The node agent's resident set: the processes of its pod running its bundle. */
+async function agentRssKiB(podUid: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const dir = path.join('/proc', entry);
+    const [cgroup, status, cmdline] = await Promise.all(['cgroup', 'status', 'cmdline'].map((f) => readFile(path.join(dir, f), 'utf8').catch(() => '')));
+    if (cgroup === undefined || !cgroupNamesPod(cgroup, podUid) || !(cmdline ?? '').includes('node-agent')) continue;
+    total += kib(status ?? '', 'VmRSS');
+  }
+  return total;
 }
 
 const PodSpec = z.object({
@@ -102,37 +117,56 @@ void describe('a VM whose launcher the node agent runs (local cluster, real QEMU
     if (node !== undefined) await cluster.deleteNode(node.name);
   });
 
-  let held: z.infer<typeof PodSpec>;
+  const held = new Map<string, z.infer<typeof PodSpec>>();
 
-  void it('runs: the pod holds QEMU under its script, the agent runs the launcher; the guest boots with its agent', async (t) => {
-    apply(cluster, pinned(VM));
-    const started = Date.now();
-    const vm: VirtualMachine = await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Running with its guest agent',
-      (v) => v.status?.phase === 'Running' && v.status.guestOSInfo !== undefined && condition(v, 'AgentConnected')?.status === 'True', BOOT_TIMEOUT_MS);
-    t.diagnostic(`Running with the guest agent connected after ${Date.now() - started} ms (accel=${vm.status?.accelerator ?? '?'})`);
-    assert.equal(vm.status?.accelerator, 'tcg', 'the simulated nodes have no hardware KVM: QEMU runs under TCG');
-    assert.equal(vm.status?.guestOSInfo?.id, 'debian');
-    assert.equal(condition(vm, 'LiveMigratable')?.reason, 'LauncherNotLiveMigratable');
-    held = pod(VM);
-    assert.equal(held.metadata.labels['keyvirt.io/launcher-host'], 'node-agent');
-    assert.deepEqual(held.spec.containers[0]?.command, ['/bin/bash', POD_SCRIPT]);
-    const processes = await podProcesses(held.metadata.uid);
-    const qemu = processes.filter((p) => path.basename(p.argv[0] ?? '').startsWith('qemu-system'));
-    const beside = processes.filter((p) => !qemu.includes(p));
-    assert.equal(qemu.length, 1, `one QEMU in the pod: ${JSON.stringify(processes.map((p) => p.argv.slice(0, 2)))}`);
-    assert.ok(beside.length > 0 && beside.every((p) => path.basename(p.argv[0] ?? '') === 'bash'), `only the pod script beside QEMU: ${JSON.stringify(beside.map((p) => p.argv))}`);
-    const sum = (f: (p: PodProcess) => number): string => (beside.reduce((a, p) => a + f(p), 0) / 1024).toFixed(1);
-    t.diagnostic(`beside QEMU in the pod: ${beside.length} bash processes, ${sum((p) => p.rssKiB)} MiB resident, ${sum((p) => p.privateKiB)} MiB private, ${sum((p) => p.pssKiB)} MiB PSS; QEMU ${(qemu[0]?.rssKiB ?? 0) / 1024 | 0} MiB resident (accel=tcg)`);
-    // The pod's request states what it holds: the script's allowance in place of a launcher's.
-    const overhead = Number(held.metadata.annotations['keyvirt.io/memory-overhead-bytes'] ?? '0');
-    assert.equal(overhead, memoryOverheadBytes(vm.spec.template, true, true));
-    assert.ok(overhead < memoryOverheadBytes(vm.spec.template, true, false));
+  const agentUid = (): string => z.object({ metadata: z.object({ uid: z.string() }) })
+    .parse(JSON.parse(cluster.kubectl(['get', 'pod', `node-agent-${node?.name ?? ''}`, '-n', s.namespace, '-o', 'json']))).metadata.uid;
+  const runningWithAgent = (name: string): Promise<VirtualMachine> => waitVm(cluster, { namespace: s.namespace, name }, 'Running with its guest agent',
+    (v) => v.status?.phase === 'Running' && v.status.guestOSInfo !== undefined && condition(v, 'AgentConnected')?.status === 'True', BOOT_TIMEOUT_MS);
+
+  void it('runs two VMs: each pod holds QEMU under its script, the agent runs their launchers; the guests boot with their agents', async (t) => {
+    const agent = agentUid();
+    await eventually('the node agent running', async () => ((await agentRssKiB(agent)) > 0 ? true : undefined), 120_000);
+    await sleep(5000); // past its start-up
+    const idleKiB = await agentRssKiB(agent);
+    const agentKiB = [idleKiB];
+    for (const name of VMS) {
+      apply(cluster, pinned(name));
+      const started = Date.now();
+      const vm = await runningWithAgent(name);
+      agentKiB.push(await agentRssKiB(agent));
+      t.diagnostic(`${name}: Running with the guest agent connected after ${Date.now() - started} ms (accel=${vm.status?.accelerator ?? '?'})`);
+      assert.equal(vm.status?.accelerator, 'tcg', 'the simulated nodes have no hardware KVM: QEMU runs under TCG');
+      assert.equal(vm.status?.guestOSInfo?.id, 'debian');
+      assert.equal(condition(vm, 'LiveMigratable')?.reason, 'LauncherNotLiveMigratable');
+      const p = pod(name);
+      held.set(name, p);
+      assert.equal(p.metadata.labels['keyvirt.io/launcher-host'], 'node-agent');
+      assert.deepEqual(p.spec.containers[0]?.command, ['/bin/bash', POD_SCRIPT]);
+      const processes = await podProcesses(p.metadata.uid);
+      const qemu = processes.filter((q) => path.basename(q.argv[0] ?? '').startsWith('qemu-system'));
+      const beside = processes.filter((q) => !qemu.includes(q));
+      assert.equal(qemu.length, 1, `one QEMU in the pod: ${JSON.stringify(processes.map((q) => q.argv.slice(0, 2)))}`);
+      assert.ok(beside.length > 0 && beside.every((q) => path.basename(q.argv[0] ?? '') === 'bash'), `only the pod script beside QEMU: ${JSON.stringify(beside.map((q) => q.argv))}`);
+      const sum = (f: (q: PodProcess) => number): string => (beside.reduce((a, q) => a + f(q), 0) / 1024).toFixed(1);
+      t.diagnostic(`${name}: beside QEMU in the pod: ${beside.length} bash processes, ${sum((q) => q.rssKiB)} MiB resident, ${sum((q) => q.privateKiB)} MiB private, ${sum((q) => q.pssKiB)} MiB PSS; QEMU ${(qemu[0]?.rssKiB ?? 0) / 1024 | 0} MiB resident (accel=tcg)`);
+      // The pod's request states what it holds: the script's allowance in place of a launcher's.
+      const overhead = Number(p.metadata.annotations['keyvirt.io/memory-overhead-bytes'] ?? '0');
+      assert.equal(overhead, memoryOverheadBytes(vm.spec.template, true, true));
+      assert.ok(overhead < memoryOverheadBytes(vm.spec.template, true, false));
+    }
+    const mib = (k: number): string => (k / 1024).toFixed(1);
+    t.diagnostic(`node agent resident: ${agentKiB.map(mib).join(' → ')} MiB with 0, 1, 2 VMs (first VM +${mib((agentKiB[1] ?? 0) - idleKiB)}, second +${mib((agentKiB[2] ?? 0) - (agentKiB[1] ?? 0))} MiB)`);
   });
 
-  void it('stops through the operator: the agent shuts the guest down and the pod exits', async () => {
-    cluster.kubectl(['annotate', 'vm', VM, '-n', s.namespace, 'keyvirt.io/request=stop']);
-    await waitVm(cluster, { namespace: s.namespace, name: VM }, 'Stopped', (v) => v.status?.phase === 'Stopped', 180_000);
-    await eventually('launcher pod gone', () => (launcherPods(cluster, s.namespace, VM).length === 0 ? true : undefined), 60_000);
-    assert.deepEqual(await podProcesses(held.metadata.uid), [], 'nothing of the pod runs on the node');
+  void it('stops through the operator: the agent shuts the guests down and the pods exit', async () => {
+    for (const name of VMS) cluster.kubectl(['annotate', 'vm', name, '-n', s.namespace, 'keyvirt.io/request=stop']);
+    for (const name of VMS) {
+      await waitVm(cluster, { namespace: s.namespace, name }, 'Stopped', (v) => v.status?.phase === 'Stopped', 180_000);
+      await eventually(`${name}'s launcher pod gone`, () => (launcherPods(cluster, s.namespace, name).length === 0 ? true : undefined), 60_000);
+      const uid = held.get(name)?.metadata.uid;
+      assert.ok(uid !== undefined);
+      assert.deepEqual(await podProcesses(uid), [], `nothing of ${name}'s pod runs on the node`);
+    }
   });
 });
