@@ -58,6 +58,10 @@ function pod(name: string, phase: string, target: boolean): Pod {
 
 interface World {
   m: VirtualMachineMigration;
+  /** More migrations and VMs in the caches, beside `m` and `vm`. */
+  others?: { ms: VirtualMachineMigration[]; vms: VirtualMachine[] };
+  /** Holds every status write until released (workers reconciling at once). */
+  writesHeld?: Promise<void>;
   pods: Pod[];
   source: SourceFacts;
   target: TargetFacts;
@@ -65,9 +69,11 @@ interface World {
   vm?: VirtualMachine;
 }
 
-function harness(w: World): { c: MigrationController; calls: string[]; statuses: VirtualMachineMigrationStatus[] } {
+function harness(w: World): { c: MigrationController; calls: string[]; statuses: VirtualMachineMigrationStatus[]; written: string[] } {
   const calls: string[] = [];
   const statuses: VirtualMachineMigrationStatus[] = [];
+  /** The migration of each status write, by name. */
+  const written: string[] = [];
   const launchers: MigrationLauncherPort = {
     baseUrl: () => Promise.resolve('http://10.0.0.2:8443'),
     cancelSource: () => Promise.resolve(void calls.push('cancelSource')).then(() => true),
@@ -87,17 +93,20 @@ function harness(w: World): { c: MigrationController; calls: string[]; statuses:
   const client = {
     patch: (path: string, body: unknown): Promise<unknown> => {
       const ops = body as { value: VirtualMachineMigrationStatus }[];
-      if (path.endsWith('/status')) statuses.push(ops[0]?.value ?? {});
-      return Promise.resolve({});
+      if (path.endsWith('/status')) {
+        statuses.push(ops[0]?.value ?? {});
+        written.push(path.split('/').at(-2) ?? '');
+      }
+      return (w.writesHeld ?? Promise.resolve()).then(() => ({}));
     },
   };
   const c = new MigrationController({
     caches: {
-      migration: () => w.m,
-      migrations: () => [w.m],
-      vm: () => w.vm ?? vm,
+      migration: (k) => [w.m, ...(w.others?.ms ?? [])].find((o) => keyOf(o.metadata) === k) ?? w.m,
+      migrations: () => [w.m, ...(w.others?.ms ?? [])],
+      vm: (k) => w.others?.vms.find((o) => keyOf(o.metadata) === k) ?? w.vm ?? vm,
       pod: (k) => byKey.get(k),
-      podsOfVm: () => w.pods,
+      podsOfVm: (of) => w.pods.filter((p) => p.metadata.labels?.['keyvirt.io/vm'] === of.metadata.name),
       nodes: () => [],
       nodeUsage: () => podListUsage(w.pods),
       policies: () => [],
@@ -120,7 +129,7 @@ function harness(w: World): { c: MigrationController; calls: string[]; statuses:
     policies: clusterPolicySource,
     clock: new ManualClock(Date.parse('2026-01-01T00:01:00Z')),
   });
-  return { c, calls, statuses };
+  return { c, calls, statuses, written };
 }
 
 const base: VirtualMachineMigrationStatus = { sourcePod: 'launcher-web-1', sourceNode: 'node-a', targetPod: TARGET, targetNode: 'node-b', phaseTransitionTime: '2026-01-01T00:00:30Z' };
@@ -179,6 +188,32 @@ void describe('MigrationController after an operator restart', () => {
     assert.equal(h.statuses.at(-1)?.phase, 'Failed');
     assert.equal(h.statuses.at(-1)?.failureReason, 'NotLiveMigratable: disk data is not ReadWriteMany');
     assert.ok(!h.calls.includes('createLauncher'));
+  });
+
+  void it('Pending: three migrations leaving one node, reconciled at once by three workers → two admitted (parallelOutboundMigrationsPerNode 2), the third waits', async () => {
+    const named = (n: number): { v: VirtualMachine; m: VirtualMachineMigration; p: Pod } => {
+      const name = `web-${String(n)}`;
+      const v = VirtualMachine.parse({ ...vm, metadata: { ...vm.metadata, name, uid: `vm-uid-${String(n)}` } });
+      const m = VirtualMachineMigration.parse({ ...migration(undefined), metadata: { ...migration(undefined).metadata, name: `move-${String(n)}`, uid: `mig-${String(n)}` }, spec: { vmName: name } });
+      const p = pod(`launcher-${name}`, 'Running', false);
+      return { v, m, p: { ...p, metadata: { ...p.metadata, labels: { 'keyvirt.io/vm': name, 'keyvirt.io/vm-uid': `vm-uid-${String(n)}` }, ownerReferences: [{ apiVersion: 'keyvirt.io/v1alpha1', kind: 'VirtualMachine', name, uid: `vm-uid-${String(n)}`, controller: true }] } } };
+    };
+    const [a, b, c3] = [named(1), named(2), named(3)];
+    let release = (): void => undefined;
+    const writesHeld = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const h = harness({ m: a.m, others: { ms: [b.m, c3.m], vms: [a.v, b.v, c3.v] }, pods: [a.p, b.p, c3.p], source: { kind: 'none' }, target: { kind: 'none' }, writesHeld });
+    // Every status write waits while the other workers reconcile: the cache shows all three Pending throughout.
+    const done = Promise.all(['prod/move-1', 'prod/move-2', 'prod/move-3'].map((key) => h.c.reconcile(ctx, key)));
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    await done;
+    const scheduled = h.written.filter((_, i) => h.statuses[i]?.phase === 'Scheduling');
+    assert.deepEqual(scheduled, ['move-1', 'move-2'], JSON.stringify(h.statuses.map((st, i) => [h.written[i], st.phase, st.conditions?.at(-1)?.reason])));
+    const waiting = h.statuses[h.written.indexOf('move-3')];
+    assert.equal(waiting?.phase ?? 'Pending', 'Pending');
+    assert.match(JSON.stringify(waiting), /parallelOutboundMigrationsPerNode=2/);
   });
 });
 

@@ -21,6 +21,7 @@ import type { PlacementDecider } from '../vm/placement.ts';
 import { rfc3339 } from '../vm/vm-status.ts';
 import type { MigrationLaunchers } from './migration-launchers.ts';
 import { MigrationStatusWriter, progressOf, progressingCondition, resultFields, withPhase } from './migration-status.ts';
+import { AdmissionLedger } from './admission-ledger.ts';
 import { ACTIVE_PHASES, isFinal, pendingVerdict, podFacts, runStep, type RunStep, type SourceFacts, type TargetFacts } from './phases.ts';
 import type { MigrationPolicySource } from './policy-source.ts';
 import { placeTarget } from './target-placement.ts';
@@ -99,6 +100,8 @@ export class MigrationController implements Reconciler {
    * the migration ends, and when it is gone.
    */
   readonly #credentials = new Map<string, { uid: string; credentials: MigrationCredentials }>();
+  /** Admissions the cache does not show yet (admission-ledger.ts). */
+  readonly #admissions = new AdmissionLedger();
 
   constructor(deps: MigrationControllerDeps) {
     this.#d = deps;
@@ -215,7 +218,13 @@ export class MigrationController implements Reconciler {
     const selection = selectLauncher(vm, this.#d.caches.podsOfVm(vm));
     const launcher = selection.state.kind === 'active' && !selection.handOver ? selection.pod : undefined;
     const others = this.#d.caches.migrations().filter((o) => o.metadata.uid !== m.metadata.uid);
-    const running = others.filter((o) => ACTIVE_PHASES.includes(o.status?.phase ?? 'Pending')).map((o) => ({ sourceNode: o.status?.sourceNode ?? '' }));
+    const phases = new Map(others.map((o) => [o.metadata.uid, o.status?.phase ?? 'Pending']));
+    // The cache's active migrations and those admitted here that it does not show yet;
+    // nothing is awaited from here to the admission's record.
+    const running = [
+      ...others.filter((o) => ACTIVE_PHASES.includes(o.status?.phase ?? 'Pending')).map((o) => ({ sourceNode: o.status?.sourceNode ?? '' })),
+      ...this.#admissions.others(m.metadata.uid ?? '', (uid) => phases.get(uid), s.now),
+    ];
     const sourceNode = launcher?.spec.nodeName ?? '';
     const resolved = this.#resolve(s, vm);
     const verdict = pendingVerdict(
@@ -225,10 +234,16 @@ export class MigrationController implements Reconciler {
     );
     if (verdict.kind === 'fail') return this.#end(s, 'Failed', verdict.reason, verdict.message);
     if (verdict.kind === 'wait') return this.#wait(s, verdict.reason, verdict.message, PENDING_RETRY_MS);
-    await this.#write(
-      s,
-      this.#moving(s, 'Scheduling', { sourcePod: launcher?.metadata.name, sourceNode, ...(resolved.policyName === undefined ? {} : { policyName: resolved.policyName }) }, 'Scheduling', 'choosing a target node'),
-    );
+    this.#admissions.admit(m.metadata.uid ?? '', sourceNode, s.now);
+    try {
+      await this.#write(
+        s,
+        this.#moving(s, 'Scheduling', { sourcePod: launcher?.metadata.name, sourceNode, ...(resolved.policyName === undefined ? {} : { policyName: resolved.policyName }) }, 'Scheduling', 'choosing a target node'),
+      );
+    } catch (err) {
+      this.#admissions.forget(m.metadata.uid ?? '');
+      throw err;
+    }
     return {};
   }
 
