@@ -50,7 +50,8 @@ export class VmRun {
 
   /** Shuts the VM down within its grace period (the pod's deletion); again is a no-op. */
   stop(reason: string): void {
-    this.#log.info({ reason }, 'termination requested; shutting the VM down');
+    // A signal is logged as `signal`, as the launcher always has; any other cause as `reason`.
+    this.#log.info(/^SIG[A-Z]+$/.test(reason) ? { signal: reason } : { reason }, 'termination requested; shutting the VM down');
     this.#stopping = true;
     const launched = this.#launched;
     if (launched === undefined || this.#terminating !== undefined) return;
