@@ -210,8 +210,10 @@ void describe('VirtualMachineMigration on the local cluster', { timeout: 30 * 60
       return m?.status?.phase === 'Pending' && m.status.conditions?.some((c) => c.reason === 'AnotherMigrationInProgress') === true ? m : undefined;
     }, 30_000, 250);
     assert.match(waiting.status?.conditions?.[0]?.message ?? '', /migration first of this VM has not finished/);
-    assert.equal(await waitPhase('first', ['Succeeded', 'Failed', 'Cancelled']), 'Succeeded');
-    assert.equal(await waitPhase('second', ['Succeeded', 'Failed', 'Cancelled']), 'Succeeded');
+    for (const name of ['first', 'second']) {
+      const final = await waitPhase(name, ['Succeeded', 'Failed', 'Cancelled']);
+      assert.equal(final, 'Succeeded', `${name}: ${getMigration(cluster, s.namespace, name)?.status?.failureReason ?? ''}`);
+    }
     await eventually('one launcher pod left', () => (launcherPods(cluster, s.namespace, VM).length === 1 ? true : undefined), 60_000);
     assert.deepEqual(invariantViolations(await observer.stop()), []);
     const end = runningOn();

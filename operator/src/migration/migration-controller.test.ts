@@ -190,6 +190,20 @@ void describe('MigrationController after an operator restart', () => {
     assert.ok(!h.calls.includes('createLauncher'));
   });
 
+  void it('Pending: an earlier migration of the VM just succeeded and its source pod still ends → waits for the hand-over, nothing fails', async () => {
+    const promoted = pod('launcher-web-1-promoted', 'Running', false);
+    const h = harness({
+      m: migration(undefined),
+      pods: [pod('launcher-web-1', 'Running', false), { ...promoted, metadata: { ...promoted.metadata, creationTimestamp: '2026-01-01T00:00:30Z' } }],
+      source: { kind: 'none' },
+      target: { kind: 'none' },
+    });
+    assert.deepEqual(await h.c.reconcile(ctx, 'prod/move'), { requeueAfterMs: 2000 });
+    assert.equal(h.statuses.at(-1)?.phase, 'Pending');
+    assert.equal(h.statuses.at(-1)?.conditions?.[0]?.reason, 'LauncherHandOver');
+    assert.deepEqual(h.calls, []);
+  });
+
   void it('Pending: three migrations leaving one node, reconciled at once by three workers → two admitted (parallelOutboundMigrationsPerNode 2), the third waits', async () => {
     const named = (n: number): { v: VirtualMachine; m: VirtualMachineMigration; p: Pod } => {
       const name = `web-${String(n)}`;

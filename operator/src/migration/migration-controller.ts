@@ -38,6 +38,11 @@ const TARGET_START_TIMEOUT_MS = 5 * 60_000;
 const TARGET_POD_APPEAR_MS = 30_000;
 const VM_APPEAR_MS = 30_000;
 
+/** A hand-over ends within seconds (the source pod exits): look again soon. */
+function pendingRetryMs(reason: string): number {
+  return reason === 'LauncherHandOver' ? POLL_MS * 2 : PENDING_RETRY_MS;
+}
+
 export interface MigrationCaches {
   migration(key: string): VirtualMachineMigration | undefined;
   migrations(): readonly VirtualMachineMigration[];
@@ -228,12 +233,12 @@ export class MigrationController implements Reconciler {
     const sourceNode = launcher?.spec.nodeName ?? '';
     const resolved = this.#resolve(s, vm);
     const verdict = pendingVerdict(
-      { deleting: false, phase: vm.status?.phase, liveMigratable: vm.status?.conditions?.find((c) => c.type === 'LiveMigratable'), launcherActive: launcher !== undefined },
+      { deleting: false, phase: vm.status?.phase, liveMigratable: vm.status?.conditions?.find((c) => c.type === 'LiveMigratable'), launcherActive: launcher !== undefined, handOver: selection.handOver },
       earlierMigrationOf(m, others)?.metadata.name,
       this.#d.policies.admit({ sourceNode }, running, resolved.limits),
     );
     if (verdict.kind === 'fail') return this.#end(s, 'Failed', verdict.reason, verdict.message);
-    if (verdict.kind === 'wait') return this.#wait(s, verdict.reason, verdict.message, PENDING_RETRY_MS);
+    if (verdict.kind === 'wait') return this.#wait(s, verdict.reason, verdict.message, pendingRetryMs(verdict.reason));
     this.#admissions.admit(m.metadata.uid ?? '', sourceNode, s.now);
     try {
       await this.#write(

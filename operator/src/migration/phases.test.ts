@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { MigrationResult } from '@keyvirt/launcher/api';
 import { pendingVerdict, runStep, type PodFacts, type SourceFacts, type TargetFacts, type VmFacts } from './phases.ts';
 
-const runningVm: VmFacts = { deleting: false, phase: 'Running', liveMigratable: { status: 'True', message: 'ok' }, launcherActive: true };
+const runningVm: VmFacts = { deleting: false, phase: 'Running', liveMigratable: { status: 'True', message: 'ok' }, launcherActive: true, handOver: false };
 const admitted = { admitted: true } as const;
 
 void describe('pendingVerdict', () => {
@@ -16,7 +16,12 @@ void describe('pendingVerdict', () => {
     { name: 'an earlier migration of the VM makes it wait', vm: runningVm, earlier: 'm-0', want: 'wait AnotherMigrationInProgress' },
     { name: 'a starting VM makes it wait', vm: { ...runningVm, phase: 'Starting' }, want: 'wait VMNotRunning' },
     { name: 'a stopped VM fails', vm: { ...runningVm, phase: 'Stopped', launcherActive: false }, want: 'fail VMNotRunning' },
-    { name: 'a running VM whose launcher is handed over waits', vm: { ...runningVm, phase: 'Migrating', launcherActive: false }, want: 'wait VMNotRunning' },
+    { name: 'a migrating VM whose launcher is handed over waits', vm: { ...runningVm, phase: 'Migrating', launcherActive: false }, want: 'wait VMNotRunning' },
+    {
+      name: 'a Running VM whose earlier migration just ended, its source pod still ending, waits',
+      vm: { ...runningVm, launcherActive: false, handOver: true },
+      want: 'wait LauncherHandOver',
+    },
     { name: 'no LiveMigratable condition yet waits', vm: { ...runningVm, liveMigratable: undefined }, want: 'wait LiveMigratableUnknown' },
     { name: 'the parallel limit makes it wait with the reason', vm: runningVm, admission: { admitted: false, reason: '2 migrations already leave node a' }, want: 'wait ParallelLimit' },
   ];

@@ -20,6 +20,11 @@ export interface VmFacts {
   readonly liveMigratable: { readonly status: string; readonly message: string } | undefined;
   /** The VM's launcher pod is active (not finished) and no migration hands it over. */
   readonly launcherActive: boolean;
+  /**
+   * Launcher pods hand the VM over: a target or replacement not promoted yet, or a second
+   * active launcher (the source of a migration that just succeeded, still ending).
+   */
+  readonly handOver: boolean;
 }
 
 export type Verdict =
@@ -37,6 +42,9 @@ export function pendingVerdict(vm: VmFacts | undefined, earlierMigration: string
   if (earlierMigration !== undefined) {
     return { kind: 'wait', reason: 'AnotherMigrationInProgress', message: `migration ${earlierMigration} of this VM has not finished` };
   }
+  // Whatever the VM's phase says, its launcher is changing hands (an earlier migration
+  // ended but its source pod still ends): the next one starts from the launcher that stays.
+  if (vm.handOver) return { kind: 'wait', reason: 'LauncherHandOver', message: 'the VM is being handed over between launcher pods' };
   if (vm.phase !== 'Running' || !vm.launcherActive) {
     const message = `the VM is ${vm.phase ?? 'not running'}`;
     return TRANSIENT_VM_PHASES.has(vm.phase ?? '') ? { kind: 'wait', reason: 'VMNotRunning', message } : { kind: 'fail', reason: 'VMNotRunning', message };
