@@ -13,7 +13,7 @@ import { runHeldPod, type HeldRun } from '@keyvirt/launcher/held';
 import { LABEL_VM, LABEL_VM_UID, LAUNCHER_POD_SELECTOR } from '../../vm/names.ts';
 import { CONFIG_FILE, STATE_DIR } from '../../vm/launcher-pod.ts';
 import { LABEL_LAUNCHER_HOST, LAUNCHER_HOST_NODE_AGENT } from '../../vm/held-launcher.ts';
-import { findHeldPodInit } from './held-pod-process.ts';
+import { findHeldPodInits } from './held-pod-process.ts';
 
 export interface HeldLauncherApi {
   listPods: (fieldSelector: string, labelSelector: string) => Promise<unknown>;
@@ -63,6 +63,12 @@ export class HeldLaunchers {
     const { api, node, procRoot, log } = this.#o;
     const list = PodList.parse(await api.listPods(`spec.nodeName=${node}`, HELD_POD_SELECTOR));
     const seen = new Set<string>();
+    const pending = list.items.flatMap((item) => {
+      const uid = HeldPodSchema.safeParse(item).data?.metadata.uid;
+      return uid === undefined || this.#runs.has(uid) ? [] : [uid];
+    });
+    // One walk of the node's processes for every pod not run yet.
+    const inits = pending.length === 0 ? new Map<string, number>() : await findHeldPodInits(procRoot, pending);
     for (const item of list.items) {
       const parsed = HeldPodSchema.safeParse(item);
       if (!parsed.success) continue;
@@ -77,7 +83,7 @@ export class HeldLaunchers {
         podLog.warn('held launcher pod without its VM labels: not started');
         continue;
       }
-      const pid = await findHeldPodInit(procRoot, metadata.uid);
+      const pid = inits.get(metadata.uid);
       if (pid === undefined) continue; // its container has not started yet
       try {
         const run = await runHeldPod({

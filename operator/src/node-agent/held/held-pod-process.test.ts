@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { findHeldPodInit, isNamespaceInit, runsPodScript } from './held-pod-process.ts';
+import { findHeldPodInit, findHeldPodInits, isNamespaceInit, runsPodScript } from './held-pod-process.ts';
 
 const UID = '0f1e2d3c-4b5a-6978-8a9b-acbdcedf0011';
 const SCRIPT = '/opt/keyvirt/launcher/pod/vm-pod.sh';
@@ -57,5 +57,20 @@ void describe('the PID 1 of a held launcher pod', () => {
     ]);
     assert.equal(await findHeldPodInit(twice, UID), undefined);
     assert.equal(await findHeldPodInit(twice, '../11'), undefined);
+  });
+
+  void it('one walk finds the PID 1 of several pods, and none for a pod two processes claim', async () => {
+    const other = '1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809';
+    const otherCgroup = `0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${other.replaceAll('-', '_')}.slice/cri-containerd-2.scope\n`;
+    const third = '99999999-5e6f-7081-92a3-b4c5d6e7f809';
+    const thirdCgroup = otherCgroup.replace(other.replaceAll('-', '_'), third.replaceAll('-', '_'));
+    const root = await proc([
+      { pid: 11, cgroup, nspid: '11\t1', argv: ['/bin/bash', SCRIPT] },
+      { pid: 31, cgroup: otherCgroup, nspid: '31\t1', argv: ['/bin/bash', SCRIPT] },
+      { pid: 32, cgroup: otherCgroup, nspid: '32\t9', argv: ['/bin/bash', SCRIPT] },
+      { pid: 41, cgroup: thirdCgroup, nspid: '41\t1', argv: ['/bin/bash', SCRIPT] },
+      { pid: 42, cgroup: thirdCgroup, nspid: '42\t1', argv: ['/bin/bash', SCRIPT] },
+    ]);
+    assert.deepEqual(await findHeldPodInits(root, [UID, other, third, 'not-a-uid']), new Map([[UID, 11], [other, 31]]));
   });
 });

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { POD_SCRIPT } from '../../vm/held-launcher.ts';
 import { cgroupNamesPod } from '../network/pod-netns.ts';
 
-
 const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** True when a /proc/<pid>/status text says the process is PID 1 of its innermost PID namespace. */
@@ -27,19 +26,30 @@ export function runsPodScript(cmdline: string): boolean {
 
 /** The pod's PID 1 (in `procRoot`'s numbering), or undefined while it has not started. */
 export async function findHeldPodInit(procRoot: string, podUid: string): Promise<number | undefined> {
-  if (!UID.test(podUid)) return undefined;
-  const found: number[] = [];
+  return (await findHeldPodInits(procRoot, [podUid])).get(podUid);
+}
+
+/**
+ * The PID 1 of each of `podUids` that has started, from one walk of `procRoot`. A pod
+ * with two candidates has none: one container runs the script, so the other imitates it.
+ */
+export async function findHeldPodInits(procRoot: string, podUids: readonly string[]): Promise<Map<string, number>> {
+  const wanted = podUids.filter((uid) => UID.test(uid));
+  const found = new Map<string, number[]>();
+  if (wanted.length === 0) return new Map();
   for (const entry of await readdir(procRoot)) {
     if (!/^\d+$/.test(entry)) continue;
     const dir = path.join(procRoot, entry);
     const cgroup = await readFile(path.join(dir, 'cgroup'), 'utf8').catch(() => '');
-    if (!cgroupNamesPod(cgroup, podUid)) continue;
+    const uid = wanted.find((u) => cgroupNamesPod(cgroup, u));
+    if (uid === undefined) continue;
     const [status, cmdline] = await Promise.all([
       readFile(path.join(dir, 'status'), 'utf8').catch(() => ''),
       readFile(path.join(dir, 'cmdline'), 'utf8').catch(() => ''),
     ]);
-    if (isNamespaceInit(status) && runsPodScript(cmdline)) found.push(Number(entry));
+    if (isNamespaceInit(status) && runsPodScript(cmdline)) found.set(uid, [...(found.get(uid) ?? []), Number(entry)]);
   }
-  // One container runs the script: two candidates mean something else imitates it.
-  return found.length === 1 ? found[0] : undefined;
+  const out = new Map<string, number>();
+  for (const [uid, pids] of found) if (pids.length === 1 && pids[0] !== undefined) out.set(uid, pids[0]);
+  return out;
 }
