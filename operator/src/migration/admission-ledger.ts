@@ -39,4 +39,9 @@ export class AdmissionLedger {
   forget(uid: string): void {
     this.#admitted.delete(uid);
   }
+
+  /** Admissions held (what must not grow with every migration ever admitted). */
+  get size(): number {
+    return this.#admitted.size;
+  }
 }

@@ -217,7 +217,8 @@ void describe('MigrationController after an operator restart', () => {
     const writesHeld = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const h = harness({ m: a.m, others: { ms: [b.m, c3.m], vms: [a.v, b.v, c3.v] }, pods: [a.p, b.p, c3.p], source: { kind: 'none' }, target: { kind: 'none' }, writesHeld });
+    const world: World = { m: a.m, others: { ms: [b.m, c3.m], vms: [a.v, b.v, c3.v] }, pods: [a.p, b.p, c3.p], source: { kind: 'none' }, target: { kind: 'none' }, writesHeld };
+    const h = harness(world);
     // Every status write waits while the other workers reconcile: the cache shows all three Pending throughout.
     const done = Promise.all(['prod/move-1', 'prod/move-2', 'prod/move-3'].map((key) => h.c.reconcile(ctx, key)));
     await new Promise((resolve) => setImmediate(resolve));
@@ -228,6 +229,13 @@ void describe('MigrationController after an operator restart', () => {
     const waiting = h.statuses[h.written.indexOf('move-3')];
     assert.equal(waiting?.phase ?? 'Pending', 'Pending');
     assert.match(JSON.stringify(waiting), /parallelOutboundMigrationsPerNode=2/);
+    assert.equal(h.c.inMemory().admissions, 2, 'the two admissions count until the cache shows them');
+    // The cache catches up: each admitted migration, reconciled past Pending, lets its admission go.
+    const shown = (m: VirtualMachineMigration, i: number): VirtualMachineMigration => VirtualMachineMigration.parse({ ...m, status: h.statuses[i] });
+    world.m = shown(a.m, h.written.indexOf('move-1'));
+    world.others = { ms: [shown(b.m, h.written.indexOf('move-2')), c3.m], vms: [a.v, b.v, c3.v] };
+    for (const key of ['prod/move-1', 'prod/move-2']) await h.c.reconcile(ctx, key);
+    assert.equal(h.c.inMemory().admissions, 0);
   });
 });
 
@@ -366,7 +374,7 @@ void describe('MigrationController memory across many migrations', () => {
         await c.reconcile(ctx, key);
         assert.equal(api.get(name)?.status?.phase, 'Running');
         assert.ok(streams.has(key), 'the source stream is followed');
-        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0 }, 'the source holds the credentials now');
+        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0, admissions: 0 }, 'the source holds the credentials now');
         catchUp(name);
         source.set(key, {
           kind: 'ended',
@@ -382,19 +390,19 @@ void describe('MigrationController memory across many migrations', () => {
       } else {
         await assert.rejects(c.reconcile(ctx, key), /ECONNRESET/);
         assert.equal(api.get(name)?.status?.phase, 'TargetReady');
-        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 1 });
+        assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 1, admissions: 0 });
         if (ending === 2) {
           // The target dies; the cache has not shown TargetReady yet: the end is written on top of the operator's own write.
           pods.set(`prod/${target}`, pod(target, 'Failed', true));
           await c.reconcile(ctx, key);
           assert.equal(api.get(name)?.status?.phase, 'Failed');
-          assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0 });
+          assert.deepEqual(c.inMemory(), { statuses: 1, credentials: 0, admissions: 0 });
         }
         gone(name);
         await c.reconcile(ctx, key);
       }
       pods.delete(`prod/${target}`);
-      assert.deepEqual(c.inMemory(), { statuses: 0, credentials: 0 }, `after ${name}`);
+      assert.deepEqual(c.inMemory(), { statuses: 0, credentials: 0, admissions: 0 }, `after ${name}`);
       assert.equal(streams.size, 0, `after ${name}`);
     }
   });

@@ -113,8 +113,8 @@ export class MigrationController implements Reconciler {
   }
 
   /** Per-migration state held in memory (what must not grow with every migration ever seen). */
-  inMemory(): { statuses: number; credentials: number } {
-    return { statuses: this.#d.statusWriter.remembered, credentials: this.#credentials.size };
+  inMemory(): { statuses: number; credentials: number; admissions: number } {
+    return { statuses: this.#d.statusWriter.remembered, credentials: this.#credentials.size, admissions: this.#admissions.size };
   }
 
   async reconcile(ctx: ReconcileContext, key: string): Promise<ReconcileResult> {
@@ -125,6 +125,8 @@ export class MigrationController implements Reconciler {
       this.#credentials.delete(key);
       return {};
     }
+    // The cache shows the migration past Pending: its admission counts from the cache now.
+    if ((m.status?.phase ?? 'Pending') !== 'Pending') this.#admissions.forget(m.metadata.uid ?? '');
     return this.#step(this.#scope(ctx, key, m));
   }
 
