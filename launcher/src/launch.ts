@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { LauncherConfig } from './api/config.ts';
 import type { Info } from './api/status.ts';
 import { LAUNCHER_API_VERSIONS } from './api/status.ts';
-import { buildNoCloudSeed } from './cloud-init/seed.ts';
+import { buildNoCloudSeed, noCloudSeedPath } from './cloud-init/seed.ts';
 import { bearerTokenCheck } from './http/auth.ts';
 import { registerV1Routes } from './http/routes-v1.ts';
 import { registerConsoleStreams } from './http/console-streams.ts';
@@ -57,6 +57,12 @@ export interface LaunchOptions {
    * its network namespace.
    */
   outside?: OutsidePod;
+  /**
+   * QEMU already runs in the pod, started by an earlier launcher outside it (ADR 0135):
+   * attach to it over its sockets, leaving the state directory, the seed and the guest as
+   * they are.
+   */
+  adopt?: boolean;
   /** The metrics token's file, as this process reads it (beside the token file by default). */
   metricsTokenFile?: string;
 }
@@ -138,13 +144,18 @@ async function prepareState(
   seen: StatePaths,
 ): Promise<{ podHost: PodHost | undefined; diskCache: Record<string, DiskCacheMode>; cloudInitSeed: string | undefined }> {
   const { config, logger } = options;
-  if (options.outside === undefined) await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-  for (const socket of [seen.qmpSocket, seen.serialSocket, seen.guestAgentSocket, seen.vncSocket]) await rm(socket, { force: true });
   const podHost = config.qemu.host !== 'pod' ? undefined : (options.podHost ?? new PodHost({ stateDir: view.stateDir, logger }));
-  await podHost?.clearStale();
+  const adopt = options.adopt === true && podHost !== undefined;
+  if (!adopt) {
+    if (options.outside === undefined) await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    for (const socket of [seen.qmpSocket, seen.serialSocket, seen.guestAgentSocket, seen.vncSocket]) await rm(socket, { force: true });
+    await podHost?.clearStale();
+  }
   const diskCache = await probeDisks(config, (p) => view.probeDisk(p));
   const cloudInit = config.template.cloudInit;
   if (cloudInit === undefined) return { podHost, diskCache, cloudInitSeed: undefined };
+  // The running QEMU reads the seed it was started with.
+  if (adopt) return { podHost, diskCache, cloudInitSeed: view.qemuPath(noCloudSeedPath(view.stateDir)) };
   const seed = await buildNoCloudSeed(
     { instanceId: config.vm.uid, hostname: config.vm.name, userData: cloudInit.userData, networkData: cloudInit.networkData },
     view.stateDir,
@@ -169,7 +180,7 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
     logger,
     qemuBinary: config.qemu.binary,
     qemuArgs: buildQemuArgs(startPaused ? { ...plan, startPaused } : plan),
-    ...(podHost === undefined ? {} : { spawnQemu: (binary, args, log) => podHost.spawn(binary, args, log) }),
+    ...(podHost === undefined ? {} : { spawnQemu: (binary, args, log) => (options.adopt === true ? podHost.attach(log) : podHost.spawn(binary, args, log)) }),
     afterQemuExit: async (status) => lease?.afterQemuExit(status),
     qmpSocket: seen.qmpSocket,
     ...(view.connect === undefined ? {} : { connectSocket: view.connect }),

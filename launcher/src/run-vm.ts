@@ -21,6 +21,8 @@ export interface RunVmOptions {
   readonly logger: Logger;
   /** The pod, when this runs outside it (a node agent). */
   readonly outside?: OutsidePod;
+  /** The pod's QEMU already runs (an earlier agent started it): attach to it (ADR 0135). */
+  readonly adopt?: boolean;
   /** The metrics token's file as this process reads it (outside the pod: none unless given). */
   readonly metricsTokenFile?: string;
   /** Overrides the final-status linger (tests). */
@@ -91,6 +93,7 @@ export class VmRun {
       config, token, logger: log,
       ...(pod === undefined ? {} : { podHost: pod }),
       ...(outside === undefined ? {} : { outside }),
+      ...(this.#o.adopt === true ? { adopt: true } : {}),
       ...(this.#o.metricsTokenFile === undefined ? {} : { metricsTokenFile: this.#o.metricsTokenFile }),
     };
     try {

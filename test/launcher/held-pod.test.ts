@@ -1,8 +1,9 @@
 // runHeldPod (ADR 0134) against the pod script as PID 1 of a PID namespace: the
 // configuration and the token read from a Secret volume laid out as the kubelet writes
 // it (`name -> ..data/name`, `..data -> ..<timestamp>`); a configuration for another VM,
-// a link out of the volume, and a QEMU an earlier agent started are refused before
-// anything starts, and the pod is told to exit with the launcher's code for each.
+// a link out of the volume, and a QEMU that ended while no agent followed it are refused
+// before anything starts, and the pod is told to exit with the launcher's code for each.
+// (A running QEMU an earlier agent started is adopted: test/operator/held-launcher-e2e.)
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -86,11 +87,12 @@ void describe('a held pod refused before anything starts', { timeout: 60_000 }, 
     }
   });
 
-  void it('a QEMU an earlier agent started is ended, not adopted: the pod exits Failed', async () => {
+  void it('a QEMU that ended while no agent followed it is not started again: the pod exits Failed', async () => {
     const pod = await heldPod((dir) => configFor(dir, vm));
     try {
       await writeFile(path.join(pod.dir, 'state', 'qemu.pid'), '42\n');
-      assert.equal(await refused(pod, expect, /earlier node agent/), EXIT_CODES.vmFailed);
+      await writeFile(path.join(pod.dir, 'state', 'qemu.exit'), 'status 0\n');
+      assert.equal(await refused(pod, expect, /while no node agent followed it/), EXIT_CODES.vmFailed);
     } finally {
       pod.pod.process.kill('SIGKILL');
       await rm(pod.dir, { recursive: true, force: true });

@@ -6,7 +6,8 @@
 // the pod's configuration through its root, starts QEMU through the script, and serves
 // the launcher API in the pod's network namespace. Real QEMU (TCG here) boots the test
 // guest from its disk, with its guest agent, for two VMs at once on the node (the agent's
-// growth per VM is reported); then both are stopped through the operator.
+// growth per VM is reported). The agent is then killed: the one that replaces it adopts
+// both QEMUs (ADR 0135). Then both VMs are stopped through the operator.
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -63,17 +64,37 @@ async function podProcesses(podUid: string): Promise<PodProcess[]> {
   return out;
 }
 
-/** The node agent's resident set: the processes of its pod running its bundle. */
-async function agentRssKiB(podUid: string): Promise<number> {
-  let total = 0;
+/** The node agent's processes: those of its pod running its bundle, with their resident sets. */
+async function agentProcesses(podUid: string): Promise<{ pid: number; rssKiB: number }[]> {
+  const out: { pid: number; rssKiB: number }[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const dir = path.join('/proc', entry);
     const [cgroup, status, cmdline] = await Promise.all(['cgroup', 'status', 'cmdline'].map((f) => readFile(path.join(dir, f), 'utf8').catch(() => '')));
     if (cgroup === undefined || !cgroupNamesPod(cgroup, podUid) || !(cmdline ?? '').includes('node-agent')) continue;
-    total += kib(status ?? '', 'VmRSS');
+    out.push({ pid: Number(entry), rssKiB: kib(status ?? '', 'VmRSS') });
   }
-  return total;
+  return out;
+}
+
+const agentRssKiB = async (podUid: string): Promise<number> => (await agentProcesses(podUid)).reduce((a, p) => a + p.rssKiB, 0);
+const agentPids = async (podUid: string): Promise<number[]> => (await agentProcesses(podUid)).map((p) => p.pid);
+
+const ADOPTING = 'adopting the QEMU an earlier node agent started in this pod';
+const LogLine = z.object({ msg: z.string().optional(), pod: z.string().optional() }).loose();
+
+/** The JSON lines of the agent pod's container logs, as the simulated node keeps them. */
+async function agentLogLines(dir: string): Promise<z.infer<typeof LogLine>[]> {
+  const files = (await readdir(dir).catch(() => [])).filter((f) => f.endsWith('.log'));
+  const texts = await Promise.all(files.map((f) => readFile(path.join(dir, f), 'utf8').catch(() => '')));
+  return texts.flatMap((t) => t.split('\n')).flatMap((l) => {
+    try {
+      const parsed = LogLine.safeParse(JSON.parse(l));
+      return parsed.success ? [parsed.data] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 const PodSpec = z.object({
@@ -157,6 +178,39 @@ void describe('a VM whose launcher the node agent runs (local cluster, real QEMU
     }
     const mib = (k: number): string => (k / 1024).toFixed(1);
     t.diagnostic(`node agent resident: ${agentKiB.map(mib).join(' → ')} MiB with 0, 1, 2 VMs (first VM +${mib((agentKiB[1] ?? 0) - idleKiB)}, second +${mib((agentKiB[2] ?? 0) - (agentKiB[1] ?? 0))} MiB)`);
+  });
+
+  const qemuPids = async (name: string): Promise<number[]> =>
+    (await podProcesses(held.get(name)?.metadata.uid ?? '')).filter((q) => path.basename(q.argv[0] ?? '').startsWith('qemu-system')).map((q) => q.pid);
+
+  void it('the node agent killed: its successor adopts both QEMUs; the VMs run on in the same processes and pods', async (t) => {
+    const before = new Map<string, { qemu: number; pod: string | undefined }>();
+    for (const name of VMS) {
+      const [qemu, ...more] = await qemuPids(name);
+      assert.ok(qemu !== undefined && more.length === 0, `${name}: one QEMU`);
+      before.set(name, { qemu, pod: launcherPods(cluster, s.namespace, name)[0]?.metadata.uid });
+    }
+    const agent = agentUid();
+    const killed = await agentPids(agent);
+    assert.ok(killed.length > 0, 'the agent runs');
+    for (const pid of killed) process.kill(pid, 'SIGKILL');
+    const killedAt = Date.now();
+    // The agent's successor (its container restarted by the node) says which pods it adopted.
+    const logDir = path.join(cluster.layout.nodesDir, node?.name ?? '', 'pods', agent);
+    const adopted = (): Promise<string[]> => agentLogLines(logDir).then((lines) => lines.filter((l) => l.msg === ADOPTING).map((l) => l.pod ?? ''));
+    for (const name of VMS) {
+      const podName = launcherPods(cluster, s.namespace, name)[0]?.metadata.name ?? '';
+      await eventually(`${podName} adopted by the new agent`, async () => ((await adopted()).includes(podName) ? true : undefined), 120_000);
+    }
+    for (const name of VMS) {
+      const vm = await runningWithAgent(name);
+      t.diagnostic(`${name}: Running again with its guest agent ${Date.now() - killedAt} ms after the agent was killed`);
+      assert.deepEqual(await qemuPids(name), [before.get(name)?.qemu], `${name}: the same QEMU runs on`);
+      assert.equal(launcherPods(cluster, s.namespace, name)[0]?.metadata.uid, before.get(name)?.pod, `${name}: the same launcher pod`);
+      assert.equal(vm.status?.guestOSInfo?.id, 'debian');
+    }
+    const now = await agentPids(agentUid());
+    assert.ok(now.length > 0 && now.every((pid) => !killed.includes(pid)), 'a new agent process runs');
   });
 
   void it('stops through the operator: the agent shuts the guests down and the pods exit', async () => {

@@ -25,6 +25,11 @@ export function metaDataDocument(seed: NoCloudSeed): string {
   return `instance-id: ${JSON.stringify(seed.instanceId)}\nlocal-hostname: ${JSON.stringify(seed.hostname)}\n`;
 }
 
+/** Where `buildNoCloudSeed` puts the image under `workDir`. */
+export function noCloudSeedPath(workDir: string): string {
+  return path.join(workDir, 'seed.iso');
+}
+
 /** Writes the seed files under `workDir` and builds `<workDir>/seed.iso`; resolves with the image path. */
 export async function buildNoCloudSeed(seed: NoCloudSeed, workDir: string, genisoimage = 'genisoimage'): Promise<string> {
   const filesDir = path.join(workDir, 'cidata');
@@ -37,7 +42,7 @@ export async function buildNoCloudSeed(seed: NoCloudSeed, workDir: string, genis
     await writeFile(path.join(filesDir, 'network-config'), seed.networkData, { mode: 0o600 });
     files.push('network-config');
   }
-  const image = path.join(workDir, 'seed.iso');
+  const image = noCloudSeedPath(workDir);
   try {
     await execFileAsync(genisoimage, ['-quiet', '-output', image, '-volid', 'cidata', '-joliet', '-rock', ...files], { cwd: filesDir });
   } catch (err) {

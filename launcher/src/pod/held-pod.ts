@@ -82,16 +82,20 @@ async function endPod(root: PodRoot, held: HeldPod, code: number, kill: boolean)
 /** How long a pod's script, found running, may take to open its FIFO. */
 const POD_READY_TIMEOUT_MS = 10_000;
 
+/** What a pod's state directory says of its QEMU: never started, running, or ended. */
+export type HeldQemu = 'none' | 'running' | 'ended';
+
 /**
  * Waits for the pod's script to read its FIFO (the agent may find it a moment after it
  * started), then says whether QEMU was started in this pod before (by an earlier agent):
- * its pid or exit file is there.
+ * running while its pid is written and no exit, ended once its exit is.
  */
-async function startedBefore(root: PodRoot, held: HeldPod): Promise<boolean> {
+async function earlierQemu(root: PodRoot, held: HeldPod): Promise<HeldQemu> {
   const state = await root.directory(held.stateDir);
   try {
     await new PodHost({ stateDir: state.descriptorPath, logger: held.logger }).ready(POD_READY_TIMEOUT_MS);
-    return (await readPodFile(state.entry(POD_FILES.pid))) !== undefined || (await readPodFile(state.entry(POD_FILES.exit))) !== undefined;
+    if ((await readPodFile(state.entry(POD_FILES.exit))) !== undefined) return 'ended';
+    return (await readPodFile(state.entry(POD_FILES.pid))) !== undefined ? 'running' : 'none';
   } finally {
     await state.close();
   }
@@ -105,20 +109,24 @@ export async function runHeldPod(held: HeldPod): Promise<HeldRun> {
   const proc = path.join(held.procRoot, String(held.pid));
   const root = await PodRoot.open(path.join(proc, 'root'));
   let started = false;
-  let orphan = false;
+  let earlier: HeldQemu = 'none';
   try {
-    // An agent that restarts finds the QEMUs its predecessor started; it does not adopt
-    // them yet (ADR 0130, step 3): such a VM is ended, Failed, rather than left unsupervised.
-    orphan = await startedBefore(root, held);
+    // An agent that restarts finds the QEMUs its predecessor started (ADR 0135): a running
+    // one is adopted; one that ended while no agent watched it is ended Failed, since
+    // nobody saw why it ended.
+    earlier = await earlierQemu(root, held);
     const { config, token } = await readConfig(root, held);
-    if (orphan) throw new HeldPodError("QEMU was started in this pod by an earlier node agent, which this one does not adopt: the VM is ended");
-    const run = new VmRun({ config, token, logger: held.logger, outside: { root, netns: path.join(proc, 'ns', 'net') } });
+    if (earlier === 'ended') throw new HeldPodError('QEMU ended in this pod while no node agent followed it: the VM is ended');
+    const adopt = earlier === 'running';
+    if (adopt) held.logger.info("adopting the QEMU an earlier node agent started in this pod");
+    const run = new VmRun({ config, token, logger: held.logger, outside: { root, netns: path.join(proc, 'ns', 'net') }, ...(adopt ? { adopt } : {}) });
     started = true;
     void run.exitCode.finally(() => root.close()).catch(() => undefined);
     return run;
   } catch (err) {
-    const code = orphan ? EXIT_CODES.vmFailed : err instanceof ConfigError || err instanceof PodSecretError ? EXIT_CODES.invalidConfig : EXIT_CODES.startFailed;
-    await endPod(root, held, code, orphan).catch((why: unknown) => held.logger.warn({ err: why }, 'could not tell the refused pod to exit'));
+    const code = earlier === 'ended' ? EXIT_CODES.vmFailed : err instanceof ConfigError || err instanceof PodSecretError ? EXIT_CODES.invalidConfig : EXIT_CODES.startFailed;
+    // A QEMU left running is killed with the refused pod: nothing would follow it.
+    await endPod(root, held, code, earlier !== 'none').catch((why: unknown) => held.logger.warn({ err: why }, 'could not tell the refused pod to exit'));
     throw err;
   } finally {
     if (!started) await root.close();

@@ -189,6 +189,18 @@ export class PodHost {
     return this.#follow(pid, logger);
   }
 
+  /**
+   * Follows the QEMU this pod already runs, started by an earlier launcher (an agent that
+   * restarted, ADR 0135): its pid as the pod wrote it, and no exit written yet.
+   */
+  async attach(logger: Logger): Promise<QemuProcess> {
+    if ((await readPodFile(this.#file(POD_FILES.exit))) !== undefined) throw new QemuStartError("the pod's QEMU has already exited");
+    const text = await readPodFile(this.#file(POD_FILES.pid));
+    if (text === undefined || !/^\d{1,10}\n$/.test(text)) throw new QemuStartError('the pod runs no QEMU to adopt (no pid written)');
+    if (!(await this.podAlive())) throw new QemuStartError("the pod's process does not read its FIFO");
+    return this.#follow(Number(text), logger);
+  }
+
   #follow(pid: number, logger: Logger): QemuProcess {
     let tail = '';
     let ended: QemuExit | undefined;

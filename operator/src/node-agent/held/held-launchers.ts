@@ -4,8 +4,8 @@
 // the API in the pod's network namespace — while the pod's PID 1 holds QEMU (ADR 0131).
 // Each pass lists the node's held pods; a pod whose PID 1 runs is started once. A run
 // ends when its VM does; its pod then exits with the launcher's exit code.
-// Not yet (ADR 0130's order): adoption of a running QEMU after the agent restarts (such a
-// pod's start is refused by its script, so the VM ends Failed), HA VMs, migration, taps.
+// An agent that starts adopts the QEMUs a predecessor started in its node's held pods
+// (ADR 0135). Not yet (ADR 0130's order): HA VMs, migration, taps.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
