@@ -180,8 +180,8 @@ export class PodHost {
     }
     const started = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
     const pid = await this.#until(async () => {
-      const text = await readPodFile(this.#file(POD_FILES.pid));
-      if (text !== undefined && /^\d{1,10}\n$/.test(text)) return Number(text);
+      const written = await this.#writtenPid();
+      if (written !== undefined) return written;
       if ((await readPodFile(this.#file(POD_FILES.exit))) !== undefined) return -1;
       return undefined;
     }, started).catch(() => undefined);
@@ -195,10 +195,16 @@ export class PodHost {
    */
   async attach(logger: Logger): Promise<QemuProcess> {
     if ((await readPodFile(this.#file(POD_FILES.exit))) !== undefined) throw new QemuStartError("the pod's QEMU has already exited");
-    const text = await readPodFile(this.#file(POD_FILES.pid));
-    if (text === undefined || !/^\d{1,10}\n$/.test(text)) throw new QemuStartError('the pod runs no QEMU to adopt (no pid written)');
+    const pid = await this.#writtenPid();
+    if (pid === undefined) throw new QemuStartError('the pod runs no QEMU to adopt (no pid written)');
     if (!(await this.podAlive())) throw new QemuStartError("the pod's process does not read its FIFO");
-    return this.#follow(Number(text), logger);
+    return this.#follow(pid, logger);
+  }
+
+  /** QEMU's pid as the pod wrote it, when it has. */
+  async #writtenPid(): Promise<number | undefined> {
+    const text = await readPodFile(this.#file(POD_FILES.pid));
+    return text !== undefined && /^\d{1,10}\n$/.test(text) ? Number(text) : undefined;
   }
 
   #follow(pid: number, logger: Logger): QemuProcess {

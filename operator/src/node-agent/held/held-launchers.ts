@@ -63,16 +63,11 @@ export class HeldLaunchers {
     const { api, node, procRoot, log } = this.#o;
     const list = PodList.parse(await api.listPods(`spec.nodeName=${node}`, HELD_POD_SELECTOR));
     const seen = new Set<string>();
-    const pending = list.items.flatMap((item) => {
-      const uid = HeldPodSchema.safeParse(item).data?.metadata.uid;
-      return uid === undefined || this.#runs.has(uid) ? [] : [uid];
-    });
+    const pods = list.items.flatMap((item) => HeldPodSchema.safeParse(item).data ?? []);
+    const pending = pods.map((p) => p.metadata.uid).filter((uid) => !this.#runs.has(uid));
     // One walk of the node's processes for every pod not run yet.
     const inits = pending.length === 0 ? new Map<string, number>() : await findHeldPodInits(procRoot, pending);
-    for (const item of list.items) {
-      const parsed = HeldPodSchema.safeParse(item);
-      if (!parsed.success) continue;
-      const { metadata, spec, status } = parsed.data;
+    for (const { metadata, spec, status } of pods) {
       seen.add(metadata.uid);
       if (this.#runs.has(metadata.uid) || spec.nodeName !== node || status.phase === 'Succeeded' || status.phase === 'Failed') continue;
       const vmName = metadata.labels[LABEL_VM];
