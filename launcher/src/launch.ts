@@ -65,6 +65,13 @@ export interface LaunchOptions {
   adopt?: boolean;
   /** The metrics token's file, as this process reads it (beside the token file by default). */
   metricsTokenFile?: string;
+  /**
+   * The pod's identity for its lease (its UID and node) when this process is not the
+   * pod's own (a node agent, ADR 0136); the process's environment otherwise.
+   */
+  leaseEnv?: NodeJS.ProcessEnv;
+  /** Aborts a wait before QEMU starts (the lease) when the VM is to stop; outside the pod its signals are not the VM's. */
+  stopSignal?: AbortSignal;
 }
 
 export function statePaths(stateDir: string): StatePaths {
@@ -108,15 +115,22 @@ export function disksToFence(config: LauncherConfig): string[] {
   });
 }
 
-/** Aborts the lease acquisition on SIGTERM/SIGINT (the launcher may wait for a lease for long). */
-function abortOnTermination(): { signal: AbortSignal; done: () => void } {
+/**
+ * Aborts the lease acquisition on SIGTERM/SIGINT (the launcher may wait for a lease for
+ * long) or on `stop`; outside the pod only on `stop`: the process's signals are not the VM's.
+ */
+function abortOnTermination(stop: AbortSignal | undefined, outside: boolean): { signal: AbortSignal; done: () => void } {
+  if (outside) return { signal: stop ?? new AbortController().signal, done: () => undefined };
   const abort = new AbortController();
+  const onStop = (): void => abort.abort(new Error('termination requested while acquiring the lease'));
+  stop?.addEventListener('abort', onStop, { once: true });
   const onSignal = (): void => abort.abort(new Error('termination requested while acquiring the lease'));
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   return {
     signal: abort.signal,
     done: () => {
+      stop?.removeEventListener('abort', onStop);
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
     },
@@ -163,6 +177,36 @@ async function prepareState(
   return { podHost, diskCache, cloudInitSeed: view.qemuPath(seed) };
 }
 
+/** An HA VM's lease; outside the pod its file and the disks are named through their held directories. */
+async function leaseFor(options: LaunchOptions, view: LaunchView, vm: VmSupervisor, podHost: PodHost | undefined): Promise<LauncherLease | undefined> {
+  const { config, logger } = options;
+  if (config.lease === undefined) return undefined;
+  return new LauncherLease({
+    config: { ...config.lease, path: await view.seenPath(config.lease.path) },
+    disksToFence: await Promise.all(disksToFence(config).map((d) => view.seenPath(d))),
+    vm,
+    logger,
+    ...(options.leaseEnv === undefined ? {} : { env: options.leaseEnv }),
+    ...(podHost === undefined ? {} : { podFenceDeadline: (ms: number) => podHost.setFenceDeadline(ms) }),
+  });
+}
+
+/**
+ * Before QEMU runs: the lease acquired; resumed for a QEMU adopted in its pod, which runs
+ * under the lease the pod held (never acquired again, ADR 0136); a migration target
+ * notes the source's.
+ */
+async function takeLease(leased: LauncherLease, options: LaunchOptions, podHost: PodHost | undefined): Promise<void> {
+  if (options.config.mode !== 'run') return leased.noteSource();
+  if (options.adopt === true && podHost !== undefined) return leased.resume(await podHost.fenceDeadlineFromNowMs());
+  const termination = abortOnTermination(options.stopSignal, options.outside !== undefined);
+  try {
+    await leased.acquire(termination.signal);
+  } finally {
+    termination.done();
+  }
+}
+
 async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launch> {
   const { config, logger } = options;
   const accelerator = await chooseAccelerator(config.allowEmulation || config.template.allowEmulation, options.acceleratorProbe);
@@ -175,13 +219,13 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
   const removeTaps = await prepareTaps(config, logger);
   // A highly available VM's migration target keeps the guest paused (-S) until it holds the lease.
   const startPaused = config.lease !== undefined && config.mode === 'migration-target';
-  let lease: LauncherLease | undefined;
   const supervisor = new VmSupervisor({
     logger,
     qemuBinary: config.qemu.binary,
     qemuArgs: buildQemuArgs(startPaused ? { ...plan, startPaused } : plan),
     ...(podHost === undefined ? {} : { spawnQemu: (binary, args, log) => (options.adopt === true ? podHost.attach(log) : podHost.spawn(binary, args, log)) }),
-    afterQemuExit: async (status) => lease?.afterQemuExit(status),
+    // `leased` is set below, before QEMU can start (and so exit).
+    afterQemuExit: async (status) => leased?.afterQemuExit(status),
     qmpSocket: seen.qmpSocket,
     ...(view.connect === undefined ? {} : { connectSocket: view.connect }),
     accelerator: accelerator.accelerator,
@@ -200,16 +244,7 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
       vm: config.vm,
     };
   };
-  if (config.lease !== undefined) {
-    lease = new LauncherLease({
-      config: config.lease,
-      disksToFence: disksToFence(config),
-      vm: supervisor,
-      logger,
-      ...(podHost === undefined ? {} : { podFenceDeadline: (ms: number) => podHost.setFenceDeadline(ms) }),
-    });
-  }
-  const leased = lease;
+  const leased = await leaseFor(options, view, supervisor, podHost);
   const server = new ApiServer(logger, bearerTokenCheck(options.token));
   const metrics = await launcherMetrics({
     supervisor,
@@ -255,17 +290,8 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
     serialLog.stop();
     await view.close();
   });
-  if (leased !== undefined && config.mode === 'run') {
-    const termination = abortOnTermination();
-    try {
-      await leased.acquire(termination.signal);
-    } finally {
-      termination.done();
-    }
-  } else if (leased !== undefined) {
-    await leased.noteSource();
-  }
-  const networkWait = abortOnTermination();
+  if (leased !== undefined) await takeLease(leased, options, podHost);
+  const networkWait = abortOnTermination(options.stopSignal, options.outside !== undefined);
   try {
     const podNetwork = await startConfiguredPodNetwork(config, logger, networkWait.signal);
     if (podNetwork !== undefined) void supervisor.finished().then(() => podNetwork.close());

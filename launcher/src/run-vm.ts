@@ -23,6 +23,8 @@ export interface RunVmOptions {
   readonly outside?: OutsidePod;
   /** The pod's QEMU already runs (an earlier agent started it): attach to it (ADR 0135). */
   readonly adopt?: boolean;
+  /** The pod's lease identity when this runs outside it (its UID and node, ADR 0136). */
+  readonly leaseEnv?: NodeJS.ProcessEnv;
   /** The metrics token's file as this process reads it (outside the pod: none unless given). */
   readonly metricsTokenFile?: string;
   /** Overrides the final-status linger (tests). */
@@ -37,6 +39,8 @@ export class VmRun {
   #stopping = false;
   #terminating: Promise<void> | undefined;
   readonly #podWatch = new AbortController();
+  /** Aborts a wait before QEMU starts (the lease) once the VM is to stop. */
+  readonly #stopWait = new AbortController();
   readonly exitCode: Promise<number>;
 
   constructor(options: RunVmOptions) {
@@ -55,6 +59,7 @@ export class VmRun {
     // A signal is logged as `signal`, as the launcher always has; any other cause as `reason`.
     this.#log.info(/^SIG[A-Z]+$/.test(reason) ? { signal: reason } : { reason }, 'termination requested; shutting the VM down');
     this.#stopping = true;
+    this.#stopWait.abort(new Error('termination requested before the VM started'));
     const launched = this.#launched;
     if (launched === undefined || this.#terminating !== undefined) return;
     const { supervisor, migration } = launched;
@@ -94,11 +99,16 @@ export class VmRun {
       ...(pod === undefined ? {} : { podHost: pod }),
       ...(outside === undefined ? {} : { outside }),
       ...(this.#o.adopt === true ? { adopt: true } : {}),
+      ...(this.#o.leaseEnv === undefined ? {} : { leaseEnv: this.#o.leaseEnv }),
+      stopSignal: this.#stopWait.signal,
       ...(this.#o.metricsTokenFile === undefined ? {} : { metricsTokenFile: this.#o.metricsTokenFile }),
     };
     try {
       this.#launched = await launch(options);
     } catch (err) {
+      // An adopted QEMU that cannot be followed (its lease lost, QMP silent) is ended:
+      // nothing would supervise it (ADRs 0135, 0136).
+      if (this.#o.adopt === true) await pod?.send('kill').catch((why: unknown) => log.warn({ err: why }, 'could not ask the pod to kill the adopted QEMU'));
       // Terminated before QEMU ran (e.g. while waiting for a storage lease): nothing failed.
       if (this.#stopping) {
         log.info({ err }, 'terminated before the VM started');

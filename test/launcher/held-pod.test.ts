@@ -57,7 +57,7 @@ function configFor(dir: string, vm: { namespace: string; name: string; uid: stri
 
 async function refused(pod: Pod, expect: { namespace: string; vmName: string; vmUid: string }, message: RegExp): Promise<number | null> {
   await assert.rejects(
-    runHeldPod({ procRoot: '/proc', pid: pod.init, configFile: path.join(pod.dir, 'secret', 'config.json'), stateDir: path.join(pod.dir, 'state'), expect, logger: log }),
+    runHeldPod({ procRoot: '/proc', pid: pod.init, configFile: path.join(pod.dir, 'secret', 'config.json'), stateDir: path.join(pod.dir, 'state'), expect, pod: { uid: 'pod-uid-1', node: 'node-1' }, logger: log }),
     message,
   );
   return (await pod.pod.exited).code;

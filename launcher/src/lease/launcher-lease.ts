@@ -10,7 +10,7 @@ import type { LeaseConfig } from '../api/config.ts';
 import { LEASE_HOLDER_ENV, LEASE_KILL_LATENCY_MS, LEASE_NODE_ENV } from '../api/config.ts';
 import type { LauncherPhase, LeaseStatus, Status } from '../api/status.ts';
 import { acquireLease } from './acquirer.ts';
-import { checkHandover } from './decisions.ts';
+import { checkHandover, checkHold } from './decisions.ts';
 import type { LeaseTiming } from './decisions.ts';
 import { fenceDisks } from './disk-fence.ts';
 import { LeaseHolder } from './holder.ts';
@@ -122,6 +122,31 @@ export class LauncherLease {
     const fenced = this.#holder?.fenced;
     if (fenced !== undefined) throw new LeaseUnavailableError(`the lease was lost before QEMU started: ${fenced.message}`);
     vm.setPhase('Starting', 'QemuStarting');
+  }
+
+  /**
+   * A launcher that adopts a running QEMU (a node agent that restarted, ADR 0136): holds
+   * the lease its predecessor held for this pod, as the pod's own identity, counting the
+   * fence from that predecessor's last renewal, which the deadline it left in the pod
+   * tells (`podDeadlineFromNowMs`; the pod could move that file, as it could for its own
+   * script's fence, and would gain only its own VM's lease). Past it, or when the lease is no longer this pod's, nothing is written and
+   * this rejects: the caller kills the adopted QEMU.
+   */
+  async resume(podDeadlineFromNowMs: number | undefined): Promise<void> {
+    if (podDeadlineFromNowMs === undefined) {
+      throw new LeaseUnavailableError('the pod holds no fence deadline: when its lease was last renewed is unknown');
+    }
+    const lastRenewalStartMs = performance.now() + podDeadlineFromNowMs - podFenceAfterMs(this.#timing.fenceTimeoutMs);
+    const obs = await readLease(this.#o.config.path);
+    const check = obs.kind === 'record' ? checkHold(obs, this.self, obs.record.generation) : undefined;
+    if (check === undefined || !check.holds) {
+      const why = check === undefined ? `the lease is ${obs.kind}` : check.why;
+      throw new LeaseUnavailableError(`the adopted QEMU's lease is no longer this pod's: ${why}`);
+    }
+    this.#log.info({ generation: check.record.generation, sinceRenewalMs: Math.round(performance.now() - lastRenewalStartMs) }, 'lease resumed for the adopted QEMU');
+    this.#hold(check.record, lastRenewalStartMs);
+    const fenced = this.#holder?.fenced;
+    if (fenced !== undefined) throw new LeaseUnavailableError(`the lease expired while no launcher renewed it: ${fenced.message}`);
   }
 
   #hold(record: LeaseRecord, acquiredAtMs: number): void {

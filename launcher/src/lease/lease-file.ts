@@ -3,7 +3,8 @@
 // an open descriptor. Writes go through O_DSYNC + pwrite at offset 0 + fdatasync: the
 // renewal counts only once the block is on stable storage. Everything runs on libuv's
 // threadpool: a hung call never blocks the event loop, so the self-fence timer keeps
-// running while a renewal hangs.
+// running while a renewal hangs. The file is never opened through a symbolic link: a
+// node agent reaches it through the pod's mount (ADR 0136), where the pod could plant one.
 import { constants } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
@@ -18,7 +19,7 @@ export class LeaseIoError extends Error {
 export async function readLease(file: string): Promise<LeaseObservation> {
   let handle;
   try {
-    handle = await open(file, constants.O_RDONLY);
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return decodeLeaseBlock(Buffer.alloc(0));
     throw err;
@@ -44,7 +45,7 @@ export class LeaseWriteAbandonedError extends Error {
  */
 export async function writeLease(file: string, record: LeaseRecord, mayWrite: () => boolean = () => true): Promise<void> {
   const block = encodeLeaseRecord(record);
-  const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_DSYNC, 0o600);
+  const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_DSYNC | constants.O_NOFOLLOW, 0o600);
   try {
     if (!mayWrite()) throw new LeaseWriteAbandonedError('lease write abandoned: the fence deadline passed');
     const { bytesWritten } = await handle.write(block, 0, block.length, 0);

@@ -257,4 +257,15 @@ void describe('takeover disk fence', () => {
       assert.deepEqual((await readdir(dir)).sort(), ['disk.raw']);
     });
   });
+
+  void it('refuses a disk that is a link (a directory a node agent reaches through the pod, ADR 0136): nothing is copied', async () => {
+    await withDir(async (dir) => {
+      const secret = path.join(dir, 'not-the-disk');
+      await writeFile(secret, 'the node\'s file');
+      await symlink(secret, path.join(dir, 'disk.raw'));
+      await assert.rejects(fenceDisk(path.join(dir, 'disk.raw'), logger), /could not fence disk .*not a regular file/);
+      assert.deepEqual((await readdir(dir)).sort(), ['disk.raw', 'not-the-disk']);
+      assert.equal(await readFile(secret, 'utf8'), 'the node\'s file');
+    });
+  });
 });

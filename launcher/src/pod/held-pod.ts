@@ -5,7 +5,7 @@
 // server placed on the node before anything starts.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { LauncherConfig } from '../api/config.ts';
+import { LEASE_HOLDER_ENV, LEASE_NODE_ENV, type LauncherConfig } from '../api/config.ts';
 import { ConfigError, parseLauncherConfig } from '../config.ts';
 import { MAX_TOKEN_CHARS, tokenLengthProblem } from '../http/auth.ts';
 import { EXIT_CODES } from '../exit-codes.ts';
@@ -28,6 +28,8 @@ export interface HeldPod {
   readonly stateDir: string;
   /** What the API server says of the pod: the configuration must be this VM's. */
   readonly expect: { readonly namespace: string; readonly vmName: string; readonly vmUid: string };
+  /** The pod's UID and node as the API server has them: an HA VM's lease identity (ADR 0136). */
+  readonly pod: { readonly uid: string; readonly node: string };
   readonly logger: Logger;
 }
 
@@ -119,7 +121,12 @@ export async function runHeldPod(held: HeldPod): Promise<HeldRun> {
     if (earlier === 'ended') throw new HeldPodError('QEMU ended in this pod while no node agent followed it: the VM is ended');
     const adopt = earlier === 'running';
     if (adopt) held.logger.info("adopting the QEMU an earlier node agent started in this pod");
-    const run = new VmRun({ config, token, logger: held.logger, outside: { root, netns: path.join(proc, 'ns', 'net') }, ...(adopt ? { adopt } : {}) });
+    const run = new VmRun({
+      config, token, logger: held.logger,
+      outside: { root, netns: path.join(proc, 'ns', 'net') },
+      leaseEnv: { [LEASE_HOLDER_ENV]: held.pod.uid, [LEASE_NODE_ENV]: held.pod.node },
+      ...(adopt ? { adopt } : {}),
+    });
     started = true;
     void run.exitCode.finally(() => root.close()).catch(() => undefined);
     return run;

@@ -7,7 +7,10 @@
 //     following a link;
 //   - QEMU's sockets are connected through the held directory after lstat shows a
 //     socket there, not a link (connect() itself would follow one: ADR 0132);
-//   - the API listens in the pod's network namespace (netns-listen.ts).
+//   - the API listens in the pod's network namespace (netns-listen.ts);
+//   - an HA VM's lease file and the disks a takeover fences are named through their
+//     directories, held for the VM's life (ADR 0136); the lease is opened with
+//     O_NOFOLLOW and the disk fence refuses anything but a regular file.
 import { constants, lstatSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -37,6 +40,11 @@ export interface LaunchView {
   /** `stateDir`'s file `name` as QEMU names it. */
   readonly qemuPath: (seenPath: string) => string;
   probeDisk(podPath: string): Promise<DiskCacheMode>;
+  /**
+   * A file of the pod as this process names it: through its directory, held until
+   * `close` (the file itself must be opened without following a link).
+   */
+  seenPath(podPath: string): Promise<string>;
   /** Opens one of QEMU's sockets in the state directory. */
   readonly connect: ((seenPath: string) => net.Socket) | undefined;
   listen(server: ApiServer, host: string, port: number): Promise<AddressInfo>;
@@ -49,6 +57,7 @@ export function insideView(config: LauncherConfig): LaunchView {
     stateDir: config.stateDir,
     qemuPath: (p) => p,
     probeDisk: probeDiskCacheMode,
+    seenPath: (p) => Promise.resolve(p),
     connect: undefined,
     listen: (server, host, port) => server.listen(port, host),
     close: () => Promise.resolve(),
@@ -59,7 +68,6 @@ export function insideView(config: LauncherConfig): LaunchView {
 export function outsideRefusal(config: LauncherConfig): string | undefined {
   if (config.qemu.host !== 'pod') return 'qemu.host must be "pod" for a launcher outside the pod';
   if (config.mode === 'migration-target') return 'a migration target needs its launcher in the pod';
-  if (config.lease !== undefined) return "a highly available VM's lease and disk fence need its launcher in the pod";
   const iface = config.template.interfaces.find((i) => i.binding === 'bridge' || config.interfaces[i.name]?.podNetwork === true);
   if (iface !== undefined) return `interface ${iface.name} (tap device, pod network) needs its launcher in the pod`;
   return undefined;
@@ -77,6 +85,7 @@ export async function outsideView(config: LauncherConfig, pod: OutsidePod): Prom
   if (refusal !== undefined) throw new OutsidePodError(refusal);
   const state: PodDirectory = await pod.root.directory(config.stateDir);
   const seen = state.descriptorPath;
+  const held: PodDirectory[] = [];
   return {
     stateDir: seen,
     qemuPath: (p) => {
@@ -95,8 +104,16 @@ export async function outsideView(config: LauncherConfig, pod: OutsidePod): Prom
         await dir.close();
       }
     },
+    seenPath: async (podPath) => {
+      const dir = await pod.root.directory(path.posix.dirname(podPath));
+      held.push(dir);
+      return dir.entry(path.posix.basename(podPath));
+    },
     connect: checkedConnect,
     listen: async (server, host, port) => server.listenOn(await listenInNetns({ netns: pod.netns, host, port })),
-    close: () => state.close(),
+    close: async () => {
+      for (const dir of held.splice(0)) await dir.close();
+      await state.close();
+    },
   };
 }

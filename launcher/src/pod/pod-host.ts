@@ -148,6 +148,17 @@ export class PodHost {
     return write;
   }
 
+  /**
+   * Milliseconds from now to the fence deadline the pod holds (negative once past), as
+   * an earlier launcher wrote it; undefined when there is none (ADR 0136).
+   */
+  async fenceDeadlineFromNowMs(): Promise<number | undefined> {
+    const text = await readPodFile(this.#file(POD_FILES.fenceDeadline));
+    if (text === undefined || !/^\d{1,15}\n$/.test(text)) return undefined;
+    const [uptime] = (await readFile('/proc/uptime', 'utf8')).split(' ');
+    return Number(text) * 10 - Math.ceil(Number(uptime) * 1000);
+  }
+
   /** Resolves once the pod asks for the VM to stop (its SIGTERM). */
   async stopRequested(signal: AbortSignal): Promise<void> {
     await this.#until(async () => ((await readPodFile(this.#file(POD_FILES.stopRequested))) !== undefined ? true : undefined), signal);

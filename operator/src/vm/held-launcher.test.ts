@@ -61,7 +61,7 @@ void describe('launcher pods held by the node agent (ADR 0134)', () => {
 
   void it('keeps the launcher in the pod for what the agent cannot do yet: a lease, a migration target, a bridge NIC, the pod network', () => {
     assert.equal(heldByNodeAgent(input()), true);
-    assert.equal(heldByNodeAgent(input({ lease })), false);
+    assert.equal(heldByNodeAgent(input({ lease })), true, 'an HA VM is held: the agent holds its lease as the pod (ADR 0136)');
     assert.equal(heldByNodeAgent(input({ migrationTarget: { podName: 'target', migrationUid: 'm' } })), false);
     const bridged = VirtualMachine.parse({ ...vm, spec: { ...vm.spec, template: { ...vm.spec.template, interfaces: [{ name: 'default', binding: 'bridge' }] } } });
     assert.equal(heldByNodeAgent(input({ vm: bridged })), false);

@@ -151,12 +151,13 @@ export function mayEmulate(vm: VirtualMachine, settings: LauncherSettings): bool
 /**
  * Whether the node agent runs this pod's launcher, the pod holding QEMU (ADR 0134): when
  * the operator is so configured and the VM needs nothing the agent cannot do yet (a
- * storage lease, a migration target, a tap or the pod network); otherwise the launcher
+ * migration target, a tap or the pod network; an HA VM is held, ADR 0136); otherwise the launcher
  * runs in the pod as always.
  */
 export function heldByNodeAgent(input: Pick<LauncherPodInput, 'vm' | 'settings' | 'lease' | 'migrationTarget'>): boolean {
   const { vm, settings } = input;
-  if (settings.launcherHost !== LAUNCHER_HOST_NODE_AGENT || input.lease !== undefined || input.migrationTarget !== undefined) return false;
+  // An HA VM's lease is held by the agent as the pod (ADR 0136); a migration target is not.
+  if (settings.launcherHost !== LAUNCHER_HOST_NODE_AGENT || input.migrationTarget !== undefined) return false;
   if (vm.spec.template.interfaces.some((i) => i.binding === 'bridge')) return false;
   return Object.keys(podNetworkAnnotations(vm, settings.podNetwork)).length === 0;
 }

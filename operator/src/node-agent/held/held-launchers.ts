@@ -84,6 +84,7 @@ export class HeldLaunchers {
         const run = await runHeldPod({
           procRoot, pid, configFile: CONFIG_FILE, stateDir: STATE_DIR,
           expect: { namespace: metadata.namespace, vmName, vmUid },
+          pod: { uid: metadata.uid, node },
           logger: podLog.child({ vm: `${metadata.namespace}/${vmName}`, uid: vmUid }),
         });
         this.#runs.set(metadata.uid, run);

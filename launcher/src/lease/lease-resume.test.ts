@@ -1,0 +1,113 @@
+// A node agent that adopts a running QEMU resumes the lease its predecessor held for the
+// pod (ADR 0136), on a real file with short timings: it renews on under the pod's own
+// identity and generation; it writes nothing, and kills QEMU, when the lease is another's,
+// released or unreadable, when the pod holds no deadline, or when the predecessor's last
+// renewal is F ago or more.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import type { LeaseConfig } from '../api/config.ts';
+import type { LeaseStatus } from '../api/status.ts';
+import { claimRecord } from './decisions.ts';
+import { LauncherLease, LeaseUnavailableError, podFenceAfterMs, type LeasedVm } from './launcher-lease.ts';
+import { readLease, writeLease } from './lease-file.ts';
+import type { LeaseRecord } from './record.ts';
+
+const logger = pino({ level: 'silent' });
+const timing = { renewIntervalMs: 100, fenceTimeoutMs: 600, acquireTimeoutMs: 900 };
+
+interface Seen {
+  kills: string[];
+  leases: LeaseStatus[];
+  deadlines: number[];
+}
+
+function lease(file: string, seen: Seen): LauncherLease {
+  const config: LeaseConfig = { path: file, nodeFenced: false, ...timing };
+  const vm: LeasedVm = {
+    phase: 'Starting',
+    setPhase: () => undefined,
+    setLease: (l) => seen.leases.push(l),
+    killForLease: (reason) => seen.kills.push(reason),
+  };
+  return new LauncherLease({
+    config, disksToFence: [], vm, logger,
+    env: { KEYVIRT_POD_UID: 'pod-a', KEYVIRT_NODE_NAME: 'node-1' },
+    podFenceDeadline: (ms) => {
+      seen.deadlines.push(ms);
+      return Promise.resolve();
+    },
+  });
+}
+
+async function withLease(record: LeaseRecord | undefined, fn: (file: string, seen: Seen) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'kv-resume-'));
+  try {
+    const file = path.join(dir, 'lease');
+    if (record !== undefined) await writeLease(file, record);
+    await fn(file, { kills: [], leases: [], deadlines: [] });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const held = (holder: string, generation = 3): LeaseRecord => ({ ...claimRecord(holder, 'node-1', generation, timing), counter: 7 });
+/** The pod's deadline as a predecessor that last renewed `agoMs` ago would have left it. */
+const deadlineAfterRenewal = (agoMs: number): number => podFenceAfterMs(timing.fenceTimeoutMs) - agoMs;
+
+void describe('lease resumed by a launcher that adopts a running QEMU', () => {
+  void it("renews the pod's lease on, same holder and generation, and moves the pod's deadline", async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const l = lease(file, seen);
+      await l.resume(deadlineAfterRenewal(150));
+      await new Promise((r) => setTimeout(r, 450));
+      const now = await readLease(file);
+      assert.equal(now.kind, 'record');
+      assert.equal(now.kind === 'record' && now.record.holder, 'pod-a');
+      assert.equal(now.kind === 'record' && now.record.generation, 3);
+      assert.ok(now.kind === 'record' && now.record.counter > 7, 'renewed');
+      assert.deepEqual(seen.kills, []);
+      assert.ok(seen.deadlines.length >= 2, 'the deadline moved on with the renewals');
+      assert.equal(seen.leases.at(-1)?.state, 'Held');
+      await l.holder?.stop();
+    });
+  });
+
+  void it('writes nothing and kills QEMU once F has passed since the last renewal', async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const l = lease(file, seen);
+      await assert.rejects(l.resume(deadlineAfterRenewal(timing.fenceTimeoutMs + 50)), (err: Error) => err instanceof LeaseUnavailableError && /expired/.test(err.message));
+      assert.deepEqual(seen.kills, ['LeaseExpired']);
+      await new Promise((r) => setTimeout(r, 250));
+      const now = await readLease(file);
+      assert.equal(now.kind === 'record' && now.record.counter, 7, 'no write after F');
+    });
+  });
+
+  for (const [what, record] of [
+    ['held by another pod', held('pod-b')],
+    ['released', { ...held('pod-a'), state: 'released' as const }],
+    ['absent', undefined],
+  ] as const) {
+    void it(`refuses a lease ${what}: nothing written`, async () => {
+      await withLease(record, async (file, seen) => {
+        const l = lease(file, seen);
+        await assert.rejects(l.resume(deadlineAfterRenewal(100)), /no longer this pod's/);
+        const now = await readLease(file);
+        assert.deepEqual(now.kind === 'record' ? now.record : undefined, record);
+        assert.deepEqual(seen.deadlines, [], "the pod's deadline is left as it was");
+      });
+    });
+  }
+
+  void it('refuses when the pod holds no fence deadline', async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      await assert.rejects(lease(file, seen).resume(undefined), /no fence deadline/);
+      const now = await readLease(file);
+      assert.equal(now.kind === 'record' && now.record.counter, 7);
+    });
+  });
+});
