@@ -290,14 +290,25 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
     serialLog.stop();
     await view.close();
   });
-  if (leased !== undefined) await takeLease(leased, options, podHost);
-  const networkWait = abortOnTermination(options.stopSignal, options.outside !== undefined);
   try {
-    const podNetwork = await startConfiguredPodNetwork(config, logger, networkWait.signal);
-    if (podNetwork !== undefined) void supervisor.finished().then(() => podNetwork.close());
-  } finally {
-    networkWait.done();
+    if (leased !== undefined) await takeLease(leased, options, podHost);
+    const networkWait = abortOnTermination(options.stopSignal, options.outside !== undefined);
+    try {
+      const podNetwork = await startConfiguredPodNetwork(config, logger, networkWait.signal);
+      if (podNetwork !== undefined) void supervisor.finished().then(() => podNetwork.close());
+    } finally {
+      networkWait.done();
+    }
+    await supervisor.start();
+  } catch (err) {
+    // A launcher process ends here; a node agent runs on (ADR 0136), so nothing may be
+    // left behind: the API stops listening in the pod, the serial log is no longer
+    // rotated, and a lease held is no longer renewed (it expires; QEMU, if it was
+    // spawned, has been killed, and the pod's deadline stands).
+    leased?.holder?.halt();
+    serialLog.stop();
+    await server.close().catch((why: unknown) => logger.warn({ err: why }, 'could not close the launcher API'));
+    throw err;
   }
-  await supervisor.start();
   return { supervisor, server, migration, address, accelerator, info };
 }

@@ -11,6 +11,7 @@ import { DoubleRunChecker } from '../support/double-run-checker.ts';
 import { testGuest, type TestGuest } from '../support/guest.ts';
 import { deleteDomainJobPods, OPERATOR_NAMESPACE, startSuiteOperator, stopOperator, type OperatorProcess } from '../operator/operator-process.ts';
 import { keepEvidence } from '../operator/scenario-evidence.ts';
+import { startChartNodeAgent } from '../network/chart-node-agent.ts';
 import { apply, condition, getVm, scratch, TEST_RUN_LABEL, testVm, waitVm, type Scratch } from '../operator/vm-fixtures.ts';
 
 export interface HaScenarioOptions {
@@ -20,6 +21,11 @@ export interface HaScenarioOptions {
   readonly nodes: number;
   /** Each node reaches the shared storage through its own view (storage faults). */
   readonly storageViews?: boolean;
+  /**
+   * The node agent runs the VMs' launchers (ADRs 0134-0136): the chart's agent runs on
+   * every node (held launchers on) and the operator with `--launcher-host node-agent`.
+   */
+  readonly heldLaunchers?: boolean;
 }
 
 export interface HaScenario {
@@ -56,9 +62,11 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
   mkdirSync(path.join(root, 'templates'), { recursive: true });
   const domain = `sd-${s.runId}-ha`;
   const nodes: string[] = [];
+  const clusterScoped: string[][] = [];
   let operator: OperatorProcess | undefined;
   const dispose = async (): Promise<void> => {
     if (operator !== undefined) await stopOperator(operator);
+    for (const [kind = '', name = ''] of clusterScoped) cluster.kubectl(['delete', kind, name, '--ignore-not-found']);
     await keepEvidence('HA scenario', cluster, s, nodes);
     try {
       await s.cleanup();
@@ -80,7 +88,10 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
     for (let i = 0; i < o.nodes; i++) {
       nodes.push((await cluster.createNode(`${o.prefix}-${String(i + 1)}`, { labels, ...(o.storageViews === true ? { storageRoot: root } : {}) })).name);
     }
-    operator = await startSuiteOperator(cluster, s, o.prefix);
+    if (o.heldLaunchers === true) {
+      for (const n of nodes) clusterScoped.push(...startChartNodeAgent(cluster, `held-${s.runId}`, s.namespace, n, ['launcher.host=node-agent', 'nodeAgent.podNetwork.enabled=false']));
+    }
+    operator = await startSuiteOperator(cluster, s, o.prefix, o.heldLaunchers === true ? ['--launcher-host', 'node-agent'] : undefined);
     apply(cluster, {
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'StorageDomain',
       metadata: { name: domain, labels },

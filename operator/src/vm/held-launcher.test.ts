@@ -32,6 +32,7 @@ const PodShape = z.object({
       args: z.array(z.string()).optional(),
       env: z.array(z.object({ name: z.string(), value: z.string().optional() })).optional(),
       resources: z.object({ requests: z.record(z.string(), z.string()) }),
+      volumeMounts: z.array(z.object({ mountPath: z.string(), subPath: z.string().optional() })).optional(),
       securityContext: z.object({ capabilities: z.object({ drop: z.array(z.string()), add: z.array(z.string()).optional() }), readOnlyRootFilesystem: z.boolean() }),
     })),
   }),
@@ -59,17 +60,28 @@ void describe('launcher pods held by the node agent (ADR 0134)', () => {
     assert.equal(pod.spec.containers[0]?.resources.requests.memory, `${Math.ceil((1024 * 1024 * 1024 + held) / 1024 / 1024)}Mi`);
   });
 
-  void it('keeps the launcher in the pod for what the agent cannot do yet: a lease, a migration target, a bridge NIC, the pod network', () => {
+  void it('keeps the launcher in the pod for what the agent cannot do yet: a migration target, a bridge NIC, the pod network', () => {
     assert.equal(heldByNodeAgent(input()), true);
     assert.equal(heldByNodeAgent(input({ lease })), true, 'an HA VM is held: the agent holds its lease as the pod (ADR 0136)');
     assert.equal(heldByNodeAgent(input({ migrationTarget: { podName: 'target', migrationUid: 'm' } })), false);
     const bridged = VirtualMachine.parse({ ...vm, spec: { ...vm.spec, template: { ...vm.spec.template, interfaces: [{ name: 'default', binding: 'bridge' }] } } });
     assert.equal(heldByNodeAgent(input({ vm: bridged })), false);
     assert.equal(heldByNodeAgent(input({ settings: { ...settings, podNetwork: 'node-agent' } })), false);
-    const pod = PodShape.parse(renderLauncherPod(input({ lease }), 'h'));
+    const target = input({ migrationTarget: { podName: 'target', migrationUid: 'm' } });
+    const pod = PodShape.parse(renderLauncherPod(target, 'h'));
     assert.deepEqual(pod.spec.containers[0]?.args, ['--x', '--config', '/var/run/keyvirt/launcher/config.json']);
     assert.equal(pod.metadata.labels['keyvirt.io/launcher-host'], undefined);
-    assert.equal(LauncherConfigSchema.parse(launcherConfig(input({ lease }))).qemu.host, 'launcher');
+    assert.equal(LauncherConfigSchema.parse(launcherConfig(target)).qemu.host, 'launcher');
+  });
+
+  void it('holds an HA VM: the pod mounts its lease directory, the agent holds the lease as the pod (ADR 0136)', () => {
+    const pod = PodShape.parse(renderLauncherPod(input({ lease }), 'h'));
+    assert.equal(pod.metadata.labels['keyvirt.io/launcher-host'], 'node-agent');
+    assert.equal(pod.spec.containers[0]?.command?.[1], '/opt/keyvirt/launcher/pod/vm-pod.sh');
+    assert.ok(pod.spec.containers[0]?.volumeMounts?.some((m) => m.mountPath === '/var/lib/keyvirt/lease' && m.subPath === 'leases/prod/web-1'));
+    const config = LauncherConfigSchema.parse(launcherConfig(input({ lease })));
+    assert.equal(config.qemu.host, 'pod');
+    assert.equal(config.lease?.path, '/var/lib/keyvirt/lease/lease');
   });
 
   void it('is never held unless the operator is configured so', () => {

@@ -48,6 +48,8 @@ export const HELD_POD_SELECTOR = `${LAUNCHER_POD_SELECTOR},${LABEL_LAUNCHER_HOST
 export class HeldLaunchers {
   readonly #o: HeldLauncherOptions;
   readonly #runs = new Map<string, HeldRun | 'ended' | 'refused'>();
+  /** Runs told to stop here because their pod is gone or being deleted. */
+  readonly #stopped = new Set<string>();
 
   constructor(options: HeldLauncherOptions) {
     this.#o = options;
@@ -92,13 +94,35 @@ export class HeldLaunchers {
         void run.exitCode.then(
           (code) => podLog.info({ code }, "the held pod's VM ended"),
           (err: unknown) => podLog.error({ err }, "the held pod's VM run failed"),
-        ).finally(() => this.#runs.set(metadata.uid, 'ended'));
+        ).finally(() => {
+          this.#runs.set(metadata.uid, 'ended');
+          this.#stopped.delete(metadata.uid);
+        });
       } catch (err) {
         this.#runs.set(metadata.uid, 'refused');
         podLog.error({ err, pid }, 'held launcher pod refused');
       }
     }
+    this.#stopLeft(pods);
     for (const [uid, run] of this.#runs) if (!seen.has(uid) && typeof run === 'string') this.#runs.delete(uid);
+  }
+
+  /**
+   * Stops the runs whose pod is gone or being deleted. A pod deleted before its QEMU
+   * started has its script exit at once, with no stop request: its run would otherwise
+   * wait on for a lease and keep its API listening (ADR 0136). A run already stopping
+   * through its pod's request is not disturbed (a stop is asked once).
+   */
+  #stopLeft(pods: readonly z.infer<typeof HeldPodSchema>[]): void {
+    const byUid = new Map(pods.map((p) => [p.metadata.uid, p]));
+    for (const [uid, run] of this.#runs) {
+      if (typeof run === 'string' || this.#stopped.has(uid)) continue;
+      const pod = byUid.get(uid);
+      if (pod !== undefined && pod.metadata.deletionTimestamp === undefined) continue;
+      this.#stopped.add(uid);
+      this.#o.log.info({ podUid: uid, pod: pod?.metadata.name }, pod === undefined ? 'held pod gone: stopping its VM run' : 'held pod being deleted: stopping its VM run');
+      run.stop(pod === undefined ? 'the pod is gone' : 'the pod is being deleted');
+    }
   }
 }
 

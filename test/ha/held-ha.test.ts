@@ -1,0 +1,164 @@
+// HA with launchers run by the node agent (ADR 0136), end to end on the local cluster:
+// two throwaway nodes each run the chart's node agent (held launchers on), the operator
+// runs with --launcher-host node-agent, and an HA VM boots the test guest (real QEMU,
+// TCG here) from a raw disk on a posix domain, its QEMU held by its pod's script while
+// the agent holds the storage lease as the pod. The double-run checker watches the VM
+// throughout:
+//   - the agent is killed: its successor adopts the QEMU and resumes the pod's lease
+//     (same holder and generation, renewed on), with no new boot;
+//   - the agent is frozen: nothing renews the lease, and the pod's script kills QEMU by
+//     the deadline the agent last wrote, before the lease could expire; thawed, the VM
+//     restarts under a takeover of the lease (a new boot, never two at once);
+//   - the VM's node loses power: the VM restarts on the other node, held there too.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { readLease } from '../../launcher/src/lease/lease-file.ts';
+import type { LeaseRecord } from '../../launcher/src/lease/record.ts';
+import { eventually } from '../support/cluster.ts';
+import { describeDoubleRuns, type DoubleRunChecker } from '../support/double-run-checker.ts';
+import { agentLogLines, agentPids, podProcesses } from '../operator/held-fixtures.ts';
+import { launcherPods } from '../operator/vm-fixtures.ts';
+import { startHaScenario, type HaScenario } from './ha-scenario.ts';
+
+const VM = 'ha-held';
+const RESUMED = 'lease resumed for the adopted QEMU';
+const Uid = z.object({ metadata: z.object({ uid: z.string(), labels: z.record(z.string(), z.string()).default({}) }) });
+
+void describe('HA VMs whose launchers the node agent runs: agent killed, agent frozen, power loss', { timeout: 40 * 60_000 }, () => {
+  let sc: HaScenario;
+  let checker: DoubleRunChecker | undefined;
+  let node = '';
+
+  before(async () => {
+    sc = await startHaScenario({ prefix: 'kv-ha-held', nodes: 2, heldLaunchers: true });
+  });
+
+  after(async () => {
+    await checker?.stop();
+    await sc.dispose();
+  });
+
+  const leaseFile = (): string => path.join(sc.root, 'leases', sc.s.namespace, VM, 'lease');
+  const lease = async (): Promise<LeaseRecord> => {
+    const obs = await readLease(leaseFile());
+    assert.equal(obs.kind, 'record', `the lease file holds a record: ${obs.kind}`);
+    return (obs as { record: LeaseRecord }).record;
+  };
+  const agentPod = (n: string): { uid: string } => Uid.parse(JSON.parse(sc.cluster.kubectl(['get', 'pod', `node-agent-${n}`, '-n', sc.s.namespace, '-o', 'json']))).metadata;
+  /** The VM's one launcher pod, once an earlier one is gone. */
+  const launcher = async (): Promise<{ name: string; uid: string; labels: Record<string, string> }> => {
+    const name = await eventually('one launcher pod', () => {
+      const pods = launcherPods(sc.cluster, sc.s.namespace, VM);
+      return pods.length === 1 ? pods[0]?.metadata.name : undefined;
+    }, 120_000);
+    return { name, ...Uid.parse(JSON.parse(sc.cluster.kubectl(['get', 'pod', name, '-n', sc.s.namespace, '-o', 'json']))).metadata };
+  };
+  const qemuPids = async (podUid: string): Promise<number[]> =>
+    (await podProcesses(podUid)).filter((q) => path.basename(q.argv[0] ?? '').startsWith('qemu-system')).map((q) => q.pid);
+  const bootIds = async (): Promise<number> => (await checker?.report())?.bootIds.length ?? 0;
+
+  void it("runs held on one node: the pod holds QEMU, the agent holds the lease as the pod", async (t) => {
+    node = sc.nodes[0] ?? '';
+    const other = sc.nodes[1] ?? '';
+    sc.cluster.kubectl(['cordon', other]);
+    try {
+      sc.createVm(VM, { ha: true });
+      const vm = await sc.waitRunning(VM, `running on ${node}`, (n) => n === node);
+      t.diagnostic(`running with its guest agent on ${node} (accel=${vm.status?.accelerator ?? '?'})`);
+      assert.equal(vm.status?.accelerator, 'tcg');
+    } finally {
+      sc.cluster.kubectl(['uncordon', other]);
+    }
+    const pod = await launcher();
+    assert.equal(pod.labels['keyvirt.io/launcher-host'], 'node-agent', 'the HA VM is held by the node agent');
+    assert.equal((await qemuPids(pod.uid)).length, 1, 'its QEMU runs in the pod');
+    const record = await lease();
+    assert.equal(record.holder, pod.uid, 'the lease names the pod');
+    assert.equal(record.node, node);
+    assert.equal(record.state, 'held');
+    checker = await sc.watch(VM);
+  });
+
+  void it('the agent killed: its successor adopts the QEMU and resumes the lease; the guest runs on', async (t) => {
+    const pod = await launcher();
+    const [qemu] = await qemuPids(pod.uid);
+    const before = await lease();
+    const agent = agentPod(node).uid;
+    const killed = await agentPids(agent);
+    assert.ok(killed.length > 0);
+    for (const pid of killed) process.kill(pid, 'SIGKILL');
+    const killedAt = Date.now();
+    const logDir = path.join(sc.cluster.layout.nodesDir, node, 'pods', agent);
+    await eventually('the new agent resumed the lease', async () => ((await agentLogLines(logDir)).some((l) => l.msg === RESUMED && l.pod === pod.name) ? true : undefined), 120_000);
+    const vm = await sc.waitRunning(VM, 'Running again with its guest agent', (n) => n === node);
+    t.diagnostic(`Running again ${Date.now() - killedAt} ms after the agent was killed (TCG)`);
+    assert.equal(vm.status?.launcherPod, pod.name);
+    assert.deepEqual(await qemuPids(pod.uid), [qemu], 'the same QEMU runs on');
+    const counter = (await lease()).counter;
+    await sleep(3 * before.renewIntervalMs);
+    const after = await lease();
+    assert.equal(after.holder, before.holder);
+    assert.equal(after.generation, before.generation, 'the same lease: no takeover');
+    assert.ok(after.counter > counter, 'the successor renews it');
+    const report = await checker?.report();
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    assert.equal(report.bootIds.length, 1, `no new boot: ${describeDoubleRuns(report)}`);
+  });
+
+  void it("the agent frozen: the pod's script kills QEMU before the lease can expire; thawed, the VM restarts once", async (t) => {
+    const pod = await launcher();
+    assert.equal((await qemuPids(pod.uid)).length, 1);
+    const record = await lease();
+    const agent = agentPod(node).uid;
+    const frozen = await agentPids(agent);
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    const frozenAt = performance.now();
+    try {
+      await eventually("the pod's QEMU killed by its deadline", async () => ((await qemuPids(pod.uid)).length === 0 ? true : undefined), record.acquireTimeoutMs * 2, 100);
+      const goneMs = performance.now() - frozenAt;
+      t.diagnostic(`agent frozen → QEMU gone after ${Math.round(goneMs)} ms (lease F=${record.fenceTimeoutMs} ms, L=${record.acquireTimeoutMs} ms)`);
+      assert.ok(goneMs < record.acquireTimeoutMs, `QEMU gone ${Math.round(goneMs)} ms after the last possible renewal: before the lease expires (L)`);
+      const unrenewed = await lease();
+      assert.equal(unrenewed.holder, record.holder);
+      assert.equal(unrenewed.generation, record.generation);
+    } finally {
+      for (const pid of frozen) process.kill(pid, 'SIGCONT');
+    }
+    const thawed = Date.now();
+    await eventually('a new boot of the guest', async () => ((await bootIds()) === 2 ? true : undefined), 600_000, 1000);
+    const vm = await sc.waitRunning(VM, 'Running after the restart');
+    t.diagnostic(`thawed → a new boot on ${vm.status?.nodeName ?? '?'} after ${Date.now() - thawed} ms (TCG)`);
+    const now = await lease();
+    const restarted = await launcher();
+    assert.notEqual(restarted.uid, pod.uid, 'a new launcher pod');
+    assert.equal(now.holder, restarted.uid);
+    assert.ok(now.generation > record.generation, 'the lease was taken over');
+    const report = await checker?.report();
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    node = vm.status?.nodeName ?? '';
+  });
+
+  void it("the VM's node loses power: the VM restarts held on the other node", async (t) => {
+    const pod = await launcher();
+    const other = sc.nodes.find((n) => n !== node) ?? '';
+    const crashed = Date.now();
+    await sc.cluster.faults.crash(node);
+    const vm = await sc.waitRunning(VM, `running on ${other}`, (n) => n === other, 300_000);
+    t.diagnostic(`power loss → guest agent connected on ${other} after ${Date.now() - crashed} ms (TCG)`);
+    const moved = await launcher();
+    assert.notEqual(moved.uid, pod.uid);
+    assert.equal(moved.labels['keyvirt.io/launcher-host'], 'node-agent', 'held on the other node too');
+    assert.equal((await lease()).holder, moved.uid);
+    assert.equal(vm.status?.launcherPod, moved.name);
+    const report = await checker?.stop();
+    checker = undefined;
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    assert.equal(report.bootIds.length, 3, describeDoubleRuns(report));
+  });
+});
