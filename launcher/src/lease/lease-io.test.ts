@@ -2,7 +2,7 @@
 // waits; a holder that stops renewing is taken over after L; a holder whose reads show
 // another holder or whose file vanished fences LeaseLost; one whose lease I/O fails or
 // hangs fences LeaseExpired within F; release; the takeover disk fence moves a disk to a new inode under an old
-// descriptor.
+// descriptor, and refuses a disk that is a link.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';

@@ -5,11 +5,12 @@
 // Each pass lists the node's held pods; a pod whose PID 1 runs is started once. A run
 // ends when its VM does; its pod then exits with the launcher's exit code.
 // An agent that starts adopts the QEMUs a predecessor started in its node's held pods
-// (ADR 0135). Not yet (ADR 0130's order): HA VMs, migration, taps.
+// (ADR 0135), HA VMs among them (ADR 0136), and stops the runs of pods that are gone or
+// being deleted. Not yet (ADR 0130's order): migration, taps.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { runHeldPod, type HeldRun } from '@keyvirt/launcher/held';
+import { runHeldPod, type HeldPod, type HeldRun } from '@keyvirt/launcher/held';
 import { LABEL_VM, LABEL_VM_UID, LAUNCHER_POD_SELECTOR } from '../../vm/names.ts';
 import { CONFIG_FILE, STATE_DIR } from '../../vm/launcher-pod.ts';
 import { LABEL_LAUNCHER_HOST, LAUNCHER_HOST_NODE_AGENT } from '../../vm/held-launcher.ts';
@@ -26,7 +27,14 @@ export interface HeldLauncherOptions {
   readonly procRoot: string;
   readonly intervalMs: number;
   readonly log: Logger;
+  /** Starts a pod's VM run (runHeldPod; tests hand in their own). */
+  readonly runPod?: (held: HeldPod) => Promise<HeldPodRun>;
+  /** Finds the pods' PID 1 in the node's procfs (findHeldPodInits; tests hand in their own). */
+  readonly findInits?: (procRoot: string, podUids: readonly string[]) => Promise<Map<string, number>>;
 }
+
+/** What the agent does with a run: stop it, wait for its end. */
+export type HeldPodRun = Pick<HeldRun, 'stop' | 'exitCode'>;
 
 const HeldPodSchema = z.object({
   metadata: z.object({
@@ -47,7 +55,7 @@ export const HELD_POD_SELECTOR = `${LAUNCHER_POD_SELECTOR},${LABEL_LAUNCHER_HOST
 /** The runs of one agent, by pod UID; a UID stays known after its run ended (the pod never restarts). */
 export class HeldLaunchers {
   readonly #o: HeldLauncherOptions;
-  readonly #runs = new Map<string, HeldRun | 'ended' | 'refused'>();
+  readonly #runs = new Map<string, HeldPodRun | 'ended' | 'refused'>();
   /** Runs told to stop here because their pod is gone or being deleted. */
   readonly #stopped = new Set<string>();
 
@@ -68,7 +76,7 @@ export class HeldLaunchers {
     const pods = list.items.flatMap((item) => HeldPodSchema.safeParse(item).data ?? []);
     const pending = pods.map((p) => p.metadata.uid).filter((uid) => !this.#runs.has(uid));
     // One walk of the node's processes for every pod not run yet.
-    const inits = pending.length === 0 ? new Map<string, number>() : await findHeldPodInits(procRoot, pending);
+    const inits = pending.length === 0 ? new Map<string, number>() : await (this.#o.findInits ?? findHeldPodInits)(procRoot, pending);
     for (const { metadata, spec, status } of pods) {
       seen.add(metadata.uid);
       if (this.#runs.has(metadata.uid) || spec.nodeName !== node || status.phase === 'Succeeded' || status.phase === 'Failed') continue;
@@ -83,7 +91,7 @@ export class HeldLaunchers {
       const pid = inits.get(metadata.uid);
       if (pid === undefined) continue; // its container has not started yet
       try {
-        const run = await runHeldPod({
+        const run = await (this.#o.runPod ?? runHeldPod)({
           procRoot, pid, configFile: CONFIG_FILE, stateDir: STATE_DIR,
           expect: { namespace: metadata.namespace, vmName, vmUid },
           pod: { uid: metadata.uid, node },
