@@ -270,7 +270,8 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
     listenAddress: config.listen.address,
     stateDir: config.stateDir,
     logger,
-    ...(options.outside === undefined ? {} : { unavailable: 'live migration needs the launcher in the pod (qemu.host: pod from outside it)' }),
+    // Outside the pod an outgoing migration's TLS files go through the pod's state directory (ADR 0137).
+    ...(view.tlsStaging === undefined ? {} : { tlsStaging: view.tlsStaging }),
     ...(leased === undefined
       ? {}
       : {

@@ -9,7 +9,9 @@
 //   - the agent is frozen: nothing renews the lease, and the pod's script kills QEMU by
 //     the deadline the agent last wrote, before the lease could expire; thawed, the VM
 //     restarts under a takeover of the lease (a new boot, never two at once);
-//   - the VM's node loses power: the VM restarts on the other node, held there too.
+//   - the VM migrates live from its held pod to the other node (ADR 0137: the target
+//     keeps its launcher in its pod), the lease handed over, the same boot running on;
+//   - the VM's node loses power: the VM restarts on the other node, held again.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,14 +22,16 @@ import type { LeaseRecord } from '../../launcher/src/lease/record.ts';
 import { eventually } from '../support/cluster.ts';
 import { describeDoubleRuns, type DoubleRunChecker } from '../support/double-run-checker.ts';
 import { agentLogLines, agentPids, podProcesses } from '../operator/held-fixtures.ts';
-import { launcherPods } from '../operator/vm-fixtures.ts';
+import type { VirtualMachine } from '@keyvirt/crds';
+import { getMigration, migrationManifest } from '../operator/migration-observer.ts';
+import { apply, condition, getVm, launcherPods } from '../operator/vm-fixtures.ts';
 import { startHaScenario, type HaScenario } from './ha-scenario.ts';
 
 const VM = 'ha-held';
 const RESUMED = 'lease resumed for the adopted QEMU';
 const Uid = z.object({ metadata: z.object({ uid: z.string(), labels: z.record(z.string(), z.string()).default({}) }) });
 
-void describe('HA VMs whose launchers the node agent runs: agent killed, agent frozen, power loss', { timeout: 40 * 60_000 }, () => {
+void describe('HA VMs whose launchers the node agent runs: agent killed, agent frozen, live migration, power loss', { timeout: 40 * 60_000 }, () => {
   let sc: HaScenario;
   let checker: DoubleRunChecker | undefined;
   let node = '';
@@ -143,6 +147,36 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
     node = vm.status?.nodeName ?? '';
   });
 
+  void it('migrates live from its held pod to the other node (the target with its launcher in the pod): same boot, the lease handed over', async (t) => {
+    const pod = await launcher();
+    assert.equal(pod.labels['keyvirt.io/launcher-host'], 'node-agent', 'the source is held');
+    const before = await lease();
+    assert.equal(before.holder, pod.uid);
+    const vmBefore = getVm(sc.cluster, sc.s.namespace, VM);
+    assert.equal(condition(vmBefore ?? ({} as VirtualMachine), 'LiveMigratable')?.status, 'True', JSON.stringify(condition(vmBefore ?? ({} as VirtualMachine), 'LiveMigratable')));
+    const started = Date.now();
+    apply(sc.cluster, migrationManifest(sc.s, 'held-move', VM));
+    const m = await eventually('the migration ended', () => {
+      const got = getMigration(sc.cluster, sc.s.namespace, 'held-move');
+      return ['Succeeded', 'Failed', 'Cancelled'].includes(got?.status?.phase ?? '') ? got : undefined;
+    }, 300_000, 500);
+    assert.equal(m.status?.phase, 'Succeeded', `failure: ${m.status?.failureReason ?? ''}`);
+    const vm = await sc.waitRunning(VM, 'Running on the other node', (n) => n !== undefined && n !== node, 120_000);
+    t.diagnostic(`held source → target on ${vm.status?.nodeName ?? '?'}: Succeeded after ${Date.now() - started} ms (TCG)`);
+    const moved = await launcher();
+    assert.notEqual(moved.uid, pod.uid);
+    assert.equal(vm.status?.launcherPod, moved.name);
+    const after = await lease();
+    assert.equal(after.holder, moved.uid, 'the lease was handed to the target');
+    assert.ok(after.generation > before.generation);
+    await eventually("nothing left running in the source's pod", async () => ((await podProcesses(pod.uid)).length === 0 ? true : undefined), 60_000);
+    const report = await checker?.report();
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+    assert.equal(report.bootIds.length, 2, `the same boot runs on: ${describeDoubleRuns(report)}`);
+    node = vm.status?.nodeName ?? '';
+  });
+
   void it("the VM's node loses power: the VM restarts held on the other node", async (t) => {
     const pod = await launcher();
     const other = sc.nodes.find((n) => n !== node) ?? '';
@@ -152,7 +186,7 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
     t.diagnostic(`power loss → guest agent connected on ${other} after ${Date.now() - crashed} ms (TCG)`);
     const moved = await launcher();
     assert.notEqual(moved.uid, pod.uid);
-    assert.equal(moved.labels['keyvirt.io/launcher-host'], 'node-agent', 'held on the other node too');
+    assert.equal(moved.labels['keyvirt.io/launcher-host'], 'node-agent', 'the replacement is held');
     assert.equal((await lease()).holder, moved.uid);
     assert.equal(vm.status?.launcherPod, moved.name);
     const report = await checker?.stop();

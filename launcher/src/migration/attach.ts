@@ -10,6 +10,7 @@ import type { MigrationTarget } from '../api/migration.ts';
 import type { ApiServer } from '../http/server.ts';
 import { MigrationConflictError, MigrationController, targetResumeReader, type MigratableVm, type MigrationLease } from './controller.ts';
 import { registerMigrationRoutes } from './routes.ts';
+import type { TlsStaging } from './tls.ts';
 
 export interface AttachMigrationOptions {
   readonly server: ApiServer;
@@ -26,6 +27,8 @@ export interface AttachMigrationOptions {
   readonly lease?: Omit<MigrationLease, 'targetIdentity'>;
   /** Why this launcher cannot migrate its VM, when it cannot: every migration request is refused with it. */
   readonly unavailable?: string;
+  /** Where an outgoing migration's TLS files go, when not under `stateDir` (a launcher outside the pod, ADR 0137). */
+  readonly tlsStaging?: TlsStaging;
 }
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '']);
@@ -58,6 +61,7 @@ export function attachMigration(options: AttachMigrationOptions): MigrationContr
     podAddress: podAddress(options.listenAddress, options.env ?? process.env),
     tlsDir: path.join(options.stateDir, 'migration-tls'),
     ...(options.unavailable === undefined ? {} : { unavailable: options.unavailable }),
+    ...(options.tlsStaging === undefined ? {} : { tlsStaging: options.tlsStaging }),
     readTargetResume: targetResumeReader((target, signal) => {
       if (target.launcherUrl === undefined) throw new Error('no target launcher URL');
       return new MigrationClient({ baseUrl: target.launcherUrl, token: options.token, timeoutMs: 2000, fetch: httpFetch }).incoming(signal);

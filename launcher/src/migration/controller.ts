@@ -17,6 +17,7 @@ import { IncomingMigration } from './target.ts';
 import { SourceMigration, type TargetResumeReader } from './source.ts';
 import { emptyReturn, type MigrationQmp } from './qmp-port.ts';
 import { fencedQmp } from '../supervisor/handover.ts';
+import type { TlsStaging } from './tls.ts';
 
 /** The launcher's VM as migration sees it (the supervisor implements it). */
 export interface MigratableVm {
@@ -65,6 +66,8 @@ export interface MigrationControllerOptions {
   readonly podAddress: string | undefined;
   /** Private directory (under the state dir) where a migration's TLS PEMs briefly live for QEMU to load. */
   readonly tlsDir: string;
+  /** Where an outgoing migration's TLS files go instead of `tlsDir` (a launcher outside the pod). */
+  readonly tlsStaging?: TlsStaging;
   readonly readTargetResume?: TargetResumeReader;
   readonly pollIntervalMs?: number;
   /** Present for a highly available VM: pre-copy only, the lease passes to the target at completion. */
@@ -128,6 +131,7 @@ export class MigrationController {
       logger: this.#log,
       onPostCopySwitch: () => vm.handOverGuest(),
       tlsDir: this.#o.tlsDir,
+      ...(this.#o.tlsStaging === undefined ? {} : { tlsStaging: this.#o.tlsStaging }),
       ...(this.#o.readTargetResume === undefined ? {} : { readTargetResume: this.#o.readTargetResume }),
       ...(this.#o.pollIntervalMs === undefined ? {} : { pollIntervalMs: this.#o.pollIntervalMs }),
     });

@@ -29,7 +29,7 @@ import {
   type MigrationQmp,
   type MigrationQmpEvent,
 } from './qmp-port.ts';
-import { MigrationTlsCredentials } from './tls.ts';
+import { MigrationTlsCredentials, type TlsStaging } from './tls.ts';
 
 /** "Unlimited": QEMU's default max-bandwidth is 128 MiB/s, far below a pod network. */
 const UNLIMITED_BANDWIDTH = 2 ** 50;
@@ -56,6 +56,8 @@ export interface SourceMigrationOptions {
   readonly onCompleted?: () => Promise<void>;
   /** Private directory under the launcher's state dir for the PEM files QEMU loads. */
   readonly tlsDir: string;
+  /** Where the PEM files go instead (a launcher outside the pod, ADR 0137). */
+  readonly tlsStaging?: TlsStaging;
 }
 
 interface Stop {
@@ -84,6 +86,7 @@ export class SourceMigration {
   readonly #onPostCopySwitch: (() => void) | undefined;
   readonly #onCompleted: (() => Promise<void>) | undefined;
   readonly #tlsDir: string;
+  readonly #tlsStaging: TlsStaging | undefined;
   readonly #schedule: ConvergenceSchedule;
   readonly #emitter = new EventEmitter<{ event: [MigrationEvent] }>();
   #progress: MigrationProgress | null = null;
@@ -111,6 +114,7 @@ export class SourceMigration {
     this.#onPostCopySwitch = options.onPostCopySwitch;
     this.#onCompleted = options.onCompleted;
     this.#tlsDir = options.tlsDir;
+    this.#tlsStaging = options.tlsStaging;
     this.#schedule = new ConvergenceSchedule(options.request.policy);
   }
 
@@ -163,7 +167,10 @@ export class SourceMigration {
         'pause-before-switchover': false,
       });
       // Only over TLS, only to a target whose certificate chains to this migration's CA and names tls.hostname.
-      tls = await MigrationTlsCredentials.install({ qmp: this.#qmp, logger: this.#log, baseDir: this.#tlsDir, endpoint: 'client', material: this.#request.tls });
+      tls = await MigrationTlsCredentials.install({
+        qmp: this.#qmp, logger: this.#log, baseDir: this.#tlsDir, endpoint: 'client', material: this.#request.tls,
+        ...(this.#tlsStaging === undefined ? {} : { staging: this.#tlsStaging }),
+      });
       await this.#qmp.execute(
         'migrate-set-parameters',
         {

@@ -24,11 +24,43 @@ export interface MigrationTlsMaterial {
 /** `server` on the target (it listens), `client` on the source (it connects). */
 export type MigrationTlsEndpoint = 'server' | 'client';
 
+/**
+ * Where the PEM files live while QEMU loads them: a private directory made for one
+ * install. A launcher outside the pod writes them through the pod's held state
+ * directory (ADR 0137); QEMU, in the pod, reads them by the pod's path.
+ */
+export interface TlsStaging {
+  /** Writes `files` (name → PEM) into a new private directory: QEMU's path of it, and its removal. */
+  stage(endpoint: MigrationTlsEndpoint, files: ReadonlyMap<string, string>): Promise<{ dir: string; remove: () => Promise<void> }>;
+}
+
+/** The launcher's own files: a 0700 directory with an unpredictable name under `baseDir`. */
+export function localTlsStaging(baseDir: string): TlsStaging {
+  return {
+    stage: async (endpoint, files) => {
+      await mkdir(baseDir, { recursive: true, mode: 0o700 });
+      await chmod(baseDir, 0o700);
+      // mkdtemp creates the directory 0700 with an unpredictable name.
+      const dir = await mkdtemp(path.join(baseDir, `${endpoint}-`));
+      const remove = (): Promise<void> => rm(dir, { recursive: true, force: true });
+      try {
+        for (const [name, pem] of files) await writeFile(path.join(dir, name), pem, { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        await remove();
+        throw err;
+      }
+      return { dir, remove };
+    },
+  };
+}
+
 export interface InstallMigrationTlsOptions {
   readonly qmp: MigrationQmp;
   readonly logger: Logger;
-  /** A directory under the launcher's state dir; created 0700 when missing. */
+  /** A directory under the launcher's state dir; created 0700 when missing (unless `staging` is given). */
   readonly baseDir: string;
+  /** Where the files are written instead of `baseDir` (a launcher outside the pod). */
+  readonly staging?: TlsStaging;
   readonly endpoint: MigrationTlsEndpoint;
   readonly material: MigrationTlsMaterial;
 }
@@ -60,23 +92,17 @@ export class MigrationTlsCredentials {
     const { qmp, endpoint, material } = options;
     const objectId = `keyvirt-migration-tls-${endpoint}-${process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex')}`;
     const log = options.logger.child({ tlsObject: objectId });
-    await mkdir(options.baseDir, { recursive: true, mode: 0o700 });
-    await chmod(options.baseDir, 0o700);
-    // mkdtemp creates the directory 0700 with an unpredictable name.
-    const dir = await mkdtemp(path.join(options.baseDir, `${endpoint}-`));
+    const names = tlsFileNames(endpoint);
+    const staged = await (options.staging ?? localTlsStaging(options.baseDir)).stage(
+      endpoint,
+      new Map([[names.caCert, material.caCert], [names.cert, material.cert], [names.key, material.key]]),
+    );
     try {
-      const names = tlsFileNames(endpoint);
-      const write = (name: string, pem: string): Promise<void> => writeFile(path.join(dir, name), pem, { mode: 0o600, flag: 'wx' });
-      await write(names.caCert, material.caCert);
-      await write(names.cert, material.cert);
-      await write(names.key, material.key);
-      try {
-        await qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id: objectId, dir, endpoint, 'verify-peer': true }, emptyReturn);
-      } catch (err) {
-        throw new MigrationTlsError(`QEMU refused the migration's TLS credentials: ${(err as Error).message}`, { cause: err });
-      }
+      await qmp.execute('object-add', { 'qom-type': 'tls-creds-x509', id: objectId, dir: staged.dir, endpoint, 'verify-peer': true }, emptyReturn);
+    } catch (err) {
+      throw new MigrationTlsError(`QEMU refused the migration's TLS credentials: ${(err as Error).message}`, { cause: err });
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await staged.remove();
     }
     log.info({ endpoint }, 'migration TLS credentials loaded');
     return new MigrationTlsCredentials(qmp, log, objectId);

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { parseLauncherConfig } from '../config.ts';
 import type { LauncherConfigInput } from '../api/config.ts';
-import { outsideRefusal } from './outside-view.ts';
+import { outsideRefusal, podTlsStaging } from './outside-view.ts';
+import { PodRoot } from './pod-root.ts';
 
 function config(change: (c: LauncherConfigInput) => LauncherConfigInput = (c) => c): ReturnType<typeof parseLauncherConfig> {
   const base: LauncherConfigInput = {
@@ -34,4 +38,33 @@ void test('a launcher outside the pod takes a plain VM and refuses what still ne
     interfaces: { lan: { bridge: 'br0', tapDevice: 'tap0' } },
   }));
   assert.match(outsideRefusal(bridged) ?? '', /interface lan/);
+});
+
+void test("an outgoing migration's TLS files go to a private directory of the pod's held state directory, and are gone after", async (t) => {
+  const podRoot = await mkdtemp(path.join(tmpdir(), 'kv-pod-root-'));
+  t.after(() => rm(podRoot, { recursive: true, force: true }));
+  await mkdir(path.join(podRoot, 'var/run/keyvirt/state'), { recursive: true });
+  const root = await PodRoot.open(podRoot);
+  t.after(() => root.close());
+  const state = await root.directory('/var/run/keyvirt/state');
+  t.after(() => state.close());
+  const staging = podTlsStaging(state);
+  const staged = await staging.stage('client', new Map([['ca-cert.pem', 'CA'], ['client-key.pem', 'KEY']]));
+  assert.match(staged.dir, /^\/var\/run\/keyvirt\/state\/migration-tls-client-[0-9a-f]{16}$/, "QEMU's path, in the pod");
+  const onDisk = path.join(podRoot, staged.dir);
+  assert.equal((await stat(onDisk)).mode & 0o777, 0o700);
+  assert.equal(await readFile(path.join(onDisk, 'client-key.pem'), 'utf8'), 'KEY');
+  assert.equal((await stat(path.join(onDisk, 'client-key.pem'))).mode & 0o777, 0o600);
+  await staged.remove();
+  assert.deepEqual(await readdir(path.join(podRoot, 'var/run/keyvirt/state')), []);
+  // A state directory the pod swapped for a link is never written through: the held
+  // descriptor is the directory, whatever its path names now.
+  const elsewhere = await mkdtemp(path.join(tmpdir(), 'kv-elsewhere-'));
+  t.after(() => rm(elsewhere, { recursive: true, force: true }));
+  await rename(path.join(podRoot, 'var/run/keyvirt/state'), path.join(podRoot, 'var/run/keyvirt/state.old'));
+  await symlink(elsewhere, path.join(podRoot, 'var/run/keyvirt/state'));
+  const again = await staging.stage('client', new Map([['ca-cert.pem', 'CA']]));
+  assert.deepEqual(await readdir(elsewhere), [], 'nothing written where the link points');
+  assert.equal((await readdir(path.join(podRoot, 'var/run/keyvirt/state.old'))).length, 1);
+  await again.remove();
 });

@@ -10,14 +10,18 @@
 //   - the API listens in the pod's network namespace (netns-listen.ts);
 //   - an HA VM's lease file and the disks a takeover fences are named through their
 //     directories, held for the VM's life (ADR 0136); the lease is opened with
-//     O_NOFOLLOW and the disk fence refuses anything but a regular file.
+//     O_NOFOLLOW and the disk fence refuses anything but a regular file;
+//   - an outgoing migration's TLS files go to a private directory of the held state
+//     directory, never through a link (ADR 0137).
 import { constants, lstatSync } from 'node:fs';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { LauncherConfig } from '../api/config.ts';
 import type { ApiServer } from '../http/server.ts';
 import type { DiskCacheMode } from '../qemu/command-line.ts';
+import type { TlsStaging } from '../migration/tls.ts';
 import { probeDiskCacheMode } from '../qemu/disk-cache.ts';
 import { listenInNetns } from './netns-listen.ts';
 import type { PodDirectory, PodRoot } from './pod-root.ts';
@@ -45,6 +49,8 @@ export interface LaunchView {
    * `close` (the file itself must be opened without following a link).
    */
   seenPath(podPath: string): Promise<string>;
+  /** Where a migration's TLS files are written for QEMU (outside the pod: in its state directory). */
+  readonly tlsStaging: TlsStaging | undefined;
   /** Opens one of QEMU's sockets in the state directory. */
   readonly connect: ((seenPath: string) => net.Socket) | undefined;
   listen(server: ApiServer, host: string, port: number): Promise<AddressInfo>;
@@ -58,6 +64,7 @@ export function insideView(config: LauncherConfig): LaunchView {
     qemuPath: (p) => p,
     probeDisk: probeDiskCacheMode,
     seenPath: (p) => Promise.resolve(p),
+    tlsStaging: undefined,
     connect: undefined,
     listen: (server, host, port) => server.listen(port, host),
     close: () => Promise.resolve(),
@@ -71,6 +78,44 @@ export function outsideRefusal(config: LauncherConfig): string | undefined {
   const iface = config.template.interfaces.find((i) => i.binding === 'bridge' || config.interfaces[i.name]?.podNetwork === true);
   if (iface !== undefined) return `interface ${iface.name} (tap device, pod network) needs its launcher in the pod`;
   return undefined;
+}
+
+/**
+ * A migration's TLS files in the pod's held state directory (ADR 0137): a new directory
+ * of a random name (mkdir never follows a link in its last component), held without
+ * following one, its files created O_EXCL | O_NOFOLLOW, then all removed once QEMU has
+ * loaded them. QEMU, in the pod, names the directory by the pod's path.
+ */
+export function podTlsStaging(state: PodDirectory): TlsStaging {
+  return {
+    stage: async (endpoint, files) => {
+      const name = `migration-tls-${endpoint}-${process.getBuiltinModule('node:crypto').randomBytes(8).toString('hex')}`;
+      await mkdir(state.entry(name), { mode: 0o700 });
+      let dir: PodDirectory | undefined;
+      const remove = async (): Promise<void> => {
+        if (dir !== undefined) {
+          for (const file of files.keys()) await rm(dir.entry(file), { force: true });
+          await dir.close();
+        }
+        await rmdir(state.entry(name)).catch(() => undefined);
+      };
+      try {
+        dir = await state.directory(name);
+        for (const [file, pem] of files) {
+          const handle = await dir.openFile(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+          try {
+            await handle.writeFile(pem);
+          } finally {
+            await handle.close();
+          }
+        }
+      } catch (err) {
+        await remove();
+        throw err;
+      }
+      return { dir: state.inPod(name), remove };
+    },
+  };
 }
 
 /** Connects to a socket of the held state directory once lstat shows a socket there, not a link. */
@@ -109,6 +154,7 @@ export async function outsideView(config: LauncherConfig, pod: OutsidePod): Prom
       held.push(dir);
       return dir.entry(path.posix.basename(podPath));
     },
+    tlsStaging: podTlsStaging(state),
     connect: checkedConnect,
     listen: async (server, host, port) => server.listenOn(await listenInNetns({ netns: pod.netns, host, port })),
     close: async () => {

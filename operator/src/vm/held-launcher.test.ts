@@ -5,7 +5,6 @@ import { LauncherConfigSchema } from '@keyvirt/launcher/api';
 import { z } from 'zod';
 import { heldByNodeAgent, launcherConfig, renderLauncherPod, type LauncherPodInput, type LauncherSettings } from './launcher-pod.ts';
 import { memoryOverheadBytes } from './launcher-resources.ts';
-import { notMigratableLauncherReasons } from './live-migratable.ts';
 
 const vm = VirtualMachine.parse({
   apiVersion: 'keyvirt.io/v1alpha1',
@@ -88,15 +87,5 @@ void describe('launcher pods held by the node agent (ADR 0134)', () => {
     const inPod = { ...settings, launcherHost: 'pod' as const };
     assert.equal(heldByNodeAgent(input({ settings: inPod })), false);
     assert.equal(heldByNodeAgent(input({ settings: { ...settings, launcherHost: undefined } })), false);
-  });
-});
-
-void describe('the LiveMigratable cause of a held launcher', () => {
-  void it('names the launcher the node agent runs, and nothing for a launcher in its pod or no pod', () => {
-    const [cause] = notMigratableLauncherReasons({ metadata: { labels: { 'keyvirt.io/launcher-host': 'node-agent' } } });
-    assert.equal(cause?.reason, 'LauncherNotLiveMigratable');
-    assert.match(cause?.message ?? '', /node agent/);
-    assert.deepEqual(notMigratableLauncherReasons({ metadata: { labels: {} } }), []);
-    assert.deepEqual(notMigratableLauncherReasons(undefined), []);
   });
 });

@@ -7,10 +7,9 @@
 // an interface whose guest holds the pod's own IP (bridge), and a CPU model that is the
 // node's exact CPU (host-passthrough), and a launcher the node agent runs (ADR 0134).
 import { CPU_MODEL_HOST_PASSTHROUGH, type Condition, type VirtualMachine } from '@keyvirt/crds';
-import { LABEL_LAUNCHER_HOST, LAUNCHER_HOST_NODE_AGENT } from './held-launcher.ts';
 
 /** The reasons, in the order the condition reports them. */
-export const NOT_MIGRATABLE_REASONS = ['DisksNotLiveMigratable', 'HostDeviceNotLiveMigratable', 'InterfaceNotLiveMigratable', 'CPUModeNotLiveMigratable', 'LauncherNotLiveMigratable'] as const;
+export const NOT_MIGRATABLE_REASONS = ['DisksNotLiveMigratable', 'HostDeviceNotLiveMigratable', 'InterfaceNotLiveMigratable', 'CPUModeNotLiveMigratable'] as const;
 export type NotMigratableReason = (typeof NOT_MIGRATABLE_REASONS)[number];
 
 /** One cause that keeps a VM from live-migrating. */
@@ -51,12 +50,6 @@ export function notMigratableTemplateReasons(vm: VirtualMachine): NotMigratable[
         ]
       : []),
   ];
-}
-
-/** A launcher the node agent runs (ADR 0134) cannot migrate its VM yet. */
-export function notMigratableLauncherReasons(pod: { readonly metadata: { readonly labels?: Record<string, string> | undefined } } | undefined): NotMigratable[] {
-  if (pod?.metadata.labels?.[LABEL_LAUNCHER_HOST] !== LAUNCHER_HOST_NODE_AGENT) return [];
-  return [{ reason: 'LauncherNotLiveMigratable', message: 'the node agent runs this VM\'s launcher (launcher.host: node-agent), which does not live-migrate yet: the VM moves once restarted with its launcher in its pod' }];
 }
 
 /** Every cause, in the condition's order (stable within one reason). Empty when the VM can live-migrate. */

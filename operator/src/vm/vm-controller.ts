@@ -17,7 +17,7 @@ import { budgetState, DEFAULT_RESTART_BUDGET, type RestartBudget } from '../ha/r
 import { leaseDomainOf, resolveDisks, type DiskLookup } from './disk-volumes.ts';
 import type { LauncherFollowers } from './launcher-followers.ts';
 import { nodeFenced, reachability, type Reachability } from './launcher-reachability.ts';
-import { notMigratableDiskReasons, notMigratableLauncherReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
+import { notMigratableDiskReasons, notMigratableTemplateReasons, type NotMigratable } from './live-migratable.ts';
 import { mayEmulate, type LauncherSettings } from './launcher-pod.ts';
 import { launcherResources } from './launcher-resources.ts';
 import { LauncherSecretNotOwnedError, type LauncherObjects } from './launcher-objects.ts';
@@ -261,7 +261,7 @@ export class VmController implements Reconciler {
       wantRunning: vm.metadata.deletionTimestamp === undefined && wantsRunning(vm, state),
       stopping: progress.stopping || vm.metadata.deletionTimestamp !== undefined,
       blocker: progress.blocker,
-      notMigratable: [...progress.notMigratable, ...notMigratableTemplateReasons(vm), ...notMigratableLauncherReasons(pod)],
+      notMigratable: [...progress.notMigratable, ...notMigratableTemplateReasons(vm)],
       crashLoopUntil,
       startFailure: progress.startFailure,
       restartCount: progress.restartCount,
