@@ -80,11 +80,11 @@ export class LeaseHolder {
     return this.#lastRenewalStartMs;
   }
 
-  /** Starts renewing and the fence timer. */
-  start(): void {
+  /** Starts renewing and the fence timer; the first renewal after R, or at once when `renewNow` (a resumed lease). */
+  start(renewNow = false): void {
     this.#fenceTimer = setInterval(() => this.#checkDeadline(), this.#o.fenceCheckIntervalMs ?? 100);
     this.#o.onRenewed?.(this.#lastRenewalStartMs);
-    this.#scheduleRenewal();
+    this.#scheduleRenewal(renewNow ? 0 : this.#o.timing.renewIntervalMs);
     this.#checkDeadline();
   }
 
@@ -135,14 +135,14 @@ export class LeaseHolder {
     return next;
   }
 
-  #scheduleRenewal(): void {
+  #scheduleRenewal(delayMs = this.#o.timing.renewIntervalMs): void {
     if (this.#stopped || this.#fenced !== undefined) return;
     this.#renewTimer = setTimeout(() => {
       this.#inFlight = this.#renew().finally(() => {
         this.#inFlight = undefined;
         this.#scheduleRenewal();
       });
-    }, this.#o.timing.renewIntervalMs);
+    }, delayMs);
   }
 
   async #renew(): Promise<void> {

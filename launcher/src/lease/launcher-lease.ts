@@ -136,6 +136,9 @@ export class LauncherLease {
     if (podDeadlineFromNowMs === undefined) {
       throw new LeaseUnavailableError('the pod holds no fence deadline: when its lease was last renewed is unknown');
     }
+    if (podDeadlineFromNowMs <= 0) {
+      throw new LeaseUnavailableError(`the pod's fence deadline passed ${Math.round(-podDeadlineFromNowMs)} ms ago: its QEMU is being killed`);
+    }
     const lastRenewalStartMs = performance.now() + podDeadlineFromNowMs - podFenceAfterMs(this.#timing.fenceTimeoutMs);
     const obs = await readLease(this.#o.config.path);
     const check = obs.kind === 'record' ? checkHold(obs, this.self, obs.record.generation) : undefined;
@@ -144,12 +147,13 @@ export class LauncherLease {
       throw new LeaseUnavailableError(`the adopted QEMU's lease is no longer this pod's: ${why}`);
     }
     this.#log.info({ generation: check.record.generation, sinceRenewalMs: Math.round(performance.now() - lastRenewalStartMs) }, 'lease resumed for the adopted QEMU');
-    this.#hold(check.record, lastRenewalStartMs);
+    // Renewed at once: the pod's deadline may be near.
+    this.#hold(check.record, lastRenewalStartMs, true);
     const fenced = this.#holder?.fenced;
     if (fenced !== undefined) throw new LeaseUnavailableError(`the lease expired while no launcher renewed it: ${fenced.message}`);
   }
 
-  #hold(record: LeaseRecord, acquiredAtMs: number): void {
+  #hold(record: LeaseRecord, acquiredAtMs: number, renewNow = false): void {
     const holder = new LeaseHolder({
       file: this.#o.config.path,
       self: this.self,
@@ -162,7 +166,7 @@ export class LauncherLease {
       ...(this.#o.podFenceDeadline === undefined ? {} : { onRenewed: (lastStartMs: number) => this.#movePodDeadline(lastStartMs) }),
     });
     this.#holder = holder;
-    holder.start();
+    holder.start(renewNow);
     this.#status({ state: 'Held', holder: this.self, generation: record.generation, takeover: this.#takeover });
   }
 

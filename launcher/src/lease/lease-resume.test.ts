@@ -76,11 +76,11 @@ void describe('lease resumed by a launcher that adopts a running QEMU', () => {
     });
   });
 
-  void it('writes nothing and kills QEMU once F has passed since the last renewal', async () => {
+  void it('writes nothing once F has passed since the last renewal', async () => {
     await withLease(held('pod-a'), async (file, seen) => {
       const l = lease(file, seen);
-      await assert.rejects(l.resume(deadlineAfterRenewal(timing.fenceTimeoutMs + 50)), (err: Error) => err instanceof LeaseUnavailableError && /expired/.test(err.message));
-      assert.deepEqual(seen.kills, ['LeaseExpired']);
+      // The pod's deadline (F − 1 s) passed before the holder's own (F): refused at once.
+      await assert.rejects(l.resume(deadlineAfterRenewal(timing.fenceTimeoutMs + 50)), (err: Error) => err instanceof LeaseUnavailableError && /deadline passed/.test(err.message));
       await new Promise((r) => setTimeout(r, 250));
       const now = await readLease(file);
       assert.equal(now.kind === 'record' && now.record.counter, 7, 'no write after F');
@@ -102,6 +102,20 @@ void describe('lease resumed by a launcher that adopts a running QEMU', () => {
       });
     });
   }
+
+  void it("refuses once the pod's own deadline has passed (its script is killing QEMU), and renews at once otherwise", async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const late = lease(file, seen);
+      await assert.rejects(late.resume(-50), /deadline passed/);
+      assert.equal(late.holder, undefined, 'nothing held, nothing written');
+      const l = lease(file, seen);
+      await l.resume(30);
+      await new Promise((r) => setTimeout(r, timing.renewIntervalMs / 2));
+      const now = await readLease(file);
+      assert.ok(now.kind === 'record' && now.record.counter > 7, 'renewed before R: the pod\'s deadline was 30 ms away');
+      await l.holder?.stop();
+    });
+  });
 
   void it('refuses when the pod holds no fence deadline', async () => {
     await withLease(held('pod-a'), async (file, seen) => {
