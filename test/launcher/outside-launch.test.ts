@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { constants, existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { LauncherClient, LauncherHttpError, MigrationClient, type Status } from '@keyvirt/launcher/api';
+import { LauncherClient, MigrationClient, type Status } from '@keyvirt/launcher/api';
 import { parseLauncherConfig } from '../../launcher/src/config.ts';
 import { launch } from '../../launcher/src/launch.ts';
 import { PodHost } from '../../launcher/src/pod/pod-host.ts';
@@ -94,14 +95,16 @@ void test('launch() outside the pod runs the guest in the pod, with the API at t
     await seed.close();
   });
 
-  await t.test('a migration is refused, naming why', async () => {
+  await t.test("an outgoing migration stages its TLS files in the pod for QEMU (ADR 0137); a target that refuses fails it and the guest runs on", async () => {
     const migration = new MigrationClient({ baseUrl: `http://${peer.address}:${String(launched.address.port)}`, token: vm.token });
     const credentials = await mintMigrationTls(peer.address);
-    await assert.rejects(
-      migration.start({ target: { host: peer.address, port: 1 }, tls: credentials.source }),
-      (err: unknown) => err instanceof LauncherHttpError && err.status === 409 && /needs the launcher in the pod/.test(err.message),
-    );
+    await migration.start({ target: { host: peer.address, port: 1 }, tls: credentials.source });
+    const result = await until('the migration ended', 60_000, async () => (await migration.current()).result ?? undefined);
+    assert.equal(result.phase, 'Failed');
+    assert.doesNotMatch(result.message ?? '', /TLS credentials/, 'QEMU loaded the credentials staged in the pod');
     assert.equal((await client.status()).phase, 'Running');
+    const left = (await readdir(state.descriptorPath)).filter((n) => n.startsWith('migration-tls-'));
+    assert.deepEqual(left, [], 'the TLS files are gone from the pod once QEMU loaded them');
   });
 
   await t.test('the pod SIGTERM shuts the guest down; the pod exits with the code given', async () => {
