@@ -122,15 +122,14 @@ export function disksToFence(config: LauncherConfig): string[] {
 function abortOnTermination(stop: AbortSignal | undefined, outside: boolean): { signal: AbortSignal; done: () => void } {
   if (outside) return { signal: stop ?? new AbortController().signal, done: () => undefined };
   const abort = new AbortController();
-  const onStop = (): void => abort.abort(new Error('termination requested while acquiring the lease'));
-  stop?.addEventListener('abort', onStop, { once: true });
   const onSignal = (): void => abort.abort(new Error('termination requested while acquiring the lease'));
+  stop?.addEventListener('abort', onSignal, { once: true });
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
   return {
     signal: abort.signal,
     done: () => {
-      stop?.removeEventListener('abort', onStop);
+      stop?.removeEventListener('abort', onSignal);
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
     },

@@ -25,8 +25,6 @@ export interface AttachMigrationOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** A highly available VM's lease, without the target lookup (added here). */
   readonly lease?: Omit<MigrationLease, 'targetIdentity'>;
-  /** Why this launcher cannot migrate its VM, when it cannot: every migration request is refused with it. */
-  readonly unavailable?: string;
   /** Where an outgoing migration's TLS files go, when not under `stateDir` (a launcher outside the pod, ADR 0137). */
   readonly tlsStaging?: TlsStaging;
 }
@@ -60,7 +58,6 @@ export function attachMigration(options: AttachMigrationOptions): MigrationContr
     mode: options.mode,
     podAddress: podAddress(options.listenAddress, options.env ?? process.env),
     tlsDir: path.join(options.stateDir, 'migration-tls'),
-    ...(options.unavailable === undefined ? {} : { unavailable: options.unavailable }),
     ...(options.tlsStaging === undefined ? {} : { tlsStaging: options.tlsStaging }),
     readTargetResume: targetResumeReader((target, signal) => {
       if (target.launcherUrl === undefined) throw new Error('no target launcher URL');

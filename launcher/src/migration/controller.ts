@@ -72,8 +72,6 @@ export interface MigrationControllerOptions {
   readonly pollIntervalMs?: number;
   /** Present for a highly available VM: pre-copy only, the lease passes to the target at completion. */
   readonly lease?: MigrationLease;
-  /** Why this launcher cannot migrate its VM, when it cannot: every request is refused with it. */
-  readonly unavailable?: string;
 }
 
 export class MigrationController {
@@ -103,7 +101,6 @@ export class MigrationController {
    */
   startOutgoing(request: StartMigrationRequest): SourceMigrationStatus {
     const vm = this.#o.vm;
-    if (this.#o.unavailable !== undefined) throw new MigrationConflictError(this.#o.unavailable);
     if (this.#outgoing !== undefined && this.#outgoing.result === null) {
       throw new MigrationConflictError(`migration ${this.#outgoing.id} is still running`);
     }
