@@ -39,6 +39,8 @@ export interface Launch {
   server: ApiServer;
   /** Live migration of this VM (outgoing and, in a target launcher, incoming). */
   migration: MigrationController;
+  /** An HA VM's lease (ADR 0063). */
+  lease: LauncherLease | undefined;
   address: { address: string; port: number };
   accelerator: AcceleratorChoice;
   info: () => Info;
@@ -310,5 +312,5 @@ async function launchIn(options: LaunchOptions, view: LaunchView): Promise<Launc
     await server.close().catch((why: unknown) => logger.warn({ err: why }, 'could not close the launcher API'));
     throw err;
   }
-  return { supervisor, server, migration, address, accelerator, info };
+  return { supervisor, server, migration, lease: leased, address, accelerator, info };
 }

@@ -71,6 +71,17 @@ export class VmRun {
     }).catch((err: unknown) => this.#log.error({ err }, 'termination failed'));
   }
 
+  /**
+   * The node agent running this VM stops, and QEMU runs on in its pod for the next agent
+   * (ADR 0135): an HA VM's lease gets its parting renewal (ADR 0138). Resolves with
+   * whether it was written; nothing else changes (the process is about to end).
+   */
+  async part(): Promise<boolean> {
+    const lease = this.#launched?.lease;
+    if (lease === undefined || this.#stopping) return false;
+    return lease.part();
+  }
+
   async #podHost(): Promise<{ pod: PodHost | undefined; held: PodDirectory | undefined }> {
     const { config, outside } = this.#o;
     if (config.qemu.host !== 'pod') return { pod: undefined, held: undefined };

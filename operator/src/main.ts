@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
+import { LEASE_DEFAULT_FENCE_TIMEOUT_MS } from '@keyvirt/launcher/api';
 import { OperatorMetrics } from './metrics.ts';
 import { sleepOn, systemClock, type Clock } from './runtime/clock.ts';
 import { HealthServer } from './runtime/health-server.ts';
@@ -77,6 +78,14 @@ const settingsSchema = z.object({
   /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
   haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
   haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
+  /** A held HA VM's lease stays renewed this long while its node agent restarts (ADR 0138); 0: none. */
+  agentRestartGraceSeconds: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(300)
+    .refine((s) => s === 0 || s * 1000 >= LEASE_DEFAULT_FENCE_TIMEOUT_MS, { error: `agent-restart-grace-seconds must be 0 or at least the lease's F (${LEASE_DEFAULT_FENCE_TIMEOUT_MS / 1000} s)` })
+    .default(30),
   /** The cluster's metrics key (ADR 0069): launcher Secrets then carry each VM's read-only metrics token. */
   metricsKeyFile: z.string().min(1).optional(),
 });
@@ -114,6 +123,7 @@ const FLAGS = {
   evictionWebhookTokenFile: 'eviction-webhook-token-file',
   haRestartBudget: 'ha-restart-budget',
   haRestartWindowSeconds: 'ha-restart-window-seconds',
+  agentRestartGraceSeconds: 'agent-restart-grace-seconds',
   metricsKeyFile: 'metrics-key-file',
 } as const satisfies Record<keyof Settings, string>;
 
@@ -160,6 +170,7 @@ const controllers: ((ctx: ControllerContext) => void)[] = [
       allowEmulation: ctx.settings.allowEmulation,
       podNetwork: ctx.settings.podNetwork,
       launcherHost: ctx.settings.launcherHost,
+      agentRestartGraceSeconds: ctx.settings.agentRestartGraceSeconds,
       metricsKey: ctx.settings.metricsKeyFile === undefined ? undefined : readMetricsKey(ctx.settings.metricsKeyFile),
     };
     const policy = { name: ctx.settings.schedulingPolicy, highUtilization: ctx.settings.highUtilization, lowUtilization: ctx.settings.lowUtilization };

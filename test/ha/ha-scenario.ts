@@ -46,6 +46,8 @@ export interface HaScenario {
   waitRunning(name: string, what: string, node?: (n: string | undefined) => boolean, timeoutMs?: number): Promise<VirtualMachine>;
   /** Starts the double-run checker on a VM and waits until its guest writes records. */
   watch(name: string): Promise<DoubleRunChecker>;
+  /** Creates the chart's node agent pod on `node` again, once its pod was deleted (heldLaunchers). */
+  startNodeAgent(node: string): void;
   dispose(): Promise<void>;
 }
 
@@ -63,6 +65,7 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
   const domain = `sd-${s.runId}-ha`;
   const nodes: string[] = [];
   const clusterScoped: string[][] = [];
+  const startAgent = (n: string): string[][] => startChartNodeAgent(cluster, `held-${s.runId}`, s.namespace, n, ['launcher.host=node-agent', 'nodeAgent.podNetwork.enabled=false']);
   let operator: OperatorProcess | undefined;
   const dispose = async (): Promise<void> => {
     if (operator !== undefined) await stopOperator(operator);
@@ -88,9 +91,7 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
     for (let i = 0; i < o.nodes; i++) {
       nodes.push((await cluster.createNode(`${o.prefix}-${String(i + 1)}`, { labels, ...(o.storageViews === true ? { storageRoot: root } : {}) })).name);
     }
-    if (o.heldLaunchers === true) {
-      for (const n of nodes) clusterScoped.push(...startChartNodeAgent(cluster, `held-${s.runId}`, s.namespace, n, ['launcher.host=node-agent', 'nodeAgent.podNetwork.enabled=false']));
-    }
+    if (o.heldLaunchers === true) for (const n of nodes) clusterScoped.push(...startAgent(n));
     operator = await startSuiteOperator(cluster, s, o.prefix, o.heldLaunchers === true ? ['--launcher-host', 'node-agent'] : undefined);
     apply(cluster, {
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'StorageDomain',
@@ -131,6 +132,7 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
       await eventually(`${name} writing records to its disk`, async () => ((await checker.report()).bootIds.length > 0 ? true : undefined), 120_000, 250);
       return checker;
     },
+    startNodeAgent: (n) => void startAgent(n),
     dispose,
   };
 }

@@ -6,6 +6,10 @@
 // throughout:
 //   - the agent is killed: its successor adopts the QEMU and resumes the pod's lease
 //     (same holder and generation, renewed on), with no new boot;
+//   - the agent's pod is deleted and created again 10 s later (a DaemonSet update, a
+//     kubelet's back-off): the stopping agent's parting renewal (ADR 0138) keeps QEMU
+//     running past the ordinary F while the HA replacement started meanwhile waits on
+//     the longer L it states; the new agent adopts the QEMU, no new boot;
 //   - the agent is frozen: nothing renews the lease, and the pod's script kills QEMU by
 //     the deadline the agent last wrote, before the lease could expire; thawed, the VM
 //     restarts under a takeover of the lease (a new boot, never two at once);
@@ -14,6 +18,7 @@
 //   - the VM's node loses power: the VM restarts on the other node, held again.
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { readLease } from '../../launcher/src/lease/lease-file.ts';
@@ -28,9 +33,13 @@ import { guestUp, startHaScenario, type HaScenario } from './ha-scenario.ts';
 
 const VM = 'ha-held';
 const RESUMED = 'lease resumed for the adopted QEMU';
+/** The operator's default agent-restart grace (ADR 0138). */
+const GRACE_MS = 30_000;
+/** How long no agent runs on the node: a kubelet's first crash back-off, past the ordinary F. */
+const AGENT_GONE_MS = 10_000;
 const Uid = z.object({ metadata: z.object({ uid: z.string(), labels: z.record(z.string(), z.string()).default({}) }) });
 
-void describe('HA VMs whose launchers the node agent runs: agent killed, agent frozen, live migration, power loss', { timeout: 40 * 60_000 }, () => {
+void describe('HA VMs whose launchers the node agent runs: agent killed, agent replaced, agent frozen, live migration, power loss', { timeout: 40 * 60_000 }, () => {
   let sc: HaScenario;
   let checker: DoubleRunChecker | undefined;
   let node = '';
@@ -132,6 +141,45 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent f
       assert.ok((await lease()).generation > before.generation, 'the lease was taken over');
       node = vm.status?.nodeName ?? '';
     }
+    const report = await checker?.report();
+    assert.ok(report !== undefined);
+    assert.deepEqual(report.violations, [], describeDoubleRuns(report));
+  });
+
+  void it("the agent's pod replaced 10 s later: its parting renewal keeps the lease, the new agent adopts the running guest", async (t) => {
+    const pod = await launcher();
+    const [qemu] = await qemuPids(pod.uid);
+    assert.ok(qemu !== undefined);
+    const before = await lease();
+    const boots = await bootIds();
+    const deleting = performance.now();
+    sc.cluster.kubectl(['delete', 'pod', `node-agent-${node}`, '-n', sc.s.namespace, '--wait=true', '--timeout=60s']);
+    const deletedMs = performance.now() - deleting;
+    const parted = await lease();
+    assert.equal(parted.fenceTimeoutMs, GRACE_MS, "the stopping agent's parting renewal states the grace as F");
+    assert.ok(parted.acquireTimeoutMs > GRACE_MS, 'and a longer L with it');
+    assert.equal(parted.generation, before.generation);
+    // Past the ordinary F: without the parting renewal the pod would have killed QEMU.
+    await sleep(AGENT_GONE_MS);
+    assert.deepEqual(await qemuPids(pod.uid), [qemu], 'QEMU runs on in its pod while no agent runs');
+    const unrenewed = await lease();
+    assert.deepEqual([unrenewed.holder, unrenewed.generation, unrenewed.counter], [parted.holder, parted.generation, parted.counter], 'nobody wrote the lease meanwhile');
+    sc.startNodeAgent(node);
+    const back = performance.now();
+    const logDir = path.join(sc.cluster.layout.nodesDir, node, 'pods', agentPod(node).uid);
+    await eventually('the new agent resuming the lease', async () => ((await agentLogLines(logDir)).some((l) => l.pod === pod.name && l.msg === RESUMED) ? true : undefined), 120_000, 200);
+    await eventually('the lease renewed under the ordinary timing again', async () => {
+      const r = await lease();
+      return r.counter > parted.counter && r.fenceTimeoutMs === before.fenceTimeoutMs ? true : undefined;
+    }, 30_000, 100);
+    const vm = await sc.waitRunning(VM, 'Running again with its guest agent', (n) => n === node);
+    t.diagnostic(`agent pod deleted in ${Math.round(deletedMs)} ms, none for ${AGENT_GONE_MS} ms; adopted: Running again ${Math.round(performance.now() - back)} ms after the new agent pod (TCG)`);
+    assert.equal(vm.status?.launcherPod, pod.name);
+    assert.deepEqual(await qemuPids(pod.uid), [qemu], 'the same QEMU runs on');
+    const after = await lease();
+    assert.deepEqual([after.holder, after.generation], [before.holder, before.generation], 'the same lease: no takeover');
+    assert.equal((await launcher()).uid, pod.uid, 'the HA replacement started meanwhile is gone');
+    assert.equal(await bootIds(), boots, 'no new boot');
     const report = await checker?.report();
     assert.ok(report !== undefined);
     assert.deepEqual(report.violations, [], describeDoubleRuns(report));

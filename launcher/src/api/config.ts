@@ -54,6 +54,8 @@ export const LEASE_NODE_ENV = 'KEYVIRT_NODE_NAME';
 export const LEASE_CLOCK_RATE_BOUND = 0.01;
 /** K: the time allowed from the self-fence decision to QEMU gone, writes included (ADR 0063). */
 export const LEASE_KILL_LATENCY_MS = 1000;
+/** F by default (ADR 0063). */
+export const LEASE_DEFAULT_FENCE_TIMEOUT_MS = 5000;
 
 // The storage lease of a highly available VM (ADR 0063). Absent for a VM that is not
 // highly available: such a launcher takes no lease at all. The holder identity is the
@@ -79,8 +81,20 @@ export const LeaseSchema = z
       .optional()
       .describe('Template disks copied to a new inode on a takeover; default: every writable disk of the template'),
     renewIntervalMs: z.int().min(50).max(60_000).default(1000).describe('R: how often the holder renews'),
-    fenceTimeoutMs: z.int().min(100).max(600_000).default(5000).describe('F: the holder kills QEMU once its last renewal started this long ago'),
+    fenceTimeoutMs: z.int().min(100).max(600_000).default(LEASE_DEFAULT_FENCE_TIMEOUT_MS).describe('F: the holder kills QEMU once its last renewal started this long ago'),
     acquireTimeoutMs: z.int().min(100).max(600_000).default(8000).describe('L: a lease unchanged this long is expired'),
+    agentRestartGraceMs: z
+      .int()
+      .min(0)
+      .max(300_000)
+      .default(0)
+      .describe(
+        "A launcher run by the node agent (ADR 0138): the F of the last renewal an agent that stops writes, so that QEMU runs on while the next agent starts; 0: none, QEMU is fenced F after the agent's last renewal",
+      ),
+  })
+  .refine((l) => l.agentRestartGraceMs === 0 || l.agentRestartGraceMs >= l.fenceTimeoutMs, {
+    error: 'agentRestartGraceMs must be 0 or at least fenceTimeoutMs',
+    path: ['agentRestartGraceMs'],
   })
   .refine((l) => l.fenceTimeoutMs >= 3 * l.renewIntervalMs, {
     error: 'fenceTimeoutMs must be at least 3 × renewIntervalMs',

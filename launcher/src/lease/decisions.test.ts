@@ -1,9 +1,11 @@
 // The lease's decisions as tables, on a manual monotonic clock: acquire (free, released,
 // held, expiry, changes restarting the wait, nodeFenced), hold checks, claim
-// verification and the self-fence deadline.
+// verification and the self-fence deadline; a record's own longer L (a parting renewal,
+// ADR 0138) and the timing such a renewal states.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkHandover, checkHold, claimRecord, claimVerified, decideAcquire, fenceDue, handoverRecord } from './decisions.ts';
+import { LeaseSchema } from '../api/config.ts';
+import { checkHandover, checkHold, claimRecord, claimVerified, decideAcquire, fenceDue, handoverRecord, MAX_RECORD_ACQUIRE_TIMEOUT_MS, partingTiming } from './decisions.ts';
 import type { AcquireStep, LeaseTiming, LeaseWatch } from './decisions.ts';
 import { decodeLeaseBlock, encodeLeaseRecord } from './record.ts';
 import type { LeaseObservation, LeaseRecord } from './record.ts';
@@ -66,6 +68,21 @@ const cases: readonly { name: string; steps: [LeaseObservation, number][]; nodeF
     steps: [[garbage, 0], [garbage, 8000]],
     expect: ['wait 0', 'claim g1 expired takeover'],
   },
+  {
+    name: "a parting renewal's longer L is waited out, then the next renewal's own L again",
+    steps: [[held('old', 2, 7, { fenceTimeoutMs: 30_000, acquireTimeoutMs: 33_606 }), 0], [held('old', 2, 7, { fenceTimeoutMs: 30_000, acquireTimeoutMs: 33_606 }), 33_605], [held('old', 2, 8), 33_700], [held('old', 2, 8), 41_700]],
+    expect: ['wait 0', 'wait 33605', 'wait 0', 'claim g3 expired takeover'],
+  },
+  {
+    name: "a record's shorter L is not taken: this acquirer's own",
+    steps: [[held('old', 2, 7, { fenceTimeoutMs: 100, acquireTimeoutMs: 200 }), 0], [held('old', 2, 7, { fenceTimeoutMs: 100, acquireTimeoutMs: 200 }), 7999]],
+    expect: ['wait 0', 'wait 7999'],
+  },
+  {
+    name: "a record's L beyond the largest one is bounded",
+    steps: [[held('old', 2, 7, { acquireTimeoutMs: 10_000_000 }), 0], [held('old', 2, 7, { acquireTimeoutMs: 10_000_000 }), MAX_RECORD_ACQUIRE_TIMEOUT_MS]],
+    expect: ['wait 0', 'claim g3 expired takeover'],
+  },
   { name: 'nodeFenced: no wait, still a takeover', steps: [[held('old', 2, 7), 0]], nodeFenced: true, expect: ['claim g3 nodeFenced takeover'] },
 ];
 
@@ -127,4 +144,20 @@ void describe('hand-over', () => {
     ['emptied', empty, 'lost'],
   ];
   for (const [name, obs, outcome] of table) void it(name, () => assert.equal(checkHandover(obs, 'dst', 'src', 5).outcome, outcome));
+});
+
+void describe('partingTiming', () => {
+  for (const [name, base, fenceMs] of [
+    ['default lease, 30 s grace', timing, 30_000],
+    ['default lease, the largest grace', timing, 300_000],
+    ['short lease, grace equal to F', { renewIntervalMs: 100, fenceTimeoutMs: 600, acquireTimeoutMs: 1700 }, 600],
+  ] as const) {
+    void it(`${name}: keeps the rule every lease obeys (L/(1+ρ) > F/(1−ρ) + K), R unchanged`, () => {
+      const parted = partingTiming(base, fenceMs);
+      assert.equal(parted.fenceTimeoutMs, fenceMs);
+      assert.equal(parted.renewIntervalMs, base.renewIntervalMs);
+      assert.equal(LeaseSchema.safeParse({ path: '/l', ...parted }).success, true, JSON.stringify(parted));
+      assert.ok(parted.acquireTimeoutMs - fenceMs >= base.acquireTimeoutMs - base.fenceTimeoutMs, 'the margin of the holder\'s own timing at least');
+    });
+  }
 });

@@ -1,6 +1,7 @@
 // The lease's pure decisions (ADR 0063), on a monotonic clock in milliseconds handed
 // in by the caller: what an acquirer does with what it read, whether a holder still
 // holds, when a holder must self-fence. No I/O, no timers: tested by tables.
+import { LEASE_CLOCK_RATE_BOUND, LEASE_KILL_LATENCY_MS } from '../api/config.ts';
 import type { LeaseObservation, LeaseRecord } from './record.ts';
 
 export interface LeaseTiming {
@@ -55,13 +56,44 @@ export function decideAcquire(input: AcquireInput): AcquireStep {
     input.watch?.key === obs.key ? input.watch : { key: obs.key, sinceMs: nowMs, holder: record?.holder, generation: record?.generation };
   const silentMs = Math.max(0, nowMs - watch.sinceMs);
   if (input.nodeFenced) return { action: 'claim', generation, takeover: true, why: 'nodeFenced' };
-  if (silentMs >= timing.acquireTimeoutMs) return { action: 'claim', generation, takeover: true, why: 'expired' };
+  if (silentMs >= expiryAfterMs(record, timing)) return { action: 'claim', generation, takeover: true, why: 'expired' };
   return { action: 'wait', watch, silentMs };
+}
+
+/** The longest L an acquirer takes from a record (the schema's largest): a record cannot hold a lease for ever. */
+export const MAX_RECORD_ACQUIRE_TIMEOUT_MS = 600_000;
+
+/**
+ * How long a lease must stay unchanged before it is expired: this acquirer's L, or the
+ * L the record itself states when longer (the parting renewal of a node agent that
+ * stops, ADR 0138), up to `MAX_RECORD_ACQUIRE_TIMEOUT_MS`. Unreadable content: this L.
+ */
+export function expiryAfterMs(record: LeaseRecord | undefined, timing: LeaseTiming): number {
+  return Math.max(timing.acquireTimeoutMs, Math.min(record?.acquireTimeoutMs ?? 0, MAX_RECORD_ACQUIRE_TIMEOUT_MS));
+}
+
+/**
+ * The timing a parting renewal writes (ADR 0138): F = `fenceMs`, and an L that keeps
+ * the rule every lease obeys (L/(1+ρ) > F/(1−ρ) + K, ADR 0063) with the margin the
+ * holder's own timing has (L − F).
+ */
+export function partingTiming(timing: LeaseTiming, fenceMs: number): LeaseTiming {
+  const rho = LEASE_CLOCK_RATE_BOUND;
+  return {
+    renewIntervalMs: timing.renewIntervalMs,
+    fenceTimeoutMs: fenceMs,
+    acquireTimeoutMs: Math.ceil((fenceMs * (1 + rho)) / (1 - rho)) + Math.max(timing.acquireTimeoutMs - timing.fenceTimeoutMs, Math.ceil(LEASE_KILL_LATENCY_MS * (1 + rho)) + 1),
+  };
+}
+
+/** A record's timing fields set to `timing` (a holder writes its own, whatever the last writer wrote). */
+export function withTiming(record: LeaseRecord, timing: LeaseTiming): LeaseRecord {
+  return { ...record, renewIntervalMs: timing.renewIntervalMs, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs };
 }
 
 /** The record a claim writes. */
 export function claimRecord(self: string, node: string, generation: number, timing: LeaseTiming): LeaseRecord {
-  return { version: 1, holder: self, node, generation, counter: 0, state: 'held', ...timing };
+  return withTiming({ version: 1, holder: self, node, generation, counter: 0, state: 'held', renewIntervalMs: 0, fenceTimeoutMs: 0, acquireTimeoutMs: 0 }, timing);
 }
 
 export type HoldCheck = { holds: true; record: LeaseRecord } | { holds: false; why: string };

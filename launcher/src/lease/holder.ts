@@ -4,8 +4,10 @@
 // started F ago on the monotonic clock (LeaseExpired). The fence check runs on its own
 // 100 ms timer and after every renewal step; lease I/O runs on the threadpool, so a
 // hung read or write never delays it. Once fenced, the holder never writes again.
+// A holder whose process stops while QEMU runs on (a node agent's update) writes one
+// parting renewal with a longer F and L, which its pod's deadline follows (ADR 0138).
 import type { Logger } from 'pino';
-import { checkHold, fenceDue, handoverRecord } from './decisions.ts';
+import { checkHold, fenceDue, handoverRecord, withTiming } from './decisions.ts';
 import type { LeaseTiming } from './decisions.ts';
 import { readLease, writeLease } from './lease-file.ts';
 import type { LeaseRecord } from './record.ts';
@@ -20,6 +22,8 @@ export interface LeaseHolderOptions {
   readonly acquired: LeaseRecord;
   /** Monotonic start of the write that acquired the lease: the first fence deadline counts from it. */
   readonly acquiredAtMs: number;
+  /** F until the first renewal: the one the last write stated (a resumed lease, ADR 0138); default: `timing`'s. */
+  readonly acquiredFenceMs?: number;
   readonly timing: LeaseTiming;
   readonly logger: Logger;
   /** Kills QEMU at once; called at most once. */
@@ -29,9 +33,10 @@ export interface LeaseHolderOptions {
   readonly fenceCheckIntervalMs?: number;
   /**
    * Called at the start and after each renewal that succeeded, with the monotonic start
-   * of the last one: the fence deadline moves on from it (a pod holding QEMU keeps its own).
+   * of the last one and the F it stated: the fence deadline moves on from them (a pod
+   * holding QEMU keeps its own).
    */
-  readonly onRenewed?: (lastRenewalStartMs: number) => void;
+  readonly onRenewed?: (lastRenewalStartMs: number, fenceMs: number) => void;
 }
 
 export class LeaseHandoverError extends Error {
@@ -44,6 +49,8 @@ export class LeaseHolder {
   readonly #now: () => number;
   #record: LeaseRecord;
   #lastRenewalStartMs: number;
+  /** F counted from the last renewal: the one it wrote. */
+  #fenceMs: number;
   #fenced: { reason: FenceReason; message: string } | undefined;
   #stopped = false;
   #inFlight: Promise<void> | undefined;
@@ -57,6 +64,7 @@ export class LeaseHolder {
     this.#now = options.now ?? ((): number => performance.now());
     this.#record = options.acquired;
     this.#lastRenewalStartMs = options.acquiredAtMs;
+    this.#fenceMs = options.acquiredFenceMs ?? options.timing.fenceTimeoutMs;
   }
 
   get generation(): number {
@@ -83,7 +91,7 @@ export class LeaseHolder {
   /** Starts renewing and the fence timer; the first renewal after R, or at once when `renewNow` (a resumed lease). */
   start(renewNow = false): void {
     this.#fenceTimer = setInterval(() => this.#checkDeadline(), this.#o.fenceCheckIntervalMs ?? 100);
-    this.#o.onRenewed?.(this.#lastRenewalStartMs);
+    this.#o.onRenewed?.(this.#lastRenewalStartMs, this.#fenceMs);
     this.#scheduleRenewal(renewNow ? 0 : this.#o.timing.renewIntervalMs);
     this.#checkDeadline();
   }
@@ -135,6 +143,39 @@ export class LeaseHolder {
     return next;
   }
 
+  /**
+   * The last renewal of a holder whose process stops while QEMU runs on (a node agent
+   * that is updated or restarted, ADR 0138): renewals stop, and one more writes `timing`
+   * — a longer F, and the L that goes with it, which acquirers honour. The fence timer
+   * runs on with that F (the pod's deadline, moved by `onRenewed`, comes first). False
+   * when nothing was written (lost, expired, or the write failed): the fence stands.
+   */
+  async part(timing: LeaseTiming): Promise<boolean> {
+    this.#stopped = true;
+    clearTimeout(this.#renewTimer);
+    await this.#inFlight;
+    const startMs = this.#now();
+    if (this.#checkDeadline()) return false;
+    try {
+      const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
+      if (this.#checkDeadline()) return false;
+      if (!check.holds) {
+        this.#fence('LeaseLost', check.why);
+        return false;
+      }
+      const next = { ...withTiming(check.record, timing), counter: check.record.counter + 1, node: this.#o.node };
+      await writeLease(this.#o.file, next, () => !this.#checkDeadline());
+      if (this.#checkDeadline()) return false;
+      this.#renewed(next, startMs);
+    } catch (err) {
+      this.#log.warn({ err }, 'parting lease renewal failed');
+      this.#checkDeadline();
+      return false;
+    }
+    this.#log.info({ generation: this.#record.generation, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs }, 'parting lease renewal written');
+    return true;
+  }
+
   #scheduleRenewal(delayMs = this.#o.timing.renewIntervalMs): void {
     if (this.#stopped || this.#fenced !== undefined) return;
     this.#renewTimer = setTimeout(() => {
@@ -155,30 +196,41 @@ export class LeaseHolder {
         this.#fence('LeaseLost', check.why);
         return;
       }
-      const next = { ...check.record, counter: check.record.counter + 1, node: this.#o.node };
+      const next = { ...withTiming(check.record, this.#o.timing), counter: check.record.counter + 1, node: this.#o.node };
       await writeLease(this.#o.file, next, () => !this.#checkDeadline());
       if (this.#checkDeadline()) return;
-      this.#record = next;
-      this.#lastRenewalStartMs = Math.max(this.#lastRenewalStartMs, startMs);
+      this.#renewed(next, startMs);
       this.#renewals++;
-      this.#o.onRenewed?.(this.#lastRenewalStartMs);
     } catch (err) {
       this.#log.warn({ err }, 'lease renewal failed');
       this.#checkDeadline();
     }
   }
 
+  /** A renewal written: F counts from its start, as long as it stated. */
+  #renewed(record: LeaseRecord, startMs: number): void {
+    this.#record = record;
+    this.#lastRenewalStartMs = startMs;
+    this.#fenceMs = record.fenceTimeoutMs;
+    this.#o.onRenewed?.(startMs, this.#fenceMs);
+  }
+
+  /** The self-fence rule (ADR 0063): due once the last renewal that succeeded started F ago or more. */
+  #due(now: number): boolean {
+    return fenceDue(now, this.#lastRenewalStartMs, { ...this.#o.timing, fenceTimeoutMs: this.#fenceMs });
+  }
+
   /** Whether a write may still go out: the fence deadline has not passed (no fence raised from here). */
   #withinDeadline(): boolean {
-    return !fenceDue(this.#now(), this.#lastRenewalStartMs, this.#o.timing);
+    return !this.#due(this.#now());
   }
 
   /** True once fenced (now or before). */
   #checkDeadline(): boolean {
     if (this.#fenced !== undefined) return true;
     const now = this.#now();
-    if (!fenceDue(now, this.#lastRenewalStartMs, this.#o.timing)) return false;
-    this.#fence('LeaseExpired', `no lease renewal succeeded for ${Math.round(now - this.#lastRenewalStartMs)} ms (fence timeout ${this.#o.timing.fenceTimeoutMs} ms)`);
+    if (!this.#due(now)) return false;
+    this.#fence('LeaseExpired', `no lease renewal succeeded for ${Math.round(now - this.#lastRenewalStartMs)} ms (fence timeout ${this.#fenceMs} ms)`);
     return true;
   }
 

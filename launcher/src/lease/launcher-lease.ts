@@ -2,7 +2,8 @@
 // Starting, reason AcquiringLease / WaitingForLeaseExpiry, the lease in the status),
 // fences the disks after a takeover, renews while QEMU runs, kills QEMU when the lease
 // is lost, releases it once QEMU has exited. In a migration, the source hands it to the
-// target at `completed`; the target waits for it before it lets the guest run.
+// target at `completed`; the target waits for it before it lets the guest run. Run by
+// a node agent that stops, it writes a parting renewal for the next agent (ADR 0138).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -10,7 +11,7 @@ import type { LeaseConfig } from '../api/config.ts';
 import { LEASE_HOLDER_ENV, LEASE_KILL_LATENCY_MS, LEASE_NODE_ENV } from '../api/config.ts';
 import type { LauncherPhase, LeaseStatus, Status } from '../api/status.ts';
 import { acquireLease } from './acquirer.ts';
-import { checkHandover, checkHold } from './decisions.ts';
+import { checkHandover, checkHold, partingTiming } from './decisions.ts';
 import type { LeaseTiming } from './decisions.ts';
 import { fenceDisks } from './disk-fence.ts';
 import { LeaseHolder } from './holder.ts';
@@ -76,6 +77,8 @@ export class LauncherLease {
   #takeover = false;
   /** Migration target: the record as the source held it when this launcher started. */
   #sourceRecord: LeaseRecord | undefined;
+  /** The pod's deadline writes, in order: a later one never lands before an earlier one. */
+  #podDeadlineWrites: Promise<void> = Promise.resolve();
 
   constructor(options: LauncherLeaseOptions) {
     this.#o = options;
@@ -133,48 +136,70 @@ export class LauncherLease {
    * this rejects: the caller kills the adopted QEMU.
    */
   async resume(podDeadlineFromNowMs: number | undefined): Promise<void> {
+    const nowMs = performance.now();
     if (podDeadlineFromNowMs === undefined) {
       throw new LeaseUnavailableError('the pod holds no fence deadline: when its lease was last renewed is unknown');
     }
     if (podDeadlineFromNowMs <= 0) {
       throw new LeaseUnavailableError(`the pod's fence deadline passed ${Math.round(-podDeadlineFromNowMs)} ms ago: its QEMU is being killed`);
     }
-    const lastRenewalStartMs = performance.now() + podDeadlineFromNowMs - podFenceAfterMs(this.#timing.fenceTimeoutMs);
     const obs = await readLease(this.#o.config.path);
     const check = obs.kind === 'record' ? checkHold(obs, this.self, obs.record.generation) : undefined;
     if (check === undefined || !check.holds) {
       const why = check === undefined ? `the lease is ${obs.kind}` : check.why;
       throw new LeaseUnavailableError(`the adopted QEMU's lease is no longer this pod's: ${why}`);
     }
-    this.#log.info({ generation: check.record.generation, sinceRenewalMs: Math.round(performance.now() - lastRenewalStartMs) }, 'lease resumed for the adopted QEMU');
+    // The last write stated its F (longer after a parting renewal, ADR 0138); the pod's
+    // deadline was set from it.
+    const fenceMs = check.record.fenceTimeoutMs;
+    const lastRenewalStartMs = nowMs + podDeadlineFromNowMs - podFenceAfterMs(fenceMs);
+    this.#log.info({ generation: check.record.generation, sinceRenewalMs: Math.round(performance.now() - lastRenewalStartMs), fenceMs }, 'lease resumed for the adopted QEMU');
     // Renewed at once: the pod's deadline may be near.
-    this.#hold(check.record, lastRenewalStartMs, true);
+    this.#hold(check.record, lastRenewalStartMs, true, fenceMs);
     const fenced = this.#holder?.fenced;
     if (fenced !== undefined) throw new LeaseUnavailableError(`the lease expired while no launcher renewed it: ${fenced.message}`);
   }
 
-  #hold(record: LeaseRecord, acquiredAtMs: number, renewNow = false): void {
+  #hold(record: LeaseRecord, acquiredAtMs: number, renewNow = false, acquiredFenceMs?: number): void {
     const holder = new LeaseHolder({
       file: this.#o.config.path,
       self: this.self,
       node: this.node,
       acquired: record,
       acquiredAtMs,
+      ...(acquiredFenceMs === undefined ? {} : { acquiredFenceMs }),
       timing: this.#timing,
       logger: this.#log,
       onFence: (reason, message) => this.#o.vm.killForLease(reason, message),
-      ...(this.#o.podFenceDeadline === undefined ? {} : { onRenewed: (lastStartMs: number) => this.#movePodDeadline(lastStartMs) }),
+      ...(this.#o.podFenceDeadline === undefined ? {} : { onRenewed: (lastStartMs: number, fenceMs: number) => this.#movePodDeadline(lastStartMs, fenceMs) }),
     });
     this.#holder = holder;
     holder.start(renewNow);
     this.#status({ state: 'Held', holder: this.self, generation: record.generation, takeover: this.#takeover });
   }
 
-  #movePodDeadline(lastRenewalStartMs: number): void {
+  #movePodDeadline(lastRenewalStartMs: number, fenceMs: number): void {
     const write = this.#o.podFenceDeadline;
     if (write === undefined) return;
-    const msFromNow = lastRenewalStartMs + podFenceAfterMs(this.#timing.fenceTimeoutMs) - performance.now();
-    void write(msFromNow).catch((err: unknown) => this.#log.warn({ err }, "could not move the pod's fence deadline"));
+    this.#podDeadlineWrites = this.#podDeadlineWrites.then(() =>
+      write(lastRenewalStartMs + podFenceAfterMs(fenceMs) - performance.now()).catch((err: unknown) => this.#log.warn({ err }, "could not move the pod's fence deadline")),
+    );
+  }
+
+  /**
+   * A node agent that stops while this lease's QEMU runs on in its pod (ADR 0138): one
+   * parting renewal states F = `agentRestartGraceMs` (and the L that goes with it), and
+   * resolves once the pod's deadline has moved to it, so that the next agent finds QEMU
+   * running and resumes the lease. False when there was none (no grace configured, no
+   * pod deadline, nothing held, or the renewal not written): QEMU is fenced as before.
+   */
+  async part(): Promise<boolean> {
+    const grace = this.#o.config.agentRestartGraceMs;
+    const holder = this.#holder;
+    if (grace === 0 || holder === undefined || holder.fenced !== undefined || this.#o.podFenceDeadline === undefined) return false;
+    const parted = await holder.part(partingTiming(this.#timing, grace));
+    await this.#podDeadlineWrites;
+    return parted;
   }
 
   /**

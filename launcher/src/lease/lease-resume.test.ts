@@ -2,7 +2,9 @@
 // pod (ADR 0136), on a real file with short timings: it renews on under the pod's own
 // identity and generation; it writes nothing, and kills QEMU, when the lease is another's,
 // released or unreadable, when the pod holds no deadline, or when the predecessor's last
-// renewal is F ago or more.
+// renewal is F ago or more. An agent that stops writes a parting renewal (ADR 0138): a
+// longer F and L in the record, the pod's deadline moved to it, nothing after; the next
+// agent resumes from it past the ordinary F and renews under its own timing again.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +13,7 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { LeaseConfig } from '../api/config.ts';
 import type { LeaseStatus } from '../api/status.ts';
-import { claimRecord } from './decisions.ts';
+import { claimRecord, partingTiming } from './decisions.ts';
 import { LauncherLease, LeaseUnavailableError, podFenceAfterMs, type LeasedVm } from './launcher-lease.ts';
 import { readLease, writeLease } from './lease-file.ts';
 import type { LeaseRecord } from './record.ts';
@@ -25,8 +27,8 @@ interface Seen {
   deadlines: number[];
 }
 
-function lease(file: string, seen: Seen): LauncherLease {
-  const config: LeaseConfig = { path: file, nodeFenced: false, ...timing };
+function lease(file: string, seen: Seen, agentRestartGraceMs = 0): LauncherLease {
+  const config: LeaseConfig = { path: file, nodeFenced: false, ...timing, agentRestartGraceMs };
   const vm: LeasedVm = {
     phase: 'Starting',
     setPhase: () => undefined,
@@ -122,6 +124,77 @@ void describe('lease resumed by a launcher that adopts a running QEMU', () => {
       await assert.rejects(lease(file, seen).resume(undefined), /no fence deadline/);
       const now = await readLease(file);
       assert.equal(now.kind === 'record' && now.record.counter, 7);
+    });
+  });
+});
+
+const GRACE_MS = 3000;
+const record = async (file: string): Promise<LeaseRecord> => {
+  const obs = await readLease(file);
+  assert.equal(obs.kind, 'record');
+  return (obs as { record: LeaseRecord }).record;
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+void describe('the parting renewal of a node agent that stops (ADR 0138)', () => {
+  void it("states the grace as F (and its L) in the record, moves the pod's deadline to it, and renews no more", async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const l = lease(file, seen, GRACE_MS);
+      await l.resume(deadlineAfterRenewal(50));
+      await sleep(150);
+      assert.equal(await l.part(), true);
+      const parted = await record(file);
+      const { fenceTimeoutMs, acquireTimeoutMs } = partingTiming(timing, GRACE_MS);
+      assert.deepEqual([parted.fenceTimeoutMs, parted.acquireTimeoutMs, parted.renewIntervalMs], [fenceTimeoutMs, acquireTimeoutMs, timing.renewIntervalMs]);
+      assert.equal(parted.holder, 'pod-a');
+      assert.equal(parted.generation, 3);
+      const deadline = seen.deadlines.at(-1) ?? 0;
+      assert.ok(deadline > podFenceAfterMs(GRACE_MS) - 200 && deadline <= podFenceAfterMs(GRACE_MS), `the pod's deadline ${Math.round(deadline)} ms away: F − 1 s of the grace`);
+      await sleep(timing.fenceTimeoutMs + 200);
+      assert.equal((await record(file)).counter, parted.counter, 'no renewal after the parting one');
+      assert.deepEqual(seen.kills, [], 'not fenced at the ordinary F');
+      await l.holder?.stop();
+    });
+  });
+
+  void it('is resumed by the next agent past the ordinary F, which then renews under its own timing', async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const first = lease(file, seen, GRACE_MS);
+      await first.resume(deadlineAfterRenewal(50));
+      assert.equal(await first.part(), true);
+      await first.holder?.stop();
+      const left = seen.deadlines.at(-1) ?? 0;
+      const partedAt = performance.now();
+      await sleep(timing.fenceTimeoutMs + 300);
+      const next: Seen = { kills: [], leases: [], deadlines: [] };
+      const l = lease(file, next, GRACE_MS);
+      await l.resume(left - (performance.now() - partedAt));
+      await sleep(3 * timing.renewIntervalMs);
+      const now = await record(file);
+      assert.equal(now.fenceTimeoutMs, timing.fenceTimeoutMs, 'the ordinary F again');
+      assert.equal(now.acquireTimeoutMs, timing.acquireTimeoutMs);
+      assert.equal(now.generation, 3, 'the same lease: no takeover');
+      assert.deepEqual([...seen.kills, ...next.kills], []);
+      assert.ok((next.deadlines.at(-1) ?? Infinity) <= podFenceAfterMs(timing.fenceTimeoutMs), "the pod's deadline back to the ordinary F − 1 s");
+      await l.holder?.stop();
+    });
+  });
+
+  void it('writes nothing without a grace, or once the lease is no longer this pod\'s (QEMU then killed)', async () => {
+    await withLease(held('pod-a'), async (file, seen) => {
+      const none = lease(file, seen);
+      await none.resume(deadlineAfterRenewal(50));
+      await none.holder?.stop();
+      const before = await record(file);
+      assert.equal(await none.part(), false);
+      assert.deepEqual(await record(file), before);
+      const l = lease(file, seen, GRACE_MS);
+      await l.resume(deadlineAfterRenewal(50));
+      await l.holder?.stop();
+      await writeLease(file, held('pod-b', 4));
+      assert.equal(await l.part(), false);
+      assert.equal((await record(file)).holder, 'pod-b', 'the other holder left as it is');
+      assert.deepEqual(seen.kills, ['LeaseLost']);
     });
   });
 });

@@ -81,6 +81,17 @@ void describe('launcher pods held by the node agent (ADR 0134)', () => {
     const config = LauncherConfigSchema.parse(launcherConfig(input({ lease })));
     assert.equal(config.qemu.host, 'pod');
     assert.equal(config.lease?.path, '/var/lib/keyvirt/lease/lease');
+    assert.equal(config.lease?.agentRestartGraceMs, 0, 'no parting renewal unless configured');
+  });
+
+  void it("states the agent-restart grace in a held HA VM's lease only (ADR 0138)", () => {
+    const graced = { ...settings, agentRestartGraceSeconds: 30 };
+    const held = LauncherConfigSchema.parse(launcherConfig(input({ lease, settings: graced })));
+    assert.equal(held.lease?.agentRestartGraceMs, 30_000);
+    const inPod = LauncherConfigSchema.parse(launcherConfig(input({ lease, settings: { ...graced, launcherHost: 'pod' } })));
+    assert.equal(inPod.lease?.agentRestartGraceMs, 0, 'a launcher in its pod never outlives its QEMU: nothing to part from');
+    const target = LauncherConfigSchema.parse(launcherConfig(input({ lease, settings: graced, migrationTarget: { podName: 'target', migrationUid: 'm' } })));
+    assert.equal(target.lease?.agentRestartGraceMs, 0);
   });
 
   void it('is never held unless the operator is configured so', () => {

@@ -62,6 +62,8 @@ export interface LauncherSettings {
   podNetwork?: PodNetworkMode | undefined;
   /** Where launchers run (ADR 0134): in their pods, or in the node agent for the VMs it can serve. */
   launcherHost?: LauncherHost | undefined;
+  /** A held HA VM's lease stays renewed this long while its node agent restarts (ADR 0138); 0 or absent: none. */
+  agentRestartGraceSeconds?: number | undefined;
 }
 
 export interface LauncherPodInput {
@@ -162,6 +164,12 @@ export function heldByNodeAgent(input: Pick<LauncherPodInput, 'vm' | 'settings' 
   return Object.keys(podNetworkAnnotations(vm, settings.podNetwork)).length === 0;
 }
 
+/** An HA VM's lease; held by the node agent, with the grace of its parting renewal (ADR 0138). */
+function leaseConfig(input: LauncherPodInput): NonNullable<LauncherConfigInput['lease']> {
+  const grace = heldByNodeAgent(input) ? (input.settings.agentRestartGraceSeconds ?? 0) : 0;
+  return { path: LEASE_FILE, nodeFenced: input.lease?.nodeFenced ?? false, ...(grace > 0 ? { agentRestartGraceMs: grace * 1000 } : {}) };
+}
+
 /** The launcher configuration written into the Secret. */
 export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
   const { vm } = input;
@@ -180,7 +188,7 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     stateDir: STATE_DIR,
     allowEmulation: mayEmulate(vm, input.settings),
     ...podNetworkConfig(vm, input.settings.podNetwork),
-    ...(input.lease === undefined ? {} : { lease: { path: LEASE_FILE, nodeFenced: input.lease.nodeFenced } }),
+    ...(input.lease === undefined ? {} : { lease: leaseConfig(input) }),
     ...(heldByNodeAgent(input) ? { qemu: { host: 'pod' as const } } : {}),
   };
 }

@@ -1,7 +1,8 @@
 // The agent's passes over its node's held pods, with the pod listing, the procfs walk
 // and the VM runs handed in: a pod is run once; a run whose pod is being deleted or is
 // gone is stopped, once (ADR 0136: a pod deleted before its QEMU started has no script
-// left to ask for the stop); pods of other nodes and finished pods are never run.
+// left to ask for the stop); pods of other nodes and finished pods are never run; an
+// agent that stops leaves its running VMs to the next one (ADR 0138).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -11,6 +12,7 @@ import { HeldLaunchers, type HeldPodRun } from './held-launchers.ts';
 interface FakeRun extends HeldPodRun {
   readonly held: HeldPod;
   readonly stops: string[];
+  parted: number;
   end(code: number): void;
 }
 
@@ -49,7 +51,15 @@ function agent(): { held: HeldLaunchers; listed: unknown[][]; runs: FakeRun[]; s
         end = resolve;
       });
       const stops: string[] = [];
-      const run: FakeRun = { held: h, stops, exitCode, stop: (reason) => stops.push(reason), end: (code) => end(code) };
+      const run: FakeRun = {
+        held: h, stops, exitCode, parted: 0,
+        stop: (reason) => stops.push(reason),
+        part: () => {
+          run.parted++;
+          return h.pod.uid === 'refusing' ? Promise.reject(new Error('lease I/O failed')) : Promise.resolve(true);
+        },
+        end: (code) => end(code),
+      };
       runs.push(run);
       return Promise.resolve(run);
     },
@@ -101,5 +111,17 @@ void describe("the node agent's held launchers", () => {
     await a.held.pass();
     assert.equal(a.runs.length, 1);
     assert.equal(a.held.running, 0);
+  });
+
+  void it('parts every run still going when it stops — none that ended or that it stopped — and a failing one does not keep the others', async () => {
+    const a = agent();
+    a.setPods([pod('a'), pod('refusing'), pod('b'), pod('c')]);
+    await a.held.pass();
+    a.runs[2]?.end(0);
+    await new Promise((r) => setImmediate(r));
+    a.setPods([pod('a'), pod('refusing'), pod('b'), pod('c', { deleting: true })]);
+    await a.held.pass();
+    await a.held.part();
+    assert.deepEqual(a.runs.map((r) => [r.held.pod.uid, r.parted]), [['a', 1], ['refusing', 1], ['b', 0], ['c', 0]]);
   });
 });

@@ -6,7 +6,8 @@
 // ends when its VM does; its pod then exits with the launcher's exit code.
 // An agent that starts adopts the QEMUs a predecessor started in its node's held pods
 // (ADR 0135), HA VMs among them (ADR 0136), and stops the runs of pods that are gone or
-// being deleted. Not yet (ADR 0130's order): migration, taps.
+// being deleted. An agent that stops leaves its HA VMs' leases with a parting renewal
+// for the next one (ADR 0138). Not yet (ADR 0130's order): migration targets, taps.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -33,8 +34,8 @@ export interface HeldLauncherOptions {
   readonly findInits?: (procRoot: string, podUids: readonly string[]) => Promise<Map<string, number>>;
 }
 
-/** What the agent does with a run: stop it, wait for its end. */
-export type HeldPodRun = Pick<HeldRun, 'stop' | 'exitCode'>;
+/** What the agent does with a run: stop it, wait for its end, leave it to the next agent. */
+export type HeldPodRun = Pick<HeldRun, 'stop' | 'exitCode' | 'part'>;
 
 const HeldPodSchema = z.object({
   metadata: z.object({
@@ -116,6 +117,24 @@ export class HeldLaunchers {
   }
 
   /**
+   * This agent stops (its pod is deleted or updated): every run's QEMU goes on in its pod
+   * for the next agent to adopt (ADR 0135), an HA VM's lease with its parting renewal
+   * (ADR 0138). Resolves once each is written or refused.
+   */
+  async part(): Promise<void> {
+    const runs = [...this.#runs].flatMap(([uid, run]) => (typeof run === 'string' || this.#stopped.has(uid) ? [] : [{ uid, run }]));
+    const parted = await Promise.all(
+      runs.map(({ uid, run }) =>
+        run.part().catch((err: unknown) => {
+          this.#o.log.warn({ err, podUid: uid }, 'parting lease renewal failed');
+          return false;
+        }),
+      ),
+    );
+    this.#o.log.info({ runs: runs.length, leasesParted: parted.filter(Boolean).length }, 'leaving the held VMs to the next agent');
+  }
+
+  /**
    * Stops the runs whose pod is gone or being deleted. A pod deleted before its QEMU
    * started has its script exit at once, with no stop request: its run would otherwise
    * wait on for a lease and keep its API listening (ADR 0136). A run already stopping
@@ -134,7 +153,10 @@ export class HeldLaunchers {
   }
 }
 
-/** Runs passes until `signal` aborts; the VMs go on in their pods (their fence or the next agent ends them). */
+/**
+ * Runs passes until `signal` aborts; the VMs go on in their pods, HA ones under a parting
+ * renewal of their leases (their fence or the next agent ends them).
+ */
 export async function runHeldLaunchers(o: HeldLauncherOptions, signal: AbortSignal): Promise<void> {
   const held = new HeldLaunchers(o);
   o.log.info({ node: o.node, intervalMs: o.intervalMs }, 'held launchers running');
@@ -146,4 +168,5 @@ export async function runHeldLaunchers(o: HeldLauncherOptions, signal: AbortSign
     }
     await sleep(o.intervalMs, undefined, { signal }).catch(() => undefined);
   }
+  await held.part();
 }
