@@ -92,7 +92,9 @@ export async function startHaScenario(o: HaScenarioOptions): Promise<HaScenario>
       nodes.push((await cluster.createNode(`${o.prefix}-${String(i + 1)}`, { labels, ...(o.storageViews === true ? { storageRoot: root } : {}) })).name);
     }
     if (o.heldLaunchers === true) for (const n of nodes) clusterScoped.push(...startAgent(n));
-    operator = await startSuiteOperator(cluster, s, o.prefix, o.heldLaunchers === true ? ['--launcher-host', 'node-agent'] : undefined);
+    // The held suite's faults start up to five HA replacements of its one VM within ten
+    // minutes, past the default restart budget (3), which is not what it tests.
+    operator = await startSuiteOperator(cluster, s, o.prefix, o.heldLaunchers === true ? ['--launcher-host', 'node-agent', '--ha-restart-budget', '10'] : undefined);
     apply(cluster, {
       apiVersion: 'keyvirt.io/v1alpha1', kind: 'StorageDomain',
       metadata: { name: domain, labels },

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { HeldPod } from '@keyvirt/launcher/held';
-import { HeldLaunchers, type HeldPodRun } from './held-launchers.ts';
+import { HeldLaunchers, runHeldLaunchers, type HeldLauncherOptions, type HeldPodRun } from './held-launchers.ts';
 
 interface FakeRun extends HeldPodRun {
   readonly held: HeldPod;
@@ -28,11 +28,11 @@ function pod(uid: string, o: { node?: string; deleting?: boolean; phase?: string
   };
 }
 
-function agent(): { held: HeldLaunchers; listed: unknown[][]; runs: FakeRun[]; setPods: (pods: unknown[]) => void } {
+function agent(): { held: HeldLaunchers; options: HeldLauncherOptions; listed: unknown[][]; runs: FakeRun[]; setPods: (pods: unknown[]) => void } {
   let pods: unknown[] = [];
   const listed: unknown[][] = [];
   const runs: FakeRun[] = [];
-  const held = new HeldLaunchers({
+  const options: HeldLauncherOptions = {
     api: {
       listPods: (fieldSelector) => {
         assert.equal(fieldSelector, 'spec.nodeName=node-1');
@@ -63,8 +63,8 @@ function agent(): { held: HeldLaunchers; listed: unknown[][]; runs: FakeRun[]; s
       runs.push(run);
       return Promise.resolve(run);
     },
-  });
-  return { held, listed, runs, setPods: (p) => (pods = p) };
+  };
+  return { held: new HeldLaunchers(options), options, listed, runs, setPods: (p) => (pods = p) };
 }
 
 void describe("the node agent's held launchers", () => {
@@ -123,5 +123,17 @@ void describe("the node agent's held launchers", () => {
     await a.held.pass();
     await a.held.part();
     assert.deepEqual(a.runs.map((r) => [r.held.pod.uid, r.parted]), [['a', 1], ['refusing', 1], ['b', 0], ['c', 0]]);
+  });
+
+  void it('parts the runs once the agent is told to stop (its SIGTERM), after its last pass', async () => {
+    const a = agent();
+    a.setPods([pod('a')]);
+    const stop = new AbortController();
+    const running = runHeldLaunchers(a.options, stop.signal);
+    while (a.runs.length === 0) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(a.runs[0]?.parted, 0, 'nothing parted while the agent runs');
+    stop.abort();
+    await running;
+    assert.equal(a.runs[0]?.parted, 1);
   });
 });
