@@ -161,6 +161,9 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent r
     assert.equal(parted.generation, before.generation);
     // Past the ordinary F: without the parting renewal the pod would have killed QEMU.
     await sleep(AGENT_GONE_MS);
+    // The operator no longer hears the launcher: its HA replacement must wait out the parting L.
+    const replacement = await eventually('an HA replacement started while no agent answers', () =>
+      launcherPods(sc.cluster, sc.s.namespace, VM).find((p) => p.metadata.name !== pod.name)?.metadata.name, 15_000, 250);
     assert.deepEqual(await qemuPids(pod.uid), [qemu], 'QEMU runs on in its pod while no agent runs');
     const unrenewed = await lease();
     assert.deepEqual([unrenewed.holder, unrenewed.generation, unrenewed.counter], [parted.holder, parted.generation, parted.counter], 'nobody wrote the lease meanwhile');
@@ -173,12 +176,12 @@ void describe('HA VMs whose launchers the node agent runs: agent killed, agent r
       return r.counter > parted.counter && r.fenceTimeoutMs === before.fenceTimeoutMs ? true : undefined;
     }, 30_000, 100);
     const vm = await sc.waitRunning(VM, 'Running again with its guest agent', (n) => n === node);
-    t.diagnostic(`agent pod deleted in ${Math.round(deletedMs)} ms, none for ${AGENT_GONE_MS} ms; adopted: Running again ${Math.round(performance.now() - back)} ms after the new agent pod (TCG)`);
+    t.diagnostic(`agent pod deleted in ${Math.round(deletedMs)} ms, none for ${Math.round(back - deleting - deletedMs)} ms (HA replacement ${replacement} waiting); adopted: Running again ${Math.round(performance.now() - back)} ms after the new agent pod (TCG)`);
     assert.equal(vm.status?.launcherPod, pod.name);
     assert.deepEqual(await qemuPids(pod.uid), [qemu], 'the same QEMU runs on');
     const after = await lease();
     assert.deepEqual([after.holder, after.generation], [before.holder, before.generation], 'the same lease: no takeover');
-    assert.equal((await launcher()).uid, pod.uid, 'the HA replacement started meanwhile is gone');
+    assert.equal((await launcher()).uid, pod.uid, `the HA replacement ${replacement} is gone`);
     assert.equal(await bootIds(), boots, 'no new boot');
     const report = await checker?.report();
     assert.ok(report !== undefined);
