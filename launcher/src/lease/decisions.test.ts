@@ -127,7 +127,7 @@ void describe('fenceDue', () => {
     [105_000, 100_000, true],
     [104_999.9, 100_000, false],
   ];
-  for (const [now, last, due] of table) void it(`now ${now}, last renewal started ${last}: ${due ? 'fence' : 'hold'}`, () => assert.equal(fenceDue(now, last, timing), due));
+  for (const [now, last, due] of table) void it(`now ${now}, last renewal started ${last}: ${due ? 'fence' : 'hold'}`, () => assert.equal(fenceDue(now, last, timing.fenceTimeoutMs), due));
 });
 
 void describe('hand-over', () => {

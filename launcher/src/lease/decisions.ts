@@ -86,14 +86,19 @@ export function partingTiming(timing: LeaseTiming, fenceMs: number): LeaseTiming
   };
 }
 
+/** Only the timing fields of `timing` (a lease configuration has more). */
+function timingOf(timing: LeaseTiming): LeaseTiming {
+  return { renewIntervalMs: timing.renewIntervalMs, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs };
+}
+
 /** A record's timing fields set to `timing` (a holder writes its own, whatever the last writer wrote). */
 export function withTiming(record: LeaseRecord, timing: LeaseTiming): LeaseRecord {
-  return { ...record, renewIntervalMs: timing.renewIntervalMs, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs };
+  return { ...record, ...timingOf(timing) };
 }
 
 /** The record a claim writes. */
 export function claimRecord(self: string, node: string, generation: number, timing: LeaseTiming): LeaseRecord {
-  return withTiming({ version: 1, holder: self, node, generation, counter: 0, state: 'held', renewIntervalMs: 0, fenceTimeoutMs: 0, acquireTimeoutMs: 0 }, timing);
+  return { version: 1, holder: self, node, generation, counter: 0, state: 'held', ...timingOf(timing) };
 }
 
 export type HoldCheck = { holds: true; record: LeaseRecord } | { holds: false; why: string };
@@ -121,8 +126,8 @@ export function claimVerified(obs: LeaseObservation, self: string, generation: n
  * The self-fence rule: QEMU must die once the last renewal that succeeded started F
  * ago or more. A renewal that completes only after that does not count.
  */
-export function fenceDue(nowMs: number, lastRenewalStartMs: number, timing: LeaseTiming): boolean {
-  return nowMs - lastRenewalStartMs >= timing.fenceTimeoutMs;
+export function fenceDue(nowMs: number, lastRenewalStartMs: number, fenceTimeoutMs: number): boolean {
+  return nowMs - lastRenewalStartMs >= fenceTimeoutMs;
 }
 
 /** The record a holder writes to hand the lease to a migration target. */

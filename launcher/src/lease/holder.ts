@@ -154,11 +154,34 @@ export class LeaseHolder {
     this.#stopped = true;
     clearTimeout(this.#renewTimer);
     await this.#inFlight;
+    const parted = await this.#renew(timing, true);
+    if (parted) this.#log.info({ generation: this.#record.generation, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs }, 'parting lease renewal written');
+    return parted;
+  }
+
+  #scheduleRenewal(delayMs = this.#o.timing.renewIntervalMs): void {
+    if (this.#stopped || this.#fenced !== undefined) return;
+    this.#renewTimer = setTimeout(() => {
+      this.#inFlight = this.#renew(this.#o.timing, false).then((renewed) => {
+        if (renewed) this.#renewals++;
+      }).finally(() => {
+        this.#inFlight = undefined;
+        this.#scheduleRenewal();
+      });
+    }, delayMs);
+  }
+
+  /**
+   * One renewal stating `timing`; true once written. F then counts from its start, as
+   * long as it stated. A stop while reading drops an ordinary renewal; the parting one
+   * is the stop's own.
+   */
+  async #renew(timing: LeaseTiming, parting: boolean): Promise<boolean> {
     const startMs = this.#now();
     if (this.#checkDeadline()) return false;
     try {
       const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
-      if (this.#checkDeadline()) return false;
+      if (this.#checkDeadline() || (this.#stopped && !parting)) return false;
       if (!check.holds) {
         this.#fence('LeaseLost', check.why);
         return false;
@@ -166,58 +189,21 @@ export class LeaseHolder {
       const next = { ...withTiming(check.record, timing), counter: check.record.counter + 1, node: this.#o.node };
       await writeLease(this.#o.file, next, () => !this.#checkDeadline());
       if (this.#checkDeadline()) return false;
-      this.#renewed(next, startMs);
+      this.#record = next;
+      this.#lastRenewalStartMs = startMs;
+      this.#fenceMs = next.fenceTimeoutMs;
+      this.#o.onRenewed?.(startMs, this.#fenceMs);
+      return true;
     } catch (err) {
-      this.#log.warn({ err }, 'parting lease renewal failed');
+      this.#log.warn({ err }, parting ? 'parting lease renewal failed' : 'lease renewal failed');
       this.#checkDeadline();
       return false;
     }
-    this.#log.info({ generation: this.#record.generation, fenceTimeoutMs: timing.fenceTimeoutMs, acquireTimeoutMs: timing.acquireTimeoutMs }, 'parting lease renewal written');
-    return true;
-  }
-
-  #scheduleRenewal(delayMs = this.#o.timing.renewIntervalMs): void {
-    if (this.#stopped || this.#fenced !== undefined) return;
-    this.#renewTimer = setTimeout(() => {
-      this.#inFlight = this.#renew().finally(() => {
-        this.#inFlight = undefined;
-        this.#scheduleRenewal();
-      });
-    }, delayMs);
-  }
-
-  async #renew(): Promise<void> {
-    const startMs = this.#now();
-    if (this.#checkDeadline()) return;
-    try {
-      const check = checkHold(await readLease(this.#o.file), this.#o.self, this.#record.generation);
-      if (this.#checkDeadline() || this.#stopped) return;
-      if (!check.holds) {
-        this.#fence('LeaseLost', check.why);
-        return;
-      }
-      const next = { ...withTiming(check.record, this.#o.timing), counter: check.record.counter + 1, node: this.#o.node };
-      await writeLease(this.#o.file, next, () => !this.#checkDeadline());
-      if (this.#checkDeadline()) return;
-      this.#renewed(next, startMs);
-      this.#renewals++;
-    } catch (err) {
-      this.#log.warn({ err }, 'lease renewal failed');
-      this.#checkDeadline();
-    }
-  }
-
-  /** A renewal written: F counts from its start, as long as it stated. */
-  #renewed(record: LeaseRecord, startMs: number): void {
-    this.#record = record;
-    this.#lastRenewalStartMs = startMs;
-    this.#fenceMs = record.fenceTimeoutMs;
-    this.#o.onRenewed?.(startMs, this.#fenceMs);
   }
 
   /** The self-fence rule (ADR 0063): due once the last renewal that succeeded started F ago or more. */
   #due(now: number): boolean {
-    return fenceDue(now, this.#lastRenewalStartMs, { ...this.#o.timing, fenceTimeoutMs: this.#fenceMs });
+    return fenceDue(now, this.#lastRenewalStartMs, this.#fenceMs);
   }
 
   /** Whether a write may still go out: the fence deadline has not passed (no fence raised from here). */

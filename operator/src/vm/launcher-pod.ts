@@ -165,14 +165,15 @@ export function heldByNodeAgent(input: Pick<LauncherPodInput, 'vm' | 'settings' 
 }
 
 /** An HA VM's lease; held by the node agent, with the grace of its parting renewal (ADR 0138). */
-function leaseConfig(input: LauncherPodInput): NonNullable<LauncherConfigInput['lease']> {
-  const grace = heldByNodeAgent(input) ? (input.settings.agentRestartGraceSeconds ?? 0) : 0;
-  return { path: LEASE_FILE, nodeFenced: input.lease?.nodeFenced ?? false, ...(grace > 0 ? { agentRestartGraceMs: grace * 1000 } : {}) };
+function leaseConfig(lease: NonNullable<LauncherPodInput['lease']>, held: boolean, settings: LauncherSettings): NonNullable<LauncherConfigInput['lease']> {
+  const grace = held ? (settings.agentRestartGraceSeconds ?? 0) : 0;
+  return { path: LEASE_FILE, nodeFenced: lease.nodeFenced, ...(grace > 0 ? { agentRestartGraceMs: grace * 1000 } : {}) };
 }
 
 /** The launcher configuration written into the Secret. */
 export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
   const { vm } = input;
+  const held = heldByNodeAgent(input);
   const uid = vm.metadata.uid ?? '';
   const disks: Record<string, { path: string; format: 'qcow2' | 'raw' }> = {};
   for (const d of input.disks) disks[d.name] = { path: d.path, format: d.format };
@@ -188,8 +189,8 @@ export function launcherConfig(input: LauncherPodInput): LauncherConfigInput {
     stateDir: STATE_DIR,
     allowEmulation: mayEmulate(vm, input.settings),
     ...podNetworkConfig(vm, input.settings.podNetwork),
-    ...(input.lease === undefined ? {} : { lease: leaseConfig(input) }),
-    ...(heldByNodeAgent(input) ? { qemu: { host: 'pod' as const } } : {}),
+    ...(input.lease === undefined ? {} : { lease: leaseConfig(input.lease, held, input.settings) }),
+    ...(held ? { qemu: { host: 'pod' as const } } : {}),
   };
 }
 
