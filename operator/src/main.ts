@@ -4,11 +4,8 @@
 // the caches, the health and metrics server and the metrics for the life of the process,
 // the controllers one leader term at a time (fresh controllers over the same caches after
 // a lost lease).
-import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
-import { z } from 'zod';
-import { LEASE_DEFAULT_FENCE_TIMEOUT_MS } from '@keyvirt/launcher/api';
+import { readSettings, SettingsError, VERSION, type Settings } from './settings.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { sleepOn, systemClock, type Clock } from './runtime/clock.ts';
 import { HealthServer } from './runtime/health-server.ts';
@@ -30,119 +27,6 @@ import { addMigrationController } from './migration/migration-wiring.ts';
 import { startSubresourceServer } from './subresources/subresource-wiring.ts';
 import { readWebhookToken } from './eviction-webhook/webhook-token.ts';
 import { addHaController } from './ha/ha-wiring.ts';
-
-const VERSION = '0.1.0';
-
-const boolFlag = z.enum(['true', 'false']).transform((v) => v === 'true');
-
-const settingsSchema = z.object({
-  kubeconfig: z.string().optional(),
-  namespace: z.string().min(1).default('keyvirt-system'),
-  healthAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8080'),
-  /** /metrics names every tenant's VMs: loopback unless exposed on purpose (ADR 0100); equal to healthAddress, one listener serves both. */
-  metricsAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('127.0.0.1:8081'),
-  leaderElect: boolFlag.default(true),
-  leaseName: z.string().default('keyvirt-operator'),
-  identity: z.string().min(1).default(`${hostname()}_${process.pid}`),
-  leaseDurationMs: z.coerce.number().int().min(1000).default(15_000),
-  renewDeadlineMs: z.coerce.number().int().min(500).default(10_000),
-  retryPeriodMs: z.coerce.number().int().min(100).default(2_000),
-  launcherImage: z.string().min(1).default(`localhost/keyvirt/launcher:${VERSION}`),
-  launcherPullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
-  allowEmulation: boolFlag.default(false),
-  /** Who prepares the guest's pod network (ADR 0094): the node agent, or QEMU's user-mode network in the launcher. */
-  podNetwork: z.enum(['node-agent', 'user-mode'], { error: 'pod-network must be node-agent or user-mode' }).default('user-mode'),
-  /** Where launchers run (ADR 0134): in their pods, or in the node agent for the VMs it can serve. */
-  launcherHost: z.enum(['pod', 'node-agent'], { error: 'launcher-host must be pod or node-agent' }).default('pod'),
-  workers: z.coerce.number().int().min(1).max(64).default(4),
-  /** Manage only the VMs whose labels match (a Kubernetes label selector); all when empty. */
-  vmSelector: z.string().optional(),
-  /** Manage only the StorageDomains whose labels match (a Kubernetes label selector); all when empty. */
-  storageDomainSelector: z.string().optional(),
-  /** Manage only the MigrationPolicies whose labels match (a Kubernetes label selector); the VM selector when absent. */
-  migrationPolicySelector: z.string().optional(),
-  /** oVirt's cluster scheduling policy and its HighUtilization / LowUtilization parameters (percent). */
-  schedulingPolicy: z.enum(['evenly_distributed', 'power_saving']).default('evenly_distributed'),
-  highUtilization: z.coerce.number().int().min(1).max(100).default(80),
-  lowUtilization: z.coerce.number().int().min(0).max(99).default(20),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-  /** Client-side rate limit of API requests (status writes first; watches and Leases exempt), KubeVirt's controller defaults. */
-  apiQps: z.coerce.number().min(1).max(10_000).default(200),
-  apiBurst: z.coerce.number().int().min(1).max(20_000).default(400),
-  /** The subresources.keyvirt.io aggregated API (ADR 0066): off unless both certificate files are given. */
-  subresourcesAddress: z.string().regex(/^[^:]+:\d+$/, { error: 'expected host:port' }).default('0.0.0.0:8443'),
-  subresourcesCertFile: z.string().min(1).optional(),
-  subresourcesKeyFile: z.string().min(1).optional(),
-  /** The launcher eviction webhook's path token (ADR 0121), served on the subresources listener: off without it. */
-  evictionWebhookTokenFile: z.string().min(1).optional(),
-  /** HA restart budget: at most this many HA restarts of one VM within the window (0: none). */
-  haRestartBudget: z.coerce.number().int().min(0).max(100).default(3),
-  haRestartWindowSeconds: z.coerce.number().int().min(1).max(7 * 24 * 3600).default(600),
-  /** A held HA VM's lease stays renewed this long while its node agent restarts (ADR 0138); 0: none. */
-  agentRestartGraceSeconds: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(300)
-    .refine((s) => s === 0 || s * 1000 >= LEASE_DEFAULT_FENCE_TIMEOUT_MS, { error: `agent-restart-grace-seconds must be 0 or at least the lease's F (${LEASE_DEFAULT_FENCE_TIMEOUT_MS / 1000} s)` })
-    .default(30),
-  /** The cluster's metrics key (ADR 0069): launcher Secrets then carry each VM's read-only metrics token. */
-  metricsKeyFile: z.string().min(1).optional(),
-});
-type Settings = z.infer<typeof settingsSchema>;
-
-const FLAGS = {
-  kubeconfig: 'kubeconfig',
-  namespace: 'namespace',
-  healthAddress: 'health-address',
-  metricsAddress: 'metrics-address',
-  leaderElect: 'leader-elect',
-  leaseName: 'lease-name',
-  identity: 'identity',
-  leaseDurationMs: 'lease-duration-ms',
-  renewDeadlineMs: 'renew-deadline-ms',
-  retryPeriodMs: 'retry-period-ms',
-  launcherImage: 'launcher-image',
-  launcherPullPolicy: 'launcher-pull-policy',
-  allowEmulation: 'allow-emulation',
-  podNetwork: 'pod-network',
-  launcherHost: 'launcher-host',
-  workers: 'workers',
-  vmSelector: 'vm-selector',
-  storageDomainSelector: 'storage-domain-selector',
-  migrationPolicySelector: 'migration-policy-selector',
-  schedulingPolicy: 'scheduling-policy',
-  highUtilization: 'high-utilization',
-  lowUtilization: 'low-utilization',
-  logLevel: 'log-level',
-  apiQps: 'api-qps',
-  apiBurst: 'api-burst',
-  subresourcesAddress: 'subresources-address',
-  subresourcesCertFile: 'subresources-cert-file',
-  subresourcesKeyFile: 'subresources-key-file',
-  evictionWebhookTokenFile: 'eviction-webhook-token-file',
-  haRestartBudget: 'ha-restart-budget',
-  haRestartWindowSeconds: 'ha-restart-window-seconds',
-  agentRestartGraceSeconds: 'agent-restart-grace-seconds',
-  metricsKeyFile: 'metrics-key-file',
-} as const satisfies Record<keyof Settings, string>;
-
-function readSettings(argv: string[], env: NodeJS.ProcessEnv): Settings {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(Object.values(FLAGS).map((f) => [f, { type: 'string' as const }])),
-    strict: true,
-  });
-  const raw: Record<string, string | undefined> = {};
-  for (const [key, flag] of Object.entries(FLAGS)) {
-    const envName = `KEYVIRT_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
-    const v = values[flag];
-    raw[key] = typeof v === 'string' ? v : env[envName];
-  }
-  raw.kubeconfig ??= env.KUBECONFIG;
-  raw.namespace ??= env.POD_NAMESPACE;
-  return settingsSchema.parse(raw);
-}
 
 /** Everything a controller needs to register itself on the manager. */
 export interface ControllerContext {
@@ -343,6 +227,10 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof SettingsError) {
+      process.stderr.write(`keyvirt-operator: ${err.message}\n`);
+      process.exit(2);
+    }
     pino().fatal({ err }, 'operator failed');
     process.exit(1);
   },

@@ -88,6 +88,22 @@ describe('helm chart keyvirt', { timeout: 900_000 }, () => {
     assert.match(typo.stderr, /replica/);
   });
 
+  test('the agent restart grace is 0 or 5–300 s, and reaches the operator as its variable', () => {
+    for (const bad of ['1', '4', '301', '-5', '2.5']) {
+      const r = helm(['template', release, chart, '--kube-version', kubeVersion(), '--set', `highAvailability.agentRestartGraceSeconds=${bad}`]);
+      assert.notEqual(r.status, 0, `accepted ${bad}`);
+      assert.match(r.stderr, /highAvailability\/agentRestartGraceSeconds|highAvailability\.agentRestartGraceSeconds/, bad);
+    }
+    for (const ok of ['0', '5', '300']) {
+      const operator = renderedObjects(render('--set', `highAvailability.agentRestartGraceSeconds=${ok}`)).find((o) => o.kind === 'Deployment' && o.metadata.name === 'keyvirt-operator');
+      const env = z
+        .object({ spec: z.object({ template: z.object({ spec: z.object({ containers: z.array(z.object({ env: z.array(z.object({ name: z.string(), value: z.string().optional() })) })) }) }) }) })
+        .parse(operator)
+        .spec.template.spec.containers.flatMap((c) => c.env);
+      assert.deepEqual(env.filter((e) => e.name === 'KEYVIRT_OPERATOR_AGENT_RESTART_GRACE_SECONDS').map((e) => e.value), [ok]);
+    }
+  });
+
   test('renders the operator, its RBAC and the node agent, and ships the generated CRDs', () => {
     const objects = renderedObjects(render('--include-crds'));
     const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
