@@ -22,6 +22,8 @@ export interface SafetyNetOptions {
   /** Ends the process; called only when no guest runs. */
   exit: (code: number) => void;
   exitCode: number;
+  /** What is logged when an error is survived, and when it ends the process (the launcher's words by default). */
+  messages?: { survived: string; exiting: string };
 }
 
 export interface SafetyNet {
@@ -31,14 +33,15 @@ export interface SafetyNet {
 
 export function installSafetyNet(options: SafetyNetOptions): SafetyNet {
   const { log } = options;
+  const messages = options.messages ?? { survived: 'uncaught error; the guest keeps running', exiting: 'uncaught error with no guest running; exiting' };
   let survived = 0;
   const onError = (err: unknown, origin: string): void => {
     if (options.guestRunning()) {
       survived++;
-      log.error({ err, origin, survived }, 'uncaught error; the guest keeps running');
+      log.error({ err, origin, survived }, messages.survived);
       return;
     }
-    log.fatal({ err, origin }, 'uncaught error with no guest running; exiting');
+    log.fatal({ err, origin }, messages.exiting);
     options.exit(options.exitCode);
   };
   options.source.on('uncaughtException', (err, origin) => onError(err, origin));

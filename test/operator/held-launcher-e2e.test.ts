@@ -152,5 +152,9 @@ void describe('a VM whose launcher the node agent runs (local cluster, real QEMU
       assert.ok(uid !== undefined);
       assert.deepEqual(await podProcesses(uid), [], `nothing of ${name}'s pod runs on the node`);
     }
+    // Its safety net (ADR 0139) logs any error nobody caught: none was, in either agent.
+    const lines = await agentLogLines(path.join(cluster.layout.nodesDir, node?.name ?? '', 'pods', agentUid()));
+    assert.ok(lines.some((l) => l.msg === ADOPTING), "the agents' logs are read");
+    assert.deepEqual(lines.filter((l) => l.msg?.startsWith('uncaught error') === true), [], 'the agents met no error nobody caught');
   });
 });

@@ -33,7 +33,8 @@ import { DEFAULT_UNITS, MAX_UNITS } from './device-plugin/devices.ts';
 import { runDevicePlugins } from './device-plugin/device-plugins.ts';
 import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
 import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER, nodeApiWithoutAccess } from './kube-node-api.ts';
-import { runHeldLaunchers } from './held/held-launchers.ts';
+import { HeldLaunchers, runHeldLaunchers, type HeldLauncherOptions } from './held/held-launchers.ts';
+import { guardHeldVms } from './held/held-safety-net.ts';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -126,6 +127,12 @@ async function main(): Promise<void> {
     sysctlVmDir: env.KEYVIRT_SYSCTL_VM_DIR ?? join(env.KEYVIRT_PROC_ROOT, 'sys/vm'),
     enable: env.KEYVIRT_ENABLE_UNPRIVILEGED_USERFAULTFD === 'true',
   };
+  const heldOptions: HeldLauncherOptions | undefined =
+    env.KEYVIRT_HELD_LAUNCHERS === 'true' && client !== undefined
+      ? { api: kubeLauncherPodApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, intervalMs: env.KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS, log: log.child({ component: 'held-launchers' }) }
+      : undefined;
+  const held = heldOptions === undefined ? undefined : new HeldLaunchers(heldOptions);
+  guardHeldVms(held, log.child({ component: 'safety-net' }));
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await Promise.all([
     client === undefined ? Promise.resolve() : runMetrics(env, client, log, controller.signal),
@@ -144,15 +151,7 @@ async function main(): Promise<void> {
           controller.signal,
         )
       : Promise.resolve(),
-    env.KEYVIRT_HELD_LAUNCHERS === 'true' && client !== undefined
-      ? runHeldLaunchers(
-          {
-            api: kubeLauncherPodApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT,
-            intervalMs: env.KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS, log: log.child({ component: 'held-launchers' }),
-          },
-          controller.signal,
-        )
-      : Promise.resolve(),
+    heldOptions === undefined || held === undefined ? Promise.resolve() : runHeldLaunchers(heldOptions, controller.signal, held),
     runNodeAgent(
       {
         // Without access every pass still reads (and prepares) the host, then logs why the node was not described.

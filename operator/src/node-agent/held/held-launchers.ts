@@ -157,8 +157,7 @@ export class HeldLaunchers {
  * Runs passes until `signal` aborts; the VMs go on in their pods, HA ones under a parting
  * renewal of their leases (their fence or the next agent ends them).
  */
-export async function runHeldLaunchers(o: HeldLauncherOptions, signal: AbortSignal): Promise<void> {
-  const held = new HeldLaunchers(o);
+export async function runHeldLaunchers(o: HeldLauncherOptions, signal: AbortSignal, held = new HeldLaunchers(o)): Promise<void> {
   o.log.info({ node: o.node, intervalMs: o.intervalMs }, 'held launchers running');
   while (!signal.aborted) {
     try {
