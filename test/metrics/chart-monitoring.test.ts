@@ -95,13 +95,13 @@ void describe('chart monitoring: alerts and dashboard', { timeout: 300_000 }, ()
     const rule = render('monitoring.prometheusRule.enabled=true').map((o) => PrometheusRuleSchema.safeParse(o)).find((r) => r.success)?.data;
     assert.ok(rule !== undefined, 'a PrometheusRule is rendered');
     const alerts = rule.spec.groups.flatMap((g) => g.rules.map((r) => r.alert));
-    for (const a of ['KeyVirtVMDown', 'KeyVirtMigrationFailed', 'KeyVirtHARestart', 'KeyVirtStorageDomainLowSpace', 'KeyVirtStorageDomainCriticalSpace', 'KeyVirtLauncherUnreachable', 'KeyVirtOperatorNotLeading']) assert.ok(alerts.includes(a), a);
+    for (const a of ['KeyVirtVMDown', 'KeyVirtMigrationFailed', 'KeyVirtHARestart', 'KeyVirtStorageDomainLowSpace', 'KeyVirtStorageDomainCriticalSpace', 'KeyVirtLauncherUnreachable', 'KeyVirtOperatorNotLeading', 'KeyVirtNodeAgentError']) assert.ok(alerts.includes(a), a);
     for (const r of rule.spec.groups.flatMap((g) => g.rules)) assert.deepEqual(unknownMetrics(r.expr, known), [], r.alert);
     const file = path.join(dir, 'rules.yaml');
     await writeFile(file, stringify({ groups: rule.spec.groups }));
     const check = spawnSync(promtool, ['check', 'rules', file], { encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 7 rules found/);
+    assert.match(check.stdout, /SUCCESS: 8 rules found/);
   });
 
   void it('the alerts fire on sample series (promtool test rules)', async () => {
@@ -121,6 +121,8 @@ void describe('chart monitoring: alerts and dashboard', { timeout: 300_000 }, ()
             { series: 'keyvirt_vmi_launcher_up{namespace="t",name="db",node="n1",reason=""}', values: '1x10' },
             { series: 'keyvirt_operator_leader{pod="a"}', values: '1x3 0x10' },
             { series: 'keyvirt_operator_leader{pod="b"}', values: '0x13' },
+            { series: 'keyvirt_node_agent_uncaught_errors_total{node="n2",instance="a"}', values: '0x5 1x10' },
+            { series: 'keyvirt_node_agent_uncaught_errors_total{node="n1",instance="b"}', values: '0x15' },
           ],
           alert_rule_test: [
             { eval_time: '4m', alertname: 'KeyVirtStorageDomainLowSpace', exp_alerts: [] },
@@ -128,6 +130,8 @@ void describe('chart monitoring: alerts and dashboard', { timeout: 300_000 }, ()
             { eval_time: '12m', alertname: 'KeyVirtStorageDomainCriticalSpace', exp_alerts: [{ exp_labels: { severity: 'critical', domain: 'shared' }, exp_annotations: { summary: 'StorageDomain shared is below its critical free space', description: 'No new disk is created on it until space is freed (spec.thresholds.criticalFreeGiB).' } }] },
             { eval_time: '6m', alertname: 'KeyVirtLauncherUnreachable', exp_alerts: [{ exp_labels: { severity: 'warning', namespace: 't', name: 'web', node: 'n1' }, exp_annotations: { summary: 'The launcher of VM t/web does not answer', description: "The node agent of n1 has not read the VM's launcher for 5 minutes." } }] },
             { eval_time: '5m', alertname: 'KeyVirtOperatorNotLeading', exp_alerts: [] },
+            { eval_time: '4m', alertname: 'KeyVirtNodeAgentError', exp_alerts: [] },
+            { eval_time: '8m', alertname: 'KeyVirtNodeAgentError', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'n2' }, exp_annotations: { summary: 'The node agent of n2 survived an error nobody caught', description: "The node's held VMs kept running; the agent's log (component safety-net) has the error and its stack. It is a KeyVirt bug: report it." } }] },
             { eval_time: '10m', alertname: 'KeyVirtOperatorNotLeading', exp_alerts: [{ exp_labels: { severity: 'critical' }, exp_annotations: { summary: 'No KeyVirt operator replica holds the leader lease', description: 'No VM is started, stopped, migrated or restarted until a replica leads again.' } }] },
           ],
         },

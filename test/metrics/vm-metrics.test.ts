@@ -122,6 +122,7 @@ void describe('per-VM metrics through the node agent', { timeout: 10 * 60_000 },
     assert.ok((sampleValue(first.text, 'keyvirt_vmi_memory_resident_bytes', vmLabels) ?? 0) > 0);
     assert.ok((sampleValue(first.text, 'keyvirt_vmi_launcher_overhead_bytes', vmLabels) ?? 0) > 0);
     assert.equal(sampleValue(first.text, 'keyvirt_vmi_phase_count', { node: nodeName, phase: 'Running' }), 1);
+    assert.equal(sampleValue(first.text, 'keyvirt_node_agent_uncaught_errors_total', { node: nodeName }), 0, 'the agent survived no error nobody caught');
     const later = await eventually('vCPU seconds rising', async () => {
       const v = sampleValue(await scrape(), 'keyvirt_vmi_vcpu_seconds_total', { ...vmLabels, vcpu: '0' });
       return v !== undefined && v > first.v ? v : undefined;

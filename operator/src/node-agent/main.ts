@@ -35,6 +35,7 @@ import { DEFAULT_DEVICE_PLUGIN_DIR } from './device-plugin/protocol.ts';
 import { kubeLauncherPodApi, kubeNodeApi, NODE_AGENT_FIELD_MANAGER, nodeApiWithoutAccess } from './kube-node-api.ts';
 import { HeldLaunchers, runHeldLaunchers, type HeldLauncherOptions } from './held/held-launchers.ts';
 import { guardHeldVms } from './held/held-safety-net.ts';
+import type { SafetyNet } from '@keyvirt/launcher/held';
 import { HOST_ROOTS, runNodeAgent } from './node-agent.ts';
 import { kubePodNetworkApi, runPodNetworkSetup } from './network/pod-network-controller.ts';
 import { VmMetricsExposition } from './vm-metrics-exposition.ts';
@@ -73,13 +74,13 @@ class MetricsConfigError extends Error {
 }
 
 /** Starts the per-VM metrics pass and its /metrics listener when KEYVIRT_METRICS_ADDRESS is set; resolves when stopped. */
-async function runMetrics(env: z.infer<typeof Env>, client: KubeClient, log: Logger, signal: AbortSignal): Promise<void> {
+async function runMetrics(env: z.infer<typeof Env>, client: KubeClient, log: Logger, net: SafetyNet, signal: AbortSignal): Promise<void> {
   if (env.KEYVIRT_METRICS_ADDRESS === undefined) return;
   if (env.KEYVIRT_METRICS_KEY_FILE === undefined) throw new MetricsConfigError('KEYVIRT_METRICS_KEY_FILE must name the metrics key when KEYVIRT_METRICS_ADDRESS is set');
   const key = Buffer.from((await readFile(env.KEYVIRT_METRICS_KEY_FILE, 'utf8')).trim(), 'utf8');
   if (key.length < 32) throw new MetricsConfigError(`the metrics key in ${env.KEYVIRT_METRICS_KEY_FILE} is shorter than 32 bytes`);
   const [host = '127.0.0.1', port = '9464'] = env.KEYVIRT_METRICS_ADDRESS.split(':');
-  const exposition = new VmMetricsExposition(env.NODE_NAME);
+  const exposition = new VmMetricsExposition(env.NODE_NAME, { uncaughtErrors: () => net.survived });
   const metricsLog = log.child({ component: 'vm-metrics' });
   const server = new HealthServer({ host, port: Number(port), log: metricsLog, liveness: [], readiness: [], metrics: exposition });
   const bound = await server.listen();
@@ -132,10 +133,10 @@ async function main(): Promise<void> {
       ? { api: kubeLauncherPodApi(client), node: env.NODE_NAME, procRoot: env.KEYVIRT_PROC_ROOT, intervalMs: env.KEYVIRT_HELD_LAUNCHERS_INTERVAL_MS, log: log.child({ component: 'held-launchers' }) }
       : undefined;
   const held = heldOptions === undefined ? undefined : new HeldLaunchers(heldOptions);
-  guardHeldVms(held, log.child({ component: 'safety-net' }));
+  const net = guardHeldVms(held, log.child({ component: 'safety-net' }));
   log.info({ node: env.NODE_NAME, postCopy }, 'node agent starting');
   await Promise.all([
-    client === undefined ? Promise.resolve() : runMetrics(env, client, log, controller.signal),
+    client === undefined ? Promise.resolve() : runMetrics(env, client, log, net, controller.signal),
     env.KEYVIRT_DEVICE_PLUGINS === 'true'
       ? runDevicePlugins(
           { pluginDir: env.KEYVIRT_DEVICE_PLUGIN_DIR, devRoot: env.KEYVIRT_DEV_ROOT, units: env.KEYVIRT_DEVICE_PLUGIN_UNITS, log: log.child({ component: 'device-plugins' }) },

@@ -74,7 +74,8 @@ export class VmMetricsExposition {
   #readings: readonly LauncherReading[] = [];
   readonly #scrapes: Counter<'result'>;
 
-  constructor(node: string) {
+  /** `uncaughtErrors`: the errors nobody caught that the agent's safety net survived (ADR 0139). */
+  constructor(node: string, agent: { uncaughtErrors?: () => number } = {}) {
     this.#node = node;
     const registers = [this.registry];
     const readings = (): readonly LauncherReading[] => this.#readings;
@@ -112,6 +113,17 @@ export class VmMetricsExposition {
       collect(): void {
         this.reset();
         for (const r of readings()) this.inc({ node, phase: r.metrics?.phase ?? 'Unknown' });
+      },
+    });
+    const uncaughtErrors = agent.uncaughtErrors ?? ((): number => 0);
+    new Counter({
+      name: 'keyvirt_node_agent_uncaught_errors_total',
+      help: 'Errors nobody caught that the node agent logged and survived while it ran held VMs (a bug: its log has the error; ADR 0139).',
+      labelNames: ['node'],
+      registers,
+      collect(): void {
+        this.reset();
+        this.inc({ node }, uncaughtErrors());
       },
     });
     this.#scrapes = new Counter({

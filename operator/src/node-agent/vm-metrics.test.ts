@@ -87,6 +87,14 @@ void describe('node agent exposition', () => {
     assert.doesNotMatch(text, /keyvirt_vmi_migration_data_remaining_bytes\{/);
   });
 
+  void it("counts the errors the agent's safety net survived (ADR 0139), 0 when none", async () => {
+    let survived = 0;
+    const e = new VmMetricsExposition(NODE, { uncaughtErrors: () => survived });
+    assert.match(await e.metrics(), /# TYPE keyvirt_node_agent_uncaught_errors_total counter\nkeyvirt_node_agent_uncaught_errors_total\{node="node-a"\} 0\n/);
+    survived = 3;
+    assert.match(await e.metrics(), /keyvirt_node_agent_uncaught_errors_total\{node="node-a"\} 3\n/);
+  });
+
   void it('shows migration progress only while QEMU migrates, and forgets VMs that left the node', async () => {
     const e = new VmMetricsExposition(NODE);
     const migration = { status: 'active', transferredBytes: 100, remainingBytes: 400, totalBytes: 500, dirtyRateBytesPerSecond: 0, iterations: 1 };
