@@ -6,8 +6,11 @@
 // the pod's configuration through its root, starts QEMU through the script, and serves
 // the launcher API in the pod's network namespace. Real QEMU (TCG here) boots the test
 // guest from its disk, with its guest agent, for two VMs at once on the node (the agent's
-// growth per VM is reported). The agent is then killed: the one that replaces it adopts
-// both QEMUs (ADR 0135). Then both VMs are stopped through the operator.
+// growth per VM is reported). One VM's API port then takes hostile traffic (generated
+// malformed requests, slow clients): the agent, which serves both VMs in one process,
+// goes on, and the other VM's API answers throughout. The agent is then killed: the one
+// that replaces it adopts both QEMUs (ADR 0135). Then both VMs are stopped through the
+// operator; neither agent logged an error nobody caught (ADR 0139).
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,10 +25,16 @@ import { startChartNodeAgent } from '../network/chart-node-agent.ts';
 import { ADOPTING, agentLogLines, agentPids, agentRssKiB, podProcesses, type PodProcess } from './held-fixtures.ts';
 import { type OperatorProcess, startSuiteOperator, stopOperator } from './operator-process.ts';
 import { apply, condition, launcherPods, scratch, type Scratch, testVm, waitVm } from './vm-fixtures.ts';
+import { vmToken } from './migration-observer.ts';
+import { fuzzRequest, Random } from '../launcher/http-fuzz.ts';
+import { openSocket, rawExchange } from '../support/raw-http.ts';
+import { LauncherClient, LAUNCHER_API_PORT } from '@keyvirt/launcher/api';
 
 const VMS = ['held-1', 'held-2'] as const;
 const BOOT_TIMEOUT_MS = 600_000;
 const POD_SCRIPT = '/opt/keyvirt/launcher/pod/vm-pod.sh';
+/** Generated malformed requests at one held VM's API (test/launcher/fuzz-api.test.ts has the in-pod launcher's). */
+const HOSTILE_REQUESTS = 1500;
 
 const PodSpec = z.object({
   metadata: z.object({ uid: z.string(), labels: z.record(z.string(), z.string()).default({}), annotations: z.record(z.string(), z.string()).default({}) }),
@@ -112,6 +121,63 @@ void describe('a VM whose launcher the node agent runs (local cluster, real QEMU
 
   const qemuPids = async (name: string): Promise<number[]> =>
     (await podProcesses(held.get(name)?.metadata.uid ?? '')).filter((q) => path.basename(q.argv[0] ?? '').startsWith('qemu-system')).map((q) => q.pid);
+
+  void it("hostile traffic on one VM's API port: the agent, both QEMUs and the other VM's API are untouched", async (t) => {
+    const [victim, other] = VMS;
+    const podIp = (name: string): string => z.object({ status: z.object({ podIP: z.string() }) })
+      .parse(JSON.parse(cluster.kubectl(['get', 'pod', launcherPods(cluster, s.namespace, name)[0]?.metadata.name ?? '', '-n', s.namespace, '-o', 'json']))).status.podIP;
+    const client = (name: string): LauncherClient => new LauncherClient({ baseUrl: `http://${podIp(name)}:${LAUNCHER_API_PORT}`, token: vmToken(cluster, s.namespace, name) });
+    const agentBefore = await agentPids(agentUid());
+    const qemuBefore = await Promise.all(VMS.map((n) => qemuPids(n)));
+    // The other tenant's API, every 250 ms while the attack runs.
+    const otherClient = client(other);
+    const watch = { stop: false, ok: 0, failed: [] as string[] };
+    const watching = (async () => {
+      while (!watch.stop) {
+        await otherClient.status().then((st) => (st.phase === 'Running' ? watch.ok++ : watch.failed.push(`phase ${st.phase}`)), (err: unknown) => watch.failed.push(String(err)));
+        await sleep(250);
+      }
+    })();
+    const host = podIp(victim);
+    const token = vmToken(cluster, s.namespace, victim);
+    const seed = Number(process.env.KEYVIRT_FUZZ_SEED ?? Date.now() % 2 ** 31);
+    t.diagnostic(`KEYVIRT_FUZZ_SEED=${seed}`);
+    const random = new Random(seed);
+    const slow = await Promise.all(Array.from({ length: 8 }, () => openSocket(host, LAUNCHER_API_PORT)));
+    for (const sock of slow) sock.write('GET /healthz HTTP/1.1\r\n');
+    const drip = setInterval(() => {
+      for (const sock of slow) if (!sock.destroyed) sock.write(`X-Slow: ${Date.now()}\r\n`);
+    }, 1000);
+    const statuses = new Map<string, number>();
+    const unexpected: string[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < HOSTILE_REQUESTS) {
+        next++;
+        const request = fuzzRequest(random, token);
+        const answer = await rawExchange(host, LAUNCHER_API_PORT, request.bytes, { waitMs: 400 });
+        const key = answer.status === undefined ? (answer.closed ? 'closed' : 'no answer') : String(answer.status);
+        statuses.set(key, (statuses.get(key) ?? 0) + 1);
+        if (answer.status !== undefined && answer.status >= 500 && answer.status !== 501 && answer.status !== 505) unexpected.push(`${answer.status} for ${JSON.stringify(request.bytes.toString('latin1').slice(0, 160))}`);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: 8 }, () => worker()));
+    } finally {
+      clearInterval(drip);
+      for (const sock of slow) sock.destroy();
+      watch.stop = true;
+      await watching;
+    }
+    t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}; the other VM's API answered ${watch.ok} times meanwhile`);
+    assert.deepEqual(unexpected.slice(0, 20), [], `${unexpected.length} unexpected answers`);
+    assert.deepEqual(watch.failed, [], "the other VM's API failed during the attack");
+    assert.ok(watch.ok > 10, `only ${watch.ok} answers from the other VM's API`);
+    assert.deepEqual(await agentPids(agentUid()), agentBefore, 'the agent was restarted');
+    assert.deepEqual(await Promise.all(VMS.map((n) => qemuPids(n))), qemuBefore, 'a QEMU was restarted');
+    assert.equal((await client(victim).status()).phase, 'Running', "the attacked VM's API answers");
+    for (const name of VMS) assert.equal(condition(await runningWithAgent(name), 'AgentConnected')?.status, 'True');
+  });
 
   void it('the node agent killed: its successor adopts both QEMUs; the VMs run on in the same processes and pods', async (t) => {
     const before = new Map<string, { qemu: number; pod: string | undefined }>();
