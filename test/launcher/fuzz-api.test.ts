@@ -11,7 +11,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { assertCounterContinues, startLauncher, waitForCounter, waitForStatus } from '../support/launcher-process.ts';
 import { openSocket, rawExchange } from '../support/raw-http.ts';
-import { fuzzRequest, Random } from './http-fuzz.ts';
+import { Random } from './http-fuzz.ts';
+import { fuzzApi, slowClients, type FuzzRun } from './http-fuzz-run.ts';
 
 const BOOT_TIMEOUT_MS = 180_000;
 const GENERATED_REQUESTS = 3000;
@@ -73,39 +74,16 @@ void test('hostile traffic on the API port leaves the launcher, QEMU and the gue
     t.diagnostic(`KEYVIRT_FUZZ_SEED=${seed}`);
     const random = new Random(seed);
     // Slow clients: each sends one header line every second and never finishes.
-    const slow = await Promise.all(Array.from({ length: 8 }, () => openSocket(host, port, ATTACKER)));
-    const slowStarted = Date.now();
-    const slowClosed = slow.map((s) => new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - slowStarted))));
-    for (const s of slow) s.write('GET /healthz HTTP/1.1\r\n');
-    const drip = setInterval(() => {
-      for (const s of slow) if (!s.destroyed) s.write(`X-Slow: ${Date.now()}\r\n`);
-    }, 1000);
-    const statuses = new Map<string, number>();
-    const unexpected: string[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < GENERATED_REQUESTS) {
-        next++;
-        const request = fuzzRequest(random, launcher.vm.token);
-        const answer = await rawExchange(host, port, request.bytes, { waitMs: 400, localAddress: ATTACKER });
-        const key = answer.status === undefined ? (answer.closed ? 'closed' : 'no answer') : String(answer.status);
-        statuses.set(key, (statuses.get(key) ?? 0) + 1);
-        const shown = JSON.stringify(request.bytes.toString('latin1').slice(0, 160));
-        if (answer.status !== undefined && answer.status >= 500 && answer.status !== 501 && answer.status !== 505) unexpected.push(`${answer.status} for ${shown}`);
-        const healthCheck = answer.text.includes('"ok":true');
-        if (!request.authenticated && answer.status !== undefined && !healthCheck && ![400, 401, 408, 413, 414, 417, 431, 501, 505].includes(answer.status)) {
-          unexpected.push(`${answer.status} without the token for ${shown}`);
-        }
-      }
-    };
+    const slow = await slowClients(host, port, 8, ATTACKER);
+    let run: FuzzRun;
     let cutoffs: number[] | 'never';
     try {
-      await Promise.all(Array.from({ length: CONCURRENCY }, () => worker()));
-      cutoffs = await Promise.race([Promise.all(slowClosed), sleep(SLOW_CLIENT_CUTOFF_MS + 5000, 'never' as const)]);
+      run = await fuzzApi({ host, port, token: launcher.vm.token, random, requests: GENERATED_REQUESTS, concurrency: CONCURRENCY, localAddress: ATTACKER });
+      cutoffs = await Promise.race([Promise.all(slow.closed), sleep(SLOW_CLIENT_CUTOFF_MS + 5000, 'never' as const)]);
     } finally {
-      clearInterval(drip);
-      for (const s of slow) s.destroy();
+      slow.stop();
     }
+    const { statuses, unexpected } = run;
     t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
     assert.deepEqual(unexpected.slice(0, 20), [], `${unexpected.length} unexpected answers`);
     assert.notEqual(cutoffs, 'never', 'slow clients were never cut off');
