@@ -17,7 +17,8 @@ import { ensureCluster, eventually, throwawayTaintKey, type TestCluster } from '
 import { diskClaim } from '../support/boot-disk.ts';
 import { readDiskRecords, testGuest, type TestGuest } from '../support/guest.ts';
 import { getVm, launcherPods, scratch, type Scratch, waitVm } from '../operator/vm-fixtures.ts';
-import { chartDir, helm, helmOk, objectsWhere, releaseValues, TEST_RUN_LABEL, writeValues } from './helm-install-release.ts';
+import { chartDir, helm, HelmError, helmOk, objectsWhere, releaseValues, TEST_RUN_LABEL, writeValues } from './helm-install-release.ts';
+import { podDiagnostics } from '../support/pod-diagnostics.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const EXAMPLE = path.join(repo, 'examples/vm-small.yaml');
@@ -114,7 +115,13 @@ describe('helm install keyvirt charts/keyvirt', { timeout: 30 * 60_000 }, () => 
   });
 
   test('install: the operator Deployment and the node agent DaemonSet become Ready on the suite nodes', () => {
-    const out = helmOk(cluster, ['install', release, chartDir, '-n', releaseNs, '--create-namespace', '-f', valuesFile, '--wait', '--timeout', '8m']);
+    let out: string;
+    try {
+      out = helmOk(cluster, ['install', release, chartDir, '-n', releaseNs, '--create-namespace', '-f', valuesFile, '--wait', '--timeout', '8m']);
+    } catch (err) {
+      // What kept the release from Ready, before the after hook removes its nodes.
+      throw err instanceof HelmError ? new HelmError(`${err.message}\n${podDiagnostics(cluster, releaseNs)}`) : err;
+    }
     assert.match(out, /STATUS: deployed/);
     const deployment = workload.parse(JSON.parse(cluster.kubectl(['get', 'deployment', 'keyvirt-operator', '-n', releaseNs, '-o', 'json'])));
     assert.equal(deployment.status?.readyReplicas, 1);
