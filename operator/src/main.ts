@@ -13,6 +13,7 @@ import { ManagerCaches } from './runtime/manager-caches.ts';
 import { EventRecorder } from './runtime/event-recorder.ts';
 import { KubeClient } from './runtime/kube-client.ts';
 import { loadApiAccess } from './runtime/api-access.ts';
+import { exitWhenDrained } from './runtime/process-exit.ts';
 import { Manager } from './runtime/manager.ts';
 import type { LauncherSettings } from './vm/launcher-pod.ts';
 import { readMetricsKey } from './vm/launcher-metrics-token.ts';
@@ -219,13 +220,14 @@ async function main(): Promise<number> {
     cachesStop.abort();
     await cachesRun;
     await health.close();
+    await client.close();
   }
   log.info('stopped');
   return 0;
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => exitWhenDrained(code, { log: pino({ base: { component: 'keyvirt-operator' } }) }),
   (err: unknown) => {
     if (err instanceof SettingsError) {
       process.stderr.write(`keyvirt-operator: ${err.message}\n`);

@@ -63,6 +63,8 @@ export interface OperatorProcess {
   kill(signal: NodeJS.Signals): void;
   /** Every log line so far, parsed. */
   logLines(): Promise<Record<string, unknown>[]>;
+  /** The last lines of its stdout and stderr, raw: what an assertion on its exit shows. */
+  logTail(lines?: number): Promise<string>;
 }
 
 const listening = z.object({ msg: z.literal('health and metrics server listening'), port: z.number() });
@@ -111,9 +113,9 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
   });
   child.stderr?.on('data', (chunk: Buffer) => out.write(chunk));
   const exited = new Promise<number | string>((resolve) => {
-    child.once('exit', (code, signal) => {
-      out.end();
-      resolve(code ?? signal ?? 'unknown');
+    // 'close': after its output is read to the end, which the log file then holds.
+    child.once('close', (code, signal) => {
+      out.end(() => resolve(code ?? signal ?? 'unknown'));
     });
   });
   if (child.pid === undefined) throw new Error('operator did not start');
@@ -128,6 +130,7 @@ export function startOperator(options: OperatorOptions): OperatorProcess {
     kill: (signal) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
+    logTail: async (lines = 40) => (await readFile(options.logFile, 'utf8')).split('\n').slice(-lines - 1).join('\n'),
     logLines: async () =>
       (await readFile(options.logFile, 'utf8'))
         .split('\n')

@@ -32,12 +32,13 @@ void describe('node agent on the real API server', { timeout: 5 * 60_000 }, () =
   let dir: string;
   let nodeName: string;
   let agent: ChildProcess | undefined;
+  let agentOutput = '';
 
   const readNode = (): NodeJson => NodeJson.parse(JSON.parse(cluster.kubectl(['get', 'node', nodeName, '-o', 'json'])));
 
   function startAgent(procRoot: string, devRoot: string): ChildProcess {
     const child = spawn(process.execPath, [path.join(repoRoot, 'operator/src/node-agent/main.ts')], {
-      stdio: ['ignore', 'ignore', 'inherit'],
+      stdio: ['ignore', 'pipe', 'inherit'],
       env: {
         ...process.env,
         KUBECONFIG: cluster.kubeconfig,
@@ -49,17 +50,22 @@ void describe('node agent on the real API server', { timeout: 5 * 60_000 }, () =
         KEYVIRT_LOG_LEVEL: 'warn',
       },
     });
+    agentOutput = '';
+    child.stdout?.on('data', (chunk: Buffer) => (agentOutput += chunk.toString('utf8')));
     return child;
   }
 
-  async function stopAgent(): Promise<void> {
+  /** SIGTERM, up to 10 s, then SIGKILL: how it ended. */
+  async function stopAgent(): Promise<string> {
     const child = agent;
     agent = undefined;
-    if (child === undefined || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    if (child === undefined) return 'not running';
+    if (child.exitCode !== null || child.signalCode !== null) return `already ended: ${String(child.exitCode ?? child.signalCode)}`;
+    const exited = new Promise<string>((resolve) => child.once('close', (code, signal) => resolve(String(code ?? signal))));
     child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    const how = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running after 10 s'), 10_000))]);
     if (child.exitCode === null) child.kill('SIGKILL');
+    return how;
   }
 
   before(async () => {
@@ -114,7 +120,7 @@ void describe('node agent on the real API server', { timeout: 5 * 60_000 }, () =
   });
 
   void it('follows a host change: no vmx/svm means TCG, with the reason', async () => {
-    await stopAgent();
+    assert.equal(await stopAgent(), '0', `a SIGTERM stops the agent cleanly; its warnings:\n${agentOutput}`);
     const proc = path.join(dir, 'proc-intel');
     await import('node:fs/promises').then((fs) => fs.mkdir(proc));
     await copyFile(path.join(fixtures, 'cpuinfo/intel-xeon-kvm-guest.txt'), path.join(proc, 'cpuinfo'));

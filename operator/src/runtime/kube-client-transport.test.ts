@@ -15,7 +15,7 @@ interface Seen {
 type Route = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
 /** A local HTTP server whose answers each test sets by path; it records what it was sent. */
-function fixture(): { client: () => KubeClient; route: (path: string, r: Route) => void; seen: Seen[]; start: () => Promise<void>; stop: () => Promise<void> } {
+function fixture(): { url: () => string; client: () => KubeClient; route: (path: string, r: Route) => void; seen: Seen[]; start: () => Promise<void>; stop: () => Promise<void> } {
   const routes = new Map<string, Route>();
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
@@ -32,6 +32,7 @@ function fixture(): { client: () => KubeClient; route: (path: string, r: Route) 
   const dispatcher = new Agent();
   let port = 0;
   return {
+    url: () => `http://127.0.0.1:${port}`,
     client: () => new KubeClient({ server: `http://127.0.0.1:${port}`, headers: () => Promise.resolve({ authorization: 'Bearer t' }), dispatcher }, 'test-manager', { requestTimeoutMs: 300 }),
     route: (path, r) => routes.set(path, r),
     seen,
@@ -173,3 +174,45 @@ describe('KubeClient watches against an HTTP server', () => {
     assert.ok(abort.signal.aborted);
   });
 });
+
+describe('KubeClient.close against an HTTP server', () => {
+  const f = fixture();
+  before(f.start);
+  after(() => f.stop().catch(() => undefined));
+
+  it('waits for the request under way, stops waiting after the grace period, and refuses new ones', async () => {
+    f.route('/api/v1/quick', json(200, { kind: 'Status' }));
+    let answerSlow: () => void = () => undefined;
+    f.route('/api/v1/slow-answer', (_req, res) => (answerSlow = () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}')));
+    f.route('/api/v1/never', () => undefined);
+    const c = new KubeClient(
+      { server: f.url(), headers: () => Promise.resolve({}), dispatcher: new Agent() },
+      'test-manager',
+      { requestTimeoutMs: 60_000 },
+    );
+    assert.deepEqual(await c.get('/api/v1/quick'), { kind: 'Status' });
+    // A request that ends within the grace period ends with its answer.
+    const slow = c.get('/api/v1/slow-answer');
+    await waitFor(() => f.seen.some((s) => s.url === '/api/v1/slow-answer'));
+    const closing = c.close(30_000);
+    answerSlow();
+    assert.deepEqual(await slow, {});
+    await closing;
+    await assert.rejects(c.get('/api/v1/quick'), KubeTransportError, 'no request after the close');
+
+    // One that never ends does not hold the close past the grace period.
+    const c2 = new KubeClient({ server: f.url(), headers: () => Promise.resolve({}), dispatcher: new Agent() }, 'test-manager', { requestTimeoutMs: 60_000 });
+    const abort = new AbortController();
+    const never = c2.get('/api/v1/never', abort.signal);
+    never.catch(() => undefined);
+    await waitFor(() => f.seen.some((s) => s.url === '/api/v1/never'));
+    const closingLate = c2.close(100);
+    assert.equal(await Promise.race([closingLate.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still closing'), 20_000))]), 'closed');
+    abort.abort();
+    await assert.rejects(never, KubeTransportError);
+  });
+});
+
+async function waitFor(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((r) => setTimeout(r, 5));
+}

@@ -146,6 +146,7 @@ export class KubeClient {
   readonly #bucket: TokenBucket | undefined;
   #observer: KubeRequestObserver | undefined;
   #dispatcher: Dispatcher | undefined;
+  #closed = false;
 
   constructor(access: KubeConfig | ApiEndpoint, fieldManager: string, options: KubeClientOptions = {}) {
     let server: string;
@@ -164,6 +165,29 @@ export class KubeClient {
   /** Reports every request from now on to `observer` (replacing the previous one). */
   observe(observer: KubeRequestObserver | undefined): void {
     this.#observer = observer;
+  }
+
+  /**
+   * Closes the connection pool once the requests under way have ended, or destroys it
+   * after `graceMs`. A process's last call: watches are aborted before it, and a request
+   * after it fails with KubeTransportError.
+   */
+  async close(graceMs = 2000): Promise<void> {
+    this.#closed = true;
+    const access = this.#access;
+    const pool = 'applySecurityAuthentication' in access ? this.#dispatcher : access.dispatcher;
+    if (pool === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+    const closed = pool.close().then(
+      () => 'closed' as const,
+      () => 'closed' as const,
+    );
+    try {
+      if ((await Promise.race([closed, late])) === 'late') await pool.destroy().catch(() => undefined);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Requests waiting for the client rate limit. */
@@ -311,6 +335,7 @@ export class KubeClient {
       headers['content-type'] = method === 'PATCH' ? patchContentType[options.patchType ?? 'merge'] : 'application/json';
       body = JSON.stringify(options.body);
     }
+    if (this.#closed) throw new KubeTransportError(`${method} ${path}: the client is closed`);
     try {
       // undici's request(), not fetch(): the same connection pool without WHATWG
       // Request/Response/Headers objects and web streams around every call (ADR 0124).
