@@ -171,7 +171,7 @@ async function startHealthServer(p: Process): Promise<HealthServer> {
   return health;
 }
 
-async function main(): Promise<number> {
+async function main(): Promise<void> {
   const settings = readSettings(process.argv.slice(2), process.env);
   const log = pino({ level: settings.logLevel, base: { component: 'keyvirt-operator' } });
   log.info({ version: VERSION, identity: settings.identity, namespace: settings.namespace }, 'starting');
@@ -223,17 +223,14 @@ async function main(): Promise<number> {
     await client.close();
   }
   log.info('stopped');
-  return 0;
+  exitWhenDrained(0, log);
 }
 
-main().then(
-  (code) => exitWhenDrained(code, { log: pino({ base: { component: 'keyvirt-operator' } }) }),
-  (err: unknown) => {
-    if (err instanceof SettingsError) {
-      process.stderr.write(`keyvirt-operator: ${err.message}\n`);
-      process.exit(2);
-    }
-    pino().fatal({ err }, 'operator failed');
-    process.exit(1);
-  },
-);
+main().catch((err: unknown) => {
+  if (err instanceof SettingsError) {
+    process.stderr.write(`keyvirt-operator: ${err.message}\n`);
+    process.exit(2);
+  }
+  pino().fatal({ err }, 'operator failed');
+  process.exit(1);
+});

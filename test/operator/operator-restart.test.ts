@@ -75,8 +75,9 @@ void describe('operator restarts and leader election', { timeout: 15 * 60_000 },
     assert.ok(vm.metadata.finalizers?.includes('keyvirt.io/graceful-stop'));
     b.kill('SIGTERM');
     const exit = await b.exited;
-    assert.equal(exit, 0, `a clean stop exits 0; the operator's log ends:\n${await b.logTail()}`);
-    assert.ok(!(await b.logTail()).includes('did not drain'), 'nothing holds the stopped operator open');
+    const tail = await b.logTail();
+    assert.equal(exit, 0, `a clean stop exits 0; the operator's log ends:\n${tail}`);
+    assert.ok(!tail.includes('did not drain'), 'nothing holds the stopped operator open');
     assert.equal(leaseHolder(cluster, lease), '', 'a clean stop releases the lease');
   });
 

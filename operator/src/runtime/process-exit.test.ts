@@ -16,14 +16,14 @@ function run(body: string): { status: number | null; signal: string | null; stdo
 
 void describe('exitWhenDrained', () => {
   void it('a process whose loop drains ends with the code at once, without the warning', () => {
-    const r = run(`setTimeout(() => undefined, 50);\nexitWhenDrained(3, { log, graceMs: 20_000 });`);
+    const r = run(`setTimeout(() => undefined, 50);\nexitWhenDrained(3, log, 20_000);`);
     assert.equal(r.signal, null);
     assert.equal(r.status, 3);
     assert.doesNotMatch(r.stdout, /did not drain/);
   });
 
   void it('a handle left open: after the grace period it names what is open and exits with the code', () => {
-    const r = run(`setInterval(() => undefined, 1000);\nexitWhenDrained(0, { log, graceMs: 200 });`);
+    const r = run(`setInterval(() => undefined, 1000);\nexitWhenDrained(0, log, 200);`);
     assert.equal(r.signal, null);
     assert.equal(r.status, 0);
     const line = r.stdout.split('\n').find((l) => l.includes('did not drain'));

@@ -7,33 +7,18 @@
 // with the same code anyway: a stop never hangs.
 import type { Logger } from 'pino';
 
-/** What the process ends with: its loop drained within `graceMs`, or forced after it. */
-export interface DrainedExitOptions {
-  readonly log: Pick<Logger, 'warn'>;
-  readonly graceMs?: number;
-  /** For tests: what forcing the exit does (default process.exit). */
-  readonly exit?: (code: number) => void;
-  /** For tests: the resources still open (default process.getActiveResourcesInfo). */
-  readonly activeResources?: () => string[];
-}
-
-export const DEFAULT_DRAIN_GRACE_MS = 5000;
+const DRAIN_GRACE_MS = 5000;
 
 /**
- * Ends the process with `code` once nothing keeps its event loop alive; returns the
- * (unreferenced) timer that forces the exit after the grace period.
+ * Ends the process with `code` once nothing keeps its event loop alive; after `graceMs`
+ * an unreferenced timer names what still does and forces the exit.
  */
-export function exitWhenDrained(code: number, options: DrainedExitOptions): NodeJS.Timeout {
+export function exitWhenDrained(code: number, log: Pick<Logger, 'warn'>, graceMs = DRAIN_GRACE_MS): void {
   process.exitCode = code;
-  const exit = options.exit ?? ((c: number): void => process.exit(c));
-  const active = options.activeResources ?? ((): string[] => process.getActiveResourcesInfo());
-  const graceMs = options.graceMs ?? DEFAULT_DRAIN_GRACE_MS;
-  const timer = setTimeout(() => {
-    options.log.warn({ activeResources: countResources(active()), graceMs }, 'the event loop did not drain after the stop; exiting anyway');
-    exit(code);
-  }, graceMs);
-  timer.unref();
-  return timer;
+  setTimeout(() => {
+    log.warn({ activeResources: countResources(process.getActiveResourcesInfo()), graceMs }, 'the event loop did not drain after the stop; exiting anyway');
+    process.exit(code);
+  }, graceMs).unref();
 }
 
 /** Resource names with their counts, e.g. { TCPSocketWrap: 2, Timeout: 1 }. */
